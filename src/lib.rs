@@ -1,0 +1,37 @@
+//! agent-vault: a credential broker and sandbox orchestrator for AI agents.
+//!
+//! Agents never hold credentials. The server keeps them encrypted in vaults; agents send their
+//! HTTP(S) traffic through the broker, which attaches the real credential on the way out.
+//! One binary is both the server and its CLI.
+//!
+//! # Module map
+//!
+//! Lower layers never import upper ones:
+//!
+//! ```text
+//! paths → crypto → store → api | proxy → server → cli → main
+//! ```
+//!
+//! | module   | owns |
+//! |----------|------|
+//! | [`paths`]  | the `~/.agent-vault/` layout and its permissions |
+//! | [`crypto`] | DEK/KEK, Argon2id, AES-256-GCM with associated data, tokens, zeroizing secrets |
+//! | [`store`]  | SQLite: one connection, versioned migrations, one file per aggregate |
+//! | [`api`]    | the management HTTP API (axum): JSON in/out, one error shape |
+//! | [`proxy`]  | the MITM / forward-proxy listener |
+//! | [`server`] | server lifecycle: unlock, pid file, detach, listeners, graceful shutdown |
+//! | [`cli`]    | the clap command tree, API client, output and prompts |
+//!
+//! Security stance: no credential value, password or token reaches a log line, an error
+//! message or a panic; secrets live in zeroizing types and are redacted in `Debug`.
+
+pub mod api;
+pub mod cli;
+pub mod crypto;
+pub mod paths;
+pub mod proxy;
+pub mod server;
+pub mod store;
+
+/// The version printed by `agent-vault version` and sent by the CLI.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

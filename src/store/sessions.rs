@@ -1,0 +1,161 @@
+//! Bearer sessions: user logins, vault-scoped tokens and agent tokens share one table, keyed
+//! by the SHA-256 of the raw token (the raw token is never stored).
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::roles::column;
+use super::{Result, VaultRole, now};
+use crate::crypto::{NewToken, TokenKind, mint_token, random_bytes};
+
+/// A user login lasts at most a year and ends after 30 days without use.
+pub const USER_SESSION_TTL: i64 = 365 * 24 * 3600;
+pub const USER_SESSION_IDLE: i64 = 30 * 24 * 3600;
+/// `last_used_at` is written at most this often, to keep reads cheap.
+const TOUCH_INTERVAL: i64 = 60;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    User,
+    Scoped,
+    Agent,
+}
+
+impl SessionKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Scoped => "scoped",
+            Self::Agent => "agent",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token_hash: String,
+    /// A short public handle for listing and revoking without the token.
+    pub public_id: String,
+    pub kind: SessionKind,
+    pub user_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub vault_id: Option<String>,
+    pub vault_role: Option<VaultRole>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: i64,
+}
+
+impl Session {
+    pub fn is_expired(&self, now: i64) -> bool {
+        let past_expiry = self.expires_at.is_some_and(|at| now >= at);
+        let idle = self.kind == SessionKind::User && now - self.last_used_at > USER_SESSION_IDLE;
+        past_expiry || idle
+    }
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
+    let kind = match r.get::<_, String>(2)?.as_str() {
+        "user" => SessionKind::User,
+        "scoped" => SessionKind::Scoped,
+        _ => SessionKind::Agent,
+    };
+    Ok(Session {
+        token_hash: r.get(0)?,
+        public_id: r.get(1)?,
+        kind,
+        user_id: r.get(3)?,
+        agent_id: r.get(4)?,
+        vault_id: r.get(5)?,
+        vault_role: r.get::<_, Option<String>>(6)?.map(column).transpose()?,
+        created_at: r.get(7)?,
+        expires_at: r.get(8)?,
+        last_used_at: r.get(9)?,
+    })
+}
+
+/// Creates a login session for a user and returns the raw token (shown once).
+pub fn create_for_user(conn: &Connection, user_id: &str) -> Result<(NewToken, Session)> {
+    let token = mint_token(TokenKind::Session);
+    let now = now();
+    let session = Session {
+        token_hash: token.hash.clone(),
+        public_id: hex::encode(random_bytes::<10>()),
+        kind: SessionKind::User,
+        user_id: Some(user_id.to_owned()),
+        agent_id: None,
+        vault_id: None,
+        vault_role: None,
+        created_at: now,
+        expires_at: Some(now + USER_SESSION_TTL),
+        last_used_at: now,
+    };
+    insert(conn, &session)?;
+    Ok((token, session))
+}
+
+pub fn insert(conn: &Connection, s: &Session) -> Result<()> {
+    conn.execute(
+        "INSERT INTO sessions (token_hash, public_id, kind, user_id, agent_id, vault_id,
+             vault_role, created_at, expires_at, last_used_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            s.token_hash,
+            s.public_id,
+            s.kind.as_str(),
+            s.user_id,
+            s.agent_id,
+            s.vault_id,
+            s.vault_role.map(VaultRole::as_str),
+            s.created_at,
+            s.expires_at,
+            s.last_used_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn by_token_hash(conn: &Connection, token_hash: &str) -> Result<Option<Session>> {
+    Ok(conn
+        .query_row(
+            "SELECT token_hash, public_id, kind, user_id, agent_id, vault_id, vault_role,
+                    created_at, expires_at, last_used_at
+             FROM sessions WHERE token_hash = ?1",
+            [token_hash],
+            from_row,
+        )
+        .optional()?)
+}
+
+/// Records use of a session (throttled), which keeps an active login from going idle.
+pub fn touch(conn: &Connection, session: &Session, now: i64) -> Result<()> {
+    if now - session.last_used_at >= TOUCH_INTERVAL {
+        conn.execute(
+            "UPDATE sessions SET last_used_at = ?2 WHERE token_hash = ?1",
+            params![session.token_hash, now],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn delete(conn: &Connection, token_hash: &str) -> Result<bool> {
+    Ok(conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])? > 0)
+}
+
+/// Ends every session of a user, and every scoped token the user minted.
+pub fn delete_all_for_user(conn: &Connection, user_id: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM sessions WHERE user_id = ?1
+            OR (created_by_type = 'user' AND created_by_id = ?1)",
+        [user_id],
+    )?;
+    Ok(())
+}
+
+pub fn purge_expired(conn: &Connection) -> Result<usize> {
+    let now = now();
+    Ok(conn.execute(
+        "DELETE FROM sessions WHERE (expires_at IS NOT NULL AND expires_at <= ?1)
+            OR (kind = 'user' AND last_used_at < ?2)",
+        params![now, now - USER_SESSION_IDLE],
+    )?)
+}

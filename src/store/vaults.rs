@@ -1,0 +1,121 @@
+//! Vaults and vault grants (the membership of users and agents, with their vault role).
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::roles::column;
+use super::{Result, VaultRole, conflict_as, new_id, now};
+
+#[derive(Debug, Clone)]
+pub struct Vault {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// Who holds a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorType {
+    User,
+    Agent,
+}
+
+impl ActorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Agent => "agent",
+        }
+    }
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Vault> {
+    Ok(Vault {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created_at: r.get(2)?,
+    })
+}
+
+pub fn insert(conn: &Connection, name: &str) -> Result<Vault> {
+    let vault = Vault {
+        id: new_id(),
+        name: name.to_owned(),
+        created_at: now(),
+    };
+    conn.execute(
+        "INSERT INTO vaults (id, name, created_at) VALUES (?1, ?2, ?3)",
+        params![vault.id, vault.name, vault.created_at],
+    )
+    .map_err(conflict_as(&format!("vault \"{name}\"")))?;
+    Ok(vault)
+}
+
+pub fn by_name(conn: &Connection, name: &str) -> Result<Option<Vault>> {
+    Ok(conn
+        .query_row(
+            "SELECT id, name, created_at FROM vaults WHERE name = ?1",
+            [name],
+            from_row,
+        )
+        .optional()?)
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<Vault>> {
+    let mut stmt = conn.prepare("SELECT id, name, created_at FROM vaults ORDER BY name")?;
+    let vaults = stmt
+        .query_map([], from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(vaults)
+}
+
+/// Grants `role` on a vault, replacing any earlier grant of the same actor.
+pub fn grant(
+    conn: &Connection,
+    vault_id: &str,
+    actor: ActorType,
+    actor_id: &str,
+    role: VaultRole,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO vault_grants (vault_id, actor_type, actor_id, role, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (vault_id, actor_type, actor_id) DO UPDATE SET role = excluded.role",
+        params![vault_id, actor.as_str(), actor_id, role.as_str(), now()],
+    )?;
+    Ok(())
+}
+
+pub fn role_of(
+    conn: &Connection,
+    vault_id: &str,
+    actor: ActorType,
+    actor_id: &str,
+) -> Result<Option<VaultRole>> {
+    let role: Option<String> = conn
+        .query_row(
+            "SELECT role FROM vault_grants WHERE vault_id = ?1 AND actor_type = ?2 AND actor_id = ?3",
+            params![vault_id, actor.as_str(), actor_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    role.map(|r| column(r).map_err(Into::into)).transpose()
+}
+
+/// The vaults an actor holds a grant on, with the role, ordered by vault name.
+pub fn grants_of(
+    conn: &Connection,
+    actor: ActorType,
+    actor_id: &str,
+) -> Result<Vec<(Vault, VaultRole)>> {
+    let mut stmt = conn.prepare(
+        "SELECT v.id, v.name, v.created_at, g.role FROM vault_grants g
+         JOIN vaults v ON v.id = g.vault_id
+         WHERE g.actor_type = ?1 AND g.actor_id = ?2 ORDER BY v.name",
+    )?;
+    let rows = stmt
+        .query_map(params![actor.as_str(), actor_id], |r| {
+            Ok((from_row(r)?, column(r.get(3)?)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
