@@ -1,1 +1,210 @@
-//! placeholder
+//! The command-line interface: the clap command tree (one file per command group), the API
+//! client, the saved login, output and prompts.
+//!
+//! Stance: the CLI is a client of the API and enforces nothing the server must enforce. It
+//! never prints a secret it did not ask for, reads secrets from a terminal without echo or
+//! from stdin (never argv, where `ps` and shell history would see them), and sends a saved
+//! login token only to the server it was issued by.
+
+mod account;
+mod agent;
+mod auth;
+mod ca;
+mod catalog;
+mod client;
+mod master_password;
+mod output;
+mod owner;
+mod prompt;
+mod server;
+mod session;
+mod user;
+mod vault;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::paths::Paths;
+pub use client::{Client, Refusal};
+
+/// Where a client command sends its requests when nothing else says.
+pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:14321";
+
+#[derive(Parser)]
+#[command(
+    name = "agent-vault",
+    version,
+    about = "Credential broker and sandbox orchestrator for AI agents",
+    long_about = "Agents never hold credentials: agent-vault stores them encrypted in vaults and attaches them to the agent's HTTP(S) requests on the way out.",
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Server URL for client commands (default: the server you logged in to, then AGENT_VAULT_ADDR, then http://127.0.0.1:14321)
+    #[arg(long, global = true, value_name = "URL")]
+    address: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the Agent Vault server (default port 14321); `server stop` stops it
+    Server(server::ServerArgs),
+    /// The root CA of the transparent MITM proxy
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+    /// Register, verify, log in and out
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
+    /// Your own account
+    #[command(subcommand)]
+    Account(account::AccountCommand),
+    /// Vaults, their credentials, services, members, proposals, and `vault run`
+    Vault(vault::VaultArgs),
+    /// Instance users and invites
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Instance-level agents and agent invites
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// Owner-only administration: users, vaults, instance settings, email, reset
+    #[command(subcommand)]
+    Owner(owner::OwnerCommand),
+    /// Manage the master password that wraps the data encryption key (server must be stopped)
+    #[command(subcommand, name = "master-password")]
+    MasterPassword(master_password::MasterPasswordCommand),
+    /// Browse built-in service templates. No authentication required
+    Catalog(catalog::CatalogArgs),
+    /// Print the version and build information
+    Version,
+}
+
+/// Settings shared by every command.
+pub struct Context {
+    address: Option<String>,
+}
+
+impl Context {
+    pub fn paths(&self) -> anyhow::Result<Paths> {
+        Ok(Paths::from_env()?)
+    }
+
+    /// The server for commands that need no login: --address, AGENT_VAULT_ADDR, the
+    /// logged-in server, then the default.
+    pub fn public_address(&self) -> anyhow::Result<String> {
+        if let Some(address) = &self.address {
+            return Ok(address.clone());
+        }
+        if let Some(address) = std::env::var("AGENT_VAULT_ADDR")
+            .ok()
+            .filter(|a| !a.is_empty())
+        {
+            return Ok(address);
+        }
+        let saved = session::load(&self.paths()?).ok().flatten();
+        Ok(saved.map_or_else(|| DEFAULT_ADDRESS.to_owned(), |s| s.address))
+    }
+
+    pub fn anonymous_client(&self) -> anyhow::Result<Client> {
+        Client::new(&self.public_address()?, None)
+    }
+
+    /// A client carrying the saved login. The token goes only to the server that issued it.
+    pub fn logged_in_client(&self) -> anyhow::Result<Client> {
+        let paths = self.paths()?;
+        let saved = session::load(&paths)?.context(
+            "you are not logged in; run `agent-vault auth login` (or `agent-vault auth register` on a new server)",
+        )?;
+        if let Some(address) = &self.address
+            && normalize(address) != normalize(&saved.address)
+        {
+            anyhow::bail!(
+                "you are logged in to {}, not {address}; log in there with `agent-vault auth login --address {address}`",
+                saved.address
+            );
+        }
+        Client::new(&saved.address, Some(saved.token.clone()))
+    }
+}
+
+fn normalize(address: &str) -> &str {
+    address.trim().trim_end_matches('/')
+}
+
+/// The error for a command that is not built yet. Never a fake success.
+pub fn not_yet(command: &str) -> anyhow::Error {
+    anyhow::anyhow!("`agent-vault {command}` is not implemented yet in this version")
+}
+
+/// A child's exit status to return as ours (used by `vault run`).
+#[derive(Debug, thiserror::Error)]
+#[error("the command exited with status {0}")]
+pub struct PassThroughExit(pub u8);
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let context = Context {
+        address: cli.address,
+    };
+    let result = match cli.command {
+        Command::Server(args) => server::run(args, &context),
+        Command::MasterPassword(command) => master_password::run(command),
+        Command::Version => {
+            print_version();
+            Ok(())
+        }
+        other => run_async(other, context),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => match err.downcast_ref::<PassThroughExit>() {
+            Some(PassThroughExit(code)) => ExitCode::from(*code),
+            None => {
+                output::error(&err);
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn run_async(command: Command, context: Context) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match command {
+            Command::Ca(command) => ca::run(command, &context).await,
+            Command::Auth(command) => auth::run(command, &context).await,
+            Command::Account(command) => account::run(command, &context).await,
+            Command::Vault(args) => vault::run(args, &context).await,
+            Command::User(command) => user::run(command, &context).await,
+            Command::Agent(command) => agent::run(command, &context).await,
+            Command::Owner(command) => owner::run(command, &context).await,
+            Command::Catalog(args) => catalog::run(args, &context).await,
+            Command::Server(_) | Command::MasterPassword(_) | Command::Version => Ok(()),
+        }
+    })
+}
+
+fn print_version() {
+    println!("agent-vault {}", crate::VERSION);
+    println!(
+        "  os/arch: {}/{}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    );
+    println!(
+        "  build:   {}",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+}

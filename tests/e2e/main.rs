@@ -1,1 +1,10 @@
+//! End-to-end tests: the real `agent-vault` binary, a real SQLite file in a temporary home,
+//! real HTTP between CLI and server.
 
+// Test code panics on purpose when something is off.
+#![allow(clippy::unwrap_used)]
+
+mod accounts;
+mod harness;
+mod lifecycle;
+mod surface;

@@ -1,0 +1,33 @@
+# Developer tasks. `just` lists them; every recipe is a plain cargo command underneath.
+
+default:
+    @just --list
+
+# Build the release binary (target/release/agent-vault)
+build:
+    cargo build --release --locked
+
+# Install agent-vault into ~/.cargo/bin and start the server in the foreground
+serve:
+    cargo install --locked --path . && agent-vault server
+
+# The whole test suite (unit + end-to-end through the real binary)
+test:
+    cargo test --locked
+
+# Only the end-to-end suite
+e2e:
+    cargo test --locked --test e2e
+
+# Formatting and lints, as CI runs them
+lint:
+    cargo fmt --check
+    cargo clippy --locked --all-targets -- -D warnings
+
+# Benchmarks: prints latency and throughput figures (release build)
+bench:
+    cargo bench --locked --bench api
+
+# Everything CI does, from a fresh machine
+ci:
+    .ci/run

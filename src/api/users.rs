@@ -1,0 +1,66 @@
+//! Instance users as seen by the owner (`owner user …`).
+
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use super::accounts::rfc3339;
+use super::auth::Caller;
+use super::{ApiError, AppState};
+use crate::store::users::{self, normalize_email};
+use crate::store::vaults::{self, ActorType};
+use crate::store::verifications;
+
+/// `GET /v1/admin/users/{email}`: anyone may see themselves (`me`), the owner anyone. For a
+/// pending account the owner also sees the live verification code when no email is sent.
+pub async fn info(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(email): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let me = caller.user()?.clone();
+    let email = if email == "me" {
+        me.email.clone()
+    } else {
+        normalize_email(&email)
+    };
+    if email != me.email && !caller.is_owner() {
+        return Err(ApiError::forbidden(
+            "only the instance owner can view other users",
+        ));
+    }
+    let reveal_code = caller.is_owner() && !state.config.smtp_enabled;
+    let lookup = email.clone();
+    let found = state
+        .db(move |store, dek| {
+            store.read(|conn| {
+                let Some(user) = users::by_email(conn, &lookup)? else {
+                    return Ok(None);
+                };
+                let grants = vaults::grants_of(conn, ActorType::User, &user.id)?;
+                let code = match (user.active, reveal_code) {
+                    (false, true) => match verifications::pending(conn, &user.id)?.first() {
+                        Some(v) => Some((v.code(dek)?, v.expires_at)),
+                        None => None,
+                    },
+                    _ => None,
+                };
+                Ok(Some((user, grants, code)))
+            })
+        })
+        .await?;
+    let (user, grants, code) =
+        found.ok_or_else(|| ApiError::not_found(format!("no user with email \"{email}\"")))?;
+    let mut body = json!({
+        "email": user.email,
+        "role": user.role,
+        "status": if user.active { "active" } else { "pending" },
+        "vaults": grants.iter().map(|(v, r)| json!({ "name": v.name, "role": r })).collect::<Vec<_>>(),
+        "created_at": rfc3339(user.created_at),
+    });
+    if let Some((code, expires_at)) = code {
+        body["verification_code"] = json!(code.expose());
+        body["verification_code_expires_at"] = json!(rfc3339(expires_at));
+    }
+    Ok(axum::Json(body))
+}

@@ -1,0 +1,219 @@
+//! `agent-vault auth register | login | verify | logout`.
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::session::{self, SavedSession};
+use super::{Client, Context, output, prompt};
+use crate::api::{validate_email, validate_password};
+use crate::crypto::SecretString;
+
+#[derive(Subcommand)]
+pub enum AuthCommand {
+    /// Self-signup for a new account. The first user to register becomes the instance owner,
+    /// is auto-activated, and is granted admin on the default vault. Subsequent users receive
+    /// a 6-digit verification code
+    Register {
+        /// Email address
+        #[arg(long)]
+        email: Option<String>,
+        /// Read password from stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Authenticate with email and password. Prompts interactively by default. Rejects
+    /// inactive (unverified) accounts
+    Login {
+        /// Email address
+        #[arg(long)]
+        email: Option<String>,
+        /// Read password from stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Activate a registered account with its 6-digit verification code
+    Verify {
+        /// Email address
+        #[arg(long)]
+        email: Option<String>,
+        /// The 6-digit code (prompted for when omitted)
+        #[arg(long)]
+        code: Option<String>,
+    },
+    /// End this login session and forget it locally
+    Logout,
+}
+
+#[derive(Deserialize)]
+struct RegisterReply {
+    email: String,
+    message: String,
+    #[serde(default)]
+    token: Option<SecretString>,
+}
+
+#[derive(Deserialize)]
+struct SessionReply {
+    token: SecretString,
+}
+
+pub async fn run(command: AuthCommand, context: &Context) -> anyhow::Result<()> {
+    match command {
+        AuthCommand::Register {
+            email,
+            password_stdin,
+        } => register(context, email, password_stdin).await,
+        AuthCommand::Login {
+            email,
+            password_stdin,
+        } => login(context, email, password_stdin).await,
+        AuthCommand::Verify { email, code } => {
+            let client = context.anonymous_client()?;
+            let email = email_arg(email, false)?;
+            verify(context, &client, &email, code).await
+        }
+        AuthCommand::Logout => logout(context).await,
+    }
+}
+
+/// The email from --email, or a prompt on a terminal.
+fn email_arg(email: Option<String>, password_stdin: bool) -> anyhow::Result<String> {
+    let email = match email {
+        Some(email) => email,
+        None if password_stdin || !prompt::stdin_is_tty() => {
+            bail!("--email is required when stdin is not a terminal")
+        }
+        None => prompt::line("Email: ")?,
+    };
+    validate_email(&email).map_err(anyhow::Error::msg)?;
+    Ok(email.trim().to_lowercase())
+}
+
+fn password_arg(password_stdin: bool, confirm: bool) -> anyhow::Result<SecretString> {
+    let password = if password_stdin {
+        prompt::stdin_secret_line("password")?
+    } else if !prompt::stdin_is_tty() {
+        bail!("no terminal to ask for the password; pass --password-stdin and pipe it in");
+    } else if confirm {
+        return prompt::new_password("Password");
+    } else {
+        prompt::hidden("Password: ")?
+    };
+    if confirm {
+        validate_password(password.expose()).map_err(anyhow::Error::msg)?;
+    }
+    Ok(password)
+}
+
+fn save_login(
+    context: &Context,
+    client: &Client,
+    email: &str,
+    token: SecretString,
+) -> anyhow::Result<()> {
+    session::save(
+        &context.paths()?,
+        &SavedSession {
+            token,
+            address: client.base().to_owned(),
+            email: email.to_owned(),
+        },
+    )
+}
+
+async fn register(
+    context: &Context,
+    email: Option<String>,
+    password_stdin: bool,
+) -> anyhow::Result<()> {
+    let email = email_arg(email, password_stdin)?;
+    let password = password_arg(password_stdin, true)?;
+    let client = context.anonymous_client()?;
+    let reply: RegisterReply = client
+        .post(
+            "/v1/auth/register",
+            &json!({ "email": email, "password": password.expose() }),
+        )
+        .await
+        .context("registration failed")?;
+    if let Some(token) = reply.token {
+        save_login(context, &client, &reply.email, token)?;
+        output::success(format!(
+            "Owner account created for {}. You are logged in to {}.",
+            reply.email,
+            client.base()
+        ));
+        println!("Next: store a credential with `agent-vault vault credential set KEY=VALUE`.");
+        return Ok(());
+    }
+    println!("{}", reply.message);
+    if !password_stdin && prompt::stdin_is_tty() {
+        return verify(context, &client, &email, None).await;
+    }
+    Ok(())
+}
+
+async fn verify(
+    context: &Context,
+    client: &Client,
+    email: &str,
+    code: Option<String>,
+) -> anyhow::Result<()> {
+    let code = match code {
+        Some(code) => code,
+        None if prompt::stdin_is_tty() => prompt::line("Verification code: ")?,
+        None => bail!("--code is required when stdin is not a terminal"),
+    };
+    let reply: SessionReply = client
+        .post(
+            "/v1/auth/verify",
+            &json!({ "email": email, "code": code.trim() }),
+        )
+        .await
+        .context("verification failed")?;
+    save_login(context, client, email, reply.token)?;
+    output::success(format!(
+        "Account {email} verified. You are logged in to {}.",
+        client.base()
+    ));
+    Ok(())
+}
+
+async fn login(
+    context: &Context,
+    email: Option<String>,
+    password_stdin: bool,
+) -> anyhow::Result<()> {
+    let email = email_arg(email, password_stdin)?;
+    let password = password_arg(password_stdin, false)?;
+    let client = context.anonymous_client()?;
+    let reply: SessionReply = client
+        .post(
+            "/v1/auth/login",
+            &json!({ "email": email, "password": password.expose() }),
+        )
+        .await
+        .context("login failed")?;
+    save_login(context, &client, &email, reply.token)?;
+    output::success(format!("Logged in as {email} to {}.", client.base()));
+    Ok(())
+}
+
+async fn logout(context: &Context) -> anyhow::Result<()> {
+    let paths = context.paths()?;
+    if session::load(&paths)?.is_none() {
+        bail!("you are not logged in");
+    }
+    let client = context.logged_in_client()?;
+    let ended: anyhow::Result<serde_json::Value> = client.post("/v1/auth/logout", &json!({})).await;
+    session::clear(&paths)?;
+    match ended {
+        Ok(_) => output::success("Logged out."),
+        Err(e) => output::warn(format!(
+            "forgot the local login, but the server said: {e:#}"
+        )),
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! The API client: JSON over HTTP to the management API, errors turned into messages that
+//! say what to do. It never goes through `HTTP(S)_PROXY`: the control plane is reached
+//! directly even from inside `vault run`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::crypto::SecretString;
+
+/// A refusal from the server: its HTTP status, stable code and message.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+}
+
+pub struct Client {
+    base: String,
+    token: Option<SecretString>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<SecretString>) -> anyhow::Result<Self> {
+        let base = base.trim().trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            anyhow::bail!("server address \"{base}\" must start with http:// or https://");
+        }
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .user_agent(format!("agent-vault-cli/{}", crate::VERSION))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self { base, token, http })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(Method::GET, path, None::<&()>).await
+    }
+
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(Method::DELETE, path, None::<&()>).await
+    }
+
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .with_context(|| format!("the response from {} was cut off", self.base))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).with_context(|| {
+                format!("unexpected response from {url}; is it an agent-vault server of the same version?")
+            });
+        }
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_owned);
+        Err(Refusal {
+            status,
+            code: text("error").unwrap_or_else(|| status.as_u16().to_string()),
+            message: text("message")
+                .or_else(|| text("error"))
+                .unwrap_or_else(|| format!("the server answered {status}")),
+        }
+        .into())
+    }
+
+    fn transport_error(&self, err: reqwest::Error) -> anyhow::Error {
+        if err.is_connect() {
+            anyhow::anyhow!(
+                "cannot reach the agent-vault server at {}; start it with `agent-vault server`, or point to another one with --address",
+                self.base
+            )
+        } else if err.is_timeout() {
+            anyhow::anyhow!(
+                "the agent-vault server at {} did not answer in time",
+                self.base
+            )
+        } else {
+            anyhow::anyhow!("request to {} failed: {err}", self.base)
+        }
+    }
+}
+
+/// Percent-encodes one URL path segment.
+pub fn segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~@".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

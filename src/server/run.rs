@@ -1,0 +1,139 @@
+//! The running server: listeners, pid file, logging, graceful shutdown.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::options::bind_error;
+use super::{ServerError, ServerOptions, base_url, pidfile};
+use crate::api::{self, ApiConfig, AppState};
+use crate::crypto::Key;
+use crate::paths::Paths;
+use crate::store::{Store, users};
+
+pub fn serve(
+    paths: &Paths,
+    options: &ServerOptions,
+    store: Store,
+    dek: Key,
+) -> Result<(), ServerError> {
+    init_logging(options);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ServerError::io("cannot start the async runtime"))?;
+    let result = runtime.block_on(serve_async(paths, options, store, dek));
+    pidfile::remove_if_ours(paths);
+    result
+}
+
+fn init_logging(options: &ServerOptions) {
+    let level = match options.log_level {
+        super::LogLevel::Info => tracing::Level::INFO,
+        super::LogLevel::Debug => tracing::Level::DEBUG,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+async fn serve_async(
+    paths: &Paths,
+    options: &ServerOptions,
+    store: Store,
+    dek: Key,
+) -> Result<(), ServerError> {
+    let api_listener = TcpListener::bind((options.host.as_str(), options.port))
+        .await
+        .map_err(|e| bind_error(&options.host, options.port, &e))?;
+    let api_port = api_listener
+        .local_addr()
+        .map_err(ServerError::io("cannot read the API listener address"))?
+        .port();
+    let mitm_listener = match options.mitm_port {
+        0 => None,
+        port => match TcpListener::bind((options.host.as_str(), port)).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                tracing::warn!(
+                    "MITM proxy disabled: {}",
+                    bind_error(&options.host, port, &e)
+                );
+                None
+            }
+        },
+    };
+
+    let base_url = base_url(
+        std::env::var("AGENT_VAULT_ADDR").ok().as_deref(),
+        std::env::var("FLY_APP_NAME").ok().as_deref(),
+        &options.host,
+        api_port,
+    );
+    let initialized = store.read(users::count)? > 0;
+    let state = AppState {
+        store: Arc::new(store),
+        dek: Arc::new(dek),
+        config: Arc::new(ApiConfig {
+            base_url: base_url.clone(),
+            mitm_port: mitm_listener.as_ref().map(|_| options.mitm_port),
+            smtp_enabled: false,
+        }),
+    };
+
+    pidfile::write(paths)?;
+    println!("agent-vault {} listening on {base_url}", crate::VERSION);
+    if mitm_listener.is_some() {
+        println!(
+            "MITM proxy listening on {}:{}",
+            options.host, options.mitm_port
+        );
+    }
+    if !initialized {
+        println!("No account exists yet. Next step, create the owner account:");
+        println!("  agent-vault auth register --address {base_url} --email you@example.com");
+    }
+    tracing::info!(url = %base_url, "server started");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let proxy = mitm_listener
+        .map(|listener| tokio::spawn(crate::proxy::serve(listener, stopped(stop_rx.clone()))));
+    let api = axum::serve(api_listener, api::router(state))
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .await;
+    if let Some(proxy) = proxy {
+        let _ = proxy.await;
+    }
+    api.map_err(ServerError::io("the API server failed"))?;
+    println!("agent-vault server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

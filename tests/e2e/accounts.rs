@@ -1,0 +1,519 @@
+//! Accounts through the CLI and the API: owner bootstrap, verification, login, password
+//! change, deletion, and the API's error shape.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::harness::{Server, TestHome, http};
+
+fn register(home: &TestHome, server: &Server, email: &str, password: &str) -> crate::harness::Run {
+    home.run_with(
+        &[
+            "auth",
+            "register",
+            "--address",
+            &server.url,
+            "--email",
+            email,
+            "--password-stdin",
+        ],
+        &format!("{password}\n"),
+        &[],
+    )
+}
+
+fn saved_token(home: &TestHome) -> String {
+    let session: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.state().join("session.json")).unwrap()).unwrap();
+    session["token"].as_str().unwrap().to_owned()
+}
+
+fn me_status(server: &Server, token: &str) -> u16 {
+    http()
+        .get(format!("{}/v1/auth/me", server.url))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn later_users_verify_with_a_code_the_owner_can_read() {
+    let owner = TestHome::new();
+    let server = owner.start_server(&[], "", &[]);
+    register(&owner, &server, "owner@example.com", "owner-password").ok();
+
+    let bob = TestHome::new();
+    let run = register(&bob, &server, "bob@example.com", "bob-password").ok();
+    assert!(
+        run.stdout.contains("auth verify --email bob@example.com"),
+        "{run}"
+    );
+    assert!(
+        !bob.state().join("session.json").exists(),
+        "not logged in before verifying"
+    );
+
+    bob.run_with(
+        &[
+            "auth",
+            "login",
+            "--address",
+            &server.url,
+            "--email",
+            "bob@example.com",
+            "--password-stdin",
+        ],
+        "bob-password\n",
+        &[],
+    )
+    .fails_with("not verified");
+    bob.run_with(
+        &[
+            "auth",
+            "login",
+            "--address",
+            &server.url,
+            "--email",
+            "bob@example.com",
+            "--password-stdin",
+        ],
+        "wrong-password\n",
+        &[],
+    )
+    .fails_with("invalid email or password");
+
+    let info = owner
+        .run(&["owner", "user", "info", "bob@example.com"])
+        .ok();
+    assert!(info.stdout.contains("Status:   pending"), "{info}");
+    let code = info
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Verification code: "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("owner sees the code")
+        .to_owned();
+    assert_eq!(code.len(), 6);
+
+    bob.run(&[
+        "auth",
+        "verify",
+        "--address",
+        &server.url,
+        "--email",
+        "bob@example.com",
+        "--code",
+        "000000x",
+    ])
+    .fails_with("invalid or expired verification code");
+    bob.run(&[
+        "auth",
+        "verify",
+        "--address",
+        &server.url,
+        "--email",
+        "bob@example.com",
+        "--code",
+        &code,
+    ])
+    .ok();
+    let whoami = bob.run(&["account", "whoami"]).ok();
+    assert!(
+        whoami.stdout.contains("bob@example.com") && whoami.stdout.contains("Role:     member")
+    );
+    // A member sees only themselves.
+    bob.run(&["owner", "user", "info", "owner@example.com"])
+        .fails_with("only the instance owner");
+    bob.run(&["owner", "user", "info"]).ok();
+}
+
+#[test]
+fn registration_squatting_does_not_take_over_the_account() {
+    let owner = TestHome::new();
+    let server = owner.start_server(&[], "", &[]);
+    register(&owner, &server, "owner@example.com", "owner-password").ok();
+    // An attacker registers the victim's address first, then the victim registers.
+    let attacker = TestHome::new();
+    register(
+        &attacker,
+        &server,
+        "victim@example.com",
+        "attacker-password",
+    )
+    .ok();
+    let victim = TestHome::new();
+    register(&victim, &server, "victim@example.com", "victim-password").ok();
+    // The owner relays the newest code (the victim's registration) to the victim.
+    let info = owner
+        .run(&["owner", "user", "info", "victim@example.com"])
+        .ok();
+    let code = info
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Verification code: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    victim
+        .run(&[
+            "auth",
+            "verify",
+            "--address",
+            &server.url,
+            "--email",
+            "victim@example.com",
+            "--code",
+            &code,
+        ])
+        .ok();
+    // The account carries the victim's password, not the attacker's.
+    attacker
+        .run_with(
+            &[
+                "auth",
+                "login",
+                "--address",
+                &server.url,
+                "--email",
+                "victim@example.com",
+                "--password-stdin",
+            ],
+            "attacker-password\n",
+            &[],
+        )
+        .fails_with("invalid email or password");
+    victim
+        .run_with(
+            &[
+                "auth",
+                "login",
+                "--address",
+                &server.url,
+                "--email",
+                "victim@example.com",
+                "--password-stdin",
+            ],
+            "victim-password\n",
+            &[],
+        )
+        .ok();
+}
+
+#[test]
+fn change_password_ends_every_session() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    register(&home, &server, "owner@example.com", "owner-password").ok();
+    let first = saved_token(&home);
+    let other = TestHome::new();
+    other
+        .run_with(
+            &[
+                "auth",
+                "login",
+                "--address",
+                &server.url,
+                "--email",
+                "owner@example.com",
+                "--password-stdin",
+            ],
+            "owner-password\n",
+            &[],
+        )
+        .ok();
+    let second = saved_token(&other);
+
+    home.run_with(
+        &["account", "change-password", "--password-stdin"],
+        "wrong-current\nnew-password-1\n",
+        &[],
+    )
+    .fails_with("current password is incorrect");
+    home.run_with(
+        &["account", "change-password", "--password-stdin"],
+        "owner-password\nshort\n",
+        &[],
+    )
+    .fails_with("at least 8");
+    home.run_with(
+        &["account", "change-password", "--password-stdin"],
+        "owner-password\nnew-password-1\n",
+        &[],
+    )
+    .ok();
+    let third = saved_token(&home);
+    assert_eq!(me_status(&server, &first), 401);
+    assert_eq!(me_status(&server, &second), 401);
+    assert_eq!(me_status(&server, &third), 200);
+    home.run(&["account", "whoami"]).ok();
+    other
+        .run_with(
+            &[
+                "auth",
+                "login",
+                "--address",
+                &server.url,
+                "--email",
+                "owner@example.com",
+                "--password-stdin",
+            ],
+            "new-password-1\n",
+            &[],
+        )
+        .ok();
+}
+
+#[test]
+fn account_delete_refuses_owners_and_removes_members() {
+    let owner = TestHome::new();
+    let server = owner.start_server(&[], "", &[]);
+    register(&owner, &server, "owner@example.com", "owner-password").ok();
+    owner
+        .run(&["account", "delete", "--yes"])
+        .fails_with("owners cannot delete their own account");
+    owner.run(&["account", "delete"]).fails_with("--yes");
+
+    let member = TestHome::new();
+    register(&member, &server, "m@example.com", "member-password").ok();
+    let info = owner.run(&["owner", "user", "info", "m@example.com"]).ok();
+    let code = info
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Verification code: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    member
+        .run(&[
+            "auth",
+            "verify",
+            "--address",
+            &server.url,
+            "--email",
+            "m@example.com",
+            "--code",
+            &code,
+        ])
+        .ok();
+    let token = saved_token(&member);
+    member.run(&["account", "delete", "--yes"]).ok();
+    assert!(!member.state().join("session.json").exists());
+    assert_eq!(me_status(&server, &token), 401);
+    owner
+        .run(&["owner", "user", "info", "m@example.com"])
+        .fails_with("no user");
+}
+
+#[test]
+fn cli_login_is_private_and_bound_to_its_server() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    register(&home, &server, "owner@example.com", "owner-password").ok();
+    let mode = std::fs::metadata(home.state().join("session.json"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    // The saved token is never sent to another server.
+    home.run(&["account", "whoami", "--address", "http://127.0.0.1:9"])
+        .fails_with("you are logged in to");
+    home.run(&["auth", "logout"]).ok();
+    home.run(&["account", "whoami"]).fails_with("not logged in");
+}
+
+#[test]
+fn register_and_login_input_errors() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    // Before any account exists, login says how to start.
+    home.run_with(
+        &[
+            "auth",
+            "login",
+            "--address",
+            &server.url,
+            "--email",
+            "a@example.com",
+            "--password-stdin",
+        ],
+        "whatever-pass\n",
+        &[],
+    )
+    .fails_with("auth register");
+    home.run_with(
+        &[
+            "auth",
+            "register",
+            "--address",
+            &server.url,
+            "--email",
+            "",
+            "--password-stdin",
+        ],
+        "password-1\n",
+        &[],
+    )
+    .fails_with("email is empty");
+    home.run_with(
+        &[
+            "auth",
+            "register",
+            "--address",
+            &server.url,
+            "--email",
+            "not-an-email",
+            "--password-stdin",
+        ],
+        "password-1\n",
+        &[],
+    )
+    .fails_with("not a valid email");
+    home.run_with(
+        &[
+            "auth",
+            "register",
+            "--address",
+            &server.url,
+            "--email",
+            "a@example.com",
+            "--password-stdin",
+        ],
+        "short\n",
+        &[],
+    )
+    .fails_with("at least 8 characters");
+    home.run(&[
+        "auth",
+        "register",
+        "--address",
+        &server.url,
+        "--password-stdin",
+    ])
+    .fails_with("--email is required");
+    home.run(&[
+        "auth",
+        "login",
+        "--address",
+        "http://127.0.0.1:9",
+        "--email",
+        "a@example.com",
+        "--password-stdin",
+    ])
+    .fails_with("password");
+    home.run_with(
+        &[
+            "auth",
+            "login",
+            "--address",
+            "http://127.0.0.1:9",
+            "--email",
+            "a@example.com",
+            "--password-stdin",
+        ],
+        "password-1\n",
+        &[],
+    )
+    .fails_with("cannot reach the agent-vault server");
+    // Nothing above created an account or a login.
+    assert!(!home.state().join("session.json").exists());
+    let status: serde_json::Value = http()
+        .get(format!("{}/v1/status", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["needs_first_user"], true);
+}
+
+#[test]
+fn api_errors_share_one_shape_and_never_echo_secrets() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let client = http();
+    let check = |response: reqwest::blocking::Response, status: u16, code: &str| {
+        assert_eq!(response.status().as_u16(), status);
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        let body: serde_json::Value = response.json().unwrap();
+        assert_eq!(body["error"], code, "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(!message.is_empty());
+        assert!(!message.contains("SENTINEL"), "{message}");
+        body
+    };
+    check(
+        client
+            .get(format!("{}/v1/nope", server.url))
+            .send()
+            .unwrap(),
+        404,
+        "not_found",
+    );
+    check(
+        client
+            .get(format!("{}/v1/auth/me", server.url))
+            .send()
+            .unwrap(),
+        401,
+        "unauthorized",
+    );
+    check(
+        client
+            .get(format!("{}/v1/auth/me", server.url))
+            .bearer_auth("av_sess_bogus")
+            .send()
+            .unwrap(),
+        401,
+        "unauthorized",
+    );
+    check(
+        client
+            .post(format!("{}/v1/auth/register", server.url))
+            .body(r#"{"email":"a@b.co","password":["SENTINEL-x"]}"#)
+            .send()
+            .unwrap(),
+        400,
+        "invalid_request",
+    );
+    check(
+        client
+            .post(format!("{}/v1/auth/register", server.url))
+            .body("{not json")
+            .send()
+            .unwrap(),
+        400,
+        "invalid_request",
+    );
+    check(
+        client
+            .post(format!("{}/v1/auth/login", server.url))
+            .body(vec![b'x'; 2 * 1024 * 1024])
+            .send()
+            .unwrap(),
+        413,
+        "payload_too_large",
+    );
+    check(
+        client
+            .delete(format!("{}/health", server.url))
+            .send()
+            .unwrap(),
+        405,
+        "method_not_allowed",
+    );
+}
+
+#[test]
+fn unbuilt_commands_fail_instead_of_faking_success() {
+    let home = TestHome::new();
+    for args in [
+        &["vault", "list"][..],
+        &["vault", "creds", "set", "A=b"],
+        &["agent", "invite", "bot"],
+        &["vault", "run", "--", "true"],
+        &["owner", "reset", "--yes"],
+    ] {
+        home.run(args).fails_with("not implemented yet");
+    }
+}

@@ -1,0 +1,285 @@
+//! Shared helpers: a temporary home, the real binary driven as a user drives it, and a
+//! server process on ephemeral ports.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_agent-vault");
+
+/// A throwaway `$HOME` with its own `~/.agent-vault`.
+pub struct TestHome {
+    dir: tempfile::TempDir,
+    /// Use the full Argon2id parameters instead of the debug-only cheap ones.
+    pub real_kdf: bool,
+}
+
+impl TestHome {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            real_kdf: false,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join(".agent-vault")
+    }
+
+    /// The binary with a clean environment pointing at this home.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("HOME", self.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("NO_COLOR", "1")
+            .current_dir(self.path());
+        if !self.real_kdf {
+            cmd.env("AGENT_VAULT_INSECURE_TEST_KDF", "1");
+        }
+        cmd
+    }
+
+    /// Runs the binary to completion, feeding `stdin`.
+    pub fn run_with(&self, args: &[&str], stdin: &str, envs: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args);
+        cmd.envs(envs.iter().copied());
+        run_command(cmd, stdin)
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, "", &[])
+    }
+
+    /// Starts `agent-vault server` (on free ports unless `extra` names them) and waits until
+    /// it listens.
+    pub fn start_server(&self, extra: &[&str], stdin: &str, envs: &[(&str, &str)]) -> Server {
+        self.try_start_server(extra, stdin, envs)
+            .unwrap_or_else(|run| panic!("server did not start:\n{run}"))
+    }
+
+    pub fn try_start_server(
+        &self,
+        extra: &[&str],
+        stdin: &str,
+        envs: &[(&str, &str)],
+    ) -> Result<Server, Run> {
+        let mut args = vec!["server"];
+        for (flag, default) in [("--port", "0"), ("--mitm-port", "0")] {
+            if !extra.contains(&flag) {
+                args.extend([flag, default]);
+            }
+        }
+        args.extend_from_slice(extra);
+        let mut cmd = self.command(&args);
+        cmd.envs(envs.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn server");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let (tx, rx) = mpsc::channel::<String>();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let tx_err = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(format!("out:{line}"));
+            }
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx_err.send(format!("err:{line}"));
+            }
+        });
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    if let Some(url) = line
+                        .strip_prefix("out:")
+                        .and_then(|l| l.split("listening on ").nth(1))
+                    {
+                        let url = url.trim().to_owned();
+                        return Ok(Server {
+                            child,
+                            url,
+                            output: rx,
+                            seen,
+                        });
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let status = child.wait().expect("wait");
+                    let (stdout, stderr) = split_lines(&seen, rx);
+                    return Err(Run {
+                        status,
+                        stdout,
+                        stderr,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn split_lines(seen: &[String], rx: mpsc::Receiver<String>) -> (String, String) {
+    let mut all: Vec<String> = seen.to_vec();
+    all.extend(rx.try_iter());
+    let pick = |prefix: &str| {
+        all.iter()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    (pick("out:"), pick("err:"))
+}
+
+pub fn run_command(mut cmd: Command, stdin: &str) -> Run {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn agent-vault");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).ok();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("wait");
+    Run {
+        status,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// The outcome of one CLI invocation.
+pub struct Run {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(self) -> Self {
+        assert!(self.status.success(), "expected success:\n{self}");
+        self
+    }
+
+    /// Asserts a non-zero exit whose stderr mentions `needle`.
+    pub fn fails_with(self, needle: &str) -> Self {
+        assert!(!self.status.success(), "expected failure:\n{self}");
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{self}"
+        );
+        self
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "status: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A running server; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    output: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Server {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends a signal and waits for exit; returns everything the server printed.
+    pub fn stop_with(mut self, signal: &str) -> (std::process::ExitStatus, String) {
+        Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        let status = self.child.wait().expect("wait");
+        std::thread::sleep(Duration::from_millis(100));
+        let mut all = std::mem::take(&mut self.seen);
+        all.extend(self.output.try_iter());
+        (status, all.join("\n"))
+    }
+
+    /// Waits for the process to exit (after `server stop`); returns its output.
+    pub fn wait_exit(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().expect("wait");
+        std::thread::sleep(Duration::from_millis(100));
+        let mut all = std::mem::take(&mut self.seen);
+        all.extend(self.output.try_iter());
+        (status, all.join("\n"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP client for poking the API directly.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Reads every file under `dir` (recursively) as bytes.
+pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(all_files(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// A port that is free right now (for servers that must keep one address across restarts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}

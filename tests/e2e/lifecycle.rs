@@ -1,0 +1,446 @@
+//! Server lifecycle: master password, unlock, pid file, detach, stop, bad input.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::harness::{TestHome, all_files, contains, free_port, http};
+
+const MASTER: &str = "master-SENTINEL-4f1e9a";
+const OWNER_PW: &str = "owner-SENTINEL-77ab31";
+
+/// The acceptance walk, with the full Argon2id parameters.
+#[test]
+fn acceptance_walk_through_the_real_binary() {
+    let mut home = TestHome::new();
+    home.real_kdf = true;
+    let port = free_port().to_string();
+    let on_port = ["--port", port.as_str()];
+    let server = home.start_server(&on_port, "", &[("AGENT_VAULT_MASTER_PASSWORD", MASTER)]);
+    let url = server.url.clone();
+
+    home.run_with(
+        &[
+            "auth",
+            "register",
+            "--address",
+            &url,
+            "--email",
+            "owner@example.com",
+            "--password-stdin",
+        ],
+        &format!("{OWNER_PW}\n"),
+        &[],
+    )
+    .ok();
+    let whoami = home.run(&["account", "whoami"]).ok();
+    assert!(whoami.stdout.contains("owner@example.com"), "{whoami}");
+    assert!(whoami.stdout.contains("Role:     owner"), "{whoami}");
+    assert!(whoami.stdout.contains("default (admin)"), "{whoami}");
+
+    let stop = home.run(&["server", "stop"]).ok();
+    assert!(stop.stdout.contains("Server stopped"), "{stop}");
+    let (status, output) = server.wait_exit();
+    assert!(status.success(), "graceful exit: {output}");
+    assert!(
+        !home.state().join("agent-vault.pid").exists(),
+        "pid file removed on exit"
+    );
+
+    // Restart (password on stdin this time); the login works against the same data.
+    let server = home.start_server(
+        &["--port", &port, "--password-stdin"],
+        &format!("{MASTER}\n"),
+        &[],
+    );
+    home.run_with(
+        &[
+            "auth",
+            "login",
+            "--address",
+            &server.url,
+            "--email",
+            "owner@example.com",
+            "--password-stdin",
+        ],
+        &format!("{OWNER_PW}\n"),
+        &[],
+    )
+    .ok();
+    home.run(&["account", "whoami"]).ok();
+    home.run(&["server", "stop"]).ok();
+    server.wait_exit();
+
+    // A wrong master password is refused before anything listens.
+    let wrong = home
+        .try_start_server(
+            &on_port,
+            "",
+            &[("AGENT_VAULT_MASTER_PASSWORD", "not-the-password")],
+        )
+        .err()
+        .expect("a wrong master password must not start the server");
+    assert!(!wrong.status.success());
+    assert!(wrong.stderr.contains("wrong master password"), "{wrong}");
+
+    // Change the master password offline; the new one starts the server, the old one not.
+    home.run_with(
+        &["master-password", "change"],
+        &format!("{MASTER}\nnew-master-pass-2\n"),
+        &[],
+    )
+    .ok();
+    let old = home.try_start_server(&on_port, "", &[("AGENT_VAULT_MASTER_PASSWORD", MASTER)]);
+    assert!(
+        old.is_err(),
+        "the old master password must no longer unlock"
+    );
+    let server = home.start_server(
+        &on_port,
+        "",
+        &[("AGENT_VAULT_MASTER_PASSWORD", "new-master-pass-2")],
+    );
+    home.run(&["account", "whoami"]).ok();
+    drop(server);
+}
+
+#[test]
+fn master_password_is_not_in_the_server_environment() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[("AGENT_VAULT_MASTER_PASSWORD", MASTER)]);
+    let pid = std::fs::read_to_string(home.state().join("agent-vault.pid")).unwrap();
+    assert_eq!(
+        pid.trim(),
+        server.pid().to_string(),
+        "foreground re-exec keeps the PID"
+    );
+    let environ = std::fs::read(format!("/proc/{}/environ", server.pid())).unwrap();
+    assert!(
+        !contains(&environ, "AGENT_VAULT_MASTER_PASSWORD"),
+        "variable still in environ"
+    );
+    assert!(!contains(&environ, MASTER), "password still in environ");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.pid())).unwrap();
+    assert!(!contains(&cmdline, MASTER));
+}
+
+#[test]
+fn detached_server_is_ready_on_return_and_clean() {
+    let home = TestHome::new();
+    let port = free_port();
+    let run = home
+        .run_with(
+            &[
+                "server",
+                "-d",
+                "--port",
+                &port.to_string(),
+                "--mitm-port",
+                "0",
+            ],
+            "",
+            &[("AGENT_VAULT_MASTER_PASSWORD", MASTER)],
+        )
+        .ok();
+    assert!(run.stdout.contains("started in the background"), "{run}");
+    // Ready means ready: the very next request succeeds.
+    let health = http()
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let pid: i32 = std::fs::read_to_string(home.state().join("agent-vault.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(
+        !contains(&environ, MASTER),
+        "detached child got the password in its environment"
+    );
+    let log = home.state().join("server.log");
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // Starting again while it runs is refused, naming the PID.
+    home.run(&["server", "--port", "0", "--mitm-port", "0"])
+        .fails_with(&format!("already running (PID {pid})"));
+    home.run(&["server", "stop"]).ok();
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || !is_running(pid));
+    home.run(&["server", "stop"])
+        .fails_with("no server is running");
+}
+
+#[test]
+fn detached_start_reports_a_wrong_password() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[("AGENT_VAULT_MASTER_PASSWORD", MASTER)]);
+    drop(server);
+    let _ = std::fs::remove_file(home.state().join("agent-vault.pid"));
+    home.run_with(
+        &["server", "-d", "--port", "0", "--mitm-port", "0"],
+        "",
+        &[("AGENT_VAULT_MASTER_PASSWORD", "wrong-one-here")],
+    )
+    .fails_with("wrong master password");
+    assert!(
+        !home.state().join("server.log").exists(),
+        "nothing was started"
+    );
+}
+
+#[test]
+fn sigterm_and_sigint_shut_down_gracefully() {
+    for signal in ["TERM", "INT"] {
+        let home = TestHome::new();
+        let server = home.start_server(&[], "", &[]);
+        let (status, output) = server.stop_with(signal);
+        assert!(status.success(), "SIG{signal}: {status} {output}");
+        assert!(output.contains("server stopped"), "{output}");
+        assert!(!home.state().join("agent-vault.pid").exists());
+    }
+}
+
+#[test]
+fn state_is_private_and_holds_no_plaintext_secret() {
+    let home = TestHome::new();
+    let server = home.start_server(
+        &["--log-level", "debug"],
+        "",
+        &[("AGENT_VAULT_MASTER_PASSWORD", MASTER)],
+    );
+    home.run_with(
+        &[
+            "auth",
+            "register",
+            "--address",
+            &server.url,
+            "--email",
+            "owner@example.com",
+            "--password-stdin",
+        ],
+        &format!("{OWNER_PW}\n"),
+        &[],
+    )
+    .ok();
+    let member_pw = "member-SENTINEL-0c0c0c";
+    home.run_with(
+        &[
+            "auth",
+            "register",
+            "--address",
+            &server.url,
+            "--email",
+            "m@example.com",
+            "--password-stdin",
+        ],
+        &format!("{member_pw}\n"),
+        &[],
+    )
+    .ok();
+    let session: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.state().join("session.json")).unwrap()).unwrap();
+    let token = session["token"].as_str().unwrap().to_owned();
+    let (_, server_output) = server.stop_with("TERM");
+
+    let dir_mode = std::fs::metadata(home.state())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    for (path, bytes) in all_files(&home.state()) {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is readable by others", path.display());
+        for secret in [MASTER, OWNER_PW, member_pw] {
+            assert!(
+                !contains(&bytes, secret),
+                "{} holds a plaintext secret",
+                path.display()
+            );
+        }
+        if !path.ends_with("session.json") {
+            assert!(
+                !contains(&bytes, &token),
+                "{} holds the raw session token",
+                path.display()
+            );
+        }
+    }
+    for secret in [MASTER, OWNER_PW, member_pw, token.as_str()] {
+        assert!(
+            !server_output.contains(secret),
+            "server output leaked a secret"
+        );
+    }
+}
+
+#[test]
+fn port_flag_env_and_base_url() {
+    let home = TestHome::new();
+    let port = free_port();
+    // PORT is honoured when the flag is absent…
+    let mut cmd = home.command(&["server", "--mitm-port", "0"]);
+    cmd.env("PORT", port.to_string())
+        .env("AGENT_VAULT_ADDR", "https://vault.example.test/")
+        .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let status: serde_json::Value = wait_json(&format!("http://127.0.0.1:{port}/v1/status"));
+    assert_eq!(status["base_url"], "https://vault.example.test");
+    assert_eq!(status["needs_first_user"], true);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // …and the flag wins over it.
+    let flag_port = free_port();
+    let mut cmd = home.command(&[
+        "server",
+        "--port",
+        &flag_port.to_string(),
+        "--mitm-port",
+        "0",
+    ]);
+    cmd.env("PORT", "1").env("FLY_APP_NAME", "my-app");
+    let mut child = cmd.spawn().unwrap();
+    let status: serde_json::Value = wait_json(&format!("http://127.0.0.1:{flag_port}/v1/status"));
+    assert_eq!(status["base_url"], "https://my-app.fly.dev");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn mitm_port_is_bound_and_a_taken_one_is_only_a_warning() {
+    let home = TestHome::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port().to_string();
+    let port = free_port();
+    let mut cmd = home.command(&[
+        "server",
+        "--port",
+        &port.to_string(),
+        "--mitm-port",
+        &taken_port,
+    ]);
+    cmd.stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let child = cmd.spawn().unwrap();
+    let _: serde_json::Value = wait_json(&format!("http://127.0.0.1:{port}/health"));
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("MITM proxy disabled"), "{stderr}");
+
+    let mitm = free_port();
+    let mut cmd = home.command(&[
+        "server",
+        "--port",
+        &free_port().to_string(),
+        "--mitm-port",
+        &mitm.to_string(),
+    ]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let response = wait_response(&format!("http://127.0.0.1:{mitm}/anything"));
+    assert_eq!(response.headers()["x-agent-vault-proxy-error"], "true");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn bad_input_is_refused_clearly_without_partial_state() {
+    let home = TestHome::new();
+    // Unknown flag.
+    let run = home.run(&["server", "--bogus"]);
+    assert_eq!(run.status.code(), Some(2), "{run}");
+    assert!(run.stderr.contains("--bogus"), "{run}");
+    // Invalid log level.
+    home.run(&["server", "--log-level", "loud"])
+        .fails_with("loud");
+    // Port in use: refused before anything is written.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    home.run(&["server", "--port", &port, "--mitm-port", "0"])
+        .fails_with("--port");
+    assert!(
+        !home.state().join("agent-vault.db").exists(),
+        "port in use left a database"
+    );
+    // Missing home.
+    let mut cmd = home.command(&["server", "--port", "0"]);
+    cmd.env("HOME", home.path().join("does-not-exist"));
+    let run = crate::harness::run_command(cmd, "");
+    assert!(!run.status.success());
+    assert!(
+        run.stderr.contains("does not exist") && run.stderr.contains("HOME"),
+        "{run}"
+    );
+    assert!(!home.path().join("does-not-exist").exists());
+    let mut cmd = home.command(&["account", "whoami"]);
+    cmd.env_remove("HOME");
+    let run = crate::harness::run_command(cmd, "");
+    assert!(
+        !run.status.success() && run.stderr.contains("HOME is not set"),
+        "{run}"
+    );
+    // Master-password commands need data and a stopped server.
+    home.run(&["master-password", "set"])
+        .fails_with("start the server once");
+}
+
+#[test]
+fn passwordless_mode_and_master_password_set_remove() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    assert!(
+        server_stderr_warned(server),
+        "passwordless start should warn"
+    );
+    home.run_with(&["master-password", "remove"], "x\n", &[])
+        .fails_with("no master password");
+    home.run_with(&["master-password", "set"], "short\n", &[])
+        .fails_with("at least 8");
+    home.run_with(&["master-password", "set"], "a-new-master-1\n", &[])
+        .ok();
+    home.try_start_server(&[], "", &[])
+        .err()
+        .expect("now a password is required");
+    let server = home.start_server(
+        &[],
+        "",
+        &[("AGENT_VAULT_MASTER_PASSWORD", "a-new-master-1")],
+    );
+    // Offline operations are refused while it runs.
+    home.run_with(&["master-password", "remove"], "a-new-master-1\n", &[])
+        .fails_with("stop it first");
+    drop(server);
+    home.run_with(&["master-password", "remove"], "wrong-master\n", &[])
+        .fails_with("wrong master password");
+    home.run_with(&["master-password", "remove"], "a-new-master-1\n", &[])
+        .ok();
+    home.start_server(&[], "", &[]);
+}
+
+fn server_stderr_warned(server: crate::harness::Server) -> bool {
+    let (_, output) = server.stop_with("TERM");
+    output.contains("passwordless mode")
+}
+
+fn is_running(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+}
+
+fn wait_response(url: &str) -> reqwest::blocking::Response {
+    for _ in 0..600 {
+        if let Ok(response) = http().get(url).send() {
+            return response;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{url} never answered");
+}
+
+fn wait_json(url: &str) -> serde_json::Value {
+    wait_response(url).json().unwrap()
+}

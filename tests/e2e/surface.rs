@@ -1,0 +1,192 @@
+//! The seed CLI reference is the contract: every command exists with its flags.
+
+use crate::harness::TestHome;
+
+/// Each command of the seed with the flags its help must show.
+const SURFACE: &[(&str, &[&str])] = &[
+    (
+        "server",
+        &[
+            "--host",
+            "--port",
+            "--detach",
+            "-d",
+            "--password-stdin",
+            "--mitm-port",
+            "--log-level",
+        ],
+    ),
+    ("server stop", &[]),
+    ("ca fetch", &["--output", "-o", "--address"]),
+    (
+        "auth register",
+        &["--address", "--email", "--password-stdin"],
+    ),
+    ("auth login", &["--address", "--email", "--password-stdin"]),
+    ("account whoami", &[]),
+    ("account change-password", &["--password-stdin"]),
+    ("account delete", &[]),
+    ("vault create", &[]),
+    ("vault list", &[]),
+    ("vault delete", &["--yes"]),
+    ("vault rename", &[]),
+    ("vault use", &[]),
+    ("vault current", &[]),
+    ("vault init", &["--vault"]),
+    ("vault discover", &["--json"]),
+    (
+        "vault run",
+        &[
+            "--address",
+            "--role",
+            "--ttl",
+            "--no-mitm",
+            "--sandbox",
+            "--image",
+            "--mount",
+            "--keep",
+            "--no-firewall",
+            "--home-volume-shared",
+        ],
+    ),
+    ("vault token", &["--address", "--role", "--ttl"]),
+    ("vault user add", &["--vault", "--role"]),
+    ("vault user list", &["--vault"]),
+    ("vault user remove", &["--vault"]),
+    ("vault user set-role", &["--vault", "--role"]),
+    ("user list", &[]),
+    ("user invite", &["--role", "--vault"]),
+    ("user invite list", &["--status"]),
+    ("user invite revoke", &[]),
+    ("vault service list", &["--vault"]),
+    ("vault service set", &["--vault", "-f"]),
+    (
+        "vault service add",
+        &[
+            "--vault",
+            "-f",
+            "--host",
+            "--description",
+            "--auth-type",
+            "--token-key",
+            "--username-key",
+            "--password-key",
+            "--api-key-key",
+            "--api-key-header",
+            "--api-key-prefix",
+            "--disabled",
+        ],
+    ),
+    ("vault service enable", &["--vault"]),
+    ("vault service disable", &["--vault"]),
+    ("vault service remove", &["--vault", "--yes"]),
+    ("vault service clear", &["--vault", "--yes"]),
+    ("vault credential list", &["--vault", "--reveal"]),
+    ("vault credential get", &["--vault"]),
+    ("vault credential set", &["--vault"]),
+    ("vault credential delete", &["--vault"]),
+    ("vault creds list", &["--vault", "--reveal"]),
+    ("vault creds get", &["--vault"]),
+    ("vault creds set", &["--vault"]),
+    ("vault creds delete", &["--vault"]),
+    ("vault proposal list", &["--vault", "--status"]),
+    ("vault proposal show", &["--vault"]),
+    (
+        "vault proposal create",
+        &[
+            "--vault",
+            "--file",
+            "-f",
+            "--host",
+            "--description",
+            "--auth-type",
+            "--token-key",
+            "--username-key",
+            "--password-key",
+            "--api-key-key",
+            "--api-key-header",
+            "--api-key-prefix",
+            "--credential",
+            "--message",
+            "-m",
+            "--user-message",
+            "--json",
+        ],
+    ),
+    ("vault proposal approve", &["--vault", "--yes"]),
+    ("vault proposal reject", &["--vault", "--reason"]),
+    ("vault proposal review", &["--vault"]),
+    (
+        "agent invite",
+        &[
+            "--role",
+            "--vault",
+            "--invite-ttl",
+            "--address",
+            "--token-only",
+        ],
+    ),
+    ("agent invite list", &["--status"]),
+    ("agent invite revoke", &[]),
+    ("agent list", &[]),
+    ("agent info", &[]),
+    ("agent delete", &[]),
+    ("agent rotate", &[]),
+    ("agent rename", &[]),
+    ("agent set-role", &["--role"]),
+    ("vault agent list", &["--vault"]),
+    ("vault agent add", &["--vault", "--role"]),
+    ("vault agent remove", &["--vault"]),
+    ("vault agent set-role", &["--vault", "--role"]),
+    ("owner user list", &[]),
+    ("owner user info", &[]),
+    ("owner user remove", &[]),
+    ("owner user set-role", &["--role"]),
+    ("owner vault list", &[]),
+    ("owner vault join", &[]),
+    ("owner vault delete", &[]),
+    ("owner config get", &[]),
+    ("owner config set", &["--invite-only", "--allowed-domains"]),
+    ("master-password set", &[]),
+    ("master-password change", &[]),
+    ("master-password remove", &[]),
+    ("catalog", &["--json", "--address"]),
+    ("owner email test", &["--to", "--address"]),
+    ("owner reset", &["--yes"]),
+    ("version", &[]),
+];
+
+#[test]
+fn every_seed_command_exists_with_its_flags() {
+    let home = TestHome::new();
+    let mut problems = Vec::new();
+    for (command, flags) in SURFACE {
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.push("--help");
+        let run = home.run(&args);
+        let text = format!("{}{}", run.stdout, run.stderr);
+        if !run.status.success() || !text.to_lowercase().contains("usage") {
+            problems.push(format!("{command}: --help failed"));
+            continue;
+        }
+        let tokens: Vec<&str> = text
+            .split_whitespace()
+            .map(|t| t.trim_matches(|c| ",[]=<>".contains(c)))
+            .collect();
+        for flag in *flags {
+            if !tokens.contains(flag) {
+                problems.push(format!("{command}: help lacks {flag}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let run = TestHome::new().run(&["version"]).ok();
+    assert!(
+        run.stdout
+            .starts_with(&format!("agent-vault {}", env!("CARGO_PKG_VERSION")))
+    );
+}
