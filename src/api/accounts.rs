@@ -8,7 +8,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::auth::Caller;
-use super::{ApiError, ApiJson, AppState};
+use super::{ApiError, ApiJson, AppState, rfc3339};
 use crate::crypto::{
     KdfParams, SecretString, hash_password, verify_password, waste_password_check,
 };
@@ -56,7 +56,7 @@ pub fn validate_password(password: &str) -> Result<(), String> {
 }
 
 /// Hashes on a blocking thread: Argon2id takes a noticeable fraction of a second.
-async fn hash_async(password: SecretString) -> Result<String, ApiError> {
+pub(super) async fn hash_password_async(password: SecretString) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || {
         hash_password(password.expose(), KdfParams::for_new_secrets())
     })
@@ -65,7 +65,7 @@ async fn hash_async(password: SecretString) -> Result<String, ApiError> {
     .map_err(|_| ApiError::internal("password hashing failed"))
 }
 
-async fn verify_async(password: SecretString, hashes: Vec<String>) -> bool {
+pub(super) async fn verify_password_async(password: SecretString, hashes: Vec<String>) -> bool {
     tokio::task::spawn_blocking(move || {
         if hashes.is_empty() {
             waste_password_check(password.expose());
@@ -79,12 +79,6 @@ async fn verify_async(password: SecretString, hashes: Vec<String>) -> bool {
 
 fn session_body(token: &SecretString, expires_at: Option<i64>) -> serde_json::Value {
     json!({ "token": token.expose(), "expires_at": expires_at.map(rfc3339) })
-}
-
-pub fn rfc3339(ts: i64) -> String {
-    chrono::DateTime::from_timestamp(ts, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
 }
 
 #[derive(Deserialize)]
@@ -104,24 +98,18 @@ enum Registered {
 
 /// Checks instance settings that restrict self-registration.
 fn registration_allowed(conn: &rusqlite::Connection, email: &str) -> Result<(), ApiError> {
-    if settings::get(conn, "invite_only")?.as_deref() == Some("true") {
+    if settings::invite_only(conn)? {
         return Err(ApiError::forbidden(
             "this instance is invite-only; ask an existing user for an invite",
         ));
     }
-    if let Some(domains) = settings::get(conn, "allowed_email_domains")? {
-        let domains: Vec<String> = serde_json::from_str(&domains).unwrap_or_default();
-        let domain = email.rsplit('@').next().unwrap_or_default().to_lowercase();
-        if !domains.is_empty() && !domains.contains(&domain) {
-            return Err(ApiError::forbidden(format!(
-                "sign-ups are restricted to {}; ask the owner to add your domain",
-                domains
-                    .iter()
-                    .map(|d| format!("@{d}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
+    let domains = settings::allowed_domains(conn)?;
+    let domain = email.rsplit('@').next().unwrap_or_default();
+    if !domains.is_empty() && !domains.iter().any(|d| d == domain) {
+        return Err(ApiError::forbidden(format!(
+            "sign-ups are restricted to addresses at {}; ask the owner to add your domain",
+            domains.join(", ")
+        )));
     }
     Ok(())
 }
@@ -134,7 +122,7 @@ pub async fn register(
     let email = users::normalize_email(&body.email);
     validate_email(&email).map_err(ApiError::invalid)?;
     validate_password(body.password.expose()).map_err(ApiError::invalid)?;
-    let hash = hash_async(body.password.clone()).await?;
+    let hash = hash_password_async(body.password.clone()).await?;
 
     let outcome = {
         let email = email.clone();
@@ -291,11 +279,11 @@ pub async fn login(
     }
     let invalid = || ApiError::unauthorized("invalid email or password");
     let Some(user) = user else {
-        verify_async(body.password, Vec::new()).await;
+        verify_password_async(body.password, Vec::new()).await;
         return Err(invalid());
     };
     if !user.active {
-        if verify_async(body.password, pending_hashes).await {
+        if verify_password_async(body.password, pending_hashes).await {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "account_not_verified",
@@ -307,7 +295,7 @@ pub async fn login(
         return Err(invalid());
     }
     let hashes = user.password_hash.clone().into_iter().collect();
-    if !verify_async(body.password, hashes).await {
+    if !verify_password_async(body.password, hashes).await {
         return Err(invalid());
     }
     let (token, session) = state
@@ -365,10 +353,10 @@ pub async fn change_password(
     let user = caller.user()?.clone();
     validate_password(body.new_password.expose()).map_err(ApiError::invalid)?;
     let current = user.password_hash.clone().into_iter().collect();
-    if !verify_async(body.current_password, current).await {
+    if !verify_password_async(body.current_password, current).await {
         return Err(ApiError::unauthorized("the current password is incorrect"));
     }
-    let hash = hash_async(body.new_password).await?;
+    let hash = hash_password_async(body.new_password).await?;
     let (token, session) = state
         .db(move |store, _| {
             store.write(|tx| {

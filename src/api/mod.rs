@@ -5,11 +5,18 @@
 //! here, on the server, never in the CLI. Database work runs on blocking threads through
 //! [`AppState::db`]; password hashing never holds the database lock.
 
+mod access;
 mod accounts;
+mod admin;
 pub mod auth;
+mod credentials;
 mod error;
+mod invites;
 mod json;
+mod members;
+mod sessions;
 mod users;
+mod vaults;
 
 use std::sync::Arc;
 
@@ -23,6 +30,7 @@ use serde_json::json;
 use crate::crypto::Key;
 use crate::store::{self, Store};
 pub use accounts::{validate_email, validate_password};
+pub use credentials::validate_credential_key;
 pub use error::ApiError;
 pub use json::ApiJson;
 
@@ -72,12 +80,59 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/me", get(accounts::me))
         .route("/v1/auth/change-password", post(accounts::change_password))
         .route("/v1/auth/account", delete(accounts::delete_account))
-        .route("/v1/admin/users/{email}", get(users::info))
+        .route("/v1/admin/users", get(users::owner_list))
+        .route(
+            "/v1/admin/users/{email}",
+            get(users::info).delete(admin::remove_user),
+        )
+        .route("/v1/admin/users/{email}/role", post(admin::set_user_role))
+        .route("/v1/admin/vaults", get(vaults::owner_list))
+        .route("/v1/admin/vaults/{name}", delete(vaults::owner_delete))
+        .route(
+            "/v1/admin/settings",
+            get(admin::get_settings).put(admin::put_settings),
+        )
+        .route("/v1/users", get(users::list))
+        .route(
+            "/v1/users/invites",
+            get(invites::list).post(invites::create),
+        )
+        .route("/v1/users/invites/{suffix}", delete(invites::revoke))
+        .route("/v1/invites/{token}", get(invites::details))
+        .route("/v1/invites/{token}/accept", post(invites::accept))
+        .route("/v1/vaults", get(vaults::list).post(vaults::create))
+        .route("/v1/vaults/{name}", get(vaults::get).delete(vaults::delete))
+        .route("/v1/vaults/{name}/rename", post(vaults::rename))
+        .route("/v1/vaults/{name}/join", post(vaults::join))
+        .route(
+            "/v1/vaults/{name}/credentials",
+            get(credentials::list)
+                .post(credentials::set)
+                .delete(credentials::delete),
+        )
+        .route("/v1/vaults/{name}/credentials/{key}", get(credentials::get))
+        .route(
+            "/v1/vaults/{name}/users",
+            get(members::list).post(members::add),
+        )
+        .route("/v1/vaults/{name}/users/{email}", delete(members::remove))
+        .route(
+            "/v1/vaults/{name}/users/{email}/role",
+            post(members::set_role),
+        )
+        .route("/v1/sessions", post(sessions::mint))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// Seconds since the epoch as RFC 3339 (UTC), the timestamp format of every response.
+pub fn rfc3339(ts: i64) -> String {
+    chrono::DateTime::from_timestamp(ts, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }
 
 async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
@@ -100,13 +155,16 @@ async fn health() -> impl IntoResponse {
 }
 
 async fn status(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let users = state.db(|s, _| s.read(store::users::count)).await?;
+    let (users, instance_id) = state
+        .db(|s, _| s.read(|c| Ok((store::users::count(c)?, store::settings::instance_id(c)?))))
+        .await?;
     Ok(axum::Json(json!({
         "initialized": users > 0,
         "needs_first_user": users == 0,
         "version": crate::VERSION,
         "base_url": state.config.base_url,
         "mitm_port": state.config.mitm_port,
+        "instance_id": instance_id,
     })))
 }
 

@@ -4,9 +4,8 @@ use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use serde_json::json;
 
-use super::accounts::rfc3339;
 use super::auth::Caller;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, rfc3339};
 use crate::store::users::{self, normalize_email};
 use crate::store::vaults::{self, ActorType};
 use crate::store::verifications;
@@ -63,4 +62,57 @@ pub async fn info(
         body["verification_code_expires_at"] = json!(rfc3339(expires_at));
     }
     Ok(axum::Json(body))
+}
+
+/// `GET /v1/admin/users`: the owner-only listing.
+pub async fn owner_list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    super::admin::require_owner(&caller)?;
+    list(State(state), caller).await
+}
+
+/// `GET /v1/users`: owners see every account with its status and vault memberships;
+/// members see active accounts only.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.user()?;
+    let owner = caller.is_owner();
+    let rows = state
+        .db(move |store, _| {
+            store.read(|conn| {
+                users::list(conn)?
+                    .into_iter()
+                    .filter(|u| owner || u.active)
+                    .map(|u| {
+                        let grants = if owner {
+                            vaults::grants_of(conn, ActorType::User, &u.id)?
+                        } else {
+                            Vec::new()
+                        };
+                        Ok((u, grants))
+                    })
+                    .collect::<crate::store::Result<Vec<_>>>()
+            })
+        })
+        .await?;
+    let users: Vec<_> = rows
+        .iter()
+        .map(|(u, grants)| {
+            let mut row =
+                json!({ "email": u.email, "role": u.role, "created_at": rfc3339(u.created_at) });
+            if owner {
+                row["status"] = json!(if u.active { "active" } else { "pending" });
+                row["vaults"] = grants
+                    .iter()
+                    .map(|(v, r)| json!({ "name": v.name, "role": r }))
+                    .collect();
+            }
+            row
+        })
+        .collect();
+    Ok(axum::Json(json!({ "users": users })))
 }

@@ -42,6 +42,15 @@ pub enum AuthCommand {
         #[arg(long)]
         code: Option<String>,
     },
+    /// Accept an invite link: creates your account with the invite's role and vaults (or adds
+    /// them to your existing account) and logs you in
+    AcceptInvite {
+        /// The invite link (or the bare av_uinv_… token with --address)
+        link: String,
+        /// Read the password from stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// End this login session and forget it locally
     Logout,
 }
@@ -74,6 +83,10 @@ pub async fn run(command: AuthCommand, context: &Context) -> anyhow::Result<()> 
             let email = email_arg(email, false)?;
             verify(context, &client, &email, code).await
         }
+        AuthCommand::AcceptInvite {
+            link,
+            password_stdin,
+        } => accept_invite(context, &link, password_stdin).await,
         AuthCommand::Logout => logout(context).await,
     }
 }
@@ -215,5 +228,75 @@ async fn logout(context: &Context) -> anyhow::Result<()> {
             "forgot the local login, but the server said: {e:#}"
         )),
     }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct InviteDetails {
+    email: String,
+    role: String,
+    status: String,
+    account_exists: bool,
+    vaults: Vec<serde_json::Value>,
+}
+
+async fn accept_invite(context: &Context, link: &str, password_stdin: bool) -> anyhow::Result<()> {
+    let (client, token) = match link.trim().rsplit_once("/invite/") {
+        Some((base, token)) => (
+            Client::new(base, None)?,
+            token.trim_end_matches('/').to_owned(),
+        ),
+        None => (context.anonymous_client()?, link.trim().to_owned()),
+    };
+    if !token.starts_with("av_uinv_") {
+        bail!("\"{link}\" is not an invite link; it looks like http://host:14321/invite/av_uinv_…");
+    }
+    let invite: InviteDetails = client.get(&format!("/v1/invites/{token}")).await?;
+    if invite.status != "pending" {
+        bail!("this invite is {}; ask for a new one", invite.status);
+    }
+    let vaults: Vec<String> = invite
+        .vaults
+        .iter()
+        .map(|v| {
+            format!(
+                "{} ({})",
+                v["vault"].as_str().unwrap_or("?"),
+                v["role"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    eprintln!(
+        "Invite for {} as {}{}.",
+        invite.email,
+        invite.role,
+        if vaults.is_empty() {
+            String::new()
+        } else {
+            format!(", vaults {}", vaults.join(", "))
+        }
+    );
+    let password = if invite.account_exists {
+        if !password_stdin && prompt::stdin_is_tty() {
+            prompt::hidden("Password of your existing account: ")?
+        } else {
+            password_arg(password_stdin, false)?
+        }
+    } else {
+        password_arg(password_stdin, true)?
+    };
+    let reply: SessionReply = client
+        .post(
+            &format!("/v1/invites/{token}/accept"),
+            &json!({ "password": password.expose() }),
+        )
+        .await
+        .context("invite not accepted")?;
+    save_login(context, &client, &invite.email, reply.token)?;
+    output::success(format!(
+        "Invite accepted. You are logged in to {} as {}.",
+        client.base(),
+        invite.email
+    ));
     Ok(())
 }

@@ -29,3 +29,51 @@ pub fn error(err: &anyhow::Error) {
     let label = paint("31", "error:", std::io::stderr().is_terminal());
     eprintln!("{label} {err:#}");
 }
+
+/// Prints rows under upper-case headers, columns aligned with two spaces. Empty cells show
+/// as `-` so columns stay parseable.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            let width = if cell.is_empty() {
+                1
+            } else {
+                cell.chars().count()
+            };
+            widths[i] = widths[i].max(width);
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let text: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let c = if c.is_empty() { "-" } else { c };
+                if i == last {
+                    c.to_owned()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        println!("{}", text.join("  "));
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// Prints a secret value for piping: no trailing newline unless stdout is a terminal, so
+/// `> file` stores exactly the value.
+pub fn raw_value(value: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = out.write_all(value.as_bytes());
+    if out.is_terminal() {
+        let _ = out.write_all(b"\n");
+    }
+    let _ = out.flush();
+}

@@ -1,11 +1,16 @@
 //! `agent-vault owner …`: owner-only administration.
 
+use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::account::{VaultGrant, grants_line};
 use super::client::segment;
-use super::{Context, not_yet};
+use super::user::print_users;
+use super::{Context, Refusal, not_yet, output, prompt};
+use crate::paths::Paths;
+use crate::server::pidfile;
 
 #[derive(Subcommand)]
 pub enum OwnerCommand {
@@ -110,10 +115,42 @@ struct UserInfo {
     verification_code_expires_at: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct Settings {
+    invite_only: bool,
+    allowed_email_domains: Vec<String>,
+}
+
+fn print_settings(settings: &Settings) {
+    println!("invite_only:           {}", settings.invite_only);
+    let domains = if settings.allowed_email_domains.is_empty() {
+        "(any)".to_owned()
+    } else {
+        settings.allowed_email_domains.join(", ")
+    };
+    println!("allowed_email_domains: {domains}");
+}
+
+#[derive(Deserialize)]
+struct OwnerVault {
+    name: String,
+    is_default: bool,
+    user_members: usize,
+    created_at: String,
+}
+
+#[derive(Deserialize)]
+struct OwnerVaults {
+    vaults: Vec<OwnerVault>,
+}
+
 pub async fn run(command: OwnerCommand, context: &Context) -> anyhow::Result<()> {
+    if let OwnerCommand::Email(OwnerEmailCommand::Test { .. }) = command {
+        return Err(not_yet("owner email test"));
+    }
+    let client = context.logged_in_client()?;
     match command {
         OwnerCommand::User(OwnerUserCommand::Info { email }) => {
-            let client = context.logged_in_client()?;
             let who = email.as_deref().unwrap_or("me");
             let info: UserInfo = client
                 .get(&format!("/v1/admin/users/{}", segment(who)))
@@ -131,17 +168,137 @@ pub async fn run(command: OwnerCommand, context: &Context) -> anyhow::Result<()>
                     info.email, info.email
                 );
             }
-            Ok(())
         }
-        OwnerCommand::User(OwnerUserCommand::List) => Err(not_yet("owner user list")),
-        OwnerCommand::User(OwnerUserCommand::Remove { .. }) => Err(not_yet("owner user remove")),
-        OwnerCommand::User(OwnerUserCommand::SetRole(_)) => Err(not_yet("owner user set-role")),
-        OwnerCommand::Vault(OwnerVaultCommand::List) => Err(not_yet("owner vault list")),
-        OwnerCommand::Vault(OwnerVaultCommand::Join { .. }) => Err(not_yet("owner vault join")),
-        OwnerCommand::Vault(OwnerVaultCommand::Delete { .. }) => Err(not_yet("owner vault delete")),
-        OwnerCommand::Config(OwnerConfigCommand::Get) => Err(not_yet("owner config get")),
-        OwnerCommand::Config(OwnerConfigCommand::Set { .. }) => Err(not_yet("owner config set")),
-        OwnerCommand::Email(OwnerEmailCommand::Test { .. }) => Err(not_yet("owner email test")),
-        OwnerCommand::Reset { .. } => Err(not_yet("owner reset")),
+        OwnerCommand::User(OwnerUserCommand::List) => {
+            print_users(&client.get("/v1/admin/users").await?)
+        }
+        OwnerCommand::User(OwnerUserCommand::Remove { email }) => {
+            let _: serde_json::Value = client
+                .delete(&format!("/v1/admin/users/{}", segment(&email)))
+                .await?;
+            output::success(format!("Removed user {email}."));
+        }
+        OwnerCommand::User(OwnerUserCommand::SetRole(args)) => {
+            let _: serde_json::Value = client
+                .post(
+                    &format!("/v1/admin/users/{}/role", segment(&args.email)),
+                    &json!({ "role": args.role }),
+                )
+                .await?;
+            output::success(format!("{} is now {}.", args.email, args.role));
+        }
+        OwnerCommand::Vault(OwnerVaultCommand::List) => {
+            let list: OwnerVaults = client.get("/v1/admin/vaults").await?;
+            let rows: Vec<Vec<String>> = list
+                .vaults
+                .iter()
+                .map(|v| {
+                    let name = if v.is_default {
+                        format!("{} (default)", v.name)
+                    } else {
+                        v.name.clone()
+                    };
+                    vec![name, v.user_members.to_string(), v.created_at.clone()]
+                })
+                .collect();
+            output::table(&["NAME", "MEMBERS", "CREATED"], &rows);
+        }
+        OwnerCommand::Vault(OwnerVaultCommand::Join { name }) => {
+            let _: serde_json::Value = client
+                .post(&format!("/v1/vaults/{}/join", segment(&name)), &json!({}))
+                .await?;
+            output::success(format!("Joined vault \"{name}\" as admin."));
+        }
+        OwnerCommand::Vault(OwnerVaultCommand::Delete { name }) => {
+            let _: serde_json::Value = client
+                .delete(&format!("/v1/admin/vaults/{}", segment(&name)))
+                .await?;
+            output::success(format!("Deleted vault \"{name}\"."));
+        }
+        OwnerCommand::Config(OwnerConfigCommand::Get) => {
+            print_settings(&client.get("/v1/admin/settings").await?)
+        }
+        OwnerCommand::Config(OwnerConfigCommand::Set {
+            invite_only,
+            allowed_domains,
+        }) => {
+            if invite_only.is_none() && allowed_domains.is_none() {
+                bail!(
+                    "nothing to change; pass --invite-only true|false and/or --allowed-domains a.com,b.org"
+                );
+            }
+            let mut body = json!({});
+            if let Some(flag) = invite_only {
+                body["invite_only"] = json!(flag);
+            }
+            if let Some(domains) = allowed_domains {
+                let list: Vec<&str> = domains
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .collect();
+                body["allowed_email_domains"] = json!(list);
+            }
+            let settings: Settings = client
+                .send(reqwest::Method::PUT, "/v1/admin/settings", Some(&body))
+                .await?;
+            output::success("Settings updated.");
+            print_settings(&settings);
+        }
+        OwnerCommand::Reset { yes } => reset(context, &client, yes).await?,
+        OwnerCommand::Email(_) => {}
     }
+    Ok(())
+}
+
+/// `owner reset`: checks that the logged-in owner's server is the one whose data lives in
+/// this `~/.agent-vault`, stops it, and wipes the directory.
+async fn reset(context: &Context, client: &super::Client, yes: bool) -> anyhow::Result<()> {
+    let me: serde_json::Value = client.get("/v1/auth/me").await?;
+    if me["is_owner"] != true {
+        return Err(Refusal {
+            status: reqwest::StatusCode::FORBIDDEN,
+            code: "forbidden".into(),
+            message: "only an instance owner can reset the instance".into(),
+        }
+        .into());
+    }
+    let paths = context.paths()?;
+    let status: serde_json::Value = client.get("/v1/status").await?;
+    let local = local_instance_id(&paths)?;
+    if status["instance_id"].as_str() != Some(local.as_str()) {
+        bail!(
+            "the server at {} does not keep its data in {}; run `owner reset` on the machine (and as the user) that runs it",
+            client.base(),
+            paths.root().display()
+        );
+    }
+    if !yes {
+        if !prompt::stdin_is_tty() {
+            bail!("resetting needs confirmation; pass --yes");
+        }
+        output::warn(
+            "this permanently deletes every user, vault, credential and setting of this instance",
+        );
+        if prompt::line("Type \"reset\" to confirm: ")? != "reset" {
+            bail!("aborted: nothing was deleted");
+        }
+    }
+    if pidfile::running_server(&paths).is_some() {
+        let pid = pidfile::stop(&paths)?;
+        println!("Stopped the server (PID {pid}).");
+    }
+    std::fs::remove_dir_all(paths.root())
+        .with_context(|| format!("cannot remove {}", paths.root().display()))?;
+    output::success("Instance reset. Start a fresh one with `agent-vault server`.");
+    Ok(())
+}
+
+fn local_instance_id(paths: &Paths) -> anyhow::Result<String> {
+    let db = paths.database();
+    if !db.exists() {
+        bail!("there is no agent-vault data in {}", paths.root().display());
+    }
+    let store = crate::store::Store::open(&db)?;
+    Ok(store.read(crate::store::settings::instance_id)?)
 }

@@ -1,8 +1,12 @@
 //! `agent-vault user list | invite …`.
 
+use anyhow::bail;
 use clap::{Args, Subcommand};
+use serde::Deserialize;
+use serde_json::json;
 
-use super::{Context, not_yet};
+use super::client::segment;
+use super::{Context, output};
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -47,13 +51,172 @@ pub enum InviteCommand {
     },
 }
 
-pub async fn run(command: UserCommand, _context: &Context) -> anyhow::Result<()> {
+#[derive(Deserialize)]
+pub struct UserRow {
+    pub email: String,
+    pub role: String,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub vaults: Option<Vec<super::account::VaultGrant>>,
+    pub created_at: String,
+}
+
+#[derive(Deserialize)]
+pub struct UserList {
+    pub users: Vec<UserRow>,
+}
+
+/// Prints users; the owner's view adds status and vault memberships.
+pub fn print_users(list: &UserList) {
+    let full = list.users.iter().any(|u| u.vaults.is_some());
+    let rows: Vec<Vec<String>> = list
+        .users
+        .iter()
+        .map(|u| {
+            let mut row = vec![u.email.clone(), u.role.clone()];
+            if full {
+                row.push(u.status.clone().unwrap_or_default());
+                row.push(super::account::grants_line(
+                    u.vaults.as_deref().unwrap_or_default(),
+                ));
+            }
+            row.push(u.created_at.clone());
+            row
+        })
+        .collect();
+    if full {
+        output::table(&["EMAIL", "ROLE", "STATUS", "VAULTS", "CREATED"], &rows);
+    } else {
+        output::table(&["EMAIL", "ROLE", "CREATED"], &rows);
+    }
+}
+
+/// Parses `name:role` pre-assignments (role defaults to `default_role`).
+pub fn vault_assignments(
+    specs: &[String],
+    default_role: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (vault, role) = spec.split_once(':').unwrap_or((spec.as_str(), default_role));
+            if vault.is_empty() || role.is_empty() {
+                bail!("\"{spec}\" is not a vault assignment; write NAME:ROLE, for example default:{default_role}");
+            }
+            Ok(json!({ "vault": vault, "role": role }))
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct InviteRow {
+    email: String,
+    role: String,
+    status: String,
+    token_suffix: String,
+    vaults: Vec<InviteVault>,
+    created_by: Option<String>,
+    expires_at: String,
+    #[serde(default)]
+    invite_link: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InviteVault {
+    vault: String,
+    role: String,
+}
+
+#[derive(Deserialize)]
+struct InviteList {
+    invites: Vec<InviteRow>,
+}
+
+fn vaults_line(vaults: &[InviteVault]) -> String {
+    vaults
+        .iter()
+        .map(|v| format!("{} ({})", v.vault, v.role))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub async fn run(command: UserCommand, context: &Context) -> anyhow::Result<()> {
+    let client = context.logged_in_client()?;
     match command {
-        UserCommand::List => Err(not_yet("user list")),
+        UserCommand::List => print_users(&client.get("/v1/users").await?),
         UserCommand::Invite(args) => match args.command {
-            Some(InviteCommand::List { .. }) => Err(not_yet("user invite list")),
-            Some(InviteCommand::Revoke { .. }) => Err(not_yet("user invite revoke")),
-            None => Err(not_yet("user invite")),
+            Some(InviteCommand::List { status }) => {
+                let path = match &status {
+                    Some(s) => format!("/v1/users/invites?status={}", segment(s)),
+                    None => "/v1/users/invites".into(),
+                };
+                let list: InviteList = client.get(&path).await?;
+                if list.invites.is_empty() {
+                    println!("No invites.");
+                    return Ok(());
+                }
+                let rows: Vec<Vec<String>> = list
+                    .invites
+                    .iter()
+                    .map(|i| {
+                        vec![
+                            i.email.clone(),
+                            i.role.clone(),
+                            i.status.clone(),
+                            vaults_line(&i.vaults),
+                            format!("…{}", i.token_suffix),
+                            i.created_by.clone().unwrap_or_default(),
+                            i.expires_at.clone(),
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    &[
+                        "EMAIL",
+                        "ROLE",
+                        "STATUS",
+                        "VAULTS",
+                        "TOKEN",
+                        "INVITED BY",
+                        "EXPIRES",
+                    ],
+                    &rows,
+                );
+            }
+            Some(InviteCommand::Revoke { token_suffix }) => {
+                let suffix = token_suffix.trim_start_matches('…');
+                let reply: serde_json::Value = client
+                    .delete(&format!("/v1/users/invites/{}", segment(suffix)))
+                    .await?;
+                output::success(format!(
+                    "Revoked the invite for {}.",
+                    reply["email"].as_str().unwrap_or("?")
+                ));
+            }
+            None => {
+                let email = args.email.unwrap_or_default();
+                let body = json!({
+                    "email": email,
+                    "role": args.role,
+                    "vaults": vault_assignments(&args.vault, "member")?,
+                });
+                let invite: InviteRow = client.post("/v1/users/invites", &body).await?;
+                output::success(format!(
+                    "Invite created for {} (role {}).",
+                    invite.email, invite.role
+                ));
+                if !invite.vaults.is_empty() {
+                    println!("  Vaults:  {}", vaults_line(&invite.vaults));
+                }
+                println!("  Expires: {}", invite.expires_at);
+                let link = invite.invite_link.unwrap_or_default();
+                println!("  Link:    {link}");
+                println!(
+                    "Send them the link; they accept it with `agent-vault auth accept-invite {link}`."
+                );
+            }
         },
     }
+    Ok(())
 }

@@ -97,6 +97,49 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     );
     "#,
+    // 2: management surface — user invites with vault pre-assignments, services, vault
+    // settings, and the instance id that ties a running server to its data directory.
+    r#"
+    CREATE TABLE user_invites (
+        id           TEXT PRIMARY KEY,
+        token_hash   TEXT NOT NULL UNIQUE,
+        token_suffix TEXT NOT NULL,
+        email        TEXT NOT NULL,
+        role         TEXT NOT NULL CHECK (role IN ('owner', 'member')),
+        status       TEXT NOT NULL CHECK (status IN ('pending', 'accepted', 'revoked')),
+        created_by   TEXT,
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL,
+        accepted_at  INTEGER
+    );
+    CREATE INDEX user_invites_by_email ON user_invites (email, status);
+    CREATE TABLE user_invite_vaults (
+        invite_id TEXT NOT NULL REFERENCES user_invites(id) ON DELETE CASCADE,
+        vault_id  TEXT NOT NULL REFERENCES vaults(id) ON DELETE CASCADE,
+        role      TEXT NOT NULL CHECK (role IN ('admin', 'member')),
+        PRIMARY KEY (invite_id, vault_id)
+    );
+    CREATE TABLE services (
+        vault_id   TEXT NOT NULL REFERENCES vaults(id) ON DELETE CASCADE,
+        host       TEXT NOT NULL,
+        port       INTEGER NOT NULL DEFAULT 0,
+        path       TEXT NOT NULL DEFAULT '',
+        position   INTEGER NOT NULL,
+        config     TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (vault_id, host, port, path)
+    );
+    CREATE TABLE vault_settings (
+        vault_id   TEXT NOT NULL REFERENCES vaults(id) ON DELETE CASCADE,
+        key        TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (vault_id, key)
+    );
+    INSERT OR IGNORE INTO instance_settings (key, value, updated_at)
+        VALUES ('instance_id', lower(hex(randomblob(16))), CAST(strftime('%s', 'now') AS INTEGER));
+    "#,
 ];
 
 pub fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -7,6 +7,7 @@
 //! columns are sealed here with associated data naming their row.
 
 pub mod credentials;
+pub mod invites;
 pub mod master_key;
 mod migrations;
 pub mod roles;

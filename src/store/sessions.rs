@@ -159,3 +159,18 @@ pub fn purge_expired(conn: &Connection) -> Result<usize> {
         params![now, now - USER_SESSION_IDLE],
     )?)
 }
+
+/// Inserts a scoped session recording who minted it (so it ends when they are removed).
+pub fn insert_created_by(
+    conn: &Connection,
+    s: &Session,
+    creator_type: &str,
+    creator_id: &str,
+) -> Result<()> {
+    insert(conn, s)?;
+    conn.execute(
+        "UPDATE sessions SET created_by_type = ?2, created_by_id = ?3 WHERE token_hash = ?1",
+        params![s.token_hash, creator_type, creator_id],
+    )?;
+    Ok(())
+}

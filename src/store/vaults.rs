@@ -119,3 +119,76 @@ pub fn grants_of(
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
 }
+
+pub fn by_id(conn: &Connection, id: &str) -> Result<Option<Vault>> {
+    Ok(conn
+        .query_row(
+            "SELECT id, name, created_at FROM vaults WHERE id = ?1",
+            [id],
+            from_row,
+        )
+        .optional()?)
+}
+
+pub fn rename(conn: &Connection, id: &str, new_name: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE vaults SET name = ?2 WHERE id = ?1",
+        params![id, new_name],
+    )
+    .map_err(conflict_as(&format!("vault \"{new_name}\"")))?;
+    Ok(())
+}
+
+/// Deletes a vault; credentials, services, grants, sessions and settings go with it (cascade).
+pub fn delete(conn: &Connection, id: &str) -> Result<()> {
+    conn.execute("DELETE FROM vaults WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+pub fn revoke(conn: &Connection, vault_id: &str, actor: ActorType, actor_id: &str) -> Result<bool> {
+    Ok(conn.execute(
+        "DELETE FROM vault_grants WHERE vault_id = ?1 AND actor_type = ?2 AND actor_id = ?3",
+        params![vault_id, actor.as_str(), actor_id],
+    )? > 0)
+}
+
+/// How many admins (users and agents) a vault has: the last one cannot leave or be demoted.
+pub fn admin_count(conn: &Connection, vault_id: &str) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM vault_grants WHERE vault_id = ?1 AND role = 'admin'",
+        [vault_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// The users holding a grant on a vault: (email, role), ordered by email.
+pub fn user_members(conn: &Connection, vault_id: &str) -> Result<Vec<(String, VaultRole)>> {
+    let mut stmt = conn.prepare(
+        "SELECT u.email, g.role FROM vault_grants g JOIN users u ON u.id = g.actor_id
+         WHERE g.vault_id = ?1 AND g.actor_type = 'user' ORDER BY u.email",
+    )?;
+    let rows = stmt
+        .query_map([vault_id], |r| Ok((r.get(0)?, column(r.get(1)?)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// Settings of one vault (`unmatched_host_policy`, …).
+pub fn setting(conn: &Connection, vault_id: &str, key: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM vault_settings WHERE vault_id = ?1 AND key = ?2",
+            params![vault_id, key],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+pub fn set_setting(conn: &Connection, vault_id: &str, key: &str, value: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO vault_settings (vault_id, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (vault_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        params![vault_id, key, value, now()],
+    )?;
+    Ok(())
+}

@@ -112,3 +112,12 @@ pub fn consume(conn: &Connection, user_id: &str, id: i64) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// Voids every live code of an account (it was activated another way).
+pub fn void_all(conn: &Connection, user_id: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE email_verifications SET status = 'void' WHERE user_id = ?1 AND status = 'pending'",
+        [user_id],
+    )?;
+    Ok(())
+}

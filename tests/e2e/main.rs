@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod api;
 mod harness;
 mod lifecycle;
+mod permissions;
 mod surface;

@@ -1,6 +1,12 @@
 //! `vault user …` and `vault agent …`: who belongs to a vault, with which role.
 
 use clap::Subcommand;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Target;
+use crate::cli::client::segment;
+use crate::cli::output;
 
 #[derive(Subcommand)]
 pub enum VaultUserCommand {
@@ -56,17 +62,6 @@ pub enum VaultAgentCommand {
     },
 }
 
-impl VaultUserCommand {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Add { .. } => "vault user add",
-            Self::List => "vault user list",
-            Self::Remove { .. } => "vault user remove",
-            Self::SetRole { .. } => "vault user set-role",
-        }
-    }
-}
-
 impl VaultAgentCommand {
     pub fn name(&self) -> &'static str {
         match self {
@@ -76,4 +71,56 @@ impl VaultAgentCommand {
             Self::SetRole { .. } => "vault agent set-role",
         }
     }
+}
+
+#[derive(Deserialize)]
+struct Members {
+    users: Vec<Member>,
+}
+
+#[derive(Deserialize)]
+struct Member {
+    email: String,
+    role: String,
+    status: String,
+}
+
+pub async fn run_users(target: Target, command: VaultUserCommand) -> anyhow::Result<()> {
+    let Target { client, vault } = &target;
+    match command {
+        VaultUserCommand::List => {
+            let members: Members = client.get(&target.path("/users")).await?;
+            let rows: Vec<Vec<String>> = members
+                .users
+                .iter()
+                .map(|m| vec![m.email.clone(), m.role.clone(), m.status.clone()])
+                .collect();
+            output::table(&["EMAIL", "ROLE", "STATUS"], &rows);
+        }
+        VaultUserCommand::Add { email, role } => {
+            let _: serde_json::Value = client
+                .post(
+                    &target.path("/users"),
+                    &json!({ "email": email, "role": role }),
+                )
+                .await?;
+            output::success(format!("Added {email} to vault \"{vault}\" as {role}."));
+        }
+        VaultUserCommand::Remove { email } => {
+            let _: serde_json::Value = client
+                .delete(&target.path(&format!("/users/{}", segment(&email))))
+                .await?;
+            output::success(format!("Removed {email} from vault \"{vault}\"."));
+        }
+        VaultUserCommand::SetRole { email, role } => {
+            let _: serde_json::Value = client
+                .post(
+                    &target.path(&format!("/users/{}/role", segment(&email))),
+                    &json!({ "role": role }),
+                )
+                .await?;
+            output::success(format!("{email} is now {role} of vault \"{vault}\"."));
+        }
+    }
+    Ok(())
 }

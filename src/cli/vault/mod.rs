@@ -1,6 +1,8 @@
 //! `agent-vault vault …`: vault lifecycle and everything that happens inside a vault.
 
+pub mod context;
 mod credential;
+mod lifecycle;
 mod members;
 mod proposal;
 mod run;
@@ -8,7 +10,7 @@ mod service;
 
 use clap::{Args, Subcommand};
 
-use super::{Context, not_yet};
+use super::{Client, Context, not_yet};
 
 #[derive(Args)]
 pub struct VaultArgs {
@@ -85,23 +87,51 @@ enum VaultCommand {
     Agent(members::VaultAgentCommand),
 }
 
-pub async fn run(args: VaultArgs, _context: &Context) -> anyhow::Result<()> {
-    let name = match args.command {
-        VaultCommand::Create { .. } => "vault create",
-        VaultCommand::List => "vault list",
-        VaultCommand::Delete { .. } => "vault delete",
-        VaultCommand::Rename { .. } => "vault rename",
-        VaultCommand::Use { .. } => "vault use",
-        VaultCommand::Current => "vault current",
-        VaultCommand::Init => "vault init",
-        VaultCommand::Discover { .. } => "vault discover",
-        VaultCommand::Run(_) => "vault run",
-        VaultCommand::Token(_) => "vault token",
-        VaultCommand::User(command) => command.name(),
-        VaultCommand::Service(command) => command.name(),
-        VaultCommand::Credential(command) => command.name(),
-        VaultCommand::Proposal(command) => command.name(),
-        VaultCommand::Agent(command) => command.name(),
-    };
-    Err(not_yet(name))
+/// The resolved target vault and a logged-in client, for commands acting inside a vault.
+pub struct Target {
+    pub client: Client,
+    pub vault: String,
+}
+
+impl Target {
+    fn resolve(flag: Option<&str>, context: &Context) -> anyhow::Result<Self> {
+        let paths = context.paths()?;
+        let (vault, _) = context::resolve(flag, &paths)?;
+        Ok(Self {
+            client: context.logged_in_client()?,
+            vault,
+        })
+    }
+
+    /// `/v1/vaults/<vault><rest>` with the name escaped.
+    pub fn path(&self, rest: &str) -> String {
+        format!("/v1/vaults/{}{rest}", super::client::segment(&self.vault))
+    }
+}
+
+pub async fn run(args: VaultArgs, context: &Context) -> anyhow::Result<()> {
+    let flag = args.vault.as_deref();
+    match args.command {
+        VaultCommand::Create { name } => lifecycle::create(context, &name).await,
+        VaultCommand::List => lifecycle::list(context).await,
+        VaultCommand::Delete { name, yes } => lifecycle::delete(context, &name, yes).await,
+        VaultCommand::Rename { old_name, new_name } => {
+            lifecycle::rename(context, &old_name, &new_name).await
+        }
+        VaultCommand::Use { name } => lifecycle::use_vault(context, &name).await,
+        VaultCommand::Current => lifecycle::current(context, flag),
+        VaultCommand::Init => lifecycle::init(context, flag).await,
+        VaultCommand::Token(token) => run::token(Target::resolve(flag, context)?, token).await,
+        VaultCommand::Credential(command) => {
+            credential::run(Target::resolve(flag, context)?, command).await
+        }
+        VaultCommand::User(command) => {
+            members::run_users(Target::resolve(flag, context)?, command).await
+        }
+        VaultCommand::Discover { .. } => Err(not_yet("vault discover")),
+        VaultCommand::Run(_) => Err(not_yet("vault run")),
+        VaultCommand::Service(command) => Err(not_yet(command.name())),
+        VaultCommand::Proposal(command) => Err(not_yet(command.name())),
+        VaultCommand::Agent(command) => Err(not_yet(command.name())),
+    }
 }

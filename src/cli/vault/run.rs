@@ -1,6 +1,11 @@
 //! `vault run` and `vault token`: sessions for agents.
 
 use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Target;
+use crate::cli::output;
 
 use crate::store::VaultRole;
 
@@ -79,4 +84,23 @@ pub struct TokenArgs {
     /// Session TTL in seconds (300–604800). Default: server default (24h)
     #[arg(long, default_value_t = 0)]
     pub ttl: u64,
+}
+
+#[derive(Deserialize)]
+struct Minted {
+    token: String,
+}
+
+/// `vault token`: prints only the token, so `$(agent-vault vault token)` captures it.
+pub async fn token(target: Target, args: TokenArgs) -> anyhow::Result<()> {
+    let role = VaultRole::from(args.role);
+    let minted: Minted = target
+        .client
+        .post(
+            "/v1/sessions",
+            &json!({ "vault": target.vault, "role": role, "ttl_seconds": args.ttl }),
+        )
+        .await?;
+    output::raw_value(&minted.token);
+    Ok(())
 }

@@ -1,0 +1,137 @@
+//! Vault access: the role a caller holds on a vault, and the checks every vault route makes.
+//!
+//! Instance owners see every vault and may rename, delete or join any of them, but they are
+//! not implicit members: reading credentials or changing services needs a grant, so an
+//! owner's access to secrets is always an explicit, visible membership.
+
+use super::auth::{Caller, Principal};
+use super::{ApiError, AppState};
+use crate::store::vaults::{self, ActorType, Vault};
+use crate::store::{DEFAULT_VAULT, VaultRole};
+
+pub struct VaultAccess {
+    pub vault: Vault,
+    /// The caller's role on the vault, if any.
+    pub role: Option<VaultRole>,
+    /// Whether the caller is an instance owner (a user session).
+    pub owner: bool,
+}
+
+impl VaultAccess {
+    /// Requires at least `needed` on the vault.
+    pub fn require(&self, needed: VaultRole) -> Result<(), ApiError> {
+        let name = &self.vault.name;
+        match self.role {
+            Some(role) if role >= needed => Ok(()),
+            Some(role) => Err(ApiError::forbidden(format!(
+                "this needs the {needed} role on vault \"{name}\"; you have {role}"
+            ))),
+            None if self.owner => Err(ApiError::forbidden(format!(
+                "you are not a member of vault \"{name}\"; as an owner you can join it with `agent-vault owner vault join {name}`"
+            ))),
+            None => Err(ApiError::forbidden(format!(
+                "you are not a member of vault \"{name}\"; ask one of its admins to add you"
+            ))),
+        }
+    }
+
+    /// Vault admins and instance owners may rename or delete a vault.
+    pub fn require_admin_or_owner(&self) -> Result<(), ApiError> {
+        if self.owner {
+            return Ok(());
+        }
+        self.require(VaultRole::Admin)
+    }
+
+    pub fn refuse_default(&self, action: &str) -> Result<(), ApiError> {
+        if self.vault.name == DEFAULT_VAULT {
+            return Err(ApiError::conflict(format!(
+                "the default vault cannot be {action}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Resolves `name` and the caller's role on it; 404 when the vault does not exist.
+pub async fn vault_access(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> Result<VaultAccess, ApiError> {
+    let lookup = name.to_owned();
+    let principal = caller.principal.clone();
+    let found = state
+        .db(move |store, _| {
+            store.read(|conn| {
+                let Some(vault) = vaults::by_name(conn, &lookup)? else {
+                    return Ok(None);
+                };
+                let role = match &principal {
+                    Principal::User(user) => {
+                        vaults::role_of(conn, &vault.id, ActorType::User, &user.id)?
+                    }
+                    Principal::Agent { agent_id } => {
+                        vaults::role_of(conn, &vault.id, ActorType::Agent, agent_id)?
+                    }
+                    Principal::Scoped { vault_id, role } => {
+                        (*vault_id == vault.id).then_some(*role)
+                    }
+                };
+                Ok(Some((vault, role)))
+            })
+        })
+        .await?;
+    let (vault, role) = found.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "vault \"{name}\" does not exist; see your vaults with `agent-vault vault list`"
+        ))
+    })?;
+    Ok(VaultAccess {
+        vault,
+        role,
+        owner: caller.is_owner(),
+    })
+}
+
+/// Checks a vault name: lowercase letters, digits and single hyphens, 1–64 characters.
+pub fn validate_vault_name(name: &str) -> Result<(), ApiError> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "\"{name}\" is not a valid vault name; use lowercase letters, digits and single hyphens (for example \"payments-prod\"), at most 64 characters"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vault_names_are_slugs() {
+        for ok in ["default", "a", "payments-prod", "v2"] {
+            assert!(validate_vault_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Prod",
+            "-a",
+            "a-",
+            "a--b",
+            "a_b",
+            "a b",
+            &"x".repeat(65),
+        ] {
+            assert!(validate_vault_name(bad).is_err(), "{bad}");
+        }
+    }
+}

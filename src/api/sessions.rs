@@ -1,0 +1,99 @@
+//! Vault-scoped session tokens (`vault token`, `vault run`): a bearer token bound to one
+//! vault and one role, with an absolute expiry. Minting needs the member role or above on the
+//! vault, and never yields a role above the minter's own.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::access::vault_access;
+use super::auth::{Caller, Principal};
+use super::{ApiError, ApiJson, AppState, rfc3339};
+use crate::crypto::{TokenKind, mint_token, random_bytes};
+use crate::store::sessions::{self, Session, SessionKind};
+use crate::store::{VaultRole, now};
+
+pub const MIN_TTL: i64 = 300;
+pub const MAX_TTL: i64 = 7 * 24 * 3600;
+pub const DEFAULT_TTL: i64 = 24 * 3600;
+
+#[derive(Deserialize)]
+pub struct MintBody {
+    vault: String,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
+}
+
+/// `POST /v1/sessions`.
+pub async fn mint(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<MintBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (creator_type, creator_id) = match &caller.principal {
+        Principal::User(user) => ("user", user.id.clone()),
+        Principal::Agent { agent_id } => ("agent", agent_id.clone()),
+        Principal::Scoped { .. } => {
+            return Err(ApiError::forbidden(
+                "a vault-scoped token cannot mint other tokens; use a login or an agent token",
+            ));
+        }
+    };
+    let role: VaultRole = body
+        .role
+        .as_deref()
+        .unwrap_or("proxy")
+        .parse()
+        .map_err(ApiError::invalid)?;
+    let ttl = match body.ttl_seconds {
+        None | Some(0) => DEFAULT_TTL,
+        Some(ttl) if (MIN_TTL..=MAX_TTL).contains(&ttl) => ttl,
+        Some(ttl) => {
+            return Err(ApiError::invalid(format!(
+                "ttl {ttl} is out of range; use {MIN_TTL}–{MAX_TTL} seconds (5 minutes to 7 days), or 0 for the default 24 hours"
+            )));
+        }
+    };
+    let access = vault_access(&state, &caller, &body.vault).await?;
+    access.require(VaultRole::Member)?;
+    if access.role.is_some_and(|mine| role > mine) {
+        return Err(ApiError::forbidden(format!(
+            "you cannot mint a {role} token: your role on vault \"{}\" is lower",
+            body.vault
+        )));
+    }
+    let token = mint_token(TokenKind::Session);
+    let now = now();
+    let session = Session {
+        token_hash: token.hash.clone(),
+        public_id: hex::encode(random_bytes::<10>()),
+        kind: SessionKind::Scoped,
+        user_id: None,
+        agent_id: None,
+        vault_id: Some(access.vault.id.clone()),
+        vault_role: Some(role),
+        created_at: now,
+        expires_at: Some(now + ttl),
+        last_used_at: now,
+    };
+    let creator = (creator_type, creator_id);
+    state
+        .db(move |store, _| {
+            store.write(|tx| sessions::insert_created_by(tx, &session, creator.0, &creator.1))
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "token": token.raw.expose(),
+            "vault": access.vault.name,
+            "role": role,
+            "expires_at": rfc3339(now + ttl),
+            "address": state.config.base_url,
+        })),
+    ))
+}

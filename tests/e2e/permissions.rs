@@ -1,0 +1,376 @@
+//! The permissions matrix (docs/permissions.md), enforced by the server: every action is
+//! tried with every role, and must succeed exactly for the roles the matrix allows.
+//!
+//! Roles: an instance owner who is not a member of the vault; vault admin, vault member
+//! (both instance members); a vault-scoped proxy token; an instance member outside the vault.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+
+use crate::api::Api;
+use crate::harness::TestHome;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Owner,
+    Admin,
+    Member,
+    Proxy,
+    Outsider,
+}
+
+const ROLES: [Role; 5] = [
+    Role::Owner,
+    Role::Admin,
+    Role::Member,
+    Role::Proxy,
+    Role::Outsider,
+];
+
+struct Users {
+    owner: String,
+    admin: String,
+    member: String,
+    outsider: String,
+}
+
+/// A fresh vault for one attempt, so destructive actions never affect the next one.
+struct World<'a> {
+    api: &'a Api,
+    users: &'a Users,
+    vault: String,
+    proxy: String,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl<'a> World<'a> {
+    fn new(api: &'a Api, users: &'a Users) -> Self {
+        let vault = format!("team-{}", COUNTER.fetch_add(1, Ordering::SeqCst));
+        api.ok(
+            "POST",
+            "/v1/vaults",
+            Some(&users.admin),
+            Some(json!({ "name": vault })),
+        );
+        api.ok(
+            "POST",
+            &format!("/v1/vaults/{vault}/users"),
+            Some(&users.admin),
+            Some(json!({ "email": "member@example.com", "role": "member" })),
+        );
+        api.ok(
+            "POST",
+            &format!("/v1/vaults/{vault}/credentials"),
+            Some(&users.admin),
+            Some(json!({ "credentials": { "API_KEY": "value-1" } })),
+        );
+        let proxy = api.ok(
+            "POST",
+            "/v1/sessions",
+            Some(&users.admin),
+            Some(json!({ "vault": vault, "role": "proxy" })),
+        )["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        Self {
+            api,
+            users,
+            vault,
+            proxy,
+        }
+    }
+
+    fn token(&self, role: Role) -> &str {
+        match role {
+            Role::Owner => &self.users.owner,
+            Role::Admin => &self.users.admin,
+            Role::Member => &self.users.member,
+            Role::Proxy => &self.proxy,
+            Role::Outsider => &self.users.outsider,
+        }
+    }
+
+    fn call(&self, role: Role, method: &str, path: &str, body: Option<Value>) -> u16 {
+        let path = path.replace("{v}", &self.vault);
+        self.api.call(method, &path, Some(self.token(role)), body).0
+    }
+}
+
+type Attempt = fn(&World, Role) -> u16;
+
+/// (action, attempt, roles allowed).
+fn matrix() -> Vec<(&'static str, Attempt, &'static [Role])> {
+    use Role::*;
+    vec![
+        (
+            "vault: show",
+            |w, r| w.call(r, "GET", "/v1/vaults/{v}", None),
+            &[Owner, Admin, Member, Proxy],
+        ),
+        (
+            "vault: rename",
+            |w, r| {
+                w.call(
+                    r,
+                    "POST",
+                    "/v1/vaults/{v}/rename",
+                    Some(json!({"name": format!("{}-renamed", w.vault)})),
+                )
+            },
+            &[Owner, Admin],
+        ),
+        (
+            "vault: delete",
+            |w, r| w.call(r, "DELETE", "/v1/vaults/{v}", None),
+            &[Owner, Admin],
+        ),
+        (
+            "vault: join as owner",
+            |w, r| w.call(r, "POST", "/v1/vaults/{v}/join", None),
+            &[Owner],
+        ),
+        (
+            "credentials: list keys",
+            |w, r| w.call(r, "GET", "/v1/vaults/{v}/credentials", None),
+            &[Admin, Member, Proxy],
+        ),
+        (
+            "credentials: reveal all",
+            |w, r| w.call(r, "GET", "/v1/vaults/{v}/credentials?reveal=true", None),
+            &[Admin, Member],
+        ),
+        (
+            "credentials: get one",
+            |w, r| w.call(r, "GET", "/v1/vaults/{v}/credentials/API_KEY", None),
+            &[Admin, Member],
+        ),
+        (
+            "credentials: set",
+            |w, r| {
+                w.call(
+                    r,
+                    "POST",
+                    "/v1/vaults/{v}/credentials",
+                    Some(json!({"credentials": {"NEW_KEY": "x"}})),
+                )
+            },
+            &[Admin, Member],
+        ),
+        (
+            "credentials: delete",
+            |w, r| {
+                w.call(
+                    r,
+                    "DELETE",
+                    "/v1/vaults/{v}/credentials",
+                    Some(json!({"keys": ["API_KEY"]})),
+                )
+            },
+            &[Admin, Member],
+        ),
+        (
+            "vault users: list",
+            |w, r| w.call(r, "GET", "/v1/vaults/{v}/users", None),
+            &[Admin, Member, Proxy],
+        ),
+        (
+            "vault users: add",
+            |w, r| {
+                w.call(
+                    r,
+                    "POST",
+                    "/v1/vaults/{v}/users",
+                    Some(json!({"email": "outsider@example.com", "role": "member"})),
+                )
+            },
+            &[Admin],
+        ),
+        (
+            "vault users: set role",
+            |w, r| {
+                w.call(
+                    r,
+                    "POST",
+                    "/v1/vaults/{v}/users/member@example.com/role",
+                    Some(json!({"role": "admin"})),
+                )
+            },
+            &[Admin],
+        ),
+        (
+            "vault users: remove",
+            |w, r| w.call(r, "DELETE", "/v1/vaults/{v}/users/member@example.com", None),
+            &[Admin],
+        ),
+        (
+            "tokens: mint proxy token",
+            |w, r| w.call(r, "POST", "/v1/sessions", Some(json!({"vault": w.vault}))),
+            &[Admin, Member],
+        ),
+        (
+            "users: list",
+            |w, r| w.call(r, "GET", "/v1/users", None),
+            &[Owner, Admin, Member, Outsider],
+        ),
+        (
+            "users: invite",
+            |w, r| {
+                w.call(
+                    r,
+                    "POST",
+                    "/v1/users/invites",
+                    Some(json!({"email": format!("new-{}@example.com", w.vault)})),
+                )
+            },
+            &[Owner, Admin, Member, Outsider],
+        ),
+        (
+            "users: invite into vault",
+            |w, r| {
+                w.call(r, "POST", "/v1/users/invites", Some(json!({"email": format!("into-{}@example.com", w.vault), "vaults": [{"vault": w.vault, "role": "member"}]})))
+            },
+            &[Owner, Admin],
+        ),
+        (
+            "owner: list users",
+            |w, r| w.call(r, "GET", "/v1/admin/users", None),
+            &[Owner],
+        ),
+        (
+            "owner: user info of another",
+            |w, r| w.call(r, "GET", "/v1/admin/users/extra@example.com", None),
+            &[Owner],
+        ),
+        (
+            "owner: set user role",
+            |w, r| {
+                w.call(
+                    r,
+                    "POST",
+                    "/v1/admin/users/extra@example.com/role",
+                    Some(json!({"role": "member"})),
+                )
+            },
+            &[Owner],
+        ),
+        (
+            "owner: list vaults",
+            |w, r| w.call(r, "GET", "/v1/admin/vaults", None),
+            &[Owner],
+        ),
+        (
+            "owner: delete vault",
+            |w, r| w.call(r, "DELETE", "/v1/admin/vaults/{v}", None),
+            &[Owner],
+        ),
+        (
+            "owner: read settings",
+            |w, r| w.call(r, "GET", "/v1/admin/settings", None),
+            &[Owner],
+        ),
+        (
+            "owner: change settings",
+            |w, r| {
+                w.call(
+                    r,
+                    "PUT",
+                    "/v1/admin/settings",
+                    Some(json!({"invite_only": false})),
+                )
+            },
+            &[Owner],
+        ),
+    ]
+}
+
+#[test]
+fn every_action_with_every_role() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let api = Api::new(&server.url);
+    let owner = api.register_owner("owner@example.com");
+    let users = Users {
+        admin: api.add_user(&owner, "admin@example.com", json!([])),
+        member: api.add_user(&owner, "member@example.com", json!([])),
+        outsider: api.add_user(&owner, "outsider@example.com", json!([])),
+        owner,
+    };
+    api.add_user(&users.owner, "extra@example.com", json!([]));
+    let mut wrong = Vec::new();
+    for (action, attempt, allowed) in matrix() {
+        for role in ROLES {
+            let world = World::new(&api, &users);
+            let status = attempt(&world, role);
+            let expected = allowed.contains(&role);
+            let ok = if expected {
+                (200..300).contains(&status)
+            } else {
+                status == 403
+            };
+            if !ok {
+                let want = if expected { "success" } else { "403" };
+                wrong.push(format!("{action} as {role:?}: got {status}, want {want}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "permission matrix violations:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_last_admin_and_the_last_owner_are_kept() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let api = Api::new(&server.url);
+    let owner = api.register_owner("owner@example.com");
+    let (status, body) = api.call(
+        "POST",
+        "/v1/admin/users/owner@example.com/role",
+        Some(&owner),
+        Some(json!({"role": "member"})),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("last owner"));
+    let (status, _) = api.call(
+        "DELETE",
+        "/v1/admin/users/owner@example.com",
+        Some(&owner),
+        None,
+    );
+    assert_eq!(status, 409);
+    let (status, body) = api.call(
+        "DELETE",
+        "/v1/vaults/default/users/owner@example.com",
+        Some(&owner),
+        None,
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("last admin"));
+    let (status, _) = api.call(
+        "POST",
+        "/v1/vaults/default/users/owner@example.com/role",
+        Some(&owner),
+        Some(json!({"role": "member"})),
+    );
+    assert_eq!(status, 409);
+    // With a second owner, the first may step down.
+    api.add_user(&owner, "second@example.com", json!([]));
+    api.ok(
+        "POST",
+        "/v1/admin/users/second@example.com/role",
+        Some(&owner),
+        Some(json!({"role": "owner"})),
+    );
+    api.ok(
+        "POST",
+        "/v1/admin/users/owner@example.com/role",
+        Some(&owner),
+        Some(json!({"role": "member"})),
+    );
+}
