@@ -86,6 +86,9 @@ async fn serve_async(
         }),
     };
 
+    // Handlers exist before anyone can learn we are up, so an early SIGTERM still shuts down
+    // cleanly instead of killing the process.
+    let signals = ShutdownSignals::install()?;
     pidfile::write(paths)?;
     println!("agent-vault {} listening on {base_url}", crate::VERSION);
     if mitm_listener.is_some() {
@@ -102,7 +105,7 @@ async fn serve_async(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signals.received().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });
@@ -123,17 +126,30 @@ async fn serve_async(
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+struct ShutdownSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<Self, ServerError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = ServerError::io("cannot install signal handlers");
+        let terminate = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        match (terminate, interrupt) {
+            (Ok(terminate), Ok(interrupt)) => Ok(Self {
+                terminate,
+                interrupt,
+            }),
+            (Err(e), _) | (_, Err(e)) => Err(install(e)),
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+    }
+
+    async fn received(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
         }
     }
 }

@@ -94,16 +94,18 @@ impl TestHome {
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let tx_err = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(format!("out:{line}"));
-            }
-        });
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx_err.send(format!("err:{line}"));
-            }
-        });
+        let readers = vec![
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let _ = tx.send(format!("out:{line}"));
+                }
+            }),
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let _ = tx_err.send(format!("err:{line}"));
+                }
+            }),
+        ];
         let mut seen = Vec::new();
         loop {
             match rx.recv_timeout(Duration::from_secs(60)) {
@@ -118,12 +120,16 @@ impl TestHome {
                             url,
                             output: rx,
                             seen,
+                            readers,
                         });
                     }
                     seen.push(line);
                 }
                 Err(_) => {
                     let status = child.wait().expect("wait");
+                    for reader in readers {
+                        let _ = reader.join();
+                    }
                     let (stdout, stderr) = split_lines(&seen, rx);
                     return Err(Run {
                         status,
@@ -206,6 +212,7 @@ pub struct Server {
     pub url: String,
     output: mpsc::Receiver<String>,
     seen: Vec<String>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -220,19 +227,23 @@ impl Server {
             .status()
             .expect("kill");
         let status = self.child.wait().expect("wait");
-        std::thread::sleep(Duration::from_millis(100));
+        (status, self.drain())
+    }
+
+    /// Everything printed so far; after exit, everything (the readers end at EOF).
+    fn drain(&mut self) -> String {
+        for reader in std::mem::take(&mut self.readers) {
+            let _ = reader.join();
+        }
         let mut all = std::mem::take(&mut self.seen);
         all.extend(self.output.try_iter());
-        (status, all.join("\n"))
+        all.join("\n")
     }
 
     /// Waits for the process to exit (after `server stop`); returns its output.
     pub fn wait_exit(mut self) -> (std::process::ExitStatus, String) {
         let status = self.child.wait().expect("wait");
-        std::thread::sleep(Duration::from_millis(100));
-        let mut all = std::mem::take(&mut self.seen);
-        all.extend(self.output.try_iter());
-        (status, all.join("\n"))
+        (status, self.drain())
     }
 }
 
