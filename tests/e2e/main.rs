@@ -8,5 +8,6 @@ mod accounts;
 mod api;
 mod harness;
 mod lifecycle;
+mod management;
 mod permissions;
 mod surface;

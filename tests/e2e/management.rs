@@ -1,0 +1,608 @@
+//! The management surface through the CLI, as an operator scripts it: vaults, credentials,
+//! members, invites, owner administration — with the refusals that must happen.
+
+use crate::harness::{Run, Server, TestHome};
+
+/// A logged-in CLI user of a running server.
+struct Cli {
+    home: TestHome,
+}
+
+impl Cli {
+    fn owner(home: TestHome, server: &Server) -> Self {
+        home.run_with(
+            &[
+                "auth",
+                "register",
+                "--address",
+                &server.url,
+                "--email",
+                "owner@example.com",
+                "--password-stdin",
+            ],
+            "owner-password\n",
+            &[],
+        )
+        .ok();
+        Self { home }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.home.run(args)
+    }
+
+    fn run_in(&self, dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
+        let mut cmd = self.home.command(args);
+        cmd.current_dir(dir).envs(envs.iter().copied());
+        crate::harness::run_command(cmd, "")
+    }
+
+    /// Invites `email` with the given vault assignments; returns the invite link.
+    fn invite(&self, email: &str, vaults: &[&str]) -> String {
+        let mut args = vec!["user", "invite", email];
+        for v in vaults {
+            args.extend(["--vault", v]);
+        }
+        let run = self.run(&args).ok();
+        run.stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Link:"))
+            .expect("invite link printed")
+            .trim()
+            .to_owned()
+    }
+
+    /// Another person accepting `link` in their own home.
+    fn accept(&self, link: &str, password: &str) -> Cli {
+        let home = TestHome::new();
+        home.run_with(
+            &["auth", "accept-invite", link, "--password-stdin"],
+            &format!("{password}\n"),
+            &[],
+        )
+        .ok();
+        Cli { home }
+    }
+}
+
+#[test]
+fn vaults_and_credentials_walk() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let owner = Cli::owner(home, &server);
+
+    owner.run(&["vault", "create", "payments"]).ok();
+    owner
+        .run(&["vault", "create", "Bad_Name"])
+        .fails_with("not a valid vault name");
+    owner
+        .run(&["vault", "create", "payments"])
+        .fails_with("already exists");
+    let list = owner.run(&["vault", "list"]).ok();
+    assert!(
+        list.stdout.contains("default") && list.stdout.contains("payments"),
+        "{list}"
+    );
+
+    // Resolution: flag > env > agent-vault.json (here or above) > active vault > default.
+    assert_eq!(
+        owner.run(&["vault", "current"]).ok().stdout.trim(),
+        "default"
+    );
+    owner.run(&["vault", "use", "payments"]).ok();
+    owner
+        .run(&["vault", "use", "ghost"])
+        .fails_with("does not exist");
+    assert_eq!(
+        owner.run(&["vault", "current"]).ok().stdout.trim(),
+        "payments"
+    );
+    let project = owner.home.path().join("project");
+    let nested = project.join("src/deep");
+    std::fs::create_dir_all(&nested).unwrap();
+    owner
+        .run_in(&project, &["vault", "init", "--vault", "default"], &[])
+        .ok();
+    let bound = std::fs::read_to_string(project.join("agent-vault.json")).unwrap();
+    assert!(bound.contains("\"vault\": \"default\""), "{bound}");
+    assert_eq!(
+        owner
+            .run_in(&nested, &["vault", "current"], &[])
+            .ok()
+            .stdout
+            .trim(),
+        "default"
+    );
+    let env = [("AGENT_VAULT_VAULT", "payments")];
+    assert_eq!(
+        owner
+            .run_in(&nested, &["vault", "current"], &env)
+            .ok()
+            .stdout
+            .trim(),
+        "payments"
+    );
+    assert_eq!(
+        owner
+            .run_in(&nested, &["vault", "current", "--vault", "x"], &env)
+            .ok()
+            .stdout
+            .trim(),
+        "x"
+    );
+    owner
+        .run(&["vault", "credential", "list", "--vault", "ghost"])
+        .fails_with("does not exist");
+
+    // Credentials in the active vault (payments): atomic set, pipe-friendly get.
+    owner
+        .run(&[
+            "vault",
+            "credential",
+            "set",
+            "A_KEY=one",
+            "B_KEY=two=with=equals",
+        ])
+        .ok();
+    let get = owner.run(&["vault", "creds", "get", "B_KEY"]).ok();
+    assert_eq!(
+        get.stdout, "two=with=equals",
+        "value alone, no newline when piped"
+    );
+    owner
+        .run(&["vault", "creds", "set", "GOOD_KEY=1", "bad-key=2"])
+        .fails_with("not a valid credential key");
+    owner
+        .run(&["vault", "creds", "get", "GOOD_KEY"])
+        .fails_with("not set");
+    owner
+        .run(&["vault", "creds", "set", "=x"])
+        .fails_with("has no key");
+    owner
+        .home
+        .run_with(&["vault", "creds", "set", "PIPED_KEY"], "from-stdin\n", &[])
+        .ok();
+    assert_eq!(
+        owner
+            .run(&["vault", "creds", "get", "PIPED_KEY"])
+            .ok()
+            .stdout,
+        "from-stdin"
+    );
+    let keys = owner.run(&["vault", "creds", "list"]).ok();
+    assert!(
+        keys.stdout.contains("A_KEY") && !keys.stdout.contains("one"),
+        "{keys}"
+    );
+    let revealed = owner.run(&["vault", "creds", "list", "--reveal"]).ok();
+    assert!(
+        revealed.stdout.contains("A_KEY") && revealed.stdout.contains("one"),
+        "{revealed}"
+    );
+    owner
+        .run(&["vault", "creds", "delete", "A_KEY", "MISSING_KEY"])
+        .fails_with("MISSING_KEY");
+    owner.run(&["vault", "creds", "get", "A_KEY"]).ok();
+    owner.run(&["vault", "creds", "delete", "A_KEY"]).ok();
+    owner
+        .run(&["vault", "creds", "get", "A_KEY"])
+        .fails_with("not set");
+    // The default vault is untouched by all this.
+    let default_keys = owner
+        .run(&["vault", "creds", "list", "--vault", "default"])
+        .ok();
+    assert!(
+        default_keys.stdout.contains("No credentials"),
+        "{default_keys}"
+    );
+
+    // Rename follows the active vault; the default vault is fixed.
+    owner.run(&["vault", "rename", "payments", "billing"]).ok();
+    assert_eq!(
+        owner.run(&["vault", "current"]).ok().stdout.trim(),
+        "billing"
+    );
+    owner
+        .run(&["vault", "rename", "default", "other"])
+        .fails_with("default vault cannot be renamed");
+    owner
+        .run(&["vault", "delete", "default", "--yes"])
+        .fails_with("default vault cannot be deleted");
+    owner
+        .run(&["vault", "delete", "billing"])
+        .fails_with("--yes");
+    owner.run(&["vault", "delete", "billing", "--yes"]).ok();
+    assert_eq!(
+        owner.run(&["vault", "current"]).ok().stdout.trim(),
+        "default"
+    );
+    let token = owner.run(&["vault", "token", "--vault", "default"]).ok();
+    assert!(
+        token.stdout.starts_with("av_sess_") && !token.stdout.ends_with('\n'),
+        "{token}"
+    );
+    owner
+        .run(&["vault", "token", "--ttl", "10"])
+        .fails_with("out of range");
+}
+
+#[test]
+fn invited_member_sees_only_their_vaults() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let owner = Cli::owner(home, &server);
+    owner.run(&["vault", "create", "secret-ops"]).ok();
+    owner
+        .run(&[
+            "vault",
+            "creds",
+            "set",
+            "SHARED_KEY=shared-value",
+            "--vault",
+            "default",
+        ])
+        .ok();
+
+    let link = owner.invite("bob@example.com", &["default:member"]);
+    let pending = owner
+        .run(&["vault", "user", "list", "--vault", "default"])
+        .ok();
+    assert!(
+        pending.stdout.contains("bob@example.com") && pending.stdout.contains("pending"),
+        "{pending}"
+    );
+    let invites = owner
+        .run(&["user", "invite", "list", "--status", "pending"])
+        .ok();
+    assert!(invites.stdout.contains("bob@example.com"), "{invites}");
+
+    let bob = owner.accept(&link, "bob-password-1");
+    let vaults = bob.run(&["vault", "list"]).ok();
+    assert!(
+        vaults.stdout.contains("default") && !vaults.stdout.contains("secret-ops"),
+        "{vaults}"
+    );
+    assert_eq!(
+        bob.run(&["vault", "creds", "get", "SHARED_KEY"])
+            .ok()
+            .stdout,
+        "shared-value"
+    );
+    bob.run(&["vault", "delete", "default", "--yes"])
+        .fails_with("needs the admin role");
+    bob.run(&["vault", "creds", "list", "--vault", "secret-ops"])
+        .fails_with("not a member");
+    bob.run(&["vault", "delete", "secret-ops", "--yes"])
+        .fails_with("not a member");
+    bob.run(&[
+        "vault",
+        "user",
+        "add",
+        "owner@example.com",
+        "--vault",
+        "default",
+    ])
+    .fails_with("admin role");
+    bob.run(&["owner", "user", "list"])
+        .fails_with("only an instance owner");
+    bob.run(&["owner", "config", "get"])
+        .fails_with("only an instance owner");
+    TestHome::new()
+        .run_with(
+            &["auth", "accept-invite", &link, "--password-stdin"],
+            "again-password\n",
+            &[],
+        )
+        .fails_with("this invite is accepted");
+
+    let members = owner
+        .run(&["vault", "user", "list", "--vault", "default"])
+        .ok();
+    assert!(
+        members.stdout.contains("bob@example.com    member  active"),
+        "{members}"
+    );
+    owner
+        .run(&[
+            "vault",
+            "user",
+            "set-role",
+            "bob@example.com",
+            "--role",
+            "admin",
+            "--vault",
+            "default",
+        ])
+        .ok();
+    owner
+        .run(&[
+            "vault",
+            "user",
+            "set-role",
+            "bob@example.com",
+            "--role",
+            "proxy",
+            "--vault",
+            "default",
+        ])
+        .fails_with("proxy role is for agents");
+    owner
+        .run(&[
+            "vault",
+            "user",
+            "remove",
+            "bob@example.com",
+            "--vault",
+            "default",
+        ])
+        .ok();
+    bob.run(&["vault", "creds", "get", "SHARED_KEY"])
+        .fails_with("not a member");
+    owner
+        .run(&[
+            "vault",
+            "user",
+            "add",
+            "bob@example.com",
+            "--vault",
+            "secret-ops",
+            "--role",
+            "member",
+        ])
+        .ok();
+    owner
+        .run(&[
+            "vault",
+            "user",
+            "add",
+            "bob@example.com",
+            "--vault",
+            "secret-ops",
+        ])
+        .fails_with("already a member");
+    owner
+        .run(&[
+            "vault",
+            "user",
+            "add",
+            "nobody@example.com",
+            "--vault",
+            "secret-ops",
+        ])
+        .fails_with("invite them");
+    assert!(
+        bob.run(&["vault", "list"])
+            .ok()
+            .stdout
+            .contains("secret-ops")
+    );
+}
+
+#[test]
+fn invite_revocation_by_suffix() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let owner = Cli::owner(home, &server);
+    let first = owner.invite("c1@example.com", &[]);
+    owner.invite("c2@example.com", &[]);
+    owner
+        .run(&["user", "invite", "c1@example.com"])
+        .fails_with("already pending");
+    // Give both pending invites suffixes sharing their last 8 characters.
+    let store =
+        agent_vault::store::Store::open(&owner.home.state().join("agent-vault.db")).unwrap();
+    store
+        .write(|tx| {
+            tx.execute("UPDATE user_invites SET token_suffix = 'aaaa00000000' WHERE email = 'c1@example.com'", [])?;
+            tx.execute("UPDATE user_invites SET token_suffix = 'bbbb00000000' WHERE email = 'c2@example.com'", [])?;
+            Ok(())
+        })
+        .unwrap();
+    owner
+        .run(&["user", "invite", "revoke", "1234"])
+        .fails_with("at least the last 8");
+    owner
+        .run(&["user", "invite", "revoke", "00000000"])
+        .fails_with("matches 2 pending invites");
+    owner
+        .run(&["user", "invite", "revoke", "ffffffff"])
+        .fails_with("no pending invite");
+    owner
+        .run(&["user", "invite", "revoke", "aaaa00000000"])
+        .ok();
+    let list = owner.run(&["user", "invite", "list"]).ok();
+    assert!(list.stdout.contains("revoked"), "{list}");
+    // A revoked invite cannot be accepted.
+    let other = TestHome::new();
+    other
+        .run_with(
+            &["auth", "accept-invite", &first, "--password-stdin"],
+            "password-123\n",
+            &[],
+        )
+        .fails_with("revoked");
+}
+
+#[test]
+fn owner_administration() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let owner = Cli::owner(home, &server);
+    let bob = owner.accept(&owner.invite("bob@example.com", &[]), "bob-password-1");
+    bob.run(&["vault", "create", "bobs"]).ok();
+
+    let users = owner.run(&["owner", "user", "list"]).ok();
+    assert!(
+        users.stdout.contains("bob@example.com") && users.stdout.contains("active"),
+        "{users}"
+    );
+    owner
+        .run(&[
+            "owner",
+            "user",
+            "set-role",
+            "owner@example.com",
+            "--role",
+            "member",
+        ])
+        .fails_with("last owner");
+    owner
+        .run(&["owner", "user", "remove", "owner@example.com"])
+        .fails_with("last owner");
+    owner
+        .run(&[
+            "owner",
+            "user",
+            "set-role",
+            "bob@example.com",
+            "--role",
+            "owner",
+        ])
+        .ok();
+    bob.run(&["owner", "vault", "list"]).ok();
+    owner
+        .run(&[
+            "owner",
+            "user",
+            "set-role",
+            "bob@example.com",
+            "--role",
+            "member",
+        ])
+        .ok();
+
+    let vaults = owner.run(&["owner", "vault", "list"]).ok();
+    assert!(
+        vaults.stdout.contains("bobs") && vaults.stdout.contains("default (default)"),
+        "{vaults}"
+    );
+    owner
+        .run(&["vault", "creds", "list", "--vault", "bobs"])
+        .fails_with("owner vault join bobs");
+    owner.run(&["owner", "vault", "join", "bobs"]).ok();
+    owner
+        .run(&["owner", "vault", "join", "bobs"])
+        .fails_with("already a member");
+    owner
+        .run(&["vault", "creds", "list", "--vault", "bobs"])
+        .ok();
+    owner
+        .run(&["owner", "vault", "delete", "default"])
+        .fails_with("cannot be deleted");
+    owner.run(&["owner", "vault", "delete", "bobs"]).ok();
+
+    owner
+        .run(&["owner", "config", "set"])
+        .fails_with("nothing to change");
+    owner
+        .run(&[
+            "owner",
+            "config",
+            "set",
+            "--allowed-domains",
+            "example.com, corp.io",
+        ])
+        .ok();
+    let config = owner.run(&["owner", "config", "get"]).ok();
+    assert!(config.stdout.contains("example.com, corp.io"), "{config}");
+    owner
+        .run(&["user", "invite", "x@other.org"])
+        .fails_with("only accepts addresses at");
+    let stranger = TestHome::new();
+    stranger
+        .run_with(
+            &[
+                "auth",
+                "register",
+                "--address",
+                &server.url,
+                "--email",
+                "s@other.org",
+                "--password-stdin",
+            ],
+            "password-123\n",
+            &[],
+        )
+        .fails_with("restricted");
+    owner
+        .run(&[
+            "owner",
+            "config",
+            "set",
+            "--invite-only",
+            "true",
+            "--allowed-domains",
+            "",
+        ])
+        .ok();
+    stranger
+        .run_with(
+            &[
+                "auth",
+                "register",
+                "--address",
+                &server.url,
+                "--email",
+                "s@other.org",
+                "--password-stdin",
+            ],
+            "password-123\n",
+            &[],
+        )
+        .fails_with("invite-only");
+
+    owner
+        .run(&["owner", "user", "remove", "bob@example.com"])
+        .ok();
+    bob.run(&["account", "whoami"])
+        .fails_with("invalid or has expired");
+}
+
+#[test]
+fn owner_reset_wipes_only_its_own_instance() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let owner = Cli::owner(home, &server);
+    owner.run(&["vault", "creds", "set", "KEY=value"]).ok();
+    let bob = owner.accept(&owner.invite("bob@example.com", &[]), "bob-password-1");
+    bob.run(&["owner", "reset", "--yes"])
+        .fails_with("only an instance owner");
+
+    // Logged in to this server from a home that holds another instance's data: refused.
+    let elsewhere = TestHome::new();
+    drop(elsewhere.start_server(&[], "", &[]));
+    elsewhere
+        .run_with(
+            &[
+                "auth",
+                "login",
+                "--address",
+                &server.url,
+                "--email",
+                "owner@example.com",
+                "--password-stdin",
+            ],
+            "owner-password\n",
+            &[],
+        )
+        .ok();
+    elsewhere
+        .run(&["owner", "reset", "--yes"])
+        .fails_with("does not keep its data");
+    assert!(elsewhere.state().join("agent-vault.db").exists());
+
+    owner.run(&["owner", "reset"]).fails_with("--yes");
+    let reset = owner.run(&["owner", "reset", "--yes"]).ok();
+    assert!(reset.stdout.contains("Instance reset"), "{reset}");
+    let (status, _) = server.wait_exit();
+    assert!(status.success());
+    assert!(!owner.home.state().exists(), "data directory wiped");
+    let fresh = owner.home.start_server(&[], "", &[]);
+    let status: serde_json::Value = crate::harness::http()
+        .get(format!("{}/v1/status", fresh.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["needs_first_user"], true);
+}
