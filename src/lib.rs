@@ -9,13 +9,14 @@
 //! Lower layers never import upper ones:
 //!
 //! ```text
-//! paths → crypto → store → api | proxy → server → cli → main
+//! paths → crypto → services → store → api | proxy → server → cli → main
 //! ```
 //!
 //! | module   | owns |
 //! |----------|------|
 //! | [`paths`]  | the `~/.agent-vault/` layout and its permissions |
 //! | [`crypto`] | DEK/KEK, Argon2id, AES-256-GCM with associated data, tokens, zeroizing secrets |
+//! | [`services`] | service rules: model, validation, YAML form, request matching, catalog |
 //! | [`store`]  | SQLite: one connection, versioned migrations, one file per aggregate |
 //! | [`api`]    | the management HTTP API (axum): JSON in/out, one error shape |
 //! | [`proxy`]  | the MITM / forward-proxy listener |
@@ -31,6 +32,7 @@ pub mod crypto;
 pub mod paths;
 pub mod proxy;
 pub mod server;
+pub mod services;
 pub mod store;
 
 /// The version printed by `agent-vault version` and sent by the CLI.
