@@ -12,25 +12,11 @@ use super::access::vault_access;
 use super::auth::Caller;
 use super::{ApiError, ApiJson, AppState};
 use crate::crypto::SecretString;
+use crate::services::validate_credential_key;
 use crate::store::{VaultRole, credentials};
 
 /// Largest credential value accepted.
 const MAX_VALUE_LEN: usize = 64 * 1024;
-
-/// Checks a credential key: UPPER_SNAKE_CASE, at most 128 characters.
-pub fn validate_credential_key(key: &str) -> Result<(), String> {
-    let mut bytes = key.bytes();
-    let valid = key.len() <= 128
-        && bytes.next().is_some_and(|b| b.is_ascii_uppercase())
-        && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "\"{key}\" is not a valid credential key; use UPPER_SNAKE_CASE such as STRIPE_API_KEY"
-        ))
-    }
-}
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -190,19 +176,4 @@ pub async fn delete(
         )));
     }
     Ok(axum::Json(json!({ "vault": name, "deleted": body.keys })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credential_keys_are_upper_snake_case() {
-        for ok in ["A", "STRIPE_KEY", "K8S_TOKEN_2"] {
-            assert!(validate_credential_key(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "stripe", "1KEY", "_KEY", "A-B", "A B", &"A".repeat(129)] {
-            assert!(validate_credential_key(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -14,6 +14,7 @@ mod error;
 mod invites;
 mod json;
 mod members;
+mod services;
 mod sessions;
 mod users;
 mod vaults;
@@ -30,7 +31,6 @@ use serde_json::json;
 use crate::crypto::Key;
 use crate::store::{self, Store};
 pub use accounts::{validate_email, validate_password};
-pub use credentials::validate_credential_key;
 pub use error::ApiError;
 pub use json::ApiJson;
 
@@ -120,6 +120,18 @@ pub fn router(state: AppState) -> Router {
             "/v1/vaults/{name}/users/{email}/role",
             post(members::set_role),
         )
+        .route(
+            "/v1/vaults/{name}/services",
+            get(services::list)
+                .put(services::replace)
+                .post(services::upsert)
+                .delete(services::clear),
+        )
+        .route(
+            "/v1/vaults/{name}/services/{reference}",
+            axum::routing::patch(services::patch).delete(services::remove),
+        )
+        .route("/v1/service-catalog", get(services::catalog))
         .route("/v1/sessions", post(sessions::mint))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -11,6 +11,7 @@ pub mod invites;
 pub mod master_key;
 mod migrations;
 pub mod roles;
+pub mod services;
 pub mod sessions;
 pub mod settings;
 pub mod users;

@@ -151,7 +151,7 @@ fn vaults_and_credentials_walk() {
     );
     owner
         .run(&["vault", "creds", "set", "GOOD_KEY=1", "bad-key=2"])
-        .fails_with("not a valid credential key");
+        .fails_with("is not a credential key");
     owner
         .run(&["vault", "creds", "get", "GOOD_KEY"])
         .fails_with("not set");
@@ -605,4 +605,288 @@ fn owner_reset_wipes_only_its_own_instance() {
         .json()
         .unwrap();
     assert_eq!(status["needs_first_user"], true);
+}
+
+#[test]
+fn services_walk() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let owner = Cli::owner(home, &server);
+    let dir = owner.home.path().to_owned();
+
+    let added = owner
+        .run(&[
+            "vault",
+            "service",
+            "add",
+            "--host",
+            "api.stripe.com",
+            "--auth-type",
+            "bearer",
+            "--token-key",
+            "STRIPE_KEY",
+        ])
+        .ok();
+    assert!(
+        added.stderr.contains("no value yet for STRIPE_KEY"),
+        "{added}"
+    );
+    owner
+        .run(&[
+            "vault",
+            "service",
+            "add",
+            "--host",
+            "api.example.com",
+            "--auth-type",
+            "api-key",
+            "--api-key-key",
+            "EX_KEY",
+            "--api-key-header",
+            "x-api-key",
+            "--api-key-prefix",
+            "Key ",
+            "--description",
+            "Example",
+            "--disabled",
+        ])
+        .ok();
+    owner
+        .run(&[
+            "vault",
+            "service",
+            "add",
+            "--host",
+            "open.example.com",
+            "--auth-type",
+            "passthrough",
+        ])
+        .ok();
+    owner
+        .run(&[
+            "vault",
+            "service",
+            "add",
+            "--host",
+            "basic.example.com",
+            "--auth-type",
+            "basic",
+            "--username-key",
+            "U_KEY",
+            "--password-key",
+            "P_KEY",
+        ])
+        .ok();
+    // Upsert by host: the same host again replaces, not duplicates.
+    owner
+        .run(&[
+            "vault",
+            "service",
+            "add",
+            "--host",
+            "api.stripe.com",
+            "--auth-type",
+            "bearer",
+            "--token-key",
+            "STRIPE_LIVE_KEY",
+        ])
+        .ok();
+    let list = owner.run(&["vault", "service", "list"]).ok();
+    assert_eq!(list.stdout.matches("api.stripe.com").count(), 1, "{list}");
+    assert!(
+        list.stdout.contains("STRIPE_LIVE_KEY") && list.stdout.contains("prefix: \"Key \""),
+        "{list}"
+    );
+    assert!(list.stdout.contains("enabled: false"), "{list}");
+
+    // Refusals with precise messages.
+    owner
+        .run(&[
+            "vault",
+            "service",
+            "add",
+            "--host",
+            "a.example.com",
+            "--auth-type",
+            "bearer",
+        ])
+        .fails_with("--token-key is required");
+    owner
+        .run(&[
+            "vault",
+            "service",
+            "add",
+            "--host",
+            "a.example.com",
+            "--auth-type",
+            "oauth",
+        ])
+        .fails_with("unknown auth type \"oauth\"");
+    owner
+        .run(&[
+            "vault",
+            "service",
+            "add",
+            "--host",
+            "https://a.example.com",
+            "--auth-type",
+            "passthrough",
+        ])
+        .fails_with("drop the scheme");
+    owner
+        .run(&[
+            "vault",
+            "service",
+            "add",
+            "--host",
+            "*.com",
+            "--auth-type",
+            "passthrough",
+        ])
+        .fails_with("*.com");
+    owner
+        .run(&[
+            "vault",
+            "service",
+            "add",
+            "--host",
+            "a.example.com",
+            "--auth-type",
+            "passthrough",
+            "--token-key",
+            "K",
+        ])
+        .fails_with("does not apply to passthrough");
+    owner
+        .run(&[
+            "vault",
+            "service",
+            "add",
+            "--host",
+            "a.example.com",
+            "--auth-type",
+            "bearer",
+            "--token-key",
+            "lower",
+        ])
+        .fails_with("UPPER_SNAKE_CASE");
+    owner
+        .run(&["vault", "service", "set"])
+        .fails_with("-f FILE");
+
+    // YAML: malformed documents name line and column; set -f replaces everything.
+    std::fs::write(
+        dir.join("bad.yaml"),
+        "services:\n  - host: a.example.com\n    auth:\n      type: bearer\n     token: X\n",
+    )
+    .unwrap();
+    owner
+        .run(&["vault", "service", "set", "-f", "bad.yaml"])
+        .fails_with("line 5");
+    std::fs::write(
+        dir.join("typo.yaml"),
+        "services:\n  - host: a.example.com\n    auth: {type: basic, username: U_KEY, pasword: P_KEY}\n",
+    )
+    .unwrap();
+    owner
+        .run(&["vault", "service", "set", "-f", "typo.yaml"])
+        .fails_with("unknown field `pasword`");
+    owner
+        .run(&["vault", "service", "set", "-f", "missing.yaml"])
+        .fails_with("cannot read missing.yaml");
+    let before = owner.run(&["vault", "service", "list"]).ok().stdout;
+    assert!(
+        before.contains("api.stripe.com"),
+        "failed sets changed nothing"
+    );
+    std::fs::write(
+        dir.join("services.yaml"),
+        "vault: ignored\nservices:\n  - host: api.github.com\n    auth:\n      type: bearer\n      token: GITHUB_TOKEN\n  - host: api.github.com\n    path: /graphql\n    auth:\n      type: custom\n      headers:\n        X-Token: \"token {{ GITHUB_TOKEN }}\"\n",
+    )
+    .unwrap();
+    owner
+        .run(&["vault", "service", "set", "-f", "services.yaml"])
+        .ok();
+    let list = owner.run(&["vault", "service", "list"]).ok();
+    assert!(
+        !list.stdout.contains("api.stripe.com") && list.stdout.contains("/graphql"),
+        "{list}"
+    );
+    assert!(list.stdout.starts_with("vault: default"), "{list}");
+    // The listing reads back as input, unchanged.
+    std::fs::write(dir.join("roundtrip.yaml"), &list.stdout).unwrap();
+    owner
+        .run(&["vault", "service", "set", "-f", "roundtrip.yaml"])
+        .ok();
+    assert_eq!(
+        owner.run(&["vault", "service", "list"]).ok().stdout,
+        list.stdout
+    );
+    // add -f upserts without dropping the others.
+    std::fs::write(
+        dir.join("two.yaml"),
+        "services:\n  - host: api.openai.com/v1\n    auth: {type: bearer, token: OPENAI_API_KEY}\n  - host: api.openai.com/v2\n    auth: {type: bearer, token: OPENAI_API_KEY}\n",
+    )
+    .unwrap();
+    owner
+        .run(&["vault", "service", "add", "-f", "two.yaml"])
+        .ok();
+    let list = owner.run(&["vault", "service", "list"]).ok();
+    assert!(
+        list.stdout.contains("path: /v2") && list.stdout.contains("/graphql"),
+        "{list}"
+    );
+
+    // Enable/disable are idempotent; a bare host shared by several services is ambiguous,
+    // while a host naming one service exactly is not.
+    owner
+        .run(&["vault", "service", "disable", "api.openai.com"])
+        .fails_with("matches 2 services");
+    owner
+        .run(&["vault", "service", "disable", "api.openai.com/v1"])
+        .ok();
+    owner
+        .run(&["vault", "service", "disable", "api.openai.com/v1"])
+        .ok();
+    owner
+        .run(&["vault", "service", "enable", "api.openai.com/v1"])
+        .ok();
+    owner
+        .run(&["vault", "service", "disable", "api.github.com"])
+        .ok();
+    let list = owner.run(&["vault", "service", "list"]).ok();
+    assert_eq!(list.stdout.matches("enabled: false").count(), 1, "{list}");
+    owner
+        .run(&["vault", "service", "remove", "nope.example.com", "--yes"])
+        .fails_with("has no service");
+    owner
+        .run(&["vault", "service", "remove", "api.openai.com/v2"])
+        .fails_with("--yes");
+    owner
+        .run(&["vault", "service", "remove", "api.openai.com/v2", "--yes"])
+        .ok();
+    owner
+        .run(&["vault", "service", "clear"])
+        .fails_with("--yes");
+    owner.run(&["vault", "service", "clear", "--yes"]).ok();
+    assert!(
+        !owner
+            .run(&["vault", "service", "list"])
+            .ok()
+            .stdout
+            .contains("host:")
+    );
+
+    // The catalog needs no login.
+    let anonymous = TestHome::new();
+    let catalog = anonymous.run(&["catalog", "--address", &server.url]).ok();
+    assert!(
+        catalog.stdout.contains("api.anthropic.com") && catalog.stdout.contains("stripe"),
+        "{catalog}"
+    );
+    let json = anonymous
+        .run(&["catalog", "--json", "--address", &server.url])
+        .ok();
+    let parsed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(parsed["services"].as_array().unwrap().len() >= 25);
 }

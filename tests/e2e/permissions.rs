@@ -66,6 +66,12 @@ impl<'a> World<'a> {
             Some(&users.admin),
             Some(json!({ "credentials": { "API_KEY": "value-1" } })),
         );
+        api.ok(
+            "PUT",
+            &format!("/v1/vaults/{vault}/services"),
+            Some(&users.admin),
+            Some(json!({ "services": [{ "host": "api.stripe.com", "auth": { "type": "bearer", "token": "API_KEY" } }] })),
+        );
         let proxy = api.ok(
             "POST",
             "/v1/sessions",

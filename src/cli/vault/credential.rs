@@ -9,10 +9,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Target;
-use crate::api::validate_credential_key;
 use crate::cli::client::segment;
 use crate::cli::{output, prompt};
 use crate::crypto::SecretString;
+use crate::services::validate_credential_key;
 
 #[derive(Subcommand)]
 pub enum CredentialCommand {

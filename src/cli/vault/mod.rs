@@ -130,7 +130,9 @@ pub async fn run(args: VaultArgs, context: &Context) -> anyhow::Result<()> {
         }
         VaultCommand::Discover { .. } => Err(not_yet("vault discover")),
         VaultCommand::Run(_) => Err(not_yet("vault run")),
-        VaultCommand::Service(command) => Err(not_yet(command.name())),
+        VaultCommand::Service(command) => {
+            service::run(Target::resolve(flag, context)?, command).await
+        }
         VaultCommand::Proposal(command) => Err(not_yet(command.name())),
         VaultCommand::Agent(command) => Err(not_yet(command.name())),
     }

@@ -1,8 +1,18 @@
 //! `vault service`: list, set, add, enable, disable, remove, clear.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
+use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Target;
+use crate::cli::client::segment;
+use crate::cli::{output, prompt};
+use crate::services::{self, Service};
 
 #[derive(Subcommand)]
 pub enum ServiceCommand {
@@ -89,16 +99,262 @@ pub struct ServiceAddArgs {
     pub disabled: bool,
 }
 
-impl ServiceCommand {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::List => "vault service list",
-            Self::Set { .. } => "vault service set",
-            Self::Add(_) => "vault service add",
-            Self::Enable { .. } => "vault service enable",
-            Self::Disable { .. } => "vault service disable",
-            Self::Remove { .. } => "vault service remove",
-            Self::Clear { .. } => "vault service clear",
+#[derive(Deserialize)]
+struct Listing {
+    vault: String,
+    services: Vec<Service>,
+}
+
+#[derive(Deserialize)]
+struct WriteReply {
+    services_count: usize,
+    #[serde(default)]
+    upserted: Vec<String>,
+    #[serde(default)]
+    missing_credentials: Vec<String>,
+}
+
+/// Reads a services YAML file (`-` is stdin); errors carry the line and column.
+fn read_file(path: &Path) -> anyhow::Result<Vec<Service>> {
+    let (text, shown) = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read services from stdin")?;
+        (text, "stdin".to_owned())
+    } else {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        (text, path.display().to_string())
+    };
+    services::parse_yaml(&text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))
+}
+
+impl ServiceFlags {
+    /// Builds one service from flags, with messages that name the missing flag.
+    pub fn to_service(&self, enabled: bool) -> anyhow::Result<Service> {
+        let host = self
+            .host
+            .as_deref()
+            .context("--host is required (or describe services in a file with -f)")?;
+        let kind = self.auth_type.as_deref().context(
+            "--auth-type is required with --host (bearer, basic, api-key, custom or passthrough)",
+        )?;
+        let need = |value: &Option<String>, flag: &str| {
+            value
+                .clone()
+                .with_context(|| format!("{flag} is required for {kind} auth"))
+        };
+        let auth = match kind {
+            "bearer" => json!({ "type": "bearer", "token": need(&self.token_key, "--token-key")? }),
+            "basic" => json!({
+                "type": "basic",
+                "username": need(&self.username_key, "--username-key")?,
+                "password": need(&self.password_key, "--password-key")?,
+            }),
+            "api-key" => {
+                let mut auth =
+                    json!({ "type": "api-key", "key": need(&self.api_key_key, "--api-key-key")? });
+                if let Some(header) = &self.api_key_header {
+                    auth["header"] = json!(header);
+                }
+                if let Some(prefix) = &self.api_key_prefix {
+                    auth["prefix"] = json!(prefix);
+                }
+                auth
+            }
+            "passthrough" => {
+                let given = [
+                    ("--token-key", &self.token_key),
+                    ("--username-key", &self.username_key),
+                    ("--password-key", &self.password_key),
+                    ("--api-key-key", &self.api_key_key),
+                ];
+                if let Some((flag, _)) = given.iter().find(|(_, v)| v.is_some()) {
+                    bail!("{flag} does not apply to passthrough auth: no credential is injected");
+                }
+                json!({ "type": "passthrough" })
+            }
+            "custom" => bail!(
+                "custom auth needs header templates; describe the service in a YAML file and pass it with -f"
+            ),
+            other => bail!(
+                "unknown auth type \"{other}\" (expected bearer, basic, api-key, custom or passthrough)"
+            ),
+        };
+        let mut value = json!({ "host": host, "enabled": enabled, "auth": auth });
+        if let Some(description) = &self.description {
+            value["description"] = json!(description);
+        }
+        let service: Service = serde_json::from_value(value).map_err(|e| anyhow::anyhow!("{e}"))?;
+        services::validate(std::slice::from_ref(&service)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(service)
+    }
+}
+
+fn warn_missing(reply: &WriteReply, vault: &str) {
+    if !reply.missing_credentials.is_empty() {
+        output::warn(format!(
+            "vault \"{vault}\" has no value yet for {}; set it with `agent-vault vault credential set KEY=VALUE`",
+            reply.missing_credentials.join(", ")
+        ));
+    }
+}
+
+/// Asks for confirmation on a terminal; without one, `--yes` is required.
+fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !prompt::stdin_is_tty() {
+        bail!("this needs confirmation; pass --yes");
+    }
+    let answer = prompt::line(&format!("{question} [y/N] "))?;
+    if !matches!(answer.to_lowercase().as_str(), "y" | "yes") {
+        bail!("aborted: nothing was changed");
+    }
+    Ok(())
+}
+
+pub async fn run(target: Target, command: ServiceCommand) -> anyhow::Result<()> {
+    let Target { client, vault } = &target;
+    let enabled = matches!(command, ServiceCommand::Enable { .. });
+    match command {
+        ServiceCommand::List => {
+            let listing: Listing = client.get(&target.path("/services")).await?;
+            print!("{}", services::to_yaml(&listing.vault, &listing.services)?);
+        }
+        ServiceCommand::Set { file } => {
+            let services = match file {
+                Some(path) => read_file(&path)?,
+                None if prompt::stdin_is_tty() => build_interactively()?,
+                None => bail!(
+                    "no terminal for the interactive builder; pass a YAML file with -f FILE (or -f - for stdin)"
+                ),
+            };
+            let reply: WriteReply = client
+                .send(
+                    Method::PUT,
+                    &target.path("/services"),
+                    Some(&json!({ "services": services })),
+                )
+                .await?;
+            output::success(format!(
+                "Services of vault \"{vault}\" replaced ({} in total).",
+                reply.services_count
+            ));
+            warn_missing(&reply, vault);
+        }
+        ServiceCommand::Add(args) => {
+            let services = match &args.file {
+                Some(path) => {
+                    if args.service.host.is_some() || args.service.auth_type.is_some() {
+                        bail!("give either -f FILE or --host/--auth-type flags, not both");
+                    }
+                    read_file(path)?
+                }
+                None => vec![args.service.to_service(!args.disabled)?],
+            };
+            let reply: WriteReply = client
+                .post(&target.path("/services"), &json!({ "services": services }))
+                .await?;
+            for matcher in &reply.upserted {
+                output::success(format!("Service {matcher} saved in vault \"{vault}\"."));
+            }
+            println!("{} services in total.", reply.services_count);
+            warn_missing(&reply, vault);
+        }
+        ServiceCommand::Enable { host } | ServiceCommand::Disable { host } => {
+            let _: serde_json::Value = client
+                .send(
+                    Method::PATCH,
+                    &target.path(&format!("/services/{}", segment(&host))),
+                    Some(&json!({ "enabled": enabled })),
+                )
+                .await?;
+            let state = if enabled { "enabled" } else { "disabled" };
+            output::success(format!("Service {host} {state} in vault \"{vault}\"."));
+        }
+        ServiceCommand::Remove { host, yes } => {
+            confirm(
+                &format!("Remove service {host} from vault \"{vault}\"?"),
+                yes,
+            )?;
+            let reply: serde_json::Value = client
+                .delete(&target.path(&format!("/services/{}", segment(&host))))
+                .await?;
+            output::success(format!(
+                "Removed service {} from vault \"{vault}\" ({} left).",
+                reply["removed"].as_str().unwrap_or(&host),
+                reply["services_count"]
+            ));
+        }
+        ServiceCommand::Clear { yes } => {
+            confirm(&format!("Remove every service of vault \"{vault}\"?"), yes)?;
+            let reply: serde_json::Value = client.delete(&target.path("/services")).await?;
+            output::success(format!(
+                "Removed {} services from vault \"{vault}\".",
+                reply["removed_count"]
+            ));
         }
     }
+    Ok(())
+}
+
+/// The terminal builder behind `service set` without `-f`: one service at a time.
+fn build_interactively() -> anyhow::Result<Vec<Service>> {
+    eprintln!(
+        "Describe the vault's services; they replace the current ones. Empty host to finish."
+    );
+    let mut services = Vec::new();
+    loop {
+        let host = prompt::line("Host (e.g. api.stripe.com, *.example.com, empty to finish): ")?;
+        if host.is_empty() {
+            break;
+        }
+        let kind = prompt::line("Auth type (bearer, basic, api-key, passthrough): ")?;
+        let mut flags = ServiceFlags {
+            host: Some(host),
+            description: None,
+            auth_type: Some(kind.clone()),
+            token_key: None,
+            username_key: None,
+            password_key: None,
+            api_key_key: None,
+            api_key_header: None,
+            api_key_prefix: None,
+        };
+        let ask = |label: &str| -> anyhow::Result<Option<String>> {
+            let answer = prompt::line(label)?;
+            Ok((!answer.is_empty()).then_some(answer))
+        };
+        match kind.as_str() {
+            "bearer" => {
+                flags.token_key = ask("Credential key holding the token (e.g. STRIPE_KEY): ")?
+            }
+            "basic" => {
+                flags.username_key = ask("Credential key holding the username: ")?;
+                flags.password_key = ask("Credential key holding the password: ")?;
+            }
+            "api-key" => {
+                flags.api_key_key = ask("Credential key holding the API key: ")?;
+                flags.api_key_header = ask("Header name [Authorization]: ")?;
+                flags.api_key_prefix = ask("Value prefix (empty for none): ")?;
+            }
+            _ => {}
+        }
+        match flags.to_service(true) {
+            Ok(service) => services.push(service),
+            Err(e) => output::warn(format!("{e:#}; this service was not added")),
+        }
+    }
+    if services.is_empty() {
+        bail!("no services given; nothing was changed");
+    }
+    print!("{}", services::to_yaml("(preview)", &services)?);
+    let answer = prompt::line("Replace the vault's services with these? [y/N] ")?;
+    if !matches!(answer.to_lowercase().as_str(), "y" | "yes") {
+        bail!("aborted: nothing was changed");
+    }
+    Ok(services)
 }
