@@ -274,7 +274,28 @@ pub async fn accept(
     Path(token): Path<String>,
     ApiJson(body): ApiJson<AcceptBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let hash = hash_token(&token);
+    let accepted = accept_invite(&state, &token, body.password).await?;
+    Ok(axum::Json(json!({
+        "email": accepted.email,
+        "token": accepted.token.expose(),
+        "expires_at": accepted.expires_at.map(rfc3339),
+        "message": "Invite accepted.",
+    })))
+}
+
+pub struct Accepted {
+    pub email: String,
+    pub token: SecretString,
+    pub expires_at: Option<i64>,
+}
+
+/// Redeems an invite: shared by the JSON API and the browser page.
+pub async fn accept_invite(
+    state: &AppState,
+    token: &str,
+    password: SecretString,
+) -> Result<Accepted, ApiError> {
+    let hash = hash_token(token);
     let lookup = hash.clone();
     let (invite, existing) = state
         .db(move |store, _| {
@@ -304,7 +325,7 @@ pub async fn accept(
     let new_hash = match &existing {
         Some(user) if user.active => {
             let hashes = user.password_hash.clone().into_iter().collect();
-            if !verify_password_async(body.password, hashes).await {
+            if !verify_password_async(password, hashes).await {
                 return Err(ApiError::unauthorized(format!(
                     "{} already has an account; give its current password to accept the invite",
                     invite.email
@@ -313,8 +334,8 @@ pub async fn accept(
             None
         }
         _ => {
-            validate_password(body.password.expose()).map_err(ApiError::invalid)?;
-            Some(hash_password_async(body.password).await?)
+            validate_password(password.expose()).map_err(ApiError::invalid)?;
+            Some(hash_password_async(password).await?)
         }
     };
     let invite_id = invite.id.clone();
@@ -348,10 +369,9 @@ pub async fn accept(
             })
         })
         .await??;
-    Ok(axum::Json(json!({
-        "email": email,
-        "token": token.expose(),
-        "expires_at": expires_at.map(rfc3339),
-        "message": "Invite accepted.",
-    })))
+    Ok(Accepted {
+        email,
+        token,
+        expires_at,
+    })
 }

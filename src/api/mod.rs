@@ -14,6 +14,7 @@ mod error;
 mod invites;
 mod json;
 mod members;
+mod pages;
 mod services;
 mod sessions;
 mod users;
@@ -98,6 +99,7 @@ pub fn router(state: AppState) -> Router {
             get(invites::list).post(invites::create),
         )
         .route("/v1/users/invites/{suffix}", delete(invites::revoke))
+        .route("/invite/{token}", get(pages::invite).post(pages::accept))
         .route("/v1/invites/{token}", get(invites::details))
         .route("/v1/invites/{token}/accept", post(invites::accept))
         .route("/v1/vaults", get(vaults::list).post(vaults::create))
@@ -159,6 +161,12 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
         HeaderValue::from_static("no-referrer"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
     response
 }
 

@@ -890,3 +890,55 @@ fn services_walk() {
     let parsed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert!(parsed["services"].as_array().unwrap().len() >= 25);
 }
+
+#[test]
+fn invite_link_works_in_a_browser() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let owner = Cli::owner(home, &server);
+    owner.run(&["vault", "create", "web"]).ok();
+    let link = owner.invite("carol@example.com", &["web:admin"]);
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--noproxy", "*"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "curl failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let page = curl(&[&link]);
+    assert!(
+        page.contains("carol@example.com")
+            && page.contains("web (admin)")
+            && page.contains("<form"),
+        "{page}"
+    );
+    let short = curl(&["--data-urlencode", "password=short", &link]);
+    assert!(short.contains("at least 8"), "{short}");
+    let done = curl(&["--data-urlencode", "password=carol-password-1", &link]);
+    assert!(done.contains("Invite accepted"), "{done}");
+    let carol = TestHome::new();
+    carol
+        .run_with(
+            &[
+                "auth",
+                "login",
+                "--address",
+                &server.url,
+                "--email",
+                "carol@example.com",
+                "--password-stdin",
+            ],
+            "carol-password-1\n",
+            &[],
+        )
+        .ok();
+    assert!(carol.run(&["vault", "list"]).ok().stdout.contains("web"));
+    assert!(curl(&[&link]).contains("accepted"), "a used link says so");
+    assert!(curl(&[&format!("{}/invite/av_uinv_nope", server.url)]).contains("not valid"));
+}
