@@ -27,6 +27,7 @@
 //! message or a panic; secrets live in zeroizing types and are redacted in `Debug`.
 
 pub mod api;
+pub mod broker;
 pub mod cli;
 pub mod crypto;
 pub mod paths;

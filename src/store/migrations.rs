@@ -140,6 +140,27 @@ const MIGRATIONS: &[&str] = &[
     INSERT OR IGNORE INTO instance_settings (key, value, updated_at)
         VALUES ('instance_id', lower(hex(randomblob(16))), CAST(strftime('%s', 'now') AS INTEGER));
     "#,
+    // 3: the broker's per-vault request log (metadata only: never values, bodies or queries).
+    r#"
+    CREATE TABLE request_log (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        vault_id        TEXT NOT NULL REFERENCES vaults(id) ON DELETE CASCADE,
+        actor_type      TEXT,
+        actor_id        TEXT,
+        ingress         TEXT NOT NULL,
+        method          TEXT NOT NULL,
+        host            TEXT NOT NULL,
+        path            TEXT NOT NULL,
+        service         TEXT,
+        credential_keys TEXT NOT NULL DEFAULT '[]',
+        status          INTEGER NOT NULL,
+        duration_ms     INTEGER NOT NULL,
+        error_code      TEXT,
+        created_at      INTEGER NOT NULL
+    );
+    CREATE INDEX request_log_by_vault ON request_log (vault_id, id DESC);
+    CREATE INDEX request_log_by_time ON request_log (created_at);
+    "#,
 ];
 
 pub fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

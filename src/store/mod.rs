@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod invites;
 pub mod master_key;
 mod migrations;
+pub mod request_log;
 pub mod roles;
 pub mod services;
 pub mod sessions;

@@ -1,0 +1,124 @@
+//! The request log writer: the data path hands records to a bounded channel and never waits
+//! for the database; a background task writes them in batches and trims old rows. Dropped
+//! records (only when the channel is full) are counted and reported.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::store::request_log::{self, Record};
+use crate::store::{Store, now};
+
+const CHANNEL: usize = 4096;
+const BATCH: usize = 200;
+const RETENTION_EVERY: Duration = Duration::from_secs(15 * 60);
+
+/// How long request-log rows are kept (`AGENT_VAULT_LOGS_MAX_AGE_HOURS`, default 168) and how
+/// many per vault (`AGENT_VAULT_LOGS_MAX_ROWS_PER_VAULT`, default 10000); 0 disables either.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age_hours: i64,
+    pub max_rows_per_vault: i64,
+}
+
+impl Retention {
+    pub fn from_env() -> (Self, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut read = |name: &str, default: i64| match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => v
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .unwrap_or_else(|| {
+                    warnings.push(format!(
+                        "{name}={v} is not a non-negative number; using {default}"
+                    ));
+                    default
+                }),
+            _ => default,
+        };
+        let retention = Self {
+            max_age_hours: read("AGENT_VAULT_LOGS_MAX_AGE_HOURS", 168),
+            max_rows_per_vault: read("AGENT_VAULT_LOGS_MAX_ROWS_PER_VAULT", 10_000),
+        };
+        (retention, warnings)
+    }
+}
+
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Record>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AuditLog {
+    /// Starts the writer on the current runtime. It stops when every `AuditLog` is dropped,
+    /// after writing what it holds.
+    pub fn start(store: Arc<Store>, retention: Retention) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        let handle = tokio::spawn(write_loop(store, rx, retention));
+        (
+            Self {
+                tx,
+                dropped: Arc::new(AtomicU64::new(0)),
+            },
+            handle,
+        )
+    }
+
+    pub fn record(&self, record: Record) {
+        if self.tx.try_send(record).is_err() {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(dropped, "request log is falling behind; records dropped");
+            }
+        }
+    }
+}
+
+async fn write_loop(store: Arc<Store>, mut rx: mpsc::Receiver<Record>, retention: Retention) {
+    let mut next_trim = tokio::time::Instant::now();
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let received =
+            tokio::time::timeout(Duration::from_millis(250), rx.recv_many(&mut batch, BATCH)).await;
+        if matches!(received, Ok(0)) {
+            flush(&store, &mut batch).await;
+            return;
+        }
+        flush(&store, &mut batch).await;
+        if tokio::time::Instant::now() >= next_trim {
+            next_trim += RETENTION_EVERY;
+            let store = store.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                store.write(|tx| {
+                    request_log::trim(
+                        tx,
+                        now(),
+                        retention.max_age_hours * 3600,
+                        retention.max_rows_per_vault,
+                    )
+                })
+            })
+            .await;
+        }
+    }
+}
+
+async fn flush(store: &Arc<Store>, batch: &mut Vec<Record>) {
+    if batch.is_empty() {
+        return;
+    }
+    let records = std::mem::take(batch);
+    let store = store.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        store.write(|tx| request_log::insert_all(tx, &records))
+    })
+    .await;
+    if let Ok(Err(e)) = written {
+        tracing::warn!(error = %e, "cannot write the request log");
+    }
+}

@@ -1,0 +1,318 @@
+//! The broker: the policy core shared by both ingresses (the MITM forward proxy and the
+//! explicit `/proxy/{host}/…` endpoint). It authenticates a proxy token, picks the vault,
+//! matches a service, plans the credential injection and substitutions, and records the
+//! request-log row. Transport (TLS, HTTP, streaming) lives in `proxy`.
+//!
+//! Hot path: per-vault snapshots (services, decrypted credentials, policy) and resolved
+//! proxy tokens are kept in memory. Any successful change through the management API
+//! invalidates both (a generation counter guards against a load racing a change), so a
+//! change takes effect on the next request while a warm request touches no database, does no
+//! decryption and mints no certificate.
+
+mod audit;
+mod error;
+mod plan;
+pub mod proxy_auth;
+pub mod rewrite;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+pub use audit::{AuditLog, Retention};
+pub use error::{BROKER_ERROR_HEADER, BrokerError, Fault};
+pub use plan::{Plan, ResolvedSubstitution, plan};
+pub use proxy_auth::ProxyCredentials;
+
+use crate::crypto::{Key, SecretString, hash_token};
+use crate::services::Service;
+use crate::store::sessions::{self, SessionKind};
+use crate::store::vaults::{self, ActorType};
+use crate::store::{Store, VaultRole, credentials, now};
+
+/// What a vault does with a request to a host none of its services match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnmatchedPolicy {
+    /// Forward it unchanged, without credentials (the default).
+    Forward,
+    /// Refuse it with 403 `forbidden`.
+    Deny,
+}
+
+impl UnmatchedPolicy {
+    pub const SETTING: &'static str = "unmatched_host_policy";
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "forward" => Some(Self::Forward),
+            "deny" => Some(Self::Deny),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forward => "forward",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+/// Everything the data path needs about one vault, held in memory.
+pub struct VaultSnapshot {
+    pub vault_id: String,
+    pub vault_name: String,
+    pub services: Vec<Service>,
+    pub credentials: HashMap<String, SecretString>,
+    pub policy: UnmatchedPolicy,
+}
+
+/// Who is proxying, into which vault.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub vault_id: String,
+    pub vault_name: String,
+    pub role: VaultRole,
+    /// `agent` or `scoped`, and the id of the agent or of the minting actor.
+    pub actor_type: &'static str,
+    pub actor_id: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+pub struct Broker {
+    store: Arc<Store>,
+    dek: Arc<Key>,
+    /// The externally reachable API URL, for hints in error bodies.
+    pub base_url: String,
+    pub audit: AuditLog,
+    generation: AtomicU64,
+    snapshots: Cache<String, Arc<VaultSnapshot>>,
+    /// Keyed by (token hash, vault named by the client).
+    scopes: Cache<(String, Option<String>), Scope>,
+}
+
+/// A map whose entries are valid only for the generation they were loaded in.
+struct Cache<K, V> {
+    map: RwLock<HashMap<K, (u64, V)>>,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Cache<K, V> {
+    fn new() -> Self {
+        Self {
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, key: &K, generation: u64) -> Option<V> {
+        let map = self.map.read().ok()?;
+        map.get(key)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Stores a value loaded during `generation`, unless a change happened since.
+    fn put(&self, key: K, value: V, generation: u64, current: &AtomicU64) {
+        if let Ok(mut map) = self.map.write()
+            && current.load(Ordering::SeqCst) == generation
+        {
+            map.insert(key, (generation, value));
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut map) = self.map.write() {
+            map.clear();
+        }
+    }
+}
+
+impl Broker {
+    pub fn new(store: Arc<Store>, dek: Arc<Key>, base_url: String, audit: AuditLog) -> Self {
+        Self {
+            store,
+            dek,
+            base_url,
+            audit,
+            generation: AtomicU64::new(0),
+            snapshots: Cache::new(),
+            scopes: Cache::new(),
+        }
+    }
+
+    /// Forgets every cached snapshot and token: called after any change to vaults,
+    /// credentials, services, settings, sessions or grants.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.snapshots.clear();
+        self.scopes.clear();
+    }
+
+    async fn blocking<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store, &Key) -> Result<R, BrokerError> + Send + 'static,
+    ) -> Result<R, BrokerError> {
+        let (store, dek) = (self.store.clone(), self.dek.clone());
+        tokio::task::spawn_blocking(move || work(&store, &dek))
+            .await
+            .map_err(|_| BrokerError::internal("the broker's database task failed"))?
+    }
+
+    /// Resolves proxy credentials to a scope (cached until the next change).
+    pub async fn authenticate(&self, credentials: &ProxyCredentials) -> Result<Scope, BrokerError> {
+        let key = (
+            hash_token(credentials.token.expose()),
+            credentials.vault.clone(),
+        );
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some(scope) = self.scopes.get(&key, generation) {
+            return check_expiry(scope);
+        }
+        let (hash, hint) = key.clone();
+        let scope = self
+            .blocking(move |store, _| resolve_scope(store, &hash, hint.as_deref()))
+            .await?;
+        self.scopes
+            .put(key, scope.clone(), generation, &self.generation);
+        check_expiry(scope)
+    }
+
+    /// The in-memory view of a vault (loaded, decrypted and cached on first use).
+    pub async fn snapshot(&self, vault_id: &str) -> Result<Arc<VaultSnapshot>, BrokerError> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let key = vault_id.to_owned();
+        if let Some(snapshot) = self.snapshots.get(&key, generation) {
+            return Ok(snapshot);
+        }
+        let id = key.clone();
+        let snapshot = Arc::new(
+            self.blocking(move |store, dek| load_snapshot(store, dek, &id))
+                .await?,
+        );
+        self.snapshots
+            .put(key, snapshot.clone(), generation, &self.generation);
+        Ok(snapshot)
+    }
+}
+
+fn check_expiry(scope: Scope) -> Result<Scope, BrokerError> {
+    if scope.expires_at.is_some_and(|at| now() >= at) {
+        return Err(BrokerError::auth_required(
+            "the proxy token has expired; get a new one",
+        ));
+    }
+    Ok(scope)
+}
+
+fn store_error(err: crate::store::StoreError) -> BrokerError {
+    tracing::error!(error = %err, "broker store failure");
+    BrokerError::internal("the broker could not read its configuration; see the server log")
+}
+
+fn resolve_scope(
+    store: &Store,
+    token_hash: &str,
+    hint: Option<&str>,
+) -> Result<Scope, BrokerError> {
+    store
+        .read(|conn| {
+            let invalid = || BrokerError::auth_required("the proxy token is invalid, revoked or expired");
+            let Some(session) = sessions::by_token_hash(conn, token_hash)? else {
+                return Ok(Err(invalid()));
+            };
+            if session.is_expired(now()) {
+                return Ok(Err(invalid()));
+            }
+            let scope = match session.kind {
+                SessionKind::User => Err(BrokerError::forbidden(
+                    "user_session",
+                    "a login session cannot use the proxy; mint a vault token with `agent-vault vault token`",
+                )),
+                SessionKind::Scoped => {
+                    let (Some(vault_id), Some(role)) = (&session.vault_id, session.vault_role) else {
+                        return Ok(Err(invalid()));
+                    };
+                    let Some(vault) = vaults::by_id(conn, vault_id)? else {
+                        return Ok(Err(invalid()));
+                    };
+                    match hint {
+                        Some(name) if name != vault.name => Err(BrokerError::forbidden(
+                            "vault_mismatch",
+                            format!("this token belongs to vault \"{}\", not \"{name}\"", vault.name),
+                        )),
+                        _ => Ok(Scope {
+                            vault_id: vault.id,
+                            vault_name: vault.name,
+                            role,
+                            actor_type: "scoped",
+                            actor_id: None,
+                            expires_at: session.expires_at,
+                        }),
+                    }
+                }
+                SessionKind::Agent => {
+                    let agent_id = session.agent_id.clone().unwrap_or_default();
+                    let grants = vaults::grants_of(conn, ActorType::Agent, &agent_id)?;
+                    let chosen = match hint {
+                        Some(name) => match grants.iter().find(|(v, _)| v.name == name) {
+                            Some(grant) => Ok(grant.clone()),
+                            None if vaults::by_name(conn, name)?.is_none() => {
+                                Err(BrokerError::not_found(format!("vault \"{name}\" does not exist")))
+                            }
+                            None => Err(BrokerError::forbidden(
+                                "forbidden",
+                                format!("this agent has no access to vault \"{name}\""),
+                            )),
+                        },
+                        None => match grants.as_slice() {
+                            [one] => Ok(one.clone()),
+                            [] => Err(BrokerError::forbidden("forbidden", "this agent has no vault access")),
+                            many => Err(BrokerError::bad_request(
+                                "vault_ambiguous",
+                                format!(
+                                    "this agent can use {} vaults ({}); name one: HTTPS_PROXY=http://<token>:<vault>@<host>:<port>",
+                                    many.len(),
+                                    many.iter().map(|(v, _)| v.name.as_str()).collect::<Vec<_>>().join(", ")
+                                ),
+                            )),
+                        },
+                    };
+                    chosen.map(|(vault, role)| Scope {
+                        vault_id: vault.id,
+                        vault_name: vault.name,
+                        role,
+                        actor_type: "agent",
+                        actor_id: Some(agent_id),
+                        expires_at: session.expires_at,
+                    })
+                }
+            };
+            Ok(scope)
+        })
+        .map_err(store_error)?
+}
+
+fn load_snapshot(store: &Store, dek: &Key, vault_id: &str) -> Result<VaultSnapshot, BrokerError> {
+    store
+        .read(|conn| {
+            let vault = vaults::by_id(conn, vault_id)?
+                .ok_or_else(|| crate::store::StoreError::Corrupt("the vault was deleted".into()))?;
+            let services = crate::store::services::list(conn, vault_id)?;
+            let mut values = HashMap::new();
+            for key in credentials::keys(conn, vault_id)? {
+                if let Some(value) = credentials::get(conn, dek, vault_id, &key)? {
+                    values.insert(key, value);
+                }
+            }
+            let policy = vaults::setting(conn, vault_id, UnmatchedPolicy::SETTING)?
+                .and_then(|v| UnmatchedPolicy::parse(&v))
+                .unwrap_or(UnmatchedPolicy::Forward);
+            Ok(VaultSnapshot {
+                vault_id: vault.id,
+                vault_name: vault.name,
+                services,
+                credentials: values,
+                policy,
+            })
+        })
+        .map_err(store_error)
+}

@@ -1,0 +1,294 @@
+//! Rewriting a request on its way upstream and a response on its way back: hop-by-hop and
+//! broker-scoped headers out, the `Host` header from the trusted target, injected headers in
+//! (replacing the client's), placeholders replaced by credential values on the chosen
+//! surfaces, each escaped for where it lands.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use super::{BrokerError, Plan, ResolvedSubstitution};
+use crate::services::Surface;
+
+/// Headers that belong to one connection hop, never forwarded (RFC 9110 §7.6.1), plus the
+/// broker's own.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Cleans the client's headers: hop-by-hop, `Proxy-Authorization` and `X-Vault` go.
+pub fn strip_request_headers(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+    headers.remove("x-vault");
+}
+
+pub fn strip_response_headers(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+}
+
+/// `Host` from the target the client was authorised for, without the scheme's default port.
+pub fn host_header(host: &str, port: u16, https: bool) -> Result<HeaderValue, BrokerError> {
+    let default = if https { 443 } else { 80 };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    let text = if port == default {
+        host
+    } else {
+        format!("{host}:{port}")
+    };
+    HeaderValue::from_str(&text)
+        .map_err(|_| BrokerError::bad_request("invalid_host", "the target host is not valid"))
+}
+
+/// Sets the injected headers; each replaces every value the client sent under that name.
+pub fn apply_headers(headers: &mut HeaderMap, plan: &Plan) -> Result<(), BrokerError> {
+    for (name, value) in &plan.set_headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    for sub in plan
+        .substitutions
+        .iter()
+        .filter(|s| s.surfaces.contains(&Surface::Header))
+    {
+        let names: Vec<HeaderName> = headers.keys().cloned().collect();
+        for name in names {
+            let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
+            if !values
+                .iter()
+                .any(|v| contains(v.as_bytes(), sub.placeholder.as_bytes()))
+            {
+                continue;
+            }
+            headers.remove(&name);
+            for value in values {
+                let replaced = replace_bytes(
+                    value.as_bytes(),
+                    sub.placeholder.as_bytes(),
+                    sub.value.expose().as_bytes(),
+                );
+                if replaced.iter().any(|b| *b == b'\r' || *b == b'\n') {
+                    return Err(BrokerError::credential(
+                        "credential_invalid",
+                        "refusing to put a credential containing a line break into a header",
+                    ));
+                }
+                let mut value = HeaderValue::from_bytes(&replaced).map_err(|_| {
+                    BrokerError::credential(
+                        "credential_invalid",
+                        "a substituted credential is not a valid header value",
+                    )
+                })?;
+                value.set_sensitive(true);
+                headers.append(name.clone(), value);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replaces placeholders in the path (percent-encoded, so a value cannot add segments) and
+/// in the query (query-encoded, so it cannot add parameters). `path_and_query` is raw.
+pub fn rewrite_path_and_query(
+    path_and_query: &str,
+    substitutions: &[ResolvedSubstitution],
+) -> String {
+    let (mut path, mut query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (path_and_query.to_owned(), None),
+    };
+    for sub in substitutions {
+        if sub.surfaces.contains(&Surface::Path) && path.contains(&sub.placeholder) {
+            path = path.replace(&sub.placeholder, &encode(sub.value.expose(), false));
+        }
+        if sub.surfaces.contains(&Surface::Query)
+            && let Some(q) = &mut query
+            && q.contains(&sub.placeholder)
+        {
+            *q = q.replace(&sub.placeholder, &encode(sub.value.expose(), true));
+        }
+    }
+    match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    }
+}
+
+/// Replaces placeholders in a buffered body, escaped for its media type: JSON string
+/// escaping for JSON, form encoding for forms, raw otherwise.
+pub fn rewrite_body(
+    body: &[u8],
+    content_type: Option<&str>,
+    substitutions: &[ResolvedSubstitution],
+) -> Vec<u8> {
+    let media = content_type
+        .and_then(|c| c.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let mut out = body.to_vec();
+    for sub in substitutions
+        .iter()
+        .filter(|s| s.surfaces.contains(&Surface::Body))
+    {
+        if !contains(&out, sub.placeholder.as_bytes()) {
+            continue;
+        }
+        let value = sub.value.expose();
+        let escaped = if media == "application/json" || media.ends_with("+json") {
+            let quoted = serde_json::to_string(value).unwrap_or_default();
+            quoted[1..quoted.len().saturating_sub(1)].to_owned()
+        } else if media == "application/x-www-form-urlencoded" {
+            encode(value, true)
+        } else {
+            value.to_owned()
+        };
+        out = replace_bytes(&out, sub.placeholder.as_bytes(), escaped.as_bytes());
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters; in a query, space is `+`.
+fn encode(value: &str, query: bool) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
+            b' ' if query => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SecretString;
+
+    fn sub(placeholder: &str, value: &str, surfaces: &[Surface]) -> ResolvedSubstitution {
+        ResolvedSubstitution {
+            placeholder: placeholder.into(),
+            value: SecretString::from(value),
+            surfaces: surfaces.to_vec(),
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_and_broker_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("proxy-authorization", "Basic abc"),
+            ("x-vault", "default"),
+            ("te", "trailers"),
+            ("anthropic-version", "2023-06-01"),
+        ] {
+            h.append(k, v.parse().unwrap());
+        }
+        strip_request_headers(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("anthropic-version"));
+    }
+
+    #[test]
+    fn host_drops_the_default_port_only() {
+        assert_eq!(host_header("api.x.com", 443, true).unwrap(), "api.x.com");
+        assert_eq!(host_header("api.x.com", 80, true).unwrap(), "api.x.com:80");
+        assert_eq!(host_header("api.x.com", 80, false).unwrap(), "api.x.com");
+        assert_eq!(host_header("::1", 8443, true).unwrap(), "[::1]:8443");
+    }
+
+    #[test]
+    fn injected_headers_replace_and_substitutions_escape() {
+        let mut h = HeaderMap::new();
+        h.append("authorization", "Bearer agent-fake".parse().unwrap());
+        h.append("authorization", "Bearer second".parse().unwrap());
+        h.append("x-key", "key=__k__".parse().unwrap());
+        let plan = Plan {
+            set_headers: vec![(header::AUTHORIZATION, "Bearer real".parse().unwrap())],
+            substitutions: vec![sub("__k__", "s3cr&t/v", &Surface::ALL)],
+            ..Plan::default()
+        };
+        apply_headers(&mut h, &plan).unwrap();
+        assert_eq!(h.get_all("authorization").iter().count(), 1);
+        assert_eq!(h["authorization"], "Bearer real");
+        assert_eq!(h["x-key"], "key=s3cr&t/v");
+        let uri = rewrite_path_and_query("/a/__k__/b?x=__k__&y=1", &plan.substitutions);
+        assert_eq!(uri, "/a/s3cr%26t%2Fv/b?x=s3cr%26t%2Fv&y=1");
+        let body = rewrite_body(
+            br#"{"k":"__k__"}"#,
+            Some("application/json; charset=utf-8"),
+            &[sub("__k__", "a\"b", &[Surface::Body])],
+        );
+        assert_eq!(body, br#"{"k":"a\"b"}"#);
+        let form = rewrite_body(
+            b"k=__k__",
+            Some("application/x-www-form-urlencoded"),
+            &[sub("__k__", "a b&c", &[Surface::Body])],
+        );
+        assert_eq!(form, b"k=a+b%26c");
+    }
+
+    #[test]
+    fn undeclared_surfaces_stay_literal_and_crlf_is_refused() {
+        let path_only = [sub("__k__", "v", &[Surface::Path])];
+        assert_eq!(
+            rewrite_path_and_query("/__k__?q=__k__", &path_only),
+            "/v?q=__k__"
+        );
+        let mut h = HeaderMap::new();
+        h.append("x-a", "__k__".parse().unwrap());
+        let plan = Plan {
+            substitutions: vec![sub("__k__", "bad\r\nInjected: 1", &[Surface::Header])],
+            ..Plan::default()
+        };
+        let err = apply_headers(&mut h, &plan).unwrap_err();
+        assert!(!err.message.contains("Injected"));
+    }
+}
