@@ -18,6 +18,7 @@ mod pages;
 mod services;
 mod sessions;
 mod users;
+mod vault_settings;
 mod vaults;
 
 use std::sync::Arc;
@@ -134,6 +135,11 @@ pub fn router(state: AppState) -> Router {
             axum::routing::patch(services::patch).delete(services::remove),
         )
         .route("/v1/service-catalog", get(services::catalog))
+        .route(
+            "/v1/vaults/{name}/settings",
+            get(vault_settings::get).put(vault_settings::put),
+        )
+        .route("/v1/vaults/{name}/logs", get(vault_settings::logs))
         .route("/v1/sessions", post(sessions::mint))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
