@@ -9,11 +9,12 @@
 //! Lower layers never import upper ones:
 //!
 //! ```text
-//! paths → crypto → store → api | proxy → server → cli → main
+//! netguard → paths → crypto → store → api | proxy → server → cli → main
 //! ```
 //!
 //! | module   | owns |
 //! |----------|------|
+//! | [`netguard`] | SSRF guard for upstream dials: deny policy, checked resolution, dialing the checked address |
 //! | [`paths`]  | the `~/.agent-vault/` layout and its permissions |
 //! | [`crypto`] | DEK/KEK, Argon2id, AES-256-GCM with associated data, tokens, zeroizing secrets |
 //! | [`store`]  | SQLite: one connection, versioned migrations, one file per aggregate |
@@ -28,6 +29,7 @@
 pub mod api;
 pub mod cli;
 pub mod crypto;
+pub mod netguard;
 pub mod paths;
 pub mod proxy;
 pub mod server;
