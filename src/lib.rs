@@ -9,17 +9,19 @@
 //! Lower layers never import upper ones:
 //!
 //! ```text
-//! paths → crypto → services → store → api | proxy → server → cli → main
+//! netguard → paths → crypto → services → store → ca → broker → api | proxy → server → cli → main
 //! ```
 //!
 //! | module   | owns |
 //! |----------|------|
+//! | [`netguard`] | SSRF guard for upstream dials: deny policy, checked resolution, dialing the checked address |
 //! | [`paths`]  | the `~/.agent-vault/` layout and its permissions |
 //! | [`crypto`] | DEK/KEK, Argon2id, AES-256-GCM with associated data, tokens, zeroizing secrets |
 //! | [`services`] | service rules: model, validation, YAML form, request matching, catalog |
 //! | [`store`]  | SQLite: one connection, versioned migrations, one file per aggregate |
+//! | [`broker`] | the data path's policy core: proxy auth, vault snapshots, injection plan, request log |
 //! | [`api`]    | the management HTTP API (axum): JSON in/out, one error shape |
-//! | [`proxy`]  | the MITM / forward-proxy listener |
+//! | [`proxy`]  | the data-path listeners (forward proxy / MITM, explicit endpoint) and the upstream client |
 //! | [`server`] | server lifecycle: unlock, pid file, detach, listeners, graceful shutdown |
 //! | [`cli`]    | the clap command tree, API client, output and prompts |
 //!
@@ -30,6 +32,7 @@ pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod crypto;
+pub mod netguard;
 pub mod paths;
 pub mod proxy;
 pub mod server;

@@ -1,0 +1,345 @@
+//! Checked resolution and dialing: resolve once, check every answer, connect to the checked
+//! address itself.
+//!
+//! Stance: a name is refused as a whole if any of its addresses is blocked, since an
+//! attacker's DNS server can mix public and private answers; and the socket is opened to the
+//! exact address that was checked, never to the name, so a second lookup cannot rebind it.
+//! Errors name the host and a range category, never the internal addresses behind a name.
+
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use super::policy::{Blocked, NetworkPolicy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error("invalid upstream host {0:?}")]
+    InvalidHost(String),
+    #[error("cannot resolve {host}: {source}")]
+    Resolve { host: String, source: io::Error },
+    #[error("cannot resolve {host}: timed out after {after:?}")]
+    ResolveTimedOut { host: String, after: Duration },
+    #[error("cannot resolve {host}: no addresses")]
+    NoAddresses { host: String },
+    #[error("cannot connect to {host}: {blocked}")]
+    Blocked { host: String, blocked: Blocked },
+    #[error("cannot connect to {host}:{port}: connection refused")]
+    Refused { host: String, port: u16 },
+    #[error("cannot connect to {host}:{port}: timed out after {after:?}")]
+    TimedOut {
+        host: String,
+        port: u16,
+        after: Duration,
+    },
+    #[error("cannot connect to {host}:{port}: {source}")]
+    Connect {
+        host: String,
+        port: u16,
+        source: io::Error,
+    },
+}
+
+impl GuardError {
+    /// True when the policy refused the host (the proxy answers 403), false when the network
+    /// failed (502).
+    pub fn is_policy(&self) -> bool {
+        matches!(self, Self::Blocked { .. })
+    }
+}
+
+/// Resolves `host` and checks every address against `policy`. IP literals (IPv6 with or
+/// without brackets) are checked without a lookup.
+pub async fn resolve_checked(
+    policy: &NetworkPolicy,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, GuardError> {
+    let host = Host::parse(host)?;
+    resolve(policy, &host, port).await
+}
+
+/// Connects to the first reachable checked address of `host`, trying them in resolver order.
+/// `timeout` bounds the lookup and each connection attempt separately.
+pub async fn connect(
+    policy: &NetworkPolicy,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<(TcpStream, SocketAddr), GuardError> {
+    let host = Host::parse(host)?;
+    let addrs = tokio::time::timeout(timeout, resolve(policy, &host, port))
+        .await
+        .map_err(|_| GuardError::ResolveTimedOut {
+            host: host.name.clone(),
+            after: timeout,
+        })??;
+    // Only reported if there were no addresses, which `resolve` already rules out.
+    let mut last = GuardError::NoAddresses {
+        host: host.name.clone(),
+    };
+    for addr in addrs {
+        let name = host.name.clone();
+        last = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Ok((stream, addr)),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                GuardError::Refused { host: name, port }
+            }
+            Ok(Err(source)) => GuardError::Connect {
+                host: name,
+                port,
+                source,
+            },
+            Err(_) => GuardError::TimedOut {
+                host: name,
+                port,
+                after: timeout,
+            },
+        };
+    }
+    Err(last)
+}
+
+/// A normalised upstream host: lower-case, one trailing dot stripped, IP literals parsed.
+struct Host {
+    /// For messages: the name, or the literal in canonical form (IPv6 bracketed).
+    name: String,
+    literal: Option<IpAddr>,
+}
+
+impl Host {
+    fn parse(raw: &str) -> Result<Self, GuardError> {
+        let invalid = || GuardError::InvalidHost(raw.to_string());
+        let lower = raw.to_ascii_lowercase();
+        let host = lower.strip_suffix('.').unwrap_or(&lower);
+        let literal = match host.strip_prefix('[') {
+            Some(rest) => {
+                let v6 = rest.strip_suffix(']').ok_or_else(invalid)?;
+                Some(IpAddr::V6(v6.parse::<Ipv6Addr>().map_err(|_| invalid())?))
+            }
+            None => host.parse::<IpAddr>().ok(),
+        };
+        if let Some(ip) = literal {
+            let name = match ip {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            };
+            return Ok(Self { name, literal });
+        }
+        // DNS names only: anything else (spaces, `@`, `/`, `%` zone ids, non-ASCII) is either
+        // a smuggling attempt or would fail in the resolver anyway.
+        let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+        if host.is_empty() || host.len() > 253 || !host.bytes().all(valid) {
+            return Err(invalid());
+        }
+        Ok(Self {
+            name: host.to_string(),
+            literal: None,
+        })
+    }
+}
+
+async fn resolve(
+    policy: &NetworkPolicy,
+    host: &Host,
+    port: u16,
+) -> Result<Vec<SocketAddr>, GuardError> {
+    let addrs = match host.literal {
+        Some(ip) => vec![SocketAddr::new(ip, port)],
+        None => tokio::net::lookup_host((host.name.as_str(), port))
+            .await
+            .map_err(|source| GuardError::Resolve {
+                host: host.name.clone(),
+                source,
+            })?
+            .collect(),
+    };
+    check_all(policy, &host.name, addrs)
+}
+
+/// Refuses the whole answer if any address is blocked; drops duplicates, keeping order.
+fn check_all(
+    policy: &NetworkPolicy,
+    host: &str,
+    addrs: Vec<SocketAddr>,
+) -> Result<Vec<SocketAddr>, GuardError> {
+    if addrs.is_empty() {
+        return Err(GuardError::NoAddresses {
+            host: host.to_string(),
+        });
+    }
+    let mut checked: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        policy
+            .check(addr.ip())
+            .map_err(|blocked| GuardError::Blocked {
+                host: host.to_string(),
+                blocked,
+            })?;
+        if !checked.contains(&addr) {
+            checked.push(addr);
+        }
+    }
+    Ok(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netguard::Category;
+
+    fn allowing_loopback() -> NetworkPolicy {
+        NetworkPolicy::new(false, vec!["127.0.0.0/8".parse().unwrap()])
+    }
+
+    fn category(err: &GuardError) -> Option<Category> {
+        match err {
+            GuardError::Blocked { blocked, .. } => Some(blocked.category()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn hosts_are_normalised() {
+        let host = |raw| Host::parse(raw).unwrap();
+        assert_eq!(host("Example.COM.").name, "example.com");
+        assert_eq!(host("LOCALHOST").name, "localhost");
+        assert_eq!(host("[::1]").literal, Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+        assert_eq!(host("[::1]").name, "[::1]");
+        assert_eq!(host("0:0:0:0:0:0:0:1").name, "[::1]");
+        assert_eq!(
+            host("127.0.0.1.").literal,
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(host("[FE80::1]").literal, Some("fe80::1".parse().unwrap()));
+        for bad in [
+            "",
+            ".",
+            "[::1",
+            "[127.0.0.1]",
+            "a b",
+            "user@host",
+            "a/b",
+            "fe80::1%eth0",
+            "é.com",
+        ] {
+            assert!(
+                matches!(Host::parse(bad), Err(GuardError::InvalidHost(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_blocked_answer_refuses_the_name() {
+        let mixed = vec![
+            "8.8.8.8:443".parse().unwrap(),
+            "10.0.0.1:443".parse().unwrap(),
+        ];
+        let err = check_all(&NetworkPolicy::default(), "evil.example", mixed).unwrap_err();
+        assert!(err.is_policy());
+        assert_eq!(category(&err), Some(Category::Private));
+        assert_eq!(
+            err.to_string(),
+            "cannot connect to evil.example: blocked by network policy (private (RFC 1918))"
+        );
+    }
+
+    #[test]
+    fn empty_answer_is_an_error() {
+        let err = check_all(&NetworkPolicy::default(), "void.example", Vec::new()).unwrap_err();
+        assert!(matches!(err, GuardError::NoAddresses { .. }));
+        assert!(!err.is_policy());
+    }
+
+    #[test]
+    fn duplicates_are_dropped_in_order() {
+        let a: SocketAddr = "8.8.8.8:53".parse().unwrap();
+        let b: SocketAddr = "[2001:4860:4860::8888]:53".parse().unwrap();
+        let checked = check_all(&NetworkPolicy::default(), "dns.google", vec![b, a, b]).unwrap();
+        assert_eq!(checked, vec![b, a]);
+    }
+
+    #[tokio::test]
+    async fn localhost_needs_the_private_switch() {
+        let err = resolve_checked(&NetworkPolicy::default(), "localhost", 80)
+            .await
+            .unwrap_err();
+        assert_eq!(category(&err), Some(Category::Loopback));
+        let addrs = resolve_checked(&NetworkPolicy::new(true, Vec::new()), "localhost", 80)
+            .await
+            .unwrap();
+        assert!(!addrs.is_empty());
+        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 80));
+    }
+
+    #[tokio::test]
+    async fn literals_need_no_lookup() {
+        let addrs = resolve_checked(&allowing_loopback(), "127.0.0.1", 8080)
+            .await
+            .unwrap();
+        assert_eq!(addrs, vec!["127.0.0.1:8080".parse().unwrap()]);
+        let err = resolve_checked(&allowing_loopback(), "[::1]", 8080)
+            .await
+            .unwrap_err();
+        assert_eq!(category(&err), Some(Category::Loopback));
+        assert_eq!(
+            err.to_string(),
+            "cannot connect to [::1]: blocked by network policy (loopback)"
+        );
+        let addrs = resolve_checked(&NetworkPolicy::new(true, Vec::new()), "[::1]", 8080)
+            .await
+            .unwrap();
+        assert_eq!(addrs, vec!["[::1]:8080".parse().unwrap()]);
+        let err = resolve_checked(&NetworkPolicy::new(true, Vec::new()), "169.254.169.254", 80)
+            .await
+            .unwrap_err();
+        assert_eq!(category(&err), Some(Category::CloudMetadata));
+    }
+
+    #[tokio::test]
+    async fn connects_to_the_checked_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = listener.local_addr().unwrap();
+        let timeout = Duration::from_secs(5);
+
+        let (stream, addr) = connect(&allowing_loopback(), "127.0.0.1", target.port(), timeout)
+            .await
+            .unwrap();
+        assert_eq!(addr, target);
+        assert_eq!(stream.peer_addr().unwrap(), target);
+
+        let err = connect(
+            &NetworkPolicy::default(),
+            "127.0.0.1",
+            target.port(),
+            timeout,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.is_policy(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn refused_is_not_a_policy_error() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let err = connect(
+            &allowing_loopback(),
+            "127.0.0.1",
+            port,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(!err.is_policy());
+        assert!(matches!(err, GuardError::Refused { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("cannot connect to 127.0.0.1:{port}: connection refused")
+        );
+    }
+}
