@@ -19,6 +19,7 @@
 //! | [`crypto`] | DEK/KEK, Argon2id, AES-256-GCM with associated data, tokens, zeroizing secrets |
 //! | [`services`] | service rules: model, validation, YAML form, request matching, catalog |
 //! | [`store`]  | SQLite: one connection, versioned migrations, one file per aggregate |
+//! | [`ca`]     | the MITM root CA (key sealed under the DEK) and cached per-host leaf certificates |
 //! | [`broker`] | the data path's policy core: proxy auth, vault snapshots, injection plan, request log |
 //! | [`api`]    | the management HTTP API (axum): JSON in/out, one error shape |
 //! | [`proxy`]  | the data-path listeners (forward proxy / MITM, explicit endpoint) and the upstream client |
@@ -30,6 +31,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod ca;
 pub mod cli;
 pub mod crypto;
 pub mod netguard;

@@ -17,7 +17,9 @@ async fn policy(state: &AppState, vault_id: &str) -> Result<UnmatchedPolicy, Api
     let stored = state
         .db(move |store, _| store.read(|conn| vaults::setting(conn, &id, UnmatchedPolicy::SETTING)))
         .await?;
-    Ok(stored.and_then(|v| UnmatchedPolicy::parse(&v)).unwrap_or(UnmatchedPolicy::Forward))
+    Ok(stored
+        .and_then(|v| UnmatchedPolicy::parse(&v))
+        .unwrap_or(UnmatchedPolicy::Forward))
 }
 
 /// `GET /v1/vaults/{name}/settings`.
@@ -29,7 +31,9 @@ pub async fn get(
     let access = vault_access(&state, &caller, &name).await?;
     access.require(VaultRole::Proxy)?;
     let policy = policy(&state, &access.vault.id).await?;
-    Ok(axum::Json(json!({ "vault": access.vault.name, "unmatched_host_policy": policy.as_str() })))
+    Ok(axum::Json(
+        json!({ "vault": access.vault.name, "unmatched_host_policy": policy.as_str() }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -55,9 +59,14 @@ pub async fn put(
     })?;
     let id = access.vault.id.clone();
     state
-        .db(move |store, _| store.write(|tx| vaults::set_setting(tx, &id, UnmatchedPolicy::SETTING, policy.as_str())))
+        .db(move |store, _| {
+            store
+                .write(|tx| vaults::set_setting(tx, &id, UnmatchedPolicy::SETTING, policy.as_str()))
+        })
         .await?;
-    Ok(axum::Json(json!({ "vault": access.vault.name, "unmatched_host_policy": policy.as_str() })))
+    Ok(axum::Json(
+        json!({ "vault": access.vault.name, "unmatched_host_policy": policy.as_str() }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -79,5 +88,7 @@ pub async fn logs(
     let rows = state
         .db(move |store, _| store.read(|conn| request_log::recent(conn, &id, limit)))
         .await?;
-    Ok(axum::Json(json!({ "vault": access.vault.name, "requests": rows })))
+    Ok(axum::Json(
+        json!({ "vault": access.vault.name, "requests": rows }),
+    ))
 }
