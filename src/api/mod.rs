@@ -27,10 +27,11 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use serde_json::json;
 
 use crate::crypto::Key;
+use crate::proxy::Proxy;
 use crate::store::{self, Store};
 pub use accounts::{validate_email, validate_password};
 pub use error::ApiError;
@@ -48,6 +49,8 @@ pub struct ApiConfig {
     pub mitm_port: Option<u16>,
     /// Whether email delivery is configured (codes are then never shown to the owner).
     pub smtp_enabled: bool,
+    /// The MITM root CA, when the proxy runs.
+    pub ca_pem: Option<String>,
 }
 
 #[derive(Clone)]
@@ -55,6 +58,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub dek: Arc<Key>,
     pub config: Arc<ApiConfig>,
+    /// The data path, for the explicit `/proxy/…` endpoint and cache invalidation.
+    pub proxy: Arc<Proxy>,
 }
 
 impl AppState {
@@ -141,10 +146,18 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/vaults/{name}/logs", get(vault_settings::logs))
         .route("/v1/sessions", post(sessions::mint))
+        .route("/v1/mitm/ca.pem", get(ca_pem))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            invalidate_on_change,
+        ))
         .layer(axum::middleware::map_response(security_headers))
+        // Added after the layers: upstream responses pass through unchanged, bodies stream
+        // without the API's size limit.
+        .route("/proxy/{*rest}", any(explicit_proxy))
         .with_state(state)
 }
 
@@ -174,6 +187,54 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
         ),
     );
     response
+}
+
+/// Any successful change may affect what the broker serves, so it forgets its snapshots and
+/// resolved tokens; the next proxied request reloads them.
+async fn invalidate_on_change(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let changes = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    let response = next.run(request).await;
+    if changes && response.status().is_success() {
+        state.proxy.broker.invalidate();
+    }
+    response
+}
+
+async fn explicit_proxy(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    crate::proxy::explicit::handle(state.proxy.clone(), request).await
+}
+
+/// `GET /v1/mitm/ca.pem` (public): the root CA clients must trust, and the proxy port.
+async fn ca_pem(State(state): State<AppState>) -> axum::response::Response {
+    match (&state.config.ca_pem, state.config.mitm_port) {
+        (Some(pem), Some(port)) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file")),
+                (
+                    header::HeaderName::from_static("x-mitm-port"),
+                    HeaderValue::from(port),
+                ),
+            ],
+            pem.clone(),
+        )
+            .into_response(),
+        _ => ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "mitm_disabled",
+            "this server runs without the MITM proxy (started with --mitm-port 0, or the port or CA was unavailable), so there is no CA to fetch",
+        )
+        .into_response(),
+    }
 }
 
 async fn health() -> impl IntoResponse {

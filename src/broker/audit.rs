@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::store::request_log::{self, Record};
 use crate::store::{Store, now};
@@ -55,11 +55,15 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Starts the writer on the current runtime. It stops when every `AuditLog` is dropped,
-    /// after writing what it holds.
-    pub fn start(store: Arc<Store>, retention: Retention) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Starts the writer on the current runtime. It stops when `shutdown` turns true (or
+    /// every `AuditLog` is dropped), after writing what it holds.
+    pub fn start(
+        store: Arc<Store>,
+        retention: Retention,
+        shutdown: watch::Receiver<bool>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(CHANNEL);
-        let handle = tokio::spawn(write_loop(store, rx, retention));
+        let handle = tokio::spawn(write_loop(store, rx, retention, shutdown));
         (
             Self {
                 tx,
@@ -79,12 +83,29 @@ impl AuditLog {
     }
 }
 
-async fn write_loop(store: Arc<Store>, mut rx: mpsc::Receiver<Record>, retention: Retention) {
+async fn write_loop(
+    store: Arc<Store>,
+    mut rx: mpsc::Receiver<Record>,
+    retention: Retention,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut next_trim = tokio::time::Instant::now();
     let mut batch = Vec::with_capacity(BATCH);
+    let stop = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stop);
     loop {
-        let received =
-            tokio::time::timeout(Duration::from_millis(250), rx.recv_many(&mut batch, BATCH)).await;
+        let received = tokio::select! {
+            received = tokio::time::timeout(Duration::from_millis(250), rx.recv_many(&mut batch, BATCH)) => received,
+            () = &mut stop => {
+                rx.close();
+                while rx.recv_many(&mut batch, BATCH).await > 0 {
+                    flush(&store, &mut batch).await;
+                }
+                return;
+            }
+        };
         if matches!(received, Ok(0)) {
             flush(&store, &mut batch).await;
             return;

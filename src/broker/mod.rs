@@ -316,3 +316,83 @@ fn load_snapshot(store: &Store, dek: &Key, vault_id: &str) -> Result<VaultSnapsh
         })
         .map_err(store_error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{TokenKind, mint_token, random_bytes};
+    use crate::store::sessions::Session;
+
+    /// Warm requests are served from memory: a change made behind the API's back (no
+    /// invalidation) is not seen until `invalidate`, which proves no database read happened.
+    #[tokio::test]
+    async fn warm_lookups_skip_the_database_until_invalidated() {
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let dek = Arc::new(Key::generate());
+        let vault = store
+            .read(|c| vaults::by_name(c, "default"))
+            .unwrap()
+            .unwrap();
+        let token = mint_token(TokenKind::Session);
+        let session = Session {
+            token_hash: token.hash.clone(),
+            public_id: hex::encode(random_bytes::<10>()),
+            kind: SessionKind::Scoped,
+            user_id: None,
+            agent_id: None,
+            vault_id: Some(vault.id.clone()),
+            vault_role: Some(VaultRole::Proxy),
+            created_at: now(),
+            expires_at: Some(now() + 3600),
+            last_used_at: now(),
+        };
+        store.write(|tx| sessions::insert(tx, &session)).unwrap();
+        store
+            .write(|tx| credentials::upsert(tx, &dek, &vault.id, "KEY", &SecretString::from("one")))
+            .unwrap();
+        let (_, stop) = tokio::sync::watch::channel(false);
+        let (audit, _) = AuditLog::start(
+            store.clone(),
+            Retention {
+                max_age_hours: 0,
+                max_rows_per_vault: 0,
+            },
+            stop,
+        );
+        let broker = Broker::new(store.clone(), dek.clone(), "http://x".into(), audit);
+        let creds = ProxyCredentials {
+            token: token.raw.clone(),
+            vault: Some("default".into()),
+        };
+
+        assert_eq!(
+            broker.authenticate(&creds).await.unwrap().vault_name,
+            "default"
+        );
+        assert_eq!(
+            broker.snapshot(&vault.id).await.unwrap().credentials["KEY"].expose(),
+            "one"
+        );
+        store
+            .write(|tx| {
+                sessions::delete(tx, &token.hash)?;
+                credentials::upsert(tx, &dek, &vault.id, "KEY", &SecretString::from("two"))
+            })
+            .unwrap();
+        assert!(
+            broker.authenticate(&creds).await.is_ok(),
+            "served from the cache"
+        );
+        assert_eq!(
+            broker.snapshot(&vault.id).await.unwrap().credentials["KEY"].expose(),
+            "one"
+        );
+
+        broker.invalidate();
+        assert_eq!(broker.authenticate(&creds).await.unwrap_err().status, 407);
+        assert_eq!(
+            broker.snapshot(&vault.id).await.unwrap().credentials["KEY"].expose(),
+            "two"
+        );
+    }
+}

@@ -63,6 +63,37 @@ impl Client {
         self.send(Method::DELETE, path, None::<&()>).await
     }
 
+    /// A GET whose successful answer is text (e.g. a PEM file), with its headers.
+    pub async fn get_text(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<(reqwest::header::HeaderMap, String)> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response
+            .text()
+            .await
+            .with_context(|| format!("the response from {} was cut off", self.base))?;
+        if status.is_success() {
+            return Ok((headers, text));
+        }
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let message = body["message"].as_str().map(str::to_owned);
+        Err(Refusal {
+            status,
+            code: body["error"].as_str().unwrap_or_default().to_owned(),
+            message: message.unwrap_or_else(|| format!("the server answered {status}")),
+        }
+        .into())
+    }
+
     pub async fn send<T: DeserializeOwned>(
         &self,
         method: Method,

@@ -1,39 +1,183 @@
-//! The MITM / forward-proxy listener (`--mitm-port`, default 14322).
+//! The data-path listeners: the forward proxy on `--mitm-port` (CONNECT tunnels terminated
+//! with a leaf from our CA, and absolute-form `http://` requests) and the explicit
+//! `/proxy/{host}/{path}` endpoint on the API port. Both authenticate with the broker and
+//! then run the same [`forward`] pipeline; nothing about injection is written twice.
 //!
-//! Until the broker lands this listener only answers, on every request, that proxying is
-//! not implemented yet — with the broker's error shape and marker header, so clients see a
-//! clear refusal rather than a hang. The port handling (bind, disable with 0, non-fatal bind
-//! failure) is already the real one.
+//! Stance: never panic on network input; every refusal is a JSON broker error; routing is
+//! fixed by the CONNECT target or URL authority, and the token is re-checked (through the
+//! broker's cache) on every request inside a tunnel, so a revoked token stops working on
+//! connections that are already open.
 
+pub mod explicit;
+mod forward;
+pub mod upstream;
+
+use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::Router;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-/// Marks a response as produced by the broker, not by an upstream.
-pub const BROKER_ERROR_HEADER: &str = "x-agent-vault-proxy-error";
+pub use forward::{Ingress, Target, error_response, forward};
+pub use upstream::{ProxyBody, Timeouts};
 
-pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {
-    let router = Router::new().fallback(not_implemented);
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::warn!("MITM proxy listener stopped: {e}");
+use crate::broker::{Broker, BrokerError, ProxyCredentials, proxy_auth};
+use crate::ca::CertificateAuthority;
+
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the data path needs, shared by every connection.
+pub struct Proxy {
+    pub broker: Arc<Broker>,
+    pub upstream: upstream::UpstreamClient,
+    pub timeouts: Timeouts,
+    /// Present when the MITM listener runs.
+    pub ca: Option<Arc<CertificateAuthority>>,
+}
+
+/// Accepts forward-proxy connections until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => return,
+        };
+        let Ok((stream, _peer)) = accepted else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, Infallible>(outer(proxy, request).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
+        });
     }
 }
 
-async fn not_implemented() -> Response {
-    let body = json!({
-        "error": "not_implemented",
-        "message": "the credential-injecting proxy is not implemented in this build yet",
+fn refuse(err: BrokerError) -> Response<ProxyBody> {
+    error_response(&err)
+}
+
+/// A request on the proxy port itself: CONNECT or an absolute-form `http://` URL.
+async fn outer(proxy: Arc<Proxy>, request: Request<Incoming>) -> Response<ProxyBody> {
+    if request.method() == Method::CONNECT {
+        return connect(proxy, request).await;
+    }
+    let uri = request.uri();
+    let Some(host) = uri.host().filter(|_| uri.scheme_str() == Some("http")) else {
+        let hint = if uri.scheme_str() == Some("https") {
+            "send https:// requests through a CONNECT tunnel (set HTTPS_PROXY)"
+        } else {
+            "this is a forward proxy: send absolute http:// URLs, or CONNECT for https"
+        };
+        return refuse(BrokerError::bad_request("not_a_proxy_request", hint));
+    };
+    let target = Target {
+        https: false,
+        host: host.trim_matches(['[', ']']).to_ascii_lowercase(),
+        port: uri.port_u16().unwrap_or(80),
+    };
+    let credentials = match proxy_auth::from_proxy_headers(request.headers()) {
+        Ok(credentials) => credentials,
+        Err(err) => return refuse(err),
+    };
+    match proxy.broker.authenticate(&credentials).await {
+        Ok(scope) => forward(&proxy, &scope, &target, Ingress::Mitm, request).await,
+        Err(err) => refuse(err),
+    }
+}
+
+/// `CONNECT host:port`: authenticate, answer 200, then terminate TLS inside the tunnel.
+async fn connect(proxy: Arc<Proxy>, request: Request<Incoming>) -> Response<ProxyBody> {
+    let Some(ca) = proxy.ca.clone() else {
+        return refuse(BrokerError::internal("the MITM proxy has no CA"));
+    };
+    let target = match request.uri().authority() {
+        Some(authority) if authority.port_u16().is_some() => Target {
+            https: true,
+            host: authority
+                .host()
+                .trim_matches(['[', ']'])
+                .to_ascii_lowercase(),
+            port: authority.port_u16().unwrap_or(443),
+        },
+        _ => {
+            return refuse(BrokerError::bad_request(
+                "invalid_request",
+                "CONNECT needs a host:port target",
+            ));
+        }
+    };
+    let credentials = match proxy_auth::from_proxy_headers(request.headers()) {
+        Ok(credentials) => credentials,
+        Err(err) => return refuse(err),
+    };
+    if let Err(err) = proxy.broker.authenticate(&credentials).await {
+        return refuse(err);
+    }
+    tokio::spawn(async move {
+        match hyper::upgrade::on(request).await {
+            Ok(upgraded) => tunnel(proxy, ca, target, credentials, TokioIo::new(upgraded)).await,
+            Err(e) => tracing::debug!("CONNECT upgrade failed: {e}"),
+        }
     });
-    let mut response = (StatusCode::NOT_IMPLEMENTED, axum::Json(body)).into_response();
+    let mut response = Response::new(Empty::<Bytes>::new().map_err(|e| match e {}).boxed_unsync());
+    *response.status_mut() = StatusCode::OK;
     response
-        .headers_mut()
-        .insert(BROKER_ERROR_HEADER, HeaderValue::from_static("true"));
-    response
+}
+
+/// Serves HTTP/1.1 or HTTP/2 (by ALPN) over TLS terminated with a leaf for the target.
+async fn tunnel(
+    proxy: Arc<Proxy>,
+    ca: Arc<CertificateAuthority>,
+    target: Target,
+    credentials: ProxyCredentials,
+    io: TokioIo<hyper::upgrade::Upgraded>,
+) {
+    let config = crate::ca::server_config(crate::ca::LeafResolver::for_target(ca, &target.host));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(host = %target.host, "TLS handshake with the agent failed: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let credentials = Arc::new(credentials);
+    let service = service_fn(move |request: Request<Incoming>| {
+        let (proxy, target, credentials) = (proxy.clone(), target.clone(), credentials.clone());
+        async move {
+            // Re-checked per request (a cache hit when warm), so revocation reaches open tunnels.
+            let response = match proxy.broker.authenticate(&credentials).await {
+                Ok(scope) => forward(&proxy, &scope, &target, Ingress::Mitm, request).await,
+                Err(err) => refuse(err),
+            };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(tls), service)
+        .await;
 }

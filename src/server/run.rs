@@ -9,8 +9,12 @@ use tokio::sync::watch;
 use super::options::bind_error;
 use super::{ServerError, ServerOptions, base_url, pidfile};
 use crate::api::{self, ApiConfig, AppState};
+use crate::broker::{AuditLog, Broker, Retention};
+use crate::ca::CertificateAuthority;
 use crate::crypto::Key;
+use crate::netguard::NetworkPolicy;
 use crate::paths::Paths;
+use crate::proxy::{Proxy, Timeouts, upstream};
 use crate::store::{Store, users};
 
 pub fn serve(
@@ -76,14 +80,58 @@ async fn serve_async(
         api_port,
     );
     let initialized = store.read(users::count)? > 0;
+    let (store, dek) = (Arc::new(store), Arc::new(dek));
+
+    // The CA exists only when the MITM listener does; failing to load it disables the
+    // proxy with a warning instead of stopping the server.
+    let mut mitm_listener = mitm_listener;
+    let ca = match &mitm_listener {
+        Some(_) => match CertificateAuthority::load_or_create(&paths.ca_dir(), &dek) {
+            Ok(ca) => Some(Arc::new(ca)),
+            Err(e) => {
+                tracing::warn!("MITM proxy disabled: {e}");
+                mitm_listener = None;
+                None
+            }
+        },
+        None => None,
+    };
+    let (policy, mut warnings) = NetworkPolicy::from_env();
+    let (timeouts, more) = Timeouts::from_env();
+    warnings.extend(more);
+    let (roots, more) = upstream::trusted_roots();
+    warnings.extend(more);
+    let (retention, more) = Retention::from_env();
+    warnings.extend(more);
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (audit, audit_task) = AuditLog::start(store.clone(), retention, stop_rx.clone());
+    let broker = Arc::new(Broker::new(
+        store.clone(),
+        dek.clone(),
+        base_url.clone(),
+        audit,
+    ));
+    let upstream = upstream::client(Arc::new(policy), roots, timeouts)
+        .map_err(|e| ServerError::Input(format!("cannot set up upstream TLS: {e}")))?;
+    let proxy = Arc::new(Proxy {
+        broker,
+        upstream,
+        timeouts,
+        ca: ca.clone(),
+    });
     let state = AppState {
-        store: Arc::new(store),
-        dek: Arc::new(dek),
+        store,
+        dek,
         config: Arc::new(ApiConfig {
             base_url: base_url.clone(),
             mitm_port: mitm_listener.as_ref().map(|_| options.mitm_port),
             smtp_enabled: false,
+            ca_pem: ca.map(|ca| ca.root_pem().to_owned()),
         }),
+        proxy: proxy.clone(),
     };
 
     // Handlers exist before anyone can learn we are up, so an early SIGTERM still shuts down
@@ -103,7 +151,6 @@ async fn serve_async(
     }
     tracing::info!(url = %base_url, "server started");
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         signals.received().await;
         tracing::info!("shutting down");
@@ -113,14 +160,21 @@ async fn serve_async(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let proxy = mitm_listener
-        .map(|listener| tokio::spawn(crate::proxy::serve(listener, stopped(stop_rx.clone()))));
+    let mitm = mitm_listener.map(|listener| {
+        tokio::spawn(crate::proxy::serve(
+            listener,
+            proxy,
+            stopped(stop_rx.clone()),
+        ))
+    });
     let api = axum::serve(api_listener, api::router(state))
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .await;
-    if let Some(proxy) = proxy {
-        let _ = proxy.await;
+    if let Some(mitm) = mitm {
+        let _ = mitm.await;
     }
+    // The request log writes what it holds before the process ends.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), audit_task).await;
     api.map_err(ServerError::io("the API server failed"))?;
     println!("agent-vault server stopped");
     Ok(())

@@ -512,7 +512,6 @@ fn unbuilt_commands_fail_instead_of_faking_success() {
         &["vault", "discover"][..],
         &["agent", "invite", "bot"],
         &["vault", "run", "--", "true"],
-        &["ca", "fetch"],
     ] {
         home.run(args).fails_with("not implemented yet");
     }

@@ -6,8 +6,10 @@
 
 mod accounts;
 mod api;
+mod broker;
 mod harness;
 mod lifecycle;
 mod management;
 mod permissions;
 mod surface;
+mod upstream;

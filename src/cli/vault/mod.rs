@@ -7,6 +7,7 @@ mod members;
 mod proposal;
 mod run;
 mod service;
+mod settings;
 
 use clap::{Args, Subcommand};
 
@@ -85,6 +86,18 @@ enum VaultCommand {
     /// Agents with access to the vault
     #[command(subcommand)]
     Agent(members::VaultAgentCommand),
+    /// Vault settings: what the broker does with hosts no service matches
+    #[command(subcommand)]
+    Settings(settings::SettingsCommand),
+    /// Recent requests the broker handled for this vault (metadata only)
+    Logs {
+        /// How many requests to show (newest first)
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Output as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The resolved target vault and a logged-in client, for commands acting inside a vault.
@@ -135,5 +148,11 @@ pub async fn run(args: VaultArgs, context: &Context) -> anyhow::Result<()> {
         }
         VaultCommand::Proposal(command) => Err(not_yet(command.name())),
         VaultCommand::Agent(command) => Err(not_yet(command.name())),
+        VaultCommand::Settings(command) => {
+            settings::run(Target::resolve(flag, context)?, command).await
+        }
+        VaultCommand::Logs { limit, json } => {
+            settings::logs(Target::resolve(flag, context)?, limit, json).await
+        }
     }
 }

@@ -1,0 +1,71 @@
+//! `/{proxy}/{host}/{path…}` on the API port: the same pipeline for clients that cannot use
+//! a proxy (`vault run --no-mitm`). `Authorization: Bearer <token>` and `X-Vault` select the
+//! scope; both are removed before the request goes upstream, always over HTTPS.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+
+use super::{Ingress, Proxy, Target, error_response, forward};
+use crate::broker::{BrokerError, proxy_auth};
+
+/// Splits `host[:port]` from the first path segment.
+fn target(authority: &str) -> Result<Target, BrokerError> {
+    let invalid = || {
+        BrokerError::bad_request(
+            "invalid_request",
+            "use /proxy/<host>[:<port>]/<path>, for example /proxy/api.stripe.com/v1/charges",
+        )
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse::<u16>().map_err(|_| invalid())?),
+        None => (authority, 443),
+    };
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
+    if !valid || port == 0 {
+        return Err(invalid());
+    }
+    Ok(Target {
+        https: true,
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}
+
+/// Handles one request whose raw path starts with `/proxy/` (kept raw: percent-encoding in
+/// the upstream path must survive).
+pub async fn handle(proxy: Arc<Proxy>, mut request: Request) -> Response {
+    let raw = request
+        .uri()
+        .path()
+        .strip_prefix("/proxy/")
+        .unwrap_or_default()
+        .to_owned();
+    let (authority, path) = raw.split_once('/').unwrap_or((raw.as_str(), ""));
+    let result = async {
+        let target = target(authority)?;
+        let credentials = proxy_auth::from_api_headers(request.headers())?;
+        let scope = proxy.broker.authenticate(&credentials).await?;
+        let query = request
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        *request.uri_mut() = format!("/{path}{query}").parse().map_err(|_| {
+            BrokerError::bad_request("invalid_request", "the request path is not a valid URI")
+        })?;
+        Ok::<_, BrokerError>((target, scope))
+    }
+    .await;
+    let response = match result {
+        Ok((target, scope)) => forward(&proxy, &scope, &target, Ingress::Explicit, request).await,
+        Err(err) => error_response(&err),
+    };
+    response.map(Body::new).into_response()
+}

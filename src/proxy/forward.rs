@@ -1,0 +1,231 @@
+//! The one pipeline both ingresses share: plan with the broker, rewrite the request, send it
+//! upstream, stream the answer back, and record what happened.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, Uri, header};
+use http_body_util::{BodyExt, Full, Limited};
+
+use super::Proxy;
+use super::upstream::{BoxError, ProxyBody};
+use crate::broker::{BrokerError, Scope, plan, rewrite};
+use crate::services::Surface;
+use crate::store::now;
+use crate::store::request_log::Record;
+
+/// Largest body buffered for a body substitution; everything else streams.
+const MAX_BUFFERED_BODY: usize = 32 * 1024 * 1024;
+
+/// Where a request goes: fixed by the CONNECT target or the URL authority, never by a
+/// later `Host` header.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Ingress {
+    Mitm,
+    Explicit,
+}
+
+impl Ingress {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Mitm => "mitm",
+            Self::Explicit => "explicit",
+        }
+    }
+}
+
+pub fn error_response(err: &BrokerError) -> Response<ProxyBody> {
+    err.to_response()
+        .map(|body| body.map_err(|e| -> BoxError { match e {} }).boxed_unsync())
+}
+
+/// Sends `request` (already authenticated as `scope`) to `target`.
+pub async fn forward<B>(
+    proxy: &Proxy,
+    scope: &Scope,
+    target: &Target,
+    ingress: Ingress,
+    request: Request<B>,
+) -> Response<ProxyBody>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let mut record = Record {
+        vault_id: scope.vault_id.clone(),
+        actor_type: Some(scope.actor_type.to_owned()),
+        actor_id: scope.actor_id.clone(),
+        ingress: ingress.as_str(),
+        method: method.to_string(),
+        host: format!("{}:{}", target.host, target.port),
+        path: path.clone(),
+        service: None,
+        credential_keys: Vec::new(),
+        status: 0,
+        duration_ms: 0,
+        error_code: None,
+        created_at: now(),
+    };
+    let result = send(proxy, scope, target, ingress, request, &mut record).await;
+    let response = match result {
+        Ok(response) => response,
+        Err(err) => {
+            record.error_code = Some(err.code.to_owned());
+            error_response(&err)
+        }
+    };
+    record.status = response.status().as_u16();
+    record.duration_ms = started.elapsed().as_millis() as u64;
+    tracing::debug!(
+        ingress = record.ingress,
+        method = %method,
+        host = %record.host,
+        path = %record.path,
+        service = record.service.as_deref().unwrap_or("-"),
+        credential_keys = ?record.credential_keys,
+        status = record.status,
+        duration_ms = record.duration_ms,
+        error = record.error_code.as_deref().unwrap_or(""),
+        "proxied request"
+    );
+    proxy.broker.audit.record(record);
+    response
+}
+
+async fn send<B>(
+    proxy: &Proxy,
+    scope: &Scope,
+    target: &Target,
+    ingress: Ingress,
+    request: Request<B>,
+    record: &mut Record,
+) -> Result<Response<ProxyBody>, BrokerError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let snapshot = proxy.broker.snapshot(&scope.vault_id).await?;
+    let (mut parts, body) = request.into_parts();
+    let plan = plan(
+        &snapshot,
+        &target.host,
+        target.port,
+        parts.uri.path(),
+        target.https,
+    )?;
+    record.service = plan.service.clone();
+    record.credential_keys = plan.credential_keys.clone();
+
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    let rewritten = rewrite::rewrite_path_and_query(&path_and_query, &plan.substitutions);
+    let scheme = if target.https { "https" } else { "http" };
+    let authority = if target.host.contains(':') {
+        format!("[{}]:{}", target.host, target.port)
+    } else {
+        format!("{}:{}", target.host, target.port)
+    };
+    parts.uri = Uri::try_from(format!("{scheme}://{authority}{rewritten}")).map_err(|_| {
+        BrokerError::bad_request("invalid_request", "the request path is not a valid URI")
+    })?;
+    parts.version = http::Version::HTTP_11;
+
+    rewrite::strip_request_headers(&mut parts.headers);
+    if matches!(ingress, Ingress::Explicit) {
+        // On the API port, Authorization carried the broker token, not an upstream credential.
+        parts.headers.remove(header::AUTHORIZATION);
+    }
+    parts.headers.insert(
+        header::HOST,
+        rewrite::host_header(&target.host, target.port, target.https)?,
+    );
+    rewrite::apply_headers(&mut parts.headers, &plan)?;
+
+    let substitute_body =
+        plan.wants(Surface::Body) && !parts.headers.contains_key(header::CONTENT_ENCODING);
+    let body: ProxyBody = if substitute_body {
+        let bytes = Limited::new(body, MAX_BUFFERED_BODY)
+            .collect()
+            .await
+            .map_err(|_| BrokerError::too_large("the request body is over 32 MiB or could not be read; body substitution needs it whole"))?
+            .to_bytes();
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let replaced = rewrite::rewrite_body(&bytes, content_type, &plan.substitutions);
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(replaced.len()));
+        Full::new(Bytes::from(replaced))
+            .map_err(|e| -> BoxError { match e {} })
+            .boxed_unsync()
+    } else {
+        body.map_err(Into::into).boxed_unsync()
+    };
+    if parts.method == Method::CONNECT {
+        return Err(BrokerError::bad_request(
+            "invalid_request",
+            "CONNECT inside a tunnel is not supported",
+        ));
+    }
+
+    let upstream = tokio::time::timeout(
+        proxy.timeouts.response,
+        proxy.upstream.request(Request::from_parts(parts, body)),
+    )
+    .await
+    .map_err(|_| {
+        BrokerError::upstream_timeout(format!(
+            "{} did not answer within {} s",
+            target.host,
+            proxy.timeouts.response.as_secs()
+        ))
+    })?
+    .map_err(|e| upstream_error(&target.host, &e))?;
+    let (mut parts, body) = upstream.into_parts();
+    rewrite::strip_response_headers(&mut parts.headers);
+    Ok(Response::from_parts(
+        parts,
+        body.map_err(Into::into).boxed_unsync(),
+    ))
+}
+
+/// Names why the upstream could not be reached, without echoing anything the agent sent.
+fn upstream_error(host: &str, err: &hyper_util::client::legacy::Error) -> BrokerError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(guard) = e.downcast_ref::<crate::netguard::GuardError>() {
+            return if guard.is_policy() {
+                BrokerError::forbidden("blocked_destination", format!("{host}: {guard}"))
+            } else {
+                BrokerError::upstream(format!("cannot reach {host}: {guard}"))
+            };
+        }
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return BrokerError::upstream(format!("TLS with {host} failed: {tls}"));
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(tls) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return BrokerError::upstream(format!("TLS with {host} failed: {tls}"));
+        }
+        source = e.source();
+    }
+    BrokerError::upstream(format!("cannot reach {host}: {err}"))
+}

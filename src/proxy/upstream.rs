@@ -1,0 +1,162 @@
+//! The upstream client: one pooled HTTP/1.1 + HTTP/2 client for the whole process, dialing
+//! through the network guard (resolve, check every address, connect to a checked one) and
+//! verifying upstream TLS against the system roots plus `SSL_CERT_FILE` / `SSL_CERT_DIR`.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::netguard::{self, NetworkPolicy};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Bundles the usual Linux distributions keep their trusted roots in.
+const SYSTEM_BUNDLES: [&str; 4] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// Timeouts of the upstream side. Model responses can take minutes before the first byte,
+/// so the response timeout is generous; bodies then stream without a deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub response: Duration,
+}
+
+impl Timeouts {
+    /// `AGENT_VAULT_UPSTREAM_CONNECT_TIMEOUT` (default 10 s) and
+    /// `AGENT_VAULT_UPSTREAM_RESPONSE_TIMEOUT` (default 600 s), in seconds.
+    pub fn from_env() -> (Self, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut read = |name: &str, default: u64| match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
+                Ok(secs) if secs > 0 => Duration::from_secs(secs),
+                _ => {
+                    warnings.push(format!(
+                        "{name}={v} is not a positive number of seconds; using {default}"
+                    ));
+                    Duration::from_secs(default)
+                }
+            },
+            _ => Duration::from_secs(default),
+        };
+        let timeouts = Self {
+            connect: read("AGENT_VAULT_UPSTREAM_CONNECT_TIMEOUT", 10),
+            response: read("AGENT_VAULT_UPSTREAM_RESPONSE_TIMEOUT", 600),
+        };
+        (timeouts, warnings)
+    }
+}
+
+/// Trusted roots: the system bundle plus `SSL_CERT_FILE` and every file in `SSL_CERT_DIR`.
+pub fn trusted_roots() -> (rustls::RootCertStore, Vec<String>) {
+    let mut roots = rustls::RootCertStore::empty();
+    let mut warnings = Vec::new();
+    let mut add_file = |path: &Path, required: bool| {
+        let Ok(iter) = CertificateDer::pem_file_iter(path) else {
+            if required {
+                warnings.push(format!("cannot read certificates from {}", path.display()));
+            }
+            return;
+        };
+        for cert in iter.flatten() {
+            let _ = roots.add(cert);
+        }
+    };
+    if let Some(bundle) = SYSTEM_BUNDLES.iter().map(Path::new).find(|p| p.is_file()) {
+        add_file(bundle, false);
+    }
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+        add_file(Path::new(&file), true);
+    }
+    if let Some(dirs) = std::env::var_os("SSL_CERT_DIR") {
+        for dir in std::env::split_paths(&dirs).filter(|d| !d.as_os_str().is_empty()) {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.path().is_file() {
+                    add_file(&entry.path(), false);
+                }
+            }
+        }
+    }
+    if roots.is_empty() {
+        warnings.push("no trusted root certificates found; upstream HTTPS will fail".into());
+    }
+    (roots, warnings)
+}
+
+/// Opens TCP connections through the network guard.
+#[derive(Clone)]
+pub struct GuardedConnector {
+    policy: Arc<NetworkPolicy>,
+    timeout: Duration,
+}
+
+impl tower_service::Service<Uri> for GuardedConnector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let (policy, timeout) = (self.policy.clone(), self.timeout);
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .ok_or("the upstream URI has no host")?
+                .trim_matches(['[', ']'])
+                .to_owned();
+            let https = uri.scheme_str() == Some("https");
+            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            let (stream, _) = netguard::connect(&policy, &host, port, timeout).await?;
+            let _ = stream.set_nodelay(true);
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+pub type UpstreamClient = Client<HttpsConnector<GuardedConnector>, ProxyBody>;
+
+pub fn client(
+    policy: Arc<NetworkPolicy>,
+    roots: rustls::RootCertStore,
+    timeouts: Timeouts,
+) -> Result<UpstreamClient, rustls::Error> {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(GuardedConnector {
+            policy,
+            timeout: timeouts.connect,
+        });
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .build(connector))
+}

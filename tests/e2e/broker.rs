@@ -1,0 +1,591 @@
+//! The broker end to end: real clients (curl, python requests) through the real binary's
+//! MITM proxy and explicit endpoint to a local TLS upstream that echoes what it receives.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::harness::{Server, TestHome, all_files, contains, free_port};
+use crate::upstream::Upstream;
+
+const BEARER: &str = "SENTINEL-bearer-7f3a";
+const USER: &str = "SENTINEL-user-11";
+const PASS: &str = "SENTINEL-pass-22";
+const API_KEY: &str = "SENTINEL-apikey-33";
+const SUBST: &str = "SENTINEL-sub-44&x/y";
+const SECRETS: [&str; 5] = [BEARER, USER, PASS, API_KEY, "SENTINEL-sub-44"];
+
+struct Rig {
+    home: TestHome,
+    server: Server,
+    upstream: Upstream,
+    mitm: u16,
+    token: String,
+    ca: PathBuf,
+}
+
+fn services_yaml(port: u16) -> String {
+    format!(
+        r#"services:
+  - host: 127.0.0.1
+    port: {port}
+    path: /bearer
+    auth: {{type: bearer, token: BEARER_TOKEN}}
+  - host: 127.0.0.1
+    port: {port}
+    path: /basic
+    auth: {{type: basic, username: BASIC_USER, password: BASIC_PASS}}
+  - host: 127.0.0.1
+    port: {port}
+    path: /apikey
+    auth: {{type: api-key, key: API_KEY, header: x-api-key, prefix: "Key "}}
+  - host: 127.0.0.1
+    port: {port}
+    path: /custom
+    auth:
+      type: custom
+      headers:
+        X-Custom: "user={{{{ BASIC_USER }}}}; key={{{{ API_KEY }}}}"
+  - host: 127.0.0.1
+    port: {port}
+    path: /passthrough
+    auth: {{type: passthrough}}
+  - host: 127.0.0.1
+    port: {port}
+    path: /sub
+    auth: {{type: passthrough}}
+    substitutions:
+      - placeholder: __sub_value__
+        key: SUB_KEY
+        in: [header, query, body, path]
+  - host: 127.0.0.1
+    port: {port}
+    path: /off
+    enabled: false
+    auth: {{type: bearer, token: BEARER_TOKEN}}
+  - host: 127.0.0.1
+    port: {port}
+    path: /missing
+    auth: {{type: bearer, token: NOT_SET_KEY}}
+"#
+    )
+}
+
+impl Rig {
+    fn start(allowlist: bool) -> Self {
+        let upstream = Upstream::start();
+        let home = TestHome::new();
+        let mitm = free_port();
+        let ca_file = upstream.ca_file.display().to_string();
+        let mut env = vec![("SSL_CERT_FILE", ca_file.as_str())];
+        if allowlist {
+            env.push(("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.0/8"));
+        }
+        let server = home.start_server(
+            &["--mitm-port", &mitm.to_string(), "--log-level", "debug"],
+            "",
+            &env,
+        );
+        home.run_with(
+            &[
+                "auth",
+                "register",
+                "--address",
+                &server.url,
+                "--email",
+                "owner@example.com",
+                "--password-stdin",
+            ],
+            "owner-password\n",
+            &[],
+        )
+        .ok();
+        home.run(&[
+            "vault",
+            "credential",
+            "set",
+            &format!("BEARER_TOKEN={BEARER}"),
+            &format!("BASIC_USER={USER}"),
+            &format!("BASIC_PASS={PASS}"),
+            &format!("API_KEY={API_KEY}"),
+            &format!("SUB_KEY={SUBST}"),
+        ])
+        .ok();
+        std::fs::write(
+            home.path().join("services.yaml"),
+            services_yaml(upstream.https_port),
+        )
+        .unwrap();
+        home.run(&["vault", "service", "set", "-f", "services.yaml"])
+            .ok();
+        home.run(&["ca", "fetch", "-o", "ca.pem"]).ok();
+        let token = home.run(&["vault", "token"]).ok().stdout;
+        let ca = home.path().join("ca.pem");
+        Self {
+            home,
+            server,
+            upstream,
+            mitm,
+            token,
+            ca,
+        }
+    }
+
+    fn proxy_url(&self) -> String {
+        format!("http://{}:default@127.0.0.1:{}", self.token, self.mitm)
+    }
+
+    fn https(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.upstream.https_port)
+    }
+
+    /// curl through the proxy with HTTPS_PROXY and the fetched CA; returns (status, body, headers).
+    fn curl(&self, extra: &[&str], url: &str) -> (u16, String, String) {
+        let out = Command::new("curl")
+            .args(["-sS", "-D", "-", "--cacert"])
+            .arg(&self.ca)
+            .args(extra)
+            .arg(url)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HTTPS_PROXY", self.proxy_url())
+            .env("http_proxy", self.proxy_url())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "curl failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The last header block belongs to the final response (CONNECT's 200 comes first).
+        let (head, body) = text.rsplit_once("\r\n\r\n").unwrap_or((&text, ""));
+        let last = head.rsplit("\r\n\r\n").next().unwrap_or(head);
+        let status = last
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, body.to_owned(), last.to_lowercase())
+    }
+
+    fn echo(&self, extra: &[&str], path: &str) -> Value {
+        let (status, body, _) = self.curl(extra, &self.https(path));
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+}
+
+fn header<'a>(echo: &'a Value, name: &str) -> Vec<&'a str> {
+    echo["headers"][name]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn curl_gets_each_auth_type_injected() {
+    let rig = Rig::start(true);
+    let echo = rig.echo(
+        &["-H", "Authorization: Bearer agent-fake"],
+        "/bearer/v1/things?x=1",
+    );
+    assert_eq!(
+        header(&echo, "authorization"),
+        vec![format!("Bearer {BEARER}")]
+    );
+    assert!(
+        header(&echo, "proxy-authorization").is_empty(),
+        "Proxy-Authorization reached the upstream"
+    );
+    assert_eq!(echo["path"], "/bearer/v1/things");
+    assert_eq!(echo["query"], "x=1");
+    let host = header(&echo, "host");
+    let authority = echo["headers"][":authority"].as_str();
+    assert!(
+        host == vec![format!("127.0.0.1:{}", rig.upstream.https_port)]
+            || authority.is_some()
+            || echo["version"] == "HTTP/2.0",
+        "{echo}"
+    );
+
+    let basic = rig.echo(&[], "/basic");
+    let expected = base64_encode(&format!("{USER}:{PASS}"));
+    assert_eq!(
+        header(&basic, "authorization"),
+        vec![format!("Basic {expected}")]
+    );
+    let keyed = rig.echo(&["-H", "X-Api-Key: fake"], "/apikey");
+    assert_eq!(header(&keyed, "x-api-key"), vec![format!("Key {API_KEY}")]);
+    let custom = rig.echo(&[], "/custom");
+    assert_eq!(
+        header(&custom, "x-custom"),
+        vec![format!("user={USER}; key={API_KEY}")]
+    );
+    let passthrough = rig.echo(
+        &["-H", "Authorization: Bearer mine", "-H", "Cookie: a=b"],
+        "/passthrough",
+    );
+    assert_eq!(header(&passthrough, "authorization"), vec!["Bearer mine"]);
+    assert_eq!(header(&passthrough, "cookie"), vec!["a=b"]);
+}
+
+fn base64_encode(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[test]
+fn substitution_in_header_query_path_and_body() {
+    let rig = Rig::start(true);
+    let echo = rig.echo(
+        &[
+            "-H",
+            "X-Token: tok=__sub_value__",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            r#"{"secret":"__sub_value__","keep":"__other__"}"#,
+        ],
+        "/sub/__sub_value__/x?key=__sub_value__&other=1",
+    );
+    assert_eq!(header(&echo, "x-token"), vec![format!("tok={SUBST}")]);
+    assert_eq!(echo["query"], "key=SENTINEL-sub-44%26x%2Fy&other=1");
+    assert_eq!(
+        echo["path"], "/sub/SENTINEL-sub-44%26x%2Fy/x",
+        "encoded: still one segment"
+    );
+    let body: Value = serde_json::from_str(echo["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["secret"], SUBST);
+    assert_eq!(body["keep"], "__other__");
+    let form = rig.echo(&["--data", "a=__sub_value__&b=2"], "/sub/form");
+    assert_eq!(form["body"], "a=SENTINEL-sub-44%26x%2Fy&b=2");
+    // Outside a declared service the placeholder stays literal.
+    let other = rig.echo(&["-H", "X-Token: __sub_value__"], "/passthrough");
+    assert_eq!(header(&other, "x-token"), vec!["__sub_value__"]);
+}
+
+#[test]
+fn refusals_are_json_broker_errors() {
+    let rig = Rig::start(true);
+    let (status, body, headers) = rig.curl(&[], &rig.https("/off"));
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        headers.contains("x-agent-vault-proxy-error: true"),
+        "{headers}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "service_disabled"
+    );
+    let (status, body, _) = rig.curl(&[], &rig.https("/missing"));
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("credential_not_found") && body.contains("NOT_SET_KEY"),
+        "{body}"
+    );
+
+    // Unmatched host: forwarded without credentials by default, refused under `deny` — from
+    // the very next request on.
+    let open = rig.echo(&["-H", "Authorization: Bearer mine"], "/elsewhere");
+    assert_eq!(header(&open, "authorization"), vec!["Bearer mine"]);
+    rig.home
+        .run(&[
+            "vault",
+            "settings",
+            "set",
+            "--unmatched-host-policy",
+            "deny",
+        ])
+        .ok();
+    let (status, body, headers) = rig.curl(&[], &rig.https("/elsewhere"));
+    assert_eq!(status, 403, "{body}");
+    assert!(headers.contains("x-agent-vault-proxy-error"));
+    let parsed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(parsed["error"], "forbidden");
+    assert!(
+        parsed["hint"]["proposal"]
+            .as_str()
+            .unwrap()
+            .contains("proposal create"),
+        "{body}"
+    );
+    rig.home
+        .run(&[
+            "vault",
+            "settings",
+            "set",
+            "--unmatched-host-policy",
+            "forward",
+        ])
+        .ok();
+
+    // A changed credential is used on the next request.
+    rig.home
+        .run(&[
+            "vault",
+            "credential",
+            "set",
+            "BEARER_TOKEN=SENTINEL-rotated-55",
+        ])
+        .ok();
+    let echo = rig.echo(&[], "/bearer");
+    assert_eq!(
+        header(&echo, "authorization"),
+        vec!["Bearer SENTINEL-rotated-55"]
+    );
+    // A disabled-then-enabled service follows too.
+    rig.home
+        .run(&[
+            "vault",
+            "service",
+            "disable",
+            &format!("127.0.0.1:{}/bearer", rig.upstream.https_port),
+        ])
+        .ok();
+    assert_eq!(rig.curl(&[], &rig.https("/bearer")).0, 403);
+
+    // Proxy authentication.
+    let plain = |proxy: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_connect}",
+                "--cacert",
+            ])
+            .arg(&rig.ca)
+            .args(["--proxy", proxy, &rig.https("/bearer")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(plain(&format!("http://127.0.0.1:{}", rig.mitm)), "407");
+    assert_eq!(
+        plain(&format!(
+            "http://av_sess_nope:default@127.0.0.1:{}",
+            rig.mitm
+        )),
+        "407"
+    );
+    assert_eq!(
+        plain(&format!(
+            "http://{}:other@127.0.0.1:{}",
+            rig.token, rig.mitm
+        )),
+        "403"
+    );
+}
+
+#[test]
+fn python_requests_through_the_proxy() {
+    let rig = Rig::start(true);
+    let script = format!(
+        r#"
+import json, requests
+proxies = {{"https": "{proxy}", "http": "{proxy}"}}
+r = requests.post("{url}", json={{"hello": "world"}}, proxies=proxies, verify="{ca}", headers={{"Authorization": "Bearer fake"}})
+print(json.dumps({{"status": r.status_code, "echo": r.json()}}))
+"#,
+        proxy = rig.proxy_url(),
+        url = rig.https("/bearer/py"),
+        ca = rig.ca.display()
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["status"], 200);
+    assert_eq!(
+        header(&result["echo"], "authorization"),
+        vec![format!("Bearer {BEARER}")]
+    );
+    assert_eq!(result["echo"]["method"], "POST");
+    assert_eq!(result["echo"]["body"], r#"{"hello": "world"}"#);
+}
+
+#[test]
+fn explicit_endpoint_and_plain_http() {
+    let rig = Rig::start(true);
+    let api = format!(
+        "{}/proxy/127.0.0.1:{}/bearer/x?y=1",
+        rig.server.url, rig.upstream.https_port
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "--noproxy", "*", "-H"])
+        .arg(format!("Authorization: Bearer {}", rig.token))
+        .args(["-H", "X-Vault: default", &api])
+        .output()
+        .unwrap();
+    let echo: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(
+        header(&echo, "authorization"),
+        vec![format!("Bearer {BEARER}")]
+    );
+    assert!(header(&echo, "x-vault").is_empty());
+    assert_eq!(
+        (echo["path"].as_str(), echo["query"].as_str()),
+        (Some("/bearer/x"), Some("y=1"))
+    );
+
+    // Absolute-form http:// works for passthrough; credentials never go out in clear text.
+    let http = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-w", "\n%{http_code}", "--proxy"])
+            .arg(format!("http://127.0.0.1:{}", rig.mitm))
+            .arg("--proxy-user")
+            .arg(format!("{}:default", rig.token))
+            .arg(format!("http://127.0.0.1:{}{path}", rig.upstream.http_port))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        (status.to_owned(), body.to_owned())
+    };
+    let (status, body) = http("/plain");
+    assert_eq!(status, "200", "{body}");
+    assert!(!body.contains("proxy-authorization"), "{body}");
+    // The http port is another port: no service matches it, so it passed through. A service
+    // bound to it with a credential is refused over http.
+    std::fs::write(
+        rig.home.path().join("plain.yaml"),
+        format!("services:\n  - host: 127.0.0.1\n    port: {}\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n", rig.upstream.http_port),
+    )
+    .unwrap();
+    rig.home
+        .run(&["vault", "service", "add", "-f", "plain.yaml"])
+        .ok();
+    let (status, body) = http("/plain");
+    assert_eq!(status, "403", "{body}");
+    assert!(body.contains("insecure_upstream"), "{body}");
+}
+
+#[test]
+fn private_destinations_need_the_allowlist() {
+    let rig = Rig::start(false);
+    let (status, body, _) = rig.curl(&[], &rig.https("/bearer"));
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("blocked_destination") && body.contains("loopback"),
+        "{body}"
+    );
+}
+
+#[test]
+fn large_responses_stream_with_flat_memory() {
+    let rig = Rig::start(true);
+    let size = 200 * 1024 * 1024;
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+            "--cacert",
+        ])
+        .arg(&rig.ca)
+        .arg(rig.https(&format!("/big/{size}")))
+        .env_clear()
+        .env("HTTPS_PROXY", rig.proxy_url())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("200 {size}"));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", rig.server.pid())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        peak_kib < 100 * 1024,
+        "server peak RSS {peak_kib} KiB: the body was buffered"
+    );
+}
+
+#[test]
+fn credential_values_never_leak_into_logs_or_files() {
+    let rig = Rig::start(true);
+    for path in [
+        "/bearer",
+        "/basic",
+        "/apikey",
+        "/custom",
+        "/sub/__sub_value__",
+        "/missing",
+        "/off",
+        "/elsewhere",
+    ] {
+        rig.curl(&["-H", "X-Token: __sub_value__"], &rig.https(path));
+    }
+    let logs = rig.home.run(&["vault", "logs", "--json"]).ok();
+    let rows: Value = serde_json::from_str(&logs.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert!(rows.len() >= 8, "{logs}");
+    let bearer = rows.iter().find(|r| r["path"] == "/bearer").unwrap();
+    assert_eq!(
+        bearer["credential_keys"],
+        serde_json::json!(["BEARER_TOKEN"])
+    );
+    assert_eq!(bearer["status"], 200);
+    let missing = rows.iter().find(|r| r["path"] == "/missing").unwrap();
+    assert_eq!(missing["error_code"], "credential_not_found");
+
+    let Rig { home, server, .. } = rig;
+    let (_, output) = server.stop_with("TERM");
+    assert!(
+        output.contains("proxied request"),
+        "debug line per request:\n{output}"
+    );
+    assert!(output.contains("BEARER_TOKEN"), "key names are logged");
+    for secret in SECRETS {
+        assert!(!output.contains(secret), "server output leaked {secret}");
+        for (path, bytes) in all_files(&home.state()) {
+            assert!(
+                !contains(&bytes, secret),
+                "{} holds {secret}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn ca_fetch_prints_the_root_or_explains_why_not() {
+    let rig = Rig::start(true);
+    let pem = rig.home.run(&["ca", "fetch"]).ok().stdout;
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    assert_eq!(pem, std::fs::read_to_string(&rig.ca).unwrap());
+    assert_eq!(
+        pem,
+        std::fs::read_to_string(rig.home.state().join("ca/ca.crt.pem")).unwrap()
+    );
+    let headers = Command::new("curl")
+        .args(["-sS", "-D", "-", "-o", "/dev/null", "--noproxy", "*"])
+        .arg(format!("{}/v1/mitm/ca.pem", rig.server.url))
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&headers.stdout).to_lowercase();
+    assert!(
+        headers.contains(&format!("x-mitm-port: {}", rig.mitm)),
+        "{headers}"
+    );
+
+    let without = TestHome::new();
+    let server = without.start_server(&[], "", &[]);
+    without
+        .run(&["ca", "fetch", "--address", &server.url])
+        .fails_with("without the MITM proxy");
+}
