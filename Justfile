@@ -27,6 +27,7 @@ lint:
 # Benchmarks: prints latency and throughput figures (release build)
 bench:
     cargo bench --locked --bench api
+    cargo bench --locked --bench proxy
 
 # Everything CI does, from a fresh machine
 ci:
