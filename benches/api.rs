@@ -1,3 +1,6 @@
+// Benchmark code stops on the first surprise.
+#![allow(clippy::unwrap_used)]
+
 //! Management-API benchmarks against the real release binary, with the full Argon2id
 //! parameters: start-up and unlock, login, and authenticated request latency/throughput.
 //! Run with `just bench` (or `cargo bench --bench api`). Prints figures; asserts nothing.

@@ -1,3 +1,6 @@
+// Benchmark code stops on the first surprise.
+#![allow(clippy::unwrap_used)]
+
 //! Data-path benchmarks against the real release binary: latency and throughput of requests
 //! through the MITM proxy (credential injected) compared with going to the upstream
 //! directly, and streaming throughput. Run with `just bench`. Prints figures; asserts nothing.
