@@ -161,6 +161,45 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX request_log_by_vault ON request_log (vault_id, id DESC);
     CREATE INDEX request_log_by_time ON request_log (created_at);
     "#,
+    // 4: agents onboarding and proposals.
+    r#"
+    CREATE TABLE agent_invites (
+        id           TEXT PRIMARY KEY,
+        token_hash   TEXT NOT NULL UNIQUE,
+        token_suffix TEXT NOT NULL,
+        agent_name   TEXT NOT NULL,
+        agent_id     TEXT REFERENCES agents(id) ON DELETE CASCADE,
+        role         TEXT NOT NULL CHECK (role IN ('owner', 'member')),
+        status       TEXT NOT NULL CHECK (status IN ('pending', 'redeemed', 'revoked')),
+        created_by   TEXT,
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL,
+        redeemed_at  INTEGER
+    );
+    CREATE TABLE agent_invite_vaults (
+        invite_id TEXT NOT NULL REFERENCES agent_invites(id) ON DELETE CASCADE,
+        vault_id  TEXT NOT NULL REFERENCES vaults(id) ON DELETE CASCADE,
+        role      TEXT NOT NULL CHECK (role IN ('proxy', 'member', 'admin')),
+        PRIMARY KEY (invite_id, vault_id)
+    );
+    CREATE TABLE proposals (
+        vault_id         TEXT NOT NULL REFERENCES vaults(id) ON DELETE CASCADE,
+        number           INTEGER NOT NULL,
+        status           TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected')),
+        services         TEXT NOT NULL,
+        credentials      TEXT NOT NULL,
+        message          TEXT,
+        user_message     TEXT,
+        created_by_type  TEXT NOT NULL,
+        created_by_id    TEXT,
+        approval_token_hash TEXT,
+        review_note      TEXT,
+        reviewed_by      TEXT,
+        created_at       INTEGER NOT NULL,
+        reviewed_at      INTEGER,
+        PRIMARY KEY (vault_id, number)
+    );
+    "#,
 ];
 
 pub fn apply(conn: &mut Connection, path: &Path) -> Result<()> {
