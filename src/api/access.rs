@@ -71,8 +71,8 @@ pub async fn vault_access(
                     Principal::User(user) => {
                         vaults::role_of(conn, &vault.id, ActorType::User, &user.id)?
                     }
-                    Principal::Agent { agent_id } => {
-                        vaults::role_of(conn, &vault.id, ActorType::Agent, agent_id)?
+                    Principal::Agent(agent) => {
+                        vaults::role_of(conn, &vault.id, ActorType::Agent, &agent.id)?
                     }
                     Principal::Scoped { vault_id, role } => {
                         (*vault_id == vault.id).then_some(*role)

@@ -6,17 +6,17 @@ use axum::http::request::Parts;
 
 use super::{ApiError, AppState};
 use crate::crypto::hash_token;
+use crate::store::agents::{self, Agent};
 use crate::store::sessions::{self, Session, SessionKind};
 use crate::store::users::{self, User};
+use crate::store::vaults::ActorType;
 use crate::store::{InstanceRole, VaultRole, now};
 
 /// The authenticated principal behind a request.
 #[derive(Debug, Clone)]
 pub enum Principal {
     User(User),
-    Agent {
-        agent_id: String,
-    },
+    Agent(Agent),
     /// A vault-scoped token: it carries its vault and role and acts for nobody else.
     Scoped {
         vault_id: String,
@@ -41,8 +41,22 @@ impl Caller {
         }
     }
 
+    /// Instance owners: users, and agents given the owner role.
     pub fn is_owner(&self) -> bool {
-        matches!(&self.principal, Principal::User(u) if u.role == InstanceRole::Owner)
+        match &self.principal {
+            Principal::User(u) => u.role == InstanceRole::Owner,
+            Principal::Agent(a) => a.role == InstanceRole::Owner,
+            Principal::Scoped { .. } => false,
+        }
+    }
+
+    /// The caller as a grant holder: (actor type, id), or `None` for a scoped token.
+    pub fn actor(&self) -> Option<(ActorType, &str)> {
+        match &self.principal {
+            Principal::User(u) => Some((ActorType::User, &u.id)),
+            Principal::Agent(a) => Some((ActorType::Agent, &a.id)),
+            Principal::Scoped { .. } => None,
+        }
     }
 }
 
@@ -81,9 +95,13 @@ impl FromRequestParts<AppState> for Caller {
                                 _ => return Ok(None),
                             }
                         }
-                        SessionKind::Agent => Principal::Agent {
-                            agent_id: session.agent_id.clone().unwrap_or_default(),
-                        },
+                        SessionKind::Agent => {
+                            let agent_id = session.agent_id.as_deref().unwrap_or_default();
+                            match agents::by_id(conn, agent_id)? {
+                                Some(agent) => Principal::Agent(agent),
+                                None => return Ok(None),
+                            }
+                        }
                         SessionKind::Scoped => match (&session.vault_id, session.vault_role) {
                             (Some(vault_id), Some(role)) => Principal::Scoped {
                                 vault_id: vault_id.clone(),

@@ -36,7 +36,7 @@ pub async fn mint(
 ) -> Result<impl IntoResponse, ApiError> {
     let (creator_type, creator_id) = match &caller.principal {
         Principal::User(user) => ("user", user.id.clone()),
-        Principal::Agent { agent_id } => ("agent", agent_id.clone()),
+        Principal::Agent(agent) => ("agent", agent.id.clone()),
         Principal::Scoped { .. } => {
             return Err(ApiError::forbidden(
                 "a vault-scoped token cannot mint other tokens; use a login or an agent token",

@@ -30,7 +30,7 @@ pub async fn list(
             store.read(|conn| {
                 let (actor, id) = match &principal {
                     Principal::User(u) => (ActorType::User, u.id.clone()),
-                    Principal::Agent { agent_id } => (ActorType::Agent, agent_id.clone()),
+                    Principal::Agent(agent) => (ActorType::Agent, agent.id.clone()),
                     Principal::Scoped { vault_id, role } => {
                         return Ok(vaults::by_id(conn, vault_id)?
                             .map(|v| (v, Some(*role)))
