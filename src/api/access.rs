@@ -96,6 +96,11 @@ pub async fn vault_access(
 
 /// Checks a vault name: lowercase letters, digits and single hyphens, 1–64 characters.
 pub fn validate_vault_name(name: &str) -> Result<(), ApiError> {
+    validate_slug("vault", name)
+}
+
+/// Checks a name made of lowercase letters, digits and single hyphens, 1–64 characters.
+pub fn validate_slug(kind: &str, name: &str) -> Result<(), ApiError> {
     let valid = (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -107,9 +112,39 @@ pub fn validate_vault_name(name: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::invalid(format!(
-            "\"{name}\" is not a valid vault name; use lowercase letters, digits and single hyphens (for example \"payments-prod\"), at most 64 characters"
+            "\"{name}\" is not a valid {kind} name; use lowercase letters, digits and single hyphens (for example \"payments-prod\"), at most 64 characters"
         )))
     }
+}
+
+/// Resolves vault pre-assignments of an invite: every vault must exist, and only its admins
+/// (or an owner) may hand out access to it. Returns (vault id, role) pairs.
+pub fn assignable_vaults(
+    conn: &rusqlite::Connection,
+    caller: &Caller,
+    wanted: &[(String, VaultRole)],
+) -> crate::store::Result<Result<Vec<(String, VaultRole)>, ApiError>> {
+    let mut out = Vec::new();
+    for (name, role) in wanted {
+        let Some(vault) = vaults::by_name(conn, name)? else {
+            return Ok(Err(ApiError::not_found(format!(
+                "vault \"{name}\" does not exist"
+            ))));
+        };
+        let admin = match caller.actor() {
+            Some((actor, id)) => {
+                vaults::role_of(conn, &vault.id, actor, id)? == Some(VaultRole::Admin)
+            }
+            None => false,
+        };
+        if !(admin || caller.is_owner()) {
+            return Ok(Err(ApiError::forbidden(format!(
+                "only admins of vault \"{name}\" (or an owner) can give access to it"
+            ))));
+        }
+        out.push((vault.id, *role));
+    }
+    Ok(Ok(out))
 }
 
 #[cfg(test)]

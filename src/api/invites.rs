@@ -7,18 +7,17 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::access::assignable_vaults;
 use super::accounts::{
     hash_password_async, validate_email, validate_password, verify_password_async,
 };
 use super::auth::Caller;
+use super::suffix::SuffixQuery;
 use super::{ApiError, ApiJson, AppState, rfc3339};
 use crate::crypto::{SecretString, hash_token};
-use crate::store::invites::{self, Invite, InviteStatus, SUFFIX_LEN};
+use crate::store::invites::{self, Invite, InviteStatus};
 use crate::store::vaults::{self, ActorType};
 use crate::store::{InstanceRole, VaultRole, sessions, settings, users, verifications};
-
-/// Shortest token suffix accepted to name an invite.
-const MIN_SUFFIX: usize = 8;
 
 #[derive(Deserialize)]
 pub struct VaultAssignment {
@@ -86,6 +85,7 @@ pub async fn create(
     }
 
     let base = state.config.base_url.clone();
+    let inviter_email = inviter.email.clone();
     let made = state
         .db(move |store, _| {
             store.write(|tx| {
@@ -108,28 +108,17 @@ pub async fn create(
                         pending.token_suffix, pending.token_suffix
                     ))));
                 }
-                let mut vault_ids = Vec::new();
-                for (name, vault_role) in &assignments {
-                    let Some(vault) = vaults::by_name(tx, name)? else {
-                        return Ok(Err(ApiError::not_found(format!("vault \"{name}\" does not exist"))));
-                    };
-                    let may_assign = owner
-                        || vaults::role_of(tx, &vault.id, ActorType::User, &inviter.id)?
-                            == Some(VaultRole::Admin);
-                    if !may_assign {
-                        return Ok(Err(ApiError::forbidden(format!(
-                            "only admins of vault \"{name}\" (or an owner) can pre-assign it"
-                        ))));
-                    }
-                    vault_ids.push((vault.id, *vault_role));
-                }
+                let vault_ids = match assignable_vaults(tx, &caller, &assignments)? {
+                    Ok(ids) => ids,
+                    Err(refusal) => return Ok(Err(refusal)),
+                };
                 let (invite, token) = invites::create(tx, &email, role, &vault_ids, &inviter.id)?;
                 Ok(Ok((invite, token)))
             })
         })
         .await??;
     let (invite, token) = made;
-    let mut body = describe(&invite, Some(&caller.user()?.email));
+    let mut body = describe(&invite, Some(&inviter_email));
     body["invite_link"] = json!(format!("{base}/invite/{}", token.raw.expose()));
     Ok((StatusCode::CREATED, axum::Json(body)))
 }
@@ -192,50 +181,35 @@ pub async fn revoke(
     caller: Caller,
     Path(given): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
+    const LIST: &str = "agent-vault user invite list";
     let me = caller.user()?.clone();
     let owner = caller.is_owner();
-    let given = given.trim().to_owned();
-    if given.len() < MIN_SUFFIX {
-        return Err(ApiError::invalid(format!(
-            "give at least the last {MIN_SUFFIX} characters of the invite token (see `agent-vault user invite list`)"
-        )));
-    }
-    let full_hash = given.starts_with("av_uinv_").then(|| hash_token(&given));
-    let tail = given[given.len().saturating_sub(SUFFIX_LEN)..].to_owned();
-    let shown = given.clone();
-    let outcome = state
+    let query = SuffixQuery::parse(&given, "av_uinv_", LIST)?;
+    let email = state
         .db(move |store, _| {
             store.write(|tx| {
-                let candidates: Vec<Invite> = match &full_hash {
+                let candidates: Vec<Invite> = match &query.full_hash {
                     Some(hash) => invites::by_token_hash(tx, hash)?.into_iter().collect(),
                     None => invites::list(tx)?
                         .into_iter()
-                        .filter(|i| i.token_suffix.ends_with(&tail))
+                        .filter(|i| query.matches(&i.token_suffix))
                         .collect(),
                 };
-                let candidates: Vec<Invite> = candidates
+                let candidates = candidates
                     .into_iter()
                     .filter(|i| i.status == InviteStatus::Pending)
                     .filter(|i| owner || i.created_by.as_deref() == Some(me.id.as_str()))
                     .collect();
-                match candidates.as_slice() {
-                    [] => Ok(Err(ApiError::not_found(format!(
-                        "no pending invite of yours ends with \"{shown}\"; see `agent-vault user invite list`"
-                    )))),
-                    [one] => {
-                        invites::finish(tx, &one.id, false)?;
-                        Ok(Ok(one.email.clone()))
-                    }
-                    many => Ok(Err(ApiError::conflict(format!(
-                        "\"{shown}\" matches {} pending invites ({}); give more characters of the token",
-                        many.len(),
-                        many.iter().map(|i| i.email.as_str()).collect::<Vec<_>>().join(", ")
-                    )))),
-                }
+                let one = match query.pick(candidates, |i| i.email.as_str(), LIST) {
+                    Ok(one) => one,
+                    Err(refusal) => return Ok(Err(refusal)),
+                };
+                invites::finish(tx, &one.id, false)?;
+                Ok(Ok(one.email))
             })
         })
         .await??;
-    Ok(axum::Json(json!({ "revoked": true, "email": outcome })))
+    Ok(axum::Json(json!({ "revoked": true, "email": email })))
 }
 
 /// `GET /v1/invites/{token}` (public): what accepting this invite would do.

@@ -8,8 +8,10 @@
 mod access;
 mod accounts;
 mod admin;
+mod agents;
 pub mod auth;
 mod credentials;
+mod discover;
 mod error;
 mod invites;
 mod json;
@@ -17,6 +19,7 @@ mod members;
 mod pages;
 mod services;
 mod sessions;
+mod suffix;
 mod users;
 mod vault_settings;
 mod vaults;
@@ -146,6 +149,34 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/vaults/{name}/logs", get(vault_settings::logs))
         .route("/v1/sessions", post(sessions::mint))
+        .route("/v1/discover", get(discover::discover))
+        .route("/v1/agents", get(agents::list))
+        .route(
+            "/v1/agents/invites",
+            get(agents::list_invites).post(agents::invite),
+        )
+        .route("/v1/agents/invites/{suffix}", delete(agents::revoke_invite))
+        .route(
+            "/v1/agents/{name}",
+            get(agents::info).delete(agents::delete),
+        )
+        .route("/v1/agents/{name}/rotate", post(agents::rotate))
+        .route("/v1/agents/{name}/rename", post(agents::rename))
+        .route("/v1/agents/{name}/role", post(agents::set_role))
+        .route("/v1/agent-invites/{token}", get(agents::invite_details))
+        .route("/v1/agent-invites/{token}/redeem", post(agents::redeem))
+        .route(
+            "/v1/vaults/{name}/agents",
+            get(agents::vault_list).post(agents::vault_add),
+        )
+        .route(
+            "/v1/vaults/{name}/agents/{agent}",
+            delete(agents::vault_remove),
+        )
+        .route(
+            "/v1/vaults/{name}/agents/{agent}/role",
+            post(agents::vault_set_role),
+        )
         .route("/v1/mitm/ca.pem", get(ca_pem))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

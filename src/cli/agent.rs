@@ -1,8 +1,12 @@
 //! `agent-vault agent …`: instance-level agents and agent invites.
 
 use clap::{Args, Subcommand};
+use serde::Deserialize;
+use serde_json::json;
 
-use super::{Context, not_yet};
+use super::client::segment;
+use super::user::vault_assignments;
+use super::{Context, output};
 
 #[derive(Subcommand)]
 pub enum AgentCommand {
@@ -84,19 +88,308 @@ pub enum AgentInviteCommand {
     },
 }
 
-pub async fn run(command: AgentCommand, _context: &Context) -> anyhow::Result<()> {
-    let name = match command {
-        AgentCommand::Invite(args) => match args.command {
-            Some(AgentInviteCommand::List { .. }) => "agent invite list",
-            Some(AgentInviteCommand::Revoke { .. }) => "agent invite revoke",
-            None => "agent invite",
-        },
-        AgentCommand::List => "agent list",
-        AgentCommand::Info { .. } => "agent info",
-        AgentCommand::Delete { .. } => "agent delete",
-        AgentCommand::Rotate { .. } => "agent rotate",
-        AgentCommand::Rename { .. } => "agent rename",
-        AgentCommand::SetRole { .. } => "agent set-role",
+/// Parses a Go-style duration (`90s`, `15m`, `1h30m`, `2h`) into seconds.
+pub fn parse_duration(text: &str) -> anyhow::Result<i64> {
+    let bad = || anyhow::anyhow!("\"{text}\" is not a duration; write it like 15m, 1h30m or 90s");
+    let mut total = 0i64;
+    let mut number = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+        let n: i64 = number.parse().map_err(|_| bad())?;
+        total += n * unit;
+        number.clear();
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+#[derive(Deserialize)]
+struct InviteReply {
+    agent_name: String,
+    role: String,
+    #[serde(default)]
+    rotation: bool,
+    status: String,
+    token_suffix: String,
+    vaults: Vec<VaultRole>,
+    expires_at: String,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    redeem_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct VaultRole {
+    vault: String,
+    role: String,
+}
+
+fn vaults_line(vaults: &[VaultRole]) -> String {
+    if vaults.is_empty() {
+        return "(none)".into();
+    }
+    vaults
+        .iter()
+        .map(|v| format!("{} ({})", v.vault, v.role))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The text a person pastes to their agent: how to redeem the invite over plain HTTP.
+fn onboarding_prompt(invite: &InviteReply, url: &str) -> String {
+    let what = if invite.rotation {
+        format!("a new token for the agent \"{}\"", invite.agent_name)
+    } else {
+        format!(
+            "access to Agent Vault as the agent \"{}\"",
+            invite.agent_name
+        )
     };
-    Err(not_yet(name))
+    format!(
+        "You are being given {what}. Agent Vault is a credential broker: you never see API keys; \
+you send HTTPS requests through its proxy and it adds the credentials.\n\
+\n\
+1. Redeem this single-use invite (it expires at {expires}) with one HTTP request:\n\
+   curl -sS -X POST {url}\n\
+   The JSON reply holds your agent token (`agent_token`, shown only once: keep it secret, \
+never print or log it) and your vaults ({vaults}).\n\
+2. Fetch the proxy's CA certificate from the `proxy.ca_url` of the reply and trust it.\n\
+3. Send HTTPS through the proxy: HTTPS_PROXY=http://<agent_token>:<vault>@<host>:<port> \
+(the exact form is `proxy.https_proxy` in the reply).\n\
+4. To see which services and credential names you can use: GET <address>/v1/discover?vault=<vault> \
+with `Authorization: Bearer <agent_token>`. To ask for a new service, file a proposal \
+(POST <address>/v1/proposals).\n",
+        expires = invite.expires_at,
+        vaults = vaults_line(&invite.vaults),
+    )
+}
+
+/// Best effort: put `text` on the clipboard if a clipboard tool is available.
+fn copy_to_clipboard(text: &str) -> bool {
+    use std::io::Write;
+    let graphical =
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    let tools: [(&str, &[&str]); 4] = [
+        ("pbcopy", &[]),
+        ("wl-copy", &[]),
+        ("xclip", &["-selection", "clipboard"]),
+        ("xsel", &["--clipboard", "--input"]),
+    ];
+    for (tool, args) in tools {
+        if tool != "pbcopy" && !graphical {
+            continue;
+        }
+        let Ok(mut child) = std::process::Command::new(tool)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        else {
+            continue;
+        };
+        let written = child
+            .stdin
+            .take()
+            .is_some_and(|mut stdin| stdin.write_all(text.as_bytes()).is_ok());
+        if written && child.wait().is_ok_and(|s| s.success()) {
+            return true;
+        }
+    }
+    false
+}
+
+fn print_invite(invite: &InviteReply, token_only: bool) {
+    let token = invite.token.as_deref().unwrap_or_default();
+    if token_only {
+        output::raw_value(token);
+        return;
+    }
+    let url = invite.redeem_url.clone().unwrap_or_default();
+    let kind = if invite.rotation {
+        "Rotation invite"
+    } else {
+        "Invite"
+    };
+    output::success(format!(
+        "{kind} for agent \"{}\" created (role {}, vaults: {}); single use, expires {}.",
+        invite.agent_name,
+        invite.role,
+        vaults_line(&invite.vaults),
+        invite.expires_at
+    ));
+    let prompt = onboarding_prompt(invite, &url);
+    println!("\nGive this to your agent:\n-----\n{prompt}-----");
+    if copy_to_clipboard(&prompt) {
+        println!("(copied to the clipboard)");
+    }
+}
+
+#[derive(Deserialize)]
+struct AgentInfo {
+    name: String,
+    role: String,
+    status: String,
+    active_sessions: i64,
+    vaults: Vec<VaultRole>,
+    created_by: Option<String>,
+    created_at: String,
+}
+
+pub async fn run(command: AgentCommand, context: &Context) -> anyhow::Result<()> {
+    let client = context.logged_in_client()?;
+    match command {
+        AgentCommand::Invite(args) => match args.command {
+            Some(AgentInviteCommand::List { status }) => {
+                let path = match &status {
+                    Some(s) => format!("/v1/agents/invites?status={}", segment(s)),
+                    None => "/v1/agents/invites".into(),
+                };
+                let reply: serde_json::Value = client.get(&path).await?;
+                let invites: Vec<InviteReply> = serde_json::from_value(reply["invites"].clone())?;
+                if invites.is_empty() {
+                    println!("No agent invites.");
+                    return Ok(());
+                }
+                let rows: Vec<Vec<String>> = invites
+                    .iter()
+                    .map(|i| {
+                        vec![
+                            i.agent_name.clone(),
+                            if i.rotation {
+                                "rotation".into()
+                            } else {
+                                i.role.clone()
+                            },
+                            i.status.clone(),
+                            vaults_line(&i.vaults),
+                            format!("…{}", i.token_suffix),
+                            i.expires_at.clone(),
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    &["AGENT", "ROLE", "STATUS", "VAULTS", "TOKEN", "EXPIRES"],
+                    &rows,
+                );
+            }
+            Some(AgentInviteCommand::Revoke { token_suffix }) => {
+                let reply: serde_json::Value = client
+                    .delete(&format!(
+                        "/v1/agents/invites/{}",
+                        segment(token_suffix.trim_start_matches('…'))
+                    ))
+                    .await?;
+                output::success(format!(
+                    "Revoked the invite for agent \"{}\".",
+                    reply["agent_name"].as_str().unwrap_or("?")
+                ));
+            }
+            None => {
+                let body = json!({
+                    "name": args.name.unwrap_or_default(),
+                    "role": args.role,
+                    "vaults": vault_assignments(&args.vault, "proxy")?,
+                    "ttl_seconds": parse_duration(&args.invite_ttl)?,
+                });
+                let invite: InviteReply = client.post("/v1/agents/invites", &body).await?;
+                print_invite(&invite, args.token_only);
+            }
+        },
+        AgentCommand::List => {
+            let reply: serde_json::Value = client.get("/v1/agents").await?;
+            let agents: Vec<AgentInfo> = serde_json::from_value(reply["agents"].clone())?;
+            if agents.is_empty() {
+                println!(
+                    "No agents. Invite one with `agent-vault agent invite <name> --vault default:proxy`."
+                );
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = agents
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.name.clone(),
+                        a.role.clone(),
+                        a.status.clone(),
+                        vaults_line(&a.vaults),
+                        a.created_at.clone(),
+                    ]
+                })
+                .collect();
+            output::table(&["NAME", "ROLE", "STATUS", "VAULTS", "CREATED"], &rows);
+        }
+        AgentCommand::Info { name } => {
+            let a: AgentInfo = client
+                .get(&format!("/v1/agents/{}", segment(&name)))
+                .await?;
+            println!("Agent:     {}", a.name);
+            println!("Role:      {}", a.role);
+            println!("Status:    {}", a.status);
+            println!("Sessions:  {} active", a.active_sessions);
+            println!("Vaults:    {}", vaults_line(&a.vaults));
+            println!("Invited by: {}", a.created_by.as_deref().unwrap_or("-"));
+            println!("Created:   {}", a.created_at);
+        }
+        AgentCommand::Delete { name } => {
+            let _: serde_json::Value = client
+                .delete(&format!("/v1/agents/{}", segment(&name)))
+                .await?;
+            output::success(format!("Deleted agent \"{name}\" and all its sessions."));
+        }
+        AgentCommand::Rotate { name } => {
+            let invite: InviteReply = client
+                .post(&format!("/v1/agents/{}/rotate", segment(&name)), &json!({}))
+                .await?;
+            print_invite(&invite, false);
+            println!("The agent's current token keeps working until this invite is redeemed.");
+        }
+        AgentCommand::Rename { name, new_name } => {
+            let _: serde_json::Value = client
+                .post(
+                    &format!("/v1/agents/{}/rename", segment(&name)),
+                    &json!({ "name": new_name }),
+                )
+                .await?;
+            output::success(format!("Renamed agent \"{name}\" to \"{new_name}\"."));
+        }
+        AgentCommand::SetRole { name, role } => {
+            let _: serde_json::Value = client
+                .post(
+                    &format!("/v1/agents/{}/role", segment(&name)),
+                    &json!({ "role": role }),
+                )
+                .await?;
+            output::success(format!("Agent \"{name}\" is now {role}."));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15m").unwrap(), 900);
+        assert_eq!(parse_duration("1h30m").unwrap(), 5400);
+        assert_eq!(parse_duration("90s").unwrap(), 90);
+        for bad in ["", "15", "m", "1x", "0s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -31,6 +31,9 @@ pub use client::{Client, Refusal};
 
 /// Where a client command sends its requests when nothing else says.
 pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:14321";
+/// An agent's token in its environment (set by `vault run`), used with `AGENT_VAULT_ADDR`.
+pub const SESSION_TOKEN_ENV: &str = "AGENT_VAULT_SESSION_TOKEN";
+pub const ADDR_ENV: &str = "AGENT_VAULT_ADDR";
 
 #[derive(Parser)]
 #[command(
@@ -107,6 +110,30 @@ impl Context {
         }
         let saved = session::load(&self.paths()?).ok().flatten();
         Ok(saved.map_or_else(|| DEFAULT_ADDRESS.to_owned(), |s| s.address))
+    }
+
+    /// An agent's client from its environment (`AGENT_VAULT_SESSION_TOKEN` and
+    /// `AGENT_VAULT_ADDR`, as `vault run` sets them), if the token is set.
+    pub fn agent_client(&self) -> anyhow::Result<Option<Client>> {
+        let Some(token) = std::env::var(SESSION_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty())
+        else {
+            return Ok(None);
+        };
+        let address = self
+            .address
+            .clone()
+            .or_else(|| std::env::var(ADDR_ENV).ok().filter(|a| !a.is_empty()))
+            .with_context(|| {
+                format!(
+                    "{SESSION_TOKEN_ENV} is set but {ADDR_ENV} is not; set both (`vault run` does)"
+                )
+            })?;
+        Ok(Some(Client::new(
+            &address,
+            Some(crate::crypto::SecretString::new(token)),
+        )?))
     }
 
     pub fn anonymous_client(&self) -> anyhow::Result<Client> {

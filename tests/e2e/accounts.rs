@@ -509,9 +509,8 @@ fn api_errors_share_one_shape_and_never_echo_secrets() {
 fn unbuilt_commands_fail_instead_of_faking_success() {
     let home = TestHome::new();
     for args in [
-        &["vault", "discover"][..],
-        &["agent", "invite", "bot"],
-        &["vault", "run", "--", "true"],
+        &["vault", "run", "--sandbox", "container", "--", "true"][..],
+        &["owner", "email", "test"],
     ] {
         home.run(args).fails_with("not implemented yet");
     }

@@ -9,49 +9,49 @@ use serde_json::Value;
 use crate::harness::{Server, TestHome, all_files, contains, free_port};
 use crate::upstream::Upstream;
 
-const BEARER: &str = "SENTINEL-bearer-7f3a";
+pub const BEARER: &str = "SENTINEL-bearer-7f3a";
 const USER: &str = "SENTINEL-user-11";
 const PASS: &str = "SENTINEL-pass-22";
 const API_KEY: &str = "SENTINEL-apikey-33";
 const SUBST: &str = "SENTINEL-sub-44&x/y";
 const SECRETS: [&str; 5] = [BEARER, USER, PASS, API_KEY, "SENTINEL-sub-44"];
 
-struct Rig {
-    home: TestHome,
-    server: Server,
-    upstream: Upstream,
-    mitm: u16,
-    token: String,
-    ca: PathBuf,
+pub struct Rig {
+    pub home: TestHome,
+    pub server: Server,
+    pub upstream: Upstream,
+    pub mitm: u16,
+    pub token: String,
+    pub ca: PathBuf,
 }
 
-fn services_yaml(port: u16) -> String {
+pub fn services_yaml_on(host: &str, port: u16) -> String {
     format!(
         r#"services:
-  - host: 127.0.0.1
+  - host: {host}
     port: {port}
     path: /bearer
     auth: {{type: bearer, token: BEARER_TOKEN}}
-  - host: 127.0.0.1
+  - host: {host}
     port: {port}
     path: /basic
     auth: {{type: basic, username: BASIC_USER, password: BASIC_PASS}}
-  - host: 127.0.0.1
+  - host: {host}
     port: {port}
     path: /apikey
     auth: {{type: api-key, key: API_KEY, header: x-api-key, prefix: "Key "}}
-  - host: 127.0.0.1
+  - host: {host}
     port: {port}
     path: /custom
     auth:
       type: custom
       headers:
         X-Custom: "user={{{{ BASIC_USER }}}}; key={{{{ API_KEY }}}}"
-  - host: 127.0.0.1
+  - host: {host}
     port: {port}
     path: /passthrough
     auth: {{type: passthrough}}
-  - host: 127.0.0.1
+  - host: {host}
     port: {port}
     path: /sub
     auth: {{type: passthrough}}
@@ -59,12 +59,12 @@ fn services_yaml(port: u16) -> String {
       - placeholder: __sub_value__
         key: SUB_KEY
         in: [header, query, body, path]
-  - host: 127.0.0.1
+  - host: {host}
     port: {port}
     path: /off
     enabled: false
     auth: {{type: bearer, token: BEARER_TOKEN}}
-  - host: 127.0.0.1
+  - host: {host}
     port: {port}
     path: /missing
     auth: {{type: bearer, token: NOT_SET_KEY}}
@@ -73,8 +73,11 @@ fn services_yaml(port: u16) -> String {
 }
 
 impl Rig {
-    fn start(allowlist: bool) -> Self {
-        let upstream = Upstream::start();
+    pub fn start(allowlist: bool) -> Self {
+        Self::start_with(allowlist, Upstream::start())
+    }
+
+    pub fn start_with(allowlist: bool, upstream: Upstream) -> Self {
         let home = TestHome::new();
         let mitm = free_port();
         let ca_file = upstream.ca_file.display().to_string();
@@ -114,7 +117,7 @@ impl Rig {
         .ok();
         std::fs::write(
             home.path().join("services.yaml"),
-            services_yaml(upstream.https_port),
+            services_yaml_on(&upstream.ip, upstream.https_port),
         )
         .unwrap();
         home.run(&["vault", "service", "set", "-f", "services.yaml"])
@@ -132,16 +135,19 @@ impl Rig {
         }
     }
 
-    fn proxy_url(&self) -> String {
+    pub fn proxy_url(&self) -> String {
         format!("http://{}:default@127.0.0.1:{}", self.token, self.mitm)
     }
 
-    fn https(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.upstream.https_port)
+    pub fn https(&self, path: &str) -> String {
+        format!(
+            "https://{}:{}{path}",
+            self.upstream.ip, self.upstream.https_port
+        )
     }
 
     /// curl through the proxy with HTTPS_PROXY and the fetched CA; returns (status, body, headers).
-    fn curl(&self, extra: &[&str], url: &str) -> (u16, String, String) {
+    pub fn curl(&self, extra: &[&str], url: &str) -> (u16, String, String) {
         let out = Command::new("curl")
             .args(["-sS", "-D", "-", "--cacert"])
             .arg(&self.ca)
@@ -170,14 +176,14 @@ impl Rig {
         (status, body.to_owned(), last.to_lowercase())
     }
 
-    fn echo(&self, extra: &[&str], path: &str) -> Value {
+    pub fn echo(&self, extra: &[&str], path: &str) -> Value {
         let (status, body, _) = self.curl(extra, &self.https(path));
         assert_eq!(status, 200, "{path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
     }
 }
 
-fn header<'a>(echo: &'a Value, name: &str) -> Vec<&'a str> {
+pub fn header<'a>(echo: &'a Value, name: &str) -> Vec<&'a str> {
     echo["headers"][name]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())

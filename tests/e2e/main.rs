@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod agents;
 mod api;
 mod broker;
 mod harness;

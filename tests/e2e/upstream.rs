@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 pub struct Upstream {
+    pub ip: String,
     pub https_port: u16,
     pub http_port: u16,
     /// PEM of the CA that signed the upstream's certificate.
@@ -90,6 +91,11 @@ impl futures_core::Stream for Zeros {
 
 impl Upstream {
     pub fn start() -> Self {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// Listens on a given loopback address (127.0.0.2 is not in `NO_PROXY`).
+    pub fn start_on(ip: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -130,8 +136,8 @@ impl Upstream {
             .unwrap();
         let (https, http) = runtime.block_on(async {
             (
-                tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-                tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+                tokio::net::TcpListener::bind((ip, 0)).await.unwrap(),
+                tokio::net::TcpListener::bind((ip, 0)).await.unwrap(),
             )
         });
         let (https_port, http_port) = (
@@ -167,6 +173,7 @@ impl Upstream {
             }
         });
         Self {
+            ip: ip.to_owned(),
             https_port,
             http_port,
             ca_file,

@@ -62,17 +62,6 @@ pub enum VaultAgentCommand {
     },
 }
 
-impl VaultAgentCommand {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::List => "vault agent list",
-            Self::Add { .. } => "vault agent add",
-            Self::Remove { .. } => "vault agent remove",
-            Self::SetRole { .. } => "vault agent set-role",
-        }
-    }
-}
-
 #[derive(Deserialize)]
 struct Members {
     users: Vec<Member>,
@@ -120,6 +109,59 @@ pub async fn run_users(target: Target, command: VaultUserCommand) -> anyhow::Res
                 )
                 .await?;
             output::success(format!("{email} is now {role} of vault \"{vault}\"."));
+        }
+    }
+    Ok(())
+}
+
+pub async fn run_agents(target: Target, command: VaultAgentCommand) -> anyhow::Result<()> {
+    let Target { client, vault } = &target;
+    match command {
+        VaultAgentCommand::List => {
+            let reply: serde_json::Value = client.get(&target.path("/agents")).await?;
+            let rows: Vec<Vec<String>> = reply["agents"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|a| {
+                    let text = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+                    vec![text("name"), text("role")]
+                })
+                .collect();
+            if rows.is_empty() {
+                println!("No agents in vault \"{vault}\".");
+            } else {
+                output::table(&["NAME", "ROLE"], &rows);
+            }
+        }
+        VaultAgentCommand::Add { name, role } => {
+            let _: serde_json::Value = client
+                .post(
+                    &target.path("/agents"),
+                    &json!({ "name": name, "role": role }),
+                )
+                .await?;
+            output::success(format!(
+                "Added agent \"{name}\" to vault \"{vault}\" as {role}."
+            ));
+        }
+        VaultAgentCommand::Remove { name } => {
+            let _: serde_json::Value = client
+                .delete(&target.path(&format!("/agents/{}", segment(&name))))
+                .await?;
+            output::success(format!("Removed agent \"{name}\" from vault \"{vault}\"."));
+        }
+        VaultAgentCommand::SetRole { name, role } => {
+            let _: serde_json::Value = client
+                .post(
+                    &target.path(&format!("/agents/{}/role", segment(&name))),
+                    &json!({ "role": role }),
+                )
+                .await?;
+            output::success(format!(
+                "Agent \"{name}\" is now {role} of vault \"{vault}\"."
+            ));
         }
     }
     Ok(())

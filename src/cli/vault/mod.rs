@@ -2,6 +2,7 @@
 
 pub mod context;
 mod credential;
+mod discover;
 mod lifecycle;
 mod members;
 mod proposal;
@@ -141,13 +142,15 @@ pub async fn run(args: VaultArgs, context: &Context) -> anyhow::Result<()> {
         VaultCommand::User(command) => {
             members::run_users(Target::resolve(flag, context)?, command).await
         }
-        VaultCommand::Discover { .. } => Err(not_yet("vault discover")),
-        VaultCommand::Run(_) => Err(not_yet("vault run")),
+        VaultCommand::Discover { json } => discover::discover(context, flag, json).await,
+        VaultCommand::Run(args) => run::run(context, flag, args).await,
         VaultCommand::Service(command) => {
             service::run(Target::resolve(flag, context)?, command).await
         }
         VaultCommand::Proposal(command) => Err(not_yet(command.name())),
-        VaultCommand::Agent(command) => Err(not_yet(command.name())),
+        VaultCommand::Agent(command) => {
+            members::run_agents(Target::resolve(flag, context)?, command).await
+        }
         VaultCommand::Settings(command) => {
             settings::run(Target::resolve(flag, context)?, command).await
         }

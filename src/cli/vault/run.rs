@@ -1,11 +1,20 @@
 //! `vault run` and `vault token`: sessions for agents.
 
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::Target;
-use crate::cli::output;
+use super::discover::agent_or_login;
+use crate::cli::client::segment;
+use crate::cli::{
+    ADDR_ENV, Client, Context, PassThroughExit, Refusal, SESSION_TOKEN_ENV, not_yet, output,
+};
+use crate::crypto::SecretString;
+use crate::paths::write_private;
 
 use crate::store::VaultRole;
 
@@ -103,4 +112,356 @@ pub async fn token(target: Target, args: TokenArgs) -> anyhow::Result<()> {
         .await?;
     output::raw_value(&minted.token);
     Ok(())
+}
+
+/// Variables `vault run` owns: stale copies in the parent environment are removed, never
+/// duplicated; secrets of the server are never passed on.
+const PROXY_VARS: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+const NO_PROXY_VARS: [&str; 2] = ["NO_PROXY", "no_proxy"];
+pub const CA_VARS: [&str; 6] = [
+    "SSL_CERT_FILE",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "DENO_CERT",
+];
+const NEVER_INHERITED: [&str; 3] = [
+    "AGENT_VAULT_MASTER_PASSWORD",
+    "AGENT_VAULT_SMTP_PASSWORD",
+    "AGENT_VAULT_OAUTH_GOOGLE_CLIENT_SECRET",
+];
+
+/// The host part of a base URL (`http://h:1/` → `h`, keeping IPv6 brackets).
+fn url_host(base: &str) -> String {
+    let rest = base.split("://").nth(1).unwrap_or(base);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !host.is_empty() => {
+            host.to_owned()
+        }
+        _ => authority.to_owned(),
+    }
+}
+
+/// Everything the child's environment gets, in order (`key`, `value`).
+pub fn child_env(
+    address: &str,
+    token: &str,
+    vault: &str,
+    proxy: Option<(u16, &Path)>,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        (ADDR_ENV.to_owned(), address.to_owned()),
+        (SESSION_TOKEN_ENV.to_owned(), token.to_owned()),
+        (super::context::VAULT_ENV.to_owned(), vault.to_owned()),
+    ];
+    if let Some((port, ca)) = proxy {
+        let host = url_host(address);
+        let url = format!("http://{token}:{vault}@{host}:{port}");
+        for var in &PROXY_VARS[..4] {
+            env.push(((*var).to_owned(), url.clone()));
+        }
+        let mut exempt = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        if !exempt.contains(&host) {
+            exempt.push(host.trim_matches(['[', ']']).to_owned());
+        }
+        for var in NO_PROXY_VARS {
+            env.push((var.to_owned(), exempt.join(",")));
+        }
+        env.push(("NODE_USE_ENV_PROXY".to_owned(), "1".to_owned()));
+        for var in CA_VARS {
+            env.push((var.to_owned(), ca.display().to_string()));
+        }
+    }
+    env
+}
+
+/// Every variable `vault run` removes from the inherited environment before adding its own.
+pub fn managed_vars() -> impl Iterator<Item = &'static str> {
+    [
+        ADDR_ENV,
+        SESSION_TOKEN_ENV,
+        super::context::VAULT_ENV,
+        "NODE_USE_ENV_PROXY",
+    ]
+    .into_iter()
+    .chain(PROXY_VARS)
+    .chain(NO_PROXY_VARS)
+    .chain(CA_VARS)
+    .chain(NEVER_INHERITED)
+}
+
+/// The run's session: an agent's own token from the environment, or one minted now from the
+/// login (and revoked when the child exits).
+struct RunSession {
+    client: Client,
+    token: SecretString,
+    vault: String,
+    minted: bool,
+}
+
+async fn session(
+    context: &Context,
+    flag: Option<&str>,
+    role: VaultRole,
+    ttl: u64,
+) -> anyhow::Result<RunSession> {
+    if let Some(agent) = context.agent_client()? {
+        if ttl != 0 {
+            bail!(
+                "--ttl has no effect with {SESSION_TOKEN_ENV} set: that token's lifetime is fixed"
+            );
+        }
+        let (client, vault) = agent_or_login(context, flag)?;
+        let path = match &vault {
+            Some(v) => format!("/v1/discover?vault={}", segment(v)),
+            None => "/v1/discover".to_owned(),
+        };
+        let found: serde_json::Value = client
+            .get(&path)
+            .await
+            .context("the token in AGENT_VAULT_SESSION_TOKEN was refused")?;
+        let token = SecretString::new(std::env::var(SESSION_TOKEN_ENV).unwrap_or_default());
+        return Ok(RunSession {
+            client: agent,
+            token,
+            vault: found["vault"].as_str().unwrap_or_default().to_owned(),
+            minted: false,
+        });
+    }
+    let target = Target::resolve(flag, context)?;
+    let minted: Minted = target
+        .client
+        .post(
+            "/v1/sessions",
+            &json!({ "vault": target.vault, "role": role, "ttl_seconds": ttl }),
+        )
+        .await?;
+    let client = Client::new(
+        target.client.base(),
+        Some(SecretString::new(minted.token.clone())),
+    )?;
+    Ok(RunSession {
+        client,
+        token: SecretString::new(minted.token),
+        vault: target.vault,
+        minted: true,
+    })
+}
+
+/// The proxy port and the CA file, when the server runs its MITM proxy.
+async fn proxy_setup(
+    context: &Context,
+    client: &Client,
+) -> anyhow::Result<Option<(u16, std::path::PathBuf)>> {
+    match client.get_text("/v1/mitm/ca.pem").await {
+        Ok((headers, pem)) => {
+            let port = headers
+                .get("x-mitm-port")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(14322);
+            let paths = context.paths()?;
+            paths.ensure_root()?;
+            let ca = paths.mitm_ca();
+            write_private(&ca, pem.as_bytes())
+                .with_context(|| format!("cannot write {}", ca.display()))?;
+            Ok(Some((port, ca)))
+        }
+        Err(e) if e.downcast_ref::<Refusal>().is_some_and(|r| r.status == 404) => {
+            output::warn(
+                "the server runs without its MITM proxy: the command gets only AGENT_VAULT_* and must use the /proxy endpoint",
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `vault run -- <command>` in process mode.
+pub async fn run(context: &Context, flag: Option<&str>, args: RunArgs) -> anyhow::Result<()> {
+    if args.sandbox == Sandbox::Container {
+        return Err(not_yet("vault run --sandbox=container"));
+    }
+    let container_only = [
+        (args.image.is_some(), "--image"),
+        (!args.mount.is_empty(), "--mount"),
+        (args.keep, "--keep"),
+        (args.no_firewall, "--no-firewall"),
+        (args.home_volume_shared, "--home-volume-shared"),
+    ];
+    if let Some((_, flag)) = container_only.iter().find(|(set, _)| *set) {
+        bail!("{flag} only applies to --sandbox=container");
+    }
+    let session = session(context, flag, args.role.into(), args.ttl).await?;
+    let outcome = run_child(context, &session, &args).await;
+    if session.minted {
+        // The run's token dies with the run.
+        let revoked: anyhow::Result<serde_json::Value> =
+            session.client.post("/v1/auth/logout", &json!({})).await;
+        if let Err(e) = revoked {
+            output::warn(format!(
+                "could not revoke the run's token (it expires on its own): {e:#}"
+            ));
+        }
+    }
+    match outcome? {
+        0 => Ok(()),
+        code => Err(PassThroughExit(code).into()),
+    }
+}
+
+async fn run_child(context: &Context, session: &RunSession, args: &RunArgs) -> anyhow::Result<u8> {
+    let proxy = if args.no_mitm {
+        None
+    } else {
+        proxy_setup(context, &session.client).await?
+    };
+    let mut command = tokio::process::Command::new(&args.command[0]);
+    command.args(&args.command[1..]);
+    for var in managed_vars() {
+        command.env_remove(var);
+    }
+    let env = child_env(
+        session.client.base(),
+        session.token.expose(),
+        &session.vault,
+        proxy.as_ref().map(|(port, ca)| (*port, ca.as_path())),
+    );
+    command.envs(env);
+    match &proxy {
+        Some((port, _)) => eprintln!(
+            "agent-vault: running {} in vault \"{}\" through the broker at {}:{port}",
+            args.command[0],
+            session.vault,
+            url_host(session.client.base())
+        ),
+        None => eprintln!(
+            "agent-vault: running {} in vault \"{}\"",
+            args.command[0], session.vault
+        ),
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            output::error(&anyhow::anyhow!("command not found: {}", args.command[0]));
+            return Ok(127);
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot start {}", args.command[0])),
+    };
+    let status = wait_forwarding_signals(&mut child).await?;
+    Ok(exit_code(status))
+}
+
+/// Waits for the child. Termination signals sent to us go on to the child; Ctrl-C and
+/// Ctrl-\ from a terminal already reach it (same process group), so they are only absorbed
+/// here — we stay alive to revoke the token after the child exits.
+async fn wait_forwarding_signals(
+    child: &mut tokio::process::Child,
+) -> anyhow::Result<std::process::ExitStatus> {
+    use nix::sys::signal::{Signal, kill};
+    use tokio::signal::unix::{SignalKind, signal};
+    let pid = child.id().map(|id| nix::unistd::Pid::from_raw(id as i32));
+    let from_terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
+    loop {
+        let forward = tokio::select! {
+            status = child.wait() => return Ok(status?),
+            _ = term.recv() => Some(Signal::SIGTERM),
+            _ = hup.recv() => Some(Signal::SIGHUP),
+            _ = int.recv() => (!from_terminal).then_some(Signal::SIGINT),
+            _ = quit.recv() => (!from_terminal).then_some(Signal::SIGQUIT),
+        };
+        if let (Some(signal), Some(pid)) = (forward, pid) {
+            let _ = kill(pid, signal);
+        }
+    }
+}
+
+/// The child's exit code, or 128 + the signal that ended it (as shells report it).
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(signal)) => 128u8.saturating_add(signal as u8),
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_environment_is_complete_and_unique() {
+        let ca = Path::new("/home/u/.agent-vault/mitm-ca.pem");
+        let env = child_env(
+            "http://127.0.0.1:14321",
+            "av_sess_t",
+            "default",
+            Some((14322, ca)),
+        );
+        let get = |k: &str| {
+            env.iter()
+                .filter(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        for var in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+            assert_eq!(
+                get(var),
+                vec!["http://av_sess_t:default@127.0.0.1:14322"],
+                "{var}"
+            );
+        }
+        assert_eq!(get("NO_PROXY"), vec!["localhost,127.0.0.1,::1"]);
+        for var in CA_VARS {
+            assert_eq!(get(var), vec![ca.display().to_string()]);
+        }
+        assert_eq!(get("NODE_USE_ENV_PROXY"), vec!["1"]);
+        let names: Vec<&String> = env.iter().map(|(n, _)| n).collect();
+        let mut unique = names.clone();
+        unique.dedup();
+        assert_eq!(names.len(), unique.len());
+        let bare = child_env("https://vault.example.com", "t", "v", None);
+        assert_eq!(bare.len(), 3, "no proxy variables without the MITM proxy");
+        let remote = child_env(
+            "https://vault.example.com:8443/",
+            "t",
+            "v",
+            Some((14322, ca)),
+        );
+        assert!(
+            remote
+                .iter()
+                .any(|(k, v)| k == "NO_PROXY" && v.ends_with(",vault.example.com"))
+        );
+        assert!(
+            remote
+                .iter()
+                .any(|(k, v)| k == "HTTPS_PROXY" && v == "http://t:v@vault.example.com:14322")
+        );
+    }
+
+    #[test]
+    fn signals_map_to_shell_exit_codes() {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(exit_code(std::process::ExitStatus::from_raw(42 << 8)), 42);
+        assert_eq!(exit_code(std::process::ExitStatus::from_raw(15)), 143);
+    }
 }

@@ -1,0 +1,59 @@
+//! Naming a pending invite by the end of its token (`… revoke <last 8+ characters>`), as
+//! only the hash and the last characters of a token are stored.
+
+use super::ApiError;
+use crate::crypto::hash_token;
+use crate::store::invites::SUFFIX_LEN;
+
+/// Shortest token suffix accepted.
+const MIN_SUFFIX: usize = 8;
+
+pub struct SuffixQuery {
+    /// The whole token was given: match its hash exactly.
+    pub full_hash: Option<String>,
+    tail: String,
+    shown: String,
+}
+
+impl SuffixQuery {
+    /// Reads what the user gave; `prefix` is the token type (`av_uinv_`), `list` the command
+    /// that shows suffixes.
+    pub fn parse(given: &str, prefix: &str, list: &str) -> Result<Self, ApiError> {
+        let given = given.trim().trim_start_matches('…');
+        if given.len() < MIN_SUFFIX {
+            return Err(ApiError::invalid(format!(
+                "give at least the last {MIN_SUFFIX} characters of the invite token (see `{list}`)"
+            )));
+        }
+        Ok(Self {
+            full_hash: given.starts_with(prefix).then(|| hash_token(given)),
+            tail: given[given.len().saturating_sub(SUFFIX_LEN)..].to_owned(),
+            shown: given.to_owned(),
+        })
+    }
+
+    pub fn matches(&self, stored_suffix: &str) -> bool {
+        stored_suffix.ends_with(&self.tail)
+    }
+
+    /// The single candidate, or an error naming none or all of them.
+    pub fn pick<T>(
+        &self,
+        mut candidates: Vec<T>,
+        label: impl Fn(&T) -> &str,
+        list: &str,
+    ) -> Result<T, ApiError> {
+        match candidates.len() {
+            0 => Err(ApiError::not_found(format!(
+                "no pending invite of yours ends with \"{}\"; see `{list}`",
+                self.shown
+            ))),
+            1 => Ok(candidates.remove(0)),
+            n => Err(ApiError::conflict(format!(
+                "\"{}\" matches {n} pending invites ({}); give more characters of the token",
+                self.shown,
+                candidates.iter().map(&label).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+}

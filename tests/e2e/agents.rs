@@ -1,0 +1,423 @@
+//! Agents end to end: invites redeemed over plain HTTP, agent tokens on the proxy, rotation,
+//! vault membership, and `vault run` (process mode) with the environment it builds.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::broker::{BEARER, Rig, header};
+use crate::harness::Run;
+use crate::upstream::Upstream;
+
+/// `agent invite` as the rig's owner; returns the redeem URL printed in the prompt.
+fn invite(rig: &Rig, args: &[&str]) -> String {
+    let mut all = vec!["agent", "invite"];
+    all.extend_from_slice(args);
+    let run = rig.home.run(&all).ok();
+    run.stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("curl -sS -X POST "))
+        .unwrap_or_else(|| panic!("no redeem command in:\n{run}"))
+        .to_owned()
+}
+
+fn curl_json(args: &[&str]) -> Value {
+    let out = Command::new("curl")
+        .args(["-sS", "--noproxy", "*"])
+        .args(args)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn redeem(url: &str) -> Value {
+    curl_json(&["-X", "POST", url])
+}
+
+/// An HTTPS request through the proxy as `token`; returns the HTTP status of the tunnel or
+/// response and the body.
+fn proxied(rig: &Rig, token: &str, vault: Option<&str>, path: &str) -> (String, String) {
+    let user = match vault {
+        Some(v) => format!("{token}:{v}"),
+        None => token.to_owned(),
+    };
+    let out = Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_connect} %{http_code}", "--cacert"])
+        .arg(&rig.ca)
+        .arg("--proxy")
+        .arg(format!("http://127.0.0.1:{}", rig.mitm))
+        .arg("--proxy-user")
+        .arg(user)
+        .arg(rig.https(path))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, codes) = text.rsplit_once('\n').unwrap();
+    (codes.to_owned(), body.to_owned())
+}
+
+#[test]
+fn agent_onboarding_rotation_and_removal() {
+    let rig = Rig::start(true);
+    let url = invite(&rig, &["bot", "--vault", "default:proxy"]);
+    rig.home
+        .run(&["agent", "invite", "bot"])
+        .fails_with("already pending");
+    let list = rig
+        .home
+        .run(&["agent", "invite", "list", "--status", "pending"])
+        .ok();
+    assert!(
+        list.stdout.contains("bot") && list.stdout.contains("default (proxy)"),
+        "{list}"
+    );
+
+    let reply = redeem(&url);
+    let token = reply["agent_token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("av_agt_"), "{reply}");
+    assert_eq!(reply["vaults"][0]["vault"], "default");
+    assert!(
+        reply["proxy"]["https_proxy"]
+            .as_str()
+            .unwrap()
+            .contains(&rig.mitm.to_string())
+    );
+    assert_eq!(redeem(&url)["error"], "invite_used", "single use");
+
+    // The agent discovers over plain HTTP and proxies with its own token.
+    let found = curl_json(&[
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        &format!("{}/v1/discover", rig.server.url),
+    ]);
+    assert_eq!(found["vault"], "default");
+    assert!(
+        found["credentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k == "BEARER_TOKEN")
+    );
+    assert!(
+        !found.to_string().contains(BEARER),
+        "discover never returns values"
+    );
+    let (codes, body) = proxied(&rig, &token, None, "/bearer");
+    assert_eq!(codes, "200 200", "{body}");
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        header(&echo, "authorization"),
+        vec![format!("Bearer {BEARER}")]
+    );
+    // A proxy-role agent reads no values.
+    let denied = curl_json(&[
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        &format!(
+            "{}/v1/vaults/default/credentials/BEARER_TOKEN",
+            rig.server.url
+        ),
+    ]);
+    assert_eq!(denied["error"], "forbidden");
+
+    // With two vaults the agent must name one.
+    rig.home.run(&["vault", "create", "second"]).ok();
+    rig.home
+        .run(&["vault", "agent", "add", "bot", "--vault", "second"])
+        .ok();
+    rig.home
+        .run(&["vault", "agent", "add", "bot", "--vault", "second"])
+        .fails_with("already in vault");
+    let (codes, _) = proxied(&rig, &token, None, "/bearer");
+    assert!(codes.starts_with("400"), "{codes}");
+    assert_eq!(
+        proxied(&rig, &token, Some("default"), "/bearer").0,
+        "200 200"
+    );
+    let agents = rig
+        .home
+        .run(&["vault", "agent", "list", "--vault", "second"])
+        .ok();
+    assert!(
+        agents.stdout.contains("bot") && agents.stdout.contains("proxy"),
+        "{agents}"
+    );
+    rig.home
+        .run(&[
+            "vault", "agent", "set-role", "bot", "--role", "member", "--vault", "second",
+        ])
+        .ok();
+    rig.home
+        .run(&["vault", "agent", "remove", "bot", "--vault", "second"])
+        .ok();
+    rig.home
+        .run(&["vault", "agent", "remove", "bot", "--vault", "second"])
+        .fails_with("is not in vault");
+
+    let info = rig.home.run(&["agent", "info", "bot"]).ok();
+    assert!(
+        info.stdout.contains("1 active") && info.stdout.contains("default (proxy)"),
+        "{info}"
+    );
+    assert!(rig.home.run(&["agent", "list"]).ok().stdout.contains("bot"));
+
+    // Rotation: the old token works until the new invite is redeemed, then stops.
+    let rotate = rig.home.run(&["agent", "rotate", "bot"]).ok();
+    let rotate_url = rotate
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("curl -sS -X POST "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        proxied(&rig, &token, Some("default"), "/bearer").0,
+        "200 200"
+    );
+    let new_token = redeem(&rotate_url)["agent_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_token, token);
+    assert!(
+        proxied(&rig, &token, Some("default"), "/bearer")
+            .0
+            .starts_with("407")
+    );
+    assert_eq!(
+        proxied(&rig, &new_token, Some("default"), "/bearer").0,
+        "200 200"
+    );
+
+    rig.home.run(&["agent", "rename", "bot", "robot"]).ok();
+    rig.home
+        .run(&["agent", "set-role", "robot", "--role", "owner"])
+        .ok();
+    rig.home.run(&["agent", "delete", "robot"]).ok();
+    assert!(
+        proxied(&rig, &new_token, Some("default"), "/bearer")
+            .0
+            .starts_with("407")
+    );
+    rig.home
+        .run(&["agent", "info", "robot"])
+        .fails_with("no agent named");
+}
+
+#[test]
+fn agent_invites_token_only_and_revocation() {
+    let rig = Rig::start(true);
+    let raw = rig
+        .home
+        .run(&[
+            "agent",
+            "invite",
+            "quiet",
+            "--token-only",
+            "--invite-ttl",
+            "1h30m",
+        ])
+        .ok();
+    assert!(
+        raw.stdout.starts_with("av_ainv_") && !raw.stdout.contains('\n'),
+        "{raw}"
+    );
+    let suffix = &raw.stdout[raw.stdout.len() - 8..];
+    rig.home
+        .run(&["agent", "invite", "x", "--invite-ttl", "soon"])
+        .fails_with("not a duration");
+    rig.home
+        .run(&["agent", "invite", "Bad Name"])
+        .fails_with("not a valid agent name");
+    rig.home
+        .run(&["agent", "invite", "y", "--vault", "nope:proxy"])
+        .fails_with("does not exist");
+    rig.home.run(&["agent", "invite", "revoke", suffix]).ok();
+    let url = format!("{}/v1/agent-invites/{}/redeem", rig.server.url, raw.stdout);
+    assert_eq!(redeem(&url)["error"], "invite_used");
+}
+
+fn env_of(run: &Run) -> Vec<(String, String)> {
+    run.stdout
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn vault_run_builds_the_environment_and_cleans_up() {
+    // The upstream is on 127.0.0.2 so NO_PROXY (loopback names, 127.0.0.1) does not skip it.
+    let rig = Rig::start_with(true, Upstream::start_on("127.0.0.2"));
+    let mut cmd = rig.home.command(&["vault", "run", "--", "env"]);
+    cmd.env("HTTPS_PROXY", "http://stale:1")
+        .env("no_proxy", "stale")
+        .env("SSL_CERT_FILE", "/stale.pem");
+    cmd.env("AGENT_VAULT_MASTER_PASSWORD", "never-passed-on");
+    let run = crate::harness::run_command(cmd, "").ok();
+    let env = env_of(&run);
+    let get = |k: &str| {
+        env.iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    let token = get("AGENT_VAULT_SESSION_TOKEN")[0].to_owned();
+    assert!(token.starts_with("av_sess_"));
+    assert_eq!(get("AGENT_VAULT_VAULT"), vec!["default"]);
+    assert_eq!(get("AGENT_VAULT_ADDR"), vec![rig.server.url.as_str()]);
+    let proxy = format!("http://{token}:default@127.0.0.1:{}", rig.mitm);
+    for var in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+        assert_eq!(
+            get(var),
+            vec![proxy.as_str()],
+            "{var} set once, stale copy replaced"
+        );
+    }
+    for var in ["NO_PROXY", "no_proxy"] {
+        assert_eq!(get(var), vec!["localhost,127.0.0.1,::1"], "{var}");
+    }
+    assert_eq!(get("NODE_USE_ENV_PROXY"), vec!["1"]);
+    let ca = rig.home.state().join("mitm-ca.pem").display().to_string();
+    for var in [
+        "SSL_CERT_FILE",
+        "NODE_EXTRA_CA_CERTS",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "GIT_SSL_CAINFO",
+        "DENO_CERT",
+    ] {
+        assert_eq!(get(var), vec![ca.as_str()], "{var}");
+    }
+    assert!(get("AGENT_VAULT_MASTER_PASSWORD").is_empty());
+    assert!(
+        !run.stdout.contains(BEARER),
+        "no credential value in the child's environment"
+    );
+    // The run's token is revoked when the child exits.
+    let after = curl_json(&[
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        &format!("{}/v1/discover", rig.server.url),
+    ]);
+    assert_eq!(after["error"], "unauthorized", "{after}");
+
+    // Exit codes pass through; the child's HTTPS goes through the broker.
+    let code = rig.home.run(&["vault", "run", "--", "sh", "-c", "exit 42"]);
+    assert_eq!(code.status.code(), Some(42), "{code}");
+    let killed = rig
+        .home
+        .run(&["vault", "run", "--", "sh", "-c", "kill -TERM $$"]);
+    assert_eq!(killed.status.code(), Some(143), "{killed}");
+    let through = rig
+        .home
+        .run(&[
+            "vault",
+            "run",
+            "--",
+            "curl",
+            "-sS",
+            &rig.https("/bearer/run"),
+        ])
+        .ok();
+    let echo: Value = serde_json::from_str(&through.stdout).unwrap_or_else(|_| panic!("{through}"));
+    assert_eq!(
+        header(&echo, "authorization"),
+        vec![format!("Bearer {BEARER}")]
+    );
+    let python = rig
+        .home
+        .run(&[
+            "vault",
+            "run",
+            "--",
+            "python3",
+            "-c",
+            &format!(
+                "import requests; print(requests.get('{}').json()['headers']['authorization'][0])",
+                rig.https("/bearer/py")
+            ),
+        ])
+        .ok();
+    assert_eq!(python.stdout.trim(), format!("Bearer {BEARER}"));
+
+    // --no-mitm: only the AGENT_VAULT_* variables.
+    let bare = rig
+        .home
+        .run(&["vault", "run", "--no-mitm", "--", "env"])
+        .ok();
+    let names: Vec<String> = env_of(&bare).into_iter().map(|(k, _)| k).collect();
+    assert!(names.contains(&"AGENT_VAULT_SESSION_TOKEN".to_owned()));
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case("https_proxy") || n == "SSL_CERT_FILE"),
+        "{bare}"
+    );
+
+    rig.home
+        .run(&["vault", "run", "--image", "x", "--", "true"])
+        .fails_with("only applies to --sandbox=container");
+    rig.home
+        .run(&["vault", "run", "--ttl", "5", "--", "true"])
+        .fails_with("out of range");
+    let missing = rig
+        .home
+        .run(&["vault", "run", "--", "no-such-command-here"]);
+    assert_eq!(missing.status.code(), Some(127));
+    assert!(missing.stderr.contains("command not found"), "{missing}");
+
+    // Inside a run, the CLI works as the agent: discover with the run's token.
+    let bin_dir = std::path::Path::new(crate::harness::BIN)
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let mut discover = rig.home.command(&[
+        "vault",
+        "run",
+        "--",
+        "agent-vault",
+        "vault",
+        "discover",
+        "--json",
+    ]);
+    discover.env(
+        "PATH",
+        format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default()),
+    );
+    let found = crate::harness::run_command(discover, "").ok();
+    let parsed: Value = serde_json::from_str(&found.stdout).unwrap_or_else(|_| panic!("{found}"));
+    assert_eq!(parsed["vault"], "default");
+    assert_eq!(parsed["role"], "proxy");
+}
+
+#[test]
+fn vault_token_roles_and_ttl() {
+    let rig = Rig::start(true);
+    let admin = rig
+        .home
+        .run(&["vault", "token", "--role", "admin", "--ttl", "3600"])
+        .ok()
+        .stdout;
+    let found = curl_json(&[
+        "-H",
+        &format!("Authorization: Bearer {admin}"),
+        &format!("{}/v1/discover", rig.server.url),
+    ]);
+    assert_eq!(found["role"], "admin");
+    rig.home
+        .run(&["vault", "token", "--ttl", "604801"])
+        .fails_with("out of range");
+    // A proxy token cannot mint more tokens.
+    let minted = curl_json(&[
+        "-H",
+        &format!("Authorization: Bearer {}", rig.token),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"vault":"default"}"#,
+        &format!("{}/v1/sessions", rig.server.url),
+    ]);
+    assert_eq!(minted["error"], "forbidden");
+}
