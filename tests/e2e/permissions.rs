@@ -305,6 +305,20 @@ fn every_action_with_every_role() {
         owner,
     };
     api.add_user(&users.owner, "extra@example.com", json!([]));
+    // An agent that vault admins can add to their vaults.
+    let invite = api.ok(
+        "POST",
+        "/v1/agents/invites",
+        Some(&users.owner),
+        Some(json!({"name": "helper"})),
+    );
+    let token = invite["token"].as_str().unwrap();
+    api.ok(
+        "POST",
+        &format!("/v1/agent-invites/{token}/redeem"),
+        None,
+        None,
+    );
     let mut wrong = Vec::new();
     for (action, attempt, allowed) in matrix() {
         for role in ROLES {
