@@ -23,6 +23,7 @@
 //! | [`broker`] | the data path's policy core: proxy auth, vault snapshots, injection plan, request log |
 //! | [`api`]    | the management HTTP API (axum): JSON in/out, one error shape |
 //! | [`proxy`]  | the data-path listeners (forward proxy / MITM, explicit endpoint) and the upstream client |
+//! | [`sandbox`] | `vault run` environments; container mode: Docker API, images, firewall helper, relay, mounts, cleanup |
 //! | [`server`] | server lifecycle: unlock, pid file, detach, listeners, graceful shutdown |
 //! | [`cli`]    | the clap command tree, API client, output and prompts |
 //!
@@ -37,6 +38,7 @@ pub mod crypto;
 pub mod netguard;
 pub mod paths;
 pub mod proxy;
+pub mod sandbox;
 pub mod server;
 pub mod services;
 pub mod store;

@@ -31,9 +31,7 @@ pub use client::{Client, Refusal};
 
 /// Where a client command sends its requests when nothing else says.
 pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:14321";
-/// An agent's token in its environment (set by `vault run`), used with `AGENT_VAULT_ADDR`.
-pub const SESSION_TOKEN_ENV: &str = "AGENT_VAULT_SESSION_TOKEN";
-pub const ADDR_ENV: &str = "AGENT_VAULT_ADDR";
+pub use crate::sandbox::env::{ADDR_ENV, SESSION_TOKEN_ENV};
 
 #[derive(Parser)]
 #[command(

@@ -13,7 +13,7 @@ use crate::paths::{Paths, write_private};
 use crate::store::DEFAULT_VAULT;
 
 pub const PROJECT_FILE: &str = "agent-vault.json";
-pub const VAULT_ENV: &str = "AGENT_VAULT_VAULT";
+pub use crate::sandbox::env::VAULT_ENV;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

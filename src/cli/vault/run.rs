@@ -1,7 +1,5 @@
 //! `vault run` and `vault token`: sessions for agents.
 
-use std::path::Path;
-
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
@@ -10,12 +8,10 @@ use serde_json::json;
 use super::Target;
 use super::discover::agent_or_login;
 use crate::cli::client::segment;
-use crate::cli::{
-    ADDR_ENV, Client, Context, PassThroughExit, Refusal, SESSION_TOKEN_ENV, not_yet, output,
-};
+use crate::cli::{Client, Context, PassThroughExit, Refusal, SESSION_TOKEN_ENV, output};
 use crate::crypto::SecretString;
 use crate::paths::write_private;
-
+use crate::sandbox::env::{child_env, managed_vars, url_host};
 use crate::store::VaultRole;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -114,95 +110,6 @@ pub async fn token(target: Target, args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Variables `vault run` owns: stale copies in the parent environment are removed, never
-/// duplicated; secrets of the server are never passed on.
-const PROXY_VARS: [&str; 6] = [
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
-const NO_PROXY_VARS: [&str; 2] = ["NO_PROXY", "no_proxy"];
-pub const CA_VARS: [&str; 6] = [
-    "SSL_CERT_FILE",
-    "NODE_EXTRA_CA_CERTS",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "GIT_SSL_CAINFO",
-    "DENO_CERT",
-];
-const NEVER_INHERITED: [&str; 3] = [
-    "AGENT_VAULT_MASTER_PASSWORD",
-    "AGENT_VAULT_SMTP_PASSWORD",
-    "AGENT_VAULT_OAUTH_GOOGLE_CLIENT_SECRET",
-];
-
-/// The host part of a base URL (`http://h:1/` → `h`, keeping IPv6 brackets).
-fn url_host(base: &str) -> String {
-    let rest = base.split("://").nth(1).unwrap_or(base);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !host.is_empty() => {
-            host.to_owned()
-        }
-        _ => authority.to_owned(),
-    }
-}
-
-/// Everything the child's environment gets, in order (`key`, `value`).
-pub fn child_env(
-    address: &str,
-    token: &str,
-    vault: &str,
-    proxy: Option<(u16, &Path)>,
-) -> Vec<(String, String)> {
-    let mut env = vec![
-        (ADDR_ENV.to_owned(), address.to_owned()),
-        (SESSION_TOKEN_ENV.to_owned(), token.to_owned()),
-        (super::context::VAULT_ENV.to_owned(), vault.to_owned()),
-    ];
-    if let Some((port, ca)) = proxy {
-        let host = url_host(address);
-        let url = format!("http://{token}:{vault}@{host}:{port}");
-        for var in &PROXY_VARS[..4] {
-            env.push(((*var).to_owned(), url.clone()));
-        }
-        let mut exempt = vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-            "::1".to_owned(),
-        ];
-        if !exempt.contains(&host) {
-            exempt.push(host.trim_matches(['[', ']']).to_owned());
-        }
-        for var in NO_PROXY_VARS {
-            env.push((var.to_owned(), exempt.join(",")));
-        }
-        env.push(("NODE_USE_ENV_PROXY".to_owned(), "1".to_owned()));
-        for var in CA_VARS {
-            env.push((var.to_owned(), ca.display().to_string()));
-        }
-    }
-    env
-}
-
-/// Every variable `vault run` removes from the inherited environment before adding its own.
-pub fn managed_vars() -> impl Iterator<Item = &'static str> {
-    [
-        ADDR_ENV,
-        SESSION_TOKEN_ENV,
-        super::context::VAULT_ENV,
-        "NODE_USE_ENV_PROXY",
-    ]
-    .into_iter()
-    .chain(PROXY_VARS)
-    .chain(NO_PROXY_VARS)
-    .chain(CA_VARS)
-    .chain(NEVER_INHERITED)
-}
-
 /// The run's session: an agent's own token from the environment, or one minted now from the
 /// login (and revoked when the child exits).
 struct RunSession {
@@ -292,9 +199,6 @@ async fn proxy_setup(
 
 /// `vault run -- <command>` in process mode.
 pub async fn run(context: &Context, flag: Option<&str>, args: RunArgs) -> anyhow::Result<()> {
-    if args.sandbox == Sandbox::Container {
-        return Err(not_yet("vault run --sandbox=container"));
-    }
     let container_only = [
         (args.image.is_some(), "--image"),
         (!args.mount.is_empty(), "--mount"),
@@ -302,11 +206,16 @@ pub async fn run(context: &Context, flag: Option<&str>, args: RunArgs) -> anyhow
         (args.no_firewall, "--no-firewall"),
         (args.home_volume_shared, "--home-volume-shared"),
     ];
-    if let Some((_, flag)) = container_only.iter().find(|(set, _)| *set) {
+    if args.sandbox == Sandbox::Process
+        && let Some((_, flag)) = container_only.iter().find(|(set, _)| *set)
+    {
         bail!("{flag} only applies to --sandbox=container");
     }
     let session = session(context, flag, args.role.into(), args.ttl).await?;
-    let outcome = run_child(context, &session, &args).await;
+    let outcome = match args.sandbox {
+        Sandbox::Process => run_child(context, &session, &args).await,
+        Sandbox::Container => run_container(context, &session, &args).await,
+    };
     if session.minted {
         // The run's token dies with the run.
         let revoked: anyhow::Result<serde_json::Value> =
@@ -321,6 +230,47 @@ pub async fn run(context: &Context, flag: Option<&str>, args: RunArgs) -> anyhow
         0 => Ok(()),
         code => Err(PassThroughExit(code).into()),
     }
+}
+
+/// Container mode: the broker's CA and proxy port, then the sandbox.
+async fn run_container(
+    context: &Context,
+    session: &RunSession,
+    args: &RunArgs,
+) -> anyhow::Result<u8> {
+    if args.no_mitm {
+        bail!(
+            "--no-mitm does not apply to --sandbox=container: the proxy is the sandbox's only way out"
+        );
+    }
+    let (headers, pem) = session.client.get_text("/v1/mitm/ca.pem").await.map_err(|e| match e.downcast_ref::<Refusal>() {
+        Some(r) if r.status == 404 => anyhow::anyhow!(
+            "--sandbox=container needs the server's MITM proxy, which is disabled; restart the server without --mitm-port 0"
+        ),
+        _ => e,
+    })?;
+    let proxy_port = headers
+        .get("x-mitm-port")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(14322);
+    let paths = context.paths()?;
+    let code = crate::sandbox::run(crate::sandbox::ContainerRun {
+        api_url: session.client.base(),
+        proxy_port,
+        ca_pem: &pem,
+        token: session.token.expose(),
+        vault: &session.vault,
+        image: args.image.as_deref(),
+        mounts: &args.mount,
+        keep: args.keep,
+        no_firewall: args.no_firewall,
+        home_volume_shared: args.home_volume_shared,
+        command: &args.command,
+        agent_vault_dir: paths.root(),
+    })
+    .await?;
+    Ok(code)
 }
 
 async fn run_child(context: &Context, session: &RunSession, args: &RunArgs) -> anyhow::Result<u8> {
@@ -406,57 +356,6 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn child_environment_is_complete_and_unique() {
-        let ca = Path::new("/home/u/.agent-vault/mitm-ca.pem");
-        let env = child_env(
-            "http://127.0.0.1:14321",
-            "av_sess_t",
-            "default",
-            Some((14322, ca)),
-        );
-        let get = |k: &str| {
-            env.iter()
-                .filter(|(n, _)| n == k)
-                .map(|(_, v)| v.as_str())
-                .collect::<Vec<_>>()
-        };
-        for var in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
-            assert_eq!(
-                get(var),
-                vec!["http://av_sess_t:default@127.0.0.1:14322"],
-                "{var}"
-            );
-        }
-        assert_eq!(get("NO_PROXY"), vec!["localhost,127.0.0.1,::1"]);
-        for var in CA_VARS {
-            assert_eq!(get(var), vec![ca.display().to_string()]);
-        }
-        assert_eq!(get("NODE_USE_ENV_PROXY"), vec!["1"]);
-        let names: Vec<&String> = env.iter().map(|(n, _)| n).collect();
-        let mut unique = names.clone();
-        unique.dedup();
-        assert_eq!(names.len(), unique.len());
-        let bare = child_env("https://vault.example.com", "t", "v", None);
-        assert_eq!(bare.len(), 3, "no proxy variables without the MITM proxy");
-        let remote = child_env(
-            "https://vault.example.com:8443/",
-            "t",
-            "v",
-            Some((14322, ca)),
-        );
-        assert!(
-            remote
-                .iter()
-                .any(|(k, v)| k == "NO_PROXY" && v.ends_with(",vault.example.com"))
-        );
-        assert!(
-            remote
-                .iter()
-                .any(|(k, v)| k == "HTTPS_PROXY" && v == "http://t:v@vault.example.com:14322")
-        );
-    }
 
     #[test]
     fn signals_map_to_shell_exit_codes() {
