@@ -12,5 +12,6 @@ mod harness;
 mod lifecycle;
 mod management;
 mod permissions;
+mod sandbox;
 mod surface;
 mod upstream;

@@ -1,0 +1,449 @@
+//! The container sandbox against the real Docker engine: the allowed path through the
+//! broker, an egress battery aimed only at decoys this test runs, mount refusals, `--keep`,
+//! exit codes, concurrent runs, and no leftovers.
+//!
+//! Images come from local material only: `scripts/build-test-image.sh` (run by `.ci/run`)
+//! makes `agent-vault-test/base:latest` with debootstrap; the sandbox builds its firewall
+//! image on top of it.
+
+use std::fs::File;
+use std::net::{TcpListener, UdpSocket};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::broker::{BEARER, Rig, header};
+use crate::harness::Run;
+use crate::upstream::Upstream;
+
+const BASE: &str = "agent-vault-test/base:latest";
+
+/// Docker tests share one engine: they take turns (a lock across test processes) so each
+/// can check that nothing of its runs is left behind.
+struct DockerTurn(#[allow(dead_code)] nix::fcntl::Flock<File>);
+
+fn docker_turn() -> DockerTurn {
+    let image = Command::new("docker")
+        .args(["image", "inspect", BASE])
+        .output()
+        .expect("docker CLI");
+    assert!(
+        image.status.success(),
+        "the test image {BASE} is missing: run scripts/build-test-image.sh (.ci/run does)"
+    );
+    let file = File::create(std::env::temp_dir().join("agent-vault-docker-tests.lock")).unwrap();
+    DockerTurn(
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .unwrap(),
+    )
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Labelled resources that still exist (containers incl. stopped, networks, volumes).
+fn leftovers() -> String {
+    let filter = "label=dev.agent-vault.run";
+    [
+        docker(&["ps", "-aq", "--filter", filter]),
+        docker(&["network", "ls", "-q", "--filter", filter]),
+        docker(&["volume", "ls", "-q", "--filter", filter]),
+    ]
+    .join(" ")
+    .trim()
+    .to_owned()
+}
+
+fn sandbox_rig() -> Rig {
+    Rig::start_with(true, Upstream::start_on("127.0.0.2"))
+}
+
+fn sandboxed_command(rig: &Rig, dir: &Path, extra: &[&str], command: &[&str]) -> Command {
+    let mut args = vec!["vault", "run", "--sandbox", "container", "--image", BASE];
+    args.extend_from_slice(extra);
+    args.push("--");
+    args.extend_from_slice(command);
+    let mut cmd = rig.home.command(&args);
+    cmd.current_dir(dir)
+        .env("AGENT_VAULT_SANDBOX_BASE_IMAGE", BASE);
+    cmd
+}
+
+fn sandboxed(rig: &Rig, dir: &Path, extra: &[&str], command: &[&str]) -> Run {
+    crate::harness::run_command(sandboxed_command(rig, dir, extra, command), "")
+}
+
+/// A working directory the agent (a non-root user in the container) may write to.
+fn workspace(rig: &Rig, name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = rig.home.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+#[test]
+fn allowed_path_reaches_the_upstream_with_the_credential_injected() {
+    let _turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "allowed");
+    let url = rig.https("/bearer/in-sandbox");
+    let script = format!(
+        "set -e; curl -sS {url} > /workspace/curl.json; \
+         python3 -c \"import requests, json; print(json.dumps(requests.get('{url}').json()))\" > /workspace/python.json; \
+         env > /workspace/env.txt; id -u > /workspace/uid.txt; \
+         grep -E '^Cap(Eff|Prm|Amb)' /proc/self/status > /workspace/caps.txt"
+    );
+    let run = sandboxed(&rig, &dir, &[], &["sh", "-c", &script]);
+    assert!(run.status.success(), "{run}");
+    for file in ["curl.json", "python.json"] {
+        let echo: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        assert_eq!(
+            header(&echo, "authorization"),
+            vec![format!("Bearer {BEARER}")],
+            "{file}"
+        );
+        assert!(header(&echo, "proxy-authorization").is_empty());
+    }
+    let env = std::fs::read_to_string(dir.join("env.txt")).unwrap();
+    assert!(
+        !env.contains(BEARER),
+        "the container's environment holds a credential value"
+    );
+    assert!(
+        env.contains("HTTPS_PROXY=http://av_sess_")
+            && env.contains("SSL_CERT_FILE=/etc/agent-vault/ca.pem"),
+        "{env}"
+    );
+    assert_ne!(
+        std::fs::read_to_string(dir.join("uid.txt")).unwrap().trim(),
+        "0",
+        "the agent is not root"
+    );
+    let caps = std::fs::read_to_string(dir.join("caps.txt")).unwrap();
+    for line in caps.lines() {
+        assert!(
+            line.ends_with("0000000000000000"),
+            "the agent holds capabilities: {caps}"
+        );
+    }
+    assert_eq!(leftovers(), "", "resources left behind");
+}
+
+/// Counts what reaches a decoy: TCP connections and UDP datagrams.
+struct Decoy {
+    tcp_port: u16,
+    udp_port: u16,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Decoy {
+    fn start() -> Self {
+        let tcp = TcpListener::bind("0.0.0.0:0").unwrap();
+        let udp = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let decoy = Self {
+            tcp_port: tcp.local_addr().unwrap().port(),
+            udp_port: udp.local_addr().unwrap().port(),
+            hits: hits.clone(),
+        };
+        let tcp_hits = hits.clone();
+        std::thread::spawn(move || {
+            for stream in tcp.incoming().flatten() {
+                tcp_hits.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while udp.recv_from(&mut buf).is_ok() {
+                hits.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        decoy
+    }
+}
+
+const BATTERY: &str = r#"
+import json, os, socket, subprocess, sys, time
+gw = os.environ["AGENT_VAULT_ADDR"].split("//")[1].rsplit(":", 1)[0]
+tcp_port, udp_port = int(sys.argv[1]), int(sys.argv[2])
+while not os.path.exists("/workspace/decoy-ip"):
+    time.sleep(0.2)
+decoy_ip = open("/workspace/decoy-ip").read().strip()
+results = {}
+def attempt(name, fn):
+    try:
+        fn()
+        results[name] = "REACHED"
+    except Exception as e:
+        results[name] = "blocked: " + type(e).__name__ + ": " + str(e)[:80]
+def tcp(host, port):
+    socket.create_connection((host, port), timeout=3).close()
+def udp(host, port, payload=b"exfil"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.sendto(payload, (host, port))
+    s.recvfrom(16)
+def run(cmd):
+    code = subprocess.run(cmd, capture_output=True, timeout=20).returncode
+    if code != 0:
+        raise RuntimeError("exit status %d" % code)
+def icmp_echo(host):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    s.settimeout(2)
+    s.sendto(b"\x08\x00\x00\x00\x00\x01\x00\x01agent-vault", (host, 0))
+    s.recvfrom(64)
+dns_query = bytes.fromhex("abcd01000001000000000000076578616d706c6503636f6d0000010001")
+attempt("tcp_to_host_decoy", lambda: tcp(gw, tcp_port))
+attempt("udp_to_host_decoy", lambda: udp(gw, udp_port))
+attempt("dns_to_decoy_resolver", lambda: udp(gw, udp_port, dns_query))
+attempt("dns_via_docker_resolver", lambda: socket.getaddrinfo("example.com", 443))
+attempt("tcp_to_other_container", lambda: tcp(decoy_ip, 8000))
+attempt("icmp_echo_to_gateway", lambda: icmp_echo(gw))
+attempt("icmp_echo_to_other_container", lambda: icmp_echo(decoy_ip))
+attempt("raw_socket", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW))
+attempt("ipv6", lambda: tcp("fd00::1", tcp_port))
+attempt("ipv4_mapped_ipv6", lambda: tcp("::ffff:" + gw, tcp_port))
+attempt("iptables_flush", lambda: run(["iptables", "-F"]))
+attempt("iptables_legacy_flush", lambda: run(["iptables-legacy", "-F"]))
+attempt("tcp_after_flush_attempts", lambda: tcp(gw, tcp_port))
+attempt("docker_socket", lambda: socket.socket(socket.AF_UNIX).connect("/var/run/docker.sock"))
+attempt("curl_noproxy", lambda: run(["curl", "-sS", "--noproxy", "*", "--max-time", "3", "http://%s:%d/" % (gw, tcp_port)]))
+open("/workspace/battery.json", "w").write(json.dumps(results))
+while not os.path.exists("/workspace/decoy-removed"):
+    time.sleep(0.2)
+"#;
+
+#[test]
+fn egress_battery_every_attempt_fails() {
+    let _turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "battery");
+    std::fs::write(dir.join("battery.py"), BATTERY).unwrap();
+    let decoy = Decoy::start();
+
+    let mut args = vec![
+        "vault",
+        "run",
+        "--sandbox",
+        "container",
+        "--image",
+        BASE,
+        "--",
+        "python3",
+        "/workspace/battery.py",
+    ];
+    let (tcp, udp) = (decoy.tcp_port.to_string(), decoy.udp_port.to_string());
+    args.extend([tcp.as_str(), udp.as_str()]);
+    let mut cmd = rig.home.command(&args);
+    cmd.current_dir(&dir)
+        .env("AGENT_VAULT_SANDBOX_BASE_IMAGE", BASE)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+
+    // A second container on the run's network, as a decoy the agent must not reach.
+    let network = (0..600)
+        .find_map(|_| {
+            let found = docker(&[
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=dev.agent-vault.pid={}", child.id()),
+            ]);
+            if found.is_empty() {
+                std::thread::sleep(Duration::from_millis(100));
+                None
+            } else {
+                Some(found)
+            }
+        })
+        .expect("the run created no network");
+    let decoy_container = docker(&[
+        "run",
+        "-d",
+        "--network",
+        &network,
+        "--label",
+        "agent-vault-test=decoy",
+        BASE,
+        "python3",
+        "-m",
+        "http.server",
+        "8000",
+    ]);
+    let ip = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &decoy_container,
+    ]);
+    assert!(!ip.is_empty(), "decoy container has no address");
+    std::fs::write(dir.join("decoy-ip"), &ip).unwrap();
+    for _ in 0..1200 {
+        if dir.join("battery.json").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let decoy_log = docker(&["logs", &decoy_container]);
+    docker(&["rm", "-f", &decoy_container]);
+    std::fs::write(dir.join("decoy-removed"), "").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("battery.json")).unwrap()).unwrap();
+    let reached: Vec<String> = results
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| !v.as_str().unwrap_or_default().starts_with("blocked"))
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    assert!(
+        reached.is_empty(),
+        "egress not blocked:\n{}\nall results: {results:#}",
+        reached.join("\n")
+    );
+    assert_eq!(results.as_object().unwrap().len(), 15, "{results:#}");
+    assert_eq!(
+        decoy.hits.load(Ordering::SeqCst),
+        0,
+        "the host decoy received traffic"
+    );
+    assert!(
+        !decoy_log.contains("GET"),
+        "the decoy container was reached: {decoy_log}"
+    );
+    assert_eq!(leftovers(), "", "resources left behind");
+}
+
+#[test]
+fn mounts_exposing_the_store_or_docker_are_refused() {
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "mounts");
+    let state = rig.home.state();
+    std::os::unix::fs::symlink(&state, dir.join("link")).unwrap();
+    let link = dir.join("link");
+    for (spec, why) in [
+        (format!("{}:/mnt/x", state.display()), ".agent-vault"),
+        (
+            format!("{}:/mnt/x", state.join("ca").display()),
+            ".agent-vault",
+        ),
+        (
+            format!("{}:/mnt/x", rig.home.path().display()),
+            ".agent-vault",
+        ),
+        (format!("{}:/mnt/x", link.display()), ".agent-vault"),
+        (
+            "/var/run/docker.sock:/mnt/docker.sock".to_owned(),
+            "Docker socket",
+        ),
+        ("/var/run:/mnt/run".to_owned(), "Docker socket"),
+        (format!("{}:/etc", dir.display()), "reserved"),
+    ] {
+        let run = sandboxed(&rig, &dir, &["--mount", &spec], &["true"]);
+        assert!(
+            !run.status.success() && run.stderr.contains(why),
+            "{spec}: {run}"
+        );
+    }
+    // The working directory is checked the same way.
+    let run = sandboxed(&rig, &state, &[], &["true"]);
+    assert!(run.stderr.contains(".agent-vault"), "{run}");
+}
+
+#[test]
+fn exit_codes_keep_and_concurrent_runs() {
+    let _turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "lifecycle");
+    let run = sandboxed(&rig, &dir, &[], &["sh", "-c", "exit 42"]);
+    assert_eq!(run.status.code(), Some(42), "{run}");
+
+    // Two runs at once: separate tokens, networks and homes; both succeed.
+    let runs: Vec<_> = (0..2)
+        .map(|i| {
+            let dir = workspace(&rig, &format!("concurrent-{i}"));
+            let script = format!("echo {i} > $HOME/.claude/mine; sleep 2; cat $HOME/.claude/mine; printf %s \"$AGENT_VAULT_SESSION_TOKEN\"");
+            let cmd = sandboxed_command(&rig, &dir, &[], &["sh", "-c", &script]);
+            std::thread::spawn(move || crate::harness::run_command(cmd, ""))
+        })
+        .collect();
+    let outputs: Vec<Run> = runs.into_iter().map(|t| t.join().unwrap()).collect();
+    for (i, run) in outputs.iter().enumerate() {
+        assert!(run.status.success(), "{run}");
+        assert!(
+            run.stdout.starts_with(&format!("{i}\n")),
+            "runs shared a home: {run}"
+        );
+    }
+    assert_ne!(outputs[0].stdout, outputs[1].stdout, "runs shared a token");
+
+    // --keep keeps the stopped agent container (and its home) for inspection.
+    let kept = sandboxed(&rig, &dir, &["--keep"], &["sh", "-c", "echo kept-output"]);
+    assert!(kept.status.success(), "{kept}");
+    let container = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=dev.agent-vault.keep=1",
+        "--filter",
+        "label=dev.agent-vault.role=agent",
+    ]);
+    assert!(
+        !container.is_empty(),
+        "the agent container was not kept: {kept}"
+    );
+    assert!(docker(&["logs", &container]).contains("kept-output"));
+    let volume = docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        "label=dev.agent-vault.keep=1",
+    ]);
+    docker(&["rm", "-f", &container]);
+    if !volume.is_empty() {
+        docker(&["volume", "rm", &volume]);
+    }
+    assert_eq!(leftovers(), "", "resources left behind");
+}
+
+#[test]
+fn the_default_agent_image_builds_from_local_material() {
+    let _turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "default-image");
+    let mut cmd = rig.home.command(&[
+        "vault",
+        "run",
+        "--sandbox",
+        "container",
+        "--",
+        "sh",
+        "-c",
+        "id -un; node --version; git --version",
+    ]);
+    cmd.current_dir(&dir)
+        .env("AGENT_VAULT_SANDBOX_BASE_IMAGE", BASE)
+        .env("AGENT_VAULT_CLAUDE_CODE_VERSION", "none");
+    let run = crate::harness::run_command(cmd, "");
+    assert!(run.status.success(), "{run}");
+    assert!(run.stdout.starts_with("claude\nv"), "{run}");
+    assert_eq!(leftovers(), "");
+}
