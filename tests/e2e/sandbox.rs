@@ -447,3 +447,76 @@ fn the_default_agent_image_builds_from_local_material() {
     assert!(run.stdout.starts_with("claude\nv"), "{run}");
     assert_eq!(leftovers(), "");
 }
+
+#[test]
+fn env_selection_shared_home_tty_and_a_missing_engine() {
+    let _turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "modes");
+
+    // AGENT_VAULT_SANDBOX=container selects the mode like the flag; the shared home persists.
+    let mut first = rig.home.command(&[
+        "vault",
+        "run",
+        "--image",
+        BASE,
+        "--home-volume-shared",
+        "--",
+        "sh",
+        "-c",
+        "echo remembered > $HOME/.claude/note",
+    ]);
+    first
+        .current_dir(&dir)
+        .env("AGENT_VAULT_SANDBOX", "container")
+        .env("AGENT_VAULT_SANDBOX_BASE_IMAGE", BASE);
+    crate::harness::run_command(first, "").ok();
+    let second = sandboxed(
+        &rig,
+        &dir,
+        &["--home-volume-shared"],
+        &["cat", "/home/claude/.claude/note"],
+    );
+    assert_eq!(second.stdout.trim(), "remembered", "{second}");
+    let fresh = sandboxed(
+        &rig,
+        &dir,
+        &[],
+        &[
+            "sh",
+            "-c",
+            "cat $HOME/.claude/note 2>/dev/null || echo empty",
+        ],
+    );
+    assert_eq!(fresh.stdout.trim(), "empty", "the default home is per run");
+    docker(&["volume", "rm", "agent-vault-home"]);
+
+    // With a terminal the container gets one too.
+    let line = format!(
+        "{} vault run --sandbox container --image {BASE} -- sh -c 'test -t 0 && test -t 1 && echo has-a-tty'",
+        crate::harness::BIN
+    );
+    let mut tty = Command::new("script");
+    tty.args(["-qec", &line, "/dev/null"]).env_clear();
+    for (key, value) in rig.home.command(&[]).get_envs() {
+        if let Some(value) = value {
+            tty.env(key, value);
+        }
+    }
+    tty.current_dir(&dir)
+        .env("AGENT_VAULT_SANDBOX_BASE_IMAGE", BASE);
+    let out = crate::harness::run_command(tty, "");
+    assert!(out.stdout.contains("has-a-tty"), "{out}");
+
+    // No engine: a clear error naming what to do.
+    let mut no_engine = sandboxed_command(&rig, &dir, &[], &["true"]);
+    no_engine.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let run = crate::harness::run_command(no_engine, "");
+    assert!(
+        !run.status.success()
+            && run.stderr.contains("cannot reach the Docker engine")
+            && run.stderr.contains("Install Docker"),
+        "{run}"
+    );
+    assert_eq!(leftovers(), "");
+}
