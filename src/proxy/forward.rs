@@ -227,5 +227,12 @@ fn upstream_error(host: &str, err: &hyper_util::client::legacy::Error) -> Broker
         }
         source = e.source();
     }
-    BrokerError::upstream(format!("cannot reach {host}: {err}"))
+    // The source chain carries the real reason ("Connection refused", a DNS failure...).
+    let mut reason = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        reason = format!("{reason}: {e}");
+        source = e.source();
+    }
+    BrokerError::upstream(format!("cannot reach {host}: {reason}"))
 }

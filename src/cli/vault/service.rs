@@ -261,7 +261,8 @@ pub async fn run(target: Target, command: ServiceCommand) -> anyhow::Result<()> 
             for matcher in &reply.upserted {
                 output::success(format!("Service {matcher} saved in vault \"{vault}\"."));
             }
-            println!("{} services in total.", reply.services_count);
+            let plural = if reply.services_count == 1 { "" } else { "s" };
+            println!("{} service{plural} in total.", reply.services_count);
             warn_missing(&reply, vault);
         }
         ServiceCommand::Enable { host } | ServiceCommand::Disable { host } => {
