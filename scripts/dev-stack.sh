@@ -9,4 +9,11 @@ if [ -z "${AGENT_VAULT_BASE_IMAGE:-}" ]; then
   scripts/build-test-image.sh >/dev/null
   export AGENT_VAULT_BASE_IMAGE=agent-vault-test/base:latest
 fi
-exec docker-compose up --build "$@"
+if docker compose version >/dev/null 2>&1; then
+  exec docker compose up --build "$@"
+elif command -v docker-compose >/dev/null; then
+  exec docker-compose up --build "$@"
+else
+  echo "error: needs Docker Compose: install the docker-compose-plugin (or docker-compose) package" >&2
+  exit 1
+fi
