@@ -146,7 +146,7 @@ pub async fn run(args: VaultArgs, context: &Context) -> anyhow::Result<()> {
         VaultCommand::Service(command) => {
             service::run(Target::resolve(flag, context)?, command).await
         }
-        VaultCommand::Proposal(command) => Err(not_yet(command.name())),
+        VaultCommand::Proposal(command) => proposal::dispatch(flag, context, command).await,
         VaultCommand::Agent(command) => Err(not_yet(command.name())),
         VaultCommand::Settings(command) => {
             settings::run(Target::resolve(flag, context)?, command).await
