@@ -11,5 +11,6 @@ mod harness;
 mod lifecycle;
 mod management;
 mod permissions;
+mod proposals;
 mod surface;
 mod upstream;
