@@ -682,3 +682,64 @@ pub(super) fn needed_keys(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requested_credentials_are_keys_never_values() {
+        let parsed = parse_credentials(vec![
+            json!("API_KEY"),
+            json!({ "key": "OTHER_KEY", "description": "the other one" }),
+            json!({ "key": "BLANK_KEY", "description": "  " }),
+        ])
+        .unwrap();
+        assert_eq!(parsed[0].key, "API_KEY");
+        assert_eq!(parsed[1].description.as_deref(), Some("the other one"));
+        assert_eq!(parsed[2].description, None);
+
+        for (raw, needle) in [
+            (
+                json!({ "key": "API_KEY", "value": "SENTINEL-1" }),
+                "cannot carry",
+            ),
+            (
+                json!("sk-live-SENTINEL0123456789"),
+                "looks like a credential value",
+            ),
+            (
+                json!({ "key": "API_KEY", "secret": "SENTINEL-2" }),
+                "unknown field `secret`",
+            ),
+            (json!(["SENTINEL-3"]), "expected {"),
+            (
+                json!({ "key": "API_KEY", "description": "a\u{1b}[2Jb" }),
+                "one line",
+            ),
+        ] {
+            let err = parse_credentials(vec![raw]).unwrap_err();
+            assert!(err.message.contains(needle), "{needle}: {}", err.message);
+            assert!(!err.message.contains("SENTINEL"), "{}", err.message);
+        }
+        let twice = parse_credentials(vec![json!("API_KEY"), json!("API_KEY")]).unwrap_err();
+        assert!(twice.message.contains("twice"), "{}", twice.message);
+    }
+
+    #[test]
+    fn messages_are_bounded_plain_text() {
+        assert_eq!(text_field(Some("  ".into()), "message", 10).unwrap(), None);
+        assert!(text_field(Some("line\nline\ttab".into()), "message", 100).is_ok());
+        assert!(text_field(Some("x".repeat(11)), "message", 10).is_err());
+        assert!(text_field(Some("bell\u{7}".into()), "message", 100).is_err());
+    }
+
+    #[test]
+    fn proposal_numbers_are_positive_integers() {
+        assert_eq!(parse_number("3").unwrap(), 3);
+        assert_eq!(parse_number("#3").unwrap(), 3);
+        for bad in ["0", "-1", "x", ""] {
+            assert!(parse_number(bad).is_err(), "{bad}");
+        }
+    }
+}

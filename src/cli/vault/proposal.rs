@@ -695,3 +695,29 @@ async fn review(target: &Target) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_text_cannot_drive_the_terminal() {
+        assert_eq!(clean("a\u{1b}[2Jb\nc\rd"), "a?[2Jb\nc?d");
+        assert_eq!(one_line("one\ntwo", 60), "one two");
+        assert_eq!(one_line(&"x".repeat(70), 60).chars().count(), 60);
+        assert!(one_line(&"x".repeat(70), 60).ends_with('…'));
+    }
+
+    #[test]
+    fn credential_flags_take_an_optional_description() {
+        assert_eq!(
+            credential_flag("API_KEY").unwrap(),
+            json!({ "key": "API_KEY" })
+        );
+        assert_eq!(
+            credential_flag("API_KEY=The key = main").unwrap(),
+            json!({ "key": "API_KEY", "description": "The key = main" })
+        );
+        assert!(credential_flag("api-key").is_err());
+    }
+}
