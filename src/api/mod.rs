@@ -9,6 +9,7 @@ mod access;
 mod accounts;
 mod admin;
 mod agents;
+mod approval_page;
 pub mod auth;
 mod credentials;
 mod discover;
@@ -17,6 +18,7 @@ mod invites;
 mod json;
 mod members;
 mod pages;
+mod proposals;
 mod services;
 mod sessions;
 mod suffix;
@@ -148,6 +150,21 @@ pub fn router(state: AppState) -> Router {
             get(vault_settings::get).put(vault_settings::put),
         )
         .route("/v1/vaults/{name}/logs", get(vault_settings::logs))
+        .route("/v1/proposals", post(proposals::create))
+        .route("/v1/vaults/{name}/proposals", get(proposals::list))
+        .route("/v1/vaults/{name}/proposals/{number}", get(proposals::get))
+        .route(
+            "/v1/vaults/{name}/proposals/{number}/approve",
+            post(proposals::approve),
+        )
+        .route(
+            "/v1/vaults/{name}/proposals/{number}/reject",
+            post(proposals::reject),
+        )
+        .route(
+            "/approve/{vault}/{number}",
+            get(approval_page::show).post(approval_page::act),
+        )
         .route("/v1/sessions", post(sessions::mint))
         .route("/v1/discover", get(discover::discover))
         .route("/v1/agents", get(agents::list))

@@ -200,6 +200,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (vault_id, number)
     );
     "#,
+    // 5: who minted the vault-scoped token a proposal was filed with, so an agent cannot
+    // approve a proposal it filed through a token of its own.
+    r#"
+    ALTER TABLE proposals ADD COLUMN minted_by_type TEXT;
+    ALTER TABLE proposals ADD COLUMN minted_by_id TEXT;
+    "#,
 ];
 
 pub fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

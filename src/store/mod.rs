@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod invites;
 pub mod master_key;
 mod migrations;
+pub mod proposals;
 pub mod request_log;
 pub mod roles;
 pub mod services;

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::broker::{BEARER, Rig, header};
 use crate::harness::Run;
@@ -38,6 +38,11 @@ fn redeem(url: &str) -> Value {
 /// An HTTPS request through the proxy as `token`; returns the HTTP status of the tunnel or
 /// response and the body.
 fn proxied(rig: &Rig, token: &str, vault: Option<&str>, path: &str) -> (String, String) {
+    proxied_to(rig, token, vault, &rig.https(path))
+}
+
+/// [`proxied`] to any URL.
+fn proxied_to(rig: &Rig, token: &str, vault: Option<&str>, url: &str) -> (String, String) {
     let user = match vault {
         Some(v) => format!("{token}:{v}"),
         None => token.to_owned(),
@@ -49,7 +54,7 @@ fn proxied(rig: &Rig, token: &str, vault: Option<&str>, path: &str) -> (String, 
         .arg(format!("http://127.0.0.1:{}", rig.mitm))
         .arg("--proxy-user")
         .arg(user)
-        .arg(rig.https(path))
+        .arg(url)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -110,6 +115,48 @@ fn agent_onboarding_rotation_and_removal() {
         header(&echo, "authorization"),
         vec![format!("Bearer {BEARER}")]
     );
+    // A host the vault has no service for: the agent asks for one, the owner approves it with
+    // the value, and the agent's next request there carries the credential.
+    let new_host = format!("localhost:{}", rig.upstream.https_port);
+    let proposal = json!({
+        "vault": "default",
+        "services": [{ "host": new_host, "auth": { "type": "bearer", "token": "NEW_API_KEY" } }],
+        "credentials": [{ "key": "NEW_API_KEY", "description": "key for the new API" }],
+        "message": "needed to call the new API",
+    });
+    let filed = curl_json(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        &proposal.to_string(),
+        &format!("{}/v1/proposals", rig.server.url),
+    ]);
+    assert_eq!(filed["status"], "pending", "{filed}");
+    let number = filed["number"].to_string();
+    let before = proxied_to(&rig, &token, None, &format!("https://{new_host}/new"));
+    assert!(!before.1.contains("new-api-sentinel"), "{before:?}");
+    rig.home
+        .run(&[
+            "vault",
+            "proposal",
+            "approve",
+            &number,
+            "NEW_API_KEY=new-api-sentinel",
+            "--yes",
+        ])
+        .ok();
+    let (codes, body) = proxied_to(&rig, &token, None, &format!("https://{new_host}/new"));
+    assert_eq!(codes, "200 200", "{body}");
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        header(&echo, "authorization"),
+        vec!["Bearer new-api-sentinel".to_owned()]
+    );
+
     // A proxy-role agent reads no values.
     let denied = curl_json(&[
         "-H",

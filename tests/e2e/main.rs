@@ -12,6 +12,7 @@ mod harness;
 mod lifecycle;
 mod management;
 mod permissions;
+mod proposals;
 mod sandbox;
 mod surface;
 mod upstream;

@@ -81,6 +81,13 @@ impl<'a> World<'a> {
             .as_str()
             .unwrap()
             .to_owned();
+        // Proposal #1, filed by the proxy token (as an agent would), for the review rows.
+        api.ok(
+            "POST",
+            "/v1/proposals",
+            Some(&proxy),
+            Some(json!({ "credentials": [{ "key": "PROPOSED_KEY" }] })),
+        );
         Self {
             api,
             users,
@@ -214,6 +221,52 @@ fn matrix() -> Vec<(&'static str, Attempt, &'static [Role])> {
         (
             "tokens: mint proxy token",
             |w, r| w.call(r, "POST", "/v1/sessions", Some(json!({"vault": w.vault}))),
+            &[Admin, Member],
+        ),
+        (
+            "proposals: list",
+            |w, r| w.call(r, "GET", "/v1/vaults/{v}/proposals", None),
+            &[Admin, Member, Proxy],
+        ),
+        (
+            "proposals: show",
+            |w, r| w.call(r, "GET", "/v1/vaults/{v}/proposals/1", None),
+            &[Admin, Member, Proxy],
+        ),
+        (
+            "proposals: file",
+            |w, r| {
+                w.call(
+                    r,
+                    "POST",
+                    "/v1/proposals",
+                    Some(json!({"vault": w.vault, "credentials": [{"key": "NEW_KEY"}]})),
+                )
+            },
+            &[Admin, Member, Proxy],
+        ),
+        (
+            "proposals: approve",
+            |w, r| {
+                w.call(
+                    r,
+                    "POST",
+                    "/v1/vaults/{v}/proposals/1/approve",
+                    Some(json!({"credentials": {"PROPOSED_KEY": "x"}})),
+                )
+            },
+            &[Admin, Member],
+        ),
+        (
+            "proposals: reject",
+            |w, r| {
+                w.call(
+                    r,
+                    "POST",
+                    "/v1/vaults/{v}/proposals/1/reject",
+                    Some(json!({"reason": "no"})),
+                )
+            },
             &[Admin, Member],
         ),
         (

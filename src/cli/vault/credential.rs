@@ -58,7 +58,7 @@ struct Revealed {
 
 /// Splits `KEY=VALUE`; a bare `KEY` takes its value from a hidden prompt or a stdin line,
 /// which keeps the secret out of argv and shell history.
-fn parse_pairs(pairs: &[String]) -> anyhow::Result<BTreeMap<String, SecretString>> {
+pub(super) fn parse_pairs(pairs: &[String]) -> anyhow::Result<BTreeMap<String, SecretString>> {
     let mut out = BTreeMap::new();
     for pair in pairs {
         let (key, value) = match pair.split_once('=') {

@@ -12,7 +12,7 @@ mod settings;
 
 use clap::{Args, Subcommand};
 
-use super::{Client, Context, not_yet};
+use super::{Client, Context};
 
 #[derive(Args)]
 pub struct VaultArgs {
@@ -147,7 +147,7 @@ pub async fn run(args: VaultArgs, context: &Context) -> anyhow::Result<()> {
         VaultCommand::Service(command) => {
             service::run(Target::resolve(flag, context)?, command).await
         }
-        VaultCommand::Proposal(command) => Err(not_yet(command.name())),
+        VaultCommand::Proposal(command) => proposal::dispatch(flag, context, command).await,
         VaultCommand::Agent(command) => {
             members::run_agents(Target::resolve(flag, context)?, command).await
         }
