@@ -29,6 +29,10 @@ bench:
     cargo bench --locked --bench api
     cargo bench --locked --bench proxy
 
+# Start-up cost of the container sandbox against a plain `docker run` (needs Docker)
+bench-sandbox:
+    scripts/bench-sandbox.sh
+
 # Everything CI does, from a fresh machine
 ci:
     .ci/run
