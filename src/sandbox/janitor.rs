@@ -131,29 +131,37 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// Removes the run's resources: containers first (together), then the network and the
+    /// volume they used (together); each step in parallel saves a round of engine latency.
     pub async fn remove(self, docker: &Docker) {
-        let force = RemoveContainerOptionsBuilder::default().force(true).build();
-        if let Some(agent) = &self.agent
-            && !self.keep_agent
-        {
-            let _ = docker.remove_container(agent, Some(force.clone())).await;
-        }
-        if let Some(helper) = &self.helper {
-            let _ = docker.remove_container(helper, Some(force)).await;
-        }
-        if let Some(network) = &self.network {
-            let _ = docker.remove_network(network).await;
-        }
-        if let Some(volume) = &self.volume
-            && !self.keep_agent
-        {
-            let _ = docker
-                .remove_volume(
-                    volume,
-                    None::<bollard::query_parameters::RemoveVolumeOptions>,
-                )
-                .await;
-        }
+        let force = || Some(RemoveContainerOptionsBuilder::default().force(true).build());
+        let agent = self.agent.as_deref().filter(|_| !self.keep_agent);
+        tokio::join!(
+            async {
+                if let Some(agent) = agent {
+                    let _ = docker.remove_container(agent, force()).await;
+                }
+            },
+            async {
+                if let Some(helper) = &self.helper {
+                    let _ = docker.remove_container(helper, force()).await;
+                }
+            },
+        );
+        let volume = self.volume.as_deref().filter(|_| !self.keep_agent);
+        tokio::join!(
+            async {
+                if let Some(network) = &self.network {
+                    let _ = docker.remove_network(network).await;
+                }
+            },
+            async {
+                if let Some(volume) = volume {
+                    let options = None::<bollard::query_parameters::RemoveVolumeOptions>;
+                    let _ = docker.remove_volume(volume, options).await;
+                }
+            },
+        );
         if let Some(file) = &self.ca_file {
             let _ = std::fs::remove_file(file);
         }
