@@ -8,6 +8,8 @@ use serde_json::json;
 
 use super::auth::Caller;
 use super::{ApiError, ApiJson, AppState};
+use crate::broker::retention::{self, RetentionEnv, StoredRetention};
+use crate::broker::trim_request_log;
 use crate::store::{InstanceRole, sessions, settings, users};
 
 pub fn require_owner(caller: &Caller) -> Result<(), ApiError> {
@@ -89,8 +91,35 @@ pub async fn set_user_role(
     Ok(axum::Json(json!({ "email": email, "role": role })))
 }
 
-fn settings_body(invite_only: bool, domains: &[String]) -> serde_json::Value {
-    json!({ "invite_only": invite_only, "allowed_email_domains": domains })
+/// What the settings endpoints return.
+struct SettingsView {
+    invite_only: bool,
+    domains: Vec<String>,
+    stored_retention: StoredRetention,
+}
+
+impl SettingsView {
+    fn read(conn: &rusqlite::Connection) -> crate::store::Result<Self> {
+        Ok(Self {
+            invite_only: settings::invite_only(conn)?,
+            domains: settings::allowed_domains(conn)?,
+            stored_retention: retention::stored(conn)?,
+        })
+    }
+
+    fn body(&self, env: &RetentionEnv) -> serde_json::Value {
+        let (effective, [age_source, rows_source]) = env.resolve(self.stored_retention);
+        json!({
+            "invite_only": self.invite_only,
+            "allowed_email_domains": self.domains,
+            "logs_retention": {
+                "max_age_hours": effective.max_age_hours,
+                "max_rows_per_vault": effective.max_rows_per_vault,
+                "source": { "max_age_hours": age_source, "max_rows_per_vault": rows_source },
+                "locked": env.locked,
+            },
+        })
+    }
 }
 
 /// `GET /v1/admin/settings`.
@@ -99,17 +128,8 @@ pub async fn get_settings(
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
     require_owner(&caller)?;
-    let (invite_only, domains) = state
-        .db(|store, _| {
-            store.read(|conn| {
-                Ok((
-                    settings::invite_only(conn)?,
-                    settings::allowed_domains(conn)?,
-                ))
-            })
-        })
-        .await?;
-    Ok(axum::Json(settings_body(invite_only, &domains)))
+    let view = state.db(|store, _| store.read(SettingsView::read)).await?;
+    Ok(axum::Json(view.body(&state.config.retention)))
 }
 
 #[derive(Deserialize)]
@@ -117,6 +137,33 @@ pub async fn get_settings(
 pub struct SettingsBody {
     invite_only: Option<bool>,
     allowed_email_domains: Option<Vec<String>>,
+    logs_retention: Option<StoredRetention>,
+}
+
+/// Checks an owner's retention change against the bounds and the lock.
+fn check_retention(change: &StoredRetention, env: &RetentionEnv) -> Result<(), ApiError> {
+    if env.locked {
+        return Err(ApiError::conflict(format!(
+            "log retention is pinned by {} on the server; change the environment instead",
+            retention::LOCK_ENV
+        )));
+    }
+    let bounded = |value: Option<i64>, limit: i64, name: &str| match value {
+        Some(v) if !(0..=limit).contains(&v) => Err(ApiError::invalid(format!(
+            "{name} must be between 0 (no limit) and {limit}"
+        ))),
+        _ => Ok(()),
+    };
+    bounded(
+        change.max_age_hours,
+        retention::LIMIT_MAX_AGE_HOURS,
+        "logs_retention.max_age_hours",
+    )?;
+    bounded(
+        change.max_rows_per_vault,
+        retention::LIMIT_MAX_ROWS,
+        "logs_retention.max_rows_per_vault",
+    )
 }
 
 /// Normalises allowed domains: lower-case, deduplicated, each a plausible domain.
@@ -145,20 +192,28 @@ fn clean_domains(domains: Vec<String>) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
-/// `PUT /v1/admin/settings`: changes only the fields given.
+/// `PUT /v1/admin/settings`: changes only the fields given. A retention change also trims
+/// the request log at once.
 pub async fn put_settings(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<SettingsBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     require_owner(&caller)?;
-    if body.invite_only.is_none() && body.allowed_email_domains.is_none() {
+    if body.invite_only.is_none()
+        && body.allowed_email_domains.is_none()
+        && body.logs_retention.is_none()
+    {
         return Err(ApiError::invalid(
-            "nothing to change; give invite_only and/or allowed_email_domains",
+            "nothing to change; give invite_only, allowed_email_domains and/or logs_retention",
         ));
     }
+    let env = state.config.retention;
+    if let Some(change) = &body.logs_retention {
+        check_retention(change, &env)?;
+    }
     let domains = body.allowed_email_domains.map(clean_domains).transpose()?;
-    let (invite_only, domains) = state
+    let view = state
         .db(move |store, _| {
             store.write(|tx| {
                 if let Some(flag) = body.invite_only {
@@ -169,11 +224,19 @@ pub async fn put_settings(
                         .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
                     settings::set(tx, "allowed_email_domains", &json)?;
                 }
-                Ok((settings::invite_only(tx)?, settings::allowed_domains(tx)?))
+                if let Some(change) = body.logs_retention {
+                    let mut stored = retention::stored(tx)?;
+                    stored.max_age_hours = change.max_age_hours.or(stored.max_age_hours);
+                    stored.max_rows_per_vault =
+                        change.max_rows_per_vault.or(stored.max_rows_per_vault);
+                    retention::store(tx, &stored)?;
+                    trim_request_log(tx, env.effective(tx)?)?;
+                }
+                SettingsView::read(tx)
             })
         })
         .await?;
-    Ok(axum::Json(settings_body(invite_only, &domains)))
+    Ok(axum::Json(view.body(&env)))
 }
 
 #[cfg(test)]

@@ -56,6 +56,8 @@ pub struct ApiConfig {
     pub smtp_enabled: bool,
     /// The MITM root CA, when the proxy runs.
     pub ca_pem: Option<String>,
+    /// The environment's request-log retention (owners layer a setting under it).
+    pub retention: crate::broker::RetentionEnv,
 }
 
 #[derive(Clone)]

@@ -8,45 +8,13 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use super::retention::{Retention, RetentionEnv};
 use crate::store::request_log::{self, Record};
 use crate::store::{Store, now};
 
 const CHANNEL: usize = 4096;
 const BATCH: usize = 200;
 const RETENTION_EVERY: Duration = Duration::from_secs(15 * 60);
-
-/// How long request-log rows are kept (`AGENT_VAULT_LOGS_MAX_AGE_HOURS`, default 168) and how
-/// many per vault (`AGENT_VAULT_LOGS_MAX_ROWS_PER_VAULT`, default 10000); 0 disables either.
-#[derive(Debug, Clone, Copy)]
-pub struct Retention {
-    pub max_age_hours: i64,
-    pub max_rows_per_vault: i64,
-}
-
-impl Retention {
-    pub fn from_env() -> (Self, Vec<String>) {
-        let mut warnings = Vec::new();
-        let mut read = |name: &str, default: i64| match std::env::var(name) {
-            Ok(v) if !v.trim().is_empty() => v
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .unwrap_or_else(|| {
-                    warnings.push(format!(
-                        "{name}={v} is not a non-negative number; using {default}"
-                    ));
-                    default
-                }),
-            _ => default,
-        };
-        let retention = Self {
-            max_age_hours: read("AGENT_VAULT_LOGS_MAX_AGE_HOURS", 168),
-            max_rows_per_vault: read("AGENT_VAULT_LOGS_MAX_ROWS_PER_VAULT", 10_000),
-        };
-        (retention, warnings)
-    }
-}
 
 #[derive(Clone)]
 pub struct AuditLog {
@@ -59,7 +27,7 @@ impl AuditLog {
     /// every `AuditLog` is dropped), after writing what it holds.
     pub fn start(
         store: Arc<Store>,
-        retention: Retention,
+        retention: RetentionEnv,
         shutdown: watch::Receiver<bool>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(CHANNEL);
@@ -86,7 +54,7 @@ impl AuditLog {
 async fn write_loop(
     store: Arc<Store>,
     mut rx: mpsc::Receiver<Record>,
-    retention: Retention,
+    retention: RetentionEnv,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut next_trim = tokio::time::Instant::now();
@@ -115,18 +83,22 @@ async fn write_loop(
             next_trim += RETENTION_EVERY;
             let store = store.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                store.write(|tx| {
-                    request_log::trim(
-                        tx,
-                        now(),
-                        retention.max_age_hours * 3600,
-                        retention.max_rows_per_vault,
-                    )
-                })
+                store.write(|tx| trim(tx, retention.effective(tx)?))
             })
             .await;
         }
     }
+}
+
+/// Applies `retention` now; the owner's settings API calls it too, so a change takes effect
+/// at once rather than at the next pass.
+pub fn trim(conn: &rusqlite::Connection, retention: Retention) -> crate::store::Result<usize> {
+    request_log::trim(
+        conn,
+        now(),
+        retention.max_age_hours.saturating_mul(3600),
+        retention.max_rows_per_vault,
+    )
 }
 
 async fn flush(store: &Arc<Store>, batch: &mut Vec<Record>) {

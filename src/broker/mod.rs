@@ -13,16 +13,18 @@ mod audit;
 mod error;
 mod plan;
 pub mod proxy_auth;
+pub mod retention;
 pub mod rewrite;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-pub use audit::{AuditLog, Retention};
+pub use audit::{AuditLog, trim as trim_request_log};
 pub use error::{BROKER_ERROR_HEADER, BrokerError, Fault};
 pub use plan::{Plan, ResolvedSubstitution, plan};
 pub use proxy_auth::ProxyCredentials;
+pub use retention::{Retention, RetentionEnv};
 
 use crate::crypto::{Key, SecretString, hash_token};
 use crate::services::Service;
@@ -351,14 +353,7 @@ mod tests {
             .write(|tx| credentials::upsert(tx, &dek, &vault.id, "KEY", &SecretString::from("one")))
             .unwrap();
         let (_, stop) = tokio::sync::watch::channel(false);
-        let (audit, _) = AuditLog::start(
-            store.clone(),
-            Retention {
-                max_age_hours: 0,
-                max_rows_per_vault: 0,
-            },
-            stop,
-        );
+        let (audit, _) = AuditLog::start(store.clone(), RetentionEnv::default(), stop);
         let broker = Broker::new(store.clone(), dek.clone(), "http://x".into(), audit);
         let creds = ProxyCredentials {
             token: token.raw.clone(),

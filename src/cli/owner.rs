@@ -91,6 +91,13 @@ pub enum OwnerConfigCommand {
         /// Comma-separated list of allowed email domains (empty to clear)
         #[arg(long, value_name = "DOMAINS")]
         allowed_domains: Option<String>,
+        /// Keep request-log rows at most this many hours (0: no age limit). The
+        /// AGENT_VAULT_LOGS_* environment variables take precedence
+        #[arg(long, value_name = "HOURS")]
+        logs_max_age_hours: Option<u64>,
+        /// Keep at most this many request-log rows per vault (0: no cap)
+        #[arg(long, value_name = "ROWS")]
+        logs_max_rows_per_vault: Option<u64>,
     },
 }
 
@@ -119,6 +126,21 @@ struct UserInfo {
 struct Settings {
     invite_only: bool,
     allowed_email_domains: Vec<String>,
+    logs_retention: LogsRetention,
+}
+
+#[derive(Deserialize)]
+struct LogsRetention {
+    max_age_hours: i64,
+    max_rows_per_vault: i64,
+    source: RetentionSources,
+    locked: bool,
+}
+
+#[derive(Deserialize)]
+struct RetentionSources {
+    max_age_hours: String,
+    max_rows_per_vault: String,
 }
 
 fn print_settings(settings: &Settings) {
@@ -129,6 +151,26 @@ fn print_settings(settings: &Settings) {
         settings.allowed_email_domains.join(", ")
     };
     println!("allowed_email_domains: {domains}");
+    let logs = &settings.logs_retention;
+    let limit = |value: i64, unit: &str, source: &str| match value {
+        0 => format!("no limit ({source})"),
+        v => format!("{v} {unit} ({source})"),
+    };
+    println!(
+        "logs_max_age:          {}",
+        limit(logs.max_age_hours, "hours", &logs.source.max_age_hours)
+    );
+    println!(
+        "logs_max_rows:         {}",
+        limit(
+            logs.max_rows_per_vault,
+            "per vault",
+            &logs.source.max_rows_per_vault
+        )
+    );
+    if logs.locked {
+        println!("                       (pinned by AGENT_VAULT_LOGS_RETENTION_LOCK)");
+    }
 }
 
 #[derive(Deserialize)]
@@ -221,10 +263,16 @@ pub async fn run(command: OwnerCommand, context: &Context) -> anyhow::Result<()>
         OwnerCommand::Config(OwnerConfigCommand::Set {
             invite_only,
             allowed_domains,
+            logs_max_age_hours,
+            logs_max_rows_per_vault,
         }) => {
-            if invite_only.is_none() && allowed_domains.is_none() {
+            if invite_only.is_none()
+                && allowed_domains.is_none()
+                && logs_max_age_hours.is_none()
+                && logs_max_rows_per_vault.is_none()
+            {
                 bail!(
-                    "nothing to change; pass --invite-only true|false and/or --allowed-domains a.com,b.org"
+                    "nothing to change; pass --invite-only true|false, --allowed-domains a.com,b.org, --logs-max-age-hours N and/or --logs-max-rows-per-vault N"
                 );
             }
             let mut body = json!({});
@@ -238,6 +286,16 @@ pub async fn run(command: OwnerCommand, context: &Context) -> anyhow::Result<()>
                     .filter(|d| !d.is_empty())
                     .collect();
                 body["allowed_email_domains"] = json!(list);
+            }
+            if logs_max_age_hours.is_some() || logs_max_rows_per_vault.is_some() {
+                let mut logs = json!({});
+                if let Some(hours) = logs_max_age_hours {
+                    logs["max_age_hours"] = json!(hours);
+                }
+                if let Some(rows) = logs_max_rows_per_vault {
+                    logs["max_rows_per_vault"] = json!(rows);
+                }
+                body["logs_retention"] = logs;
             }
             let settings: Settings = client
                 .send(reqwest::Method::PUT, "/v1/admin/settings", Some(&body))

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use super::options::bind_error;
 use super::{ServerError, ServerOptions, base_url, pidfile};
 use crate::api::{self, ApiConfig, AppState};
-use crate::broker::{AuditLog, Broker, Retention};
+use crate::broker::{AuditLog, Broker, RetentionEnv};
 use crate::ca::CertificateAuthority;
 use crate::crypto::Key;
 use crate::netguard::NetworkPolicy;
@@ -101,7 +101,7 @@ async fn serve_async(
     warnings.extend(more);
     let (roots, more) = upstream::trusted_roots();
     warnings.extend(more);
-    let (retention, more) = Retention::from_env();
+    let (retention, more) = RetentionEnv::from_env();
     warnings.extend(more);
     for warning in &warnings {
         tracing::warn!("{warning}");
@@ -129,6 +129,7 @@ async fn serve_async(
             base_url: base_url.clone(),
             mitm_port: mitm_listener.as_ref().map(|_| options.mitm_port),
             smtp_enabled: false,
+            retention,
             ca_pem: ca.map(|ca| ca.root_pem().to_owned()),
         }),
         proxy: proxy.clone(),

@@ -595,3 +595,73 @@ fn ca_fetch_prints_the_root_or_explains_why_not() {
         .run(&["ca", "fetch", "--address", &server.url])
         .fails_with("without the MITM proxy");
 }
+
+/// Waits until the request log holds `count` rows (the writer flushes in batches).
+fn log_rows(rig: &Rig, count: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let logs = rig.home.run(&["vault", "logs", "--json"]).ok();
+        let rows: Vec<Value> = serde_json::from_str(&logs.stdout).unwrap();
+        if rows.len() >= count {
+            return rows;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the request log never reached {count} rows");
+}
+
+#[test]
+fn owners_set_log_retention_and_the_environment_wins() {
+    let rig = Rig::start(true);
+    for _ in 0..4 {
+        rig.curl(&[], &rig.https("/bearer"));
+    }
+    assert_eq!(log_rows(&rig, 4).len(), 4);
+    let shown = rig.home.run(&["owner", "config", "get"]).ok();
+    assert!(
+        shown.stdout.contains("168 hours (default)")
+            && shown.stdout.contains("10000 per vault (default)"),
+        "{shown}"
+    );
+    // A lower cap applies at once, not at the next 15-minute pass.
+    let set = rig
+        .home
+        .run(&["owner", "config", "set", "--logs-max-rows-per-vault", "2"])
+        .ok();
+    assert!(set.stdout.contains("2 per vault (setting)"), "{set}");
+    assert_eq!(log_rows(&rig, 0).len(), 2);
+    rig.home
+        .run(&["owner", "config", "set", "--logs-max-age-hours", "100000"])
+        .fails_with("between 0 (no limit)");
+
+    // Pinned by the environment: the env value is reported and owner changes are refused.
+    let home = crate::harness::TestHome::new();
+    let server = home.start_server(
+        &[],
+        "",
+        &[
+            ("AGENT_VAULT_LOGS_MAX_AGE_HOURS", "12"),
+            ("AGENT_VAULT_LOGS_RETENTION_LOCK", "true"),
+        ],
+    );
+    home.run_with(
+        &[
+            "auth",
+            "register",
+            "--address",
+            &server.url,
+            "--email",
+            "owner@example.com",
+            "--password-stdin",
+        ],
+        "owner-password\n",
+        &[],
+    )
+    .ok();
+    let shown = home.run(&["owner", "config", "get"]).ok();
+    assert!(
+        shown.stdout.contains("12 hours (env)") && shown.stdout.contains("pinned"),
+        "{shown}"
+    );
+    home.run(&["owner", "config", "set", "--logs-max-rows-per-vault", "5"])
+        .fails_with("pinned by AGENT_VAULT_LOGS_RETENTION_LOCK");
+}
