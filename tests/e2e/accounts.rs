@@ -6,25 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use crate::harness::{Server, TestHome, http};
 
 fn register(home: &TestHome, server: &Server, email: &str, password: &str) -> crate::harness::Run {
-    home.run_with(
-        &[
-            "auth",
-            "register",
-            "--address",
-            &server.url,
-            "--email",
-            email,
-            "--password-stdin",
-        ],
-        &format!("{password}\n"),
-        &[],
-    )
-}
-
-fn saved_token(home: &TestHome) -> String {
-    let session: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(home.state().join("session.json")).unwrap()).unwrap();
-    session["token"].as_str().unwrap().to_owned()
+    home.register(server, email, password)
 }
 
 fn me_status(server: &Server, token: &str) -> u16 {
@@ -205,7 +187,7 @@ fn change_password_ends_every_session() {
     let home = TestHome::new();
     let server = home.start_server(&[], "", &[]);
     register(&home, &server, "owner@example.com", "owner-password").ok();
-    let first = saved_token(&home);
+    let first = home.session_token();
     let other = TestHome::new();
     other
         .run_with(
@@ -222,7 +204,7 @@ fn change_password_ends_every_session() {
             &[],
         )
         .ok();
-    let second = saved_token(&other);
+    let second = other.session_token();
 
     home.run_with(
         &["account", "change-password", "--password-stdin"],
@@ -242,7 +224,7 @@ fn change_password_ends_every_session() {
         &[],
     )
     .ok();
-    let third = saved_token(&home);
+    let third = home.session_token();
     assert_eq!(me_status(&server, &first), 401);
     assert_eq!(me_status(&server, &second), 401);
     assert_eq!(me_status(&server, &third), 200);
@@ -296,7 +278,7 @@ fn account_delete_refuses_owners_and_removes_members() {
             &code,
         ])
         .ok();
-    let token = saved_token(&member);
+    let token = member.session_token();
     member.run(&["account", "delete", "--yes"]).ok();
     assert!(!member.state().join("session.json").exists());
     assert_eq!(me_status(&server, &token), 401);

@@ -6,7 +6,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{Server, TestHome, all_files, contains, free_port};
+use crate::harness::{
+    OWNER_EMAIL, OWNER_PASSWORD, Server, TestHome, all_files, contains, free_port,
+};
 use crate::upstream::Upstream;
 
 pub const BEARER: &str = "SENTINEL-bearer-7f3a";
@@ -90,20 +92,7 @@ impl Rig {
             "",
             &env,
         );
-        home.run_with(
-            &[
-                "auth",
-                "register",
-                "--address",
-                &server.url,
-                "--email",
-                "owner@example.com",
-                "--password-stdin",
-            ],
-            "owner-password\n",
-            &[],
-        )
-        .ok();
+        home.register(&server, OWNER_EMAIL, OWNER_PASSWORD).ok();
         home.run(&[
             "vault",
             "credential",
@@ -634,7 +623,7 @@ fn owners_set_log_retention_and_the_environment_wins() {
         .fails_with("between 0 (no limit)");
 
     // Pinned by the environment: the env value is reported and owner changes are refused.
-    let home = crate::harness::TestHome::new();
+    let home = TestHome::new();
     let server = home.start_server(
         &[],
         "",
@@ -643,20 +632,7 @@ fn owners_set_log_retention_and_the_environment_wins() {
             ("AGENT_VAULT_LOGS_RETENTION_LOCK", "true"),
         ],
     );
-    home.run_with(
-        &[
-            "auth",
-            "register",
-            "--address",
-            &server.url,
-            "--email",
-            "owner@example.com",
-            "--password-stdin",
-        ],
-        "owner-password\n",
-        &[],
-    )
-    .ok();
+    home.register(&server, OWNER_EMAIL, OWNER_PASSWORD).ok();
     let shown = home.run(&["owner", "config", "get"]).ok();
     assert!(
         shown.stdout.contains("12 hours (env)") && shown.stdout.contains("pinned"),

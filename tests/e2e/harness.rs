@@ -60,6 +60,30 @@ impl TestHome {
 
     /// Starts `agent-vault server` (on free ports unless `extra` names them) and waits until
     /// it listens.
+    /// The token of the login saved in this home (for raw API calls).
+    pub fn session_token(&self) -> String {
+        let text = std::fs::read_to_string(self.state().join("session.json")).unwrap();
+        let saved: serde_json::Value = serde_json::from_str(&text).unwrap();
+        saved["token"].as_str().unwrap().to_owned()
+    }
+
+    /// `auth register` against `server`, the password on stdin.
+    pub fn register(&self, server: &Server, email: &str, password: &str) -> Run {
+        self.run_with(
+            &[
+                "auth",
+                "register",
+                "--address",
+                &server.url,
+                "--email",
+                email,
+                "--password-stdin",
+            ],
+            &format!("{password}\n"),
+            &[],
+        )
+    }
+
     pub fn start_server(&self, extra: &[&str], stdin: &str, envs: &[(&str, &str)]) -> Server {
         self.try_start_server(extra, stdin, envs)
             .unwrap_or_else(|run| panic!("server did not start:\n{run}"))
@@ -293,4 +317,67 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("addr")
         .port()
+}
+
+pub const OWNER_EMAIL: &str = "owner@example.com";
+pub const OWNER_PASSWORD: &str = "owner-password";
+
+/// A logged-in CLI user of a running server.
+pub struct Cli {
+    pub home: TestHome,
+}
+
+impl Cli {
+    /// Registers the instance owner (`OWNER_EMAIL`) in `home`.
+    pub fn owner(home: TestHome, server: &Server) -> Self {
+        home.register(server, OWNER_EMAIL, OWNER_PASSWORD).ok();
+        Self { home }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.home.run(args)
+    }
+
+    pub fn run_in(&self, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
+        let mut cmd = self.home.command(args);
+        cmd.current_dir(dir).envs(envs.iter().copied());
+        run_command(cmd, "")
+    }
+
+    /// A proxy token for `vault` (what `vault run` hands an agent).
+    pub fn token(&self, vault: &str) -> String {
+        self.run(&["vault", "token", "--vault", vault]).ok().stdout
+    }
+
+    /// Invites `email` with the given vault assignments; returns the invite link.
+    pub fn invite(&self, email: &str, vaults: &[&str]) -> String {
+        let mut args = vec!["user", "invite", email];
+        for v in vaults {
+            args.extend(["--vault", v]);
+        }
+        let run = self.run(&args).ok();
+        run.stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Link:"))
+            .expect("invite link printed")
+            .trim()
+            .to_owned()
+    }
+
+    /// Another person accepting `link` in their own home.
+    pub fn accept(&self, link: &str, password: &str) -> Cli {
+        let home = TestHome::new();
+        home.run_with(
+            &["auth", "accept-invite", link, "--password-stdin"],
+            &format!("{password}\n"),
+            &[],
+        )
+        .ok();
+        Cli { home }
+    }
+
+    /// Invites `email` into vaults and accepts in a fresh home; returns that person's CLI.
+    pub fn add_person(&self, email: &str, vaults: &[&str], password: &str) -> Cli {
+        self.accept(&self.invite(email, vaults), password)
+    }
 }

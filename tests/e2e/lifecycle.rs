@@ -15,22 +15,8 @@ fn acceptance_walk_through_the_real_binary() {
     let port = free_port().to_string();
     let on_port = ["--port", port.as_str()];
     let server = home.start_server(&on_port, "", &[("AGENT_VAULT_MASTER_PASSWORD", MASTER)]);
-    let url = server.url.clone();
 
-    home.run_with(
-        &[
-            "auth",
-            "register",
-            "--address",
-            &url,
-            "--email",
-            "owner@example.com",
-            "--password-stdin",
-        ],
-        &format!("{OWNER_PW}\n"),
-        &[],
-    )
-    .ok();
+    home.register(&server, "owner@example.com", OWNER_PW).ok();
     let whoami = home.run(&["account", "whoami"]).ok();
     assert!(whoami.stdout.contains("owner@example.com"), "{whoami}");
     assert!(whoami.stdout.contains("Role:     owner"), "{whoami}");
@@ -208,35 +194,9 @@ fn state_is_private_and_holds_no_plaintext_secret() {
         "",
         &[("AGENT_VAULT_MASTER_PASSWORD", MASTER)],
     );
-    home.run_with(
-        &[
-            "auth",
-            "register",
-            "--address",
-            &server.url,
-            "--email",
-            "owner@example.com",
-            "--password-stdin",
-        ],
-        &format!("{OWNER_PW}\n"),
-        &[],
-    )
-    .ok();
+    home.register(&server, "owner@example.com", OWNER_PW).ok();
     let member_pw = "member-SENTINEL-0c0c0c";
-    home.run_with(
-        &[
-            "auth",
-            "register",
-            "--address",
-            &server.url,
-            "--email",
-            "m@example.com",
-            "--password-stdin",
-        ],
-        &format!("{member_pw}\n"),
-        &[],
-    )
-    .ok();
+    home.register(&server, "m@example.com", member_pw).ok();
     let session: serde_json::Value =
         serde_json::from_slice(&std::fs::read(home.state().join("session.json")).unwrap()).unwrap();
     let token = session["token"].as_str().unwrap().to_owned();

@@ -1,69 +1,7 @@
 //! The management surface through the CLI, as an operator scripts it: vaults, credentials,
 //! members, invites, owner administration — with the refusals that must happen.
 
-use crate::harness::{Run, Server, TestHome};
-
-/// A logged-in CLI user of a running server.
-struct Cli {
-    home: TestHome,
-}
-
-impl Cli {
-    fn owner(home: TestHome, server: &Server) -> Self {
-        home.run_with(
-            &[
-                "auth",
-                "register",
-                "--address",
-                &server.url,
-                "--email",
-                "owner@example.com",
-                "--password-stdin",
-            ],
-            "owner-password\n",
-            &[],
-        )
-        .ok();
-        Self { home }
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.home.run(args)
-    }
-
-    fn run_in(&self, dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
-        let mut cmd = self.home.command(args);
-        cmd.current_dir(dir).envs(envs.iter().copied());
-        crate::harness::run_command(cmd, "")
-    }
-
-    /// Invites `email` with the given vault assignments; returns the invite link.
-    fn invite(&self, email: &str, vaults: &[&str]) -> String {
-        let mut args = vec!["user", "invite", email];
-        for v in vaults {
-            args.extend(["--vault", v]);
-        }
-        let run = self.run(&args).ok();
-        run.stdout
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Link:"))
-            .expect("invite link printed")
-            .trim()
-            .to_owned()
-    }
-
-    /// Another person accepting `link` in their own home.
-    fn accept(&self, link: &str, password: &str) -> Cli {
-        let home = TestHome::new();
-        home.run_with(
-            &["auth", "accept-invite", link, "--password-stdin"],
-            &format!("{password}\n"),
-            &[],
-        )
-        .ok();
-        Cli { home }
-    }
-}
+use crate::harness::{Cli, TestHome};
 
 #[test]
 fn vaults_and_credentials_walk() {

@@ -6,68 +6,9 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Run, Server, TestHome};
+use crate::harness::{Cli, OWNER_EMAIL, OWNER_PASSWORD, TestHome};
 
-const OWNER: &str = "owner@example.com";
-const OWNER_PASSWORD: &str = "owner-password";
-
-/// A logged-in CLI user of a running server.
-struct Cli {
-    home: TestHome,
-}
-
-impl Cli {
-    fn owner(home: TestHome, server: &Server) -> Self {
-        home.run_with(
-            &[
-                "auth",
-                "register",
-                "--address",
-                &server.url,
-                "--email",
-                OWNER,
-                "--password-stdin",
-            ],
-            &format!("{OWNER_PASSWORD}\n"),
-            &[],
-        )
-        .ok();
-        Self { home }
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.home.run(args)
-    }
-
-    /// A proxy token for `vault` (what `vault run` hands an agent).
-    fn token(&self, vault: &str) -> String {
-        self.run(&["vault", "token", "--vault", vault]).ok().stdout
-    }
-
-    /// Invites `email` into vaults and accepts in a fresh home; returns that person's CLI.
-    fn add_person(&self, email: &str, vaults: &[&str], password: &str) -> Cli {
-        let mut args = vec!["user", "invite", email];
-        for v in vaults {
-            args.extend(["--vault", v]);
-        }
-        let run = self.run(&args).ok();
-        let link = run
-            .stdout
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Link:"))
-            .expect("invite link printed")
-            .trim()
-            .to_owned();
-        let home = TestHome::new();
-        home.run_with(
-            &["auth", "accept-invite", &link, "--password-stdin"],
-            &format!("{password}\n"),
-            &[],
-        )
-        .ok();
-        Cli { home }
-    }
-}
+const OWNER: &str = OWNER_EMAIL;
 
 /// curl with extra arguments; returns (status, body). Never goes through a proxy.
 fn curl(args: &[&str]) -> (u16, String) {
@@ -186,7 +127,7 @@ fn agent_files_and_a_person_approves() {
     let (status, missing) = curl_json(
         "POST",
         &url("/v1/vaults/default/proposals/1/approve"),
-        &owner_token(&owner, &server),
+        &owner.home.session_token(),
         Some(json!({})),
     );
     assert_eq!(status, 400, "{missing}");
@@ -253,7 +194,7 @@ fn agent_files_and_a_person_approves() {
     let (status, again) = curl_json(
         "POST",
         &url("/v1/vaults/default/proposals/1/approve"),
-        &owner_token(&owner, &server),
+        &owner.home.session_token(),
         Some(json!({ "credentials": { "EXAMPLE_TOKEN": "again" } })),
     );
     assert_eq!(status, 409, "{again}");
@@ -395,13 +336,6 @@ fn agent_files_and_a_person_approves() {
     owner
         .run(&["vault", "proposal", "review"])
         .fails_with("needs a terminal");
-}
-
-/// The saved login token of a CLI user (for raw API calls).
-fn owner_token(owner: &Cli, _server: &Server) -> String {
-    let text = std::fs::read_to_string(owner.home.state().join("session.json")).unwrap();
-    let saved: Value = serde_json::from_str(&text).unwrap();
-    saved["token"].as_str().unwrap().to_owned()
 }
 
 #[test]
