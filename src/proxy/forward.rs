@@ -148,10 +148,9 @@ where
         // On the API port, Authorization carried the broker token, not an upstream credential.
         parts.headers.remove(header::AUTHORIZATION);
     }
-    parts.headers.insert(
-        header::HOST,
-        rewrite::host_header(&target.host, target.port, target.https)?,
-    );
+    // The upstream client derives `Host` (HTTP/1.1) or `:authority` (HTTP/2) from the URI;
+    // a `Host` header on an HTTP/2 request would be a second, conflicting authority.
+    parts.headers.remove(header::HOST);
     rewrite::apply_headers(&mut parts.headers, &plan)?;
 
     let substitute_body =

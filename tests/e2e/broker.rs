@@ -1,7 +1,7 @@
 //! The broker end to end: real clients (curl, python requests) through the real binary's
 //! MITM proxy and explicit endpoint to a local TLS upstream that echoes what it receives.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -80,9 +80,21 @@ impl Rig {
     }
 
     pub fn start_with(allowlist: bool, upstream: Upstream) -> Self {
+        Self::start_trusting(allowlist, upstream, &[])
+    }
+
+    /// Like `start_with`, the server also trusting the CAs in `extra_cas` (PEM files) for
+    /// upstream TLS, e.g. an nginx the test started.
+    pub fn start_trusting(allowlist: bool, upstream: Upstream, extra_cas: &[&Path]) -> Self {
         let home = TestHome::new();
         let mitm = free_port();
-        let ca_file = upstream.ca_file.display().to_string();
+        let mut bundle = std::fs::read_to_string(&upstream.ca_file).unwrap();
+        for extra in extra_cas {
+            bundle.push_str(&std::fs::read_to_string(extra).unwrap());
+        }
+        let bundle_file = home.path().join("upstream-cas.pem");
+        std::fs::write(&bundle_file, bundle).unwrap();
+        let ca_file = bundle_file.display().to_string();
         let mut env = vec![("SSL_CERT_FILE", ca_file.as_str())];
         if allowlist {
             env.push(("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.0/8"));

@@ -89,14 +89,17 @@ impl futures_core::Stream for Zeros {
     }
 }
 
-impl Upstream {
-    pub fn start() -> Self {
-        Self::start_on("127.0.0.1")
-    }
+/// A CA made for one test and a leaf it signed for the loopback names and addresses.
+pub struct TestCert {
+    pub ca_pem: String,
+    pub leaf_pem: String,
+    pub leaf_der: rustls::pki_types::CertificateDer<'static>,
+    pub key_pem: String,
+    pub key_der: Vec<u8>,
+}
 
-    /// Listens on a given loopback address (127.0.0.2 is not in `NO_PROXY`).
-    pub fn start_on(ip: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+impl TestCert {
+    pub fn mint() -> Self {
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -113,8 +116,27 @@ impl Upstream {
             .unwrap()
             .signed_by(&leaf_key, &issuer)
             .unwrap();
+        Self {
+            ca_pem: ca_cert.pem(),
+            leaf_pem: leaf.pem(),
+            leaf_der: leaf.der().clone(),
+            key_pem: leaf_key.serialize_pem(),
+            key_der: leaf_key.serialize_der(),
+        }
+    }
+}
+
+impl Upstream {
+    pub fn start() -> Self {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// Listens on a given loopback address (127.0.0.2 is not in `NO_PROXY`).
+    pub fn start_on(ip: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = TestCert::mint();
         let ca_file = dir.path().join("upstream-ca.pem");
-        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+        std::fs::write(&ca_file, &cert.ca_pem).unwrap();
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -122,8 +144,8 @@ impl Upstream {
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(
-                vec![leaf.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+                vec![cert.leaf_der.clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_der.clone().into()),
             )
             .unwrap();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
