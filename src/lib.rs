@@ -9,11 +9,12 @@
 //! Lower layers never import upper ones:
 //!
 //! ```text
-//! netguard → paths → crypto → services → store → ca → broker → api | proxy → server → cli → main
+//! target → netguard → paths → crypto → services → store → ca → broker → api | proxy → server → cli → main
 //! ```
 //!
 //! | module   | owns |
 //! |----------|------|
+//! | [`target`] | where a proxied request goes (scheme, host, port), parsed once; the one host-name validator |
 //! | [`netguard`] | SSRF guard for upstream dials: deny policy, checked resolution, dialing the checked address |
 //! | [`paths`]  | the `~/.agent-vault/` layout and its permissions |
 //! | [`crypto`] | DEK/KEK, Argon2id, AES-256-GCM with associated data, tokens, zeroizing secrets |
@@ -42,6 +43,7 @@ pub mod sandbox;
 pub mod server;
 pub mod services;
 pub mod store;
+pub mod target;
 
 /// The version printed by `agent-vault version` and sent by the CLI.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,9 +1,10 @@
 //! Rewriting a request on its way upstream and a response on its way back: hop-by-hop and
-//! broker-scoped headers out, the `Host` header from the trusted target, injected headers in
+//! broker-scoped headers out, injected headers in
 //! (replacing the client's), placeholders replaced by credential values on the chosen
 //! surfaces, each escaped for where it lands.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::{BrokerError, Plan, ResolvedSubstitution};
 use crate::services::Surface;
@@ -46,23 +47,6 @@ pub fn strip_request_headers(headers: &mut HeaderMap) {
 
 pub fn strip_response_headers(headers: &mut HeaderMap) {
     strip_hop_by_hop(headers);
-}
-
-/// `Host` from the target the client was authorised for, without the scheme's default port.
-pub fn host_header(host: &str, port: u16, https: bool) -> Result<HeaderValue, BrokerError> {
-    let default = if https { 443 } else { 80 };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
-    let text = if port == default {
-        host
-    } else {
-        format!("{host}:{port}")
-    };
-    HeaderValue::from_str(&text)
-        .map_err(|_| BrokerError::bad_request("invalid_host", "the target host is not valid"))
 }
 
 /// Sets the injected headers; each replaces every value the client sent under that name.
@@ -172,37 +156,41 @@ pub fn rewrite_body(
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+    !needle.is_empty() && memchr::memmem::find(haystack, needle).is_some()
 }
 
 fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(haystack.len());
-    let mut i = 0;
-    while i < haystack.len() {
-        if haystack[i..].starts_with(needle) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
-        }
+    let mut rest = 0;
+    for at in memchr::memmem::find_iter(haystack, needle) {
+        out.extend_from_slice(&haystack[rest..at]);
+        out.extend_from_slice(with);
+        rest = at + needle.len();
     }
+    out.extend_from_slice(&haystack[rest..]);
     out
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters; in a query, space is `+`.
-fn encode(value: &str, query: bool) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(byte as char)
-            }
-            b' ' if query => out.push('+'),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
+/// Everything but RFC 3986 unreserved characters is percent-encoded.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a value so it stays one path segment or one query value; in a query,
+/// space is `+`.
+pub(crate) fn encode(value: &str, query: bool) -> String {
+    if query {
+        // Space becomes `+`; a literal `+` was already encoded as %2B.
+        value
+            .split(' ')
+            .map(|part| utf8_percent_encode(part, NOT_UNRESERVED).to_string())
+            .collect::<Vec<_>>()
+            .join("+")
+    } else {
+        utf8_percent_encode(value, NOT_UNRESERVED).to_string()
     }
-    out
 }
 
 #[cfg(test)]
@@ -234,14 +222,6 @@ mod tests {
         strip_request_headers(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("anthropic-version"));
-    }
-
-    #[test]
-    fn host_drops_the_default_port_only() {
-        assert_eq!(host_header("api.x.com", 443, true).unwrap(), "api.x.com");
-        assert_eq!(host_header("api.x.com", 80, true).unwrap(), "api.x.com:80");
-        assert_eq!(host_header("api.x.com", 80, false).unwrap(), "api.x.com");
-        assert_eq!(host_header("::1", 8443, true).unwrap(), "[::1]:8443");
     }
 
     #[test]

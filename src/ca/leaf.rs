@@ -3,7 +3,6 @@
 //! client sends none).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
@@ -13,6 +12,7 @@ use rustls::sign::CertifiedKey;
 use time::{Duration, OffsetDateTime};
 
 use super::{CaError, CertificateAuthority, random_serial};
+use crate::target::Host;
 
 pub const CACHE_CAPACITY: usize = 1024;
 const LEAF_VALIDITY: Duration = Duration::hours(24);
@@ -78,25 +78,11 @@ impl LeafCache {
     }
 }
 
-/// A DNS name (labels of letters, digits, `-`, `_`) or an IP address.
+/// A canonical host (see [`crate::target::Host`]): a lower-case DNS name or an IP address.
 fn validate_host(host: &str) -> Result<(), CaError> {
-    if host.parse::<IpAddr>().is_ok() {
-        return Ok(());
-    }
-    let valid = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    if valid {
-        Ok(())
-    } else {
-        Err(CaError::InvalidHost(host.to_owned()))
+    match Host::parse(host) {
+        Ok(parsed) if parsed.bare() == host => Ok(()),
+        _ => Err(CaError::InvalidHost(host.to_owned())),
     }
 }
 

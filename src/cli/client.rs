@@ -30,8 +30,10 @@ pub struct Client {
 impl Client {
     pub fn new(base: &str, token: Option<SecretString>) -> anyhow::Result<Self> {
         let base = base.trim().trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            anyhow::bail!("server address \"{base}\" must start with http:// or https://");
+        if crate::target::Target::from_url(&base).is_err() {
+            anyhow::bail!(
+                "server address \"{base}\" is not a valid http:// or https:// URL (for example http://127.0.0.1:14321)"
+            );
         }
         let http = reqwest::Client::builder()
             .no_proxy()

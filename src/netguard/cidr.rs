@@ -1,12 +1,16 @@
-//! A minimal CIDR block (`10.0.0.0/8`, `2001:db8::/32`, or a bare address) for the allowlist.
+//! A CIDR block (`10.0.0.0/8`, `2001:db8::/32`, or a bare address) for the allowlist: an
+//! `ipnet` block read with stricter syntax (a bare address is a single host; the prefix is
+//! plain digits).
 //!
 //! Host bits are cleared on construction, so `10.1.2.3/16` means `10.1.0.0/16`. A block only
 //! ever contains addresses of its own family: relating IPv4 to IPv6 embeddings is the policy's
 //! job, not this type's.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::str::FromStr;
+
+use ipnet::IpNet;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CidrError {
@@ -18,56 +22,38 @@ pub enum CidrError {
 
 /// An address block: every address whose first `prefix` bits equal those of `addr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 impl Cidr {
     /// A block of `prefix` leading bits; host bits of `addr` are cleared.
     pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, CidrError> {
-        let max = max_prefix(addr);
-        if prefix > max {
-            return Err(CidrError::Prefix { max });
-        }
-        let addr = match addr {
-            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask_v4(prefix))),
-            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask_v6(prefix))),
-        };
-        Ok(Self { addr, prefix })
+        IpNet::new(addr, prefix)
+            .map(|net| Self(net.trunc()))
+            .map_err(|_| CidrError::Prefix {
+                max: max_prefix(addr),
+            })
     }
 
     /// A block holding exactly one address (/32 or /128).
     pub fn host(addr: IpAddr) -> Self {
-        Self {
-            addr,
-            prefix: max_prefix(addr),
-        }
+        Self(IpNet::from(addr))
     }
 
     pub fn addr(&self) -> IpAddr {
-        self.addr
+        self.0.addr()
     }
 
     pub fn prefix(&self) -> u8 {
-        self.prefix
+        self.0.prefix_len()
     }
 
     /// True for `0.0.0.0/0` and `::/0`: the block holds its whole address family.
     pub fn is_everything(&self) -> bool {
-        self.prefix == 0
+        self.0.prefix_len() == 0
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                u32::from(ip) & mask_v4(self.prefix) == u32::from(net)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                u128::from(ip) & mask_v6(self.prefix) == u128::from(net)
-            }
-            _ => false,
-        }
+        self.0.contains(&ip)
     }
 }
 
@@ -80,7 +66,7 @@ impl FromStr for Cidr {
         };
         let addr: IpAddr = addr.parse().map_err(|_| CidrError::Address)?;
         let max = max_prefix(addr);
-        // `u8::from_str` accepts a leading `+`; a prefix is plain digits only.
+        // Plain digits only: no sign, no padding beyond three digits.
         if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
             return Err(CidrError::Prefix { max });
         }
@@ -91,7 +77,7 @@ impl FromStr for Cidr {
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        write!(f, "{}", self.0)
     }
 }
 
@@ -100,16 +86,6 @@ fn max_prefix(addr: IpAddr) -> u8 {
         IpAddr::V4(_) => 32,
         IpAddr::V6(_) => 128,
     }
-}
-
-/// The network mask for `prefix` leading bits; `checked_shl` covers the /0 case, where a
-/// plain shift by the full width would overflow.
-pub(super) fn mask_v4(prefix: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
-}
-
-pub(super) fn mask_v6(prefix: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -7,12 +7,13 @@
 //! Errors name the host and a range category, never the internal addresses behind a name.
 
 use std::io;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 
 use super::policy::{Blocked, NetworkPolicy};
+use crate::target::Host;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
@@ -54,34 +55,32 @@ impl GuardError {
 /// without brackets) are checked without a lookup.
 pub async fn resolve_checked(
     policy: &NetworkPolicy,
-    host: &str,
+    host: &Host,
     port: u16,
 ) -> Result<Vec<SocketAddr>, GuardError> {
-    let host = Host::parse(host)?;
-    resolve(policy, &host, port).await
+    resolve(policy, host, port).await
 }
 
 /// Connects to the first reachable checked address of `host`, trying them in resolver order.
 /// `timeout` bounds the lookup and each connection attempt separately.
 pub async fn connect(
     policy: &NetworkPolicy,
-    host: &str,
+    host: &Host,
     port: u16,
     timeout: Duration,
 ) -> Result<(TcpStream, SocketAddr), GuardError> {
-    let host = Host::parse(host)?;
-    let addrs = tokio::time::timeout(timeout, resolve(policy, &host, port))
+    let addrs = tokio::time::timeout(timeout, resolve(policy, host, port))
         .await
         .map_err(|_| GuardError::ResolveTimedOut {
-            host: host.name.clone(),
+            host: host.to_string(),
             after: timeout,
         })??;
     // Only reported if there were no addresses, which `resolve` already rules out.
     let mut last = GuardError::NoAddresses {
-        host: host.name.clone(),
+        host: host.to_string(),
     };
     for addr in addrs {
-        let name = host.name.clone();
+        let name = host.to_string();
         last = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => return Ok((stream, addr)),
             Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
@@ -102,61 +101,22 @@ pub async fn connect(
     Err(last)
 }
 
-/// A normalised upstream host: lower-case, one trailing dot stripped, IP literals parsed.
-struct Host {
-    /// For messages: the name, or the literal in canonical form (IPv6 bracketed).
-    name: String,
-    literal: Option<IpAddr>,
-}
-
-impl Host {
-    fn parse(raw: &str) -> Result<Self, GuardError> {
-        let invalid = || GuardError::InvalidHost(raw.to_string());
-        let lower = raw.to_ascii_lowercase();
-        let host = lower.strip_suffix('.').unwrap_or(&lower);
-        let literal = match host.strip_prefix('[') {
-            Some(rest) => {
-                let v6 = rest.strip_suffix(']').ok_or_else(invalid)?;
-                Some(IpAddr::V6(v6.parse::<Ipv6Addr>().map_err(|_| invalid())?))
-            }
-            None => host.parse::<IpAddr>().ok(),
-        };
-        if let Some(ip) = literal {
-            let name = match ip {
-                IpAddr::V4(v4) => v4.to_string(),
-                IpAddr::V6(v6) => format!("[{v6}]"),
-            };
-            return Ok(Self { name, literal });
-        }
-        // DNS names only: anything else (spaces, `@`, `/`, `%` zone ids, non-ASCII) is either
-        // a smuggling attempt or would fail in the resolver anyway.
-        let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
-        if host.is_empty() || host.len() > 253 || !host.bytes().all(valid) {
-            return Err(invalid());
-        }
-        Ok(Self {
-            name: host.to_string(),
-            literal: None,
-        })
-    }
-}
-
 async fn resolve(
     policy: &NetworkPolicy,
     host: &Host,
     port: u16,
 ) -> Result<Vec<SocketAddr>, GuardError> {
-    let addrs = match host.literal {
-        Some(ip) => vec![SocketAddr::new(ip, port)],
-        None => tokio::net::lookup_host((host.name.as_str(), port))
+    let addrs = match host {
+        Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
+        Host::Name(name) => tokio::net::lookup_host((name.as_str(), port))
             .await
             .map_err(|source| GuardError::Resolve {
-                host: host.name.clone(),
+                host: name.clone(),
                 source,
             })?
             .collect(),
     };
-    check_all(policy, &host.name, addrs)
+    check_all(policy, &host.to_string(), addrs)
 }
 
 /// Refuses the whole answer if any address is blocked; drops duplicates, keeping order.
@@ -190,6 +150,10 @@ mod tests {
     use super::*;
     use crate::netguard::Category;
 
+    fn host(raw: &str) -> Host {
+        Host::parse(raw).unwrap()
+    }
+
     fn allowing_loopback() -> NetworkPolicy {
         NetworkPolicy::new(false, vec!["127.0.0.0/8".parse().unwrap()])
     }
@@ -198,37 +162,6 @@ mod tests {
         match err {
             GuardError::Blocked { blocked, .. } => Some(blocked.category()),
             _ => None,
-        }
-    }
-
-    #[test]
-    fn hosts_are_normalised() {
-        let host = |raw| Host::parse(raw).unwrap();
-        assert_eq!(host("Example.COM.").name, "example.com");
-        assert_eq!(host("LOCALHOST").name, "localhost");
-        assert_eq!(host("[::1]").literal, Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
-        assert_eq!(host("[::1]").name, "[::1]");
-        assert_eq!(host("0:0:0:0:0:0:0:1").name, "[::1]");
-        assert_eq!(
-            host("127.0.0.1.").literal,
-            Some("127.0.0.1".parse().unwrap())
-        );
-        assert_eq!(host("[FE80::1]").literal, Some("fe80::1".parse().unwrap()));
-        for bad in [
-            "",
-            ".",
-            "[::1",
-            "[127.0.0.1]",
-            "a b",
-            "user@host",
-            "a/b",
-            "fe80::1%eth0",
-            "é.com",
-        ] {
-            assert!(
-                matches!(Host::parse(bad), Err(GuardError::InvalidHost(_))),
-                "{bad:?}"
-            );
         }
     }
 
@@ -264,24 +197,28 @@ mod tests {
 
     #[tokio::test]
     async fn localhost_needs_the_private_switch() {
-        let err = resolve_checked(&NetworkPolicy::default(), "localhost", 80)
+        let err = resolve_checked(&NetworkPolicy::default(), &host("localhost"), 80)
             .await
             .unwrap_err();
         assert_eq!(category(&err), Some(Category::Loopback));
-        let addrs = resolve_checked(&NetworkPolicy::new(true, Vec::new()), "localhost", 80)
-            .await
-            .unwrap();
+        let addrs = resolve_checked(
+            &NetworkPolicy::new(true, Vec::new()),
+            &host("localhost"),
+            80,
+        )
+        .await
+        .unwrap();
         assert!(!addrs.is_empty());
         assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 80));
     }
 
     #[tokio::test]
     async fn literals_need_no_lookup() {
-        let addrs = resolve_checked(&allowing_loopback(), "127.0.0.1", 8080)
+        let addrs = resolve_checked(&allowing_loopback(), &host("127.0.0.1"), 8080)
             .await
             .unwrap();
         assert_eq!(addrs, vec!["127.0.0.1:8080".parse().unwrap()]);
-        let err = resolve_checked(&allowing_loopback(), "[::1]", 8080)
+        let err = resolve_checked(&allowing_loopback(), &host("[::1]"), 8080)
             .await
             .unwrap_err();
         assert_eq!(category(&err), Some(Category::Loopback));
@@ -289,13 +226,17 @@ mod tests {
             err.to_string(),
             "cannot connect to [::1]: blocked by network policy (loopback)"
         );
-        let addrs = resolve_checked(&NetworkPolicy::new(true, Vec::new()), "[::1]", 8080)
+        let addrs = resolve_checked(&NetworkPolicy::new(true, Vec::new()), &host("[::1]"), 8080)
             .await
             .unwrap();
         assert_eq!(addrs, vec!["[::1]:8080".parse().unwrap()]);
-        let err = resolve_checked(&NetworkPolicy::new(true, Vec::new()), "169.254.169.254", 80)
-            .await
-            .unwrap_err();
+        let err = resolve_checked(
+            &NetworkPolicy::new(true, Vec::new()),
+            &host("169.254.169.254"),
+            80,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(category(&err), Some(Category::CloudMetadata));
     }
 
@@ -305,15 +246,20 @@ mod tests {
         let target = listener.local_addr().unwrap();
         let timeout = Duration::from_secs(5);
 
-        let (stream, addr) = connect(&allowing_loopback(), "127.0.0.1", target.port(), timeout)
-            .await
-            .unwrap();
+        let (stream, addr) = connect(
+            &allowing_loopback(),
+            &host("127.0.0.1"),
+            target.port(),
+            timeout,
+        )
+        .await
+        .unwrap();
         assert_eq!(addr, target);
         assert_eq!(stream.peer_addr().unwrap(), target);
 
         let err = connect(
             &NetworkPolicy::default(),
-            "127.0.0.1",
+            &host("127.0.0.1"),
             target.port(),
             timeout,
         )
@@ -329,7 +275,7 @@ mod tests {
         drop(listener);
         let err = connect(
             &allowing_loopback(),
-            "127.0.0.1",
+            &host("127.0.0.1"),
             port,
             Duration::from_secs(5),
         )

@@ -9,7 +9,7 @@
 //! …) are judged by the IPv4 address they lead to. Refusals name a range category, never the
 //! addresses a name resolved to.
 //!
-//! This module depends on nothing else in the crate.
+//! This module depends only on [`crate::target`] (the parsed host it dials).
 
 mod cidr;
 mod dial;

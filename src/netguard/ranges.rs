@@ -8,7 +8,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::cidr::{mask_v4, mask_v6};
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// Why an address is refused. Shown to agents, so it names a range, never an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -249,11 +249,11 @@ fn possible_v4(ip: Ipv6Addr) -> Vec<Ipv4Addr> {
 }
 
 fn in_v4(ip: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
-    u32::from(ip) & mask_v4(prefix) == u32::from(net)
+    Ipv4Net::new(net, prefix).is_ok_and(|net| net.contains(&ip))
 }
 
 fn in_v6(ip: Ipv6Addr, net: Ipv6Addr, prefix: u8) -> bool {
-    u128::from(ip) & mask_v6(prefix) == u128::from(net)
+    Ipv6Net::new(net, prefix).is_ok_and(|net| net.contains(&ip))
 }
 
 #[cfg(test)]

@@ -8,33 +8,17 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 
-use super::{Ingress, Proxy, Target, error_response, forward};
+use super::{Ingress, Proxy, error_response, forward};
 use crate::broker::{BrokerError, proxy_auth};
+use crate::target::{Scheme, Target};
 
-/// Splits `host[:port]` from the first path segment.
+/// `host[:port]` from the first path segment; always HTTPS.
 fn target(authority: &str) -> Result<Target, BrokerError> {
-    let invalid = || {
+    Target::from_authority(Scheme::Https, authority).map_err(|e| {
         BrokerError::bad_request(
             "invalid_request",
-            "use /proxy/<host>[:<port>]/<path>, for example /proxy/api.stripe.com/v1/charges",
+            format!("{e}: use /proxy/<host>[:<port>]/<path>, for example /proxy/api.stripe.com/v1/charges"),
         )
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse::<u16>().map_err(|_| invalid())?),
-        None => (authority, 443),
-    };
-    let valid = !host.is_empty()
-        && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
-    if !valid || port == 0 {
-        return Err(invalid());
-    }
-    Ok(Target {
-        https: true,
-        host: host.to_ascii_lowercase(),
-        port,
     })
 }
 

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, Uri, header};
+use http::{HeaderValue, Method, Request, Response, header};
 use http_body_util::{BodyExt, Full, Limited};
 
 use super::Proxy;
@@ -13,18 +13,10 @@ use crate::broker::{BrokerError, Scope, plan, rewrite};
 use crate::services::Surface;
 use crate::store::now;
 use crate::store::request_log::Record;
+use crate::target::Target;
 
 /// Largest body buffered for a body substitution; everything else streams.
 const MAX_BUFFERED_BODY: usize = 32 * 1024 * 1024;
-
-/// Where a request goes: fixed by the CONNECT target or the URL authority, never by a
-/// later `Host` header.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub https: bool,
-    pub host: String,
-    pub port: u16,
-}
 
 #[derive(Debug, Clone, Copy)]
 pub enum Ingress {
@@ -67,7 +59,7 @@ where
         actor_id: scope.actor_id.clone(),
         ingress: ingress.as_str(),
         method: method.to_string(),
-        host: format!("{}:{}", target.host, target.port),
+        host: target.host_port().to_owned(),
         path: path.clone(),
         service: None,
         credential_keys: Vec::new(),
@@ -118,10 +110,10 @@ where
     let (mut parts, body) = request.into_parts();
     let plan = plan(
         &snapshot,
-        &target.host,
-        target.port,
+        target.bare_host(),
+        target.port(),
         parts.uri.path(),
-        target.https,
+        target.is_https(),
     )?;
     record.service = plan.service.clone();
     record.credential_keys = plan.credential_keys.clone();
@@ -132,13 +124,7 @@ where
         .map_or("/", |pq| pq.as_str())
         .to_owned();
     let rewritten = rewrite::rewrite_path_and_query(&path_and_query, &plan.substitutions);
-    let scheme = if target.https { "https" } else { "http" };
-    let authority = if target.host.contains(':') {
-        format!("[{}]:{}", target.host, target.port)
-    } else {
-        format!("{}:{}", target.host, target.port)
-    };
-    parts.uri = Uri::try_from(format!("{scheme}://{authority}{rewritten}")).map_err(|_| {
+    parts.uri = target.uri(&rewritten).map_err(|_| {
         BrokerError::bad_request("invalid_request", "the request path is not a valid URI")
     })?;
     parts.version = http::Version::HTTP_11;
@@ -190,11 +176,11 @@ where
     .map_err(|_| {
         BrokerError::upstream_timeout(format!(
             "{} did not answer within {} s",
-            target.host,
+            target.host_port(),
             proxy.timeouts.response.as_secs()
         ))
     })?
-    .map_err(|e| upstream_error(&target.host, &e))?;
+    .map_err(|e| upstream_error(target.host_port(), &e))?;
     let (mut parts, body) = upstream.into_parts();
     rewrite::strip_response_headers(&mut parts.headers);
     Ok(Response::from_parts(

@@ -25,11 +25,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-pub use forward::{Ingress, Target, error_response, forward};
+pub use forward::{Ingress, error_response, forward};
 pub use upstream::{ProxyBody, Timeouts};
 
 use crate::broker::{Broker, BrokerError, ProxyCredentials, proxy_auth};
 use crate::ca::CertificateAuthority;
+use crate::target::{Scheme, Target};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -85,7 +86,8 @@ async fn outer(proxy: Arc<Proxy>, request: Request<Incoming>) -> Response<ProxyB
         return connect(proxy, request).await;
     }
     let uri = request.uri();
-    let Some(host) = uri.host().filter(|_| uri.scheme_str() == Some("http")) else {
+    let authority = uri.authority().filter(|_| uri.scheme_str() == Some("http"));
+    let Some(authority) = authority else {
         let hint = if uri.scheme_str() == Some("https") {
             "send https:// requests through a CONNECT tunnel (set HTTPS_PROXY)"
         } else {
@@ -93,10 +95,9 @@ async fn outer(proxy: Arc<Proxy>, request: Request<Incoming>) -> Response<ProxyB
         };
         return refuse(BrokerError::bad_request("not_a_proxy_request", hint));
     };
-    let target = Target {
-        https: false,
-        host: host.trim_matches(['[', ']']).to_ascii_lowercase(),
-        port: uri.port_u16().unwrap_or(80),
+    let target = match Target::from_authority(Scheme::Http, authority.as_str()) {
+        Ok(target) => target,
+        Err(e) => return refuse(BrokerError::bad_request("invalid_host", e.to_string())),
     };
     let credentials = match proxy_auth::from_proxy_headers(request.headers()) {
         Ok(credentials) => credentials,
@@ -113,19 +114,13 @@ async fn connect(proxy: Arc<Proxy>, request: Request<Incoming>) -> Response<Prox
     let Some(ca) = proxy.ca.clone() else {
         return refuse(BrokerError::internal("the MITM proxy has no CA"));
     };
-    let target = match request.uri().authority() {
-        Some(authority) if authority.port_u16().is_some() => Target {
-            https: true,
-            host: authority
-                .host()
-                .trim_matches(['[', ']'])
-                .to_ascii_lowercase(),
-            port: authority.port_u16().unwrap_or(443),
-        },
-        _ => {
+    let authority = request.uri().authority().map(|a| a.as_str()).unwrap_or("");
+    let target = match Target::connect(authority) {
+        Ok(target) => target,
+        Err(e) => {
             return refuse(BrokerError::bad_request(
                 "invalid_request",
-                "CONNECT needs a host:port target",
+                format!("CONNECT needs a host:port target: {e}"),
             ));
         }
     };
@@ -155,12 +150,13 @@ async fn tunnel(
     credentials: ProxyCredentials,
     io: TokioIo<hyper::upgrade::Upgraded>,
 ) {
-    let config = crate::ca::server_config(crate::ca::LeafResolver::for_target(ca, &target.host));
+    let config =
+        crate::ca::server_config(crate::ca::LeafResolver::for_target(ca, target.bare_host()));
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            tracing::debug!(host = %target.host, "TLS handshake with the agent failed: {e}");
+            tracing::debug!(host = %target.host_port(), "TLS handshake with the agent failed: {e}");
             return;
         }
         Err(_) => return,

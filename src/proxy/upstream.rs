@@ -18,7 +18,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::netguard::{self, NetworkPolicy};
+use crate::netguard::{self, GuardError, NetworkPolicy};
+use crate::target::Host;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -119,11 +120,9 @@ impl tower_service::Service<Uri> for GuardedConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let (policy, timeout) = (self.policy.clone(), self.timeout);
         Box::pin(async move {
-            let host = uri
-                .host()
-                .ok_or("the upstream URI has no host")?
-                .trim_matches(['[', ']'])
-                .to_owned();
+            // The URI was built from a parsed `Target`; reading it back is once per connection.
+            let raw = uri.host().ok_or("the upstream URI has no host")?;
+            let host = Host::parse(raw).map_err(|_| GuardError::InvalidHost(raw.to_owned()))?;
             let https = uri.scheme_str() == Some("https");
             let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
             let (stream, _) = netguard::connect(&policy, &host, port, timeout).await?;

@@ -3,7 +3,7 @@
 //! (ALPN), one TLS port speaking HTTP/1.1 only. `/echo` answers with what nginx saw (protocol,
 //! `Host`, `Authorization`, `x-api-key`) as JSON; `/1k` is a static 1 KiB file (benchmarks).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -124,15 +124,16 @@ http {{
                 assert!(
                     Instant::now() < deadline,
                     "nginx did not start: {}",
-                    std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+                    self.error_log()
                 );
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
+    /// nginx's error log, for assertion messages.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }
 }
 

@@ -61,7 +61,12 @@ fn http2_and_http1_both_ways_to_nginx() {
         for (flag, client_version) in [("--http2", "2"), ("--http1.1", "1.1")] {
             let url = format!("https://127.0.0.1:{port}/echo");
             let (status, version, body) = curl_version(&rig, flag, &url);
-            assert_eq!(status, 200, "{flag} to port {port}: {body}");
+            assert_eq!(
+                status,
+                200,
+                "{flag} to port {port}: {body}\n{}",
+                nginx.error_log()
+            );
             assert_eq!(version, client_version, "{flag} to port {port}");
             let echo: Value = serde_json::from_str(&body).unwrap();
             assert_eq!(
