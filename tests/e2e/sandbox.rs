@@ -6,6 +6,7 @@
 //! makes `agent-vault-test/base:latest` with debootstrap; the sandbox builds its firewall
 //! image on top of it.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
@@ -22,9 +23,14 @@ use crate::upstream::Upstream;
 
 const BASE: &str = "agent-vault-test/base:latest";
 
-/// Docker tests share one engine: they take turns (a lock across test processes) so each
-/// can check that nothing of its runs is left behind.
-struct DockerTurn(#[allow(dead_code)] nix::fcntl::Flock<File>);
+/// Docker tests share one engine: they take turns (a lock across test processes). A turn
+/// remembers the labelled resources that existed when it began — a user's `--keep`, an
+/// earlier crashed run — so a test checks only what *it* left behind, and whatever it did
+/// leave is removed when the turn ends, even if the test panicked.
+struct DockerTurn {
+    _lock: nix::fcntl::Flock<File>,
+    before: BTreeSet<String>,
+}
 
 fn docker_turn() -> DockerTurn {
     let image = Command::new("docker")
@@ -36,11 +42,35 @@ fn docker_turn() -> DockerTurn {
         "the test image {BASE} is missing: run scripts/build-test-image.sh (.ci/run does)"
     );
     let file = File::create(std::env::temp_dir().join("agent-vault-docker-tests.lock")).unwrap();
-    DockerTurn(
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .unwrap(),
-    )
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    DockerTurn {
+        _lock: lock,
+        before: labelled(),
+    }
+}
+
+impl DockerTurn {
+    /// Labelled resources made since the turn began that still exist.
+    fn leftovers(&self) -> String {
+        let added: Vec<String> = labelled().difference(&self.before).cloned().collect();
+        added.join(" ")
+    }
+}
+
+impl Drop for DockerTurn {
+    fn drop(&mut self) {
+        for resource in labelled().difference(&self.before) {
+            let (kind, id) = resource.split_once(':').unwrap_or(("", resource));
+            let args: &[&str] = match kind {
+                "container" => &["rm", "-f", "-v", id],
+                "network" => &["network", "rm", id],
+                _ => &["volume", "rm", "-f", id],
+            };
+            docker(args);
+        }
+    }
 }
 
 fn docker(args: &[&str]) -> String {
@@ -48,17 +78,19 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// Labelled resources that still exist (containers incl. stopped, networks, volumes).
-fn leftovers() -> String {
+/// Every labelled resource on the engine (containers incl. stopped, networks, volumes) as
+/// `kind:id`; containers first so a drop removes them before what they use.
+fn labelled() -> BTreeSet<String> {
     let filter = "label=dev.agent-vault.run";
-    [
-        docker(&["ps", "-aq", "--filter", filter]),
-        docker(&["network", "ls", "-q", "--filter", filter]),
-        docker(&["volume", "ls", "-q", "--filter", filter]),
-    ]
-    .join(" ")
-    .trim()
-    .to_owned()
+    let mut all = BTreeSet::new();
+    for (kind, args) in [
+        ("container", &["ps", "-aq", "--filter", filter][..]),
+        ("network", &["network", "ls", "-q", "--filter", filter]),
+        ("volume", &["volume", "ls", "-q", "--filter", filter]),
+    ] {
+        all.extend(docker(args).lines().map(|id| format!("{kind}:{id}")));
+    }
+    all
 }
 
 fn sandbox_rig() -> Rig {
@@ -91,7 +123,7 @@ fn workspace(rig: &Rig, name: &str) -> std::path::PathBuf {
 
 #[test]
 fn allowed_path_reaches_the_upstream_with_the_credential_injected() {
-    let _turn = docker_turn();
+    let turn = docker_turn();
     let rig = sandbox_rig();
     let dir = workspace(&rig, "allowed");
     let url = rig.https("/bearer/in-sandbox");
@@ -135,7 +167,7 @@ fn allowed_path_reaches_the_upstream_with_the_credential_injected() {
             "the agent holds capabilities: {caps}"
         );
     }
-    assert_eq!(leftovers(), "", "resources left behind");
+    assert_eq!(turn.leftovers(), "", "resources left behind");
 }
 
 /// Counts what reaches a decoy: TCP connections and UDP datagrams.
@@ -225,7 +257,7 @@ while not os.path.exists("/workspace/decoy-removed"):
 
 #[test]
 fn egress_battery_every_attempt_fails() {
-    let _turn = docker_turn();
+    let turn = docker_turn();
     let rig = sandbox_rig();
     let dir = workspace(&rig, "battery");
     std::fs::write(dir.join("battery.py"), BATTERY).unwrap();
@@ -328,7 +360,7 @@ fn egress_battery_every_attempt_fails() {
         !decoy_log.contains("GET"),
         "the decoy container was reached: {decoy_log}"
     );
-    assert_eq!(leftovers(), "", "resources left behind");
+    assert_eq!(turn.leftovers(), "", "resources left behind");
 }
 
 #[test]
@@ -369,7 +401,7 @@ fn mounts_exposing_the_store_or_docker_are_refused() {
 
 #[test]
 fn exit_codes_keep_and_concurrent_runs() {
-    let _turn = docker_turn();
+    let turn = docker_turn();
     let rig = sandbox_rig();
     let dir = workspace(&rig, "lifecycle");
     let run = sandboxed(&rig, &dir, &[], &["sh", "-c", "exit 42"]);
@@ -394,39 +426,82 @@ fn exit_codes_keep_and_concurrent_runs() {
     }
     assert_ne!(outputs[0].stdout, outputs[1].stdout, "runs shared a token");
 
-    // --keep keeps the stopped agent container (and its home) for inspection.
+    // --keep keeps the stopped agent container (and its home) for inspection; the turn
+    // removes them when the test ends.
     let kept = sandboxed(&rig, &dir, &["--keep"], &["sh", "-c", "echo kept-output"]);
     assert!(kept.status.success(), "{kept}");
-    let container = docker(&[
-        "ps",
-        "-aq",
-        "--filter",
-        "label=dev.agent-vault.keep=1",
-        "--filter",
-        "label=dev.agent-vault.role=agent",
-    ]);
-    assert!(
-        !container.is_empty(),
-        "the agent container was not kept: {kept}"
-    );
+    let container = kept
+        .stderr
+        .split("kept the agent container ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no kept container named: {kept}"))
+        .to_owned();
     assert!(docker(&["logs", &container]).contains("kept-output"));
-    let volume = docker(&[
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        "label=dev.agent-vault.keep=1",
-    ]);
-    docker(&["rm", "-f", &container]);
-    if !volume.is_empty() {
-        docker(&["volume", "rm", &volume]);
+    let left = turn.leftovers();
+    assert!(
+        left.contains(&format!("container:{}", &container[..12])) && left.contains("volume:"),
+        "the agent container and its home were not kept: {left}"
+    );
+}
+
+/// A machine used before: a user's `--keep` left a stopped agent container and its home
+/// volume. New runs neither touch them nor trip over them.
+#[test]
+fn earlier_kept_resources_do_not_disturb_new_runs() {
+    let mut turn = docker_turn();
+    let labels = [
+        "--label",
+        "dev.agent-vault.run=earlier0000000",
+        "--label",
+        "dev.agent-vault.keep=1",
+        "--label",
+        "dev.agent-vault.created=0",
+        "--label",
+        "dev.agent-vault.pid=2147483646",
+    ];
+    let mut volume = vec!["volume", "create"];
+    volume.extend(labels);
+    let volume = docker(&volume);
+    let mut container = vec!["create"];
+    container.extend(labels);
+    let bind = format!("{volume}:/data");
+    container.extend(["-v", &bind, BASE, "true"]);
+    let container = docker(&container);
+    let planted = Planted(vec![container.clone()], vec![volume.clone()]);
+    turn.before = labelled();
+
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "used-before");
+    let run = sandboxed(&rig, &dir, &[], &["true"]);
+    assert!(run.status.success(), "{run}");
+    assert_eq!(turn.leftovers(), "", "resources left behind");
+    let still = labelled();
+    assert!(
+        still.contains(&format!("container:{}", &container[..12]))
+            && still.contains(&format!("volume:{volume}")),
+        "a kept resource of an earlier run was removed: {still:?}"
+    );
+    drop(planted);
+}
+
+/// Resources a test made outside a run, removed when it ends.
+struct Planted(Vec<String>, Vec<String>);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        for container in &self.0 {
+            docker(&["rm", "-f", container]);
+        }
+        for volume in &self.1 {
+            docker(&["volume", "rm", "-f", volume]);
+        }
     }
-    assert_eq!(leftovers(), "", "resources left behind");
 }
 
 #[test]
 fn the_default_agent_image_builds_from_local_material() {
-    let _turn = docker_turn();
+    let turn = docker_turn();
     let rig = sandbox_rig();
     let dir = workspace(&rig, "default-image");
     let mut cmd = rig.home.command(&[
@@ -445,16 +520,19 @@ fn the_default_agent_image_builds_from_local_material() {
     let run = crate::harness::run_command(cmd, "");
     assert!(run.status.success(), "{run}");
     assert!(run.stdout.starts_with("claude\nv"), "{run}");
-    assert_eq!(leftovers(), "");
+    assert_eq!(turn.leftovers(), "");
 }
 
 #[test]
 fn env_selection_shared_home_tty_and_a_missing_engine() {
-    let _turn = docker_turn();
+    let turn = docker_turn();
     let rig = sandbox_rig();
     let dir = workspace(&rig, "modes");
 
     // AGENT_VAULT_SANDBOX=container selects the mode like the flag; the shared home persists.
+    // A user's own shared home is left as it was found.
+    let shared_existed =
+        !docker(&["volume", "ls", "-q", "--filter", "name=^agent-vault-home$"]).is_empty();
     let mut first = rig.home.command(&[
         "vault",
         "run",
@@ -489,7 +567,16 @@ fn env_selection_shared_home_tty_and_a_missing_engine() {
         ],
     );
     assert_eq!(fresh.stdout.trim(), "empty", "the default home is per run");
-    docker(&["volume", "rm", "agent-vault-home"]);
+    if shared_existed {
+        sandboxed(
+            &rig,
+            &dir,
+            &["--home-volume-shared"],
+            &["rm", "-f", "/home/claude/.claude/note"],
+        );
+    } else {
+        docker(&["volume", "rm", "agent-vault-home"]);
+    }
 
     // With a terminal the container gets one too.
     let line = format!(
@@ -518,5 +605,5 @@ fn env_selection_shared_home_tty_and_a_missing_engine() {
             && run.stderr.contains("Install Docker"),
         "{run}"
     );
-    assert_eq!(leftovers(), "");
+    assert_eq!(turn.leftovers(), "");
 }
