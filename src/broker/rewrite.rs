@@ -40,9 +40,17 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Cleans the client's headers: hop-by-hop, `Proxy-Authorization` and `X-Vault` go.
+/// `TE: trailers` stays (the one `TE` value HTTP/2 allows): gRPC servers require it.
 pub fn strip_request_headers(headers: &mut HeaderMap) {
+    let trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     strip_hop_by_hop(headers);
     headers.remove("x-vault");
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
 }
 
 pub fn strip_response_headers(headers: &mut HeaderMap) {
@@ -220,8 +228,13 @@ mod tests {
             h.append(k, v.parse().unwrap());
         }
         strip_request_headers(&mut h);
-        assert_eq!(h.len(), 1);
+        assert_eq!(h.len(), 2);
         assert!(h.contains_key("anthropic-version"));
+        assert_eq!(h["te"], "trailers", "the one TE value HTTP/2 allows stays");
+        let mut gzip = HeaderMap::new();
+        gzip.append("te", "gzip".parse().unwrap());
+        strip_request_headers(&mut gzip);
+        assert!(gzip.is_empty());
     }
 
     #[test]

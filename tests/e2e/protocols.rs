@@ -78,3 +78,89 @@ fn http2_and_http1_both_ways_to_nginx() {
         }
     }
 }
+
+/// A TLS stream to `host:port` through a CONNECT tunnel of the rig's MITM, trusting the
+/// broker's CA and offering `alpn`.
+pub async fn tunnel(
+    rig: &Rig,
+    host: &str,
+    port: u16,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use base64::Engine;
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", rig.mitm))
+        .await
+        .unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:default", rig.token));
+    tcp.write_all(
+        format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\nProxy-Authorization: Basic {auth}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(tcp.read(&mut byte).await.unwrap(), 1, "proxy closed");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&rig.ca).unwrap();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+#[test]
+fn http2_trailers_reach_the_client() {
+    use http_body_util::BodyExt;
+    let rig = Rig::start(true);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let tls = tunnel(&rig, &rig.upstream.ip, rig.upstream.https_port, &[b"h2"]).await;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::builder()
+            .uri(format!(
+                "https://{}:{}/trailers",
+                rig.upstream.ip, rig.upstream.https_port
+            ))
+            .header("te", "trailers")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let collected = response.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned().expect("trailers arrive");
+        assert_eq!(trailers["grpc-status"], "0");
+        assert_eq!(
+            trailers["x-trailer-te"], "trailers",
+            "te: trailers reaches the upstream"
+        );
+        assert_eq!(&collected.to_bytes()[..], b"payload");
+    });
+}

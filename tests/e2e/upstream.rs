@@ -38,6 +38,23 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Body>, Infallible
         };
         return Ok(Response::new(BodyExt::boxed(StreamBody::new(stream))));
     }
+    if path == "/trailers" {
+        // gRPC-style: a body, then trailers; says which `te` it was sent.
+        let te = request
+            .headers()
+            .get("te")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let mut trailers = hyper::HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().unwrap());
+        trailers.insert("x-trailer-te", te.parse().unwrap());
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"payload"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        return Ok(Response::new(BodyExt::boxed(body)));
+    }
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in request.headers() {
         headers
