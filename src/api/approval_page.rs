@@ -177,6 +177,7 @@ fn service_item(service: &Service) -> String {
                 Surface::Path => "the path",
                 Surface::Query => "the query",
                 Surface::Body => "the body",
+                Surface::Ws => "WebSocket messages",
             })
             .collect();
         out.push_str(&format!(

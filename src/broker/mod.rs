@@ -15,6 +15,7 @@ mod plan;
 pub mod proxy_auth;
 pub mod retention;
 pub mod rewrite;
+pub mod scrub;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +68,48 @@ pub struct VaultSnapshot {
     pub services: Vec<Service>,
     pub credentials: HashMap<String, SecretString>,
     pub policy: UnmatchedPolicy,
+    /// Per service (same order): the response scrubber for its credential values, built
+    /// once here rather than per request.
+    pub scrubbers: Vec<Option<Arc<scrub::Scrubber>>>,
+}
+
+impl VaultSnapshot {
+    pub fn new(
+        vault_id: String,
+        vault_name: String,
+        services: Vec<Service>,
+        credentials: HashMap<String, SecretString>,
+        policy: UnmatchedPolicy,
+    ) -> Self {
+        let scrubbers = services
+            .iter()
+            .map(|service| scrubber_for(service, &credentials))
+            .collect();
+        Self {
+            vault_id,
+            vault_name,
+            services,
+            credentials,
+            policy,
+            scrubbers,
+        }
+    }
+}
+
+fn scrubber_for(
+    service: &Service,
+    credentials: &HashMap<String, SecretString>,
+) -> Option<Arc<scrub::Scrubber>> {
+    if !service.scrub_responses {
+        return None;
+    }
+    let value = |key: &str| credentials.get(key).map(SecretString::expose);
+    let values = service.credential_keys().into_iter().filter_map(value);
+    let basic = match &service.auth {
+        crate::services::Auth::Basic { username, password } => value(username).zip(value(password)),
+        _ => None,
+    };
+    scrub::Scrubber::new(values, basic).map(Arc::new)
 }
 
 /// Who is proxying, into which vault.
@@ -308,13 +351,9 @@ fn load_snapshot(store: &Store, dek: &Key, vault_id: &str) -> Result<VaultSnapsh
             let policy = vaults::setting(conn, vault_id, UnmatchedPolicy::SETTING)?
                 .and_then(|v| UnmatchedPolicy::parse(&v))
                 .unwrap_or(UnmatchedPolicy::Forward);
-            Ok(VaultSnapshot {
-                vault_id: vault.id,
-                vault_name: vault.name,
-                services,
-                credentials: values,
-                policy,
-            })
+            Ok(VaultSnapshot::new(
+                vault.id, vault.name, services, values, policy,
+            ))
         })
         .map_err(store_error)
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{BrokerError, UnmatchedPolicy, VaultSnapshot};
 use crate::crypto::SecretString;
-use crate::services::{Auth, Segment, Service, Surface, parse_template, select};
+use crate::services::{Auth, Segment, Service, Surface, parse_template, select_index};
 
 /// A substitution with its credential value, ready to apply.
 pub struct ResolvedSubstitution {
@@ -26,6 +26,8 @@ pub struct Plan {
     /// Headers to set, replacing whatever the client sent under the same name.
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
     pub substitutions: Vec<ResolvedSubstitution>,
+    /// Replaces the service's credential values in the response, unless it opted out.
+    pub scrubber: Option<std::sync::Arc<super::scrub::Scrubber>>,
 }
 
 impl Plan {
@@ -61,7 +63,8 @@ pub fn plan(
     path: &str,
     https: bool,
 ) -> Result<Plan, BrokerError> {
-    let Some(service) = select(&snapshot.services, host, port, path) else {
+    let selected = select_index(&snapshot.services, host, port, path);
+    let Some(service) = selected.and_then(|i| snapshot.services.get(i)) else {
         return match snapshot.policy {
             UnmatchedPolicy::Forward => Ok(Plan::default()),
             UnmatchedPolicy::Deny => Err(BrokerError::forbidden(
@@ -130,6 +133,7 @@ pub fn plan(
         credential_keys: keys,
         set_headers,
         substitutions,
+        scrubber: selected.and_then(|i| snapshot.scrubbers.get(i).cloned().flatten()),
     })
 }
 
@@ -208,13 +212,13 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), SecretString::from(v)))
         .collect::<HashMap<_, _>>();
-        VaultSnapshot {
-            vault_id: "v".into(),
-            vault_name: "default".into(),
-            services: crate::services::parse_yaml(yaml).unwrap(),
+        VaultSnapshot::new(
+            "v".into(),
+            "default".into(),
+            crate::services::parse_yaml(yaml).unwrap(),
             credentials,
             policy,
-        }
+        )
     }
 
     const SERVICES: &str = r#"

@@ -57,8 +57,14 @@ pub fn strip_response_headers(headers: &mut HeaderMap) {
     strip_hop_by_hop(headers);
 }
 
-/// Sets the injected headers; each replaces every value the client sent under that name.
+/// Sets the injected headers so that exactly one credential reaches the upstream: for a
+/// service that injects, the client's `Authorization` and every header the service sets are
+/// removed first (an SDK given a placeholder key still sends it, and an upstream could read
+/// either); a passthrough service keeps the client's own headers.
 pub fn apply_headers(headers: &mut HeaderMap, plan: &Plan) -> Result<(), BrokerError> {
+    if !plan.set_headers.is_empty() {
+        headers.remove(header::AUTHORIZATION);
+    }
     for (name, value) in &plan.set_headers {
         headers.insert(name.clone(), value.clone());
     }
@@ -266,6 +272,31 @@ mod tests {
             &[sub("__k__", "a b&c", &[Surface::Body])],
         );
         assert_eq!(form, b"k=a+b%26c");
+    }
+
+    #[test]
+    fn an_injecting_service_sends_exactly_one_credential() {
+        let mut h = HeaderMap::new();
+        h.append("authorization", "Bearer placeholder".parse().unwrap());
+        h.append("x-api-key", "placeholder".parse().unwrap());
+        h.append("x-api-key", "second".parse().unwrap());
+        h.append("anthropic-version", "2023-06-01".parse().unwrap());
+        let plan = Plan {
+            set_headers: vec![(
+                HeaderName::from_static("x-api-key"),
+                "real".parse().unwrap(),
+            )],
+            ..Plan::default()
+        };
+        apply_headers(&mut h, &plan).unwrap();
+        assert!(!h.contains_key("authorization"));
+        assert_eq!(h.get_all("x-api-key").iter().collect::<Vec<_>>(), ["real"]);
+        assert_eq!(h["anthropic-version"], "2023-06-01");
+        // Passthrough: the client's own credential is the one that goes.
+        let mut mine = HeaderMap::new();
+        mine.append("authorization", "Bearer mine".parse().unwrap());
+        apply_headers(&mut mine, &Plan::default()).unwrap();
+        assert_eq!(mine["authorization"], "Bearer mine");
     }
 
     #[test]

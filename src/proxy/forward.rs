@@ -8,7 +8,9 @@ use http::{HeaderValue, Method, Request, Response, header};
 use http_body_util::{BodyExt, Full, Limited};
 
 use super::Proxy;
+use super::scrubbed::ScrubbedBody;
 use super::upstream::{BoxError, ProxyBody};
+use crate::broker::scrub::{self, Scrubber};
 use crate::broker::{BrokerError, Scope, plan, rewrite};
 use crate::services::Surface;
 use crate::store::now;
@@ -138,6 +140,14 @@ where
     // a `Host` header on an HTTP/2 request would be a second, conflicting authority.
     parts.headers.remove(header::HOST);
     rewrite::apply_headers(&mut parts.headers, &plan)?;
+    if plan.scrubber.is_some() {
+        // A compressed body cannot be scanned for the credential.
+        parts.headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
+    let head_only = parts.method == Method::HEAD;
 
     let substitute_body =
         plan.wants(Surface::Body) && !parts.headers.contains_key(header::CONTENT_ENCODING);
@@ -183,10 +193,51 @@ where
     .map_err(|e| upstream_error(target.host_port(), &e))?;
     let (mut parts, body) = upstream.into_parts();
     rewrite::strip_response_headers(&mut parts.headers);
+    let body: ProxyBody = body.map_err(Into::into).boxed_unsync();
+    let Some(scrubber) = plan.scrubber else {
+        return Ok(Response::from_parts(parts, body));
+    };
+    scrub_headers(&mut parts.headers, &scrubber);
+    let encoded = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let bodiless = head_only
+        || parts.status.is_informational()
+        || parts.status == http::StatusCode::NO_CONTENT
+        || parts.status == http::StatusCode::NOT_MODIFIED;
+    if bodiless || encoded || !scrub::is_text(parts.headers.get(header::CONTENT_TYPE)) {
+        if encoded {
+            tracing::debug!(host = %target.host_port(), "compressed response despite identity request: not scrubbed");
+        }
+        return Ok(Response::from_parts(parts, body));
+    }
+    // A replacement changes the length; the body is re-framed (chunked or HTTP/2 frames).
+    parts.headers.remove(header::CONTENT_LENGTH);
     Ok(Response::from_parts(
         parts,
-        body.map_err(Into::into).boxed_unsync(),
+        ScrubbedBody::new(body, scrubber).boxed_unsync(),
     ))
+}
+
+/// Replaces credential values in every response header that carries one.
+fn scrub_headers(headers: &mut http::HeaderMap, scrubber: &Scrubber) {
+    let dirty: Vec<http::HeaderName> = headers
+        .iter()
+        .filter(|(_, value)| scrubber.header(value).is_some())
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in dirty {
+        let values: Vec<HeaderValue> = headers
+            .get_all(&name)
+            .iter()
+            .map(|v| scrubber.header(v).unwrap_or_else(|| v.clone()))
+            .collect();
+        headers.remove(&name);
+        for value in values {
+            headers.append(name.clone(), value);
+        }
+    }
 }
 
 /// Names why the upstream could not be reached, without echoing anything the agent sent.

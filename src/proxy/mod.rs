@@ -10,6 +10,7 @@
 
 pub mod explicit;
 mod forward;
+mod scrubbed;
 pub mod upstream;
 
 use std::convert::Infallible;

@@ -117,6 +117,7 @@ fn make(
         enabled: true,
         auth,
         substitutions,
+        scrub_responses: true,
     };
     let suggested_credential_keys = service
         .credential_keys()

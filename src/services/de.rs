@@ -29,6 +29,7 @@ pub(crate) struct RawService {
     enabled: Option<bool>,
     auth: Option<RawAuth>,
     substitutions: Option<Vec<RawSubstitution>>,
+    scrub_responses: Option<bool>,
 }
 
 /// Every field of every auth type; [`RawAuth::into_auth`] checks which belong to the type.
@@ -74,7 +75,7 @@ impl<'de> Deserialize<'de> for SurfaceList {
         impl<'de> Visitor<'de> for ListVisitor {
             type Value = SurfaceList;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a surface (header, path, query, body) or a list of them")
+                f.write_str("a surface (header, path, query, body, ws) or a list of them")
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<SurfaceList, E> {
                 Surface::deserialize(value.into_deserializer()).map(|s| SurfaceList(vec![s]))
@@ -136,6 +137,7 @@ impl RawService {
             enabled: self.enabled.unwrap_or(true),
             auth: auth.into_auth(&join(at, "auth"))?,
             substitutions,
+            scrub_responses: self.scrub_responses.unwrap_or(true),
         };
         service.normalize();
         Ok(service)

@@ -19,6 +19,11 @@ pub fn select<'a>(
     port: u16,
     path: &str,
 ) -> Option<&'a Service> {
+    select_index(services, host, port, path).and_then(|i| services.get(i))
+}
+
+/// Like [`select`], the position of the service in `services`.
+pub fn select_index(services: &[Service], host: &str, port: u16, path: &str) -> Option<usize> {
     let host = host.strip_suffix('.').unwrap_or(host);
     let path = path
         .split(['?', '#'])
@@ -26,16 +31,16 @@ pub fn select<'a>(
         .filter(|p| !p.is_empty())
         .unwrap_or("/");
     let dotted = has_dot_segment(path);
-    let mut best: Option<(Rank, &Service)> = None;
-    for service in services {
+    let mut best: Option<(Rank, usize)> = None;
+    for (index, service) in services.iter().enumerate() {
         let Some(rank) = rank(service, host, port, path, dotted) else {
             continue;
         };
         if best.as_ref().is_none_or(|(top, _)| rank > *top) {
-            best = Some((rank, service));
+            best = Some((rank, index));
         }
     }
-    best.map(|(_, service)| service)
+    best.map(|(_, index)| index)
 }
 
 /// Specificity, compared field by field: exact host, wildcard suffix length, port given,
@@ -103,6 +108,7 @@ mod tests {
             enabled: true,
             auth: Auth::Passthrough,
             substitutions: vec![],
+            scrub_responses: true,
         }
     }
 

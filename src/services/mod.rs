@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use catalog::{Template, template, templates};
-pub use matching::select;
+pub use matching::{select, select_index};
 pub use template::{Segment, parse_template};
 pub use validate::{normalize_and_validate, validate, validate_credential_key};
 pub use yaml::{parse_yaml, to_yaml};
@@ -53,6 +53,14 @@ pub struct Service {
     pub auth: Auth,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub substitutions: Vec<Substitution>,
+    /// Replace this service's credential values in responses with a marker (default true),
+    /// so an upstream that reflects a request cannot hand the secret to the agent.
+    #[serde(skip_serializing_if = "is_true")]
+    pub scrub_responses: bool,
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// How the credential is attached. Every `String` field except `header` and `prefix` names a
@@ -96,6 +104,8 @@ pub enum Surface {
     Path,
     Query,
     Body,
+    /// Client-to-server text messages of a WebSocket (opt-in only).
+    Ws,
 }
 
 impl Surface {

@@ -606,6 +606,7 @@ mod tests {
                 token: "API_TOKEN".into(),
             },
             substitutions: vec![],
+            scrub_responses: true,
         }
     }
 

@@ -27,8 +27,10 @@ pub struct Rig {
     pub ca: PathBuf,
 }
 
+/// The rig's services. Response scrubbing is off on these, since the tests read the injected
+/// values back from the echo; `/scrubbed` and `/scrubbed-sub` keep the default (on).
 pub fn services_yaml_on(host: &str, port: u16) -> String {
-    format!(
+    let services = format!(
         r#"services:
   - host: {host}
     port: {port}
@@ -71,7 +73,24 @@ pub fn services_yaml_on(host: &str, port: u16) -> String {
     path: /missing
     auth: {{type: bearer, token: NOT_SET_KEY}}
 "#
-    )
+    );
+    let mut services = services.replace("    auth:", "    scrub_responses: false\n    auth:");
+    services.push_str(&format!(
+        r#"  - host: {host}
+    port: {port}
+    path: /scrubbed
+    auth: {{type: bearer, token: BEARER_TOKEN}}
+  - host: {host}
+    port: {port}
+    path: /scrubbed-sub
+    auth: {{type: passthrough}}
+    substitutions:
+      - placeholder: __sub_value__
+        key: SUB_KEY
+        in: [query, body]
+"#
+    ));
+    services
 }
 
 impl Rig {

@@ -54,7 +54,7 @@ fn http2_and_http1_both_ways_to_nginx() {
     let nginx = Nginx::start("127.0.0.1", 1);
     let rig = Rig::start_trusting(true, Upstream::start(), &[&nginx.ca_file]);
     rig.add_services(&format!(
-        "services:\n  - host: 127.0.0.1\n    port: {}\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n  - host: 127.0.0.1\n    port: {}\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n",
+        "services:\n  - host: 127.0.0.1\n    port: {}\n    scrub_responses: false\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n  - host: 127.0.0.1\n    port: {}\n    scrub_responses: false\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n",
         nginx.h2_port, nginx.h1_port
     ));
     for (port, upstream_proto) in [(nginx.h2_port, "HTTP/2.0"), (nginx.h1_port, "HTTP/1.1")] {
@@ -162,5 +162,198 @@ fn http2_trailers_reach_the_client() {
             "te: trailers reaches the upstream"
         );
         assert_eq!(&collected.to_bytes()[..], b"payload");
+    });
+}
+
+/// The venv `scripts/e2e-python.sh` makes (`.ci/run` runs it) with the SDKs and websockets.
+pub fn venv_python() -> std::path::PathBuf {
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-venv/bin/python3");
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/e2e-python.sh (.ci/run does) to install the Python SDKs the tests use",
+        python.display()
+    );
+    python
+}
+
+const ANTHROPIC_KEY: &str = "SENTINEL-anthropic-k3y";
+const OPENAI_KEY: &str = "SENTINEL-openai-k3y";
+
+#[test]
+fn official_sdks_with_placeholder_keys_send_only_the_vaults_key() {
+    let python = venv_python();
+    // 127.0.0.2: not in the NO_PROXY that `vault run` sets.
+    let rig = Rig::start_with(true, Upstream::start_on("127.0.0.2"));
+    let port = rig.upstream.https_port;
+    rig.home
+        .run(&[
+            "vault",
+            "credential",
+            "set",
+            &format!("ANTHROPIC_KEY={ANTHROPIC_KEY}"),
+            &format!("OPENAI_KEY={OPENAI_KEY}"),
+        ])
+        .ok();
+    // As in the catalog: Anthropic takes x-api-key, OpenAI a bearer token. Scrubbing is off
+    // here so the echo shows what arrived (scrubbing has its own test).
+    rig.add_services(&format!(
+        r#"services:
+  - host: 127.0.0.2
+    port: {port}
+    path: /anthropic
+    auth: {{type: api-key, key: ANTHROPIC_KEY, header: x-api-key}}
+    scrub_responses: false
+  - host: 127.0.0.2
+    port: {port}
+    path: /openai
+    auth: {{type: bearer, token: OPENAI_KEY}}
+    scrub_responses: false
+"#
+    ));
+    let script = format!(
+        r#"
+import json, anthropic, openai
+a = anthropic.Anthropic(api_key="placeholder-anthropic", base_url="https://127.0.0.2:{port}/anthropic", max_retries=0)
+ra = a.messages.with_raw_response.create(model="claude-test", max_tokens=8, messages=[{{"role": "user", "content": "hi"}}])
+o = openai.OpenAI(api_key="placeholder-openai", base_url="https://127.0.0.2:{port}/openai/v1", max_retries=0)
+ro = o.chat.completions.with_raw_response.create(model="gpt-test", messages=[{{"role": "user", "content": "hi"}}])
+print(json.dumps({{"anthropic": json.loads(ra.http_response.text), "openai": json.loads(ro.http_response.text)}}))
+"#
+    );
+    std::fs::write(rig.home.path().join("sdks.py"), script).unwrap();
+    let python = python.display().to_string();
+    let run = rig
+        .home
+        .run(&["vault", "run", "--", &python, "sdks.py"])
+        .ok();
+    let seen: Value =
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run}"));
+    for (sdk, header, expected) in [
+        ("anthropic", "x-api-key", ANTHROPIC_KEY.to_owned()),
+        ("openai", "authorization", format!("Bearer {OPENAI_KEY}")),
+    ] {
+        let echo = &seen[sdk];
+        assert_eq!(echo["method"], "POST", "{sdk}: {echo}");
+        assert_eq!(
+            crate::broker::header(echo, header),
+            vec![expected.as_str()],
+            "{sdk}: {echo}"
+        );
+        let headers = echo["headers"].as_object().unwrap();
+        for (name, values) in headers {
+            assert!(
+                !values.to_string().contains("placeholder"),
+                "{sdk}: the placeholder reached the upstream in {name}: {echo}"
+            );
+        }
+        let credentials = headers
+            .keys()
+            .filter(|n| *n == "authorization" || *n == "x-api-key")
+            .count();
+        assert_eq!(
+            credentials, 1,
+            "{sdk}: exactly one credential header: {echo}"
+        );
+    }
+}
+
+const MARKER: &str = "[agent-vault:redacted]";
+
+#[test]
+fn reflected_credentials_come_back_as_the_marker() {
+    let rig = Rig::start(true);
+    // The echo reflects the injected Authorization in its body and, asked to, in a header.
+    let (status, body, headers) = rig.curl(
+        &[
+            "-H",
+            "Authorization: Bearer placeholder",
+            "-H",
+            "x-reflect: authorization",
+        ],
+        &rig.https("/scrubbed/echo"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        crate::broker::header(&echo, "authorization"),
+        vec![format!("Bearer {MARKER}")],
+        "{body}"
+    );
+    assert!(
+        headers.contains(&format!("x-reflected: bearer {}", MARKER.to_lowercase())),
+        "{headers}"
+    );
+    assert!(!body.contains(BEARER) && !headers.contains(&BEARER.to_lowercase()));
+    // A substitution the agent placed in the query or body comes back encoded: also scrubbed.
+    let (status, body, _) = rig.curl(
+        &["--data", "note=__sub_value__"],
+        &rig.https("/scrubbed-sub/store?key=__sub_value__"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo["query"], format!("key={MARKER}"), "{body}");
+    assert_eq!(echo["body"], format!("note={MARKER}"), "{body}");
+    assert!(!body.contains("SENTINEL-sub-44"), "{body}");
+    // Opted out (the rig's other services): the value is what the upstream saw.
+    let echo = rig.echo(&[], "/bearer");
+    assert_eq!(
+        crate::broker::header(&echo, "authorization"),
+        vec![format!("Bearer {BEARER}")]
+    );
+}
+
+#[test]
+fn server_sent_events_arrive_one_by_one_and_scrubbed() {
+    use http_body_util::BodyExt;
+    let rig = Rig::start(true);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let tls = tunnel(
+            &rig,
+            &rig.upstream.ip,
+            rig.upstream.https_port,
+            &[b"http/1.1"],
+        )
+        .await;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::builder()
+            .uri("/scrubbed/sse")
+            .header(
+                "host",
+                format!("{}:{}", rig.upstream.ip, rig.upstream.https_port),
+            )
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let mut seen = String::new();
+        // Each event must arrive while the upstream is still holding back the next one
+        // (it sends the next only for a permit given after this read): no buffering.
+        for (event, expected) in [
+            (0, "data: one\n\n".to_owned()),
+            (1, format!("data: auth=Bearer {MARKER}\n\n")),
+            (2, "data: three\n\n".to_owned()),
+        ] {
+            if event > 0 {
+                rig.upstream.sse_gate.add_permits(1);
+            }
+            while !seen.ends_with(&expected) {
+                let frame = tokio::time::timeout(std::time::Duration::from_secs(20), body.frame())
+                    .await
+                    .unwrap_or_else(|_| panic!("event {event} never arrived; got {seen:?}"))
+                    .expect("body ended early")
+                    .unwrap();
+                if let Ok(data) = frame.into_data() {
+                    seen.push_str(&String::from_utf8_lossy(&data));
+                }
+            }
+        }
+        assert!(!seen.contains(BEARER), "{seen}");
     });
 }

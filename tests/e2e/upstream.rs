@@ -20,14 +20,48 @@ pub struct Upstream {
     pub http_port: u16,
     /// PEM of the CA that signed the upstream's certificate.
     pub ca_file: PathBuf,
+    /// `/sse` sends its first event at once and each further one only for a permit added
+    /// here, so a test can prove an event arrived before the next was even sent.
+    pub sse_gate: Arc<tokio::sync::Semaphore>,
     _dir: tempfile::TempDir,
     _runtime: tokio::runtime::Runtime,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
 
-async fn handle(request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    sse_gate: Arc<tokio::sync::Semaphore>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_owned();
+    if path.ends_with("/sse") {
+        // Three events; the second carries the request's Authorization (for scrubbing).
+        let authorization = request
+            .headers()
+            .get("authorization")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let events = vec![
+            "data: one\n\n".to_owned(),
+            format!("data: auth={authorization}\n\n"),
+            "data: three\n\n".to_owned(),
+        ];
+        let stream = futures_util::stream::unfold((0usize, events), move |(i, events)| {
+            let gate = sse_gate.clone();
+            async move {
+                let event = events.get(i)?.clone();
+                if i > 0 {
+                    gate.acquire().await.ok()?.forget();
+                }
+                Some((Ok(Frame::data(Bytes::from(event))), (i + 1, events)))
+            }
+        });
+        let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+        response
+            .headers_mut()
+            .insert("content-type", "text/event-stream".parse().unwrap());
+        return Ok(response);
+    }
     if let Some(n) = path
         .strip_prefix("/big/")
         .and_then(|n| n.parse::<usize>().ok())
@@ -81,6 +115,15 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Body>, Infallible
     response
         .headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
+    // `x-reflect: <name>` sends that request header back as `x-reflected`.
+    if let Some(value) = echo["headers"]["x-reflect"][0]
+        .as_str()
+        .and_then(|name| echo["headers"][name][0].as_str())
+    {
+        response
+            .headers_mut()
+            .insert("x-reflected", value.parse().unwrap());
+    }
     Ok(response)
 }
 
@@ -183,18 +226,24 @@ impl Upstream {
             https.local_addr().unwrap().port(),
             http.local_addr().unwrap().port(),
         );
+        let sse_gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (gate, plain_gate) = (sse_gate.clone(), sse_gate.clone());
         runtime.spawn(async move {
             loop {
                 let Ok((stream, _)) = https.accept().await else {
                     continue;
                 };
                 let acceptor = acceptor.clone();
+                let gate = gate.clone();
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(stream).await else {
                         return;
                     };
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), hyper::service::service_fn(handle))
+                        .serve_connection(
+                            TokioIo::new(tls),
+                            hyper::service::service_fn(move |r| handle(gate.clone(), r)),
+                        )
                         .await;
                 });
             }
@@ -204,9 +253,13 @@ impl Upstream {
                 let Ok((stream, _)) = http.accept().await else {
                     continue;
                 };
+                let gate = plain_gate.clone();
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), hyper::service::service_fn(handle))
+                        .serve_connection(
+                            TokioIo::new(stream),
+                            hyper::service::service_fn(move |r| handle(gate.clone(), r)),
+                        )
                         .await;
                 });
             }
@@ -216,6 +269,7 @@ impl Upstream {
             https_port,
             http_port,
             ca_file,
+            sse_gate,
             _dir: dir,
             _runtime: runtime,
         }

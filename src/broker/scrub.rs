@@ -1,0 +1,300 @@
+//! Response scrubbing: the credential values of the matched service (and the encoded forms
+//! they take on the way out: basic-auth base64, percent-, query- and JSON-escaped) are
+//! replaced by [`MARKER`] in response headers and text bodies, so an upstream that reflects a
+//! request header, or stores and returns a substituted placeholder, cannot hand the secret to
+//! the agent.
+//!
+//! Bodies are scanned as they stream, with `memchr::memmem`: a chunk goes out at once except
+//! for a tail that could be the start of a secret completed by the next chunk, so a value
+//! split across chunks is still caught and server-sent events still arrive one by one (an
+//! event's final newline cannot start a credential). Nothing is buffered beyond that tail.
+//!
+//! Stance: values shorter than [`MIN_LEN`] bytes are not scrubbed (they would rewrite
+//! ordinary text, and are not credentials worth the name); a compressed body cannot be read,
+//! which is why the proxy asks upstreams for identity encoding when scrubbing applies.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use http::HeaderValue;
+use memchr::memmem::Finder;
+
+/// What replaces a credential value.
+pub const MARKER: &str = "[agent-vault:redacted]";
+
+/// Shorter values are left alone.
+pub const MIN_LEN: usize = 6;
+
+/// The secrets of one service, ready to search for.
+pub struct Scrubber {
+    finders: Vec<Finder<'static>>,
+    /// First bytes of the needles, to find where a held-back tail could start.
+    first_bytes: Vec<u8>,
+    longest: usize,
+}
+
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrubber")
+            .field("needles", &self.finders.len())
+            .finish()
+    }
+}
+
+impl Scrubber {
+    /// From the raw credential values a service uses and the basic-auth pairs it sends;
+    /// `None` when nothing is long enough to scrub.
+    pub fn new<'a>(
+        values: impl IntoIterator<Item = &'a str>,
+        basic_pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Option<Self> {
+        let mut needles: Vec<Vec<u8>> = Vec::new();
+        for value in values {
+            needles.push(value.as_bytes().to_vec());
+            needles.push(super::rewrite::encode(value, false).into_bytes());
+            needles.push(super::rewrite::encode(value, true).into_bytes());
+            if let Ok(json) = serde_json::to_string(value)
+                && let Some(inner) = json.get(1..json.len().saturating_sub(1))
+            {
+                needles.push(inner.as_bytes().to_vec());
+            }
+        }
+        for (user, pass) in basic_pairs {
+            let blob = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            needles.push(blob.into_bytes());
+        }
+        needles.retain(|n| n.len() >= MIN_LEN);
+        // Longest first, so a value that contains another is replaced whole.
+        needles.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        needles.dedup();
+        if needles.is_empty() {
+            return None;
+        }
+        let mut first_bytes: Vec<u8> = needles.iter().filter_map(|n| n.first().copied()).collect();
+        first_bytes.sort_unstable();
+        first_bytes.dedup();
+        Some(Self {
+            longest: needles.iter().map(Vec::len).max().unwrap_or(0),
+            finders: needles
+                .into_iter()
+                .map(|n| Finder::new(&n).into_owned())
+                .collect(),
+            first_bytes,
+        })
+    }
+
+    /// The earliest match at or after `from`: (start, length); the longest needle wins a tie.
+    fn next_match(&self, haystack: &[u8], from: usize) -> Option<(usize, usize)> {
+        let rest = haystack.get(from..)?;
+        let mut best: Option<(usize, usize)> = None;
+        for finder in &self.finders {
+            if let Some(at) = finder.find(rest)
+                && best.is_none_or(|(start, _)| at < start)
+            {
+                best = Some((at, finder.needle().len()));
+            }
+        }
+        best.map(|(at, len)| (from + at, len))
+    }
+
+    /// `text` with every secret replaced; `None` when there was nothing to replace.
+    pub fn replace(&self, text: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while let Some((at, len)) = self.next_match(text, pos) {
+            out.extend_from_slice(text.get(pos..at)?);
+            out.extend_from_slice(MARKER.as_bytes());
+            pos = at + len;
+        }
+        if pos == 0 {
+            return None;
+        }
+        out.extend_from_slice(text.get(pos..)?);
+        Some(out)
+    }
+
+    /// A header value with secrets replaced, or `None` when it holds none.
+    pub fn header(&self, value: &HeaderValue) -> Option<HeaderValue> {
+        let replaced = self.replace(value.as_bytes())?;
+        // The marker is plain ASCII and the rest came from a valid value.
+        HeaderValue::from_bytes(&replaced).ok()
+    }
+
+    /// How many trailing bytes of `tail` could begin a secret that the next chunk completes.
+    fn partial_suffix(&self, tail: &[u8]) -> usize {
+        let window = self.longest.saturating_sub(1).min(tail.len());
+        let start = tail.len() - window;
+        let candidates = tail
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| self.first_bytes.binary_search(b).is_ok());
+        for (offset, _) in candidates {
+            let suffix = tail.get(start + offset..).unwrap_or_default();
+            if self
+                .finders
+                .iter()
+                .any(|f| f.needle().len() > suffix.len() && f.needle().starts_with(suffix))
+            {
+                return suffix.len();
+            }
+        }
+        0
+    }
+}
+
+/// The scanning state of one response body.
+pub struct BodyScrub {
+    scrubber: Arc<Scrubber>,
+    /// Bytes held back from the previous chunk (a possible start of a secret).
+    carry: BytesMut,
+}
+
+impl BodyScrub {
+    pub fn new(scrubber: Arc<Scrubber>) -> Self {
+        Self {
+            scrubber,
+            carry: BytesMut::new(),
+        }
+    }
+
+    /// Takes the next chunk; returns what can be sent now.
+    pub fn push(&mut self, chunk: Bytes) -> Bytes {
+        let data: Bytes = if self.carry.is_empty() {
+            chunk
+        } else {
+            self.carry.extend_from_slice(&chunk);
+            self.carry.split().freeze()
+        };
+        let mut out = BytesMut::new();
+        let mut pos = 0;
+        while let Some((at, len)) = self.scrubber.next_match(&data, pos) {
+            out.extend_from_slice(&data[pos..at]);
+            out.extend_from_slice(MARKER.as_bytes());
+            pos = at + len;
+        }
+        let tail = data.slice(pos..);
+        let hold = self.scrubber.partial_suffix(&tail);
+        let ready = tail.slice(..tail.len() - hold);
+        self.carry.extend_from_slice(&tail[tail.len() - hold..]);
+        if out.is_empty() {
+            // The common case: nothing found, no copy.
+            return ready;
+        }
+        out.extend_from_slice(&ready);
+        out.freeze()
+    }
+
+    /// The held-back tail once the body has ended (it never completed a secret).
+    pub fn finish(&mut self) -> Bytes {
+        self.carry.split().freeze()
+    }
+}
+
+/// Whether a response with this `Content-Type` is text worth scanning. No type: scanned.
+pub fn is_text(content_type: Option<&HeaderValue>) -> bool {
+    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
+        return content_type.is_none();
+    };
+    let media = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    media.starts_with("text/")
+        || media.ends_with("+json")
+        || media.ends_with("+xml")
+        || matches!(
+            media.as_str(),
+            "application/json"
+                | "application/x-ndjson"
+                | "application/jsonl"
+                | "application/xml"
+                | "application/javascript"
+                | "application/x-www-form-urlencoded"
+                | "application/graphql-response+json"
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrubber() -> Arc<Scrubber> {
+        Arc::new(
+            Scrubber::new(
+                ["sk-SECRET-123", "short", "a b&c/d"],
+                [("user-1", "pass-22")],
+            )
+            .unwrap(),
+        )
+    }
+
+    fn stream(chunks: &[&str]) -> (String, Vec<String>) {
+        let mut scrub = BodyScrub::new(scrubber());
+        let mut emitted = Vec::new();
+        for chunk in chunks {
+            emitted.push(
+                String::from_utf8(scrub.push(Bytes::from(chunk.to_string())).to_vec()).unwrap(),
+            );
+        }
+        emitted.push(String::from_utf8(scrub.finish().to_vec()).unwrap());
+        (emitted.concat(), emitted)
+    }
+
+    #[test]
+    fn values_and_their_encodings_are_replaced() {
+        let s = scrubber();
+        let basic = base64::engine::general_purpose::STANDARD.encode("user-1:pass-22");
+        let text = format!(
+            "k=sk-SECRET-123 auth=Basic {basic} q=a+b%26c%2Fd p=a%20b%26c%2Fd j=a b&c/d short"
+        );
+        let out = String::from_utf8(s.replace(text.as_bytes()).unwrap()).unwrap();
+        assert_eq!(
+            out,
+            format!("k={MARKER} auth=Basic {MARKER} q={MARKER} p={MARKER} j={MARKER} short")
+        );
+        assert!(s.replace(b"nothing here").is_none());
+        assert!(Scrubber::new(["tiny"], []).is_none(), "too short to scrub");
+        let header = s
+            .header(&HeaderValue::from_static("Bearer sk-SECRET-123"))
+            .unwrap();
+        assert_eq!(header, format!("Bearer {MARKER}").as_str());
+    }
+
+    #[test]
+    fn secrets_split_across_chunks_are_caught() {
+        let whole = "data: sk-SECRET-123\n\n";
+        for split in 1..whole.len() {
+            let (a, b) = whole.split_at(split);
+            let (out, _) = stream(&[a, b]);
+            assert_eq!(out, format!("data: {MARKER}\n\n"), "split at {split}");
+        }
+        let (out, _) = stream(&["x sk-SEC", "RET-12", "3 y"]);
+        assert_eq!(out, format!("x {MARKER} y"));
+    }
+
+    #[test]
+    fn events_are_not_held_back() {
+        let (_, emitted) = stream(&["data: one\n\n", "data: two\n\n"]);
+        assert_eq!(emitted, ["data: one\n\n", "data: two\n\n", ""]);
+        // A tail that only looks like the start of a secret is released at the end.
+        let (out, emitted) = stream(&["ends with sk-SE"]);
+        assert_eq!(emitted[0], "ends with ");
+        assert_eq!(out, "ends with sk-SE");
+    }
+
+    #[test]
+    fn text_types() {
+        let t = |v: &'static str| is_text(Some(&HeaderValue::from_static(v)));
+        assert!(t("application/json; charset=utf-8"));
+        assert!(t("text/event-stream"));
+        assert!(t("application/vnd.api+json"));
+        assert!(!t("application/octet-stream"));
+        assert!(!t("application/x-git-upload-pack-result"));
+        assert!(is_text(None));
+    }
+}

@@ -1,0 +1,86 @@
+//! A response body passed through the broker's [`BodyScrub`]: data frames are scanned as
+//! they arrive and forwarded at once (less a possible partial secret at the end of a chunk);
+//! trailers and the end of the body flush what was held back.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+
+use super::upstream::{BoxError, ProxyBody};
+use crate::broker::scrub::{BodyScrub, Scrubber};
+
+pub struct ScrubbedBody {
+    inner: ProxyBody,
+    scrub: BodyScrub,
+    /// Trailers that arrived while held-back bytes still had to go out first.
+    trailers: Option<http::HeaderMap>,
+    done: bool,
+}
+
+impl ScrubbedBody {
+    pub fn new(inner: ProxyBody, scrubber: Arc<Scrubber>) -> Self {
+        Self {
+            inner,
+            scrub: BodyScrub::new(scrubber),
+            trailers: None,
+            done: false,
+        }
+    }
+}
+
+impl Body for ScrubbedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(trailers) = this.trailers.take() {
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let ready = this.scrub.push(data);
+                        if !ready.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(ready))));
+                        }
+                    }
+                    Err(frame) => {
+                        this.trailers = frame.into_trailers().ok();
+                        let held = this.scrub.finish();
+                        if !held.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(held))));
+                        }
+                    }
+                },
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => {
+                    this.done = true;
+                    let held = this.scrub.finish();
+                    if !held.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(held))));
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Replacements change the length.
+        SizeHint::default()
+    }
+}
