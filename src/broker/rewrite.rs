@@ -143,6 +143,17 @@ pub fn rewrite_body(
     content_type: Option<&str>,
     substitutions: &[ResolvedSubstitution],
 ) -> Vec<u8> {
+    rewrite_text(Surface::Body, body, content_type, substitutions)
+}
+
+/// Like [`rewrite_body`] for the substitutions declared on `surface` (`body`, or `ws` for
+/// WebSocket text messages).
+pub fn rewrite_text(
+    surface: Surface,
+    body: &[u8],
+    content_type: Option<&str>,
+    substitutions: &[ResolvedSubstitution],
+) -> Vec<u8> {
     let media = content_type
         .and_then(|c| c.split(';').next())
         .map(|m| m.trim().to_ascii_lowercase())
@@ -150,7 +161,7 @@ pub fn rewrite_body(
     let mut out = body.to_vec();
     for sub in substitutions
         .iter()
-        .filter(|s| s.surfaces.contains(&Surface::Body))
+        .filter(|s| s.surfaces.contains(&surface))
     {
         if !contains(&out, sub.placeholder.as_bytes()) {
             continue;

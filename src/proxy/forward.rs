@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use super::Proxy;
 use super::scrubbed::ScrubbedBody;
 use super::upstream::{BoxError, ProxyBody};
+use super::websocket;
 use crate::broker::scrub::{self, Scrubber};
 use crate::broker::{BrokerError, Scope, plan, rewrite};
 use crate::services::Surface;
@@ -131,6 +132,7 @@ where
     })?;
     parts.version = http::Version::HTTP_11;
 
+    let websocket = websocket::is_upgrade(&parts.headers);
     rewrite::strip_request_headers(&mut parts.headers);
     if matches!(ingress, Ingress::Explicit) {
         // On the API port, Authorization carried the broker token, not an upstream credential.
@@ -148,6 +150,9 @@ where
         );
     }
     let head_only = parts.method == Method::HEAD;
+    if websocket {
+        return upgrade(proxy, target, parts, body, plan).await;
+    }
 
     let substitute_body =
         plan.wants(Surface::Body) && !parts.headers.contains_key(header::CONTENT_ENCODING);
@@ -217,6 +222,89 @@ where
     Ok(Response::from_parts(
         parts,
         ScrubbedBody::new(body, scrubber).boxed_unsync(),
+    ))
+}
+
+/// A WebSocket upgrade: sent on an HTTP/1.1 connection of its own; on 101 both sides are
+/// upgraded and a task relays frames until either side closes.
+async fn upgrade<B>(
+    proxy: &Proxy,
+    target: &Target,
+    mut parts: http::request::Parts,
+    body: B,
+    plan: crate::broker::Plan,
+) -> Result<Response<ProxyBody>, BrokerError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let client_side = parts
+        .extensions
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .ok_or_else(|| {
+            BrokerError::bad_request(
+                "invalid_request",
+                "this connection cannot switch protocols (WebSockets need HTTP/1.1 to the broker)",
+            )
+        })?;
+    let mut substitutions = plan.substitutions;
+    substitutions.retain(|s| s.surfaces.contains(&Surface::Ws));
+    let to_upstream = (!substitutions.is_empty())
+        .then(|| websocket::Rewrite::Substitute(std::sync::Arc::new(substitutions)));
+    let to_client = plan.scrubber.clone().map(websocket::Rewrite::Scrub);
+    websocket::restore_upgrade_headers(
+        &mut parts.headers,
+        to_upstream.is_some() || to_client.is_some(),
+    );
+    let request = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
+    let mut response = tokio::time::timeout(
+        proxy.timeouts.response,
+        proxy.upgrade_client.request(request),
+    )
+    .await
+    .map_err(|_| {
+        BrokerError::upstream_timeout(format!(
+            "{} did not answer the WebSocket upgrade within {} s",
+            target.host_port(),
+            proxy.timeouts.response.as_secs()
+        ))
+    })?
+    .map_err(|e| upstream_error(target.host_port(), &e))?;
+    let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+    let upstream_side = switching.then(|| hyper::upgrade::on(&mut response));
+    let (mut parts, body) = response.into_parts();
+    rewrite::strip_response_headers(&mut parts.headers);
+    if let Some(scrubber) = &plan.scrubber {
+        scrub_headers(&mut parts.headers, scrubber);
+    }
+    let Some(upstream_side) = upstream_side else {
+        // Refused (401, 403, …): an ordinary response.
+        return Ok(Response::from_parts(
+            parts,
+            body.map_err(Into::into).boxed_unsync(),
+        ));
+    };
+    websocket::restore_upgrade_headers(&mut parts.headers, false);
+    let host = target.host_port().to_owned();
+    tokio::spawn(async move {
+        match tokio::try_join!(client_side, upstream_side) {
+            Ok((client, upstream)) => {
+                websocket::relay(
+                    hyper_util::rt::TokioIo::new(client),
+                    hyper_util::rt::TokioIo::new(upstream),
+                    to_upstream,
+                    to_client,
+                )
+                .await
+            }
+            Err(e) => tracing::debug!(%host, "WebSocket upgrade did not complete: {e}"),
+        }
+    });
+    Ok(Response::from_parts(
+        parts,
+        http_body_util::Empty::new()
+            .map_err(|e| -> BoxError { match e {} })
+            .boxed_unsync(),
     ))
 }
 

@@ -12,6 +12,7 @@ pub mod explicit;
 mod forward;
 mod scrubbed;
 pub mod upstream;
+mod websocket;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,6 +25,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
 pub use forward::{Ingress, error_response, forward};
@@ -40,6 +42,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Proxy {
     pub broker: Arc<Broker>,
     pub upstream: upstream::UpstreamClient,
+    /// HTTP/1.1 only, not pooled: WebSocket upgrades.
+    pub upgrade_client: upstream::UpstreamClient,
     pub timeouts: Timeouts,
     /// Present when the MITM listener runs.
     pub ca: Option<Arc<CertificateAuthority>>,
@@ -143,14 +147,35 @@ async fn connect(proxy: Arc<Proxy>, request: Request<Incoming>) -> Response<Prox
     response
 }
 
-/// Serves HTTP/1.1 or HTTP/2 (by ALPN) over TLS terminated with a leaf for the target.
+/// The first byte of a TLS handshake record; anything else in a tunnel is plain HTTP.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Serves the tunnel: TLS terminated with a leaf for the target, then HTTP/1.1 or HTTP/2 by
+/// ALPN; or, when the client speaks plain HTTP inside the tunnel (a `ws://` client through a
+/// proxy does), HTTP to an `http://` target on the same port.
 async fn tunnel(
     proxy: Arc<Proxy>,
     ca: Arc<CertificateAuthority>,
     target: Target,
     credentials: ProxyCredentials,
-    io: TokioIo<hyper::upgrade::Upgraded>,
+    mut io: TokioIo<hyper::upgrade::Upgraded>,
 ) {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, io.read(&mut first)).await {
+        Ok(Ok(1)) => {}
+        _ => return,
+    }
+    let io = Prefixed::new(first[0], io);
+    let credentials = Arc::new(credentials);
+    if first[0] != TLS_HANDSHAKE {
+        let target = Arc::new(Target::new(
+            Scheme::Http,
+            target.host().clone(),
+            target.port(),
+        ));
+        serve_tunnel(proxy, target, credentials, io).await;
+        return;
+    }
     let config =
         crate::ca::server_config(crate::ca::LeafResolver::for_target(ca, target.bare_host()));
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -162,7 +187,17 @@ async fn tunnel(
         }
         Err(_) => return,
     };
-    let credentials = Arc::new(credentials);
+    serve_tunnel(proxy, Arc::new(target), credentials, tls).await;
+}
+
+async fn serve_tunnel<IO>(
+    proxy: Arc<Proxy>,
+    target: Arc<Target>,
+    credentials: Arc<ProxyCredentials>,
+    io: IO,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |request: Request<Incoming>| {
         let (proxy, target, credentials) = (proxy.clone(), target.clone(), credentials.clone());
         async move {
@@ -175,6 +210,71 @@ async fn tunnel(
         }
     });
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service)
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
         .await;
+}
+
+/// A stream with one byte already read from it, given back first.
+struct Prefixed<T> {
+    first: Option<u8>,
+    inner: T,
+}
+
+impl<T> Prefixed<T> {
+    fn new(first: u8, inner: T) -> Self {
+        Self {
+            first: Some(first),
+            inner,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(byte) = self.first.take() {
+            buf.put_slice(&[byte]);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

@@ -134,28 +134,41 @@ impl tower_service::Service<Uri> for GuardedConnector {
 
 pub type UpstreamClient = Client<HttpsConnector<GuardedConnector>, ProxyBody>;
 
-pub fn client(
+/// The two upstream clients: pooled HTTP/1.1 + HTTP/2 for requests, and HTTP/1.1-only
+/// without a pool for WebSocket upgrades (an upgraded connection is never reused).
+pub fn clients(
     policy: Arc<NetworkPolicy>,
     roots: rustls::RootCertStore,
     timeouts: Timeouts,
-) -> Result<UpstreamClient, rustls::Error> {
+) -> Result<(UpstreamClient, UpstreamClient), rustls::Error> {
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
+    let connector = GuardedConnector {
+        policy,
+        timeout: timeouts.connect,
+    };
+    let pooled = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(GuardedConnector {
-            policy,
-            timeout: timeouts.connect,
-        });
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(64)
-        .build(connector))
+        .wrap_connector(connector.clone());
+    let h1_only = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Ok((
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .build(pooled),
+        Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(h1_only),
+    ))
 }

@@ -114,11 +114,12 @@ async fn serve_async(
         base_url.clone(),
         audit,
     ));
-    let upstream = upstream::client(Arc::new(policy), roots, timeouts)
+    let (upstream, upgrade_client) = upstream::clients(Arc::new(policy), roots, timeouts)
         .map_err(|e| ServerError::Input(format!("cannot set up upstream TLS: {e}")))?;
     let proxy = Arc::new(Proxy {
         broker,
         upstream,
+        upgrade_client,
         timeouts,
         ca: ca.clone(),
     });

@@ -357,3 +357,199 @@ fn server_sent_events_arrive_one_by_one_and_scrubbed() {
         assert!(!seen.contains(BEARER), "{seen}");
     });
 }
+
+/// A WebSocket echo server (Python `websockets`) on 127.0.0.2: TLS and plain ports. The
+/// first message reports the upgrade's `Authorization`; then every message is echoed.
+struct EchoServer {
+    child: std::process::Child,
+    wss: u16,
+    ws: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl EchoServer {
+    fn start(python: &std::path::Path) -> (Self, std::path::PathBuf) {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let cert = crate::upstream::TestCert::mint();
+        let path = |n: &str| dir.path().join(n);
+        std::fs::write(path("ca.pem"), &cert.ca_pem).unwrap();
+        std::fs::write(path("leaf.pem"), &cert.leaf_pem).unwrap();
+        std::fs::write(path("leaf.key"), &cert.key_pem).unwrap();
+        std::fs::write(
+            path("server.py"),
+            r#"
+import asyncio, json, ssl, sys
+from websockets.asyncio.server import serve
+
+async def handler(ws):
+    await ws.send(json.dumps({"authorization": ws.request.headers.get("Authorization", ""),
+                              "path": ws.request.path}))
+    async for message in ws:
+        if isinstance(message, bytes):
+            await ws.send(b"echo:" + message)
+        else:
+            await ws.send("echo:" + message)
+
+async def main():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+    async with serve(handler, "127.0.0.2", 0, ssl=ctx) as tls, serve(handler, "127.0.0.2", 0) as plain:
+        print(json.dumps({"wss": tls.sockets[0].getsockname()[1],
+                          "ws": plain.sockets[0].getsockname()[1]}), flush=True)
+        await asyncio.Future()
+
+asyncio.run(main())
+"#,
+        )
+        .unwrap();
+        let mut child = Command::new(python)
+            .arg(path("server.py"))
+            .arg(path("leaf.pem"))
+            .arg(path("leaf.key"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ports: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        let ca = path("ca.pem");
+        (
+            Self {
+                child,
+                wss: ports["wss"].as_u64().unwrap() as u16,
+                ws: ports["ws"].as_u64().unwrap() as u16,
+                _dir: dir,
+            },
+            ca,
+        )
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn websockets_through_the_mitm_and_the_plain_proxy() {
+    let python = venv_python();
+    let (echo, echo_ca) = EchoServer::start(&python);
+    let rig = Rig::start_trusting(true, Upstream::start_on("127.0.0.2"), &[&echo_ca]);
+    rig.add_services(&format!(
+        r#"services:
+  - host: 127.0.0.2
+    port: {wss}
+    path: /ws
+    scrub_responses: false
+    auth: {{type: bearer, token: BEARER_TOKEN}}
+    substitutions:
+      - placeholder: __ws_token__
+        key: SUB_KEY
+        in: [ws]
+  - host: 127.0.0.2
+    port: {wss}
+    path: /scrubbed
+    auth: {{type: bearer, token: BEARER_TOKEN}}
+"#,
+        wss = echo.wss
+    ));
+    let client = r#"
+import asyncio, json, sys
+from websockets.asyncio.client import connect
+
+async def main(url):
+    async with connect(url, additional_headers={"Authorization": "Bearer placeholder"}) as ws:
+        first = json.loads(await ws.recv())
+        await ws.send('{"token": "__ws_token__"}')
+        text = await ws.recv()
+        await ws.send(b"\x00\x01binary __ws_token__")
+        binary = await ws.recv()
+        await ws.ping()
+        print(json.dumps({"first": first, "text": text, "binary": binary.decode("latin-1")}))
+
+asyncio.run(main(sys.argv[1]))
+"#;
+    std::fs::write(rig.home.path().join("client.py"), client).unwrap();
+    let talk = |url: &str| -> Value {
+        let out = Command::new(&python)
+            .arg(rig.home.path().join("client.py"))
+            .arg(url)
+            .env_clear()
+            .env("HTTPS_PROXY", rig.proxy_url())
+            .env("HTTP_PROXY", rig.proxy_url())
+            .env("SSL_CERT_FILE", &rig.ca)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // wss:// through the MITM: the credential on the upgrade, the placeholder replaced in a
+    // client text frame (JSON-escaped), binary frames untouched, ping/pong through.
+    let seen = talk(&format!("wss://127.0.0.2:{}/ws/chat", echo.wss));
+    assert_eq!(
+        seen["first"]["authorization"],
+        format!("Bearer {BEARER}"),
+        "{seen}"
+    );
+    assert_eq!(seen["first"]["path"], "/ws/chat");
+    assert_eq!(
+        seen["text"], r#"echo:{"token": "SENTINEL-sub-44&x/y"}"#,
+        "{seen}"
+    );
+    assert_eq!(
+        seen["binary"], "echo:\u{0}\u{1}binary __ws_token__",
+        "{seen}"
+    );
+    // Scrubbing on: the credential the server reports comes back as the marker.
+    let seen = talk(&format!("wss://127.0.0.2:{}/scrubbed", echo.wss));
+    assert_eq!(
+        seen["first"]["authorization"],
+        format!("Bearer {MARKER}"),
+        "{seen}"
+    );
+    // ws:// through the plain proxy (no service there: forwarded without a credential).
+    let seen = talk(&format!("ws://127.0.0.2:{}/plain", echo.ws));
+    assert_eq!(
+        seen["first"]["authorization"], "Bearer placeholder",
+        "{seen}"
+    );
+    assert_eq!(seen["text"], r#"echo:{"token": "__ws_token__"}"#, "{seen}");
+    // Each went through the broker: the request log has the three upgrades.
+    let mut upgrades = Vec::new();
+    for _ in 0..100 {
+        let logs = rig.home.run(&["vault", "logs", "--json"]).ok();
+        let rows: Vec<Value> = serde_json::from_str(&logs.stdout).unwrap();
+        upgrades = rows
+            .into_iter()
+            .filter(|r| r["status"] == 101)
+            .map(|r| {
+                format!(
+                    "{}{}",
+                    r["host"].as_str().unwrap(),
+                    r["path"].as_str().unwrap()
+                )
+            })
+            .collect();
+        if upgrades.len() >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    upgrades.sort();
+    let mut expected = vec![
+        format!("127.0.0.2:{}/ws/chat", echo.wss),
+        format!("127.0.0.2:{}/scrubbed", echo.wss),
+        format!("127.0.0.2:{}/plain", echo.ws),
+    ];
+    expected.sort();
+    assert_eq!(upgrades, expected);
+}
