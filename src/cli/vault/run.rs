@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::Target;
 use super::discover::agent_or_login;
+use super::lease;
 use crate::cli::client::segment;
 use crate::cli::{Client, Context, PassThroughExit, Refusal, SESSION_TOKEN_ENV, output};
 use crate::crypto::SecretString;
@@ -76,6 +77,21 @@ pub struct RunArgs {
     /// Share /home/claude/.claude across invocations (--sandbox=container only)
     #[arg(long)]
     pub home_volume_shared: bool,
+    /// Memory limit of the container, e.g. 4g or 512m; 0 for none (--sandbox=container only;
+    /// default: 3/4 of this machine's memory, at most 8g)
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPU limit of the container, e.g. 2 or 1.5; 0 for none (--sandbox=container only;
+    /// default: 3/4 of this machine's cores, at least 1)
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// Process limit of the container; 0 for none (--sandbox=container only; default 4096)
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<i64>,
+    /// Leave the container's root filesystem writable (--sandbox=container only; default:
+    /// read-only, with /tmp and the home directory writable)
+    #[arg(long)]
+    pub writable_root: bool,
     /// The command to run, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -94,6 +110,8 @@ pub struct TokenArgs {
 #[derive(Deserialize)]
 struct Minted {
     token: String,
+    #[serde(default)]
+    lease_key: Option<String>,
 }
 
 /// `vault token`: prints only the token, so `$(agent-vault vault token)` captures it.
@@ -117,6 +135,8 @@ struct RunSession {
     token: SecretString,
     vault: String,
     minted: bool,
+    /// Renews a minted token's lease while the run lives.
+    _renewal: Option<lease::Renewal>,
 }
 
 async fn session(
@@ -146,25 +166,44 @@ async fn session(
             token,
             vault: found["vault"].as_str().unwrap_or_default().to_owned(),
             minted: false,
+            _renewal: None,
         });
     }
+    let lease_seconds = lease::seconds_from_env()?;
     let target = Target::resolve(flag, context)?;
     let minted: Minted = target
         .client
         .post(
             "/v1/sessions",
-            &json!({ "vault": target.vault, "role": role, "ttl_seconds": ttl }),
+            &json!({
+                "vault": target.vault,
+                "role": role,
+                "ttl_seconds": ttl,
+                "lease_seconds": lease_seconds,
+            }),
         )
         .await?;
-    let client = Client::new(
-        target.client.base(),
-        Some(SecretString::new(minted.token.clone())),
-    )?;
+    let base = target.client.base();
+    let renewal = match minted.lease_key {
+        Some(key) => Some(lease::keep_alive(
+            base,
+            SecretString::new(key),
+            lease_seconds,
+        )?),
+        None => {
+            output::warn(format!(
+                "the server at {base} does not lease run tokens (an older version): if this run is killed, its token stays valid until its TTL"
+            ));
+            None
+        }
+    };
+    let client = Client::new(base, Some(SecretString::new(minted.token.clone())))?;
     Ok(RunSession {
         client,
         token: SecretString::new(minted.token),
         vault: target.vault,
         minted: true,
+        _renewal: renewal,
     })
 }
 
@@ -205,6 +244,10 @@ pub async fn run(context: &Context, flag: Option<&str>, args: RunArgs) -> anyhow
         (args.keep, "--keep"),
         (args.no_firewall, "--no-firewall"),
         (args.home_volume_shared, "--home-volume-shared"),
+        (args.memory.is_some(), "--memory"),
+        (args.cpus.is_some(), "--cpus"),
+        (args.pids_limit.is_some(), "--pids-limit"),
+        (args.writable_root, "--writable-root"),
     ];
     if args.sandbox == Sandbox::Process
         && let Some((_, flag)) = container_only.iter().find(|(set, _)| *set)
@@ -255,6 +298,11 @@ async fn run_container(
         .and_then(|v| v.parse().ok())
         .unwrap_or(14322);
     let paths = context.paths()?;
+    let claude = claude_auth(session).await;
+    let program = std::path::Path::new(&args.command[0]).file_name();
+    if claude.is_some() || program.is_some_and(|p| p == "claude") {
+        eprintln!("{}", crate::sandbox::claude::notice(claude, &session.vault));
+    }
     let code = crate::sandbox::run(crate::sandbox::ContainerRun {
         api_url: session.client.base(),
         proxy_port,
@@ -266,11 +314,26 @@ async fn run_container(
         keep: args.keep,
         no_firewall: args.no_firewall,
         home_volume_shared: args.home_volume_shared,
+        limits: crate::sandbox::limits::Requested {
+            memory: args.memory.clone(),
+            cpus: args.cpus,
+            pids: args.pids_limit,
+            writable_root: args.writable_root,
+        },
+        claude,
         command: &args.command,
         agent_vault_dir: paths.root(),
     })
     .await?;
     Ok(code)
+}
+
+/// Whether the vault lets the broker hold Claude Code's key (from the run's own view of the
+/// vault; an older server without the fields simply yields none).
+async fn claude_auth(session: &RunSession) -> Option<crate::sandbox::claude::ClaudeAuth> {
+    let path = format!("/v1/discover?vault={}", segment(&session.vault));
+    let found: serde_json::Value = session.client.get(&path).await.ok()?;
+    crate::sandbox::claude::ClaudeAuth::from_services(found["services"].as_array()?)
 }
 
 async fn run_child(context: &Context, session: &RunSession, args: &RunArgs) -> anyhow::Result<u8> {
