@@ -35,6 +35,7 @@ use axum::response::IntoResponse;
 use axum::routing::{any, delete, get, post};
 use serde_json::json;
 
+use crate::broker::Invalidation;
 use crate::crypto::Key;
 use crate::proxy::Proxy;
 use crate::store::{self, Store};
@@ -241,8 +242,8 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
     response
 }
 
-/// Any successful change may affect what the broker serves, so it forgets its snapshots and
-/// resolved tokens; the next proxied request reloads them.
+/// A successful change may affect what the broker serves: it forgets what the change made
+/// stale (see [`invalidation_for`]) and keeps everything else warm.
 async fn invalidate_on_change(
     State(state): State<AppState>,
     request: axum::extract::Request,
@@ -252,11 +253,63 @@ async fn invalidate_on_change(
         *request.method(),
         axum::http::Method::GET | axum::http::Method::HEAD
     );
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let caller_token = auth::bearer_token_of(request.headers()).map(crate::crypto::hash_token);
     let response = next.run(request).await;
     if changes && response.status().is_success() {
-        state.proxy.broker.invalidate();
+        state
+            .proxy
+            .broker
+            .apply(invalidation_for(&method, &path, caller_token));
     }
     response
+}
+
+/// What a successful change at `method path` makes stale in the broker. Routes not listed
+/// invalidate everything, so a new route is safe before it is classified here.
+pub fn invalidation_for(
+    method: &axum::http::Method,
+    path: &str,
+    caller_token_hash: Option<String>,
+) -> Invalidation {
+    use axum::http::Method;
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        // New sessions and tokens, and proposals: nothing cached changes.
+        (&Method::POST, ["v1", "auth", "login" | "register" | "verify"])
+        | (&Method::POST, ["v1", "sessions"])
+        | (&Method::POST, ["v1", "proposals"])
+        | (&Method::POST, ["v1", "vaults", _, "proposals", _, "reject"]) => Invalidation::Nothing,
+        (&Method::POST, ["v1", "auth", "logout"]) => {
+            caller_token_hash.map_or(Invalidation::Scopes, Invalidation::Token)
+        }
+        // A renewed lease moves a token's expiry.
+        (&Method::POST, ["v1", "sessions", "renew"]) => Invalidation::Scopes,
+        // One vault's contents.
+        (
+            _,
+            [
+                "v1",
+                "vaults",
+                name,
+                "credentials" | "services" | "settings",
+                ..,
+            ],
+        )
+        | (&Method::POST, ["v1", "vaults", name, "proposals", _, "approve"]) => {
+            percent_encoding::percent_decode_str(name)
+                .decode_utf8()
+                .map_or(Invalidation::Everything, |n| {
+                    Invalidation::Vault(n.into_owned())
+                })
+        }
+        // Who may use which vault.
+        (_, ["v1", "vaults", _, "users" | "agents" | "join", ..]) | (_, ["v1", "agents", ..]) => {
+            Invalidation::Scopes
+        }
+        _ => Invalidation::Everything,
+    }
 }
 
 async fn explicit_proxy(
@@ -319,4 +372,78 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this route does not accept that HTTP method",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn changes_invalidate_only_what_they_touch() {
+        let table: &[(Method, &str, Invalidation)] = &[
+            (Method::POST, "/v1/auth/login", Invalidation::Nothing),
+            (Method::POST, "/v1/sessions", Invalidation::Nothing),
+            (Method::POST, "/v1/proposals", Invalidation::Nothing),
+            (
+                Method::POST,
+                "/v1/auth/logout",
+                Invalidation::Token("h".into()),
+            ),
+            (Method::POST, "/v1/sessions/renew", Invalidation::Scopes),
+            (
+                Method::POST,
+                "/v1/vaults/pay%2Dments/credentials",
+                Invalidation::Vault("pay-ments".into()),
+            ),
+            (
+                Method::DELETE,
+                "/v1/vaults/default/credentials",
+                Invalidation::Vault("default".into()),
+            ),
+            (
+                Method::PATCH,
+                "/v1/vaults/default/services/x",
+                Invalidation::Vault("default".into()),
+            ),
+            (
+                Method::PUT,
+                "/v1/vaults/default/settings",
+                Invalidation::Vault("default".into()),
+            ),
+            (
+                Method::POST,
+                "/v1/vaults/default/proposals/3/approve",
+                Invalidation::Vault("default".into()),
+            ),
+            (
+                Method::POST,
+                "/v1/vaults/default/users",
+                Invalidation::Scopes,
+            ),
+            (Method::DELETE, "/v1/agents/bot", Invalidation::Scopes),
+            (
+                Method::POST,
+                "/v1/vaults/default/rename",
+                Invalidation::Everything,
+            ),
+            (
+                Method::DELETE,
+                "/v1/vaults/default",
+                Invalidation::Everything,
+            ),
+            (
+                Method::DELETE,
+                "/v1/admin/users/x@example.com",
+                Invalidation::Everything,
+            ),
+        ];
+        for (method, path, expected) in table {
+            assert_eq!(
+                &invalidation_for(method, path, Some("h".into())),
+                expected,
+                "{method} {path}"
+            );
+        }
+    }
 }

@@ -4,10 +4,12 @@
 //! request-log row. Transport (TLS, HTTP, streaming) lives in `proxy`.
 //!
 //! Hot path: per-vault snapshots (services, decrypted credentials, policy) and resolved
-//! proxy tokens are kept in memory. Any successful change through the management API
-//! invalidates both (a generation counter guards against a load racing a change), so a
-//! change takes effect on the next request while a warm request touches no database, does no
-//! decryption and mints no certificate.
+//! proxy tokens are kept in memory. A successful change through the management API drops
+//! what it made stale — one vault's snapshot, one token, every token, or (for a change not
+//! classified) everything — and nothing else, so a login or a minted token leaves every
+//! vault warm; a generation counter guards against a load racing a change. A change takes
+//! effect on the next request while a warm request touches no database, does no decryption
+//! and mints no certificate.
 
 mod audit;
 mod error;
@@ -136,9 +138,11 @@ pub struct Broker {
     scopes: Cache<(String, Option<String>), Scope>,
 }
 
-/// A map whose entries are valid only for the generation they were loaded in.
+/// A map of loaded values. An entry stays until it is invalidated; a value is stored only if
+/// no invalidation happened while it was being loaded (the broker's generation counter), so
+/// a load that raced a change cannot put stale data back.
 struct Cache<K, V> {
-    map: RwLock<HashMap<K, (u64, V)>>,
+    map: RwLock<HashMap<K, V>>,
 }
 
 impl<K: std::hash::Hash + Eq, V: Clone> Cache<K, V> {
@@ -148,11 +152,12 @@ impl<K: std::hash::Hash + Eq, V: Clone> Cache<K, V> {
         }
     }
 
-    fn get(&self, key: &K, generation: u64) -> Option<V> {
-        let map = self.map.read().ok()?;
-        map.get(key)
-            .filter(|(g, _)| *g == generation)
-            .map(|(_, v)| v.clone())
+    fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.map.read().ok()?.get(key).cloned()
     }
 
     /// Stores a value loaded during `generation`, unless a change happened since.
@@ -160,15 +165,30 @@ impl<K: std::hash::Hash + Eq, V: Clone> Cache<K, V> {
         if let Ok(mut map) = self.map.write()
             && current.load(Ordering::SeqCst) == generation
         {
-            map.insert(key, (generation, value));
+            map.insert(key, value);
         }
     }
 
-    fn clear(&self) {
+    fn retain(&self, keep: impl FnMut(&K, &mut V) -> bool) {
         if let Ok(mut map) = self.map.write() {
-            map.clear();
+            map.retain(keep);
         }
     }
+}
+
+/// What a successful management change can make stale in the broker's caches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// Nothing the data path caches (a login, minting a new token, a proposal).
+    Nothing,
+    /// One token's resolved scope (logout: the caller's own token hash).
+    Token(String),
+    /// Every resolved token (grants, roles, leases), but no vault's snapshot.
+    Scopes,
+    /// One vault's snapshot (its credentials, services or settings), by vault name.
+    Vault(String),
+    /// Everything: the safe answer for a change not classified more precisely.
+    Everything,
 }
 
 impl Broker {
@@ -184,12 +204,28 @@ impl Broker {
         }
     }
 
-    /// Forgets every cached snapshot and token: called after any change to vaults,
-    /// credentials, services, settings, sessions or grants.
+    /// Forgets every cached snapshot and token.
     pub fn invalidate(&self) {
+        self.apply(Invalidation::Everything);
+    }
+
+    /// Forgets what `change` made stale and keeps every other entry warm. The generation is
+    /// bumped first, so a load in flight cannot store what it read before the change.
+    pub fn apply(&self, change: Invalidation) {
+        if change == Invalidation::Nothing {
+            return;
+        }
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.snapshots.clear();
-        self.scopes.clear();
+        match change {
+            Invalidation::Nothing => {}
+            Invalidation::Token(hash) => self.scopes.retain(|(h, _), _| *h != hash),
+            Invalidation::Scopes => self.scopes.retain(|_, _| false),
+            Invalidation::Vault(name) => self.snapshots.retain(|_, s| s.vault_name != name),
+            Invalidation::Everything => {
+                self.scopes.retain(|_, _| false);
+                self.snapshots.retain(|_, _| false);
+            }
+        }
     }
 
     async fn blocking<R: Send + 'static>(
@@ -209,7 +245,7 @@ impl Broker {
             credentials.vault.clone(),
         );
         let generation = self.generation.load(Ordering::SeqCst);
-        if let Some(scope) = self.scopes.get(&key, generation) {
+        if let Some(scope) = self.scopes.get(&key) {
             return check_expiry(scope);
         }
         let (hash, hint) = key.clone();
@@ -224,10 +260,10 @@ impl Broker {
     /// The in-memory view of a vault (loaded, decrypted and cached on first use).
     pub async fn snapshot(&self, vault_id: &str) -> Result<Arc<VaultSnapshot>, BrokerError> {
         let generation = self.generation.load(Ordering::SeqCst);
-        let key = vault_id.to_owned();
-        if let Some(snapshot) = self.snapshots.get(&key, generation) {
+        if let Some(snapshot) = self.snapshots.get(vault_id) {
             return Ok(snapshot);
         }
+        let key = vault_id.to_owned();
         let id = key.clone();
         let snapshot = Arc::new(
             self.blocking(move |store, dek| load_snapshot(store, dek, &id))
@@ -422,11 +458,25 @@ mod tests {
             "one"
         );
 
-        broker.invalidate();
-        assert_eq!(broker.authenticate(&creds).await.unwrap_err().status, 407);
+        // Changes elsewhere leave this vault and this token warm.
+        broker.apply(Invalidation::Nothing);
+        broker.apply(Invalidation::Vault("another".into()));
+        broker.apply(Invalidation::Token("another-hash".into()));
+        assert!(broker.authenticate(&creds).await.is_ok());
+        assert_eq!(
+            broker.snapshot(&vault.id).await.unwrap().credentials["KEY"].expose(),
+            "one"
+        );
+        broker.apply(Invalidation::Vault("default".into()));
         assert_eq!(
             broker.snapshot(&vault.id).await.unwrap().credentials["KEY"].expose(),
             "two"
         );
+        assert!(
+            broker.authenticate(&creds).await.is_ok(),
+            "tokens stay warm"
+        );
+        broker.apply(Invalidation::Token(token.hash.clone()));
+        assert_eq!(broker.authenticate(&creds).await.unwrap_err().status, 407);
     }
 }

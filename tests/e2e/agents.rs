@@ -153,10 +153,13 @@ fn agent_onboarding_rotation_and_removal() {
     let (codes, body) = proxied_to(&rig, &token, None, &format!("https://{new_host}/new"));
     assert_eq!(codes, "200 200", "{body}");
     let echo: Value = serde_json::from_str(&body).unwrap();
+    // The upstream echoes the credential it got; the broker scrubs it on the way back (the
+    // marker replaces exactly the new service's value).
     assert_eq!(
         header(&echo, "authorization"),
-        vec!["Bearer new-api-sentinel".to_owned()]
+        vec!["Bearer [agent-vault:redacted]".to_owned()]
     );
+    assert!(!body.contains("new-api-sentinel"), "{body}");
 
     // A proxy-role agent reads no values.
     let denied = curl_json(&[

@@ -755,9 +755,11 @@ fn the_next_proxied_request_uses_an_approved_proposal() {
         .ok();
     let (status, echo) = fetch();
     assert_eq!(status, 200, "{echo}");
+    // The echoed credential comes back scrubbed: the marker stands exactly for the value.
     assert_eq!(
         echo["headers"]["authorization"],
-        json!(["Bearer proposed-secret"]),
+        json!(["Bearer [agent-vault:redacted]"]),
         "{echo}"
     );
+    assert!(!echo.to_string().contains("proposed-secret"), "{echo}");
 }
