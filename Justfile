@@ -24,8 +24,10 @@ lint:
     cargo fmt --check
     cargo clippy --locked --all-targets -- -D warnings
 
-# Benchmarks: prints latency and throughput figures (release build)
+# Benchmarks: prints latency and throughput figures (release build). The proxy table
+# compares agent-vault with a direct connection and mitmproxy on a local nginx.
 bench:
+    scripts/bench-setup.sh
     cargo bench --locked --bench api
     cargo bench --locked --bench proxy
 

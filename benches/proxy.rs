@@ -1,21 +1,45 @@
 // Benchmark code stops on the first surprise.
 #![allow(clippy::unwrap_used)]
 
-//! Data-path benchmarks against the real release binary: latency and throughput of requests
-//! through the MITM proxy (credential injected) compared with going to the upstream
-//! directly, and streaming throughput. Run with `just bench`. Prints figures; asserts nothing.
+//! Data-path benchmark: the real release binary against a direct connection to the same local
+//! nginx (Debian's, TLS, HTTP/2 + HTTP/1.1) and against mitmproxy with a header-injecting
+//! addon, printed side by side in one table:
+//!
+//! - keep-alive requests per second (oha, 16 connections, 1 KiB responses), with and without
+//!   response scrubbing;
+//! - new CONNECT + TLS connections per second (oha without keep-alive);
+//! - p50/p99 latency at a fixed 500 requests per second;
+//! - streaming throughput of a 256 MiB download (curl);
+//! - WebSocket echo messages per second (64-byte text messages, pipelined);
+//! - resident memory with 1,000 idle tunnels open.
+//!
+//! Needs `nginx` (nginx-light), `oha` and mitmproxy: `scripts/bench-setup.sh` installs them
+//! (`just bench` runs it). A missing tool leaves its cells as `n/a`. Prints; asserts nothing.
 
 #[path = "../tests/e2e/upstream.rs"]
 #[allow(dead_code)]
 mod upstream;
 
-use std::io::{BufRead, BufReader, Read};
+#[path = "../tests/e2e/nginx.rs"]
+#[allow(dead_code)]
+mod nginx;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use base64::Engine;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_agent-vault");
+const SECRET: &str = "bench-secret-value-0123456789";
+const SECONDS: &str = "8s";
+const STREAM_BYTES: usize = 256 * 1024 * 1024;
+const WS_MESSAGES: usize = 100_000;
+const IDLE_TUNNELS: usize = 1000;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -25,7 +49,108 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_server(home: &std::path::Path, mitm: u16, ca_file: &std::path::Path) -> (Child, String) {
+fn manifest(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn find_tool(name: &str, extra: &[PathBuf]) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    extra.iter().cloned().chain(on_path).find(|p| p.is_file())
+}
+
+/// How a client reaches nginx: directly or through a proxy.
+struct Route {
+    label: &'static str,
+    /// `http://host:port` of the proxy, and the `Proxy-Authorization` value if any.
+    proxy: Option<(String, Option<String>)>,
+    /// The CA the client must trust for the TLS it sees.
+    cacert: PathBuf,
+    /// Path prefix on nginx (selects the service, hence scrubbing on or off).
+    path: &'static str,
+    pid: Option<u32>,
+}
+
+fn oha(oha: &Path, route: &Route, url: &str, extra: &[&str]) -> Option<Value> {
+    let mut cmd = Command::new(oha);
+    cmd.args(["--no-tui", "--output-format", "json", "-c", "16"])
+        .args(extra)
+        .arg("--cacert")
+        .arg(&route.cacert);
+    if let Some((proxy, auth)) = &route.proxy {
+        cmd.args(["-x", proxy]);
+        if let Some(auth) = auth {
+            cmd.args(["--proxy-header", &format!("Proxy-Authorization: {auth}")]);
+        }
+    }
+    let out = cmd.arg(url).env_remove("HTTPS_PROXY").output().ok()?;
+    let report: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let ok = report["statusCodeDistribution"]["200"]
+        .as_u64()
+        .unwrap_or(0);
+    let total: u64 = report["statusCodeDistribution"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
+    if ok == 0 || ok != total {
+        eprintln!(
+            "{}: oha {extra:?}: non-200 answers {}; errors {}",
+            route.label, report["statusCodeDistribution"], report["errorDistribution"]
+        );
+    }
+    Some(report)
+}
+
+fn curl_speed(route: &Route, url: &str) -> Option<f64> {
+    let mut best: Option<f64> = None;
+    for _ in 0..3 {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{speed_download} %{size_download}",
+        ])
+        .arg("--cacert")
+        .arg(&route.cacert);
+        if let Some((proxy, auth)) = &route.proxy {
+            cmd.args(["--proxy", proxy]);
+            if let Some(auth) = auth {
+                cmd.args(["--proxy-header", &format!("Proxy-Authorization: {auth}")]);
+            }
+        } else {
+            cmd.args(["--noproxy", "*"]);
+        }
+        let out = cmd.arg(url).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (speed, size) = text.split_once(' ')?;
+        if size.trim().parse::<usize>().ok()? != STREAM_BYTES {
+            eprintln!("{}: streaming download incomplete: {text}", route.label);
+            return None;
+        }
+        let speed: f64 = speed.trim().parse().ok()?;
+        best = Some(best.map_or(speed, |b: f64| b.max(speed)));
+    }
+    best.map(|bytes| bytes / 1e6)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+// ---- the agent-vault server ----
+
+fn start_agent_vault(home: &Path, mitm: u16, ca_file: &Path) -> (Child, String) {
     let mut child = Command::new(BIN)
         .args(["server", "--port", "0", "--mitm-port", &mitm.to_string()])
         .env_clear()
@@ -48,86 +173,410 @@ fn start_server(home: &std::path::Path, mitm: u16, ca_file: &std::path::Path) ->
     (child, url)
 }
 
-fn measure(label: &str, client: &reqwest::blocking::Client, url: &str, n: usize) {
-    let mut samples = Vec::with_capacity(n);
-    let began = Instant::now();
-    for _ in 0..n {
-        let t = Instant::now();
-        let response = client.get(url).send().unwrap();
-        assert!(response.status().is_success(), "{}", response.status());
-        let _ = response.bytes().unwrap();
-        samples.push(t.elapsed());
+// ---- mitmproxy with a header-injecting addon ----
+
+fn start_mitmproxy(
+    mitmdump: &Path,
+    dir: &Path,
+    upstream_ca: &Path,
+) -> Option<(Child, u16, PathBuf)> {
+    let addon = dir.join("inject.py");
+    std::fs::write(
+        &addon,
+        format!(
+            "class Inject:\n    def request(self, flow):\n        flow.request.headers[\"Authorization\"] = \"Bearer {SECRET}\"\n\naddons = [Inject()]\n"
+        ),
+    )
+    .ok()?;
+    let port = free_port();
+    let confdir = dir.join("mitmproxy");
+    let child = Command::new(mitmdump)
+        .args([
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            &port.to_string(),
+            "-q",
+        ])
+        .arg("--set")
+        .arg(format!("confdir={}", confdir.display()))
+        .arg("--set")
+        .arg(format!(
+            "ssl_verify_upstream_trusted_ca={}",
+            upstream_ca.display()
+        ))
+        .arg("-s")
+        .arg(&addon)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let ca = confdir.join("mitmproxy-ca-cert.pem");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(ca.is_file() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
+        if Instant::now() > deadline {
+            eprintln!("mitmproxy did not start");
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    let total = began.elapsed();
-    samples.sort();
-    let pick = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
-    println!(
-        "{label:<44} p50 {:>9.1?}  p99 {:>9.1?}  {:>6.0} req/s",
-        pick(0.5),
-        pick(0.99),
-        n as f64 / total.as_secs_f64()
-    );
+    Some((child, port, ca))
 }
 
-fn concurrent(
-    label: &str,
-    client: &reqwest::blocking::Client,
-    url: &str,
-    threads: usize,
-    per: usize,
-) {
-    let began = Instant::now();
-    let workers: Vec<_> = (0..threads)
-        .map(|_| {
-            let (client, url) = (client.clone(), url.to_owned());
-            std::thread::spawn(move || {
-                for _ in 0..per {
-                    let response = client.get(&url).send().unwrap();
-                    assert!(response.status().is_success());
-                    let _ = response.bytes().unwrap();
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.join().unwrap();
+// ---- WebSocket echo server and client ----
+
+/// SHA-1, for `Sec-WebSocket-Accept` only (RFC 6455 mandates it).
+fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
     }
-    println!(
-        "{label:<44} {:>6.0} req/s",
-        (threads * per) as f64 / began.elapsed().as_secs_f64()
-    );
+    msg.extend_from_slice(&((data.len() as u64) * 8).to_be_bytes());
+    for block in msg.chunks(64) {
+        let mut w = [0u32; 80];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes(block[i * 4..i * 4 + 4].try_into().unwrap());
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = h;
+        for (i, word) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A827999),
+                20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
+                _ => (b ^ c ^ d, 0xCA62C1D6),
+            };
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*word);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = t;
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 20];
+    for (i, x) in h.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&x.to_be_bytes());
+    }
+    out
 }
 
-fn stream(label: &str, client: &reqwest::blocking::Client, url: &str, bytes: usize) {
-    let began = Instant::now();
-    let mut response = client.get(url).send().unwrap();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0;
-    loop {
-        let n = response.read(&mut buf).unwrap();
-        if n == 0 {
+async fn read_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        if stream.read(&mut byte).await.unwrap() == 0 {
             break;
         }
-        total += n;
+        head.push(byte[0]);
     }
-    assert_eq!(total, bytes);
-    let secs = began.elapsed().as_secs_f64();
-    println!(
-        "{label:<44} {:>6.0} MiB/s",
-        bytes as f64 / secs / (1024.0 * 1024.0)
+    head
+}
+
+/// A TLS WebSocket echo server on 127.0.0.1; returns its port.
+fn start_ws_echo(runtime: &tokio::runtime::Runtime, cert: &upstream::TestCert) -> u16 {
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.leaf_der.clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_der.clone().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    runtime.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let head = String::from_utf8_lossy(&read_head(&mut tls).await).into_owned();
+                let Some(key) = head.lines().find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("sec-websocket-key")
+                        .then(|| value.trim().to_owned())
+                }) else {
+                    return;
+                };
+                let accept = base64::engine::general_purpose::STANDARD.encode(sha1(
+                    format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
+                ));
+                let reply = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                );
+                if tls.write_all(reply.as_bytes()).await.is_err() || tls.flush().await.is_err() {
+                    return;
+                }
+                let (mut read, mut write) = tokio::io::split(tls);
+                let mut buf = Vec::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match read.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    let mut out = Vec::new();
+                    // Client frames: small, masked. Echo each unmasked.
+                    while buf.len() >= 6 {
+                        let len = (buf[1] & 0x7f) as usize;
+                        if len > 125 || buf.len() < 6 + len {
+                            break;
+                        }
+                        let mask = [buf[2], buf[3], buf[4], buf[5]];
+                        if buf[0] & 0x0f == 8 {
+                            return;
+                        }
+                        out.push(buf[0]);
+                        out.push(len as u8);
+                        out.extend(buf[6..6 + len].iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+                        buf.drain(..6 + len);
+                    }
+                    if !out.is_empty()
+                        && (write.write_all(&out).await.is_err() || write.flush().await.is_err())
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Opens a TLS stream to 127.0.0.1:`port`, through `route`'s proxy if any.
+async fn connect_tls(
+    route: &Route,
+    port: u16,
+    alpn: &[u8],
+    direct_ca: &Path,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut tcp = match &route.proxy {
+        None => tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap(),
+        Some((proxy, auth)) => {
+            let address = proxy.trim_start_matches("http://");
+            let mut tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+            let auth = auth
+                .as_ref()
+                .map(|a| format!("Proxy-Authorization: {a}\r\n"))
+                .unwrap_or_default();
+            tcp.write_all(
+                format!(
+                    "CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let head = read_head(&mut tcp).await;
+            assert!(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"));
+            tcp
+        }
+    };
+    tcp.set_nodelay(true).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = if route.proxy.is_some() {
+        route.cacert.as_path()
+    } else {
+        direct_ca
+    };
+    let pem = std::fs::read(ca).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let _ = &mut tcp;
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// Echo messages per second over one WebSocket, `WS_MESSAGES` 64-byte text messages sent
+/// while the echoes are read (pipelined).
+async fn ws_rate(route: &Route, port: u16, direct_ca: &Path) -> Option<f64> {
+    let mut tls = connect_tls(route, port, b"http/1.1", direct_ca).await;
+    tls.write_all(
+        format!(
+            "GET {}/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            route.path
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tls.flush().await.unwrap();
+    let head = read_head(&mut tls).await;
+    if !head.starts_with(b"HTTP/1.1 101") {
+        let mut body = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(2), tls.read(&mut body))
+            .await
+            .map_or(0, |r| r.unwrap_or(0));
+        eprintln!(
+            "{}: WebSocket upgrade refused: {}{}",
+            route.label,
+            String::from_utf8_lossy(&head),
+            String::from_utf8_lossy(&body[..n])
+        );
+        return None;
+    }
+    let (mut read, mut write) = tokio::io::split(tls);
+    let payload = [b'm'; 64];
+    let mut frame = vec![0x81, 0x80 | 64, 1, 2, 3, 4];
+    frame.extend(
+        payload
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
     );
+    let began = Instant::now();
+    let writer = tokio::spawn(async move {
+        let batch: Vec<u8> = frame.repeat(100);
+        for _ in 0..WS_MESSAGES / 100 {
+            write.write_all(&batch).await.unwrap();
+        }
+        write.flush().await.unwrap();
+        write
+    });
+    let expected = WS_MESSAGES * (2 + 64);
+    let mut got = 0;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while got < expected {
+        let n = tokio::time::timeout(Duration::from_secs(20), read.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("{}: WebSocket echo stalled after {got} bytes", route.label))
+            .unwrap();
+        assert!(n > 0, "{}: WebSocket closed early", route.label);
+        got += n;
+    }
+    let rate = WS_MESSAGES as f64 / began.elapsed().as_secs_f64();
+    let mut write = writer.await.unwrap();
+    let _ = write.write_all(&[0x88, 0x80, 0, 0, 0, 0]).await;
+    let _ = write.flush().await;
+    Some(rate)
+}
+
+/// Resident memory of the proxy (MiB) with `IDLE_TUNNELS` CONNECT + TLS tunnels open, and the
+/// growth over the idle process.
+async fn idle_tunnels(route: &Route, port: u16) -> Option<(f64, f64)> {
+    let pid = route.pid?;
+    let before = rss_kib(pid)?;
+    let mut tunnels = Vec::with_capacity(IDLE_TUNNELS);
+    for _ in 0..IDLE_TUNNELS {
+        tunnels.push(connect_tls(route, port, b"http/1.1", &route.cacert).await);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kib(pid)?;
+    drop(tunnels);
+    Some((
+        after as f64 / 1024.0,
+        (after.saturating_sub(before)) as f64 / 1024.0,
+    ))
+}
+
+// ---- the table ----
+
+struct Row {
+    name: &'static str,
+    cells: Vec<String>,
+}
+
+fn fmt(value: Option<f64>, decimals: usize) -> String {
+    value.map_or("n/a".into(), |v| format!("{v:.decimals$}"))
 }
 
 fn main() {
-    let upstream = upstream::Upstream::start();
+    // RFC 6455's example handshake.
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD.encode(sha1(
+            b"dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+        )),
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    );
+    let oha_bin = find_tool("oha", &[dirs_home().join(".cargo/bin/oha")]);
+    let mitmdump = find_tool("mitmdump", &[manifest("target/bench-venv/bin/mitmdump")]);
+    if nginx::binary().is_none() {
+        eprintln!("proxy bench: nginx is not installed; run scripts/bench-setup.sh");
+        return;
+    }
+    if oha_bin.is_none() {
+        eprintln!(
+            "proxy bench: oha not found; run scripts/bench-setup.sh (request rows will be n/a)"
+        );
+    }
+    if mitmdump.is_none() {
+        eprintln!(
+            "proxy bench: mitmdump not found; run scripts/bench-setup.sh (mitmproxy column will be n/a)"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nginx = nginx::Nginx::start("127.0.0.1", 1);
+    let www = nginx.www();
+    std::fs::copy(www.join("1k"), www.join("1k-raw")).unwrap();
+    {
+        let mut big = std::fs::File::create(www.join("big")).unwrap();
+        let block = vec![b'z'; 1024 * 1024];
+        for _ in 0..STREAM_BYTES / block.len() {
+            big.write_all(&block).unwrap();
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ws_cert = upstream::TestCert::mint();
+    let ws_port = start_ws_echo(&runtime, &ws_cert);
+    let ws_ca = dir.path().join("ws-ca.pem");
+    std::fs::write(&ws_ca, &ws_cert.ca_pem).unwrap();
+    let bundle = dir.path().join("upstream-cas.pem");
+    std::fs::write(
+        &bundle,
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&nginx.ca_file).unwrap(),
+            ws_cert.ca_pem
+        ),
+    )
+    .unwrap();
+
+    // agent-vault: a bearer service on nginx's port (scrubbing on for /1k and /big, off for
+    // /1k-raw) and one on the WebSocket echo.
     let home = tempfile::tempdir().unwrap();
     let mitm = free_port();
-    let (mut child, url) = start_server(home.path(), mitm, &upstream.ca_file);
+    let (mut server, url) = start_agent_vault(home.path(), mitm, &bundle);
     let api = reqwest::blocking::Client::builder()
         .no_proxy()
         .build()
         .unwrap();
-    let post = |path: &str, token: Option<&str>, body: serde_json::Value| -> serde_json::Value {
+    let post = |path: &str, token: Option<&str>, body: Value| -> Value {
         let mut request = api.post(format!("{url}{path}")).json(&body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -143,92 +592,212 @@ fn main() {
     post(
         "/v1/vaults/default/credentials",
         Some(&owner),
-        json!({"credentials": {"TOKEN": "bench-secret"}}),
+        json!({"credentials": {"TOKEN": SECRET}}),
     );
     post(
         "/v1/vaults/default/services",
         Some(&owner),
-        json!({"services": [{"host": "127.0.0.1", "port": upstream.https_port, "auth": {"type": "bearer", "token": "TOKEN"}}]}),
+        json!({"services": [
+            {"host": "127.0.0.1", "port": nginx.h2_port, "auth": {"type": "bearer", "token": "TOKEN"}},
+            {"host": "127.0.0.1", "port": nginx.h2_port, "path": "/1k-raw", "scrub_responses": false,
+             "auth": {"type": "bearer", "token": "TOKEN"}},
+            {"host": "127.0.0.1", "port": ws_port, "auth": {"type": "bearer", "token": "TOKEN"}},
+        ]}),
     );
     let token = post("/v1/sessions", Some(&owner), json!({"vault": "default"}))["token"]
         .as_str()
         .unwrap()
         .to_owned();
-    let ca = api
-        .get(format!("{url}/v1/mitm/ca.pem"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let av_ca = dir.path().join("agent-vault-ca.pem");
+    std::fs::write(
+        &av_ca,
+        api.get(format!("{url}/v1/mitm/ca.pem"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{token}:default"))
+    );
+    let mitmproxy = mitmdump
+        .as_deref()
+        .and_then(|m| start_mitmproxy(m, dir.path(), &bundle));
 
-    let direct = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(&upstream.ca_file).unwrap()).unwrap(),
-        )
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap();
-    let proxied = reqwest::blocking::Client::builder()
-        .proxy(
-            reqwest::Proxy::https(format!("http://127.0.0.1:{mitm}"))
-                .unwrap()
-                .basic_auth(&token, "default"),
-        )
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap();
-    let target = format!("https://127.0.0.1:{}/echo", upstream.https_port);
-    // Warm both paths (TLS sessions, leaf certificate, vault snapshot).
-    for client in [&direct, &proxied] {
-        client.get(&target).send().unwrap().bytes().unwrap();
+    let mut routes = vec![
+        Route {
+            label: "direct",
+            proxy: None,
+            cacert: nginx.ca_file.clone(),
+            path: "",
+            pid: None,
+        },
+        Route {
+            label: "agent-vault",
+            proxy: Some((format!("http://127.0.0.1:{mitm}"), Some(basic.clone()))),
+            cacert: av_ca.clone(),
+            path: "",
+            pid: Some(server.id()),
+        },
+        Route {
+            label: "agent-vault, no scrub",
+            proxy: Some((format!("http://127.0.0.1:{mitm}"), Some(basic))),
+            cacert: av_ca,
+            path: "/1k-raw",
+            pid: Some(server.id()),
+        },
+    ];
+    if let Some((child, port, ca)) = &mitmproxy {
+        routes.push(Route {
+            label: "mitmproxy",
+            proxy: Some((format!("http://127.0.0.1:{port}"), None)),
+            cacert: ca.clone(),
+            path: "",
+            pid: Some(child.id()),
+        });
     }
-    measure(
-        "direct to upstream, sequential (2000)",
-        &direct,
-        &target,
-        2000,
-    );
-    measure(
-        "through the broker, sequential (2000)",
-        &proxied,
-        &target,
-        2000,
-    );
-    concurrent(
-        "direct to upstream, 8 clients x 500",
-        &direct,
-        &target,
-        8,
-        500,
-    );
-    concurrent(
-        "through the broker, 8 clients x 500",
-        &proxied,
-        &target,
-        8,
-        500,
-    );
-    let big = 1024 * 1024 * 1024;
-    let big_url = format!("https://127.0.0.1:{}/big/{big}", upstream.https_port);
-    stream("1 GiB download, direct", &direct, &big_url, big);
-    stream(
-        "1 GiB download, through the broker",
-        &proxied,
-        &big_url,
-        big,
-    );
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let peak = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM"))
-        .unwrap_or_default()
-        .to_owned();
+
+    let h2 = nginx.h2_port;
+    let file = |route: &Route| {
+        let path = if route.path.is_empty() {
+            "/1k"
+        } else {
+            route.path
+        };
+        format!("https://127.0.0.1:{h2}{path}")
+    };
+    let mut rows = vec![
+        Row {
+            name: "keep-alive req/s (16 conns, 1 KiB)",
+            cells: vec![],
+        },
+        Row {
+            name: "new CONNECT+TLS conns/s (16 at once)",
+            cells: vec![],
+        },
+        Row {
+            name: "p50 at 500 req/s (ms)",
+            cells: vec![],
+        },
+        Row {
+            name: "p99 at 500 req/s (ms)",
+            cells: vec![],
+        },
+        Row {
+            name: "streaming 256 MiB (MB/s)",
+            cells: vec![],
+        },
+        Row {
+            name: "WebSocket echo msgs/s (64 B)",
+            cells: vec![],
+        },
+        Row {
+            name: "RSS, 1,000 idle tunnels (MiB)",
+            cells: vec![],
+        },
+        Row {
+            name: "  growth over idle (MiB)",
+            cells: vec![],
+        },
+    ];
+    // `AGENT_VAULT_BENCH_ONLY=keepalive`: just the first row (for profiling a run with perf).
+    let only_keepalive = std::env::var("AGENT_VAULT_BENCH_ONLY").is_ok_and(|v| v == "keepalive");
+    for route in &routes {
+        eprintln!(
+            "proxy bench: measuring {} (pid {})",
+            route.label,
+            route.pid.map_or("-".into(), |p| p.to_string())
+        );
+        let url = file(route);
+        // First, on the fresh process: memory with idle tunnels open.
+        let idle = if route.label.contains("no scrub") || only_keepalive {
+            None
+        } else {
+            runtime.block_on(idle_tunnels(route, h2))
+        };
+        rows[6].cells.push(fmt(idle.map(|(total, _)| total), 1));
+        rows[7].cells.push(fmt(idle.map(|(_, growth)| growth), 1));
+        // Warm up: TLS sessions, leaf certificate, vault snapshot, upstream pool.
+        if let Some(oha_bin) = &oha_bin {
+            let _ = oha(oha_bin, route, &url, &["-z", "2s"]);
+        }
+        let run = |extra: &[&str]| oha_bin.as_deref().and_then(|o| oha(o, route, &url, extra));
+        let keepalive = run(&["-z", SECONDS]);
+        rows[0].cells.push(fmt(
+            keepalive
+                .as_ref()
+                .and_then(|r| r["summary"]["requestsPerSec"].as_f64()),
+            0,
+        ));
+        if only_keepalive {
+            continue;
+        }
+        let fresh = if route.label.contains("no scrub") {
+            None
+        } else {
+            run(&["-z", SECONDS, "--disable-keepalive"])
+        };
+        rows[1].cells.push(fmt(
+            fresh
+                .as_ref()
+                .and_then(|r| r["summary"]["requestsPerSec"].as_f64()),
+            0,
+        ));
+        let paced = run(&["-z", SECONDS, "-q", "500", "--latency-correction"]);
+        let percentile = |p: &str| {
+            paced
+                .as_ref()
+                .and_then(|r| r["latencyPercentiles"][p].as_f64())
+                .map(|s| s * 1000.0)
+        };
+        rows[2].cells.push(fmt(percentile("p50"), 3));
+        rows[3].cells.push(fmt(percentile("p99"), 3));
+        let stream = if route.label.contains("no scrub") {
+            None
+        } else {
+            curl_speed(route, &format!("https://127.0.0.1:{h2}/big"))
+        };
+        rows[4].cells.push(fmt(stream, 0));
+        let ws = if route.label.contains("no scrub") {
+            None
+        } else {
+            runtime.block_on(ws_rate(route, ws_port, &ws_ca))
+        };
+        rows[5].cells.push(fmt(ws, 0));
+    }
+
+    if only_keepalive {
+        rows.truncate(1);
+    }
+    println!();
+    print!("{:<40}", "");
+    for route in &routes {
+        print!("{:>24}", route.label);
+    }
+    println!();
+    for row in &rows {
+        print!("{:<40}", row.name);
+        for cell in &row.cells {
+            print!("{cell:>24}");
+        }
+        println!();
+    }
     println!(
-        "broker peak memory after all runs: {}",
-        peak.trim_start_matches("VmHWM:").trim()
+        "\n(one 2-core machine runs nginx, the proxy and the load generator together; \
+         oha -c 16 for {SECONDS} per cell; agent-vault's 'no scrub' service turns response scrubbing off)"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = server.kill();
+    let _ = server.wait();
+    if let Some((mut child, _, _)) = mitmproxy {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+fn dirs_home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }

@@ -14,6 +14,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
@@ -144,8 +145,8 @@ pub struct Target {
     /// `host[:port]`, the port left out when it is the scheme's default: the `Host` header
     /// and HTTP/2 `:authority`.
     authority: String,
-    /// `host:port`, always with the port: logs and the request log.
-    host_port: String,
+    /// `host:port`, always with the port: logs and the request log (shared with each record).
+    host_port: Arc<str>,
 }
 
 impl Target {
@@ -156,7 +157,7 @@ impl Target {
             format!("{host}:{port}")
         };
         Self {
-            host_port: format!("{host}:{port}"),
+            host_port: format!("{host}:{port}").into(),
             bare_host: host.bare(),
             scheme,
             host,
@@ -231,6 +232,10 @@ impl Target {
 
     pub fn host_port(&self) -> &str {
         &self.host_port
+    }
+
+    pub fn host_port_shared(&self) -> Arc<str> {
+        self.host_port.clone()
     }
 
     /// The absolute URI of `path_and_query` (which starts with `/`) on this target.

@@ -1,6 +1,10 @@
 //! The request log writer: the data path hands records to a bounded channel and never waits
 //! for the database; a background task writes them in batches and trims old rows. Dropped
 //! records (only when the channel is full) are counted and reported.
+//!
+//! Batching is by time: after the first record of a batch the writer waits [`GATHER`] for
+//! more, so under load a request costs a channel push, not a wake-up of the writer, a
+//! blocking-pool hand-off and a SQLite transaction of its own.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,8 +16,11 @@ use super::retention::{Retention, RetentionEnv};
 use crate::store::request_log::{self, Record};
 use crate::store::{Store, now};
 
-const CHANNEL: usize = 4096;
-const BATCH: usize = 200;
+/// Room for a few seconds of heavy traffic, so the writer's pauses drop nothing.
+const CHANNEL: usize = 65_536;
+const BATCH: usize = 5_000;
+/// How long the writer gathers records after the first one of a batch.
+const GATHER: Duration = Duration::from_millis(100);
 const RETENTION_EVERY: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Clone)]
@@ -65,12 +72,14 @@ async fn write_loop(
     tokio::pin!(stop);
     loop {
         let received = tokio::select! {
-            received = tokio::time::timeout(Duration::from_millis(250), rx.recv_many(&mut batch, BATCH)) => received,
+            received = gather(&mut rx, &mut batch) => received,
             () = &mut stop => {
                 rx.close();
                 while rx.recv_many(&mut batch, BATCH).await > 0 {
                     flush(&store, &mut batch).await;
                 }
+                // What a gather in progress had already taken.
+                flush(&store, &mut batch).await;
                 return;
             }
         };
@@ -88,6 +97,28 @@ async fn write_loop(
             .await;
         }
     }
+}
+
+/// Waits (up to 250 ms) for a record, then gathers for [`GATHER`]; `Ok(0)` when the channel
+/// closed.
+async fn gather(
+    rx: &mut mpsc::Receiver<Record>,
+    batch: &mut Vec<Record>,
+) -> Result<usize, tokio::time::error::Elapsed> {
+    let first =
+        tokio::time::timeout(Duration::from_millis(250), rx.recv_many(batch, BATCH)).await?;
+    if first == 0 {
+        return Ok(0);
+    }
+    // Asleep rather than waiting on the channel, so senders wake nobody meanwhile.
+    tokio::time::sleep(GATHER).await;
+    while batch.len() < BATCH {
+        match rx.try_recv() {
+            Ok(record) => batch.push(record),
+            Err(_) => break,
+        }
+    }
+    Ok(batch.len())
 }
 
 /// Applies `retention` now; the owner's settings API calls it too, so a change takes effect

@@ -29,7 +29,7 @@ pub use plan::{Plan, ResolvedSubstitution, plan};
 pub use proxy_auth::ProxyCredentials;
 pub use retention::{Retention, RetentionEnv};
 
-use crate::crypto::{Key, SecretString, hash_token};
+use crate::crypto::{Key, SecretString};
 use crate::services::Service;
 use crate::store::sessions::{self, SessionKind};
 use crate::store::vaults::{self, ActorType};
@@ -70,9 +70,10 @@ pub struct VaultSnapshot {
     pub services: Vec<Service>,
     pub credentials: HashMap<String, SecretString>,
     pub policy: UnmatchedPolicy,
-    /// Per service (same order): the response scrubber for its credential values, built
-    /// once here rather than per request.
-    pub scrubbers: Vec<Option<Arc<scrub::Scrubber>>>,
+    /// Per service (same order): its plan, built once here rather than per request.
+    pub plans: Vec<plan::Prepared>,
+    /// The plan for a host no service matches (under the `forward` policy).
+    pub unmatched: Arc<Plan>,
 }
 
 impl VaultSnapshot {
@@ -83,9 +84,12 @@ impl VaultSnapshot {
         credentials: HashMap<String, SecretString>,
         policy: UnmatchedPolicy,
     ) -> Self {
-        let scrubbers = services
+        let plans = services
             .iter()
-            .map(|service| scrubber_for(service, &credentials))
+            .map(|service| {
+                let scrubber = scrubber_for(service, &credentials);
+                plan::prepare(&vault_name, service, &credentials, scrubber)
+            })
             .collect();
         Self {
             vault_id,
@@ -93,7 +97,8 @@ impl VaultSnapshot {
             services,
             credentials,
             policy,
-            scrubbers,
+            plans,
+            unmatched: Arc::new(Plan::default()),
         }
     }
 }
@@ -117,7 +122,7 @@ fn scrubber_for(
 /// Who is proxying, into which vault.
 #[derive(Debug, Clone)]
 pub struct Scope {
-    pub vault_id: String,
+    pub vault_id: Arc<str>,
     pub vault_name: String,
     pub role: VaultRole,
     /// `agent` or `scoped`, and the id of the agent or of the minting actor.
@@ -134,8 +139,8 @@ pub struct Broker {
     pub audit: AuditLog,
     generation: AtomicU64,
     snapshots: Cache<String, Arc<VaultSnapshot>>,
-    /// Keyed by (token hash, vault named by the client).
-    scopes: Cache<(String, Option<String>), Scope>,
+    /// Keyed by [`ProxyCredentials`]' cache key (token hash and the vault it names).
+    scopes: Cache<String, Arc<Scope>>,
 }
 
 /// A map of loaded values. An entry stays until it is invalidated; a value is stored only if
@@ -218,7 +223,7 @@ impl Broker {
         self.generation.fetch_add(1, Ordering::SeqCst);
         match change {
             Invalidation::Nothing => {}
-            Invalidation::Token(hash) => self.scopes.retain(|(h, _), _| *h != hash),
+            Invalidation::Token(hash) => self.scopes.retain(|key, _| !key.starts_with(&hash)),
             Invalidation::Scopes => self.scopes.retain(|_, _| false),
             Invalidation::Vault(name) => self.snapshots.retain(|_, s| s.vault_name != name),
             Invalidation::Everything => {
@@ -239,21 +244,26 @@ impl Broker {
     }
 
     /// Resolves proxy credentials to a scope (cached until the next change).
-    pub async fn authenticate(&self, credentials: &ProxyCredentials) -> Result<Scope, BrokerError> {
-        let key = (
-            hash_token(credentials.token.expose()),
-            credentials.vault.clone(),
-        );
+    pub async fn authenticate(
+        &self,
+        credentials: &ProxyCredentials,
+    ) -> Result<Arc<Scope>, BrokerError> {
         let generation = self.generation.load(Ordering::SeqCst);
-        if let Some(scope) = self.scopes.get(&key) {
+        if let Some(scope) = self.scopes.get(credentials.cache_key.as_str()) {
             return check_expiry(scope);
         }
-        let (hash, hint) = key.clone();
-        let scope = self
-            .blocking(move |store, _| resolve_scope(store, &hash, hint.as_deref()))
-            .await?;
-        self.scopes
-            .put(key, scope.clone(), generation, &self.generation);
+        let hash = credentials.token_hash().to_owned();
+        let hint = credentials.vault.clone();
+        let scope = Arc::new(
+            self.blocking(move |store, _| resolve_scope(store, &hash, hint.as_deref()))
+                .await?,
+        );
+        self.scopes.put(
+            credentials.cache_key.clone(),
+            scope.clone(),
+            generation,
+            &self.generation,
+        );
         check_expiry(scope)
     }
 
@@ -275,7 +285,7 @@ impl Broker {
     }
 }
 
-fn check_expiry(scope: Scope) -> Result<Scope, BrokerError> {
+fn check_expiry(scope: Arc<Scope>) -> Result<Arc<Scope>, BrokerError> {
     if scope.expires_at.is_some_and(|at| now() >= at) {
         return Err(BrokerError::auth_required(
             "the proxy token has expired; get a new one",
@@ -321,7 +331,7 @@ fn resolve_scope(
                             format!("this token belongs to vault \"{}\", not \"{name}\"", vault.name),
                         )),
                         _ => Ok(Scope {
-                            vault_id: vault.id,
+                            vault_id: vault.id.into(),
                             vault_name: vault.name,
                             role,
                             actor_type: "scoped",
@@ -358,7 +368,7 @@ fn resolve_scope(
                         },
                     };
                     chosen.map(|(vault, role)| Scope {
-                        vault_id: vault.id,
+                        vault_id: vault.id.into(),
                         vault_name: vault.name,
                         role,
                         actor_type: "agent",
@@ -430,10 +440,7 @@ mod tests {
         let (_, stop) = tokio::sync::watch::channel(false);
         let (audit, _) = AuditLog::start(store.clone(), RetentionEnv::default(), stop);
         let broker = Broker::new(store.clone(), dek.clone(), "http://x".into(), audit);
-        let creds = ProxyCredentials {
-            token: token.raw.clone(),
-            vault: Some("default".into()),
-        };
+        let creds = ProxyCredentials::new(token.raw.clone(), Some("default".into()));
 
         assert_eq!(
             broker.authenticate(&creds).await.unwrap().vault_name,

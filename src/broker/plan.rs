@@ -7,27 +7,33 @@ use serde_json::json;
 
 use super::{BrokerError, UnmatchedPolicy, VaultSnapshot};
 use crate::crypto::SecretString;
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use crate::services::{Auth, Segment, Service, Surface, parse_template, select_index};
 
 /// A substitution with its credential value, ready to apply.
+#[derive(Clone)]
 pub struct ResolvedSubstitution {
     pub placeholder: String,
     pub value: SecretString,
     pub surfaces: Vec<Surface>,
 }
 
-/// What the broker will do to the request.
+/// What the broker will do to a request for one service. Built once per service when a
+/// vault's snapshot is loaded, so a request does no formatting, lookup or copying of
+/// credentials: it takes a reference-counted plan.
 #[derive(Default)]
 pub struct Plan {
     /// The matched service (its `host[:port][path]`), for logs.
-    pub service: Option<String>,
+    pub service: Option<Arc<str>>,
     /// Credential key names used, for logs.
-    pub credential_keys: Vec<String>,
+    pub credential_keys: Arc<[String]>,
     /// Headers to set, replacing whatever the client sent under the same name.
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
     pub substitutions: Vec<ResolvedSubstitution>,
     /// Replaces the service's credential values in the response, unless it opted out.
-    pub scrubber: Option<std::sync::Arc<super::scrub::Scrubber>>,
+    pub scrubber: Option<Arc<super::scrub::Scrubber>>,
 }
 
 impl Plan {
@@ -36,6 +42,13 @@ impl Plan {
             .iter()
             .any(|s| s.surfaces.contains(&surface))
     }
+}
+
+/// A service's plan as prepared with its snapshot: refusals that do not depend on the
+/// request are decided here too.
+pub struct Prepared {
+    credentialed: bool,
+    plan: Result<Arc<Plan>, BrokerError>,
 }
 
 fn sensitive(value: &str, key: &str) -> Result<HeaderValue, BrokerError> {
@@ -55,6 +68,64 @@ fn header_name(name: &str) -> Result<HeaderName, BrokerError> {
     })
 }
 
+/// Prepares `service`'s plan in vault `vault_name` with the vault's `credentials`.
+pub fn prepare(
+    vault_name: &str,
+    service: &Service,
+    credentials: &HashMap<String, SecretString>,
+    scrubber: Option<Arc<super::scrub::Scrubber>>,
+) -> Prepared {
+    let keys: Vec<String> = service
+        .credential_keys()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let credentialed = !keys.is_empty();
+    let plan = (|| {
+        if !service.enabled {
+            return Err(BrokerError::forbidden(
+                "service_disabled",
+                format!(
+                    "the service {} of vault \"{vault_name}\" is disabled; a vault admin can enable it with `agent-vault vault service enable {}`",
+                    service.matcher(),
+                    service.matcher()
+                ),
+            ));
+        }
+        let value = |key: &str| {
+            credentials.get(key).ok_or_else(|| {
+                BrokerError::credential(
+                    "credential_not_found",
+                    format!(
+                        "vault \"{vault_name}\" has no credential {key}, which the service {} needs; set it with `agent-vault vault credential set {key}`",
+                        service.matcher()
+                    ),
+                )
+            })
+        };
+        let set_headers = auth_headers(service, &value)?;
+        let substitutions = service
+            .substitutions
+            .iter()
+            .map(|s| {
+                Ok(ResolvedSubstitution {
+                    placeholder: s.placeholder.clone(),
+                    value: value(&s.key)?.clone(),
+                    surfaces: s.surfaces.clone(),
+                })
+            })
+            .collect::<Result<_, BrokerError>>()?;
+        Ok(Arc::new(Plan {
+            service: Some(service.matcher().into()),
+            credential_keys: keys.into(),
+            set_headers,
+            substitutions,
+            scrubber,
+        }))
+    })();
+    Prepared { credentialed, plan }
+}
+
 /// Decides how to handle a request to `host:port` + `path` in the snapshot's vault.
 pub fn plan(
     snapshot: &VaultSnapshot,
@@ -62,11 +133,11 @@ pub fn plan(
     port: u16,
     path: &str,
     https: bool,
-) -> Result<Plan, BrokerError> {
+) -> Result<Arc<Plan>, BrokerError> {
     let selected = select_index(&snapshot.services, host, port, path);
-    let Some(service) = selected.and_then(|i| snapshot.services.get(i)) else {
+    let Some(prepared) = selected.and_then(|i| snapshot.plans.get(i)) else {
         return match snapshot.policy {
-            UnmatchedPolicy::Forward => Ok(Plan::default()),
+            UnmatchedPolicy::Forward => Ok(snapshot.unmatched.clone()),
             UnmatchedPolicy::Deny => Err(BrokerError::forbidden(
                 "forbidden",
                 format!(
@@ -81,60 +152,19 @@ pub fn plan(
             }))),
         };
     };
-    if !service.enabled {
-        return Err(BrokerError::forbidden(
-            "service_disabled",
-            format!(
-                "the service {} of vault \"{}\" is disabled; a vault admin can enable it with `agent-vault vault service enable {}`",
-                service.matcher(),
-                snapshot.vault_name,
-                service.matcher()
-            ),
-        ));
+    // A disabled service is refused first, whatever the scheme.
+    if let Err(err) = &prepared.plan
+        && err.code == "service_disabled"
+    {
+        return Err(err.clone());
     }
-    let keys: Vec<String> = service
-        .credential_keys()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    let value = |key: &str| {
-        snapshot.credentials.get(key).ok_or_else(|| {
-            BrokerError::credential(
-                "credential_not_found",
-                format!(
-                    "vault \"{}\" has no credential {key}, which the service {} needs; set it with `agent-vault vault credential set {key}`",
-                    snapshot.vault_name,
-                    service.matcher()
-                ),
-            )
-        })
-    };
-    let credentialed = !keys.is_empty();
-    if credentialed && !https {
+    if prepared.credentialed && !https {
         return Err(BrokerError::forbidden(
             "insecure_upstream",
             format!("refusing to send a credential to {host} over plain HTTP; use https://"),
         ));
     }
-    let set_headers = auth_headers(service, &value)?;
-    let substitutions = service
-        .substitutions
-        .iter()
-        .map(|s| {
-            Ok(ResolvedSubstitution {
-                placeholder: s.placeholder.clone(),
-                value: value(&s.key)?.clone(),
-                surfaces: s.surfaces.clone(),
-            })
-        })
-        .collect::<Result<_, BrokerError>>()?;
-    Ok(Plan {
-        service: Some(service.matcher()),
-        credential_keys: keys,
-        set_headers,
-        substitutions,
-        scrubber: selected.and_then(|i| snapshot.scrubbers.get(i).cloned().flatten()),
-    })
+    prepared.plan.clone()
 }
 
 fn auth_headers<'a>(
@@ -250,7 +280,7 @@ services:
         assert_eq!(header(&exact, "authorization"), "Basic dTpw");
         let wild = plan(&s, "other.example.com", 443, "/", true).unwrap();
         assert_eq!(header(&wild, "authorization"), "Bearer tok-1");
-        assert_eq!(wild.credential_keys, vec!["TOKEN"]);
+        assert_eq!(&*wild.credential_keys, ["TOKEN"]);
         let keyed = plan(&s, "KEYED.example.org", 443, "/", true).unwrap();
         assert_eq!(header(&keyed, "x-api-key"), "Key k-9");
         let custom = plan(&s, "custom.example.org", 443, "/", true).unwrap();

@@ -13,6 +13,31 @@ pub struct ProxyCredentials {
     pub token: SecretString,
     /// The vault named by the client, if any.
     pub vault: Option<String>,
+    /// `sha256-hex(token)` and the vault: the broker's cache key, computed once per
+    /// connection rather than on each request inside it.
+    pub(super) cache_key: String,
+}
+
+impl ProxyCredentials {
+    pub fn new(token: SecretString, vault: Option<String>) -> Self {
+        let mut cache_key = crate::crypto::hash_token(token.expose());
+        if let Some(vault) = &vault {
+            cache_key.push('/');
+            cache_key.push_str(vault);
+        }
+        Self {
+            token,
+            vault,
+            cache_key,
+        }
+    }
+
+    /// The token's hash (the start of the cache key).
+    pub(super) fn token_hash(&self) -> &str {
+        self.cache_key
+            .split_once('/')
+            .map_or(self.cache_key.as_str(), |(hash, _)| hash)
+    }
 }
 
 const HOW: &str = "set HTTPS_PROXY=http://<token>:<vault>@<host>:<port> (the token from `agent-vault vault token` or an agent token)";
@@ -30,10 +55,7 @@ pub fn from_proxy_headers(headers: &HeaderMap) -> Result<ProxyCredentials, Broke
     let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
-        return Ok(ProxyCredentials {
-            token: SecretString::from(rest),
-            vault: None,
-        });
+        return Ok(ProxyCredentials::new(SecretString::from(rest), None));
     }
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(BrokerError::auth_required(format!(
@@ -57,10 +79,7 @@ pub fn from_proxy_headers(headers: &HeaderMap) -> Result<ProxyCredentials, Broke
             "the proxy token is empty; {HOW}"
         )));
     }
-    Ok(ProxyCredentials {
-        token: SecretString::from(token),
-        vault,
-    })
+    Ok(ProxyCredentials::new(SecretString::from(token), vault))
 }
 
 /// From `Authorization: Bearer` and `X-Vault` (explicit endpoint).
@@ -81,7 +100,7 @@ pub fn from_api_headers(headers: &HeaderMap) -> Result<ProxyCredentials, BrokerE
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty());
-    Ok(ProxyCredentials { token, vault })
+    Ok(ProxyCredentials::new(token, vault))
 }
 
 /// Clients percent-encode userinfo in proxy URLs; vault names are slugs, but decode anyway.

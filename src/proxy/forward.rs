@@ -1,6 +1,8 @@
 //! The one pipeline both ingresses share: plan with the broker, rewrite the request, send it
 //! upstream, stream the answer back, and record what happened.
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -36,6 +38,23 @@ impl Ingress {
     }
 }
 
+/// The method for the request log, without an allocation for the standard ones.
+fn method_name(method: &Method) -> Cow<'static, str> {
+    let standard = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::PATCH, "PATCH"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+    ];
+    match standard.into_iter().find(|(m, _)| m == method) {
+        Some((_, name)) => Cow::Borrowed(name),
+        None => Cow::Owned(method.as_str().to_owned()),
+    }
+}
+
 pub fn error_response(err: &BrokerError) -> Response<ProxyBody> {
     err.to_response()
         .map(|body| body.map_err(|e| -> BoxError { match e {} }).boxed_unsync())
@@ -56,16 +75,17 @@ where
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+
     let mut record = Record {
         vault_id: scope.vault_id.clone(),
-        actor_type: Some(scope.actor_type.to_owned()),
+        actor_type: Some(scope.actor_type),
         actor_id: scope.actor_id.clone(),
         ingress: ingress.as_str(),
-        method: method.to_string(),
-        host: target.host_port().to_owned(),
-        path: path.clone(),
+        method: method_name(&method),
+        host: target.host_port_shared(),
+        path,
         service: None,
-        credential_keys: Vec::new(),
+        credential_keys: Arc::from([]),
         status: 0,
         duration_ms: 0,
         error_code: None,
@@ -75,7 +95,7 @@ where
     let response = match result {
         Ok(response) => response,
         Err(err) => {
-            record.error_code = Some(err.code.to_owned());
+            record.error_code = Some(err.code);
             error_response(&err)
         }
     };
@@ -90,7 +110,7 @@ where
         credential_keys = ?record.credential_keys,
         status = record.status,
         duration_ms = record.duration_ms,
-        error = record.error_code.as_deref().unwrap_or(""),
+        error = record.error_code.unwrap_or(""),
         "proxied request"
     );
     proxy.broker.audit.record(record);
@@ -151,7 +171,7 @@ where
     }
     let head_only = parts.method == Method::HEAD;
     if websocket {
-        return upgrade(proxy, target, parts, body, plan).await;
+        return upgrade(proxy, target, parts, body, &plan).await;
     }
 
     let substitute_body =
@@ -199,7 +219,7 @@ where
     let (mut parts, body) = upstream.into_parts();
     rewrite::strip_response_headers(&mut parts.headers);
     let body: ProxyBody = body.map_err(Into::into).boxed_unsync();
-    let Some(scrubber) = plan.scrubber else {
+    let Some(scrubber) = plan.scrubber.clone() else {
         return Ok(Response::from_parts(parts, body));
     };
     scrub_headers(&mut parts.headers, &scrubber);
@@ -232,7 +252,7 @@ async fn upgrade<B>(
     target: &Target,
     mut parts: http::request::Parts,
     body: B,
-    plan: crate::broker::Plan,
+    plan: &crate::broker::Plan,
 ) -> Result<Response<ProxyBody>, BrokerError>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
@@ -247,8 +267,12 @@ where
                 "this connection cannot switch protocols (WebSockets need HTTP/1.1 to the broker)",
             )
         })?;
-    let mut substitutions = plan.substitutions;
-    substitutions.retain(|s| s.surfaces.contains(&Surface::Ws));
+    let substitutions: Vec<_> = plan
+        .substitutions
+        .iter()
+        .filter(|s| s.surfaces.contains(&Surface::Ws))
+        .cloned()
+        .collect();
     let to_upstream = (!substitutions.is_empty())
         .then(|| websocket::Rewrite::Substitute(std::sync::Arc::new(substitutions)));
     let to_client = plan.scrubber.clone().map(websocket::Rewrite::Scrub);

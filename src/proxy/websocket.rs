@@ -168,6 +168,35 @@ impl FrameHeader {
     }
 }
 
+/// Output is gathered and written in one go once this much is pending, or before waiting
+/// for input: many small frames then cost one write, not one each.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Writes and flushes what is pending (a TLS writer may hold a record until flushed).
+async fn drain<W: AsyncWrite + Unpin>(writer: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
+    if !out.is_empty() {
+        writer.write_all(out).await?;
+        out.clear();
+    }
+    writer.flush().await
+}
+
+/// Reads more into `buf`, first sending what is pending: the other side may be waiting for
+/// it before it sends anything.
+async fn fill<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    buf: &mut BytesMut,
+    out: &mut BytesMut,
+) -> std::io::Result<usize>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    drain(writer, out).await?;
+    reader.read_buf(buf).await
+}
+
 fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     for (i, byte) in payload.iter_mut().enumerate() {
         *byte ^= mask[i % 4];
@@ -186,24 +215,28 @@ where
         return writer.shutdown().await;
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut out = BytesMut::with_capacity(16 * 1024);
     // Payload bytes of a frame being passed through unopened.
     let mut passing: u64 = 0;
     loop {
+        if out.len() >= WRITE_BATCH {
+            drain(&mut writer, &mut out).await?;
+        }
         if passing > 0 {
-            if buf.is_empty() && reader.read_buf(&mut buf).await? == 0 {
+            if buf.is_empty() && fill(&mut reader, &mut writer, &mut buf, &mut out).await? == 0 {
                 break;
             }
             let take = buf
                 .len()
                 .min(usize::try_from(passing).unwrap_or(usize::MAX));
-            writer.write_all(&buf.split_to(take)).await?;
+            out.extend_from_slice(&buf.split_to(take));
             passing -= take as u64;
             continue;
         }
         let Some(frame) = FrameHeader::parse(&buf) else {
-            if reader.read_buf(&mut buf).await? == 0 {
+            if fill(&mut reader, &mut writer, &mut buf, &mut out).await? == 0 {
                 // A truncated header at the end goes out as it came.
-                writer.write_all(&buf).await?;
+                out.extend_from_slice(&buf);
                 break;
             }
             continue;
@@ -213,24 +246,23 @@ where
             && frame.rsv() == 0
             && frame.len <= MAX_REWRITTEN_FRAME;
         if !opens {
-            writer.write_all(&buf.split_to(frame.size)).await?;
+            out.extend_from_slice(&buf.split_to(frame.size));
             passing = frame.len;
             continue;
         }
         let total = frame.size + frame.len as usize;
         while buf.len() < total {
-            if reader.read_buf(&mut buf).await? == 0 {
-                writer.write_all(&buf).await?;
+            if fill(&mut reader, &mut writer, &mut buf, &mut out).await? == 0 {
+                out.extend_from_slice(&buf);
+                drain(&mut writer, &mut out).await?;
                 return writer.shutdown().await;
             }
         }
-        let mut whole = buf.split_to(total);
-        whole.advance(frame.size);
-        let mut payload = whole;
+        let mut payload = buf.split_to(total);
+        payload.advance(frame.size);
         if frame.masked {
             unmask(&mut payload, frame.mask);
         }
-        let mut out = BytesMut::with_capacity(payload.len() + 14);
         match rewrite.apply(&payload) {
             Some(mut replaced) => {
                 if frame.masked {
@@ -247,8 +279,8 @@ where
                 out.put_slice(&payload);
             }
         }
-        writer.write_all(&out).await?;
     }
+    drain(&mut writer, &mut out).await?;
     writer.shutdown().await
 }
 

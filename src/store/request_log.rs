@@ -2,26 +2,29 @@
 //! without query, matched service, credential key *names*, status, duration, error code).
 
 use rusqlite::{Connection, params};
-use serde::Serialize;
+use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::Result;
 
-#[derive(Debug, Clone, Serialize)]
+/// One row. Shared parts are reference-counted and fixed names are static, so building a
+/// record on the request path copies little.
+#[derive(Debug, Clone)]
 pub struct Record {
-    pub vault_id: String,
-    pub actor_type: Option<String>,
+    pub vault_id: Arc<str>,
+    pub actor_type: Option<&'static str>,
     pub actor_id: Option<String>,
     /// `mitm` (the forward proxy) or `explicit` (`/proxy/{host}/…` on the API port).
     pub ingress: &'static str,
-    pub method: String,
-    pub host: String,
+    pub method: Cow<'static, str>,
+    pub host: Arc<str>,
     pub path: String,
-    pub service: Option<String>,
-    pub credential_keys: Vec<String>,
+    pub service: Option<Arc<str>>,
+    pub credential_keys: Arc<[String]>,
     /// Upstream status, or the broker's own when it refused; 0 if nothing was answered.
     pub status: u16,
     pub duration_ms: u64,
-    pub error_code: Option<String>,
+    pub error_code: Option<&'static str>,
     pub created_at: i64,
 }
 
@@ -32,17 +35,17 @@ pub fn insert_all(conn: &Connection, records: &[Record]) -> Result<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     for r in records {
-        let keys = serde_json::to_string(&r.credential_keys).unwrap_or_else(|_| "[]".into());
+        let keys = serde_json::to_string(&*r.credential_keys).unwrap_or_else(|_| "[]".into());
         // A vault deleted while its requests were in flight: nothing to log against.
         let inserted = stmt.execute(params![
-            r.vault_id,
+            &*r.vault_id,
             r.actor_type,
             r.actor_id,
             r.ingress,
-            r.method,
-            r.host,
+            &*r.method,
+            &*r.host,
             r.path,
-            r.service,
+            r.service.as_deref(),
             keys,
             r.status,
             r.duration_ms as i64,
@@ -126,14 +129,14 @@ mod tests {
     fn record(vault_id: &str, created_at: i64) -> Record {
         Record {
             vault_id: vault_id.into(),
-            actor_type: Some("scoped".into()),
+            actor_type: Some("scoped"),
             actor_id: None,
             ingress: "mitm",
             method: "GET".into(),
             host: "api.example.com".into(),
             path: "/v1".into(),
             service: Some("api.example.com".into()),
-            credential_keys: vec!["API_KEY".into()],
+            credential_keys: vec!["API_KEY".to_owned()].into(),
             status: 200,
             duration_ms: 3,
             error_code: None,

@@ -131,6 +131,12 @@ http {{
         }
     }
 
+    /// The directory nginx serves files from (the benchmark adds its own).
+    #[allow(dead_code)]
+    pub fn www(&self) -> PathBuf {
+        self.dir.path().join("www")
+    }
+
     /// nginx's error log, for assertion messages.
     pub fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
