@@ -36,7 +36,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_agent-vault");
 const SECRET: &str = "bench-secret-value-0123456789";
-const SECONDS: &str = "8s";
+/// Request rows: this many rounds of this long per route, taken in turn.
+const ROUNDS: usize = 3;
+const ROUND: &str = "5s";
 const STREAM_BYTES: usize = 256 * 1024 * 1024;
 const WS_MESSAGES: usize = 100_000;
 const IDLE_TUNNELS: usize = 1000;
@@ -512,6 +514,27 @@ struct Row {
     cells: Vec<String>,
 }
 
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied()
+}
+
+/// User + system CPU time of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn ticks_per_second() -> f64 {
+    // Linux reports /proc times in USER_HZ, which is 100 on every mainstream architecture.
+    100.0
+}
+
 fn fmt(value: Option<f64>, decimals: usize) -> String {
     value.map_or("n/a".into(), |v| format!("{v:.decimals$}"))
 }
@@ -567,6 +590,13 @@ fn main() {
     )
     .unwrap();
 
+    // nginx's HTTP/2 port by default (ALPN offers h2 and http/1.1; proxies take h2);
+    // `AGENT_VAULT_BENCH_UPSTREAM=h1` uses its HTTP/1.1-only port.
+    let upstream_port = if std::env::var("AGENT_VAULT_BENCH_UPSTREAM").is_ok_and(|v| v == "h1") {
+        nginx.h1_port
+    } else {
+        nginx.h2_port
+    };
     // agent-vault: a bearer service on nginx's port (scrubbing on for /1k and /big, off for
     // /1k-raw) and one on the WebSocket echo.
     let home = tempfile::tempdir().unwrap();
@@ -598,8 +628,8 @@ fn main() {
         "/v1/vaults/default/services",
         Some(&owner),
         json!({"services": [
-            {"host": "127.0.0.1", "port": nginx.h2_port, "auth": {"type": "bearer", "token": "TOKEN"}},
-            {"host": "127.0.0.1", "port": nginx.h2_port, "path": "/1k-raw", "scrub_responses": false,
+            {"host": "127.0.0.1", "port": upstream_port, "auth": {"type": "bearer", "token": "TOKEN"}},
+            {"host": "127.0.0.1", "port": upstream_port, "path": "/1k-raw", "scrub_responses": false,
              "auth": {"type": "bearer", "token": "TOKEN"}},
             {"host": "127.0.0.1", "port": ws_port, "auth": {"type": "bearer", "token": "TOKEN"}},
         ]}),
@@ -659,7 +689,8 @@ fn main() {
         });
     }
 
-    let h2 = nginx.h2_port;
+    let h2 = upstream_port;
+    let mut summary: Vec<String> = Vec::new();
     let file = |route: &Route| {
         let path = if route.path.is_empty() {
             "/1k"
@@ -668,108 +699,127 @@ fn main() {
         };
         format!("https://127.0.0.1:{h2}{path}")
     };
-    let mut rows = vec![
-        Row {
-            name: "keep-alive req/s (16 conns, 1 KiB)",
-            cells: vec![],
-        },
-        Row {
-            name: "new CONNECT+TLS conns/s (16 at once)",
-            cells: vec![],
-        },
-        Row {
-            name: "p50 at 500 req/s (ms)",
-            cells: vec![],
-        },
-        Row {
-            name: "p99 at 500 req/s (ms)",
-            cells: vec![],
-        },
-        Row {
-            name: "streaming 256 MiB (MB/s)",
-            cells: vec![],
-        },
-        Row {
-            name: "WebSocket echo msgs/s (64 B)",
-            cells: vec![],
-        },
-        Row {
-            name: "RSS, 1,000 idle tunnels (MiB)",
-            cells: vec![],
-        },
-        Row {
-            name: "  growth over idle (MiB)",
-            cells: vec![],
-        },
+    let names = [
+        "keep-alive req/s (16 conns, 1 KiB)",
+        "  proxy CPU per request (us)",
+        "new CONNECT+TLS conns/s (16 at once)",
+        "p50 at 500 req/s (ms)",
+        "p99 at 500 req/s (ms)",
+        "streaming 256 MiB (MB/s)",
+        "WebSocket echo msgs/s (64 B)",
+        "RSS, 1,000 idle tunnels (MiB)",
+        "  growth over idle (MiB)",
     ];
-    // `AGENT_VAULT_BENCH_ONLY=keepalive`: just the first row (for profiling a run with perf).
+    let mut rows: Vec<Row> = names
+        .iter()
+        .map(|name| Row {
+            name,
+            cells: vec!["n/a".into(); routes.len()],
+        })
+        .collect();
+    // `AGENT_VAULT_BENCH_ONLY=keepalive`: just the first rows (for profiling a run with perf).
     let only_keepalive = std::env::var("AGENT_VAULT_BENCH_ONLY").is_ok_and(|v| v == "keepalive");
-    for route in &routes {
+    let full = |route: &Route| !route.label.contains("no scrub") && !only_keepalive;
+
+    // One route at a time: memory first (on the fresh process), then connections, streaming
+    // and WebSockets.
+    for (i, route) in routes.iter().enumerate() {
         eprintln!(
-            "proxy bench: measuring {} (pid {})",
+            "proxy bench: {} (pid {})",
             route.label,
             route.pid.map_or("-".into(), |p| p.to_string())
         );
-        let url = file(route);
-        // First, on the fresh process: memory with idle tunnels open.
-        let idle = if route.label.contains("no scrub") || only_keepalive {
-            None
-        } else {
-            runtime.block_on(idle_tunnels(route, h2))
-        };
-        rows[6].cells.push(fmt(idle.map(|(total, _)| total), 1));
-        rows[7].cells.push(fmt(idle.map(|(_, growth)| growth), 1));
-        // Warm up: TLS sessions, leaf certificate, vault snapshot, upstream pool.
-        if let Some(oha_bin) = &oha_bin {
-            let _ = oha(oha_bin, route, &url, &["-z", "2s"]);
-        }
-        let run = |extra: &[&str]| oha_bin.as_deref().and_then(|o| oha(o, route, &url, extra));
-        let keepalive = run(&["-z", SECONDS]);
-        rows[0].cells.push(fmt(
-            keepalive
-                .as_ref()
-                .and_then(|r| r["summary"]["requestsPerSec"].as_f64()),
-            0,
-        ));
-        if only_keepalive {
+        if !full(route) {
             continue;
         }
-        let fresh = if route.label.contains("no scrub") {
-            None
-        } else {
-            run(&["-z", SECONDS, "--disable-keepalive"])
-        };
-        rows[1].cells.push(fmt(
-            fresh
-                .as_ref()
-                .and_then(|r| r["summary"]["requestsPerSec"].as_f64()),
-            0,
-        ));
-        let paced = run(&["-z", SECONDS, "-q", "500", "--latency-correction"]);
-        let percentile = |p: &str| {
-            paced
-                .as_ref()
-                .and_then(|r| r["latencyPercentiles"][p].as_f64())
-                .map(|s| s * 1000.0)
-        };
-        rows[2].cells.push(fmt(percentile("p50"), 3));
-        rows[3].cells.push(fmt(percentile("p99"), 3));
-        let stream = if route.label.contains("no scrub") {
-            None
-        } else {
-            curl_speed(route, &format!("https://127.0.0.1:{h2}/big"))
-        };
-        rows[4].cells.push(fmt(stream, 0));
-        let ws = if route.label.contains("no scrub") {
-            None
-        } else {
-            runtime.block_on(ws_rate(route, ws_port, &ws_ca))
-        };
-        rows[5].cells.push(fmt(ws, 0));
+        if let Some((total, growth)) = runtime.block_on(idle_tunnels(route, h2)) {
+            rows[7].cells[i] = format!("{total:.1}");
+            rows[8].cells[i] = format!("{growth:.1}");
+        }
+        let url = file(route);
+        if let Some(report) = oha_bin
+            .as_deref()
+            .and_then(|o| oha(o, route, &url, &["-z", "5s", "--disable-keepalive"]))
+        {
+            rows[2].cells[i] = fmt(report["summary"]["requestsPerSec"].as_f64(), 0);
+        }
+        rows[5].cells[i] = fmt(curl_speed(route, &format!("https://127.0.0.1:{h2}/big")), 0);
+        rows[6].cells[i] = fmt(runtime.block_on(ws_rate(route, ws_port, &ws_ca)), 0);
     }
 
+    // Requests: rounds that take the routes in turn, medians reported, so a change in the
+    // machine's background load hits every column alike.
+    if let Some(oha_bin) = &oha_bin {
+        for route in &routes {
+            let _ = oha(oha_bin, route, &file(route), &["-z", "2s"]);
+        }
+        let mut rps = vec![Vec::new(); routes.len()];
+        let mut cpu = vec![Vec::new(); routes.len()];
+        let mut p50 = vec![Vec::new(); routes.len()];
+        let mut p99 = vec![Vec::new(); routes.len()];
+        for round in 0..ROUNDS {
+            eprintln!("proxy bench: request round {}/{ROUNDS}", round + 1);
+            for (i, route) in routes.iter().enumerate() {
+                let before = route.pid.and_then(cpu_ticks);
+                let report = oha(oha_bin, route, &file(route), &["-z", ROUND]);
+                let after = route.pid.and_then(cpu_ticks);
+                if let Some(report) = report {
+                    let rate = report["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0);
+                    let total = report["summary"]["total"].as_f64().unwrap_or(0.0) * rate;
+                    rps[i].push(rate);
+                    if let (Some(b), Some(a)) = (before, after)
+                        && total > 0.0
+                    {
+                        cpu[i].push((a - b) as f64 * 1e6 / ticks_per_second() / total);
+                    }
+                }
+                if only_keepalive {
+                    continue;
+                }
+                let paced = oha(
+                    oha_bin,
+                    route,
+                    &file(route),
+                    &["-z", ROUND, "-q", "500", "--latency-correction"],
+                );
+                if let Some(paced) = paced {
+                    let ms = |p: &str| paced["latencyPercentiles"][p].as_f64().map(|s| s * 1e3);
+                    p50[i].extend(ms("p50"));
+                    p99[i].extend(ms("p99"));
+                }
+            }
+        }
+        for i in 0..routes.len() {
+            rows[0].cells[i] = fmt(median(&rps[i]), 0);
+            rows[1].cells[i] = fmt(median(&cpu[i]), 1);
+            rows[3].cells[i] = fmt(median(&p50[i]), 3);
+            rows[4].cells[i] = fmt(median(&p99[i]), 3);
+        }
+        let ratio = |i: usize| median(&rps[i]).zip(median(&rps[0])).map(|(p, d)| p / d);
+        let added = |values: &[Vec<f64>], i: usize| {
+            median(&values[i])
+                .zip(median(&values[0]))
+                .map(|(p, d)| p - d)
+        };
+        for (i, route) in routes.iter().enumerate().skip(1) {
+            eprintln!(
+                "{}: {} x direct keep-alive throughput; added p50 {} ms, p99 {} ms",
+                route.label,
+                fmt(ratio(i), 2),
+                fmt(added(&p50, i), 3),
+                fmt(added(&p99, i), 3)
+            );
+            summary.push(format!(
+                "{:<24} {} x direct; added latency at 500 req/s: p50 {} ms, p99 {} ms",
+                route.label,
+                fmt(ratio(i), 2),
+                fmt(added(&p50, i), 3),
+                fmt(added(&p99, i), 3)
+            ));
+        }
+    }
     if only_keepalive {
-        rows.truncate(1);
+        rows.truncate(2);
     }
     println!();
     print!("{:<40}", "");
@@ -784,9 +834,14 @@ fn main() {
         }
         println!();
     }
+    println!();
+    for line in &summary {
+        println!("{line}");
+    }
     println!(
-        "\n(one 2-core machine runs nginx, the proxy and the load generator together; \
-         oha -c 16 for {SECONDS} per cell; agent-vault's 'no scrub' service turns response scrubbing off)"
+        "\n(one 2-core machine runs nginx, the proxy and the load generator together; oha -c 16; \
+         request rows are medians of {ROUNDS} rounds of {ROUND} taking the routes in turn; \
+         agent-vault's 'no scrub' service turns response scrubbing off)"
     );
     let _ = server.kill();
     let _ = server.wait();
