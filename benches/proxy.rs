@@ -192,14 +192,15 @@ fn start_mitmproxy(
     .ok()?;
     let port = free_port();
     let confdir = dir.join("mitmproxy");
+    let log = std::fs::File::create(dir.join("mitmdump.log")).ok()?;
     let child = Command::new(mitmdump)
         .args([
             "--listen-host",
             "127.0.0.1",
             "--listen-port",
             &port.to_string(),
-            "-q",
         ])
+        .args(["--set", "flow_detail=0"])
         .arg("--set")
         .arg(format!("confdir={}", confdir.display()))
         .arg("--set")
@@ -210,8 +211,8 @@ fn start_mitmproxy(
         .arg("-s")
         .arg(&addon)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.try_clone().ok()?)
+        .stderr(log)
         .spawn()
         .ok()?;
     let ca = confdir.join("mitmproxy-ca-cert.pem");
@@ -744,7 +745,12 @@ fn main() {
             rows[2].cells[i] = fmt(report["summary"]["requestsPerSec"].as_f64(), 0);
         }
         rows[5].cells[i] = fmt(curl_speed(route, &format!("https://127.0.0.1:{h2}/big")), 0);
-        rows[6].cells[i] = fmt(runtime.block_on(ws_rate(route, ws_port, &ws_ca)), 0);
+        let ws = runtime.block_on(ws_rate(route, ws_port, &ws_ca));
+        if ws.is_none() && route.label == "mitmproxy" {
+            let log = std::fs::read_to_string(dir.path().join("mitmdump.log")).unwrap_or_default();
+            eprintln!("mitmdump's log:\n{log}");
+        }
+        rows[6].cells[i] = fmt(ws, 0);
     }
 
     // Requests: rounds that take the routes in turn, medians reported, so a change in the

@@ -553,3 +553,199 @@ asyncio.run(main(sys.argv[1]))
     expected.sort();
     assert_eq!(upgrades, expected);
 }
+
+/// A git smart-HTTP server over TLS (`git http-backend` behind a small Python server) that
+/// requires one basic-auth pair and answers 401 to anything else.
+const GIT_SERVER: &str = r#"
+import base64, http.server, os, ssl, subprocess, sys
+root, cert, key, user, password = sys.argv[1:6]
+expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def serve(self):
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        env = dict(os.environ, GIT_PROJECT_ROOT=root, GIT_HTTP_EXPORT_ALL="1",
+                   REQUEST_METHOD=self.command, PATH_INFO=path, QUERY_STRING=query,
+                   CONTENT_TYPE=self.headers.get("Content-Type", ""), REMOTE_USER=user,
+                   CONTENT_LENGTH=str(len(body)),
+                   HTTP_CONTENT_ENCODING=self.headers.get("Content-Encoding", ""),
+                   GIT_PROTOCOL=self.headers.get("Git-Protocol", ""))
+        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
+        head, _, rest = out.partition(b"\r\n\r\n")
+        status, headers = 200, []
+        for line in head.split(b"\r\n"):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            elif name:
+                headers.append((name, value.strip()))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(rest)))
+        self.end_headers()
+        self.wfile.write(rest)
+
+    do_GET = do_POST = serve
+
+server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+#[test]
+fn git_clone_and_push_over_https_with_injected_basic_auth() {
+    use std::io::BufRead;
+    let work = tempfile::tempdir().unwrap();
+    let path = |n: &str| work.path().join(n);
+    let cert = crate::upstream::TestCert::mint();
+    std::fs::write(path("ca.pem"), &cert.ca_pem).unwrap();
+    std::fs::write(path("leaf.pem"), &cert.leaf_pem).unwrap();
+    std::fs::write(path("leaf.key"), &cert.key_pem).unwrap();
+    std::fs::write(path("server.py"), GIT_SERVER).unwrap();
+    let git = |dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]| {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=Agent",
+                "-c",
+                "user.email=agent@example.com",
+            ])
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", work.path())
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The served repository: a bare repo with one commit holding a 3 MiB file.
+    std::fs::create_dir(path("seed")).unwrap();
+    git(&path("seed"), &["init", "-q", "-b", "main"], &[]);
+    let noise: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(path("seed/blob.bin"), noise).unwrap();
+    git(&path("seed"), &["add", "."], &[]);
+    git(&path("seed"), &["commit", "-q", "-m", "seed"], &[]);
+    git(
+        work.path(),
+        &["clone", "-q", "--bare", "seed", "srv/repo.git"],
+        &[],
+    );
+    git(
+        &path("srv/repo.git"),
+        &["config", "http.receivepack", "true"],
+        &[],
+    );
+
+    let mut server = Command::new("python3")
+        .arg(path("server.py"))
+        .arg(path("srv"))
+        .arg(path("leaf.pem"))
+        .arg(path("leaf.key"))
+        .args(["SENTINEL-git-user", "SENTINEL-git-pass"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _server = KillOnDrop(server);
+    let port: u16 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("git server: {line:?}"));
+
+    let rig = Rig::start_trusting(true, Upstream::start(), &[&path("ca.pem")]);
+    rig.home
+        .run(&[
+            "vault",
+            "credential",
+            "set",
+            "GIT_USER=SENTINEL-git-user",
+            "GIT_PASS=SENTINEL-git-pass",
+        ])
+        .ok();
+    rig.add_services(&format!(
+        "services:\n  - host: 127.0.0.2\n    port: {port}\n    auth: {{type: basic, username: GIT_USER, password: GIT_PASS}}\n"
+    ));
+    let ca = rig.ca.display().to_string();
+    let proxy = rig.proxy_url();
+    let through = [
+        ("HTTPS_PROXY", proxy.as_str()),
+        ("GIT_SSL_CAINFO", ca.as_str()),
+    ];
+    let url = format!("https://127.0.0.2:{port}/repo.git");
+    git(work.path(), &["clone", "-q", &url, "clone"], &through);
+    assert_eq!(
+        std::fs::metadata(path("clone/blob.bin")).unwrap().len(),
+        3 * 1024 * 1024
+    );
+    std::fs::write(path("clone/pushed.txt"), "from the agent\n").unwrap();
+    git(&path("clone"), &["add", "pushed.txt"], &[]);
+    git(
+        &path("clone"),
+        &["commit", "-q", "-m", "pushed through the broker"],
+        &[],
+    );
+    git(
+        &path("clone"),
+        &[
+            "-c",
+            "http.postBuffer=104857600",
+            "push",
+            "-q",
+            "origin",
+            "main",
+        ],
+        &through,
+    );
+    let log = git(&path("srv/repo.git"), &["log", "--format=%s", "main"], &[]);
+    assert_eq!(
+        log.lines().next(),
+        Some("pushed through the broker"),
+        "{log}"
+    );
+    // Without the broker the server refuses: the credential came from the vault alone.
+    let refused = Command::new("git")
+        .args(["ls-remote", &url])
+        .env("HOME", work.path())
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_SSL_CAINFO", path("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+}
+
+/// Stops a server process the test started, also when the test fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
