@@ -160,11 +160,6 @@ fn normalize(address: &str) -> &str {
     address.trim().trim_end_matches('/')
 }
 
-/// The error for a command that is not built yet. Never a fake success.
-pub fn not_yet(command: &str) -> anyhow::Error {
-    anyhow::anyhow!("`agent-vault {command}` is not implemented yet in this version")
-}
-
 /// A child's exit status to return as ours (used by `vault run`).
 #[derive(Debug, thiserror::Error)]
 #[error("the command exited with status {0}")]

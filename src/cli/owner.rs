@@ -8,7 +8,7 @@ use serde_json::json;
 use super::account::{VaultGrant, grants_line};
 use super::client::segment;
 use super::user::print_users;
-use super::{Context, Refusal, not_yet, output, prompt};
+use super::{Context, Refusal, output, prompt};
 use crate::paths::Paths;
 use crate::server::pidfile;
 
@@ -39,8 +39,8 @@ pub enum OwnerCommand {
 pub enum OwnerUserCommand {
     /// List all users on the instance. Owner only
     List,
-    /// View user info and vault memberships (and, for a pending account when no email is
-    /// sent, its verification code). Without an email, shows your own info
+    /// View user info and vault memberships (and, for a pending account whose code did not go
+    /// out by email, its verification code). Without an email, shows your own info
     Info {
         /// The user's email
         email: Option<String>,
@@ -120,6 +120,8 @@ struct UserInfo {
     created_at: String,
     verification_code: Option<String>,
     verification_code_expires_at: Option<String>,
+    #[serde(default)]
+    verification_code_email: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +176,86 @@ fn print_settings(settings: &Settings) {
 }
 
 #[derive(Deserialize)]
+struct EmailTestReply {
+    to: String,
+    smtp_response: String,
+}
+
+#[derive(Deserialize)]
+struct EmailStatus {
+    enabled: bool,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    port: u16,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    tls_mode: String,
+    #[serde(default)]
+    implicit_tls: bool,
+    #[serde(default)]
+    tls_skip_verify: bool,
+    #[serde(default)]
+    sent: u64,
+    #[serde(default)]
+    failed: u64,
+    #[serde(default)]
+    pending: u64,
+    #[serde(default)]
+    last_sent_at: Option<String>,
+    #[serde(default)]
+    last_error: Option<EmailError>,
+}
+
+#[derive(Deserialize)]
+struct EmailError {
+    at: String,
+    kind: String,
+    recipient: String,
+    message: String,
+}
+
+/// The email lines of `owner config get`.
+fn print_email_status(email: &EmailStatus) {
+    if !email.enabled {
+        println!(
+            "email:                 off (set AGENT_VAULT_SMTP_HOST and AGENT_VAULT_SMTP_FROM on the server)"
+        );
+        return;
+    }
+    let tls = match (email.implicit_tls, email.tls_mode.as_str()) {
+        (true, _) => "implicit TLS",
+        (false, "required") => "STARTTLS required",
+        (false, "none") => "no TLS",
+        (false, _) => "STARTTLS when offered",
+    };
+    let verify = if email.tls_skip_verify {
+        ", certificate NOT verified"
+    } else {
+        ""
+    };
+    println!(
+        "email:                 {}:{} ({tls}{verify}), from {}",
+        email.host, email.port, email.from
+    );
+    let last = match &email.last_sent_at {
+        Some(at) => format!("; last sent {at}"),
+        None => String::new(),
+    };
+    println!(
+        "email_delivery:        {} sent, {} failed, {} pending{last}",
+        email.sent, email.failed, email.pending
+    );
+    if let Some(error) = &email.last_error {
+        println!(
+            "email_last_error:      {} ({} to {}): {}",
+            error.at, error.kind, error.recipient, error.message
+        );
+    }
+}
+
+#[derive(Deserialize)]
 struct OwnerVault {
     name: String,
     is_default: bool,
@@ -187,9 +269,6 @@ struct OwnerVaults {
 }
 
 pub async fn run(command: OwnerCommand, context: &Context) -> anyhow::Result<()> {
-    if let OwnerCommand::Email(OwnerEmailCommand::Test { .. }) = command {
-        return Err(not_yet("owner email test"));
-    }
     let client = context.logged_in_client()?;
     match command {
         OwnerCommand::User(OwnerUserCommand::Info { email }) => {
@@ -205,6 +284,9 @@ pub async fn run(command: OwnerCommand, context: &Context) -> anyhow::Result<()>
             if let Some(code) = info.verification_code {
                 let expires = info.verification_code_expires_at.unwrap_or_default();
                 println!("Verification code: {code} (expires {expires})");
+                if info.verification_code_email.as_deref() == Some("failed") {
+                    println!("  Emailing it failed (see `agent-vault owner config get`).");
+                }
                 println!(
                     "  Give it to {} to run `agent-vault auth verify --email {}`.",
                     info.email, info.email
@@ -258,7 +340,8 @@ pub async fn run(command: OwnerCommand, context: &Context) -> anyhow::Result<()>
             output::success(format!("Deleted vault \"{name}\"."));
         }
         OwnerCommand::Config(OwnerConfigCommand::Get) => {
-            print_settings(&client.get("/v1/admin/settings").await?)
+            print_settings(&client.get("/v1/admin/settings").await?);
+            print_email_status(&client.get("/v1/admin/email").await?);
         }
         OwnerCommand::Config(OwnerConfigCommand::Set {
             invite_only,
@@ -304,7 +387,14 @@ pub async fn run(command: OwnerCommand, context: &Context) -> anyhow::Result<()>
             print_settings(&settings);
         }
         OwnerCommand::Reset { yes } => reset(context, &client, yes).await?,
-        OwnerCommand::Email(_) => {}
+        OwnerCommand::Email(OwnerEmailCommand::Test { to }) => {
+            let sent: EmailTestReply = client
+                .post("/v1/admin/email/test", &json!({ "to": to }))
+                .await
+                .context("the test email was not sent")?;
+            output::success(format!("Test email sent to {}.", sent.to));
+            println!("  SMTP server answered: {}", sent.smtp_response);
+        }
     }
     Ok(())
 }

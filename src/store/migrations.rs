@@ -206,6 +206,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE proposals ADD COLUMN minted_by_type TEXT;
     ALTER TABLE proposals ADD COLUMN minted_by_id TEXT;
     "#,
+    // 6: whether a verification code went out by email, so the owner is shown only the codes
+    // that did not reach an inbox.
+    r#"
+    ALTER TABLE email_verifications ADD COLUMN delivery TEXT NOT NULL DEFAULT 'none'
+        CHECK (delivery IN ('none', 'queued', 'sent', 'failed'));
+    "#,
 ];
 
 pub fn apply(conn: &mut Connection, path: &Path) -> Result<()> {
