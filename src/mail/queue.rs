@@ -311,3 +311,26 @@ async fn deliver(shared: &Shared, job: Job) {
         report(outcome);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mail::message;
+
+    #[test]
+    fn a_disabled_mailer_reports_failure_at_once() {
+        let mailer = Mailer::disabled();
+        assert!(!mailer.is_enabled() && mailer.status().is_none());
+        let heard = Arc::new(Mutex::new(None));
+        let sink = heard.clone();
+        let email = message::test("o@example.com", "o@example.com", "http://x").unwrap();
+        let queued = mailer.send_later(
+            email,
+            Some(Box::new(move |outcome| {
+                *sink.lock().unwrap() = Some(outcome);
+            })),
+        );
+        assert!(!queued);
+        assert_eq!(*heard.lock().unwrap(), Some(Outcome::Failed));
+    }
+}

@@ -617,6 +617,7 @@ fn a_detached_server_gets_the_smtp_password_without_its_environment() {
     )
     .ok();
     let pid = std::fs::read_to_string(home.state().join("agent-vault.pid")).unwrap();
+    let _stop = KillOnDrop(pid.trim().to_owned());
     let environ = std::fs::read(format!("/proc/{}/environ", pid.trim())).unwrap();
     assert!(
         !contains(&environ, SMTP_PASSWORD),
@@ -642,6 +643,19 @@ fn a_detached_server_gets_the_smtp_password_without_its_environment() {
     home.run(&["server", "stop"]).ok();
     let log = std::fs::read_to_string(home.state().join("server.log")).unwrap();
     assert!(!log.contains(SMTP_PASSWORD), "{log}");
+}
+
+/// Ends a detached server even when an assertion fails first.
+struct KillOnDrop(String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // Only while that PID is still our server (after `server stop` it may be reused).
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.0)).unwrap_or_default();
+        if contains(&cmdline, "agent-vault") {
+            let _ = Command::new("kill").arg(&self.0).status();
+        }
+    }
 }
 
 #[test]
@@ -736,6 +750,10 @@ fn without_smtp_the_owner_relays_codes_and_the_test_says_so() {
     owner
         .run(&["owner", "email", "test"])
         .fails_with("email is not configured on this server");
+    let member = owner.add_person("kim@example.com", &[], "kim-password");
+    member
+        .run(&["owner", "email", "test"])
+        .fails_with("only an instance owner");
     let config = owner.run(&["owner", "config", "get"]).ok();
     assert!(
         config.stdout.contains("email:                 off"),
