@@ -42,6 +42,7 @@ use crate::store::{self, Store};
 pub use accounts::{validate_email, validate_password};
 pub use error::ApiError;
 pub use json::ApiJson;
+pub use sessions::MAX_LEASE as MAX_LEASE_SECONDS;
 
 /// Largest request body the API accepts.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -171,6 +172,7 @@ pub fn router(state: AppState) -> Router {
             get(approval_page::show).post(approval_page::act),
         )
         .route("/v1/sessions", post(sessions::mint))
+        .route("/v1/sessions/renew", post(sessions::renew))
         .route("/v1/discover", get(discover::discover))
         .route("/v1/agents", get(agents::list))
         .route(

@@ -1,6 +1,10 @@
 //! Vault-scoped session tokens (`vault token`, `vault run`): a bearer token bound to one
 //! vault and one role, with an absolute expiry. Minting needs the member role or above on the
 //! vault, and never yields a role above the minter's own.
+//!
+//! A token minted with a lease (`vault run`) expires a few minutes after its run stops
+//! renewing it: the renewal key goes to the minting process only, never to the agent, so a
+//! run killed with `kill -9` leaves a token that dies within one lease.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,6 +22,9 @@ use crate::store::{VaultRole, now};
 pub const MIN_TTL: i64 = 300;
 pub const MAX_TTL: i64 = 7 * 24 * 3600;
 pub const DEFAULT_TTL: i64 = 24 * 3600;
+/// Bounds of a lease, in seconds.
+pub const MIN_LEASE: i64 = 1;
+pub const MAX_LEASE: i64 = 3600;
 
 #[derive(Deserialize)]
 pub struct MintBody {
@@ -26,6 +33,9 @@ pub struct MintBody {
     role: Option<String>,
     #[serde(default)]
     ttl_seconds: Option<i64>,
+    /// Put the token on a lease of this many seconds, renewed with the returned key.
+    #[serde(default)]
+    lease_seconds: Option<i64>,
 }
 
 /// `POST /v1/sessions`.
@@ -58,6 +68,13 @@ pub async fn mint(
             )));
         }
     };
+    if let Some(lease) = body.lease_seconds
+        && !(MIN_LEASE..=MAX_LEASE).contains(&lease)
+    {
+        return Err(ApiError::invalid(format!(
+            "lease {lease} is out of range; use {MIN_LEASE}–{MAX_LEASE} seconds"
+        )));
+    }
     let access = vault_access(&state, &caller, &body.vault).await?;
     access.require(VaultRole::Member)?;
     if access.role.is_some_and(|mine| role > mine) {
@@ -81,19 +98,67 @@ pub async fn mint(
         last_used_at: now,
     };
     let creator = (creator_type, creator_id);
+    let lease = body
+        .lease_seconds
+        .map(|seconds| (mint_token(TokenKind::Lease), seconds.min(ttl)));
+    let lease_row = lease
+        .as_ref()
+        .map(|(key, seconds)| (key.hash.clone(), now + seconds));
+    let token_hash = token.hash.clone();
     state
         .db(move |store, _| {
-            store.write(|tx| sessions::insert_created_by(tx, &session, creator.0, &creator.1))
+            store.write(|tx| {
+                sessions::insert_created_by(tx, &session, creator.0, &creator.1)?;
+                if let Some((lease_hash, expires_at)) = &lease_row {
+                    sessions::set_lease(tx, &token_hash, lease_hash, *expires_at, now + ttl)?;
+                }
+                Ok(())
+            })
         })
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({
-            "token": token.raw.expose(),
-            "vault": access.vault.name,
-            "role": role,
-            "expires_at": rfc3339(now + ttl),
-            "address": state.config.base_url,
-        })),
-    ))
+    let mut answer = json!({
+        "token": token.raw.expose(),
+        "vault": access.vault.name,
+        "role": role,
+        "expires_at": rfc3339(now + ttl),
+        "address": state.config.base_url,
+    });
+    if let Some((key, seconds)) = &lease {
+        answer["lease_key"] = json!(key.raw.expose());
+        answer["lease_seconds"] = json!(seconds);
+        answer["lease_expires_at"] = json!(rfc3339(now + seconds));
+    }
+    Ok((StatusCode::CREATED, axum::Json(answer)))
+}
+
+#[derive(Deserialize)]
+pub struct RenewBody {
+    lease_key: String,
+    lease_seconds: i64,
+}
+
+/// `POST /v1/sessions/renew` (the lease key is the credential): extends a leased token.
+pub async fn renew(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RenewBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !(MIN_LEASE..=MAX_LEASE).contains(&body.lease_seconds) {
+        return Err(ApiError::invalid(format!(
+            "lease {} is out of range; use {MIN_LEASE}–{MAX_LEASE} seconds",
+            body.lease_seconds
+        )));
+    }
+    let lease_hash = crate::crypto::hash_token(&body.lease_key);
+    let now = now();
+    let renewed = state
+        .db(move |store, _| {
+            store.write(|tx| sessions::renew_lease(tx, &lease_hash, now, body.lease_seconds))
+        })
+        .await?;
+    match renewed {
+        Some((_, expires_at)) => Ok(axum::Json(json!({ "expires_at": rfc3339(expires_at) }))),
+        None => Err(ApiError::unauthorized(
+            "this lease is unknown or its token reached its hard expiry; start a new run",
+        )),
+    }
 }

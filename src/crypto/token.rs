@@ -17,6 +17,8 @@ pub enum TokenKind {
     UserInvite,
     AgentInvite,
     Approval,
+    /// The key that renews a leased session (held by `vault run`, never by the agent).
+    Lease,
 }
 
 impl TokenKind {
@@ -27,6 +29,7 @@ impl TokenKind {
             Self::UserInvite => "av_uinv_",
             Self::AgentInvite => "av_ainv_",
             Self::Approval => "av_appr_",
+            Self::Lease => "av_lease_",
         }
     }
 }

@@ -83,8 +83,15 @@ fn stdin_reader() -> tokio::sync::mpsc::Receiver<Option<Vec<u8>>> {
     rx
 }
 
-/// Attaches, starts the container, relays I/O and signals, and waits for its exit code.
-pub async fn run_attached(docker: &Docker, id: &str, tty: bool) -> Result<i64, SandboxError> {
+/// A started container whose output is relayed; its input and signals follow in [`wait`].
+pub struct Started {
+    input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    pump_out: tokio::task::JoinHandle<()>,
+    raw: Option<RawMode>,
+}
+
+/// Attaches, starts the container and relays its output.
+pub async fn start(docker: &Docker, id: &str, tty: bool) -> Result<Started, SandboxError> {
     let options = AttachContainerOptionsBuilder::default()
         .stdin(true)
         .stdout(true)
@@ -96,7 +103,6 @@ pub async fn run_attached(docker: &Docker, id: &str, tty: bool) -> Result<i64, S
         .await
         .map_err(failed("attach to the agent container"))?;
     let mut output = attached.output;
-    let mut input = attached.input;
 
     let raw = (tty && std::io::stdin().is_terminal()).then(RawMode::enable);
     docker
@@ -123,6 +129,20 @@ pub async fn run_attached(docker: &Docker, id: &str, tty: bool) -> Result<i64, S
             }
         }
     });
+    Ok(Started {
+        input: attached.input,
+        pump_out,
+        raw,
+    })
+}
+
+/// Relays our stdin and signals to the started container and waits for its exit code.
+pub async fn wait(started: Started, docker: &Docker, id: &str) -> Result<i64, SandboxError> {
+    let Started {
+        mut input,
+        pump_out,
+        raw,
+    } = started;
     let mut stdin = stdin_reader();
     let pump_in = tokio::spawn(async move {
         while let Some(Some(bytes)) = stdin.recv().await {

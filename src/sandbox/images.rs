@@ -162,6 +162,23 @@ pub async fn ensure(
     Ok(tag)
 }
 
+/// The entrypoint of a user-chosen image (the start gate runs it with the agent's command).
+pub async fn entrypoint(docker: &Docker, image: &str) -> Result<Vec<String>, SandboxError> {
+    let inspected = docker.inspect_image(image).await.map_err(|e| {
+        SandboxError::Image(format!(
+            "the image {image} is not available to the Docker engine ({}); build or load it first (no registry is contacted)",
+            match e {
+                bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+                other => other.to_string(),
+            }
+        ))
+    })?;
+    Ok(inspected
+        .config
+        .and_then(|config| config.entrypoint)
+        .unwrap_or_default())
+}
+
 fn build_error(tag: &str, base: &str, message: &str, log: &str) -> SandboxError {
     let missing_base = [
         "pull access denied",

@@ -5,13 +5,18 @@
 //! `no-new-privileges`, and joins a network namespace owned by a separate helper container
 //! that installed the egress rules (IPv4 and IPv6 default DROP; only the relay's two ports on
 //! the gateway; no DNS) and proved them with a self-test before the agent starts. The run's
-//! network is `--internal` (no route out even without rules). `~/.agent-vault` and Docker
-//! sockets are never mounted. Every resource carries the run's labels, is removed when the
-//! run ends, and is pruned later if a run crashed.
+//! network is `--internal` (no route out even without rules), and the relay answers only
+//! peers of that network. `~/.agent-vault`, system directories and runtime sockets are never
+//! mounted, and the agent's command starts only after the host has verified that the
+//! container got exactly the directories that were checked (the start gate). Every
+//! resource carries the run's labels, is removed when the run ends, and is pruned by the
+//! next run once the process that made it is gone.
 
 mod attach;
 mod docker;
 pub mod env;
+mod firewall;
+mod gate;
 mod images;
 mod janitor;
 pub mod mounts;
@@ -21,12 +26,10 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, VolumeCreateRequest};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder};
-use futures_util::StreamExt;
+use bollard::query_parameters::{CreateContainerOptionsBuilder, KillContainerOptionsBuilder};
 
 pub use images::{BASE_IMAGE_ENV, CLAUDE_CODE_VERSION_ENV};
 use janitor::{KEEP_LABEL, Resources, SHARED_HOME_VOLUME, labels};
@@ -34,7 +37,7 @@ use janitor::{KEEP_LABEL, Resources, SHARED_HOME_VOLUME, labels};
 /// Where the CA and the agent's state appear inside the container.
 pub const CONTAINER_CA: &str = "/etc/agent-vault/ca.pem";
 const CONTAINER_HOME: &str = "/home/claude";
-const FIREWALL_READY: Duration = Duration::from_secs(60);
+const WORKSPACE: &str = "/workspace";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -89,23 +92,35 @@ fn agent_user() -> (u32, u32) {
 
 /// Runs the command in the sandbox and returns its exit code.
 pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
-    // Everything that can be refused locally is refused before Docker is touched.
-    let forbidden = mounts::Forbidden::new(spec.agent_vault_dir);
+    // Everything that can be refused locally is refused before Docker is touched. The
+    // sources stay open until the run ends: they are what the container is checked against.
+    let policy = mounts::Policy::new(spec.agent_vault_dir);
     let cwd = std::env::current_dir()
         .map_err(|e| SandboxError::Io("read the working directory".into(), e))?;
-    let workspace = forbidden.check(&cwd, "the working directory")?;
+    let workspace = policy.check(&cwd, "the working directory")?;
     let user_mounts = spec
         .mounts
         .iter()
-        .map(|m| mounts::parse(m, &forbidden))
+        .map(|m| mounts::parse(m, &policy))
         .collect::<Result<Vec<_>, _>>()?;
+    let named = std::iter::once(("the working directory", &workspace))
+        .chain(user_mounts.iter().map(|m| ("--mount source", &m.source)));
+    for (what, source) in named.filter(|(_, s)| s.through_symlink) {
+        eprintln!(
+            "agent-vault: {what} is reached through a symlink: mounting {}",
+            source.real.display()
+        );
+    }
 
     let docker = docker::connect().await?;
     janitor::prune(&docker).await;
     let args = images::build_args();
-    let agent_image = match spec.image {
-        Some(image) => image.to_owned(),
-        None => images::ensure(&docker, &images::AGENT, &args).await?,
+    let (agent_image, image_entrypoint) = match spec.image {
+        Some(image) => (image.to_owned(), images::entrypoint(&docker, image).await?),
+        None => (
+            images::ensure(&docker, &images::AGENT, &args).await?,
+            Vec::new(),
+        ),
     };
     let firewall_image = match spec.no_firewall {
         true => None,
@@ -116,12 +131,20 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
         keep_agent: spec.keep,
         ..Resources::default()
     };
-    let id = run_id();
+    let plan = Plan {
+        spec: &spec,
+        id: run_id(),
+        workspace: &workspace,
+        user_mounts: &user_mounts,
+        agent_image: &agent_image,
+        image_entrypoint: &image_entrypoint,
+        firewall_image: firewall_image.as_deref(),
+    };
     let result = tokio::select! {
-        result = run_inner(&docker, &spec, &id, &workspace, &user_mounts, &agent_image, firewall_image.as_deref(), &mut resources) => result,
+        result = plan.execute(&docker, &mut resources) => result,
         _ = interrupted() => Err(SandboxError::Io("finish setting up".into(), std::io::Error::other("interrupted"))),
     };
-    if spec.keep
+    if resources.keep_agent
         && let Some(agent) = &resources.agent
     {
         eprintln!(
@@ -157,86 +180,241 @@ async fn interrupted() {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_inner(
+/// One run, decided: what to create. Everything created is recorded in [`Resources`] at
+/// once, so it is removed on every exit path.
+struct Plan<'a> {
+    spec: &'a ContainerRun<'a>,
+    id: String,
+    workspace: &'a mounts::Source,
+    user_mounts: &'a [mounts::Mount],
+    agent_image: &'a str,
+    image_entrypoint: &'a [String],
+    firewall_image: Option<&'a str>,
+}
+
+/// The run network's gateway (where the relay listens) and subnet (who may use it).
+async fn create_network(
     docker: &Docker,
-    spec: &ContainerRun<'_>,
+    name: &str,
     id: &str,
-    workspace: &Path,
-    user_mounts: &[mounts::Mount],
-    agent_image: &str,
-    firewall_image: Option<&str>,
-    resources: &mut Resources,
-) -> Result<u8, SandboxError> {
-    // The network: internal (no route out) when the firewall runs.
-    let network = format!("agent-vault-{id}");
+    internal: bool,
+) -> Result<(IpAddr, ipnet::IpNet), SandboxError> {
     docker
         .create_network(NetworkCreateRequest {
-            name: network.clone(),
+            name: name.to_owned(),
             driver: Some("bridge".into()),
-            internal: Some(firewall_image.is_some()),
+            internal: Some(internal),
             labels: Some(labels(id, "network")),
             ..Default::default()
         })
         .await
         .map_err(docker::failed("create the run's network"))?;
-    resources.network = Some(network.clone());
     let inspected = docker
-        .inspect_network(&network, None)
+        .inspect_network(name, None)
         .await
         .map_err(docker::failed("inspect the run's network"))?;
-    let gateway: IpAddr = inspected
+    let config = inspected
         .ipam
         .and_then(|ipam| ipam.config)
-        .and_then(|configs| configs.into_iter().find_map(|c| c.gateway))
-        .and_then(|g| g.parse().ok())
-        .ok_or_else(|| SandboxError::Docker {
-            action: "find the run network's gateway".into(),
-            message: "the network has no IPv4 gateway".into(),
+        .and_then(|configs| {
+            configs.into_iter().find_map(|c| {
+                let gateway: IpAddr = c.gateway?.parse().ok()?;
+                let subnet: ipnet::IpNet = c.subnet?.parse().ok()?;
+                gateway.is_ipv4().then_some((gateway, subnet))
+            })
+        });
+    config.ok_or_else(|| SandboxError::Docker {
+        action: "find the run network's gateway".into(),
+        message: "the network has no IPv4 gateway and subnet".into(),
+    })
+}
+
+impl Plan<'_> {
+    async fn execute(
+        &self,
+        docker: &Docker,
+        resources: &mut Resources,
+    ) -> Result<u8, SandboxError> {
+        let (spec, id) = (self.spec, self.id.as_str());
+        // The network: internal (no route out) when the firewall runs.
+        let network = format!("agent-vault-{id}");
+        resources.network = Some(network.clone());
+        let (gateway, subnet) =
+            create_network(docker, &network, id, self.firewall_image.is_some()).await?;
+
+        let broker_host = env::url_host(spec.api_url);
+        let api_port = spec
+            .api_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .unwrap_or(14321);
+        let relay = relay::Relay::start(
+            gateway,
+            subnet,
+            broker_host.trim_matches(['[', ']']),
+            api_port,
+            spec.proxy_port,
+        )
+        .await
+        .map_err(|e| {
+            SandboxError::Io(format!("listen on the run network's gateway {gateway}"), e)
         })?;
 
-    let broker_host = env::url_host(spec.api_url);
-    let api_port = spec
-        .api_url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .unwrap_or(14321);
-    let relay = relay::Relay::start(
-        gateway,
-        broker_host.trim_matches(['[', ']']),
-        api_port,
-        spec.proxy_port,
-    )
-    .await
-    .map_err(|e| SandboxError::Io(format!("listen on the run network's gateway {gateway}"), e))?;
+        let (uid, gid) = agent_user();
+        let run_dir = gate::RunDir::create(id, spec.ca_pem, (uid, gid))
+            .map_err(|e| SandboxError::Io("create the run's folder".into(), e))?;
+        let (ca_file, gate_file) = (run_dir.ca(), run_dir.gate());
+        resources.run_dir = Some(run_dir);
 
-    // The CA, readable by the agent's user, outside ~/.agent-vault.
-    let ca_file = std::env::temp_dir().join(format!("agent-vault-ca-{id}.pem"));
-    std::fs::write(&ca_file, spec.ca_pem)
-        .map_err(|e| SandboxError::Io(format!("write {}", ca_file.display()), e))?;
-    resources.ca_file = Some(ca_file.clone());
+        let home_volume = self.home_volume(docker, resources).await?;
+        let network_mode = match self.firewall_image {
+            Some(image) => {
+                let helper = firewall::start(
+                    docker,
+                    id,
+                    image,
+                    &network,
+                    gateway,
+                    &relay,
+                    &home_volume,
+                    (uid, gid),
+                )
+                .await;
+                let helper = match helper {
+                    Ok(helper) => helper,
+                    Err((helper, err)) => {
+                        resources.helper = helper;
+                        return Err(err);
+                    }
+                };
+                resources.helper = Some(helper.clone());
+                format!("container:{helper}")
+            }
+            None => {
+                eprintln!(
+                    "agent-vault: WARNING: --no-firewall: the agent's egress is NOT restricted; only well-behaved clients use the broker. Debugging only."
+                );
+                network.clone()
+            }
+        };
 
-    let home_volume = if spec.home_volume_shared {
-        let mut shared_labels =
-            HashMap::from([("dev.agent-vault.shared".to_owned(), "1".to_owned())]);
-        shared_labels.extend(labels(id, "home"));
-        shared_labels.remove(janitor::RUN_LABEL);
-        docker
-            .create_volume(VolumeCreateRequest {
-                name: Some(SHARED_HOME_VOLUME.into()),
-                labels: Some(shared_labels),
-                ..Default::default()
-            })
+        let address = format!("http://{gateway}:{}", relay.api_port);
+        let mut environment: Vec<String> = env::child_env(
+            &address,
+            spec.token,
+            spec.vault,
+            Some((relay.proxy_port, Path::new(CONTAINER_CA))),
+        )
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+        environment.push(format!("HOME={CONTAINER_HOME}"));
+        let tty = std::io::stdin().is_terminal();
+        if tty {
+            environment.push(format!(
+                "TERM={}",
+                std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into())
+            ));
+        }
+        let mut binds = vec![
+            format!("{}:{WORKSPACE}", self.workspace.real.display()),
+            format!("{}:{CONTAINER_CA}:ro", ca_file.display()),
+            format!("{}:{}", gate_file.display(), gate::GATE_IN_CONTAINER),
+            format!("{home_volume}:{CONTAINER_HOME}/.claude"),
+        ];
+        binds.extend(self.user_mounts.iter().map(mounts::Mount::bind));
+        let mut agent_labels = labels(id, "agent");
+        if spec.keep {
+            agent_labels.insert(KEEP_LABEL.into(), "1".into());
+        }
+        let (entrypoint, cmd) = gate::wrap(self.image_entrypoint, spec.command);
+        let created = docker
+            .create_container(
+                Some(
+                    CreateContainerOptionsBuilder::default()
+                        .name(&format!("agent-vault-agent-{id}"))
+                        .build(),
+                ),
+                ContainerCreateBody {
+                    image: Some(self.agent_image.to_owned()),
+                    entrypoint: Some(entrypoint),
+                    cmd: Some(cmd),
+                    env: Some(environment),
+                    user: Some(format!("{uid}:{gid}")),
+                    working_dir: Some(WORKSPACE.into()),
+                    tty: Some(tty),
+                    open_stdin: Some(true),
+                    stdin_once: Some(true),
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    labels: Some(agent_labels),
+                    host_config: Some(HostConfig {
+                        network_mode: Some(network_mode),
+                        cap_drop: Some(vec!["ALL".into()]),
+                        security_opt: Some(vec!["no-new-privileges".into()]),
+                        init: Some(true),
+                        pids_limit: Some(4096),
+                        binds: Some(binds),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )
             .await
-            .map_err(docker::failed("create the shared home volume"))?;
-        SHARED_HOME_VOLUME.to_owned()
-    } else {
+            .map_err(docker::failed(format!(
+                "create the agent container from {}",
+                self.agent_image
+            )))?;
+        let agent = created.id;
+        resources.agent = Some(agent.clone());
+
+        let started = attach::start(docker, &agent, tty).await?;
+        if let Err(err) = self.verify_mounts(docker, &agent).await {
+            // It waits at the gate: kill it before anything else, and keep nothing.
+            let kill = KillContainerOptionsBuilder::default()
+                .signal("KILL")
+                .build();
+            let _ = docker.kill_container(&agent, Some(kill)).await;
+            resources.keep_agent = false;
+            return Err(err);
+        }
+        let _gate = gate::open(&gate_file)
+            .map_err(|e| SandboxError::Io("open the start gate".into(), e))?;
+        let code = attach::wait(started, docker, &agent).await?;
+        drop(relay);
+        Ok(u8::try_from(code).unwrap_or(if code < 0 { 1 } else { 255 }))
+    }
+
+    /// The per-run home volume, or the shared one with `--home-volume-shared`.
+    async fn home_volume(
+        &self,
+        docker: &Docker,
+        resources: &mut Resources,
+    ) -> Result<String, SandboxError> {
+        let id = self.id.as_str();
+        if self.spec.home_volume_shared {
+            let mut shared_labels =
+                HashMap::from([("dev.agent-vault.shared".to_owned(), "1".to_owned())]);
+            shared_labels.extend(labels(id, "home"));
+            shared_labels.remove(janitor::RUN_LABEL);
+            docker
+                .create_volume(VolumeCreateRequest {
+                    name: Some(SHARED_HOME_VOLUME.into()),
+                    labels: Some(shared_labels),
+                    ..Default::default()
+                })
+                .await
+                .map_err(docker::failed("create the shared home volume"))?;
+            return Ok(SHARED_HOME_VOLUME.to_owned());
+        }
         let name = format!("agent-vault-home-{id}");
         let mut volume_labels = labels(id, "home");
-        if spec.keep {
+        if self.spec.keep {
             volume_labels.insert(KEEP_LABEL.into(), "1".into());
         }
+        resources.volume = Some(name.clone());
         docker
             .create_volume(VolumeCreateRequest {
                 name: Some(name.clone()),
@@ -245,193 +423,33 @@ async fn run_inner(
             })
             .await
             .map_err(docker::failed("create the run's home volume"))?;
-        resources.volume = Some(name.clone());
-        name
-    };
-    let (uid, gid) = agent_user();
+        Ok(name)
+    }
 
-    let network_mode = match firewall_image {
-        Some(image) => {
-            let helper = start_firewall(
-                docker,
-                id,
-                image,
-                &network,
-                gateway,
-                &relay,
-                &home_volume,
-                (uid, gid),
+    /// What the started container has at each host-path target must be the object checked.
+    async fn verify_mounts(&self, docker: &Docker, agent: &str) -> Result<(), SandboxError> {
+        let inspected = docker
+            .inspect_container(agent, None)
+            .await
+            .map_err(docker::failed("inspect the agent container"))?;
+        let pid = inspected
+            .state
+            .and_then(|s| s.pid)
+            .and_then(|pid| u32::try_from(pid).ok())
+            .filter(|pid| *pid > 0)
+            .ok_or_else(|| SandboxError::Docker {
+                action: "start the agent container".into(),
+                message: "it exited at once (does the image have /bin/sh? the sandbox's start gate needs it)".into(),
+            })?;
+        let binds: Vec<(&str, &mounts::Source)> = std::iter::once((WORKSPACE, self.workspace))
+            .chain(
+                self.user_mounts
+                    .iter()
+                    .map(|m| (m.target.as_str(), &m.source)),
             )
-            .await;
-            let helper = match helper {
-                Ok(helper) => helper,
-                Err((helper, err)) => {
-                    resources.helper = helper;
-                    return Err(err);
-                }
-            };
-            resources.helper = Some(helper.clone());
-            format!("container:{helper}")
-        }
-        None => {
-            eprintln!(
-                "agent-vault: WARNING: --no-firewall: the agent's egress is NOT restricted; only well-behaved clients use the broker. Debugging only."
-            );
-            network.clone()
-        }
-    };
-
-    let address = format!("http://{gateway}:{}", relay.api_port);
-    let mut environment: Vec<String> = env::child_env(
-        &address,
-        spec.token,
-        spec.vault,
-        Some((relay.proxy_port, Path::new(CONTAINER_CA))),
-    )
-    .into_iter()
-    .map(|(k, v)| format!("{k}={v}"))
-    .collect();
-    environment.push(format!("HOME={CONTAINER_HOME}"));
-    let tty = std::io::stdin().is_terminal();
-    if tty {
-        environment.push(format!(
-            "TERM={}",
-            std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into())
-        ));
-    }
-    let mut binds = vec![
-        format!("{}:/workspace", workspace.display()),
-        format!("{}:{CONTAINER_CA}:ro", ca_file.display()),
-        format!("{home_volume}:{CONTAINER_HOME}/.claude"),
-    ];
-    binds.extend(user_mounts.iter().map(mounts::Mount::bind));
-    let mut agent_labels = labels(id, "agent");
-    if spec.keep {
-        agent_labels.insert(KEEP_LABEL.into(), "1".into());
-    }
-    let created = docker
-        .create_container(
-            Some(
-                CreateContainerOptionsBuilder::default()
-                    .name(&format!("agent-vault-agent-{id}"))
-                    .build(),
-            ),
-            ContainerCreateBody {
-                image: Some(agent_image.to_owned()),
-                cmd: Some(spec.command.to_vec()),
-                env: Some(environment),
-                user: Some(format!("{uid}:{gid}")),
-                working_dir: Some("/workspace".into()),
-                tty: Some(tty),
-                open_stdin: Some(true),
-                stdin_once: Some(true),
-                attach_stdin: Some(true),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                labels: Some(agent_labels),
-                host_config: Some(HostConfig {
-                    network_mode: Some(network_mode),
-                    cap_drop: Some(vec!["ALL".into()]),
-                    security_opt: Some(vec!["no-new-privileges".into()]),
-                    init: Some(true),
-                    pids_limit: Some(4096),
-                    binds: Some(binds),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(docker::failed(format!(
-            "create the agent container from {agent_image}"
-        )))?;
-    resources.agent = Some(created.id.clone());
-    let code = attach::run_attached(docker, &created.id, tty).await?;
-    drop(relay);
-    Ok(u8::try_from(code).unwrap_or(if code < 0 { 1 } else { 255 }))
-}
-
-/// Starts the firewall helper and waits for its self-test. On failure returns the helper's
-/// id (for cleanup) with an error carrying its log.
-#[allow(clippy::too_many_arguments)]
-async fn start_firewall(
-    docker: &Docker,
-    id: &str,
-    image: &str,
-    network: &str,
-    gateway: IpAddr,
-    relay: &relay::Relay,
-    home_volume: &str,
-    (uid, gid): (u32, u32),
-) -> Result<String, (Option<String>, SandboxError)> {
-    let created = docker
-        .create_container(
-            Some(
-                CreateContainerOptionsBuilder::default()
-                    .name(&format!("agent-vault-firewall-{id}"))
-                    .build(),
-            ),
-            ContainerCreateBody {
-                image: Some(image.to_owned()),
-                cmd: Some(vec![
-                    gateway.to_string(),
-                    relay.api_port.to_string(),
-                    relay.proxy_port.to_string(),
-                    relay.canary_port.to_string(),
-                ]),
-                env: Some(vec![format!("AGENT_UID={uid}"), format!("AGENT_GID={gid}")]),
-                labels: Some(labels(id, "firewall")),
-                host_config: Some(HostConfig {
-                    network_mode: Some(network.to_owned()),
-                    cap_drop: Some(vec!["ALL".into()]),
-                    cap_add: Some(vec!["NET_ADMIN".into(), "NET_RAW".into(), "CHOWN".into()]),
-                    security_opt: Some(vec!["no-new-privileges".into()]),
-                    sysctls: Some(HashMap::from([
-                        ("net.ipv6.conf.all.disable_ipv6".to_owned(), "1".to_owned()),
-                        (
-                            "net.ipv6.conf.default.disable_ipv6".to_owned(),
-                            "1".to_owned(),
-                        ),
-                    ])),
-                    binds: Some(vec![format!("{home_volume}:/agent-home")]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| (None, docker::failed("create the firewall container")(e)))?;
-    let helper = created.id;
-    let fail = |err: SandboxError| (Some(helper.clone()), err);
-    docker
-        .start_container(&helper, None)
-        .await
-        .map_err(|e| fail(docker::failed("start the firewall container")(e)))?;
-    let options = LogsOptionsBuilder::default()
-        .follow(true)
-        .stdout(true)
-        .stderr(true)
-        .build();
-    let mut logs = docker.logs(&helper, Some(options));
-    let mut seen = String::new();
-    let waited = tokio::time::timeout(FIREWALL_READY, async {
-        while let Some(Ok(line)) = logs.next().await {
-            seen.push_str(&String::from_utf8_lossy(&line.into_bytes()));
-            if seen.contains("agent-vault-firewall: ready") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    match waited {
-        Ok(true) => Ok(helper),
-        Ok(false) => Err(fail(SandboxError::Firewall(seen.trim().to_owned()))),
-        Err(_) => Err(fail(SandboxError::Firewall(format!(
-            "no answer within {} s; its log: {}",
-            FIREWALL_READY.as_secs(),
-            seen.trim()
-        )))),
+            .collect();
+        mounts::verify(pid, &binds)?;
+        Ok(())
     }
 }
 

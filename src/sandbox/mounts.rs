@@ -1,9 +1,18 @@
 //! What the agent's container may see of the host: the working directory at `/workspace`
-//! and the user's `--mount src:dst[:ro]` — after resolving symlinks — but never
-//! `~/.agent-vault` (the encrypted store and the CA key), anything containing it, anything
-//! inside it, nor a Docker socket (which would hand the agent the host). Container paths the
-//! sandbox relies on are reserved.
+//! and the user's `--mount src:dst[:ro]`, and proof that it sees exactly those.
+//!
+//! Stance: a source is opened once, and the *opened object* is judged — never a path that
+//! could be swapped afterwards. Refused are `~/.agent-vault` (the encrypted store and the
+//! CA key), anything containing it or inside it (also through another path to the same
+//! directory), `$HOME` itself, system directories, everything under `/proc`, `/sys`, `/dev`
+//! and `/run` (runtime sockets, other containers' namespaces), Docker's state, and Unix
+//! sockets (a socket is a line to a daemon outside the broker). Docker resolves the path
+//! again when the container starts, so a directory swapped for a symlink in between would
+//! be mounted instead: [`Source::identity`] is compared with what the started container
+//! really has at each target (see [`verify`]) before its command may run.
 
+use std::fs::File;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,20 +37,93 @@ const RESERVED: [&str; 14] = [
     "/workspace",
 ];
 
-/// Host paths no mount may expose, canonicalised.
-pub struct Forbidden {
-    agent_vault_dir: PathBuf,
+/// Host directories that may not be mounted themselves (their subdirectories may).
+const SYSTEM_DIRS: [&str; 7] = ["/", "/etc", "/usr", "/var", "/boot", "/home", "/root"];
+
+/// Host trees nothing may be mounted from: kernel interfaces, devices, runtime sockets and
+/// container state.
+const SYSTEM_TREES: [&str; 9] = [
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/var/run",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/lib/containers",
+    "/boot",
+];
+
+/// A file or directory's identity: the same pair means the same object, whatever its path.
+pub type Identity = (u64, u64);
+
+fn identity(meta: &std::fs::Metadata) -> Identity {
+    (meta.dev(), meta.ino())
+}
+
+/// Opens `path` without reading it (`O_PATH`), following symlinks as the user asked.
+fn open_path(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_PATH)
+        .open(path)
+}
+
+/// The path the kernel holds for an open file (the object, not the name given).
+fn real_path(file: &File) -> std::io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+/// The identities of a directory and of each directory above it, up to `/`.
+fn lineage(dir: &File) -> std::io::Result<Vec<Identity>> {
+    use std::os::fd::AsRawFd;
+    let mut current = dir.try_clone()?;
+    let mut seen = vec![identity(&current.metadata()?)];
+    loop {
+        let parent = open_path(Path::new(&format!(
+            "/proc/self/fd/{}/..",
+            current.as_raw_fd()
+        )))?;
+        let id = identity(&parent.metadata()?);
+        if seen.last() == Some(&id) {
+            return Ok(seen);
+        }
+        seen.push(id);
+        current = parent;
+    }
+}
+
+/// Host places no mount may expose.
+pub struct Policy {
+    store: PathBuf,
+    /// The store and every directory above it.
+    store_lineage: Vec<Identity>,
+    home: Option<PathBuf>,
     sockets: Vec<PathBuf>,
 }
 
-impl Forbidden {
-    /// `agent_vault_dir` is `~/.agent-vault`; Docker sockets are found at the usual places
-    /// and at `DOCKER_HOST` when it names a Unix socket.
+impl Policy {
+    /// `agent_vault_dir` is `~/.agent-vault`; runtime sockets are looked for at the usual
+    /// places and at `DOCKER_HOST` when it names a Unix socket.
     pub fn new(agent_vault_dir: &Path) -> Self {
+        let store = agent_vault_dir
+            .canonicalize()
+            .unwrap_or_else(|_| agent_vault_dir.to_owned());
+        let store_lineage = open_path(&store)
+            .and_then(|dir| lineage(&dir))
+            .unwrap_or_default();
         let mut candidates = vec![
             PathBuf::from("/var/run/docker.sock"),
             PathBuf::from("/run/docker.sock"),
+            PathBuf::from("/run/containerd/containerd.sock"),
+            PathBuf::from("/run/podman/podman.sock"),
         ];
+        if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR") {
+            let runtime = PathBuf::from(runtime);
+            candidates.push(runtime.join("docker.sock"));
+            candidates.push(runtime.join("podman/podman.sock"));
+        }
         if let Some(path) = std::env::var("DOCKER_HOST")
             .ok()
             .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
@@ -52,58 +134,110 @@ impl Forbidden {
             .iter()
             .filter_map(|p| p.canonicalize().ok())
             .collect();
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .and_then(|h| h.canonicalize().ok());
         Self {
-            agent_vault_dir: canonical_or_self(agent_vault_dir),
+            store,
+            store_lineage,
+            home,
             sockets,
         }
     }
 
-    /// Resolves `path` and refuses it if it exposes a forbidden place. Returns the resolved path.
-    pub fn check(&self, path: &Path, what: &str) -> Result<PathBuf, MountError> {
-        let resolved = path
-            .canonicalize()
-            .map_err(|e| MountError(format!("{what} {}: {e}", path.display())))?;
-        let dir = &self.agent_vault_dir;
-        if resolved.starts_with(dir) || dir.starts_with(&resolved) {
-            return Err(MountError(format!(
-                "{what} {} would expose {} (the encrypted store and the CA key); mount something else",
-                path.display(),
-                dir.display()
-            )));
+    /// Opens `path` and refuses it if the opened object exposes a forbidden place. `what`
+    /// names it in messages ("the working directory", "mount source").
+    pub fn check(&self, path: &Path, what: &str) -> Result<Source, MountError> {
+        let shown = path.display();
+        let file = open_path(path).map_err(|e| MountError(format!("{what} {shown}: {e}")))?;
+        let real = real_path(&file)
+            .map_err(|e| MountError(format!("{what} {shown}: cannot resolve it: {e}")))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| MountError(format!("{what} {shown}: {e}")))?;
+        let refuse = |why: String| Err(MountError(format!("{what} {shown} {why}")));
+        if meta.file_type().is_socket() {
+            return refuse(
+                "is a Unix socket: it would give the agent a line to a program on the host, outside the broker; mount something else".into(),
+            );
         }
-        for socket in &self.sockets {
-            if socket.starts_with(&resolved) {
-                return Err(MountError(format!(
-                    "{what} {} would expose the Docker socket {}, which controls the host; mount something else",
-                    path.display(),
-                    socket.display()
-                )));
-            }
+        let lineage = match meta.is_dir() {
+            true => lineage(&file),
+            false => open_path(real.parent().unwrap_or(Path::new("/"))).and_then(|p| lineage(&p)),
         }
-        if is_docker_socket(&resolved) {
-            return Err(MountError(format!(
-                "{what} {} is a Docker socket; it cannot be mounted",
-                path.display()
-            )));
+        .map_err(|e| MountError(format!("{what} {shown}: {e}")))?;
+        if SYSTEM_DIRS.iter().any(|dir| real == Path::new(dir))
+            || SYSTEM_TREES.iter().any(|tree| real.starts_with(tree))
+        {
+            return refuse(format!(
+                "is a system directory ({}) and cannot be mounted; mount a project directory instead",
+                real.display()
+            ));
         }
-        Ok(resolved)
+        if self.home.as_deref() == Some(real.as_path()) {
+            return refuse(format!(
+                "is your home directory ({}): it holds your keys and logins; mount the project directory instead",
+                real.display()
+            ));
+        }
+        let own = identity(&meta);
+        if real.starts_with(&self.store)
+            || self.store.starts_with(&real)
+            || self.store_lineage.contains(&own)
+            || self
+                .store_lineage
+                .first()
+                .is_some_and(|store| lineage.contains(store))
+        {
+            return refuse(format!(
+                "would expose {} (the encrypted store and the CA key); mount something else",
+                self.store.display()
+            ));
+        }
+        if let Some(socket) = self.sockets.iter().find(|s| s.starts_with(&real)) {
+            return refuse(format!(
+                "would expose the container runtime's socket {}, which controls the host; mount something else",
+                socket.display()
+            ));
+        }
+        Ok(Source {
+            through_symlink: lexically_normal(path) != real,
+            real,
+            identity: own,
+            _held: file,
+        })
     }
 }
 
-fn canonical_or_self(path: &Path) -> PathBuf {
-    path.canonicalize().unwrap_or_else(|_| path.to_owned())
+/// `path` made absolute with `.` and repeated separators removed (`..` kept, since only the
+/// filesystem knows where it leads).
+fn lexically_normal(path: &Path) -> PathBuf {
+    let absolute = match path.is_absolute() {
+        true => path.to_owned(),
+        false => std::env::current_dir().unwrap_or_default().join(path),
+    };
+    absolute
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
 }
 
-fn is_docker_socket(path: &Path) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    path.file_name().is_some_and(|n| n == "docker.sock")
-        && std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
+/// An opened, checked host source. It stays open for the run, so its identity stays the
+/// object that was judged.
+#[derive(Debug)]
+pub struct Source {
+    /// The path the object had when checked; Docker is given this path.
+    pub real: PathBuf,
+    pub identity: Identity,
+    /// The name given led through a symlink (or `..`) to `real`.
+    pub through_symlink: bool,
+    _held: File,
 }
 
 /// A validated bind mount.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Mount {
-    pub source: PathBuf,
+    pub source: Source,
     pub target: String,
     pub read_only: bool,
 }
@@ -112,7 +246,7 @@ impl Mount {
     /// The Docker `Binds` form.
     pub fn bind(&self) -> String {
         let mode = if self.read_only { ":ro" } else { "" };
-        format!("{}:{}{mode}", self.source.display(), self.target)
+        format!("{}:{}{mode}", self.source.real.display(), self.target)
     }
 }
 
@@ -152,7 +286,7 @@ fn normalize_target(target: &str) -> Result<String, MountError> {
 }
 
 /// Parses and checks `--mount src:dst[:ro|rw]`.
-pub fn parse(spec: &str, forbidden: &Forbidden) -> Result<Mount, MountError> {
+pub fn parse(spec: &str, policy: &Policy) -> Result<Mount, MountError> {
     let parts: Vec<&str> = spec.split(':').collect();
     let (source, target, read_only) = match parts.as_slice() {
         [source, target] => (*source, *target, false),
@@ -176,12 +310,37 @@ pub fn parse(spec: &str, forbidden: &Forbidden) -> Result<Mount, MountError> {
             "mount target {target} is reserved by the sandbox (it is, contains or lies inside {reserved}); choose another, e.g. /mnt/data"
         )));
     }
-    let source = forbidden.check(Path::new(source), "mount source")?;
+    let source = policy.check(Path::new(source), "mount source")?;
     Ok(Mount {
         source,
         target,
         read_only,
     })
+}
+
+/// Checks that the started container (its first process is `pid`) has at each target the
+/// very object that was judged. Run before its command may start; a mismatch means a path
+/// was swapped between the check and Docker's own resolution.
+pub fn verify(pid: u32, binds: &[(&str, &Source)]) -> Result<(), MountError> {
+    for (target, source) in binds {
+        let inside = format!("/proc/{pid}/root{target}");
+        let found = std::fs::metadata(&inside).map(|m| identity(&m));
+        match found {
+            Ok(found) if found == source.identity => {}
+            Ok(_) => {
+                return Err(MountError(format!(
+                    "{} changed between the sandbox's check and the container's start (a directory or symlink was swapped): the container got something else at {target}, so nothing was run",
+                    source.real.display()
+                )));
+            }
+            Err(e) => {
+                return Err(MountError(format!(
+                    "cannot verify what the container has at {target} ({inside}: {e}); the sandbox needs a local Docker engine to check its mounts, so nothing was run"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -191,7 +350,7 @@ mod tests {
     struct Setup {
         _dir: tempfile::TempDir,
         home: PathBuf,
-        forbidden: Forbidden,
+        policy: Policy,
     }
 
     fn setup() -> Setup {
@@ -199,11 +358,11 @@ mod tests {
         let home = dir.path().canonicalize().unwrap();
         std::fs::create_dir_all(home.join(".agent-vault/ca")).unwrap();
         std::fs::create_dir_all(home.join("project/data")).unwrap();
-        let forbidden = Forbidden::new(&home.join(".agent-vault"));
+        let policy = Policy::new(&home.join(".agent-vault"));
         Setup {
             _dir: dir,
             home,
-            forbidden,
+            policy,
         }
     }
 
@@ -216,34 +375,74 @@ mod tests {
             s.home.join(".agent-vault/ca"),
             s.home.clone(),
             s.home.join("innocent"),
-            PathBuf::from("/"),
+            s.home.join("project/../.agent-vault/ca"),
         ] {
             let spec = format!("{}:/mnt/x", source.display());
-            let err = parse(&spec, &s.forbidden).unwrap_err();
-            assert!(
-                err.0.contains(".agent-vault") || err.0.contains("Docker"),
-                "{spec}: {err}"
-            );
+            let err = parse(&spec, &s.policy).unwrap_err();
+            assert!(err.0.contains(".agent-vault"), "{spec}: {err}");
         }
+    }
+
+    #[test]
+    fn system_directories_and_sockets_are_refused() {
+        let s = setup();
+        std::os::unix::fs::symlink("/etc", s.home.join("project/etc-link")).unwrap();
+        for source in [
+            PathBuf::from("/"),
+            PathBuf::from("/etc"),
+            PathBuf::from("/usr"),
+            PathBuf::from("/var"),
+            PathBuf::from("/proc/self"),
+            PathBuf::from("/proc/self/root"),
+            PathBuf::from("/dev"),
+            PathBuf::from("/sys/kernel"),
+            PathBuf::from("/run"),
+            s.home.join("project/etc-link"),
+        ] {
+            let spec = format!("{}:/mnt/x", source.display());
+            let err = parse(&spec, &s.policy).expect_err(&spec);
+            assert!(err.0.contains("system directory"), "{spec}: {err}");
+        }
+        let socket_path = s.home.join("project/agent.sock");
+        let _socket = std::os::unix::net::UnixListener::bind(&socket_path).unwrap();
+        let err = parse(&format!("{}:/mnt/x", socket_path.display()), &s.policy).unwrap_err();
+        assert!(err.0.contains("Unix socket"), "{err}");
     }
 
     #[test]
     fn good_mounts_resolve_and_keep_their_mode() {
         let s = setup();
         let spec = format!("{}:/mnt//data/./:ro", s.home.join("project/data").display());
-        let mount = parse(&spec, &s.forbidden).unwrap();
+        let mount = parse(&spec, &s.policy).unwrap();
         assert_eq!(mount.target, "/mnt/data");
         assert!(mount.read_only);
+        assert!(!mount.source.through_symlink);
         assert_eq!(
             mount.bind(),
             format!("{}:/mnt/data:ro", s.home.join("project/data").display())
         );
-        let rw = parse(
-            &format!("{}:/data", s.home.join("project").display()),
-            &s.forbidden,
+        std::os::unix::fs::symlink(s.home.join("project/data"), s.home.join("shortcut")).unwrap();
+        let linked = parse(
+            &format!("{}:/data", s.home.join("shortcut").display()),
+            &s.policy,
         )
         .unwrap();
-        assert!(!rw.read_only);
+        assert!(linked.source.through_symlink && !linked.read_only);
+        assert_eq!(linked.source.real, s.home.join("project/data"));
+    }
+
+    #[test]
+    fn the_opened_object_is_what_counts() {
+        let s = setup();
+        let data = s.home.join("project/data");
+        let mount = parse(&format!("{}:/data", data.display()), &s.policy).unwrap();
+        // Swapped after the check: the held identity still names the checked directory.
+        std::fs::rename(&data, s.home.join("project/moved")).unwrap();
+        std::os::unix::fs::symlink(s.home.join(".agent-vault"), &data).unwrap();
+        let store = std::fs::metadata(s.home.join(".agent-vault")).unwrap();
+        assert_ne!(mount.source.identity, identity(&store));
+        let moved = std::fs::metadata(s.home.join("project/moved")).unwrap();
+        assert_eq!(mount.source.identity, identity(&moved));
     }
 
     #[test]
@@ -263,7 +462,7 @@ mod tests {
             "/bin",
             "/proc/x",
         ] {
-            let err = parse(&format!("{src}:{target}"), &s.forbidden).unwrap_err();
+            let err = parse(&format!("{src}:{target}"), &s.policy).unwrap_err();
             assert!(err.0.contains("reserved"), "{target}: {err}");
         }
         for spec in [
@@ -274,12 +473,12 @@ mod tests {
             &format!("{src}:/mnt/../etc"),
             &format!("{src}:/mnt:xx"),
         ] {
-            assert!(parse(spec, &s.forbidden).is_err(), "{spec}");
+            assert!(parse(spec, &s.policy).is_err(), "{spec}");
         }
         assert!(
             parse(
                 &format!("{}:/mnt", s.home.join("missing").display()),
-                &s.forbidden
+                &s.policy
             )
             .is_err()
         );

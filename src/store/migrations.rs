@@ -206,7 +206,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE proposals ADD COLUMN minted_by_type TEXT;
     ALTER TABLE proposals ADD COLUMN minted_by_id TEXT;
     "#,
-    // 6: whether a verification code went out by email, so the owner is shown only the codes
+    // 6: leases for `vault run` tokens: a short expiry the run keeps renewing with a key only
+    // it holds, up to a hard cap, so a token outlives a killed run by one lease at most.
+    r#"
+    ALTER TABLE sessions ADD COLUMN lease_hash TEXT;
+    ALTER TABLE sessions ADD COLUMN max_expires_at INTEGER;
+    CREATE UNIQUE INDEX sessions_by_lease ON sessions (lease_hash) WHERE lease_hash IS NOT NULL;
+    "#,
+    // 7: whether a verification code went out by email, so the owner is shown only the codes
     // that did not reach an inbox.
     r#"
     ALTER TABLE email_verifications ADD COLUMN delivery TEXT NOT NULL DEFAULT 'none'

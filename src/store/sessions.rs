@@ -151,10 +151,14 @@ pub fn delete_all_for_user(conn: &Connection, user_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Deletes ended sessions. A leased token whose lease lapsed may still be renewed by its
+/// run (after a laptop's sleep, say) until its hard cap, so it stays until then.
 pub fn purge_expired(conn: &Connection) -> Result<usize> {
     let now = now();
     Ok(conn.execute(
-        "DELETE FROM sessions WHERE (expires_at IS NOT NULL AND expires_at <= ?1)
+        "DELETE FROM sessions
+         WHERE (COALESCE(max_expires_at, expires_at) IS NOT NULL
+                AND COALESCE(max_expires_at, expires_at) <= ?1)
             OR (kind = 'user' AND last_used_at < ?2)",
         params![now, now - USER_SESSION_IDLE],
     )?)
@@ -173,4 +177,40 @@ pub fn insert_created_by(
         params![s.token_hash, creator_type, creator_id],
     )?;
     Ok(())
+}
+
+/// Puts a fresh scoped session on a lease: it expires `lease` seconds from `now` unless
+/// renewed with the key whose hash is `lease_hash`, and never lives past `max_expires_at`.
+pub fn set_lease(
+    conn: &Connection,
+    token_hash: &str,
+    lease_hash: &str,
+    expires_at: i64,
+    max_expires_at: i64,
+) -> Result<()> {
+    conn.execute(
+        "UPDATE sessions SET lease_hash = ?2, expires_at = ?3, max_expires_at = ?4
+         WHERE token_hash = ?1",
+        params![token_hash, lease_hash, expires_at, max_expires_at],
+    )?;
+    Ok(())
+}
+
+/// Extends the lease keyed by `lease_hash` to `now + lease` (capped); returns the new expiry
+/// and the token hash, or `None` when no such lease exists or its hard cap has passed.
+pub fn renew_lease(
+    conn: &Connection,
+    lease_hash: &str,
+    now: i64,
+    lease: i64,
+) -> Result<Option<(String, i64)>> {
+    Ok(conn
+        .query_row(
+            "UPDATE sessions SET expires_at = MIN(?2 + ?3, max_expires_at)
+             WHERE lease_hash = ?1 AND max_expires_at > ?2
+             RETURNING token_hash, expires_at",
+            params![lease_hash, now, lease],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
 }

@@ -2,6 +2,7 @@
 //! vault membership, and `vault run` (process mode) with the environment it builds.
 
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -467,4 +468,65 @@ fn vault_token_roles_and_ttl() {
         &format!("{}/v1/sessions", rig.server.url),
     ]);
     assert_eq!(minted["error"], "forbidden");
+}
+
+/// HTTP status of `GET /v1/discover` with `token`: 200 while the token lives, 401 after.
+pub fn token_status(server_url: &str, token: &str) -> u16 {
+    crate::harness::http()
+        .get(format!("{server_url}/v1/discover"))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Polls until `token` is refused; returns how long that took after `since`.
+pub fn refused_after(server_url: &str, token: &str, since: std::time::Instant) -> Duration {
+    for _ in 0..150 {
+        if token_status(server_url, token) == 401 {
+            return since.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the token of a killed run was still accepted 15 s later");
+}
+
+#[test]
+fn a_killed_run_s_token_dies_with_its_lease() {
+    let rig = Rig::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    let child_pid = dir.path().join("pid");
+    let script = format!(
+        "echo $$ > {}; printf %s \"$AGENT_VAULT_SESSION_TOKEN\" > {}; exec sleep 600",
+        child_pid.display(),
+        token_file.display()
+    );
+    let mut cmd = rig
+        .home
+        .command(&["vault", "run", "--", "sh", "-c", &script]);
+    cmd.env("AGENT_VAULT_RUN_LEASE", "2s")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut run = cmd.spawn().unwrap();
+    let token = (0..300)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::read_to_string(&token_file)
+                .ok()
+                .filter(|t| !t.is_empty())
+        })
+        .expect("the child did not start");
+    // Well past one lease: the run's renewals keep its token alive.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(token_status(&rig.server.url, &token), 200);
+    run.kill().unwrap();
+    let killed = std::time::Instant::now();
+    run.wait().unwrap();
+    let took = refused_after(&rig.server.url, &token, killed);
+    assert!(took < Duration::from_secs(4), "refused only after {took:?}");
+    // The orphaned child is ours to end.
+    let pid = std::fs::read_to_string(&child_pid).unwrap();
+    let _ = Command::new("kill").arg(pid.trim()).status();
 }

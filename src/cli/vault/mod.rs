@@ -3,6 +3,7 @@
 pub mod context;
 mod credential;
 mod discover;
+mod lease;
 mod lifecycle;
 mod members;
 mod proposal;

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::Target;
 use super::discover::agent_or_login;
+use super::lease;
 use crate::cli::client::segment;
 use crate::cli::{Client, Context, PassThroughExit, Refusal, SESSION_TOKEN_ENV, output};
 use crate::crypto::SecretString;
@@ -94,6 +95,8 @@ pub struct TokenArgs {
 #[derive(Deserialize)]
 struct Minted {
     token: String,
+    #[serde(default)]
+    lease_key: Option<String>,
 }
 
 /// `vault token`: prints only the token, so `$(agent-vault vault token)` captures it.
@@ -117,6 +120,8 @@ struct RunSession {
     token: SecretString,
     vault: String,
     minted: bool,
+    /// Renews a minted token's lease while the run lives.
+    _renewal: Option<lease::Renewal>,
 }
 
 async fn session(
@@ -146,25 +151,44 @@ async fn session(
             token,
             vault: found["vault"].as_str().unwrap_or_default().to_owned(),
             minted: false,
+            _renewal: None,
         });
     }
+    let lease_seconds = lease::seconds_from_env()?;
     let target = Target::resolve(flag, context)?;
     let minted: Minted = target
         .client
         .post(
             "/v1/sessions",
-            &json!({ "vault": target.vault, "role": role, "ttl_seconds": ttl }),
+            &json!({
+                "vault": target.vault,
+                "role": role,
+                "ttl_seconds": ttl,
+                "lease_seconds": lease_seconds,
+            }),
         )
         .await?;
-    let client = Client::new(
-        target.client.base(),
-        Some(SecretString::new(minted.token.clone())),
-    )?;
+    let base = target.client.base();
+    let renewal = match minted.lease_key {
+        Some(key) => Some(lease::keep_alive(
+            base,
+            SecretString::new(key),
+            lease_seconds,
+        )?),
+        None => {
+            output::warn(format!(
+                "the server at {base} does not lease run tokens (an older version): if this run is killed, its token stays valid until its TTL"
+            ));
+            None
+        }
+    };
+    let client = Client::new(base, Some(SecretString::new(minted.token.clone())))?;
     Ok(RunSession {
         client,
         token: SecretString::new(minted.token),
         vault: target.vault,
         minted: true,
+        _renewal: renewal,
     })
 }
 

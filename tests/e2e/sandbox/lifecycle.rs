@@ -1,0 +1,304 @@
+//! Runs from start to end: exit codes, concurrency, `--keep`, the default image, mode
+//! selection, the shared home, a TTY, a missing engine, a machine used before.
+
+use std::process::Command;
+
+use super::{
+    BASE, docker, docker_turn, labelled, sandbox_rig, sandboxed, sandboxed_command, workspace,
+};
+use crate::harness::Run;
+
+#[test]
+fn exit_codes_keep_and_concurrent_runs() {
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "lifecycle");
+    let run = sandboxed(&rig, &dir, &[], &["sh", "-c", "exit 42"]);
+    assert_eq!(run.status.code(), Some(42), "{run}");
+
+    // Two runs at once: separate tokens, networks and homes; both succeed.
+    let runs: Vec<_> = (0..2)
+        .map(|i| {
+            let dir = workspace(&rig, &format!("concurrent-{i}"));
+            let script = format!("echo {i} > $HOME/.claude/mine; sleep 2; cat $HOME/.claude/mine; printf %s \"$AGENT_VAULT_SESSION_TOKEN\"");
+            let cmd = sandboxed_command(&rig, &dir, &[], &["sh", "-c", &script]);
+            std::thread::spawn(move || crate::harness::run_command(cmd, ""))
+        })
+        .collect();
+    let outputs: Vec<Run> = runs.into_iter().map(|t| t.join().unwrap()).collect();
+    for (i, run) in outputs.iter().enumerate() {
+        assert!(run.status.success(), "{run}");
+        assert!(
+            run.stdout.starts_with(&format!("{i}\n")),
+            "runs shared a home: {run}"
+        );
+    }
+    assert_ne!(outputs[0].stdout, outputs[1].stdout, "runs shared a token");
+
+    // --keep keeps the stopped agent container (and its home) for inspection; the turn
+    // removes them when the test ends.
+    let kept = sandboxed(&rig, &dir, &["--keep"], &["sh", "-c", "echo kept-output"]);
+    assert!(kept.status.success(), "{kept}");
+    let container = kept
+        .stderr
+        .split("kept the agent container ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no kept container named: {kept}"))
+        .to_owned();
+    assert!(docker(&["logs", &container]).contains("kept-output"));
+    let left = turn.leftovers();
+    assert!(
+        left.contains(&format!("container:{}", &container[..12])) && left.contains("volume:"),
+        "the agent container and its home were not kept: {left}"
+    );
+}
+
+/// A machine used before: a user's `--keep` left a stopped agent container and its home
+/// volume. New runs neither touch them nor trip over them.
+#[test]
+fn earlier_kept_resources_do_not_disturb_new_runs() {
+    let mut turn = docker_turn();
+    let labels = [
+        "--label",
+        "dev.agent-vault.run=earlier0000000",
+        "--label",
+        "dev.agent-vault.keep=1",
+        "--label",
+        "dev.agent-vault.created=0",
+        "--label",
+        "dev.agent-vault.pid=2147483646",
+    ];
+    let mut volume = vec!["volume", "create"];
+    volume.extend(labels);
+    let volume = docker(&volume);
+    let mut container = vec!["create"];
+    container.extend(labels);
+    let bind = format!("{volume}:/data");
+    container.extend(["-v", &bind, BASE, "true"]);
+    let container = docker(&container);
+    let planted = Planted(vec![container.clone()], vec![volume.clone()]);
+    turn.before = labelled();
+
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "used-before");
+    let run = sandboxed(&rig, &dir, &[], &["true"]);
+    assert!(run.status.success(), "{run}");
+    assert_eq!(turn.leftovers(), "", "resources left behind");
+    let still = labelled();
+    assert!(
+        still.contains(&format!("container:{}", &container[..12]))
+            && still.contains(&format!("volume:{volume}")),
+        "a kept resource of an earlier run was removed: {still:?}"
+    );
+    drop(planted);
+}
+
+/// Resources a test made outside a run, removed when it ends.
+struct Planted(Vec<String>, Vec<String>);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        for container in &self.0 {
+            docker(&["rm", "-f", container]);
+        }
+        for volume in &self.1 {
+            docker(&["volume", "rm", "-f", volume]);
+        }
+    }
+}
+
+#[test]
+fn the_default_agent_image_builds_from_local_material() {
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "default-image");
+    let mut cmd = rig.home.command(&[
+        "vault",
+        "run",
+        "--sandbox",
+        "container",
+        "--",
+        "sh",
+        "-c",
+        "id -un; node --version; git --version",
+    ]);
+    cmd.current_dir(&dir)
+        .env("AGENT_VAULT_SANDBOX_BASE_IMAGE", BASE)
+        .env("AGENT_VAULT_CLAUDE_CODE_VERSION", "none");
+    let run = crate::harness::run_command(cmd, "");
+    assert!(run.status.success(), "{run}");
+    assert!(run.stdout.starts_with("claude\nv"), "{run}");
+    assert_eq!(turn.leftovers(), "");
+}
+
+#[test]
+fn env_selection_shared_home_tty_and_a_missing_engine() {
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "modes");
+
+    // AGENT_VAULT_SANDBOX=container selects the mode like the flag; the shared home persists.
+    // A user's own shared home is left as it was found.
+    let shared_existed =
+        !docker(&["volume", "ls", "-q", "--filter", "name=^agent-vault-home$"]).is_empty();
+    let mut first = rig.home.command(&[
+        "vault",
+        "run",
+        "--image",
+        BASE,
+        "--home-volume-shared",
+        "--",
+        "sh",
+        "-c",
+        "echo remembered > $HOME/.claude/note",
+    ]);
+    first
+        .current_dir(&dir)
+        .env("AGENT_VAULT_SANDBOX", "container")
+        .env("AGENT_VAULT_SANDBOX_BASE_IMAGE", BASE);
+    crate::harness::run_command(first, "").ok();
+    let second = sandboxed(
+        &rig,
+        &dir,
+        &["--home-volume-shared"],
+        &["cat", "/home/claude/.claude/note"],
+    );
+    assert_eq!(second.stdout.trim(), "remembered", "{second}");
+    let fresh = sandboxed(
+        &rig,
+        &dir,
+        &[],
+        &[
+            "sh",
+            "-c",
+            "cat $HOME/.claude/note 2>/dev/null || echo empty",
+        ],
+    );
+    assert_eq!(fresh.stdout.trim(), "empty", "the default home is per run");
+    if shared_existed {
+        sandboxed(
+            &rig,
+            &dir,
+            &["--home-volume-shared"],
+            &["rm", "-f", "/home/claude/.claude/note"],
+        );
+    } else {
+        docker(&["volume", "rm", "agent-vault-home"]);
+    }
+
+    // With a terminal the container gets one too.
+    let line = format!(
+        "{} vault run --sandbox container --image {BASE} -- sh -c 'test -t 0 && test -t 1 && echo has-a-tty'",
+        crate::harness::BIN
+    );
+    let mut tty = Command::new("script");
+    tty.args(["-qec", &line, "/dev/null"]).env_clear();
+    for (key, value) in rig.home.command(&[]).get_envs() {
+        if let Some(value) = value {
+            tty.env(key, value);
+        }
+    }
+    tty.current_dir(&dir)
+        .env("AGENT_VAULT_SANDBOX_BASE_IMAGE", BASE);
+    let out = crate::harness::run_command(tty, "");
+    assert!(out.stdout.contains("has-a-tty"), "{out}");
+
+    // No engine: a clear error naming what to do.
+    let mut no_engine = sandboxed_command(&rig, &dir, &[], &["true"]);
+    no_engine.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let run = crate::harness::run_command(no_engine, "");
+    assert!(
+        !run.status.success()
+            && run.stderr.contains("cannot reach the Docker engine")
+            && run.stderr.contains("Install Docker"),
+        "{run}"
+    );
+    assert_eq!(turn.leftovers(), "");
+}
+
+/// Folders of runs in the temporary directory whose owner is `pid`.
+fn run_dirs_of(pid: u32) -> Vec<String> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("agent-vault-run-")
+        })
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("owner"))
+                .is_ok_and(|owner| owner.split(' ').next() == Some(pid.to_string().as_str()))
+        })
+        .map(|e| e.path().display().to_string())
+        .collect()
+}
+
+#[test]
+fn a_killed_run_leaves_nothing_once_the_next_run_prunes() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "killed");
+
+    // Killed mid-run: its token dies with its lease.
+    let script = "printf %s \"$AGENT_VAULT_SESSION_TOKEN\" > /workspace/token; exec sleep 600";
+    let mut cmd = sandboxed_command(&rig, &dir, &[], &["sh", "-c", script]);
+    cmd.env("AGENT_VAULT_RUN_LEASE", "2s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut mid_run = cmd.spawn().unwrap();
+    let token = (0..600)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::read_to_string(dir.join("token"))
+                .ok()
+                .filter(|t| !t.is_empty())
+        })
+        .expect("the agent did not start");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        crate::agents::token_status(&rig.server.url, &token),
+        200,
+        "renewals keep a live run's token valid past its lease"
+    );
+    mid_run.kill().unwrap();
+    let killed = Instant::now();
+    mid_run.wait().unwrap();
+    let took = crate::agents::refused_after(&rig.server.url, &token, killed);
+    assert!(took < Duration::from_secs(4), "refused only after {took:?}");
+    eprintln!("the killed run's token was refused {took:?} after kill -9 (lease 2s)");
+
+    // Killed mid-start: while its network exists and its helper is coming up.
+    let mut cmd = sandboxed_command(&rig, &dir, &[], &["true"]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut mid_start = cmd.spawn().unwrap();
+    let label = format!("label=dev.agent-vault.pid={}", mid_start.id());
+    let seen = (0..400).any(|_| {
+        let found = !docker(&["network", "ls", "-q", "--filter", &label]).is_empty();
+        if !found {
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        found
+    });
+    assert!(seen, "the run created no network");
+    mid_start.kill().unwrap();
+    mid_start.wait().unwrap();
+    assert!(
+        !turn.leftovers().is_empty(),
+        "the killed runs left nothing to prune: the test proves nothing"
+    );
+
+    let next = sandboxed(&rig, &dir, &[], &["true"]);
+    assert!(next.status.success(), "{next}");
+    assert_eq!(turn.leftovers(), "", "resources of killed runs left behind");
+    for pid in [mid_run.id(), mid_start.id()] {
+        assert_eq!(
+            run_dirs_of(pid),
+            Vec::<String>::new(),
+            "folders of run {pid}"
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! What the container may see of the host: refused sources and targets, symlinks, and
+//! swaps raced against the start (from the host and from inside another sandbox).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::{docker, docker_turn, sandbox_rig, sandboxed, sandboxed_command, workspace};
+use crate::broker::Rig;
+use crate::harness::Run;
+
+#[test]
+fn sources_exposing_the_store_the_host_or_a_daemon_are_refused() {
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "mounts");
+    let state = rig.home.state();
+    std::os::unix::fs::symlink(&state, dir.join("link")).unwrap();
+    std::os::unix::fs::symlink("/etc", dir.join("etc-link")).unwrap();
+    let socket = dir.join("elsewhere-docker.sock");
+    let _socket = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let home = rig.home.path().display().to_string();
+    let mut cases = vec![
+        (format!("{}:/mnt/x", state.display()), ".agent-vault"),
+        (format!("{}/ca:/mnt/x", state.display()), ".agent-vault"),
+        (
+            format!("{}:/mnt/x", dir.join("link").display()),
+            ".agent-vault",
+        ),
+        (
+            format!("{}/../.agent-vault:/mnt/x", dir.display()),
+            ".agent-vault",
+        ),
+        (format!("{home}:/mnt/x"), "home directory"),
+        (
+            "/var/run/docker.sock:/mnt/docker.sock".into(),
+            "Unix socket",
+        ),
+        (format!("{}:/mnt/d.sock", socket.display()), "Unix socket"),
+        ("/var/run:/mnt/run".into(), "system directory"),
+        ("/run:/mnt/run".into(), "system directory"),
+        ("/:/mnt/root".into(), "system directory"),
+        ("/etc:/mnt/etc".into(), "system directory"),
+        ("/usr:/mnt/usr".into(), "system directory"),
+        ("/proc/self/root:/mnt/root".into(), "system directory"),
+        (
+            format!("{}:/mnt/etc", dir.join("etc-link").display()),
+            "system directory",
+        ),
+        (format!("{}:/etc", dir.display()), "reserved"),
+    ];
+    if Path::new("/run/docker").exists() {
+        cases.push(("/run/docker:/mnt/x".into(), "system directory"));
+    }
+    for (spec, why) in cases {
+        let run = sandboxed(&rig, &dir, &["--mount", &spec], &["true"]);
+        assert!(
+            !run.status.success() && run.stderr.contains(why),
+            "{spec}: {run}"
+        );
+    }
+    // The working directory is checked the same way, also when reached through a symlink.
+    for (cwd, why) in [
+        (state.clone(), ".agent-vault"),
+        (rig.home.path().to_owned(), "home directory"),
+        (dir.join("etc-link"), "system directory"),
+        (PathBuf::from("/"), "system directory"),
+    ] {
+        let run = sandboxed(&rig, &cwd, &[], &["true"]);
+        assert!(
+            !run.status.success() && run.stderr.contains(why),
+            "{}: {run}",
+            cwd.display()
+        );
+    }
+}
+
+#[test]
+fn a_source_reached_through_a_symlink_is_named_and_mounted() {
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "symlinked");
+    std::fs::create_dir(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/marker"), "the-real-data").unwrap();
+    std::os::unix::fs::symlink(dir.join("data"), dir.join("shortcut")).unwrap();
+    let spec = format!("{}:/data:ro", dir.join("shortcut").display());
+    let run = sandboxed(&rig, &dir, &["--mount", &spec], &["cat", "/data/marker"]);
+    assert!(run.status.success(), "{run}");
+    assert_eq!(run.stdout, "the-real-data");
+    assert!(
+        run.stderr.contains(&format!(
+            "reached through a symlink: mounting {}",
+            dir.join("data").display()
+        )),
+        "{run}"
+    );
+    assert_eq!(turn.leftovers(), "");
+}
+
+/// Swaps `a` and `b` (either may be a symlink) atomically.
+fn exchange(a: &Path, b: &Path) {
+    nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        a,
+        nix::fcntl::AT_FDCWD,
+        b,
+        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+    )
+    .unwrap();
+}
+
+/// `data/marker` says "good"; `swap` is a symlink to the store; exchanging them turns
+/// `data` into a way to the store.
+fn swap_pair(rig: &Rig, dir: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(data.join("marker"), "good").unwrap();
+    let swap = dir.join("swap");
+    std::os::unix::fs::symlink(rig.home.state(), &swap).unwrap();
+    (data, swap)
+}
+
+/// Every try either ran with the checked directory or was refused before the command ran.
+fn judge(tries: Vec<(Run, bool)>) -> (usize, usize, usize) {
+    let (mut good, mut at_check, mut at_start) = (0, 0, 0);
+    for (i, (run, ran)) in tries.iter().enumerate() {
+        if run.status.success() {
+            assert_eq!(
+                run.stdout.trim(),
+                "good",
+                "try {i} ran with a wrong mount: {run}"
+            );
+            good += 1;
+        } else {
+            assert!(
+                !ran,
+                "try {i}: the command ran although the run failed: {run}"
+            );
+            if run.stderr.contains("would expose") {
+                at_check += 1;
+            } else if run.stderr.contains("changed between") {
+                at_start += 1;
+            } else {
+                panic!("try {i} failed for another reason: {run}");
+            }
+        }
+    }
+    (good, at_check, at_start)
+}
+
+/// Runs `tries` sandboxes mounting `data` while something swaps it.
+fn race(rig: &Rig, dir: &Path, data: &Path, tries: usize) -> Vec<(Run, bool)> {
+    let spec = format!("{}:/data", data.display());
+    (0..tries)
+        .map(|i| {
+            let ran = dir.join(format!("ran-{i}"));
+            let script = format!("touch /workspace/ran-{i}; cat /data/marker");
+            let run = sandboxed(rig, dir, &["--mount", &spec], &["sh", "-c", &script]);
+            (run, ran.exists())
+        })
+        .collect()
+}
+
+#[test]
+fn a_swap_after_the_check_is_caught_before_the_command_runs() {
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "swap-once");
+    let (data, swap) = swap_pair(&rig, &dir);
+    let spec = format!("{}:/data", data.display());
+    let mut cmd = sandboxed_command(
+        &rig,
+        &dir,
+        &["--mount", &spec],
+        &["sh", "-c", "touch /workspace/ran; ls -a /data"],
+    );
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // The run's network exists only after the check and well before the agent starts
+    // (the firewall helper's self-test comes in between): swap then.
+    let label = format!("label=dev.agent-vault.pid={}", child.id());
+    let seen = (0..400).any(|_| {
+        let found = !docker(&["network", "ls", "-q", "--filter", &label]).is_empty();
+        if !found {
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        found
+    });
+    assert!(seen, "the run created no network");
+    exchange(&data, &swap);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("changed between"),
+        "the swap was not caught: {stderr}\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(!dir.join("ran").exists(), "the command ran");
+    assert_eq!(turn.leftovers(), "");
+}
+
+#[test]
+fn a_swap_race_from_the_host_never_mounts_the_store() {
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "race-host");
+    let (data, swap) = swap_pair(&rig, &dir);
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, data, swap) = (stop.clone(), data.clone(), swap.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                exchange(&data, &swap);
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            // Leave `data` as the directory.
+            if std::fs::symlink_metadata(&data)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+            {
+                exchange(&data, &swap);
+            }
+        })
+    };
+    let tries = race(&rig, &dir, &data, 50);
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    let (good, at_check, at_start) = judge(tries);
+    eprintln!(
+        "host race: {good} ran with the checked directory, {at_check} refused at the check, {at_start} refused at the start"
+    );
+    assert_eq!(turn.leftovers(), "");
+}
+
+const SWAPPER: &str = r#"
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
+os.chdir("/workspace")
+open("swapping", "w").close()
+while not os.path.exists("stop"):
+    libc.renameat2(AT_FDCWD, b"data", AT_FDCWD, b"swap", RENAME_EXCHANGE)
+    time.sleep(0.0005)
+if os.path.islink("data"):
+    libc.renameat2(AT_FDCWD, b"data", AT_FDCWD, b"swap", RENAME_EXCHANGE)
+"#;
+
+#[test]
+fn a_swap_race_from_inside_another_sandbox_never_mounts_the_store() {
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let attacker_dir = workspace(&rig, "race-attacker");
+    let (data, _swap) = swap_pair(&rig, &attacker_dir);
+    std::fs::write(attacker_dir.join("swapper.py"), SWAPPER).unwrap();
+    let mut attacker = sandboxed_command(&rig, &attacker_dir, &[], &["python3", "swapper.py"]);
+    attacker.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let attacker = attacker.spawn().unwrap();
+    let started = (0..600).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        attacker_dir.join("swapping").exists()
+    });
+    assert!(started, "the attacking sandbox did not start");
+
+    let victim_dir = workspace(&rig, "race-victim");
+    let tries = race(&rig, &victim_dir, &data, 50);
+    std::fs::write(attacker_dir.join("stop"), "").unwrap();
+    let attacker = attacker.wait_with_output().unwrap();
+    assert!(
+        attacker.status.success(),
+        "{}",
+        String::from_utf8_lossy(&attacker.stderr)
+    );
+    let (good, at_check, at_start) = judge(tries);
+    eprintln!(
+        "in-sandbox race: {good} ran with the checked directory, {at_check} refused at the check, {at_start} refused at the start"
+    );
+    assert_eq!(turn.leftovers(), "");
+}
