@@ -176,86 +176,6 @@ fn print_settings(settings: &Settings) {
 }
 
 #[derive(Deserialize)]
-struct EmailTestReply {
-    to: String,
-    smtp_response: String,
-}
-
-#[derive(Deserialize)]
-struct EmailStatus {
-    enabled: bool,
-    #[serde(default)]
-    host: String,
-    #[serde(default)]
-    port: u16,
-    #[serde(default)]
-    from: String,
-    #[serde(default)]
-    tls_mode: String,
-    #[serde(default)]
-    implicit_tls: bool,
-    #[serde(default)]
-    tls_skip_verify: bool,
-    #[serde(default)]
-    sent: u64,
-    #[serde(default)]
-    failed: u64,
-    #[serde(default)]
-    pending: u64,
-    #[serde(default)]
-    last_sent_at: Option<String>,
-    #[serde(default)]
-    last_error: Option<EmailError>,
-}
-
-#[derive(Deserialize)]
-struct EmailError {
-    at: String,
-    kind: String,
-    recipient: String,
-    message: String,
-}
-
-/// The email lines of `owner config get`.
-fn print_email_status(email: &EmailStatus) {
-    if !email.enabled {
-        println!(
-            "email:                 off (set AGENT_VAULT_SMTP_HOST and AGENT_VAULT_SMTP_FROM on the server)"
-        );
-        return;
-    }
-    let tls = match (email.implicit_tls, email.tls_mode.as_str()) {
-        (true, _) => "implicit TLS",
-        (false, "required") => "STARTTLS required",
-        (false, "none") => "no TLS",
-        (false, _) => "STARTTLS when offered",
-    };
-    let verify = if email.tls_skip_verify {
-        ", certificate NOT verified"
-    } else {
-        ""
-    };
-    println!(
-        "email:                 {}:{} ({tls}{verify}), from {}",
-        email.host, email.port, email.from
-    );
-    let last = match &email.last_sent_at {
-        Some(at) => format!("; last sent {at}"),
-        None => String::new(),
-    };
-    println!(
-        "email_delivery:        {} sent, {} failed, {} pending{last}",
-        email.sent, email.failed, email.pending
-    );
-    if let Some(error) = &email.last_error {
-        println!(
-            "email_last_error:      {} ({} to {}): {}",
-            error.at, error.kind, error.recipient, error.message
-        );
-    }
-}
-
-#[derive(Deserialize)]
 struct OwnerVault {
     name: String,
     is_default: bool,
@@ -341,7 +261,7 @@ pub async fn run(command: OwnerCommand, context: &Context) -> anyhow::Result<()>
         }
         OwnerCommand::Config(OwnerConfigCommand::Get) => {
             print_settings(&client.get("/v1/admin/settings").await?);
-            print_email_status(&client.get("/v1/admin/email").await?);
+            super::email::print_status(&client).await?;
         }
         OwnerCommand::Config(OwnerConfigCommand::Set {
             invite_only,
@@ -388,12 +308,7 @@ pub async fn run(command: OwnerCommand, context: &Context) -> anyhow::Result<()>
         }
         OwnerCommand::Reset { yes } => reset(context, &client, yes).await?,
         OwnerCommand::Email(OwnerEmailCommand::Test { to }) => {
-            let sent: EmailTestReply = client
-                .post("/v1/admin/email/test", &json!({ "to": to }))
-                .await
-                .context("the test email was not sent")?;
-            output::success(format!("Test email sent to {}.", sent.to));
-            println!("  SMTP server answered: {}", sent.smtp_response);
+            super::email::test(&client, to).await?
         }
     }
     Ok(())

@@ -39,7 +39,6 @@ pub struct Handoff {
 }
 
 /// Secrets taken out of the environment at start.
-#[derive(Default)]
 pub struct EnvSecrets {
     pub master_password: Option<SecretString>,
     pub smtp_password: Option<SecretString>,
