@@ -704,6 +704,51 @@ fn an_unreachable_server_fails_the_test_but_not_invites() {
     assert!(config.stdout.contains("Connection refused"), "{config}");
 }
 
+/// A request never waits for email: against an SMTP server that accepts the connection and
+/// never answers, `user invite` returns while the delivery attempt is still hanging.
+#[test]
+fn a_stalled_smtp_server_does_not_hold_up_requests() {
+    use std::io::Read;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // 0: nothing yet, 1: a connection is open, 2: it was closed.
+    let state = Arc::new(AtomicU8::new(0));
+    let seen = state.clone();
+    std::thread::spawn(move || {
+        let (mut socket, _) = silent.accept().unwrap();
+        seen.store(1, Ordering::SeqCst);
+        let mut sink = Vec::new();
+        let _ = socket.read_to_end(&mut sink);
+        seen.store(2, Ordering::SeqCst);
+    });
+    let home = TestHome::new();
+    let server = start(
+        &home,
+        &[],
+        &[
+            ("AGENT_VAULT_SMTP_HOST", "127.0.0.1".into()),
+            ("AGENT_VAULT_SMTP_PORT", port.to_string()),
+            ("AGENT_VAULT_SMTP_FROM", "vault@example.com".into()),
+        ],
+    );
+    let owner = Cli::owner(home, &server);
+    let invited = owner.run(&["user", "invite", "kate@example.com"]).ok();
+    assert!(invited.stdout.contains("Link:"), "{invited}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the mail queue never connected");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        state.load(Ordering::SeqCst),
+        1,
+        "the invite answered only after the stalled delivery gave up"
+    );
+}
+
 #[test]
 fn bad_smtp_settings_stop_the_server_naming_the_variable() {
     let base = [
