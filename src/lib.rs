@@ -9,7 +9,7 @@
 //! Lower layers never import upper ones:
 //!
 //! ```text
-//! netguard → paths → crypto → services → store → ca → broker → api | proxy → server → cli → main
+//! netguard → paths → crypto → services → store → ca → broker → proxy → mail → api → server → cli → main
 //! ```
 //!
 //! | module   | owns |
@@ -21,6 +21,7 @@
 //! | [`store`]  | SQLite: one connection, versioned migrations, one file per aggregate |
 //! | [`ca`]     | the MITM root CA (key sealed under the DEK) and cached per-host leaf certificates |
 //! | [`broker`] | the data path's policy core: proxy auth, vault snapshots, injection plan, request log |
+//! | [`mail`]   | email: SMTP settings, message building (codes, invites, proposal notices), a background queue with retries and delivery status |
 //! | [`api`]    | the management HTTP API (axum): JSON in/out, one error shape |
 //! | [`proxy`]  | the data-path listeners (forward proxy / MITM, explicit endpoint) and the upstream client |
 //! | [`sandbox`] | `vault run` environments; container mode: Docker API, images, firewall helper, relay, mounts, cleanup |
@@ -35,6 +36,7 @@ pub mod broker;
 pub mod ca;
 pub mod cli;
 pub mod crypto;
+pub mod mail;
 pub mod netguard;
 pub mod paths;
 pub mod proxy;

@@ -16,6 +16,7 @@ use crate::store::vaults::{self, ActorType};
 use crate::store::{
     DEFAULT_VAULT, InstanceRole, StoreError, VaultRole, sessions, settings, users, verifications,
 };
+use verifications::NewCode;
 
 pub const MIN_PASSWORD_LEN: usize = 8;
 const MAX_PASSWORD_LEN: usize = 1024;
@@ -93,7 +94,9 @@ enum Registered {
         token: SecretString,
         expires_at: Option<i64>,
     },
-    Pending,
+    /// A later account waits for its code; `code` is `None` when no new code was made (an
+    /// active address, or too many live codes).
+    Pending { code: Option<NewCode> },
 }
 
 /// Checks instance settings that restrict self-registration.
@@ -124,6 +127,7 @@ pub async fn register(
     validate_password(body.password.expose()).map_err(ApiError::invalid)?;
     let hash = hash_password_async(body.password.clone()).await?;
 
+    let delivery = super::email::initial_delivery(&state);
     let outcome = {
         let email = email.clone();
         state
@@ -154,14 +158,20 @@ pub async fn register(
                     }
                     let user = match users::by_email(tx, &email)? {
                         // Same answer as a new account: registration never reveals who exists.
-                        Some(user) if user.active => return Ok(Ok(Registered::Pending)),
+                        Some(user) if user.active => {
+                            return Ok(Ok(Registered::Pending { code: None }));
+                        }
                         Some(user) => user,
                         None => users::insert(tx, &email, InstanceRole::Member, false, None)?,
                     };
-                    if verifications::pending(tx, &user.id)?.len() < verifications::MAX_PENDING {
-                        verifications::create(tx, dek, &user.id, &hash)?;
-                    }
-                    Ok(Ok(Registered::Pending))
+                    let code = if verifications::pending(tx, &user.id)?.len()
+                        < verifications::MAX_PENDING
+                    {
+                        Some(verifications::create(tx, dek, &user.id, &hash, delivery)?)
+                    } else {
+                        None
+                    };
+                    Ok(Ok(Registered::Pending { code }))
                 })
             })
             .await??
@@ -181,16 +191,20 @@ pub async fn register(
             body["message"] = json!("Owner account created.");
             (StatusCode::CREATED, axum::Json(body))
         }
-        Registered::Pending => {
-            let how = if state.config.smtp_enabled {
-                "A 6-digit verification code has been sent to this address."
+        Registered::Pending { code } => {
+            if let Some(code) = code {
+                super::email::send_verification_code(&state, &email, code);
+            }
+            let emailed = state.mailer.is_enabled();
+            let how = if emailed {
+                "A 6-digit verification code is on its way to this address by email."
             } else {
                 "Ask the instance owner for your 6-digit verification code (they can read it with `agent-vault owner user info <email>`)."
             };
             let body = json!({
                 "email": email,
                 "requires_verification": true,
-                "email_sent": state.config.smtp_enabled,
+                "email_sent": emailed,
                 "message": format!(
                     "If this address can register, a verification code was created. {how} Then run `agent-vault auth verify --email {email}`."
                 ),
@@ -288,7 +302,12 @@ pub async fn login(
                 StatusCode::FORBIDDEN,
                 "account_not_verified",
                 format!(
-                    "this account is not verified yet; get the 6-digit code from the instance owner and run `agent-vault auth verify --email {email}`"
+                    "this account is not verified yet; {} and run `agent-vault auth verify --email {email}`",
+                    if state.mailer.is_enabled() {
+                        "find the 6-digit code in your inbox (or ask the instance owner if it did not arrive)"
+                    } else {
+                        "get the 6-digit code from the instance owner"
+                    }
                 ),
             ));
         }

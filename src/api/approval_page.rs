@@ -59,7 +59,10 @@ fn invalid_link() -> Response {
 }
 
 /// Who filed the proposal, in words.
-fn proposer_text(conn: &rusqlite::Connection, p: &Proposal) -> crate::store::Result<String> {
+pub(super) fn proposer_text(
+    conn: &rusqlite::Connection,
+    p: &Proposal,
+) -> crate::store::Result<String> {
     let name = |kind: ActorType, id: &str| -> crate::store::Result<String> {
         Ok(match kind {
             ActorType::User => {

@@ -119,7 +119,25 @@ pub async fn create(
         .await??;
     let (invite, token) = made;
     let mut body = describe(&invite, Some(&inviter_email));
-    body["invite_link"] = json!(format!("{base}/invite/{}", token.raw.expose()));
+    let link = format!("{base}/invite/{}", token.raw.expose());
+    let emailed = super::email::send_invite(
+        &state,
+        &invite.email,
+        &crate::mail::message::Invite {
+            link: &link,
+            inviter: &inviter_email,
+            role: invite.role.as_str(),
+            vaults: invite
+                .vaults
+                .iter()
+                .map(|(_, name, role)| (name.clone(), role.to_string()))
+                .collect(),
+            expires_at: &rfc3339(invite.expires_at),
+            base_url: &base,
+        },
+    );
+    body["invite_link"] = json!(link);
+    body["email_sent"] = json!(emailed);
     Ok((StatusCode::CREATED, axum::Json(body)))
 }
 

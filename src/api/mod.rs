@@ -13,6 +13,7 @@ mod approval_page;
 pub mod auth;
 mod credentials;
 mod discover;
+mod email;
 mod error;
 mod invites;
 mod json;
@@ -53,8 +54,6 @@ pub struct ApiConfig {
     pub base_url: String,
     /// The MITM proxy port when the proxy is listening.
     pub mitm_port: Option<u16>,
-    /// Whether email delivery is configured (codes are then never shown to the owner).
-    pub smtp_enabled: bool,
     /// The MITM root CA, when the proxy runs.
     pub ca_pem: Option<String>,
     /// The environment's request-log retention (owners layer a setting under it).
@@ -68,6 +67,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// The data path, for the explicit `/proxy/…` endpoint and cache invalidation.
     pub proxy: Arc<Proxy>,
+    /// Email delivery (disabled without `AGENT_VAULT_SMTP_HOST`).
+    pub mailer: crate::mail::Mailer,
 }
 
 impl AppState {
@@ -107,6 +108,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/settings",
             get(admin::get_settings).put(admin::put_settings),
         )
+        .route("/v1/admin/email", get(email::status))
+        .route("/v1/admin/email/test", post(email::test))
         .route("/v1/users", get(users::list))
         .route(
             "/v1/users/invites",

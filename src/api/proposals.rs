@@ -310,6 +310,12 @@ pub async fn create(
         proposal.number,
         token.raw.expose()
     );
+    super::email::notify_proposal(
+        &state,
+        access.vault.clone(),
+        proposal.clone(),
+        approval_url.clone(),
+    );
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({

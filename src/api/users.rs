@@ -11,7 +11,8 @@ use crate::store::vaults::{self, ActorType};
 use crate::store::verifications;
 
 /// `GET /v1/admin/users/{email}`: anyone may see themselves (`me`), the owner anyone. For a
-/// pending account the owner also sees the live verification code when no email is sent.
+/// pending account the owner also sees a live verification code that did not go out by
+/// email (email off, or its delivery failed).
 pub async fn info(
     State(state): State<AppState>,
     caller: Caller,
@@ -28,7 +29,10 @@ pub async fn info(
             "only the instance owner can view other users",
         ));
     }
-    let reveal_code = caller.is_owner() && !state.config.smtp_enabled;
+    // With email on, a code that reached its inbox stays there; the owner sees only codes
+    // that were never sent or whose delivery failed.
+    let reveal_code = caller.is_owner();
+    let email_on = state.mailer.is_enabled();
     let lookup = email.clone();
     let found = state
         .db(move |store, dek| {
@@ -38,8 +42,11 @@ pub async fn info(
                 };
                 let grants = vaults::grants_of(conn, ActorType::User, &user.id)?;
                 let code = match (user.active, reveal_code) {
-                    (false, true) => match verifications::pending(conn, &user.id)?.first() {
-                        Some(v) => Some((v.code(dek)?, v.expires_at)),
+                    (false, true) => match verifications::pending(conn, &user.id)?
+                        .into_iter()
+                        .find(|v| !email_on || v.delivery.undelivered())
+                    {
+                        Some(v) => Some((v.code(dek)?, v.expires_at, v.delivery)),
                         None => None,
                     },
                     _ => None,
@@ -57,9 +64,10 @@ pub async fn info(
         "vaults": grants.iter().map(|(v, r)| json!({ "name": v.name, "role": r })).collect::<Vec<_>>(),
         "created_at": rfc3339(user.created_at),
     });
-    if let Some((code, expires_at)) = code {
+    if let Some((code, expires_at, delivery)) = code {
         body["verification_code"] = json!(code.expose());
         body["verification_code_expires_at"] = json!(rfc3339(expires_at));
+        body["verification_code_email"] = json!(delivery.as_str());
     }
     Ok(axum::Json(body))
 }
