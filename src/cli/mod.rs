@@ -83,6 +83,13 @@ enum Command {
     Catalog(catalog::CatalogArgs),
     /// Print the version and build information
     Version,
+    /// Internal: the container sandbox's background maintainer, started by `vault run`
+    #[command(name = "__sandbox-maintain", hide = true)]
+    SandboxMaintain {
+        /// A finished run whose network and home volume to remove
+        #[arg(long, value_name = "RUN")]
+        release: Option<String>,
+    },
 }
 
 /// Settings shared by every command.
@@ -208,6 +215,9 @@ fn run_async(command: Command, context: Context) -> anyhow::Result<()> {
             Command::Agent(command) => agent::run(command, &context).await,
             Command::Owner(command) => owner::run(command, &context).await,
             Command::Catalog(args) => catalog::run(args, &context).await,
+            Command::SandboxMaintain { release } => {
+                Ok(crate::sandbox::maintain::run(release).await?)
+            }
             Command::Server(_) | Command::MasterPassword(_) | Command::Version => Ok(()),
         }
     })

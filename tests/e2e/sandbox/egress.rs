@@ -177,21 +177,13 @@ fn egress_battery_every_attempt_fails() {
     // A second container on the run's network, as a decoy the agent must not reach.
     let network = (0..600)
         .find_map(|_| {
-            let found = docker(&[
-                "network",
-                "ls",
-                "-q",
-                "--filter",
-                &format!("label=dev.agent-vault.pid={}", child.id()),
-            ]);
-            if found.is_empty() {
+            let found = super::network_of_run(child.id());
+            if found.is_none() {
                 std::thread::sleep(Duration::from_millis(100));
-                None
-            } else {
-                Some(found)
             }
+            found
         })
-        .expect("the run created no network");
+        .expect("the run has no network");
     let decoy_container = docker(&[
         "run",
         "-d",

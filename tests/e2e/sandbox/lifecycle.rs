@@ -49,8 +49,10 @@ fn exit_codes_keep_and_concurrent_runs() {
     assert!(docker(&["logs", &container]).contains("kept-output"));
     let left = turn.leftovers();
     assert!(
-        left.contains(&format!("container:{}", &container[..12])) && left.contains("volume:"),
-        "the agent container and its home were not kept: {left}"
+        left.contains(&format!("container:{}", &container[..12]))
+            && left.contains("volume:")
+            && !left.contains("network:"),
+        "the agent container and its home were not kept (and only they): {left}"
     );
 }
 
@@ -87,8 +89,12 @@ fn earlier_kept_resources_do_not_disturb_new_runs() {
     assert_eq!(turn.leftovers(), "", "resources left behind");
     let still = labelled();
     assert!(
-        still.contains(&format!("container:{}", &container[..12]))
-            && still.contains(&format!("volume:{volume}")),
+        still
+            .keys()
+            .any(|k| k.starts_with(&format!("container:{}", &container[..12])))
+            && still
+                .keys()
+                .any(|k| k.starts_with(&format!("volume:{volume}"))),
         "a kept resource of an earlier run was removed: {still:?}"
     );
     drop(planted);
@@ -271,30 +277,40 @@ fn a_killed_run_leaves_nothing_once_the_next_run_prunes() {
     assert!(took < Duration::from_secs(4), "refused only after {took:?}");
     eprintln!("the killed run's token was refused {took:?} after kill -9 (lease 2s)");
 
-    // Killed mid-start: while its network exists and its helper is coming up.
-    let mut cmd = sandboxed_command(&rig, &dir, &[], &["true"]);
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    let mut mid_start = cmd.spawn().unwrap();
-    let label = format!("label=dev.agent-vault.pid={}", mid_start.id());
-    let seen = (0..400).any(|_| {
-        let found = !docker(&["network", "ls", "-q", "--filter", &label]).is_empty();
-        if !found {
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        found
-    });
-    assert!(seen, "the run created no network");
-    mid_start.kill().unwrap();
-    mid_start.wait().unwrap();
+    // Killed mid-start, making its own slot: while its network exists and its helper is
+    // coming up. And killed right after claiming a ready slot (its agent container exists).
+    let mut killed_pids = vec![mid_run.id()];
+    for (warm, what) in [("0", "network"), ("2", "agent container")] {
+        let mut cmd = sandboxed_command(&rig, &dir, &[], &["sleep", "600"]);
+        cmd.env("AGENT_VAULT_SANDBOX_WARM", warm)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut mid_start = cmd.spawn().unwrap();
+        let label = format!("label=dev.agent-vault.pid={}", mid_start.id());
+        let seen = (0..400).any(|_| {
+            let found = match warm {
+                "0" => docker(&["network", "ls", "-q", "--filter", &label]),
+                _ => docker(&["ps", "-aq", "--filter", &label]),
+            };
+            if found.is_empty() {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            !found.is_empty()
+        });
+        assert!(seen, "the run made no {what}");
+        mid_start.kill().unwrap();
+        mid_start.wait().unwrap();
+        killed_pids.push(mid_start.id());
+    }
     assert!(
-        !turn.leftovers().is_empty(),
+        !turn.added().is_empty(),
         "the killed runs left nothing to prune: the test proves nothing"
     );
 
     let next = sandboxed(&rig, &dir, &[], &["true"]);
     assert!(next.status.success(), "{next}");
     assert_eq!(turn.leftovers(), "", "resources of killed runs left behind");
-    for pid in [mid_run.id(), mid_start.id()] {
+    for pid in killed_pids {
         assert_eq!(
             run_dirs_of(pid),
             Vec::<String>::new(),
