@@ -166,6 +166,10 @@ fn egress_battery_every_attempt_fails() {
     ];
     let (tcp, udp) = (decoy.tcp_port.to_string(), decoy.udp_port.to_string());
     args.extend([tcp.as_str(), udp.as_str()]);
+    // A slot made ahead of time is what runs get by default: the battery runs in one.
+    let warm_up = super::sandboxed(&rig, &dir, &[], &["true"]);
+    assert!(warm_up.status.success(), "{warm_up}");
+    super::wait_for_maintainers();
     let mut cmd = rig.home.command(&args);
     cmd.current_dir(&dir)
         .env("AGENT_VAULT_SANDBOX_BASE_IMAGE", BASE)
@@ -184,6 +188,10 @@ fn egress_battery_every_attempt_fails() {
             found
         })
         .expect("the run has no network");
+    assert!(
+        super::made_by_another_process(&network, child.id()),
+        "the battery did not run in a ready slot"
+    );
     let decoy_container = docker(&[
         "run",
         "-d",

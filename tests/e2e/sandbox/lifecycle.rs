@@ -404,3 +404,80 @@ fn limits_by_default_and_overridable() {
         .fails_with("only applies to --sandbox=container");
     assert_eq!(turn.leftovers(), "");
 }
+
+#[test]
+fn ready_slots_serve_one_run_each_and_are_refilled() {
+    use std::process::Stdio;
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "slots");
+    let first = sandboxed(&rig, &dir, &[], &["true"]);
+    assert!(first.status.success(), "{first}");
+    super::wait_for_maintainers();
+    let ready = super::ready_slots();
+    assert_eq!(
+        ready.len(),
+        2,
+        "the maintainer keeps two ready slots: {ready:?}"
+    );
+
+    // Three runs at once: two take the ready slots, one makes its own; none share.
+    let runs: Vec<_> = (0..3)
+        .map(|i| {
+            let dir = workspace(&rig, &format!("slot-run-{i}"));
+            let script = "echo \"$AGENT_VAULT_ADDR\" > /workspace/addr; sleep 3";
+            let mut cmd = sandboxed_command(&rig, &dir, &[], &["sh", "-c", script]);
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+            (dir, cmd.spawn().unwrap())
+        })
+        .collect();
+    let mut networks = Vec::new();
+    for (_, child) in &runs {
+        let network = (0..600)
+            .find_map(|_| {
+                let found = super::network_of_run(child.id());
+                if found.is_none() {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                found
+            })
+            .expect("a run without a network");
+        networks.push((
+            network.clone(),
+            super::made_by_another_process(&network, child.id()),
+        ));
+    }
+    let mut addrs = Vec::new();
+    for (dir, child) in runs {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        addrs.push(std::fs::read_to_string(dir.join("addr")).unwrap());
+    }
+    let taken = networks.iter().filter(|(_, taken)| *taken).count();
+    // (A slot the maintainer makes meanwhile may serve the third.)
+    assert!(
+        taken >= 2,
+        "two runs take the two ready slots: {networks:?}"
+    );
+    let mut distinct = networks.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "a slot served two runs: {networks:?}");
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 3, "two runs shared a relay: {addrs:?}");
+
+    // Used slots go away; the pool is refilled with fresh ones.
+    assert_eq!(turn.leftovers(), "", "used slots left behind");
+    super::wait_for_maintainers();
+    let refilled = super::ready_slots();
+    assert_eq!(refilled.len(), 2, "{refilled:?}");
+    assert!(
+        refilled.iter().all(|slot| !ready.contains(slot)),
+        "a used slot is ready again: {ready:?} then {refilled:?}"
+    );
+}

@@ -82,7 +82,7 @@ impl DockerTurn {
 
 /// Waits (up to a minute) until no sandbox maintainer runs: runs start them in the
 /// background, and what they make must be counted (and removed) within the turn.
-fn wait_for_maintainers() {
+pub fn wait_for_maintainers() {
     for _ in 0..300 {
         let running = std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
             std::fs::read(entry.path().join("cmdline"))
@@ -140,6 +140,32 @@ pub fn labelled() -> BTreeMap<String, String> {
         }
     }
     all
+}
+
+/// Whether `network` was made by a process other than `pid` (a ready slot's maintainer).
+pub fn made_by_another_process(network: &str, pid: u32) -> bool {
+    let maker = docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{index .Labels \"dev.agent-vault.pid\"}}",
+        network,
+    ]);
+    !maker.is_empty() && maker != pid.to_string()
+}
+
+/// The names of the ready slots' helpers.
+pub fn ready_slots() -> Vec<String> {
+    docker(&[
+        "ps",
+        "--filter",
+        "name=agent-vault-slot-",
+        "--format",
+        "{{.Names}}",
+    ])
+    .lines()
+    .map(str::to_owned)
+    .collect()
 }
 
 /// The network of the run of the `vault run` process `pid`, once it has one (from its
