@@ -12,6 +12,7 @@ mod auth;
 mod ca;
 mod catalog;
 mod client;
+mod duration;
 mod email;
 mod master_password;
 mod output;
