@@ -695,6 +695,78 @@ fn services_walk() {
             "K",
         ])
         .fails_with("does not apply to passthrough");
+    // Every credential flag that does not belong to the chosen type is refused, by name.
+    for (kind, extra, flag) in [
+        (
+            "passthrough",
+            &["--api-key-header", "X-Key"][..],
+            "--api-key-header",
+        ),
+        (
+            "passthrough",
+            &["--api-key-prefix", "Key "],
+            "--api-key-prefix",
+        ),
+        (
+            "bearer",
+            &["--token-key", "K", "--api-key-header", "X-Key"],
+            "--api-key-header",
+        ),
+        (
+            "bearer",
+            &["--token-key", "K", "--username-key", "U"],
+            "--username-key",
+        ),
+        (
+            "basic",
+            &[
+                "--username-key",
+                "U",
+                "--password-key",
+                "P",
+                "--api-key-prefix",
+                "B ",
+            ],
+            "--api-key-prefix",
+        ),
+        (
+            "api-key",
+            &["--api-key-key", "K", "--token-key", "T"],
+            "--token-key",
+        ),
+    ] {
+        let mut args = vec![
+            "vault",
+            "service",
+            "add",
+            "--host",
+            "b.example.com",
+            "--auth-type",
+            kind,
+        ];
+        args.extend_from_slice(extra);
+        owner
+            .run(&args)
+            .fails_with(&format!("{flag} does not apply to {kind} auth"));
+        let mut proposal = vec![
+            "vault",
+            "proposal",
+            "create",
+            "--host",
+            "b.example.com",
+            "--auth-type",
+            kind,
+        ];
+        proposal.extend_from_slice(extra);
+        owner
+            .run(&proposal)
+            .fails_with(&format!("{flag} does not apply to {kind} auth"));
+    }
+    let listed = owner.run(&["vault", "service", "list"]).ok();
+    assert!(
+        !listed.stdout.contains("b.example.com"),
+        "a refused service was saved: {listed}"
+    );
     owner
         .run(&[
             "vault",

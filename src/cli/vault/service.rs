@@ -145,6 +145,27 @@ impl ServiceFlags {
                 .clone()
                 .with_context(|| format!("{flag} is required for {kind} auth"))
         };
+        // Every credential flag belongs to one auth type; any other is refused, not dropped.
+        let credential_flags = [
+            ("--token-key", &self.token_key, "bearer"),
+            ("--username-key", &self.username_key, "basic"),
+            ("--password-key", &self.password_key, "basic"),
+            ("--api-key-key", &self.api_key_key, "api-key"),
+            ("--api-key-header", &self.api_key_header, "api-key"),
+            ("--api-key-prefix", &self.api_key_prefix, "api-key"),
+        ];
+        let known = ["bearer", "basic", "api-key", "custom", "passthrough"];
+        if known.contains(&kind)
+            && let Some((flag, _, owner)) = credential_flags
+                .iter()
+                .find(|(_, value, owner)| value.is_some() && *owner != kind)
+        {
+            let why = match kind {
+                "passthrough" => " (passthrough accepts no credential flags: nothing is injected)",
+                _ => "",
+            };
+            bail!("{flag} does not apply to {kind} auth, only to {owner}{why}");
+        }
         let auth = match kind {
             "bearer" => json!({ "type": "bearer", "token": need(&self.token_key, "--token-key")? }),
             "basic" => json!({
@@ -163,18 +184,7 @@ impl ServiceFlags {
                 }
                 auth
             }
-            "passthrough" => {
-                let given = [
-                    ("--token-key", &self.token_key),
-                    ("--username-key", &self.username_key),
-                    ("--password-key", &self.password_key),
-                    ("--api-key-key", &self.api_key_key),
-                ];
-                if let Some((flag, _)) = given.iter().find(|(_, v)| v.is_some()) {
-                    bail!("{flag} does not apply to passthrough auth: no credential is injected");
-                }
-                json!({ "type": "passthrough" })
-            }
+            "passthrough" => json!({ "type": "passthrough" }),
             "custom" => bail!(
                 "custom auth needs header templates; describe the service in a YAML file and pass it with -f"
             ),
