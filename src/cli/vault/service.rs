@@ -1,5 +1,6 @@
 //! `vault service`: list, set, add, enable, disable, remove, clear.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use serde_json::json;
 use super::Target;
 use crate::cli::client::segment;
 use crate::cli::{output, prompt};
+use crate::crypto::SecretString;
 use crate::services::{self, Service};
 
 #[derive(Subcommand)]
@@ -235,9 +237,13 @@ pub async fn run(target: Target, command: ServiceCommand) -> anyhow::Result<()> 
             print!("{}", services::to_yaml(&listing.vault, &listing.services)?);
         }
         ServiceCommand::Set { file } => {
-            let services = match file {
-                Some(path) => read_file(&path)?,
-                None if prompt::stdin_is_tty() => build_interactively()?,
+            let (services, values) = match file {
+                Some(path) => (read_file(&path)?, BTreeMap::new()),
+                None if prompt::stdin_is_tty() => {
+                    let services = build_interactively()?;
+                    let values = ask_missing_credentials(&target, &services).await?;
+                    (services, values)
+                }
                 None => bail!(
                     "no terminal for the interactive builder; pass a YAML file with -f FILE (or -f - for stdin)"
                 ),
@@ -253,6 +259,23 @@ pub async fn run(target: Target, command: ServiceCommand) -> anyhow::Result<()> 
                 "Services of vault \"{vault}\" replaced ({} in total).",
                 reply.services_count
             ));
+            if !values.is_empty() {
+                let body = json!({
+                    "credentials": values.iter().map(|(k, v)| (k.as_str(), v.expose())).collect::<BTreeMap<_, _>>()
+                });
+                let _: serde_json::Value = client.post(&target.path("/credentials"), &body).await?;
+                for key in values.keys() {
+                    output::success(format!("Set {key} in vault \"{vault}\"."));
+                }
+            }
+            let reply = WriteReply {
+                missing_credentials: reply
+                    .missing_credentials
+                    .into_iter()
+                    .filter(|key| !values.contains_key(key))
+                    .collect(),
+                ..reply
+            };
             warn_missing(&reply, vault);
         }
         ServiceCommand::Add(args) => {
@@ -310,6 +333,39 @@ pub async fn run(target: Target, command: ServiceCommand) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// For each credential key the services use that the vault does not hold yet, asks for its
+/// value without echo (empty skips it).
+async fn ask_missing_credentials(
+    target: &Target,
+    services: &[Service],
+) -> anyhow::Result<BTreeMap<String, SecretString>> {
+    #[derive(Deserialize)]
+    struct Keys {
+        keys: Vec<String>,
+    }
+    let held: Keys = target.client.get(&target.path("/credentials")).await?;
+    let wanted: BTreeSet<String> = services
+        .iter()
+        .flat_map(Service::credential_keys)
+        .filter(|key| !held.keys.iter().any(|k| k == key))
+        .map(str::to_owned)
+        .collect();
+    let mut values = BTreeMap::new();
+    if !wanted.is_empty() {
+        eprintln!(
+            "The vault holds no value yet for {}. Enter each (input hidden), or leave it empty to set it later.",
+            wanted.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    for key in wanted {
+        let value = prompt::hidden(&format!("{key}: "))?;
+        if !value.is_empty() {
+            values.insert(key, value);
+        }
+    }
+    Ok(values)
 }
 
 /// The terminal builder behind `service set` without `-f`: one service at a time.
