@@ -220,6 +220,8 @@ fn run_async(command: Command, context: Context) -> anyhow::Result<()> {
 
 fn print_version() {
     println!("agent-vault {}", crate::VERSION);
+    println!("  commit:  {}", env!("AGENT_VAULT_COMMIT"));
+    println!("  built:   {}", env!("AGENT_VAULT_BUILD_DATE"));
     println!(
         "  os/arch: {}/{}",
         std::env::consts::OS,
