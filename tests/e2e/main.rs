@@ -10,6 +10,7 @@ mod api;
 mod broker;
 mod email;
 mod harness;
+mod install;
 mod lifecycle;
 mod management;
 mod permissions;
