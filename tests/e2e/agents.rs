@@ -533,14 +533,9 @@ fn a_killed_run_s_token_dies_with_its_lease() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut run = cmd.spawn().unwrap();
-    let token = (0..300)
-        .find_map(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            std::fs::read_to_string(&token_file)
-                .ok()
-                .filter(|t| !t.is_empty())
-        })
-        .expect("the child did not start");
+    let token = crate::harness::poll("the child", Duration::from_millis(100), || {
+        crate::harness::written(&token_file)
+    });
     // Well past one lease: the run's renewals keep its token alive.
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(token_status(&rig.server.url, &token), 200);

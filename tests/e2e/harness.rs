@@ -423,3 +423,23 @@ impl Cli {
         self.accept(&self.invite(email, vaults), password)
     }
 }
+
+/// Asks `probe` every `every` until it answers, for at most a minute; panics naming `what`.
+pub fn poll<T>(what: &str, every: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(every);
+    }
+}
+
+/// The text of a file once it exists and is not empty.
+pub fn written(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok().filter(|t| !t.is_empty())
+}

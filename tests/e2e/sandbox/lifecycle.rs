@@ -6,7 +6,7 @@ use std::process::Command;
 use super::{
     BASE, docker, docker_turn, labelled, sandbox_rig, sandboxed, sandboxed_command, workspace,
 };
-use crate::harness::Run;
+use crate::harness::{Run, poll, written};
 
 #[test]
 fn exit_codes_keep_and_concurrent_runs() {
@@ -256,14 +256,9 @@ fn a_killed_run_leaves_nothing_once_the_next_run_prunes() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut mid_run = cmd.spawn().unwrap();
-    let token = (0..600)
-        .find_map(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            std::fs::read_to_string(dir.join("token"))
-                .ok()
-                .filter(|t| !t.is_empty())
-        })
-        .expect("the agent did not start");
+    let token = poll("the agent", Duration::from_millis(100), || {
+        written(&dir.join("token"))
+    });
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(
         crate::agents::token_status(&rig.server.url, &token),
@@ -287,17 +282,13 @@ fn a_killed_run_leaves_nothing_once_the_next_run_prunes() {
             .stderr(Stdio::null());
         let mut mid_start = cmd.spawn().unwrap();
         let label = format!("label=dev.agent-vault.pid={}", mid_start.id());
-        let seen = (0..400).any(|_| {
+        poll(what, Duration::from_millis(25), || {
             let found = match warm {
                 "0" => docker(&["network", "ls", "-q", "--filter", &label]),
                 _ => docker(&["ps", "-aq", "--filter", &label]),
             };
-            if found.is_empty() {
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            !found.is_empty()
+            (!found.is_empty()).then_some(())
         });
-        assert!(seen, "the run made no {what}");
         mid_start.kill().unwrap();
         mid_start.wait().unwrap();
         killed_pids.push(mid_start.id());
@@ -433,15 +424,11 @@ fn ready_slots_serve_one_run_each_and_are_refilled() {
         .collect();
     let mut networks = Vec::new();
     for (_, child) in &runs {
-        let network = (0..600)
-            .find_map(|_| {
-                let found = super::network_of_run(child.id());
-                if found.is_none() {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                found
-            })
-            .expect("a run without a network");
+        let network = poll(
+            "a run's network",
+            std::time::Duration::from_millis(50),
+            || super::network_of_run(child.id()),
+        );
         networks.push((
             network.clone(),
             super::made_by_another_process(&network, child.id()),
