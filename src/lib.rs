@@ -9,7 +9,7 @@
 //! Lower layers never import upper ones:
 //!
 //! ```text
-//! netguard → paths → crypto → services → store → ca → broker → api | proxy → server → cli → main
+//! netguard → paths → crypto → services → store → ca → broker → proxy → ops → api | web → server → cli → main
 //! ```
 //!
 //! | module   | owns |
@@ -21,8 +21,10 @@
 //! | [`store`]  | SQLite: one connection, versioned migrations, one file per aggregate |
 //! | [`ca`]     | the MITM root CA (key sealed under the DEK) and cached per-host leaf certificates |
 //! | [`broker`] | the data path's policy core: proxy auth, vault snapshots, injection plan, request log |
-//! | [`api`]    | the management HTTP API (axum): JSON in/out, one error shape |
 //! | [`proxy`]  | the data-path listeners (forward proxy / MITM, explicit endpoint) and the upstream client |
+//! | [`ops`]    | the management operations: permission checks and store writes, shared by `api` and `web` |
+//! | [`api`]    | the management HTTP API (axum): JSON in/out, one error shape; a thin adapter over `ops` |
+//! | [`web`]    | the browser UI at `/`: server-rendered pages, session cookie, CSRF, Google sign-in; a thin adapter over `ops` |
 //! | [`sandbox`] | `vault run` environments; container mode: Docker API, images, firewall helper, relay, mounts, cleanup |
 //! | [`server`] | server lifecycle: unlock, pid file, detach, listeners, graceful shutdown |
 //! | [`cli`]    | the clap command tree, API client, output and prompts |
@@ -36,12 +38,14 @@ pub mod ca;
 pub mod cli;
 pub mod crypto;
 pub mod netguard;
+pub mod ops;
 pub mod paths;
 pub mod proxy;
 pub mod sandbox;
 pub mod server;
 pub mod services;
 pub mod store;
+pub mod web;
 
 /// The version printed by `agent-vault version` and sent by the CLI.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
