@@ -9,7 +9,7 @@
 //! Lower layers never import upper ones:
 //!
 //! ```text
-//! netguard → paths → crypto → services → store → ca → broker → proxy → ops → api | web → server → cli → main
+//! netguard → paths → crypto → services → store → ca → broker → proxy → mail → ops → api | web → server → cli → main
 //! ```
 //!
 //! | module   | owns |
@@ -22,6 +22,7 @@
 //! | [`ca`]     | the MITM root CA (key sealed under the DEK) and cached per-host leaf certificates |
 //! | [`broker`] | the data path's policy core: proxy auth, vault snapshots, injection plan, request log |
 //! | [`proxy`]  | the data-path listeners (forward proxy / MITM, explicit endpoint) and the upstream client |
+//! | [`mail`]   | email: SMTP settings, message building (codes, invites, proposal notices), a background queue with retries and delivery status |
 //! | [`ops`]    | the management operations: permission checks and store writes, shared by `api` and `web` |
 //! | [`api`]    | the management HTTP API (axum): JSON in/out, one error shape; a thin adapter over `ops` |
 //! | [`web`]    | the browser UI at `/`: server-rendered pages, session cookie, CSRF, Google sign-in; a thin adapter over `ops` |
@@ -37,6 +38,7 @@ pub mod broker;
 pub mod ca;
 pub mod cli;
 pub mod crypto;
+pub mod mail;
 pub mod netguard;
 pub mod ops;
 pub mod paths;

@@ -40,15 +40,16 @@ pub async fn register(
             (StatusCode::CREATED, axum::Json(body))
         }
         Registered::Pending { email } => {
-            let how = if state.config.smtp_enabled {
-                "A 6-digit verification code has been sent to this address."
+            let emailed = state.mailer.is_enabled();
+            let how = if emailed {
+                "A 6-digit verification code is on its way to this address by email."
             } else {
                 "Ask the instance owner for your 6-digit verification code (they can read it with `agent-vault owner user info <email>`)."
             };
             let body = json!({
                 "email": email,
                 "requires_verification": true,
-                "email_sent": state.config.smtp_enabled,
+                "email_sent": emailed,
                 "message": format!(
                     "If this address can register, a verification code was created. {how} Then run `agent-vault auth verify --email {email}`."
                 ),

@@ -57,6 +57,7 @@ pub async fn create(
     let created = invites::invite_user(&state, &caller, request).await?;
     let mut body = describe(&created.invite, created.inviter_email.as_deref());
     body["invite_link"] = json!(created.link(&state.config.base_url));
+    body["email_sent"] = json!(created.emailed);
     Ok((StatusCode::CREATED, axum::Json(body)))
 }
 

@@ -13,6 +13,7 @@ mod agents;
 pub mod auth;
 mod credentials;
 mod discover;
+mod email;
 mod error;
 mod invites;
 mod json;
@@ -64,6 +65,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/settings",
             get(admin::get_settings).put(admin::put_settings),
         )
+        .route("/v1/admin/email", get(email::status))
+        .route("/v1/admin/email/test", post(email::test))
         .route("/v1/users", get(users::list))
         .route(
             "/v1/users/invites",

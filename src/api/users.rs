@@ -10,7 +10,8 @@ use super::{ApiError, AppState, rfc3339};
 use crate::ops::admin;
 
 /// `GET /v1/admin/users/{email}`: anyone may see themselves (`me`), the owner anyone. For a
-/// pending account the owner also sees the live verification code when no email is sent.
+/// pending account the owner also sees a live verification code that did not go out by
+/// email (email off, or its delivery failed).
 pub async fn info(
     State(state): State<AppState>,
     caller: Caller,
@@ -25,9 +26,10 @@ pub async fn info(
         "vaults": details.grants.iter().map(|(v, r)| json!({ "name": v.name, "role": r })).collect::<Vec<_>>(),
         "created_at": rfc3339(user.created_at),
     });
-    if let Some((code, expires_at)) = &details.code {
+    if let Some((code, expires_at, delivery)) = &details.code {
         body["verification_code"] = json!(code.expose());
         body["verification_code_expires_at"] = json!(rfc3339(*expires_at));
+        body["verification_code_email"] = json!(delivery.as_str());
     }
     Ok(axum::Json(body))
 }

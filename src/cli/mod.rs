@@ -12,6 +12,7 @@ mod auth;
 mod ca;
 mod catalog;
 mod client;
+mod email;
 mod master_password;
 mod output;
 mod owner;
@@ -158,11 +159,6 @@ impl Context {
 
 fn normalize(address: &str) -> &str {
     address.trim().trim_end_matches('/')
-}
-
-/// The error for a command that is not built yet. Never a fake success.
-pub fn not_yet(command: &str) -> anyhow::Error {
-    anyhow::anyhow!("`agent-vault {command}` is not implemented yet in this version")
 }
 
 /// A child's exit status to return as ours (used by `vault run`).

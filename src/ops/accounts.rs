@@ -116,7 +116,7 @@ pub enum Registered {
     /// The first account: the instance owner, logged in.
     Owner(NewLogin),
     /// Any later one: a code was created if the address may register (the same answer either
-    /// way, so registration never reveals who exists).
+    /// way, so registration never reveals who exists). It goes out by email when email is on.
     Pending { email: String },
 }
 
@@ -183,29 +183,43 @@ pub async fn register(
     validate_email(&email).map_err(OpError::invalid)?;
     validate_password(password.expose()).map_err(OpError::invalid)?;
     let hash = hash_password_async(password).await?;
-    state
+    let delivery = super::email::initial_delivery(state);
+    let lookup = email.clone();
+    let outcome = state
         .db(move |store, dek| {
             store.write(|tx| {
                 if users::count(tx)? == 0 {
-                    let user = users::insert(tx, &email, InstanceRole::Owner, true, Some(&hash))?;
+                    let user = users::insert(tx, &lookup, InstanceRole::Owner, true, Some(&hash))?;
                     make_first_owner(tx, &user)?;
-                    return Ok(Ok(Registered::Owner(new_login(tx, &user, used_by)?)));
+                    return Ok(Ok((Some(new_login(tx, &user, used_by)?), None)));
                 }
-                if let Err(refused) = registration_allowed(tx, &email) {
+                if let Err(refused) = registration_allowed(tx, &lookup) {
                     return Ok(Err(refused));
                 }
-                let user = match users::by_email(tx, &email)? {
-                    Some(user) if user.active => return Ok(Ok(Registered::Pending { email })),
+                let user = match users::by_email(tx, &lookup)? {
+                    Some(user) if user.active => return Ok(Ok((None, None))),
                     Some(user) => user,
-                    None => users::insert(tx, &email, InstanceRole::Member, false, None)?,
+                    None => users::insert(tx, &lookup, InstanceRole::Member, false, None)?,
                 };
-                if verifications::pending(tx, &user.id)?.len() < verifications::MAX_PENDING {
-                    verifications::create(tx, dek, &user.id, &hash)?;
-                }
-                Ok(Ok(Registered::Pending { email }))
+                let code =
+                    if verifications::pending(tx, &user.id)?.len() < verifications::MAX_PENDING {
+                        Some(verifications::create(tx, dek, &user.id, &hash, delivery)?)
+                    } else {
+                        None
+                    };
+                Ok(Ok((None, code)))
             })
         })
-        .await?
+        .await??;
+    Ok(match outcome {
+        (Some(login), _) => Registered::Owner(login),
+        (None, code) => {
+            if let Some(code) = code {
+                super::email::send_verification_code(state, &email, code);
+            }
+            Registered::Pending { email }
+        }
+    })
 }
 
 /// `auth verify`: activates an account with the password bound to the code.
@@ -288,7 +302,12 @@ pub async fn login(
                 StatusCode::FORBIDDEN,
                 "account_not_verified",
                 format!(
-                    "this account is not verified yet; get the 6-digit code from the instance owner and run `agent-vault auth verify --email {email}`"
+                    "this account is not verified yet; {} and run `agent-vault auth verify --email {email}`",
+                    if state.mailer.is_enabled() {
+                        "find the 6-digit code in your inbox (or ask the instance owner if it did not arrive)"
+                    } else {
+                        "get the 6-digit code from the instance owner"
+                    }
                 ),
             ));
         }

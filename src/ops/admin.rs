@@ -90,9 +90,9 @@ pub async fn set_user_role(
 pub struct UserDetails {
     pub user: User,
     pub grants: Vec<(Vault, VaultRole)>,
-    /// The live verification code of a pending account, shown to the owner when no email
-    /// is sent: (code, expiry).
-    pub code: Option<(SecretString, i64)>,
+    /// A live verification code of a pending account that did not go out by email (email
+    /// off, or its delivery failed): (code, expiry, delivery).
+    pub code: Option<(SecretString, i64, verifications::Delivery)>,
 }
 
 /// Anyone may see themselves (`me`), the owner anyone.
@@ -112,7 +112,10 @@ pub async fn user_details(
             "only the instance owner can view other users",
         ));
     }
-    let reveal_code = caller.is_owner() && !state.config.smtp_enabled;
+    // With email on, a code that reached its inbox stays there; the owner sees only codes
+    // that were never sent or whose delivery failed.
+    let reveal_code = caller.is_owner();
+    let email_on = state.mailer.is_enabled();
     let lookup = email.clone();
     let found = state
         .db(move |store, dek| {
@@ -122,8 +125,11 @@ pub async fn user_details(
                 };
                 let grants = vaults::grants_of(conn, ActorType::User, &user.id)?;
                 let code = match (user.active, reveal_code) {
-                    (false, true) => match verifications::pending(conn, &user.id)?.first() {
-                        Some(v) => Some((v.code(dek)?, v.expires_at)),
+                    (false, true) => match verifications::pending(conn, &user.id)?
+                        .into_iter()
+                        .find(|v| !email_on || v.delivery.undelivered())
+                    {
+                        Some(v) => Some((v.code(dek)?, v.expires_at, v.delivery)),
                         None => None,
                     },
                     _ => None,

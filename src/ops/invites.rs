@@ -60,6 +60,8 @@ pub struct CreatedInvite {
     pub invite: Invite,
     pub token: NewToken,
     pub inviter_email: Option<String>,
+    /// Whether the link is on its way by email (user invites, with email on).
+    pub emailed: bool,
 }
 
 impl CreatedInvite {
@@ -146,11 +148,32 @@ pub async fn invite_user(
             })
         })
         .await??;
-    Ok(CreatedInvite {
+    let mut created = CreatedInvite {
         invite,
         token,
         inviter_email: Some(inviter_email),
-    })
+        emailed: false,
+    };
+    let base = &state.config.base_url;
+    let link = created.link(base);
+    let invite = &created.invite;
+    created.emailed = super::email::send_invite(
+        state,
+        &invite.subject,
+        &crate::mail::message::Invite {
+            link: &link,
+            inviter: created.inviter_email.as_deref().unwrap_or_default(),
+            role: invite.role.as_str(),
+            vaults: invite
+                .vaults
+                .iter()
+                .map(|(_, name, role)| (name.clone(), role.to_string()))
+                .collect(),
+            expires_at: &super::rfc3339(invite.expires_at),
+            base_url: base,
+        },
+    );
+    Ok(created)
 }
 
 /// The text a person pastes to their agent: how to redeem an agent invite over plain HTTP.
@@ -270,6 +293,7 @@ pub async fn invite_agent(
         invite,
         token,
         inviter_email: None,
+        emailed: false,
     })
 }
 
@@ -305,6 +329,7 @@ pub async fn rotation_invite(
         invite,
         token,
         inviter_email: None,
+        emailed: false,
     })
 }
 

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod agents;
 pub mod caller;
 pub mod credentials;
+pub mod email;
 mod error;
 pub mod invites;
 pub mod members;
@@ -38,8 +39,6 @@ pub struct ApiConfig {
     pub base_url: String,
     /// The MITM proxy port when the proxy is listening.
     pub mitm_port: Option<u16>,
-    /// Whether email delivery is configured (codes are then never shown to the owner).
-    pub smtp_enabled: bool,
     /// The MITM root CA, when the proxy runs.
     pub ca_pem: Option<String>,
     /// The environment's request-log retention (owners layer a setting under it).
@@ -64,6 +63,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// The data path, for the explicit `/proxy/…` endpoint and cache invalidation.
     pub proxy: Arc<Proxy>,
+    /// Email delivery (disabled without `AGENT_VAULT_SMTP_HOST`).
+    pub mailer: crate::mail::Mailer,
 }
 
 impl AppState {

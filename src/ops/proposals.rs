@@ -300,11 +300,18 @@ pub async fn create(state: &AppState, caller: &Caller, body: NewRequest) -> Resu
         })
         .await??;
     let (proposal, token) = created;
-    Ok(Filed {
+    let filed = Filed {
         proposal,
         token,
-        vault: access.vault.name,
-    })
+        vault: access.vault.name.clone(),
+    };
+    super::email::notify_proposal(
+        state,
+        access.vault,
+        filed.proposal.clone(),
+        filed.approval_url(&state.config.base_url),
+    );
+    Ok(filed)
 }
 
 /// A user or agent named in a proposal: its kind and email or name (`None` once removed).
@@ -363,6 +370,11 @@ impl ProposalView {
     pub fn needed_keys(&self) -> Vec<(String, Option<String>, bool)> {
         needed_keys(&self.proposal, &self.existing)
     }
+}
+
+/// Who filed a proposal, in words (for notices).
+pub fn filed_by_text(conn: &Connection, proposal: &Proposal) -> store::Result<String> {
+    Ok(view(conn, "", proposal.clone(), &[])?.filed_by_text())
 }
 
 fn view(

@@ -19,9 +19,17 @@ use super::janitor::{RUN_DIR_PREFIX, this_process};
 /// Where the gate appears in the container.
 pub const GATE_IN_CONTAINER: &str = "/run/agent-vault/gate";
 
-/// Run by the image's `/bin/sh` as `sh -c GATE agent-vault-gate COMMAND...`.
-const GATE_SCRIPT: &str = "IFS= read -r word < /run/agent-vault/gate && [ \"$word\" = open ] && exec \"$@\"; \
-echo 'agent-vault: the sandbox start gate stayed closed; nothing was run' >&2; exit 125";
+/// Run by the image's `/bin/sh` as `sh -c GATE agent-vault-gate COMMAND...` (builtins only,
+/// so any image with a POSIX shell works). Once open, it writes the first-run file named by
+/// `AGENT_VAULT_SEED_PATH` if that file does not exist yet, and hides both variables from
+/// the command.
+const GATE_SCRIPT: &str = r#"IFS= read -r word < /run/agent-vault/gate && [ "$word" = open ] || {
+  echo 'agent-vault: the sandbox start gate stayed closed; nothing was run' >&2; exit 125; }
+if [ -n "${AGENT_VAULT_SEED_PATH:-}" ] && [ ! -e "$AGENT_VAULT_SEED_PATH" ]; then
+  (umask 077; printf '%s\n' "$AGENT_VAULT_SEED" > "$AGENT_VAULT_SEED_PATH") || true
+fi
+unset AGENT_VAULT_SEED AGENT_VAULT_SEED_PATH
+exec "$@""#;
 
 /// The container's entrypoint and command: the gate, then the image's entrypoint and the
 /// agent's command exactly as they would have run.

@@ -13,12 +13,14 @@
 //! next run once the process that made it is gone.
 
 mod attach;
+pub mod claude;
 mod docker;
 pub mod env;
 mod firewall;
 mod gate;
 mod images;
 mod janitor;
+pub mod limits;
 pub mod mounts;
 mod relay;
 
@@ -49,6 +51,8 @@ pub enum SandboxError {
     Docker { action: String, message: String },
     #[error(transparent)]
     Mount(#[from] mounts::MountError),
+    #[error(transparent)]
+    Limit(#[from] limits::LimitError),
     #[error("{0}")]
     Image(String),
     #[error("the sandbox firewall did not come up, so nothing was run: {0}")]
@@ -71,6 +75,9 @@ pub struct ContainerRun<'a> {
     pub keep: bool,
     pub no_firewall: bool,
     pub home_volume_shared: bool,
+    pub limits: limits::Requested,
+    /// How the vault's service for Claude Code's API authenticates, if it has one.
+    pub claude: Option<claude::ClaudeAuth>,
     pub command: &'a [String],
     /// `~/.agent-vault`, never to be mounted.
     pub agent_vault_dir: &'a Path,
@@ -103,6 +110,7 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
         .iter()
         .map(|m| mounts::parse(m, &policy))
         .collect::<Result<Vec<_>, _>>()?;
+    let limits = spec.limits.resolve()?;
     let named = std::iter::once(("the working directory", &workspace))
         .chain(user_mounts.iter().map(|m| ("--mount source", &m.source)));
     for (what, source) in named.filter(|(_, s)| s.through_symlink) {
@@ -139,6 +147,7 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
         agent_image: &agent_image,
         image_entrypoint: &image_entrypoint,
         firewall_image: firewall_image.as_deref(),
+        limits: &limits,
     };
     let result = tokio::select! {
         result = plan.execute(&docker, &mut resources) => result,
@@ -190,6 +199,7 @@ struct Plan<'a> {
     agent_image: &'a str,
     image_entrypoint: &'a [String],
     firewall_image: Option<&'a str>,
+    limits: &'a limits::Limits,
 }
 
 /// The run network's gateway (where the relay listens) and subnet (who may use it).
@@ -310,6 +320,12 @@ impl Plan<'_> {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
         environment.push(format!("HOME={CONTAINER_HOME}"));
+        let claude_config = format!("{CONTAINER_HOME}/.claude");
+        environment.extend(
+            claude::environment(spec.claude, &claude_config)
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}")),
+        );
         let tty = std::io::stdin().is_terminal();
         if tty {
             environment.push(format!(
@@ -355,8 +371,17 @@ impl Plan<'_> {
                         cap_drop: Some(vec!["ALL".into()]),
                         security_opt: Some(vec!["no-new-privileges".into()]),
                         init: Some(true),
-                        pids_limit: Some(4096),
                         binds: Some(binds),
+                        memory: self.limits.memory_bytes,
+                        // No swap beyond the memory limit.
+                        memory_swap: self.limits.memory_bytes,
+                        nano_cpus: self.limits.nano_cpus,
+                        pids_limit: Some(self.limits.pids.unwrap_or(-1)),
+                        readonly_rootfs: Some(self.limits.read_only_root),
+                        tmpfs: self
+                            .limits
+                            .read_only_root
+                            .then(|| limits::tmpfs(CONTAINER_HOME, (uid, gid))),
                         ..Default::default()
                     }),
                     ..Default::default()

@@ -252,8 +252,8 @@ pub async fn register(mut web: Web, Form(form): Form<Credentials>) -> Response {
             web.redirect("/vaults")
         }
         Ok(Registered::Pending { email }) => {
-            let how = if state.config.smtp_enabled {
-                "A 6-digit code was sent to this address."
+            let how = if state.mailer.is_enabled() {
+                "A 6-digit code is on its way to this address by email."
             } else {
                 "Ask the instance owner for your 6-digit code (they see it under Manage instance)."
             };

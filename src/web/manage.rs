@@ -3,8 +3,11 @@
 //! — read-only with a note when `AGENT_VAULT_LOGS_RETENTION_LOCK` pins it. The rules are
 //! [`crate::ops::admin`]'s and [`crate::ops::invites`]'.
 //!
-//! The rate-limit profile and the email status join this page as their server parts land
-//! (issues 9 and 10): each is one more section built the same way, over its own operation.
+//! Email: the SMTP settings in use, delivery counters and the last failure, and a button
+//! that sends a test email now ([`crate::ops::email`]).
+//!
+//! The rate-limit profile joins this page when its server part lands (issue 9): one more
+//! section built the same way, over its own operation.
 
 use axum::Form;
 use axum::http::StatusCode;
@@ -17,7 +20,7 @@ use super::session::Web;
 use crate::broker::retention::{self, Source, StoredRetention};
 use crate::ops::admin::{self, SettingsChange};
 use crate::ops::invites::{self, UserInviteRequest};
-use crate::ops::{OpError, vaults};
+use crate::ops::{OpError, email, vaults};
 use crate::store::invites::InviteKind;
 
 /// Vault choices in the invite form are named `vault:<name>`.
@@ -41,7 +44,7 @@ pub async fn show(web: Web) -> Response {
         let mut codes = Vec::new();
         for (user, _) in users.iter().filter(|(u, _)| !u.active) {
             let details = admin::user_details(&state, &caller, &user.email).await?;
-            if let Some((code, expires)) = details.code {
+            if let Some((code, expires, _)) = details.code {
                 codes.push((user.email.clone(), code, expires));
             }
         }
@@ -54,6 +57,10 @@ pub async fn show(web: Web) -> Response {
         ))
     }
     .await;
+    let mail = match email::status(&state, &caller) {
+        Ok(found) => found,
+        Err(e) => return super::auth::failure(web, e),
+    };
     let (users, codes, pending, settings, vault_rows) = match loaded {
         Ok(found) => found,
         Err(e) => return super::auth::failure(web, e),
@@ -156,6 +163,31 @@ pub async fn show(web: Web) -> Response {
                 p.notice.warn role="note" { "Read-only: " code { (retention::LOCK_ENV) } " is set on the server, so only its environment decides. Change it there." }
             } @else {
                 (retention_form(&web, &settings.stored_retention))
+            }
+        }
+        section.panel aria-labelledby="email" {
+            h2 #email { "Email" }
+            @match &mail {
+                None => {
+                    p { "Email is off: verification codes are shown to you above, and invite links only here." }
+                    p.muted { "To send email, set " code { "AGENT_VAULT_SMTP_HOST" } " and " code { "AGENT_VAULT_SMTP_FROM" } " on the server and restart it." }
+                }
+                Some((config, status)) => {
+                    p { "Sending through " strong { (config.host) ":" (config.port) } " as " (config.from.to_string())
+                        " (TLS " (config.tls_mode.as_str()) @if config.tls_skip_verify { ", certificate not checked" } ")." }
+                    p { (status.sent) " sent, " (status.failed) " failed, " (status.pending) " waiting since the server started"
+                        @if let Some(at) = status.last_sent_at { "; last sent " (when(at)) } "." }
+                    @if let Some(error) = &status.last_error {
+                        p.notice.warn role="note" { "Last failure " (when(error.at)) " (" (error.kind.as_str()) ", to " (error.recipient) "): " (error.message) }
+                    }
+                    form.row method="post" action="/manage/email-test" {
+                        (csrf(&web))
+                        label for="test-to" { "Send a test email to"
+                            input #test-to type="email" name="to" value=(web.viewer_email().unwrap_or_default()) required;
+                        }
+                        button type="submit" { "Send test email" }
+                    }
+                }
             }
         }
     };
@@ -340,5 +372,20 @@ pub async fn remove_user(web: Web, Form(form): Form<UserForm>) -> Response {
     let outcome = admin::remove_user(&web.state, &caller, &form.email)
         .await
         .map(|email| format!("{email} removed."));
+    web.finish("/manage", outcome)
+}
+
+#[derive(Deserialize)]
+pub struct TestForm {
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// `POST /manage/email-test`: sends now and reports the SMTP server's answer.
+pub async fn email_test(web: Web, Form(form): Form<TestForm>) -> Response {
+    let caller = signed_in!(web);
+    let outcome = email::test(&web.state, &caller, form.to)
+        .await
+        .map(|(to, reply)| format!("Test email sent to {to}; the SMTP server answered: {reply}"));
     web.finish("/manage", outcome)
 }

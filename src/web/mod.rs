@@ -131,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .route("/manage", get(manage::show))
         .route("/manage/access", post(manage::access))
         .route("/manage/retention", post(manage::retention))
+        .route("/manage/email-test", post(manage::email_test))
         .route("/manage/invites", post(manage::invite))
         .route("/manage/invites/revoke", post(manage::revoke_invite))
         .route("/manage/users/role", post(manage::user_role))

@@ -486,11 +486,3 @@ fn api_errors_share_one_shape_and_never_echo_secrets() {
         "payload_too_large",
     );
 }
-
-#[test]
-fn unbuilt_commands_fail_instead_of_faking_success() {
-    let home = TestHome::new();
-    // Email delivery (SMTP) is the one part of the contract not built yet.
-    home.run(&["owner", "email", "test"])
-        .fails_with("not implemented yet");
-}

@@ -92,6 +92,11 @@ impl Rig {
             "",
             &env,
         );
+        Self::on_server(home, server, mitm, upstream)
+    }
+
+    /// Registers the owner on `server` (MITM proxy on `mitm`) and sets up the vault.
+    pub fn on_server(home: TestHome, server: Server, mitm: u16, upstream: Upstream) -> Self {
         home.register(&server, OWNER_EMAIL, OWNER_PASSWORD).ok();
         home.run(&[
             "vault",

@@ -95,6 +95,13 @@ impl TestHome {
         stdin: &str,
         envs: &[(&str, &str)],
     ) -> Result<Server, Run> {
+        let mut cmd = self.server_command(extra);
+        cmd.envs(envs.iter().copied());
+        spawn_server(cmd, stdin)
+    }
+
+    /// `agent-vault server` with `extra` flags (free ports unless `extra` names them).
+    pub fn server_command(&self, extra: &[&str]) -> Command {
         let mut args = vec!["server"];
         for (flag, default) in [("--port", "0"), ("--mitm-port", "0")] {
             if !extra.contains(&flag) {
@@ -102,65 +109,100 @@ impl TestHome {
             }
         }
         args.extend_from_slice(extra);
-        let mut cmd = self.command(&args);
-        cmd.envs(envs.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn server");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let tx_err = tx.clone();
-        let readers = vec![
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    let _ = tx.send(format!("out:{line}"));
-                }
-            }),
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    let _ = tx_err.send(format!("err:{line}"));
-                }
-            }),
-        ];
-        let mut seen = Vec::new();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) => {
-                    if let Some(url) = line
-                        .strip_prefix("out:")
-                        .and_then(|l| l.split("listening on ").nth(1))
-                    {
-                        let url = url.trim().to_owned();
-                        return Ok(Server {
-                            child,
-                            url,
-                            output: rx,
-                            seen,
-                            readers,
-                        });
-                    }
-                    seen.push(line);
-                }
-                Err(_) => {
-                    let status = child.wait().expect("wait");
-                    for reader in readers {
-                        let _ = reader.join();
-                    }
-                    let (stdout, stderr) = split_lines(&seen, rx);
-                    return Err(Run {
-                        status,
-                        stdout,
-                        stderr,
+        self.command(&args)
+    }
+
+    /// Starts a server that resolves `names` to the given addresses, as if DNS said so: it
+    /// runs in a mount namespace of its own with its own `/etc/hosts` (needs root).
+    pub fn start_server_resolving(
+        &self,
+        names: &[(&str, &str)],
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Server {
+        let mut hosts = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (name, ip) in names {
+            hosts.push_str(&format!("{ip} {name}\n"));
+        }
+        let hosts_file = self.path().join("hosts");
+        std::fs::write(&hosts_file, hosts).unwrap();
+        let server = self.server_command(extra);
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+            .arg(&hosts_file)
+            .arg(server.get_program())
+            .args(server.get_args())
+            .env_clear()
+            .current_dir(self.path());
+        for (key, value) in server.get_envs() {
+            if let Some(value) = value {
+                cmd.env(key, value);
+            }
+        }
+        cmd.envs(envs.iter().copied());
+        spawn_server(cmd, "").unwrap_or_else(|run| panic!("server did not start:\n{run}"))
+    }
+}
+
+/// Spawns a server command and waits until it listens.
+fn spawn_server(mut cmd: Command, stdin: &str) -> Result<Server, Run> {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn server");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let tx_err = tx.clone();
+    let readers = vec![
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(format!("out:{line}"));
+            }
+        }),
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx_err.send(format!("err:{line}"));
+            }
+        }),
+    ];
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => {
+                if let Some(url) = line
+                    .strip_prefix("out:")
+                    .and_then(|l| l.split("listening on ").nth(1))
+                {
+                    let url = url.trim().to_owned();
+                    return Ok(Server {
+                        child,
+                        url,
+                        output: rx,
+                        seen,
+                        readers,
                     });
                 }
+                seen.push(line);
+            }
+            Err(_) => {
+                let status = child.wait().expect("wait");
+                for reader in readers {
+                    let _ = reader.join();
+                }
+                let (stdout, stderr) = split_lines(&seen, rx);
+                return Err(Run {
+                    status,
+                    stdout,
+                    stderr,
+                });
             }
         }
     }

@@ -8,6 +8,7 @@ mod accounts;
 mod agents;
 mod api;
 mod broker;
+mod email;
 mod harness;
 mod lifecycle;
 mod management;

@@ -106,9 +106,15 @@ impl Upstream {
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
         let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let names = ["localhost", "127.0.0.1", "127.0.0.2", "127.0.0.3"]
-            .map(String::from)
-            .to_vec();
+        let names = [
+            "localhost",
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.0.0.3",
+            "api.anthropic.com",
+        ]
+        .map(String::from)
+        .to_vec();
         let leaf = CertificateParams::new(names)
             .unwrap()
             .signed_by(&leaf_key, &issuer)

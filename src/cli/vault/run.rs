@@ -77,6 +77,21 @@ pub struct RunArgs {
     /// Share /home/claude/.claude across invocations (--sandbox=container only)
     #[arg(long)]
     pub home_volume_shared: bool,
+    /// Memory limit of the container, e.g. 4g or 512m; 0 for none (--sandbox=container only;
+    /// default: 3/4 of this machine's memory, at most 8g)
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPU limit of the container, e.g. 2 or 1.5; 0 for none (--sandbox=container only;
+    /// default: 3/4 of this machine's cores, at least 1)
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// Process limit of the container; 0 for none (--sandbox=container only; default 4096)
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<i64>,
+    /// Leave the container's root filesystem writable (--sandbox=container only; default:
+    /// read-only, with /tmp and the home directory writable)
+    #[arg(long)]
+    pub writable_root: bool,
     /// The command to run, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -229,6 +244,10 @@ pub async fn run(context: &Context, flag: Option<&str>, args: RunArgs) -> anyhow
         (args.keep, "--keep"),
         (args.no_firewall, "--no-firewall"),
         (args.home_volume_shared, "--home-volume-shared"),
+        (args.memory.is_some(), "--memory"),
+        (args.cpus.is_some(), "--cpus"),
+        (args.pids_limit.is_some(), "--pids-limit"),
+        (args.writable_root, "--writable-root"),
     ];
     if args.sandbox == Sandbox::Process
         && let Some((_, flag)) = container_only.iter().find(|(set, _)| *set)
@@ -279,6 +298,11 @@ async fn run_container(
         .and_then(|v| v.parse().ok())
         .unwrap_or(14322);
     let paths = context.paths()?;
+    let claude = claude_auth(session).await;
+    let program = std::path::Path::new(&args.command[0]).file_name();
+    if claude.is_some() || program.is_some_and(|p| p == "claude") {
+        eprintln!("{}", crate::sandbox::claude::notice(claude, &session.vault));
+    }
     let code = crate::sandbox::run(crate::sandbox::ContainerRun {
         api_url: session.client.base(),
         proxy_port,
@@ -290,11 +314,26 @@ async fn run_container(
         keep: args.keep,
         no_firewall: args.no_firewall,
         home_volume_shared: args.home_volume_shared,
+        limits: crate::sandbox::limits::Requested {
+            memory: args.memory.clone(),
+            cpus: args.cpus,
+            pids: args.pids_limit,
+            writable_root: args.writable_root,
+        },
+        claude,
         command: &args.command,
         agent_vault_dir: paths.root(),
     })
     .await?;
     Ok(code)
+}
+
+/// Whether the vault lets the broker hold Claude Code's key (from the run's own view of the
+/// vault; an older server without the fields simply yields none).
+async fn claude_auth(session: &RunSession) -> Option<crate::sandbox::claude::ClaudeAuth> {
+    let path = format!("/v1/discover?vault={}", segment(&session.vault));
+    let found: serde_json::Value = session.client.get(&path).await.ok()?;
+    crate::sandbox::claude::ClaudeAuth::from_services(found["services"].as_array()?)
 }
 
 async fn run_child(context: &Context, session: &RunSession, args: &RunArgs) -> anyhow::Result<u8> {

@@ -302,3 +302,89 @@ fn a_killed_run_leaves_nothing_once_the_next_run_prunes() {
         );
     }
 }
+
+#[test]
+fn limits_by_default_and_overridable() {
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "limits");
+    let inspect = |run: &Run| {
+        let container = run
+            .stderr
+            .split("kept the agent container ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no kept container named: {run}"))
+            .to_owned();
+        let json = docker(&["inspect", "-f", "{{json .HostConfig}}", &container]);
+        docker(&["rm", "-f", &container]);
+        if let Some(volume) = run
+            .stderr
+            .split("its home volume ")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+        {
+            docker(&["volume", "rm", volume]);
+        }
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()
+    };
+    let script = "grep -E '^[^ ]+ / ' /proc/mounts | grep -q ' rw,' && echo root-writable; touch /tmp/x $HOME/x /workspace/x && echo writable";
+    let run = sandboxed(&rig, &dir, &["--keep"], &["sh", "-c", script]);
+    assert!(run.status.success(), "{run}");
+    assert_eq!(run.stdout.trim(), "writable", "{run}");
+    let host = inspect(&run);
+    assert!(host["Memory"].as_i64().unwrap() > 0, "{host}");
+    assert_eq!(host["MemorySwap"], host["Memory"]);
+    assert!(
+        host["NanoCpus"].as_i64().unwrap() >= 1_000_000_000,
+        "{host}"
+    );
+    assert_eq!(host["PidsLimit"], 4096);
+    assert_eq!(host["ReadonlyRootfs"], true);
+    assert!(host["Tmpfs"]["/tmp"].is_string() && host["Tmpfs"]["/home/claude"].is_string());
+
+    let flags = [
+        "--keep",
+        "--memory",
+        "512m",
+        "--cpus",
+        "1.5",
+        "--pids-limit",
+        "100",
+        "--writable-root",
+    ];
+    let root = "grep -E '^[^ ]+ / ' /proc/mounts | grep -q ' rw,' && echo root-writable";
+    let run = sandboxed(&rig, &dir, &flags, &["sh", "-c", root]);
+    assert!(run.stdout.contains("root-writable"), "{run}");
+    let host = inspect(&run);
+    assert_eq!(host["Memory"], 512 * 1024 * 1024);
+    assert_eq!(host["NanoCpus"], 1_500_000_000i64);
+    assert_eq!(host["PidsLimit"], 100);
+    assert_eq!(host["ReadonlyRootfs"], false);
+
+    let lifted = [
+        "--keep",
+        "--memory",
+        "0",
+        "--cpus",
+        "0",
+        "--pids-limit",
+        "0",
+    ];
+    let host = inspect(&sandboxed(&rig, &dir, &lifted, &["true"]));
+    assert_eq!(host["Memory"], 0);
+    assert_eq!(host["NanoCpus"], 0);
+
+    for (flags, why) in [
+        (&["--memory", "lots"][..], "--memory"),
+        (&["--cpus=-1"][..], "--cpus"),
+        (&["--pids-limit", "2"][..], "--pids-limit"),
+    ] {
+        let run = sandboxed(&rig, &dir, flags, &["true"]);
+        assert!(!run.status.success() && run.stderr.contains(why), "{run}");
+    }
+    rig.home
+        .run(&["vault", "run", "--memory", "1g", "--", "true"])
+        .fails_with("only applies to --sandbox=container");
+    assert_eq!(turn.leftovers(), "");
+}

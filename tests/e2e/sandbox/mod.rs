@@ -116,6 +116,7 @@ pub fn workspace(rig: &Rig, name: &str) -> std::path::PathBuf {
     dir
 }
 
+mod claude;
 mod egress;
 mod lifecycle;
 mod mounts;
