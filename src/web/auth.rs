@@ -36,6 +36,7 @@ pub fn failure(web: Web, e: OpError) -> Response {
 fn google_button(state: &AppState) -> Markup {
     html! {
         @if super::google::enabled(state) {
+            p.or { "or" }
             p { a.button.google href="/auth/google" { "Sign in with Google" } }
         }
     }

@@ -105,7 +105,7 @@ pub fn action_button(
             @for (name, value) in fields {
                 input type="hidden" name=(name) value=(value);
             }
-            button type="submit" class=[danger.then_some("danger")] { (label) }
+            button.small.danger[danger] type="submit" { (label) }
         }
     }
 }
@@ -126,16 +126,27 @@ pub fn vault_role_select(name: &str, id: &str, selected: VaultRole, for_user: bo
     }
 }
 
-/// A table in a region that scrolls sideways on narrow screens.
+/// A table whose rows stack into cards on narrow screens.
 pub fn table(caption: &str, head: &[&str], rows: Markup) -> Markup {
-    table_with_id(caption, head, None, rows)
+    table_markup(caption, head, None, true, rows)
 }
 
-/// [`table`] whose body has an id (the live tail adds rows to it).
+/// A wide table (the request log) in a region that scrolls sideways on narrow screens; its
+/// body has an id (the live tail adds rows to it).
 pub fn table_with_id(caption: &str, head: &[&str], body_id: Option<&str>, rows: Markup) -> Markup {
+    table_markup(caption, head, body_id, false, rows)
+}
+
+fn table_markup(
+    caption: &str,
+    head: &[&str],
+    body_id: Option<&str>,
+    stack: bool,
+    rows: Markup,
+) -> Markup {
     html! {
         div.scroll role="region" aria-label=(caption) tabindex="0" {
-            table {
+            table.stack[stack] {
                 caption.visually-hidden { (caption) }
                 thead { tr { @for h in head { th scope="col" { (h) } } } }
                 tbody id=[body_id] { (rows) }
@@ -147,6 +158,13 @@ pub fn table_with_id(caption: &str, head: &[&str], body_id: Option<&str>, rows: 
 /// A small label such as a role or a status.
 pub fn badge(text: &str) -> Markup {
     html! { span class={ "badge badge-" (text.replace(' ', "-")) } { (text) } }
+}
+
+/// Seconds since the epoch as a short UTC time (the log's column says UTC).
+pub fn when_short(ts: i64) -> String {
+    chrono::DateTime::from_timestamp(ts, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
 }
 
 /// Seconds since the epoch as a readable UTC time.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::capitalized;
-use super::layout::{table_with_id, when};
+use super::layout::{table_with_id, when_short};
 use super::session::Web;
 use super::vaults::{Tab, vault_page};
 use crate::ops::vault_settings::{self, LogPage, parse_status};
@@ -111,11 +111,9 @@ fn rows(page: &LogPage) -> Markup {
     html! {
         @for row in &page.rows {
             tr {
-                td { (when(row.created_at)) }
-                td { (actor(page, row)) }
-                td { (row.method) }
-                td { (row.host) }
-                td.mono { (row.path) }
+                td.nowrap { (when_short(row.created_at)) }
+                td.nowrap { (actor(page, row)) }
+                td { (row.method) " " span.mono { (row.host) (row.path) } }
                 td { (row.service.as_deref().unwrap_or("")) }
                 td class={ "num status-" (row.status / 100) } { (row.status) }
                 td.num { (row.duration_ms) " ms" }
@@ -149,8 +147,8 @@ pub async fn page(web: Web, Path(vault): Path<String>, Query(filters): Query<Fil
     let body = html! {
         form.row method="get" action=(base) aria-label="Filters" {
             label for="host" { "Host contains" input #host type="search" name="host" value=(filters.host.as_deref().unwrap_or("")); }
-            label for="status" { "Status" span.hint { "404, 5xx, or 0" }
-                input #status type="text" name="status" value=(filters.status.as_deref().unwrap_or("")) size="5" inputmode="numeric";
+            label for="status" { "Status"
+                input #status type="text" name="status" value=(filters.status.as_deref().unwrap_or("")) placeholder="404, 5xx or 0" aria-describedby="status-hint";
             }
             label for="period" { "Time"
                 select #period name="period" {
@@ -159,9 +157,10 @@ pub async fn page(web: Web, Path(vault): Path<String>, Query(filters): Query<Fil
             }
             button.secondary type="submit" { "Filter" }
         }
+        p.hint #status-hint { "Status: a code such as 404, a class such as 5xx, or 0 for requests that got no answer." }
         div.actions {
             @if filters.before.is_none() {
-                button #live-tail type="button" hidden aria-pressed="false"
+                button.secondary #live-tail type="button" hidden aria-pressed="false"
                     data-source={ (base) "/tail?" (encoded) } data-newest=(newest) { "Start live tail" }
             } @else {
                 a href={ (base) "?" (encoded) } { "Back to the newest" }
@@ -171,7 +170,7 @@ pub async fn page(web: Web, Path(vault): Path<String>, Query(filters): Query<Fil
         @if page.rows.is_empty() {
             p.muted { "No requests match. Requests the broker handles for this vault appear here." }
         }
-        (table_with_id("Request log", &["Time", "Who", "Method", "Host", "Path", "Service", "Status", "Took", "Note"],
+        (table_with_id("Request log", &["Time (UTC)", "Who", "Request", "Service", "Status", "Took", "Note"],
             Some("log-rows"), rows(&page)))
         @if let (Some(oldest), true) = (oldest, page.rows.len() as u32 == PAGE_SIZE) {
             p { a href={ (base) "?" (encoded) @if !encoded.is_empty() { "&" } "before=" (oldest) } { "Older requests" } }
@@ -198,7 +197,7 @@ pub async fn tail(web: Web, Path(vault): Path<String>, Query(filters): Query<Fil
                 .map(|row| {
                     json!({
                         "id": row.id,
-                        "time": when(row.created_at),
+                        "time": when_short(row.created_at),
                         "actor": actor(&page, row),
                         "method": row.method,
                         "host": row.host,

@@ -361,8 +361,8 @@ pub async fn new_form(
             ServiceForm::from_service(&t.service, false),
             format!("Add {}", t.name),
             Some(format!(
-                "{} Store {} under Credentials.",
-                t.description,
+                "{}. It uses {}: store the value under Credentials.",
+                t.description.trim_end_matches('.'),
                 t.suggested_credential_keys.join(" and ")
             )),
         ),

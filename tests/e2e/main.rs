@@ -8,6 +8,7 @@ mod accounts;
 mod agents;
 mod api;
 mod broker;
+mod browser;
 mod email;
 mod harness;
 mod lifecycle;

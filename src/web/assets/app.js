@@ -81,11 +81,15 @@ function setupTail(toggle) {
       const rows = data.requests || [];
       for (const r of rows.slice().reverse()) {
         const tr = document.createElement("tr");
-        cell(tr, r.time);
-        cell(tr, r.actor);
-        cell(tr, r.method);
-        cell(tr, r.host);
-        cell(tr, r.path, "mono");
+        cell(tr, r.time, "nowrap");
+        cell(tr, r.actor, "nowrap");
+        const request = document.createElement("td");
+        request.append(r.method + " ");
+        const target = document.createElement("span");
+        target.className = "mono";
+        target.textContent = r.host + r.path;
+        request.appendChild(target);
+        tr.appendChild(request);
         cell(tr, r.service || "");
         cell(tr, String(r.status), "num status-" + String(r.status).charAt(0));
         cell(tr, r.duration_ms + " ms", "num");
