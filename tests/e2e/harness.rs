@@ -474,6 +474,19 @@ impl CurlBrowser {
         self.run(&[url])
     }
 
+    /// A GET that also returns the response headers (lower-case names).
+    pub fn get_with_headers(&self, url: &str) -> (u16, Vec<(String, String)>, String) {
+        let dump = self.jar.path().join("headers");
+        let (status, body) = self.run(&["-D", dump.to_str().unwrap(), url]);
+        let text = std::fs::read_to_string(&dump).unwrap_or_default();
+        let headers = text
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        (status, headers, body)
+    }
+
     /// Posts a form with the last page's CSRF token.
     pub fn post(&self, url: &str, fields: &[(&str, &str)]) -> (u16, String) {
         let csrf = self.csrf.borrow().clone().unwrap_or_default();

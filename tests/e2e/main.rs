@@ -18,3 +18,4 @@ mod proposals;
 mod sandbox;
 mod surface;
 mod upstream;
+mod web;
