@@ -171,8 +171,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
-    let headers = response.headers_mut();
+/// The API's Content-Security-Policy: JSON loads nothing.
+const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// Headers every response on the API port carries (the web UI passes its own policy): no
+/// sniffing, no framing, no referrer, no caching unless a route says otherwise.
+pub(crate) fn harden(headers: &mut axum::http::HeaderMap, csp: &'static str) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -182,17 +186,24 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        HeaderValue::from_static(csp),
     );
+}
+
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    harden(response.headers_mut(), API_CSP);
     response
 }
 
 /// Any successful change may affect what the broker serves, so it forgets its snapshots and
-/// resolved tokens; the next proxied request reloads them.
-async fn invalidate_on_change(
+/// resolved tokens; the next proxied request reloads them. (A web form's success is a
+/// redirect.)
+pub(crate) async fn invalidate_on_change(
     State(state): State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -202,7 +213,7 @@ async fn invalidate_on_change(
         axum::http::Method::GET | axum::http::Method::HEAD
     );
     let response = next.run(request).await;
-    if changes && response.status().is_success() {
+    if changes && (response.status().is_success() || response.status().is_redirection()) {
         state.proxy.broker.invalidate();
     }
     response

@@ -32,23 +32,14 @@ const MAX_ITEMS: usize = 20;
 /// Largest credential value accepted (as for credentials set directly).
 const MAX_VALUE_LEN: usize = super::credentials::MAX_VALUE_LEN;
 
-/// Reads each service, naming its position on error (as `POST …/services` does).
+/// Reads each service as `POST …/services` does, after the proposal's own bound.
 fn parse_services(raw: Vec<Value>) -> Result<Vec<Service>, OpError> {
     if raw.len() > MAX_ITEMS {
         return Err(OpError::invalid(format!(
             "a proposal holds at most {MAX_ITEMS} services; split it"
         )));
     }
-    let services = raw
-        .into_iter()
-        .enumerate()
-        .map(|(i, value)| {
-            serde_json::from_value::<Service>(value)
-                .map_err(|e| OpError::invalid(format!("services[{i}]: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    services::validate(&services).map_err(|e| OpError::invalid(e.to_string()))?;
-    Ok(services)
+    super::services::parse_services(raw)
 }
 
 /// Reads `{key, description?}` entries (a bare `"KEY"` string is accepted too). Messages

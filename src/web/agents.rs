@@ -12,7 +12,9 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::layout::{action_button, badge, csrf, page, table, when};
+use super::layout::{
+    VAULT_FIELD, action_button, badge, csrf, field, page, table, vault_choices, when,
+};
 use super::session::Web;
 use crate::ops::invites::{self, AgentInviteRequest, CreatedInvite, onboarding_prompt};
 use crate::ops::{OpError, agents, rfc3339, vaults};
@@ -25,8 +27,6 @@ const LIFETIMES: [(i64, &str); 4] = [
     (24 * 3600, "1 day"),
     (7 * 24 * 3600, "7 days"),
 ];
-/// Vault choices in the invite form are named `vault:<name>`.
-const VAULT_FIELD: &str = "vault:";
 
 /// `GET /agents`.
 pub async fn list(web: Web) -> Response {
@@ -188,19 +188,8 @@ fn prompt_page(web: Web, created: &CreatedInvite) -> Response {
 /// `POST /agents/invite`.
 pub async fn invite(web: Web, Form(fields): Form<Vec<(String, String)>>) -> Response {
     let caller = signed_in!(web);
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.trim().to_owned())
-    };
-    let vaults = fields
-        .iter()
-        .filter_map(|(n, role)| {
-            let vault = n.strip_prefix(VAULT_FIELD)?;
-            (!role.is_empty()).then(|| (vault.to_owned(), Some(role.clone())))
-        })
-        .collect();
+    let field = |name: &str| field(&fields, name);
+    let vaults = vault_choices(&fields);
     let request = AgentInviteRequest {
         name: field("name").unwrap_or_default(),
         role: field("role").filter(|r| !r.is_empty()),

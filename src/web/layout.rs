@@ -173,3 +173,25 @@ pub fn when(ts: i64) -> String {
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_default()
 }
+
+/// Vault choices in a form (an invite's vault access) are `<select>`s named `vault:<name>`.
+pub const VAULT_FIELD: &str = "vault:";
+
+/// The trimmed value of field `name` in a posted form.
+pub fn field(fields: &[(String, String)], name: &str) -> Option<String> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+/// The vaults chosen in a form: (vault, role) for each `vault:<name>` not left at "no access".
+pub fn vault_choices(fields: &[(String, String)]) -> Vec<(String, Option<String>)> {
+    fields
+        .iter()
+        .filter_map(|(n, role)| {
+            let vault = n.strip_prefix(VAULT_FIELD)?;
+            (!role.is_empty()).then(|| (vault.to_owned(), Some(role.clone())))
+        })
+        .collect()
+}

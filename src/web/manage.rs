@@ -15,16 +15,15 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::layout::{action_button, badge, csrf, page, table, when};
+use super::layout::{
+    VAULT_FIELD, action_button, badge, csrf, field, page, table, vault_choices, when,
+};
 use super::session::Web;
 use crate::broker::retention::{self, Source, StoredRetention};
 use crate::ops::admin::{self, SettingsChange};
 use crate::ops::invites::{self, UserInviteRequest};
 use crate::ops::{OpError, email, vaults};
 use crate::store::invites::InviteKind;
-
-/// Vault choices in the invite form are named `vault:<name>`.
-const VAULT_FIELD: &str = "vault:";
 
 fn source_text(source: Source) -> &'static str {
     match source {
@@ -298,19 +297,8 @@ pub async fn retention(web: Web, Form(form): Form<RetentionForm>) -> Response {
 /// `POST /manage/invites`: shows the new link once.
 pub async fn invite(web: Web, Form(fields): Form<Vec<(String, String)>>) -> Response {
     let caller = signed_in!(web);
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.trim().to_owned())
-    };
-    let vaults = fields
-        .iter()
-        .filter_map(|(n, role)| {
-            let vault = n.strip_prefix(VAULT_FIELD)?;
-            (!role.is_empty()).then(|| (vault.to_owned(), Some(role.clone())))
-        })
-        .collect();
+    let field = |name: &str| field(&fields, name);
+    let vaults = vault_choices(&fields);
     let request = UserInviteRequest {
         email: field("email").unwrap_or_default(),
         role: field("role"),

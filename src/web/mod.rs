@@ -37,7 +37,6 @@ pub mod session;
 mod vaults;
 
 use axum::Router;
-use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -139,52 +138,20 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(session::csrf_guard))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            invalidate_on_change,
+            crate::api::invalidate_on_change,
         ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
 
-/// Headers on every web response: no framing, no sniffing, no referrer, no caching of pages,
-/// and a Content-Security-Policy that allows only this origin's stylesheet and script.
-async fn security_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    response
-}
+/// The web UI's Content-Security-Policy: only this origin's stylesheet and script, no
+/// inline script or style, forms only to this origin, never framed.
+const WEB_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// A successful form (a redirect after it, or a page) may have changed what the broker
-/// serves: it forgets its snapshots, as after a JSON API change.
-async fn invalidate_on_change(
-    State(state): State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let changes = !matches!(
-        *request.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD
-    );
-    let response = next.run(request).await;
-    if changes && (response.status().is_success() || response.status().is_redirection()) {
-        state.proxy.broker.invalidate();
-    }
+/// Headers on every web response: those of the API port (no framing, no sniffing, no
+/// referrer, no caching of pages) with the web's policy.
+async fn security_headers(mut response: Response) -> Response {
+    crate::api::harden(response.headers_mut(), WEB_CSP);
     response
 }
 
