@@ -23,7 +23,7 @@ pub async fn show(web: Web) -> Response {
         Err(e) => return super::auth::failure(web, e),
     };
     let body = html! {
-        dl {
+        dl.facts {
             dt { "Email" } dd { (user.email) }
             dt { "Instance role" } dd { (badge(user.role.as_str())) }
             dt { "Member since" } dd { (when(user.created_at)) }

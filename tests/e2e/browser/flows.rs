@@ -287,6 +287,45 @@ fn an_owner_runs_the_instance_from_a_browser() {
 
         b.goto(&format!("{base}/account")).await;
         b.shot("13-account").await;
+        b.goto(&format!("{base}/agents")).await;
+        let agents = b.source().await;
+        assert!(
+            agents.contains("bot") && agents.contains("payments (proxy)"),
+            "{agents}"
+        );
+        b.shot("17-agents").await;
+
+        // Invite a person with vault access from Manage instance; they accept in the browser.
+        b.goto(&format!("{base}/manage")).await;
+        b.fill("invite-email", "carol@example.com").await;
+        b.select("invite-vault-1", "member").await; // payments
+        b.press("Create invite link").await;
+        let link = b
+            .client
+            .find(Locator::Id("invite-link"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            link.starts_with(&format!("{base}/invite/av_uinv_")),
+            "{link}"
+        );
+        b.shot("18-invite-created").await;
+        b.goto(&link).await;
+        assert!(b.source().await.contains("carol@example.com"));
+        b.shot("19-invite-accept").await;
+        b.fill("password", "carol-password-1").await;
+        b.press("Accept the invite").await;
+        assert_eq!(b.heading().await, "Invite accepted");
+        b.press("Open your vaults").await;
+        let carol = b.source().await;
+        assert!(
+            carol.contains("carol@example.com") && carol.contains("payments"),
+            "signed in as carol, a member of payments: {carol}"
+        );
+        assert!(!carol.contains("Manage instance"), "carol is no owner");
 
         // Phone width.
         b.resize(390, 844).await;
