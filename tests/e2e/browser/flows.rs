@@ -81,6 +81,42 @@ fn an_owner_runs_the_instance_from_a_browser() {
             b.notice().await
         );
         b.shot("04-services").await;
+        // Disable, enable and edit it from the list.
+        let echo = format!("127.0.0.1:{}/echo", upstream.https_port);
+        b.follow(&format!(
+            "form[action='/vaults/payments/services/toggle']:has(input[value='{echo}']) button"
+        ))
+        .await;
+        assert!(
+            b.notice().await.contains("disabled"),
+            "{}",
+            b.notice().await
+        );
+        b.follow(&format!(
+            "form[action='/vaults/payments/services/toggle']:has(input[value='{echo}']) button"
+        ))
+        .await;
+        assert!(b.notice().await.contains("enabled"), "{}", b.notice().await);
+        b.follow(&format!(
+            "a[href*='edit?service='][href*='{}']",
+            upstream.https_port
+        ))
+        .await;
+        assert_eq!(
+            b.client
+                .find(Locator::Id("token"))
+                .await
+                .unwrap()
+                .prop("value")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("ECHO_TOKEN"),
+            "the edit form shows the service"
+        );
+        b.fill("description", "The test upstream").await;
+        b.press("Save service").await;
+        assert!(b.source().await.contains("The test upstream"));
 
         // A credential: its value is never in the page source afterwards.
         b.press("Credentials").await;
