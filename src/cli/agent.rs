@@ -62,7 +62,7 @@ pub struct AgentInviteArgs {
     /// Vault pre-assignment in name:role format (repeatable). Role defaults to proxy
     #[arg(long, value_name = "NAME:ROLE")]
     vault: Vec<String>,
-    /// Invite link expiration time (Go duration format, e.g. 15m, 1h30m)
+    /// Invite link expiration time (Go duration format, e.g. 15m, 1h30m, 1.5h)
     #[arg(long, default_value = "15m")]
     invite_ttl: String,
     /// Output only the raw invite token (for programmatic use)
@@ -86,33 +86,6 @@ pub enum AgentInviteCommand {
         /// The last 8 or more characters of the invite token
         token_suffix: String,
     },
-}
-
-/// Parses a Go-style duration (`90s`, `15m`, `1h30m`, `2h`) into seconds.
-pub fn parse_duration(text: &str) -> anyhow::Result<i64> {
-    let bad = || anyhow::anyhow!("\"{text}\" is not a duration; write it like 15m, 1h30m or 90s");
-    let mut total = 0i64;
-    let mut number = String::new();
-    for c in text.trim().chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return Err(bad()),
-        };
-        let n: i64 = number.parse().map_err(|_| bad())?;
-        total += n * unit;
-        number.clear();
-    }
-    if !number.is_empty() || total == 0 {
-        return Err(bad());
-    }
-    Ok(total)
 }
 
 #[derive(Deserialize)]
@@ -290,7 +263,7 @@ pub async fn run(command: AgentCommand, context: &Context) -> anyhow::Result<()>
                     "name": args.name.unwrap_or_default(),
                     "role": args.role,
                     "vaults": vault_assignments(&args.vault, "proxy")?,
-                    "ttl_seconds": parse_duration(&args.invite_ttl)?,
+                    "ttl_seconds": crate::cli::duration::parse_seconds(&args.invite_ttl)?,
                 });
                 let invite: InviteReply = client.post("/v1/agents/invites", &body).await?;
                 print_invite(&invite, args.token_only);
@@ -364,19 +337,4 @@ pub async fn run(command: AgentCommand, context: &Context) -> anyhow::Result<()>
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("15m").unwrap(), 900);
-        assert_eq!(parse_duration("1h30m").unwrap(), 5400);
-        assert_eq!(parse_duration("90s").unwrap(), 90);
-        for bad in ["", "15", "m", "1x", "0s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -274,6 +274,29 @@ fn agent_invites_token_only_and_revocation() {
     rig.home
         .run(&["agent", "invite", "x", "--invite-ttl", "soon"])
         .fails_with("not a duration");
+    // Go's duration format: fractions and every unit; the server still bounds the lifetime.
+    let fraction = rig
+        .home
+        .run(&["agent", "invite", "frac", "--invite-ttl", "1.5h"])
+        .ok();
+    let expires = fraction
+        .stdout
+        .split("expires ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|at| at.trim_end_matches('.'))
+        .unwrap_or_else(|| panic!("{fraction}"));
+    let expires = chrono::DateTime::parse_from_rfc3339(expires)
+        .unwrap()
+        .timestamp();
+    let left = expires - chrono::Utc::now().timestamp();
+    assert!((5300..=5400).contains(&left), "1.5h became {left} s");
+    rig.home
+        .run(&["agent", "invite", "ms", "--invite-ttl", "300ms"])
+        .fails_with("out of range");
+    rig.home
+        .run(&["agent", "invite", "minute", "--invite-ttl", "60000ms"])
+        .ok();
     rig.home
         .run(&["agent", "invite", "Bad Name"])
         .fails_with("not a valid agent name");

@@ -166,6 +166,10 @@ fn egress_battery_every_attempt_fails() {
     ];
     let (tcp, udp) = (decoy.tcp_port.to_string(), decoy.udp_port.to_string());
     args.extend([tcp.as_str(), udp.as_str()]);
+    // A slot made ahead of time is what runs get by default: the battery runs in one.
+    let warm_up = super::sandboxed(&rig, &dir, &[], &["true"]);
+    assert!(warm_up.status.success(), "{warm_up}");
+    super::wait_for_maintainers();
     let mut cmd = rig.home.command(&args);
     cmd.current_dir(&dir)
         .env("AGENT_VAULT_SANDBOX_BASE_IMAGE", BASE)
@@ -177,21 +181,17 @@ fn egress_battery_every_attempt_fails() {
     // A second container on the run's network, as a decoy the agent must not reach.
     let network = (0..600)
         .find_map(|_| {
-            let found = docker(&[
-                "network",
-                "ls",
-                "-q",
-                "--filter",
-                &format!("label=dev.agent-vault.pid={}", child.id()),
-            ]);
-            if found.is_empty() {
+            let found = super::network_of_run(child.id());
+            if found.is_none() {
                 std::thread::sleep(Duration::from_millis(100));
-                None
-            } else {
-                Some(found)
             }
+            found
         })
-        .expect("the run created no network");
+        .expect("the run has no network");
+    assert!(
+        super::made_by_another_process(&network, child.id()),
+        "the battery did not run in a ready slot"
+    );
     let decoy_container = docker(&[
         "run",
         "-d",

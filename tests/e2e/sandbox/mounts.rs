@@ -177,10 +177,12 @@ fn a_swap_after_the_check_is_caught_before_the_command_runs() {
         &["--mount", &spec],
         &["sh", "-c", "touch /workspace/ran; ls -a /data"],
     );
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Without a ready slot, the run's network exists only after the check and well before
+    // the agent starts (the firewall helper's self-test comes in between): swap then.
+    cmd.env("AGENT_VAULT_SANDBOX_WARM", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
-    // The run's network exists only after the check and well before the agent starts
-    // (the firewall helper's self-test comes in between): swap then.
     let label = format!("label=dev.agent-vault.pid={}", child.id());
     let seen = (0..400).any(|_| {
         let found = !docker(&["network", "ls", "-q", "--filter", &label]).is_empty();
