@@ -1,161 +1,26 @@
-//! What the API sends by email, and the owner's view of it: verification codes, invite
-//! links, proposal notices to vault admins (all queued, never awaited), the delivery status
-//! (`GET /v1/admin/email`) and the synchronous test (`POST /v1/admin/email/test`).
-//!
-//! Stance: a request never waits for or fails because of email. A verification code's
-//! delivery is recorded on its row, so the owner is shown the code only when it did not reach
-//! the inbox. The status shows the SMTP settings without the password.
+//! The owner's view of email as JSON: the delivery status (`GET /v1/admin/email`) and the
+//! synchronous test (`POST /v1/admin/email/test`). The rules are in [`crate::ops::email`].
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::admin::require_owner;
-use super::approval_page::proposer_text;
-use super::auth::{Caller, Principal};
-use super::{ApiError, ApiJson, AppState, rfc3339, validate_email};
-use crate::mail::{self, MailError, Outcome, message};
-use crate::store::proposals::Proposal;
-use crate::store::vaults::{self, ActorType, Vault};
-use crate::store::verifications::{self, CODE_TTL, Delivery, NewCode};
-use crate::store::{VaultRole, users};
-
-/// How a new verification code starts out: queued for email when email is on.
-pub(super) fn initial_delivery(state: &AppState) -> Delivery {
-    if state.mailer.is_enabled() {
-        Delivery::Queued
-    } else {
-        Delivery::None
-    }
-}
-
-/// Queues a fresh verification code for `to` and records on its row whether it arrived.
-pub(super) fn send_verification_code(state: &AppState, to: &str, code: NewCode) {
-    if !state.mailer.is_enabled() {
-        return;
-    }
-    let store = state.store.clone();
-    let id = code.id;
-    let report: mail::Report = Box::new(move |outcome| {
-        let delivery = match outcome {
-            Outcome::Sent => Delivery::Sent,
-            Outcome::Failed => Delivery::Failed,
-        };
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.write(|tx| verifications::set_delivery(tx, id, delivery)) {
-                tracing::error!(error = %e, "cannot record a verification email's delivery");
-            }
-        });
-    });
-    match message::verification_code(to, &code.code, &state.config.base_url, CODE_TTL / 3600) {
-        Ok(email) => {
-            state.mailer.send_later(email, Some(report));
-        }
-        Err(e) => {
-            tracing::warn!("verification code not emailed: {e}");
-            report(Outcome::Failed);
-        }
-    }
-}
-
-/// Queues an invite's link for the invitee. `true` when it is on its way.
-pub(super) fn send_invite(state: &AppState, to: &str, invite: &message::Invite<'_>) -> bool {
-    if !state.mailer.is_enabled() {
-        return false;
-    }
-    match message::invite(to, invite) {
-        Ok(email) => state.mailer.send_later(email, None),
-        Err(e) => {
-            tracing::warn!("invite not emailed: {e}");
-            false
-        }
-    }
-}
-
-/// Tells each admin of the vault about a new proposal (except whoever filed it), in the
-/// background. With no admin to tell, the instance owners are told instead.
-pub(super) fn notify_proposal(
-    state: &AppState,
-    vault: Vault,
-    proposal: Proposal,
-    approval_url: String,
-) {
-    if !state.mailer.is_enabled() {
-        return;
-    }
-    let state = state.clone();
-    tokio::spawn(async move {
-        let vault_id = vault.id.clone();
-        let filed = proposal.clone();
-        let found = state
-            .db(move |store, _| {
-                store.read(|conn| {
-                    let mut admins = Vec::new();
-                    for (email, role) in vaults::user_members(conn, &vault_id)? {
-                        if role != VaultRole::Admin {
-                            continue;
-                        }
-                        if let Some(user) = users::by_email(conn, &email)? {
-                            admins.push(user);
-                        }
-                    }
-                    if admins.is_empty() {
-                        admins = users::list(conn)?
-                            .into_iter()
-                            .filter(|u| u.role == crate::store::InstanceRole::Owner)
-                            .collect();
-                    }
-                    let admins = admins
-                        .into_iter()
-                        .filter(|u| u.active && !filed.filed_by(ActorType::User, &u.id))
-                        .map(|u| u.email)
-                        .collect::<Vec<_>>();
-                    Ok((admins, proposer_text(conn, &filed)?))
-                })
-            })
-            .await;
-        let (recipients, proposer) = match found {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!("proposal notice not sent: {}", e.message);
-                return;
-            }
-        };
-        let notice = message::ProposalNotice {
-            vault: &vault.name,
-            number: proposal.number,
-            proposer: &proposer,
-            approval_url: &approval_url,
-            message: proposal.message.as_deref(),
-            user_message: proposal.user_message.as_deref(),
-            services: proposal.services.iter().map(|s| s.matcher()).collect(),
-            credentials: proposal.credentials.iter().map(|c| c.key.clone()).collect(),
-            base_url: &state.config.base_url,
-        };
-        for to in recipients {
-            match message::proposal_notice(&to, &notice) {
-                Ok(email) => {
-                    state.mailer.send_later(email, None);
-                }
-                Err(e) => tracing::warn!("proposal notice not sent: {e}"),
-            }
-        }
-    });
-}
+use super::auth::Caller;
+use super::{ApiError, ApiJson, AppState, rfc3339};
+use crate::mail::{SmtpConfig, Status};
+use crate::ops::email;
 
 /// `GET /v1/admin/email` (owner): the SMTP settings in use and how delivery goes.
 pub async fn status(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_owner(&caller)?;
-    Ok(axum::Json(status_body(&state.mailer)))
+    Ok(axum::Json(status_body(email::status(&state, &caller)?)))
 }
 
-fn status_body(mailer: &mail::Mailer) -> Value {
-    let (Some(config), Some(status)) = (mailer.config(), mailer.status()) else {
+fn status_body(found: Option<(SmtpConfig, Status)>) -> Value {
+    let Some((config, status)) = found else {
         return json!({
             "enabled": false,
             "message": "email is off: set AGENT_VAULT_SMTP_HOST and AGENT_VAULT_SMTP_FROM on the server and restart it",
@@ -200,44 +65,10 @@ pub async fn test(
     caller: Caller,
     ApiJson(body): ApiJson<TestBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_owner(&caller)?;
-    let sender = match &caller.principal {
-        Principal::User(user) => user.email.clone(),
-        Principal::Agent(agent) => format!("agent \"{}\"", agent.name),
-        Principal::Scoped { .. } => String::new(),
-    };
-    let to = match (body.to.map(|t| t.trim().to_owned()), &caller.principal) {
-        (Some(to), _) if !to.is_empty() => to,
-        (_, Principal::User(user)) => user.email.clone(),
-        _ => {
-            return Err(ApiError::invalid(
-                "an agent has no email address of its own; give the recipient with {\"to\": \"you@example.com\"}",
-            ));
-        }
-    };
-    validate_email(&to).map_err(ApiError::invalid)?;
-    if !state.mailer.is_enabled() {
-        return Err(mail_error(MailError::Disabled));
-    }
-    let email = message::test(&to, &sender, &state.config.base_url).map_err(mail_error)?;
-    let reply = state.mailer.send_now(email).await.map_err(mail_error)?;
+    let (to, reply) = email::test(&state, &caller, body.to).await?;
     Ok(axum::Json(json!({
         "to": to,
         "message": "Test email sent",
         "smtp_response": reply,
     })))
-}
-
-fn mail_error(err: MailError) -> ApiError {
-    match err {
-        MailError::Disabled => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "email_not_configured",
-            err.to_string(),
-        ),
-        MailError::BadAddress { .. } => ApiError::invalid(err.to_string()),
-        MailError::Send(_) | MailError::Tls(_) | MailError::Build(_) => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "smtp_failed", err.to_string())
-        }
-    }
 }

@@ -12,10 +12,10 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::access::vault_access;
 use super::auth::{Caller, Principal};
 use super::{ApiError, ApiJson, AppState, rfc3339};
 use crate::crypto::{TokenKind, mint_token, random_bytes};
+use crate::ops::access::vault_access;
 use crate::store::sessions::{self, Session, SessionKind};
 use crate::store::{VaultRole, now};
 

@@ -121,32 +121,19 @@ fn vaults_line(vaults: &[VaultRole]) -> String {
         .join(", ")
 }
 
-/// The text a person pastes to their agent: how to redeem the invite over plain HTTP.
+/// The text a person pastes to their agent (the web UI shows the same text).
 fn onboarding_prompt(invite: &InviteReply, url: &str) -> String {
-    let what = if invite.rotation {
-        format!("a new token for the agent \"{}\"", invite.agent_name)
-    } else {
-        format!(
-            "access to Agent Vault as the agent \"{}\"",
-            invite.agent_name
-        )
-    };
-    format!(
-        "You are being given {what}. Agent Vault is a credential broker: you never see API keys; \
-you send HTTPS requests through its proxy and it adds the credentials.\n\
-\n\
-1. Redeem this single-use invite (it expires at {expires}) with one HTTP request:\n\
-   curl -sS -X POST {url}\n\
-   The JSON reply holds your agent token (`agent_token`, shown only once: keep it secret, \
-never print or log it) and your vaults ({vaults}).\n\
-2. Fetch the proxy's CA certificate from the `proxy.ca_url` of the reply and trust it.\n\
-3. Send HTTPS through the proxy: HTTPS_PROXY=http://<agent_token>:<vault>@<host>:<port> \
-(the exact form is `proxy.https_proxy` in the reply).\n\
-4. To see which services and credential names you can use: GET <address>/v1/discover?vault=<vault> \
-with `Authorization: Bearer <agent_token>`. To ask for a new service, file a proposal \
-(POST <address>/v1/proposals).\n",
-        expires = invite.expires_at,
-        vaults = vaults_line(&invite.vaults),
+    let vaults: Vec<(String, String)> = invite
+        .vaults
+        .iter()
+        .map(|v| (v.vault.clone(), v.role.clone()))
+        .collect();
+    crate::ops::invites::onboarding_prompt(
+        &invite.agent_name,
+        invite.rotation,
+        &invite.expires_at,
+        &vaults,
+        url,
     )
 }
 

@@ -106,6 +106,12 @@ async fn serve_async(
     warnings.extend(more);
     let (retention, more) = RetentionEnv::from_env();
     warnings.extend(more);
+    let google = crate::web::google::config_from_env(
+        std::env::var(crate::web::google::CLIENT_ID_ENV).ok(),
+        std::env::var(crate::web::google::CLIENT_SECRET_ENV).ok(),
+        std::env::var(crate::web::google::ISSUER_ENV).ok(),
+    )
+    .map_err(ServerError::Input)?;
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
@@ -147,6 +153,7 @@ async fn serve_async(
             base_url: base_url.clone(),
             mitm_port: mitm_listener.as_ref().map(|_| options.mitm_port),
             retention,
+            google,
             ca_pem: ca.map(|ca| ca.root_pem().to_owned()),
         }),
         proxy: proxy.clone(),
@@ -189,7 +196,9 @@ async fn serve_async(
             stopped(stop_rx.clone()),
         ))
     });
-    let api = axum::serve(api_listener, api::router(state))
+    // One port serves the JSON API (`/v1/…`, `/proxy/…`) and the web UI (`/`, pages).
+    let app = crate::web::router(state.clone()).merge(api::router(state));
+    let api = axum::serve(api_listener, app)
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .await;
     if let Some(mitm) = mitm {

@@ -362,26 +362,22 @@ fn each_message_arrives_and_its_code_or_link_works() {
     }
     let notice = smtp.wait_for("carol@example.com", "Proposal #1");
     let link = link_in(&notice, &format!("{addr}/approve/"));
-    let page = http().get(&link).send().unwrap().text().unwrap();
+    let browser = crate::harness::CurlBrowser::new();
+    let (_, page) = browser.get(&link);
     assert!(page.contains("Please add the Example API"), "{page}");
     let approval_token = link.split("token=").nth(1).unwrap();
-    let done = http()
-        .post(format!("{addr}/approve/default/1"))
-        .form(&[
+    let (status, done) = browser.post(
+        &format!("{addr}/approve/default/1"),
+        &[
             ("token", approval_token),
             ("email", "carol@example.com"),
             ("password", "carol-password"),
             ("value_EXAMPLE_TOKEN", "approved-through-the-email"),
             ("action", "approve"),
-        ])
-        .send()
-        .unwrap();
-    assert_eq!(done.status(), 200);
-    assert!(
-        done.text()
-            .unwrap()
-            .contains("approved by carol@example.com")
+        ],
     );
+    assert_eq!(status, 200, "{done}");
+    assert!(done.contains("approved by carol@example.com"), "{done}");
     assert_eq!(
         smtp.inbox("bob@example.com").len(),
         1,

@@ -910,30 +910,27 @@ fn invite_link_works_in_a_browser() {
     let owner = Cli::owner(home, &server);
     owner.run(&["vault", "create", "web"]).ok();
     let link = owner.invite("carol@example.com", &["web:admin"]);
-    let curl = |args: &[&str]| {
-        let out = std::process::Command::new("curl")
-            .args(["-sS", "--noproxy", "*"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "curl failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let page = curl(&[&link]);
+    let browser = crate::harness::CurlBrowser::new();
+    let (status, page) = browser.get(&link);
+    assert_eq!(status, 200, "{page}");
     assert!(
         page.contains("carol@example.com")
-            && page.contains("web (admin)")
+            && page.contains("web</strong> (admin)")
             && page.contains("<form"),
         "{page}"
     );
-    let short = curl(&["--data-urlencode", "password=short", &link]);
+    let (status, refused) = browser.post_without_csrf(&link, &[("password", "carol-password-1")]);
+    assert_eq!(
+        status, 403,
+        "a form without its CSRF token is refused: {refused}"
+    );
+    let (_, short) = browser.post(&link, &[("password", "short")]);
     assert!(short.contains("at least 8"), "{short}");
-    let done = curl(&["--data-urlencode", "password=carol-password-1", &link]);
+    browser.get(&link);
+    let (status, done) = browser.post(&link, &[("password", "carol-password-1")]);
+    assert_eq!(status, 200, "{done}");
     assert!(done.contains("Invite accepted"), "{done}");
+    assert!(!done.contains("carol-password-1"), "{done}");
     let carol = TestHome::new();
     carol
         .run_with(
@@ -951,8 +948,17 @@ fn invite_link_works_in_a_browser() {
         )
         .ok();
     assert!(carol.run(&["vault", "list"]).ok().stdout.contains("web"));
-    assert!(curl(&[&link]).contains("accepted"), "a used link says so");
-    assert!(curl(&[&format!("{}/invite/av_uinv_nope", server.url)]).contains("not valid"));
+    // The browser is signed in as carol now; a used link says so.
+    assert!(
+        browser.get(&link).1.contains("accepted"),
+        "a used link says so"
+    );
+    assert!(
+        browser
+            .get(&format!("{}/invite/av_uinv_nope", server.url))
+            .1
+            .contains("not valid")
+    );
 }
 
 /// `vault service set` without `-f` on a terminal: the builder asks for the services, then
