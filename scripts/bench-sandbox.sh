@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Start-up cost of the container sandbox: wall time of
-#   agent-vault vault run --sandbox=container --image IMAGE -- true
-# against `docker run --rm IMAGE true`, with a warm image, in one run (median of N each).
-# Uses a throw-away HOME and its own ports, so it never touches your ~/.agent-vault.
+# Start-up cost of the container sandbox: median wall time of N runs each of
+#   docker run --rm IMAGE true                                   (the yardstick)
+#   agent-vault vault run --sandbox=container --image IMAGE -- true   (firewall on: the default)
+#   ... --no-firewall                                            (debugging only)
+#   agent-vault vault run -- true                                (process mode)
+# with warm images, in one run. Sandbox runs follow each other after a short pause (as an
+# agent's commands would), so the ready slots the background maintainer keeps are in play;
+# SANDBOX_PAUSE_MS sets the pause (default 1000). Uses a throw-away HOME and its own ports,
+# so it never touches your ~/.agent-vault.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-10}"
@@ -23,10 +28,12 @@ trap cleanup EXIT
 "$bin" server -d --port 24321 --mitm-port 24322 </dev/null >/dev/null 2>&1
 echo bench-password | "$bin" auth register --email bench@example.com --password-stdin >/dev/null
 
+pause_ms="${SANDBOX_PAUSE_MS:-1000}"
 # Median wall time in milliseconds of N runs of a command.
 median_ms() {
   local times=()
   for _ in $(seq "$runs"); do
+    sleep "$(awk "BEGIN {print $pause_ms / 1000}")"
     local start end
     start=$(date +%s%N)
     "$@" >/dev/null 2>&1 </dev/null
@@ -41,9 +48,13 @@ cd "$workspace"
 "$bin" vault run --sandbox=container --image "$image" -- true </dev/null >/dev/null 2>&1
 docker run --rm "$image" true
 
-sandbox=$(median_ms "$bin" vault run --sandbox=container --image "$image" -- true)
 plain=$(median_ms docker run --rm "$image" true)
-echo "median of $runs runs, image $image:"
-echo "  agent-vault vault run --sandbox=container -- true  ${sandbox} ms"
-echo "  docker run --rm IMAGE true                         ${plain} ms"
-echo "  sandbox overhead                                   $((sandbox - plain)) ms"
+sandbox=$(median_ms "$bin" vault run --sandbox=container --image "$image" -- true)
+open=$(median_ms "$bin" vault run --sandbox=container --no-firewall --image "$image" -- true)
+process=$(median_ms "$bin" vault run -- true)
+ratio() { awk "BEGIN {printf \"%.2f\", $1 / $plain}"; }
+echo "median of $runs runs, image $image, ${pause_ms} ms between runs:"
+echo "  docker run --rm IMAGE true                              ${plain} ms"
+echo "  vault run --sandbox=container -- true (firewall)        ${sandbox} ms  ($(ratio "$sandbox")x)"
+echo "  vault run --sandbox=container --no-firewall -- true     ${open} ms  ($(ratio "$open")x)"
+echo "  vault run -- true (process mode)                        ${process} ms"

@@ -9,7 +9,7 @@
 //! Lower layers never import upper ones:
 //!
 //! ```text
-//! target → netguard → paths → crypto → services → store → ca → broker → api | proxy → server → cli → main
+//! target → netguard → paths → crypto → services → store → ca → broker → proxy → mail → ops → api | web → server → cli → main
 //! ```
 //!
 //! | module   | owns |
@@ -22,8 +22,11 @@
 //! | [`store`]  | SQLite: one connection, versioned migrations, one file per aggregate |
 //! | [`ca`]     | the MITM root CA (key sealed under the DEK) and cached per-host leaf certificates |
 //! | [`broker`] | the data path's policy core: proxy auth, vault snapshots, injection plan, request log |
-//! | [`api`]    | the management HTTP API (axum): JSON in/out, one error shape |
 //! | [`proxy`]  | the data-path listeners (forward proxy / MITM, explicit endpoint) and the upstream client |
+//! | [`mail`]   | email: SMTP settings, message building (codes, invites, proposal notices), a background queue with retries and delivery status |
+//! | [`ops`]    | the management operations: permission checks and store writes, shared by `api` and `web` |
+//! | [`api`]    | the management HTTP API (axum): JSON in/out, one error shape; a thin adapter over `ops` |
+//! | [`web`]    | the browser UI at `/`: server-rendered pages, session cookie, CSRF, Google sign-in; a thin adapter over `ops` |
 //! | [`sandbox`] | `vault run` environments; container mode: Docker API, images, firewall helper, relay, mounts, cleanup |
 //! | [`server`] | server lifecycle: unlock, pid file, detach, listeners, graceful shutdown |
 //! | [`cli`]    | the clap command tree, API client, output and prompts |
@@ -36,7 +39,9 @@ pub mod broker;
 pub mod ca;
 pub mod cli;
 pub mod crypto;
+pub mod mail;
 pub mod netguard;
+pub mod ops;
 pub mod paths;
 pub mod proxy;
 pub mod sandbox;
@@ -44,6 +49,7 @@ pub mod server;
 pub mod services;
 pub mod store;
 pub mod target;
+pub mod web;
 
 /// The version printed by `agent-vault version` and sent by the CLI.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

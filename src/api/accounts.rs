@@ -1,84 +1,20 @@
-//! Registration, verification, login and the caller's own account.
+//! Registration, verification, login and the caller's own account, as JSON. The rules are in
+//! [`crate::ops::accounts`].
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use super::auth::Caller;
 use super::{ApiError, ApiJson, AppState, rfc3339};
-use crate::crypto::{
-    KdfParams, SecretString, hash_password, verify_password, waste_password_check,
-};
-use crate::store::vaults::{self, ActorType};
-use crate::store::{
-    DEFAULT_VAULT, InstanceRole, StoreError, VaultRole, sessions, settings, users, verifications,
-};
+use crate::crypto::SecretString;
+use crate::ops::accounts::{self, NewLogin, Registered, SessionUse};
+use crate::store::InstanceRole;
 
-pub const MIN_PASSWORD_LEN: usize = 8;
-const MAX_PASSWORD_LEN: usize = 1024;
-
-/// Checks an email address: one `@`, a non-empty local part, a dotted domain, no spaces.
-pub fn validate_email(email: &str) -> Result<(), String> {
-    let email = email.trim();
-    if email.is_empty() {
-        return Err("email is empty; pass an address such as --email you@example.com".into());
-    }
-    let valid = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && matches!(email.split_once('@'), Some((local, domain))
-            if !local.is_empty()
-                && !domain.contains('@')
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.'));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("\"{email}\" is not a valid email address"))
-    }
-}
-
-/// Checks a new password's length (the only rule: long passphrases beat composition rules).
-pub fn validate_password(password: &str) -> Result<(), String> {
-    let chars = password.chars().count();
-    if chars < MIN_PASSWORD_LEN {
-        Err(format!(
-            "password must be at least {MIN_PASSWORD_LEN} characters"
-        ))
-    } else if password.len() > MAX_PASSWORD_LEN {
-        Err(format!("password must be at most {MAX_PASSWORD_LEN} bytes"))
-    } else {
-        Ok(())
-    }
-}
-
-/// Hashes on a blocking thread: Argon2id takes a noticeable fraction of a second.
-pub(super) async fn hash_password_async(password: SecretString) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        hash_password(password.expose(), KdfParams::for_new_secrets())
-    })
-    .await
-    .map_err(|_| ApiError::internal("password hashing failed"))?
-    .map_err(|_| ApiError::internal("password hashing failed"))
-}
-
-pub(super) async fn verify_password_async(password: SecretString, hashes: Vec<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        if hashes.is_empty() {
-            waste_password_check(password.expose());
-            return false;
-        }
-        hashes.iter().any(|h| verify_password(password.expose(), h))
-    })
-    .await
-    .unwrap_or(false)
-}
-
-fn session_body(token: &SecretString, expires_at: Option<i64>) -> serde_json::Value {
-    json!({ "token": token.expose(), "expires_at": expires_at.map(rfc3339) })
+fn session_body(login: &NewLogin) -> serde_json::Value {
+    json!({ "token": login.token.expose(), "expires_at": login.expires_at.map(rfc3339) })
 }
 
 #[derive(Deserialize)]
@@ -87,110 +23,33 @@ pub struct Credentials {
     password: SecretString,
 }
 
-enum Registered {
-    Owner {
-        email: String,
-        token: SecretString,
-        expires_at: Option<i64>,
-    },
-    Pending,
-}
-
-/// Checks instance settings that restrict self-registration.
-fn registration_allowed(conn: &rusqlite::Connection, email: &str) -> Result<(), ApiError> {
-    if settings::invite_only(conn)? {
-        return Err(ApiError::forbidden(
-            "this instance is invite-only; ask an existing user for an invite",
-        ));
-    }
-    let domains = settings::allowed_domains(conn)?;
-    let domain = email.rsplit('@').next().unwrap_or_default();
-    if !domains.is_empty() && !domains.iter().any(|d| d == domain) {
-        return Err(ApiError::forbidden(format!(
-            "sign-ups are restricted to addresses at {}; ask the owner to add your domain",
-            domains.join(", ")
-        )));
-    }
-    Ok(())
-}
-
 /// `POST /v1/auth/register`: the first account becomes the owner; later ones wait for a code.
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let email = users::normalize_email(&body.email);
-    validate_email(&email).map_err(ApiError::invalid)?;
-    validate_password(body.password.expose()).map_err(ApiError::invalid)?;
-    let hash = hash_password_async(body.password.clone()).await?;
-
-    let outcome = {
-        let email = email.clone();
-        state
-            .db(move |store, dek| {
-                store.write(|tx| {
-                    if users::count(tx)? == 0 {
-                        let user =
-                            users::insert(tx, &email, InstanceRole::Owner, true, Some(&hash))?;
-                        let default = vaults::by_name(tx, DEFAULT_VAULT)?.ok_or_else(|| {
-                            StoreError::Corrupt("the default vault is missing".into())
-                        })?;
-                        vaults::grant(
-                            tx,
-                            &default.id,
-                            ActorType::User,
-                            &user.id,
-                            VaultRole::Admin,
-                        )?;
-                        let (token, session) = sessions::create_for_user(tx, &user.id)?;
-                        return Ok(Ok(Registered::Owner {
-                            email: user.email,
-                            token: token.raw,
-                            expires_at: session.expires_at,
-                        }));
-                    }
-                    if let Err(refused) = registration_allowed(tx, &email) {
-                        return Ok(Err(refused));
-                    }
-                    let user = match users::by_email(tx, &email)? {
-                        // Same answer as a new account: registration never reveals who exists.
-                        Some(user) if user.active => return Ok(Ok(Registered::Pending)),
-                        Some(user) => user,
-                        None => users::insert(tx, &email, InstanceRole::Member, false, None)?,
-                    };
-                    if verifications::pending(tx, &user.id)?.len() < verifications::MAX_PENDING {
-                        verifications::create(tx, dek, &user.id, &hash)?;
-                    }
-                    Ok(Ok(Registered::Pending))
-                })
-            })
-            .await??
-    };
-
+    let outcome = accounts::register(&state, &body.email, body.password, SessionUse::Cli).await?;
     Ok(match outcome {
-        Registered::Owner {
-            email,
-            token,
-            expires_at,
-        } => {
-            let mut body = session_body(&token, expires_at);
-            body["email"] = json!(email);
+        Registered::Owner(login) => {
+            let mut body = session_body(&login);
+            body["email"] = json!(login.email);
             body["role"] = json!("owner");
             body["requires_verification"] = json!(false);
             body["authenticated"] = json!(true);
             body["message"] = json!("Owner account created.");
             (StatusCode::CREATED, axum::Json(body))
         }
-        Registered::Pending => {
-            let how = if state.config.smtp_enabled {
-                "A 6-digit verification code has been sent to this address."
+        Registered::Pending { email } => {
+            let emailed = state.mailer.is_enabled();
+            let how = if emailed {
+                "A 6-digit verification code is on its way to this address by email."
             } else {
                 "Ask the instance owner for your 6-digit verification code (they can read it with `agent-vault owner user info <email>`)."
             };
             let body = json!({
                 "email": email,
                 "requires_verification": true,
-                "email_sent": state.config.smtp_enabled,
+                "email_sent": emailed,
                 "message": format!(
                     "If this address can register, a verification code was created. {how} Then run `agent-vault auth verify --email {email}`."
                 ),
@@ -211,38 +70,9 @@ pub async fn verify(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let email = users::normalize_email(&body.email);
-    let code = body.code.expose().trim().to_owned();
-    let verified = state
-        .db(move |store, dek| {
-            store.write(|tx| {
-                let Some(user) = users::by_email(tx, &email)? else {
-                    return Ok(None);
-                };
-                if user.active {
-                    return Ok(None);
-                }
-                for pending in verifications::pending(tx, &user.id)? {
-                    let expected = pending.code(dek)?;
-                    if bool::from(expected.expose().as_bytes().ct_eq(code.as_bytes())) {
-                        verifications::consume(tx, &user.id, pending.id)?;
-                        users::activate(tx, &user.id, &pending.password_hash)?;
-                        let (token, session) = sessions::create_for_user(tx, &user.id)?;
-                        return Ok(Some((user.email, token.raw, session.expires_at)));
-                    }
-                }
-                verifications::record_failure(tx, &user.id)?;
-                Ok(None)
-            })
-        })
-        .await?;
-    let (email, token, expires_at) = verified.ok_or_else(|| {
-        ApiError::invalid(
-            "invalid or expired verification code (a code allows 5 attempts); register again to get a new one",
-        )
-    })?;
-    let mut body = session_body(&token, expires_at);
-    body["email"] = json!(email);
+    let login = accounts::verify(&state, &body.email, &body.code, SessionUse::Cli).await?;
+    let mut body = session_body(&login);
+    body["email"] = json!(login.email);
     body["authenticated"] = json!(true);
     body["message"] = json!("Account verified.");
     Ok(axum::Json(body))
@@ -253,55 +83,8 @@ pub async fn login(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let email = users::normalize_email(&body.email);
-    let lookup_email = email.clone();
-    let (count, user, pending_hashes) = state
-        .db(move |store, _| {
-            store.read(|conn| {
-                let user = users::by_email(conn, &lookup_email)?;
-                let pending = match &user {
-                    Some(u) if !u.active => verifications::pending(conn, &u.id)?
-                        .into_iter()
-                        .map(|v| v.password_hash)
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                Ok((users::count(conn)?, user, pending))
-            })
-        })
-        .await?;
-    if count == 0 {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_initialized",
-            "this server has no account yet; create the owner with `agent-vault auth register`",
-        ));
-    }
-    let invalid = || ApiError::unauthorized("invalid email or password");
-    let Some(user) = user else {
-        verify_password_async(body.password, Vec::new()).await;
-        return Err(invalid());
-    };
-    if !user.active {
-        if verify_password_async(body.password, pending_hashes).await {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "account_not_verified",
-                format!(
-                    "this account is not verified yet; get the 6-digit code from the instance owner and run `agent-vault auth verify --email {email}`"
-                ),
-            ));
-        }
-        return Err(invalid());
-    }
-    let hashes = user.password_hash.clone().into_iter().collect();
-    if !verify_password_async(body.password, hashes).await {
-        return Err(invalid());
-    }
-    let (token, session) = state
-        .db(move |store, _| store.write(|tx| sessions::create_for_user(tx, &user.id)))
-        .await?;
-    Ok(axum::Json(session_body(&token.raw, session.expires_at)))
+    let login = accounts::login(&state, &body.email, body.password, SessionUse::Cli).await?;
+    Ok(axum::Json(session_body(&login)))
 }
 
 /// `POST /v1/auth/logout`: ends the presented session.
@@ -309,10 +92,7 @@ pub async fn logout(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    let hash = caller.session.token_hash.clone();
-    state
-        .db(move |store, _| store.write(|tx| sessions::delete(tx, &hash)))
-        .await?;
+    accounts::logout(&state, &caller).await?;
     Ok(axum::Json(json!({ "status": "ok" })))
 }
 
@@ -321,11 +101,7 @@ pub async fn me(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.user()?.clone();
-    let user_id = user.id.clone();
-    let grants = state
-        .db(move |store, _| store.read(|c| vaults::grants_of(c, ActorType::User, &user_id)))
-        .await?;
+    let (user, grants) = accounts::me(&state, &caller).await?;
     Ok(axum::Json(json!({
         "type": "user",
         "email": user.email,
@@ -350,23 +126,15 @@ pub async fn change_password(
     caller: Caller,
     ApiJson(body): ApiJson<ChangePassword>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.user()?.clone();
-    validate_password(body.new_password.expose()).map_err(ApiError::invalid)?;
-    let current = user.password_hash.clone().into_iter().collect();
-    if !verify_password_async(body.current_password, current).await {
-        return Err(ApiError::unauthorized("the current password is incorrect"));
-    }
-    let hash = hash_password_async(body.new_password).await?;
-    let (token, session) = state
-        .db(move |store, _| {
-            store.write(|tx| {
-                users::set_password(tx, &user.id, &hash)?;
-                sessions::delete_all_for_user(tx, &user.id)?;
-                sessions::create_for_user(tx, &user.id)
-            })
-        })
-        .await?;
-    Ok(axum::Json(session_body(&token.raw, session.expires_at)))
+    let login = accounts::change_password(
+        &state,
+        &caller,
+        body.current_password,
+        body.new_password,
+        SessionUse::Cli,
+    )
+    .await?;
+    Ok(axum::Json(session_body(&login)))
 }
 
 /// `DELETE /v1/auth/account`: owners must hand over ownership first.
@@ -374,52 +142,6 @@ pub async fn delete_account(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.user()?.clone();
-    if user.role == InstanceRole::Owner {
-        return Err(ApiError::conflict(
-            "owners cannot delete their own account; make another user owner first (`agent-vault owner user set-role <email> --role owner`), then have them demote you",
-        ));
-    }
-    let (id, email) = (user.id.clone(), user.email.clone());
-    state
-        .db(move |store, _| {
-            store.write(|tx| {
-                sessions::delete_all_for_user(tx, &id)?;
-                users::delete(tx, &id)
-            })
-        })
-        .await?;
+    let email = accounts::delete_account(&state, &caller).await?;
     Ok(axum::Json(json!({ "status": "deleted", "email": email })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn email_rules() {
-        for ok in ["a@b.co", "first.last+tag@example.com"] {
-            assert!(validate_email(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "   ",
-            "no-at",
-            "@x.com",
-            "a@b",
-            "a@.com",
-            "a b@c.com",
-            "a@b@c.com",
-            "a@b.com.",
-        ] {
-            assert!(validate_email(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn password_rules() {
-        assert!(validate_password("short").is_err());
-        assert!(validate_password("12345678").is_ok());
-        assert!(validate_password(&"x".repeat(2000)).is_err());
-    }
 }

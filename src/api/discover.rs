@@ -8,9 +8,9 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::access::vault_access;
 use super::auth::{Caller, Principal};
 use super::{ApiError, AppState};
+use crate::ops::access::vault_access;
 use crate::store::vaults::{self, ActorType};
 use crate::store::{VaultRole, credentials};
 

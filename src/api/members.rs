@@ -1,30 +1,15 @@
-//! Vault members (users): list, add, remove, change role. Vault admins manage; every member
-//! may list. A vault always keeps at least one admin.
+//! Vault membership of users and agents as JSON. The rules are in [`crate::ops::members`].
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::access::{VaultAccess, vault_access};
 use super::auth::Caller;
 use super::{ApiError, ApiJson, AppState};
-use crate::store::vaults::{self, ActorType};
-use crate::store::{VaultRole, invites, users};
-
-/// Users hold admin or member on a vault; proxy is for agents and scoped tokens.
-fn user_role(role: &str) -> Result<VaultRole, ApiError> {
-    match role.parse::<VaultRole>() {
-        Ok(VaultRole::Proxy) => Err(ApiError::invalid(
-            "users can be admin or member of a vault; the proxy role is for agents",
-        )),
-        Ok(role) => Ok(role),
-        Err(_) => Err(ApiError::invalid(format!(
-            "unknown vault role \"{role}\" for a user (expected admin or member)"
-        ))),
-    }
-}
+use crate::ops::members;
+use crate::store::VaultRole;
 
 /// `GET /v1/vaults/{name}/users`: members, then pending invites pre-assigning the vault.
 pub async fn list(
@@ -32,25 +17,15 @@ pub async fn list(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let access = vault_access(&state, &caller, &name).await?;
-    access.require(VaultRole::Proxy)?;
-    let id = access.vault.id.clone();
-    let (members, pending) = state
-        .db(move |store, _| {
-            store.read(|conn| {
-                Ok((
-                    vaults::user_members(conn, &id)?,
-                    invites::pending_for_vault(conn, &id)?,
-                ))
-            })
-        })
-        .await?;
-    let mut users: Vec<_> = members
+    let found = members::list(&state, &caller, &name).await?;
+    let mut users: Vec<_> = found
+        .users
         .iter()
         .map(|(email, role)| json!({ "email": email, "role": role, "status": "active" }))
         .collect();
     users.extend(
-        pending
+        found
+            .invited
             .iter()
             .map(|(email, role)| json!({ "email": email, "role": role, "status": "pending" })),
     );
@@ -68,27 +43,6 @@ fn member() -> String {
     "member".into()
 }
 
-/// The target user's id, if they hold a grant, plus the vault's admin count.
-async fn membership(
-    state: &AppState,
-    access: &VaultAccess,
-    email: &str,
-) -> Result<(String, Option<VaultRole>, i64), ApiError> {
-    let (vault_id, lookup) = (access.vault.id.clone(), email.to_owned());
-    let found = state
-        .db(move |store, _| {
-            store.read(|conn| {
-                let Some(user) = users::by_email(conn, &lookup)? else {
-                    return Ok(None);
-                };
-                let role = vaults::role_of(conn, &vault_id, ActorType::User, &user.id)?;
-                Ok(Some((user.id, role, vaults::admin_count(conn, &vault_id)?)))
-            })
-        })
-        .await?;
-    found.ok_or_else(|| ApiError::not_found(format!("no user with email \"{email}\"")))
-}
-
 /// `POST /v1/vaults/{name}/users`: grant an existing, active user a role.
 pub async fn add(
     State(state): State<AppState>,
@@ -96,37 +50,7 @@ pub async fn add(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<AddBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let access = vault_access(&state, &caller, &name).await?;
-    access.require(VaultRole::Admin)?;
-    let role = user_role(&body.role)?;
-    let email = users::normalize_email(&body.email);
-    let lookup = email.clone();
-    let user = state
-        .db(move |store, _| store.read(|conn| users::by_email(conn, &lookup)))
-        .await?
-        .filter(|u| u.active)
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no active user with email \"{email}\"; invite them with `agent-vault user invite {email} --vault {name}:{role}`"
-            ))
-        })?;
-    let vault_id = access.vault.id.clone();
-    let added = state
-        .db(move |store, _| {
-            store.write(|tx| {
-                if vaults::role_of(tx, &vault_id, ActorType::User, &user.id)?.is_some() {
-                    return Ok(false);
-                }
-                vaults::grant(tx, &vault_id, ActorType::User, &user.id, role)?;
-                Ok(true)
-            })
-        })
-        .await?;
-    if !added {
-        return Err(ApiError::conflict(format!(
-            "{email} is already a member of vault \"{name}\"; change the role with `agent-vault vault user set-role`"
-        )));
-    }
+    let (email, role) = members::add_user(&state, &caller, &name, &body.email, &body.role).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({ "vault": name, "email": email, "role": role })),
@@ -139,29 +63,7 @@ pub async fn remove(
     caller: Caller,
     Path((name, email)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let access = vault_access(&state, &caller, &name).await?;
-    access.require(VaultRole::Admin)?;
-    let email = users::normalize_email(&email);
-    let (user_id, role, admins) = membership(&state, &access, &email).await?;
-    match role {
-        None => {
-            return Err(ApiError::not_found(format!(
-                "{email} is not a member of vault \"{name}\""
-            )));
-        }
-        Some(VaultRole::Admin) if admins <= 1 => {
-            return Err(ApiError::conflict(format!(
-                "{email} is the last admin of vault \"{name}\"; make another member admin first"
-            )));
-        }
-        Some(_) => {}
-    }
-    let vault_id = access.vault.id.clone();
-    state
-        .db(move |store, _| {
-            store.write(|tx| vaults::revoke(tx, &vault_id, ActorType::User, &user_id))
-        })
-        .await?;
+    let email = members::change_user(&state, &caller, &name, &email, None).await?;
     Ok(axum::Json(
         json!({ "vault": name, "email": email, "removed": true }),
     ))
@@ -179,31 +81,74 @@ pub async fn set_role(
     Path((name, email)): Path<(String, String)>,
     ApiJson(body): ApiJson<RoleBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let access = vault_access(&state, &caller, &name).await?;
-    access.require(VaultRole::Admin)?;
-    let new_role = user_role(&body.role)?;
-    let email = users::normalize_email(&email);
-    let (user_id, role, admins) = membership(&state, &access, &email).await?;
-    match role {
-        None => {
-            return Err(ApiError::not_found(format!(
-                "{email} is not a member of vault \"{name}\""
-            )));
-        }
-        Some(VaultRole::Admin) if new_role != VaultRole::Admin && admins <= 1 => {
-            return Err(ApiError::conflict(format!(
-                "{email} is the last admin of vault \"{name}\"; make another member admin first"
-            )));
-        }
-        Some(_) => {}
-    }
-    let vault_id = access.vault.id.clone();
-    state
-        .db(move |store, _| {
-            store.write(|tx| vaults::grant(tx, &vault_id, ActorType::User, &user_id, new_role))
-        })
-        .await?;
+    let email = members::change_user(&state, &caller, &name, &email, Some(&body.role)).await?;
+    let role = members::user_role(&body.role)?;
     Ok(axum::Json(
-        json!({ "vault": name, "email": email, "role": new_role }),
+        json!({ "vault": name, "email": email, "role": role }),
+    ))
+}
+
+/// `GET /v1/vaults/{v}/agents`.
+pub async fn agent_list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(vault): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let found = members::list(&state, &caller, &vault).await?;
+    let agents: Vec<Value> = found
+        .agents
+        .iter()
+        .map(|(n, r)| json!({ "name": n, "role": r }))
+        .collect();
+    Ok(axum::Json(
+        json!({ "vault": found.access.vault.name, "agents": agents }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct AgentBody {
+    name: String,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+/// `POST /v1/vaults/{v}/agents` (vault admins).
+pub async fn agent_add(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(vault): Path<String>,
+    ApiJson(body): ApiJson<AgentBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let role =
+        members::add_agent(&state, &caller, &vault, &body.name, body.role.as_deref()).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "vault": vault, "name": body.name, "role": role })),
+    ))
+}
+
+/// `DELETE /v1/vaults/{v}/agents/{name}`.
+pub async fn agent_remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((vault, name)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    members::change_agent(&state, &caller, &vault, &name, None).await?;
+    Ok(axum::Json(
+        json!({ "vault": vault, "name": name, "removed": true }),
+    ))
+}
+
+/// `POST /v1/vaults/{v}/agents/{name}/role`.
+pub async fn agent_set_role(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((vault, name)): Path<(String, String)>,
+    ApiJson(body): ApiJson<RoleBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let role: VaultRole = body.role.parse().map_err(ApiError::invalid)?;
+    members::change_agent(&state, &caller, &vault, &name, Some(role)).await?;
+    Ok(axum::Json(
+        json!({ "vault": vault, "name": name, "role": role }),
     ))
 }

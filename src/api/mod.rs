@@ -1,32 +1,29 @@
 //! The management HTTP API (axum): JSON in and out, one error body shape
 //! (`{"error": "<stable code>", "message": "<what went wrong and what to do>"}`).
 //!
-//! Stance: handlers authenticate through the [`auth::Caller`] extractor and enforce roles
-//! here, on the server, never in the CLI. Database work runs on blocking threads through
-//! [`AppState::db`]; password hashing never holds the database lock.
+//! Stance: a thin adapter. Handlers authenticate through the [`auth::Caller`] extractor
+//! (bearer tokens only, never cookies), parse the body, call the operation in [`crate::ops`]
+//! that checks the caller's rights and does the work, and render its answer. No handler checks
+//! a role or writes the store itself, so the web UI ([`crate::web`]) follows the same rules.
 
-mod access;
 mod accounts;
 mod admin;
+mod agent_invites;
 mod agents;
-mod approval_page;
 pub mod auth;
 mod credentials;
 mod discover;
+mod email;
 mod error;
 mod invites;
 mod json;
 mod members;
-mod pages;
 mod proposals;
 mod services;
 mod sessions;
-mod suffix;
 mod users;
 mod vault_settings;
 mod vaults;
-
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -36,54 +33,15 @@ use axum::routing::{any, delete, get, post};
 use serde_json::json;
 
 use crate::broker::Invalidation;
-use crate::crypto::Key;
-use crate::proxy::Proxy;
-use crate::store::{self, Store};
-pub use accounts::{validate_email, validate_password};
+pub use crate::ops::accounts::{validate_email, validate_password};
+pub use crate::ops::{ApiConfig, AppState, rfc3339};
+use crate::store;
 pub use error::ApiError;
 pub use json::ApiJson;
 pub use sessions::MAX_LEASE as MAX_LEASE_SECONDS;
 
 /// Largest request body the API accepts.
 const BODY_LIMIT: usize = 1024 * 1024;
-
-/// Settings the API needs from the server's configuration.
-#[derive(Debug, Clone)]
-pub struct ApiConfig {
-    /// Externally reachable base URL, used in links.
-    pub base_url: String,
-    /// The MITM proxy port when the proxy is listening.
-    pub mitm_port: Option<u16>,
-    /// Whether email delivery is configured (codes are then never shown to the owner).
-    pub smtp_enabled: bool,
-    /// The MITM root CA, when the proxy runs.
-    pub ca_pem: Option<String>,
-    /// The environment's request-log retention (owners layer a setting under it).
-    pub retention: crate::broker::RetentionEnv,
-}
-
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<Store>,
-    pub dek: Arc<Key>,
-    pub config: Arc<ApiConfig>,
-    /// The data path, for the explicit `/proxy/…` endpoint and cache invalidation.
-    pub proxy: Arc<Proxy>,
-}
-
-impl AppState {
-    /// Runs database work on a blocking thread.
-    pub async fn db<R: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Store, &Key) -> store::Result<R> + Send + 'static,
-    ) -> Result<R, ApiError> {
-        let (store, dek) = (self.store.clone(), self.dek.clone());
-        tokio::task::spawn_blocking(move || work(&store, &dek))
-            .await
-            .map_err(|_| ApiError::internal("database task failed"))?
-            .map_err(ApiError::from)
-    }
-}
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -108,13 +66,14 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/settings",
             get(admin::get_settings).put(admin::put_settings),
         )
+        .route("/v1/admin/email", get(email::status))
+        .route("/v1/admin/email/test", post(email::test))
         .route("/v1/users", get(users::list))
         .route(
             "/v1/users/invites",
             get(invites::list).post(invites::create),
         )
         .route("/v1/users/invites/{suffix}", delete(invites::revoke))
-        .route("/invite/{token}", get(pages::invite).post(pages::accept))
         .route("/v1/invites/{token}", get(invites::details))
         .route("/v1/invites/{token}/accept", post(invites::accept))
         .route("/v1/vaults", get(vaults::list).post(vaults::create))
@@ -165,19 +124,15 @@ pub fn router(state: AppState) -> Router {
             "/v1/vaults/{name}/proposals/{number}/reject",
             post(proposals::reject),
         )
-        .route(
-            "/approve/{vault}/{number}",
-            get(approval_page::show).post(approval_page::act),
-        )
         .route("/v1/sessions", post(sessions::mint))
         .route("/v1/sessions/renew", post(sessions::renew))
         .route("/v1/discover", get(discover::discover))
         .route("/v1/agents", get(agents::list))
         .route(
             "/v1/agents/invites",
-            get(agents::list_invites).post(agents::invite),
+            get(agent_invites::list).post(agent_invites::invite),
         )
-        .route("/v1/agents/invites/{suffix}", delete(agents::revoke_invite))
+        .route("/v1/agents/invites/{suffix}", delete(agent_invites::revoke))
         .route(
             "/v1/agents/{name}",
             get(agents::info).delete(agents::delete),
@@ -185,19 +140,22 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents/{name}/rotate", post(agents::rotate))
         .route("/v1/agents/{name}/rename", post(agents::rename))
         .route("/v1/agents/{name}/role", post(agents::set_role))
-        .route("/v1/agent-invites/{token}", get(agents::invite_details))
-        .route("/v1/agent-invites/{token}/redeem", post(agents::redeem))
+        .route("/v1/agent-invites/{token}", get(agent_invites::details))
+        .route(
+            "/v1/agent-invites/{token}/redeem",
+            post(agent_invites::redeem),
+        )
         .route(
             "/v1/vaults/{name}/agents",
-            get(agents::vault_list).post(agents::vault_add),
+            get(members::agent_list).post(members::agent_add),
         )
         .route(
             "/v1/vaults/{name}/agents/{agent}",
-            delete(agents::vault_remove),
+            delete(members::agent_remove),
         )
         .route(
             "/v1/vaults/{name}/agents/{agent}/role",
-            post(agents::vault_set_role),
+            post(members::agent_set_role),
         )
         .route("/v1/mitm/ca.pem", get(ca_pem))
         .fallback(not_found)
@@ -214,15 +172,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Seconds since the epoch as RFC 3339 (UTC), the timestamp format of every response.
-pub fn rfc3339(ts: i64) -> String {
-    chrono::DateTime::from_timestamp(ts, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
-}
+/// The API's Content-Security-Policy: JSON loads nothing.
+const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
-async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
-    let headers = response.headers_mut();
+/// Headers every response on the API port carries (the web UI passes its own policy): no
+/// sniffing, no framing, no referrer, no caching unless a route says otherwise.
+pub(crate) fn harden(headers: &mut axum::http::HeaderMap, csp: &'static str) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -232,19 +187,24 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
+        HeaderValue::from_static(csp),
     );
+}
+
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    harden(response.headers_mut(), API_CSP);
     response
 }
 
 /// A successful change may affect what the broker serves: it forgets what the change made
-/// stale (see [`invalidation_for`]) and keeps everything else warm.
-async fn invalidate_on_change(
+/// stale (see [`invalidation_for`]) and keeps everything else warm. (A web form's success
+/// is a redirect; its routes are not classified, so they invalidate everything.)
+pub(crate) async fn invalidate_on_change(
     State(state): State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -257,7 +217,7 @@ async fn invalidate_on_change(
     let method = request.method().clone();
     let caller_token = auth::bearer_token_of(request.headers()).map(crate::crypto::hash_token);
     let response = next.run(request).await;
-    if changes && response.status().is_success() {
+    if changes && (response.status().is_success() || response.status().is_redirection()) {
         state
             .proxy
             .broker

@@ -12,10 +12,10 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::access::vault_access;
 use super::auth::{Caller, Principal};
 use super::{ApiError, ApiJson, AppState, rfc3339};
 use crate::crypto::{TokenKind, mint_token, random_bytes};
+use crate::ops::access::vault_access;
 use crate::store::sessions::{self, Session, SessionKind};
 use crate::store::{VaultRole, now};
 
@@ -68,12 +68,8 @@ pub async fn mint(
             )));
         }
     };
-    if let Some(lease) = body.lease_seconds
-        && !(MIN_LEASE..=MAX_LEASE).contains(&lease)
-    {
-        return Err(ApiError::invalid(format!(
-            "lease {lease} is out of range; use {MIN_LEASE}–{MAX_LEASE} seconds"
-        )));
+    if let Some(lease) = body.lease_seconds {
+        check_lease(lease)?;
     }
     let access = vault_access(&state, &caller, &body.vault).await?;
     access.require(VaultRole::Member)?;
@@ -131,6 +127,15 @@ pub async fn mint(
     Ok((StatusCode::CREATED, axum::Json(answer)))
 }
 
+fn check_lease(seconds: i64) -> Result<(), ApiError> {
+    match (MIN_LEASE..=MAX_LEASE).contains(&seconds) {
+        true => Ok(()),
+        false => Err(ApiError::invalid(format!(
+            "lease {seconds} is out of range; use {MIN_LEASE}–{MAX_LEASE} seconds"
+        ))),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct RenewBody {
     lease_key: String,
@@ -142,12 +147,7 @@ pub async fn renew(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RenewBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !(MIN_LEASE..=MAX_LEASE).contains(&body.lease_seconds) {
-        return Err(ApiError::invalid(format!(
-            "lease {} is out of range; use {MIN_LEASE}–{MAX_LEASE} seconds",
-            body.lease_seconds
-        )));
-    }
+    check_lease(body.lease_seconds)?;
     let lease_hash = crate::crypto::hash_token(&body.lease_key);
     let now = now();
     let renewed = state

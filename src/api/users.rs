@@ -1,4 +1,5 @@
-//! Instance users as seen by the owner (`owner user …`).
+//! Instance users as JSON (`owner user …`, `user list`). The rules are in
+//! [`crate::ops::admin`].
 
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
@@ -6,60 +7,29 @@ use serde_json::json;
 
 use super::auth::Caller;
 use super::{ApiError, AppState, rfc3339};
-use crate::store::users::{self, normalize_email};
-use crate::store::vaults::{self, ActorType};
-use crate::store::verifications;
+use crate::ops::admin;
 
 /// `GET /v1/admin/users/{email}`: anyone may see themselves (`me`), the owner anyone. For a
-/// pending account the owner also sees the live verification code when no email is sent.
+/// pending account the owner also sees a live verification code that did not go out by
+/// email (email off, or its delivery failed).
 pub async fn info(
     State(state): State<AppState>,
     caller: Caller,
     Path(email): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let me = caller.user()?.clone();
-    let email = if email == "me" {
-        me.email.clone()
-    } else {
-        normalize_email(&email)
-    };
-    if email != me.email && !caller.is_owner() {
-        return Err(ApiError::forbidden(
-            "only the instance owner can view other users",
-        ));
-    }
-    let reveal_code = caller.is_owner() && !state.config.smtp_enabled;
-    let lookup = email.clone();
-    let found = state
-        .db(move |store, dek| {
-            store.read(|conn| {
-                let Some(user) = users::by_email(conn, &lookup)? else {
-                    return Ok(None);
-                };
-                let grants = vaults::grants_of(conn, ActorType::User, &user.id)?;
-                let code = match (user.active, reveal_code) {
-                    (false, true) => match verifications::pending(conn, &user.id)?.first() {
-                        Some(v) => Some((v.code(dek)?, v.expires_at)),
-                        None => None,
-                    },
-                    _ => None,
-                };
-                Ok(Some((user, grants, code)))
-            })
-        })
-        .await?;
-    let (user, grants, code) =
-        found.ok_or_else(|| ApiError::not_found(format!("no user with email \"{email}\"")))?;
+    let details = admin::user_details(&state, &caller, &email).await?;
+    let user = &details.user;
     let mut body = json!({
         "email": user.email,
         "role": user.role,
         "status": if user.active { "active" } else { "pending" },
-        "vaults": grants.iter().map(|(v, r)| json!({ "name": v.name, "role": r })).collect::<Vec<_>>(),
+        "vaults": details.grants.iter().map(|(v, r)| json!({ "name": v.name, "role": r })).collect::<Vec<_>>(),
         "created_at": rfc3339(user.created_at),
     });
-    if let Some((code, expires_at)) = code {
+    if let Some((code, expires_at, delivery)) = &details.code {
         body["verification_code"] = json!(code.expose());
-        body["verification_code_expires_at"] = json!(rfc3339(expires_at));
+        body["verification_code_expires_at"] = json!(rfc3339(*expires_at));
+        body["verification_code_email"] = json!(delivery.as_str());
     }
     Ok(axum::Json(body))
 }
@@ -69,7 +39,7 @@ pub async fn owner_list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    super::admin::require_owner(&caller)?;
+    admin::require_owner(&caller)?;
     list(State(state), caller).await
 }
 
@@ -79,26 +49,8 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.user()?;
     let owner = caller.is_owner();
-    let rows = state
-        .db(move |store, _| {
-            store.read(|conn| {
-                users::list(conn)?
-                    .into_iter()
-                    .filter(|u| owner || u.active)
-                    .map(|u| {
-                        let grants = if owner {
-                            vaults::grants_of(conn, ActorType::User, &u.id)?
-                        } else {
-                            Vec::new()
-                        };
-                        Ok((u, grants))
-                    })
-                    .collect::<crate::store::Result<Vec<_>>>()
-            })
-        })
-        .await?;
+    let rows = admin::list_users(&state, &caller).await?;
     let users: Vec<_> = rows
         .iter()
         .map(|(u, grants)| {

@@ -1,26 +1,15 @@
-//! Per-vault settings and the request log: `unmatched_host_policy` (what the broker does
-//! with hosts no service matches) and the recent proxied requests.
+//! Per-vault settings and the request log as JSON. The rules are in
+//! [`crate::ops::vault_settings`].
 
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::access::vault_access;
 use super::auth::Caller;
 use super::{ApiError, ApiJson, AppState};
-use crate::broker::UnmatchedPolicy;
-use crate::store::{VaultRole, request_log, vaults};
-
-async fn policy(state: &AppState, vault_id: &str) -> Result<UnmatchedPolicy, ApiError> {
-    let id = vault_id.to_owned();
-    let stored = state
-        .db(move |store, _| store.read(|conn| vaults::setting(conn, &id, UnmatchedPolicy::SETTING)))
-        .await?;
-    Ok(stored
-        .and_then(|v| UnmatchedPolicy::parse(&v))
-        .unwrap_or(UnmatchedPolicy::Forward))
-}
+use crate::ops::vault_settings;
+use crate::store::request_log;
 
 /// `GET /v1/vaults/{name}/settings`.
 pub async fn get(
@@ -28,9 +17,7 @@ pub async fn get(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let access = vault_access(&state, &caller, &name).await?;
-    access.require(VaultRole::Proxy)?;
-    let policy = policy(&state, &access.vault.id).await?;
+    let (access, policy) = vault_settings::policy(&state, &caller, &name).await?;
     Ok(axum::Json(
         json!({ "vault": access.vault.name, "unmatched_host_policy": policy.as_str() }),
     ))
@@ -49,46 +36,56 @@ pub async fn put(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<SettingsBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let access = vault_access(&state, &caller, &name).await?;
-    access.require(VaultRole::Admin)?;
-    let policy = UnmatchedPolicy::parse(&body.unmatched_host_policy).ok_or_else(|| {
-        ApiError::invalid(format!(
-            "unknown unmatched_host_policy \"{}\" (expected forward or deny)",
-            body.unmatched_host_policy
-        ))
-    })?;
-    let id = access.vault.id.clone();
-    state
-        .db(move |store, _| {
-            store
-                .write(|tx| vaults::set_setting(tx, &id, UnmatchedPolicy::SETTING, policy.as_str()))
-        })
-        .await?;
+    let (vault, policy) =
+        vault_settings::set_policy(&state, &caller, &name, &body.unmatched_host_policy).await?;
     Ok(axum::Json(
-        json!({ "vault": access.vault.name, "unmatched_host_policy": policy.as_str() }),
+        json!({ "vault": vault, "unmatched_host_policy": policy.as_str() }),
     ))
 }
 
 #[derive(Deserialize)]
 pub struct LogQuery {
     limit: Option<u32>,
+    /// ＋ Rows whose host contains this text.
+    host: Option<String>,
+    /// ＋ A code (`404`), a class (`5xx`) or `0` (no answer).
+    status: Option<String>,
+    /// ＋ Seconds since the epoch.
+    since: Option<i64>,
+    until: Option<i64>,
+    /// ＋ Paging: rows older than this id; the live tail: rows newer than this id.
+    before: Option<i64>,
+    after: Option<i64>,
 }
 
-/// `GET /v1/vaults/{name}/logs[?limit=]`: the newest proxied requests (members and admins).
+/// `GET /v1/vaults/{name}/logs[?limit=&host=&status=&since=&until=&before=&after=]`: the
+/// newest proxied requests (members and admins).
 pub async fn logs(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
     Query(query): Query<LogQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let access = vault_access(&state, &caller, &name).await?;
-    access.require(VaultRole::Member)?;
-    let limit = query.limit.unwrap_or(50).clamp(1, 1000);
-    let id = access.vault.id.clone();
-    let rows = state
-        .db(move |store, _| store.read(|conn| request_log::recent(conn, &id, limit)))
-        .await?;
+    let status = match &query.status {
+        Some(text) => vault_settings::parse_status(text)?,
+        None => None,
+    };
+    let page = vault_settings::logs(
+        &state,
+        &caller,
+        &name,
+        request_log::Query {
+            limit: query.limit.unwrap_or(50),
+            host: query.host.filter(|h| !h.trim().is_empty()),
+            status,
+            since: query.since,
+            until: query.until,
+            before_id: query.before,
+            after_id: query.after,
+        },
+    )
+    .await?;
     Ok(axum::Json(
-        json!({ "vault": access.vault.name, "requests": rows }),
+        json!({ "vault": page.vault, "requests": page.rows }),
     ))
 }

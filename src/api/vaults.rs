@@ -1,4 +1,5 @@
-//! Vaults: list, create, inspect, rename, delete, join.
+//! Vaults as JSON: list, create, inspect, rename, delete, join. The rules are in
+//! [`crate::ops::vaults`].
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -6,11 +7,9 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::access::{validate_vault_name, vault_access};
-use super::auth::{Caller, Principal};
+use super::auth::Caller;
 use super::{ApiError, ApiJson, AppState, rfc3339};
-use crate::store::VaultRole;
-use crate::store::vaults::{self, ActorType};
+use crate::ops::vaults;
 
 #[derive(Deserialize)]
 pub struct NameBody {
@@ -23,38 +22,10 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    let owner = caller.is_owner();
-    let principal = caller.principal.clone();
-    let rows = state
-        .db(move |store, _| {
-            store.read(|conn| {
-                let (actor, id) = match &principal {
-                    Principal::User(u) => (ActorType::User, u.id.clone()),
-                    Principal::Agent(agent) => (ActorType::Agent, agent.id.clone()),
-                    Principal::Scoped { vault_id, role } => {
-                        return Ok(vaults::by_id(conn, vault_id)?
-                            .map(|v| (v, Some(*role)))
-                            .into_iter()
-                            .collect::<Vec<_>>());
-                    }
-                };
-                let grants = vaults::grants_of(conn, actor, &id)?;
-                if !owner {
-                    return Ok(grants.into_iter().map(|(v, r)| (v, Some(r))).collect());
-                }
-                Ok(vaults::list(conn)?
-                    .into_iter()
-                    .map(|v| {
-                        let role = grants.iter().find(|(g, _)| g.id == v.id).map(|(_, r)| *r);
-                        (v, role)
-                    })
-                    .collect())
-            })
-        })
-        .await?;
+    let rows = vaults::list(&state, &caller).await?;
     let vaults: Vec<_> = rows
         .iter()
-        .map(|(v, role)| json!({ "name": v.name, "role": role, "created_at": rfc3339(v.created_at) }))
+        .map(|l| json!({ "name": l.vault.name, "role": l.role, "created_at": rfc3339(l.vault.created_at) }))
         .collect();
     Ok(axum::Json(json!({ "vaults": vaults })))
 }
@@ -65,17 +36,7 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<NameBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = caller.user()?.clone();
-    validate_vault_name(&body.name)?;
-    let vault = state
-        .db(move |store, _| {
-            store.write(|tx| {
-                let vault = vaults::insert(tx, &body.name)?;
-                vaults::grant(tx, &vault.id, ActorType::User, &user.id, VaultRole::Admin)?;
-                Ok(vault)
-            })
-        })
-        .await?;
+    let vault = vaults::create(&state, &caller, &body.name).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(
@@ -90,10 +51,7 @@ pub async fn get(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let access = vault_access(&state, &caller, &name).await?;
-    if access.role.is_none() && !access.owner {
-        access.require(VaultRole::Proxy)?;
-    }
+    let access = vaults::get(&state, &caller, &name).await?;
     Ok(axum::Json(json!({
         "name": access.vault.name,
         "role": access.role,
@@ -101,35 +59,27 @@ pub async fn get(
     })))
 }
 
-/// `POST /v1/vaults/{name}/rename`: vault admins and owners; never the default vault.
+/// `POST /v1/vaults/{name}/rename`.
 pub async fn rename(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<NameBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let access = vault_access(&state, &caller, &name).await?;
-    access.require_admin_or_owner()?;
-    access.refuse_default("renamed")?;
-    validate_vault_name(&body.name)?;
-    let (id, new_name) = (access.vault.id.clone(), body.name.clone());
-    state
-        .db(move |store, _| store.write(|tx| vaults::rename(tx, &id, &new_name)))
-        .await?;
+    vaults::rename(&state, &caller, &name, &body.name).await?;
     Ok(axum::Json(
         json!({ "old_name": name, "new_name": body.name }),
     ))
 }
 
-/// `DELETE /v1/vaults/{name}`: vault admins and owners; never the default vault.
+/// `DELETE /v1/vaults/{name}`.
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let access = vault_access(&state, &caller, &name).await?;
-    access.require_admin_or_owner()?;
-    delete_vault(&state, access).await
+    let vault = vaults::delete(&state, &caller, &name).await?;
+    Ok(axum::Json(json!({ "name": vault.name, "deleted": true })))
 }
 
 /// `DELETE /v1/admin/vaults/{name}`: owners only.
@@ -138,23 +88,8 @@ pub async fn owner_delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    super::admin::require_owner(&caller)?;
-    let access = vault_access(&state, &caller, &name).await?;
-    delete_vault(&state, access).await
-}
-
-async fn delete_vault(
-    state: &AppState,
-    access: super::access::VaultAccess,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    access.refuse_default("deleted")?;
-    let id = access.vault.id.clone();
-    state
-        .db(move |store, _| store.write(|tx| vaults::delete(tx, &id)))
-        .await?;
-    Ok(axum::Json(
-        json!({ "name": access.vault.name, "deleted": true }),
-    ))
+    let vault = vaults::owner_delete(&state, &caller, &name).await?;
+    Ok(axum::Json(json!({ "name": vault.name, "deleted": true })))
 }
 
 /// `POST /v1/vaults/{name}/join`: an owner takes the admin role on a vault (recovery).
@@ -163,20 +98,7 @@ pub async fn join(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    super::admin::require_owner(&caller)?;
-    let user = caller.user()?.clone();
-    let access = vault_access(&state, &caller, &name).await?;
-    if let Some(role) = access.role {
-        return Err(ApiError::conflict(format!(
-            "you are already a member of vault \"{name}\" (role {role})"
-        )));
-    }
-    let id = access.vault.id.clone();
-    state
-        .db(move |store, _| {
-            store.write(|tx| vaults::grant(tx, &id, ActorType::User, &user.id, VaultRole::Admin))
-        })
-        .await?;
+    vaults::join(&state, &caller, &name).await?;
     Ok(axum::Json(
         json!({ "vault": name, "role": "admin", "joined": true }),
     ))
@@ -187,26 +109,13 @@ pub async fn owner_list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    super::admin::require_owner(&caller)?;
-    let rows = state
-        .db(|store, _| {
-            store.read(|conn| {
-                vaults::list(conn)?
-                    .into_iter()
-                    .map(|v| {
-                        let members = vaults::user_members(conn, &v.id)?.len();
-                        Ok((v, members))
-                    })
-                    .collect::<crate::store::Result<Vec<_>>>()
-            })
-        })
-        .await?;
+    let rows = vaults::owner_list(&state, &caller).await?;
     let vaults: Vec<_> = rows
         .iter()
         .map(|(v, members)| {
             json!({
                 "name": v.name,
-                "is_default": v.name == crate::store::DEFAULT_VAULT,
+                "is_default": vaults::is_default(&v.name),
                 "user_members": members,
                 "created_at": rfc3339(v.created_at),
             })

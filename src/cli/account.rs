@@ -98,7 +98,8 @@ pub async fn run(command: AccountCommand, context: &Context) -> anyhow::Result<(
                 .await
                 .context("password not changed")?;
             let paths = context.paths()?;
-            let saved = session::load(&paths)?.context("the local login disappeared")?;
+            let saved = session::load_for(&paths, Some(client.base()))?
+                .context("the local login disappeared")?;
             session::save(
                 &paths,
                 &SavedSession {
@@ -124,7 +125,7 @@ pub async fn run(command: AccountCommand, context: &Context) -> anyhow::Result<(
                 }
             }
             let _: serde_json::Value = client.delete("/v1/auth/account").await?;
-            session::clear(&context.paths()?)?;
+            session::remove(&context.paths()?, client.base())?;
             output::success(format!("Account {} deleted.", me.email));
             Ok(())
         }

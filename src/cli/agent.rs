@@ -62,7 +62,7 @@ pub struct AgentInviteArgs {
     /// Vault pre-assignment in name:role format (repeatable). Role defaults to proxy
     #[arg(long, value_name = "NAME:ROLE")]
     vault: Vec<String>,
-    /// Invite link expiration time (Go duration format, e.g. 15m, 1h30m)
+    /// Invite link expiration time (Go duration format, e.g. 15m, 1h30m, 1.5h)
     #[arg(long, default_value = "15m")]
     invite_ttl: String,
     /// Output only the raw invite token (for programmatic use)
@@ -86,33 +86,6 @@ pub enum AgentInviteCommand {
         /// The last 8 or more characters of the invite token
         token_suffix: String,
     },
-}
-
-/// Parses a Go-style duration (`90s`, `15m`, `1h30m`, `2h`) into seconds.
-pub fn parse_duration(text: &str) -> anyhow::Result<i64> {
-    let bad = || anyhow::anyhow!("\"{text}\" is not a duration; write it like 15m, 1h30m or 90s");
-    let mut total = 0i64;
-    let mut number = String::new();
-    for c in text.trim().chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return Err(bad()),
-        };
-        let n: i64 = number.parse().map_err(|_| bad())?;
-        total += n * unit;
-        number.clear();
-    }
-    if !number.is_empty() || total == 0 {
-        return Err(bad());
-    }
-    Ok(total)
 }
 
 #[derive(Deserialize)]
@@ -148,32 +121,19 @@ fn vaults_line(vaults: &[VaultRole]) -> String {
         .join(", ")
 }
 
-/// The text a person pastes to their agent: how to redeem the invite over plain HTTP.
+/// The text a person pastes to their agent (the web UI shows the same text).
 fn onboarding_prompt(invite: &InviteReply, url: &str) -> String {
-    let what = if invite.rotation {
-        format!("a new token for the agent \"{}\"", invite.agent_name)
-    } else {
-        format!(
-            "access to Agent Vault as the agent \"{}\"",
-            invite.agent_name
-        )
-    };
-    format!(
-        "You are being given {what}. Agent Vault is a credential broker: you never see API keys; \
-you send HTTPS requests through its proxy and it adds the credentials.\n\
-\n\
-1. Redeem this single-use invite (it expires at {expires}) with one HTTP request:\n\
-   curl -sS -X POST {url}\n\
-   The JSON reply holds your agent token (`agent_token`, shown only once: keep it secret, \
-never print or log it) and your vaults ({vaults}).\n\
-2. Fetch the proxy's CA certificate from the `proxy.ca_url` of the reply and trust it.\n\
-3. Send HTTPS through the proxy: HTTPS_PROXY=http://<agent_token>:<vault>@<host>:<port> \
-(the exact form is `proxy.https_proxy` in the reply).\n\
-4. To see which services and credential names you can use: GET <address>/v1/discover?vault=<vault> \
-with `Authorization: Bearer <agent_token>`. To ask for a new service, file a proposal \
-(POST <address>/v1/proposals).\n",
-        expires = invite.expires_at,
-        vaults = vaults_line(&invite.vaults),
+    let vaults: Vec<(String, String)> = invite
+        .vaults
+        .iter()
+        .map(|v| (v.vault.clone(), v.role.clone()))
+        .collect();
+    crate::ops::invites::onboarding_prompt(
+        &invite.agent_name,
+        invite.rotation,
+        &invite.expires_at,
+        &vaults,
+        url,
     )
 }
 
@@ -303,7 +263,7 @@ pub async fn run(command: AgentCommand, context: &Context) -> anyhow::Result<()>
                     "name": args.name.unwrap_or_default(),
                     "role": args.role,
                     "vaults": vault_assignments(&args.vault, "proxy")?,
-                    "ttl_seconds": parse_duration(&args.invite_ttl)?,
+                    "ttl_seconds": crate::cli::duration::parse_seconds(&args.invite_ttl)?,
                 });
                 let invite: InviteReply = client.post("/v1/agents/invites", &body).await?;
                 print_invite(&invite, args.token_only);
@@ -377,19 +337,4 @@ pub async fn run(command: AgentCommand, context: &Context) -> anyhow::Result<()>
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("15m").unwrap(), 900);
-        assert_eq!(parse_duration("1h30m").unwrap(), 5400);
-        assert_eq!(parse_duration("90s").unwrap(), 90);
-        for bad in ["", "15", "m", "1x", "0s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 }

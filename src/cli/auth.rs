@@ -216,12 +216,9 @@ async fn login(
 
 async fn logout(context: &Context) -> anyhow::Result<()> {
     let paths = context.paths()?;
-    if session::load(&paths)?.is_none() {
-        bail!("you are not logged in");
-    }
     let client = context.logged_in_client()?;
     let ended: anyhow::Result<serde_json::Value> = client.post("/v1/auth/logout", &json!({})).await;
-    session::clear(&paths)?;
+    session::remove(&paths, client.base())?;
     match ended {
         Ok(_) => output::success("Logged out."),
         Err(e) => output::warn(format!(

@@ -12,6 +12,8 @@ mod auth;
 mod ca;
 mod catalog;
 mod client;
+mod duration;
+mod email;
 mod master_password;
 mod output;
 mod owner;
@@ -82,6 +84,13 @@ enum Command {
     Catalog(catalog::CatalogArgs),
     /// Print the version and build information
     Version,
+    /// Internal: the container sandbox's background maintainer, started by `vault run`
+    #[command(name = "__sandbox-maintain", hide = true)]
+    SandboxMaintain {
+        /// A finished run whose network and home volume to remove
+        #[arg(long, value_name = "RUN")]
+        release: Option<String>,
+    },
 }
 
 /// Settings shared by every command.
@@ -138,31 +147,20 @@ impl Context {
         Client::new(&self.public_address()?, None)
     }
 
-    /// A client carrying the saved login. The token goes only to the server that issued it.
+    /// A client carrying the saved login of the server `--address` names (or of the last
+    /// server logged in to). The token goes only to the server that issued it.
     pub fn logged_in_client(&self) -> anyhow::Result<Client> {
-        let paths = self.paths()?;
-        let saved = session::load(&paths)?.context(
-            "you are not logged in; run `agent-vault auth login` (or `agent-vault auth register` on a new server)",
-        )?;
-        if let Some(address) = &self.address
-            && normalize(address) != normalize(&saved.address)
-        {
-            anyhow::bail!(
-                "you are logged in to {}, not {address}; log in there with `agent-vault auth login --address {address}`",
-                saved.address
-            );
+        let saved = session::load_for(&self.paths()?, self.address.as_deref())?;
+        match (saved, &self.address) {
+            (Some(saved), _) => Client::new(&saved.address, Some(saved.token.clone())),
+            (None, Some(address)) => anyhow::bail!(
+                "you are not logged in to {address}; log in there first with `agent-vault auth login --address {address}`"
+            ),
+            (None, None) => anyhow::bail!(
+                "you are not logged in; run `agent-vault auth login` (or `agent-vault auth register` on a new server)"
+            ),
         }
-        Client::new(&saved.address, Some(saved.token.clone()))
     }
-}
-
-fn normalize(address: &str) -> &str {
-    address.trim().trim_end_matches('/')
-}
-
-/// The error for a command that is not built yet. Never a fake success.
-pub fn not_yet(command: &str) -> anyhow::Error {
-    anyhow::anyhow!("`agent-vault {command}` is not implemented yet in this version")
 }
 
 /// A child's exit status to return as ours (used by `vault run`).
@@ -212,6 +210,9 @@ fn run_async(command: Command, context: Context) -> anyhow::Result<()> {
             Command::Agent(command) => agent::run(command, &context).await,
             Command::Owner(command) => owner::run(command, &context).await,
             Command::Catalog(args) => catalog::run(args, &context).await,
+            Command::SandboxMaintain { release } => {
+                Ok(crate::sandbox::maintain::run(release).await?)
+            }
             Command::Server(_) | Command::MasterPassword(_) | Command::Version => Ok(()),
         }
     })
@@ -219,6 +220,8 @@ fn run_async(command: Command, context: Context) -> anyhow::Result<()> {
 
 fn print_version() {
     println!("agent-vault {}", crate::VERSION);
+    println!("  commit:  {}", env!("AGENT_VAULT_COMMIT"));
+    println!("  built:   {}", env!("AGENT_VAULT_BUILD_DATE"));
     println!(
         "  os/arch: {}/{}",
         std::env::consts::OS,

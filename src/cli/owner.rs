@@ -8,7 +8,7 @@ use serde_json::json;
 use super::account::{VaultGrant, grants_line};
 use super::client::segment;
 use super::user::print_users;
-use super::{Context, Refusal, not_yet, output, prompt};
+use super::{Context, Refusal, output, prompt};
 use crate::paths::Paths;
 use crate::server::pidfile;
 
@@ -39,8 +39,8 @@ pub enum OwnerCommand {
 pub enum OwnerUserCommand {
     /// List all users on the instance. Owner only
     List,
-    /// View user info and vault memberships (and, for a pending account when no email is
-    /// sent, its verification code). Without an email, shows your own info
+    /// View user info and vault memberships (and, for a pending account whose code did not go
+    /// out by email, its verification code). Without an email, shows your own info
     Info {
         /// The user's email
         email: Option<String>,
@@ -120,6 +120,8 @@ struct UserInfo {
     created_at: String,
     verification_code: Option<String>,
     verification_code_expires_at: Option<String>,
+    #[serde(default)]
+    verification_code_email: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -187,9 +189,6 @@ struct OwnerVaults {
 }
 
 pub async fn run(command: OwnerCommand, context: &Context) -> anyhow::Result<()> {
-    if let OwnerCommand::Email(OwnerEmailCommand::Test { .. }) = command {
-        return Err(not_yet("owner email test"));
-    }
     let client = context.logged_in_client()?;
     match command {
         OwnerCommand::User(OwnerUserCommand::Info { email }) => {
@@ -205,6 +204,9 @@ pub async fn run(command: OwnerCommand, context: &Context) -> anyhow::Result<()>
             if let Some(code) = info.verification_code {
                 let expires = info.verification_code_expires_at.unwrap_or_default();
                 println!("Verification code: {code} (expires {expires})");
+                if info.verification_code_email.as_deref() == Some("failed") {
+                    println!("  Emailing it failed (see `agent-vault owner config get`).");
+                }
                 println!(
                     "  Give it to {} to run `agent-vault auth verify --email {}`.",
                     info.email, info.email
@@ -258,7 +260,8 @@ pub async fn run(command: OwnerCommand, context: &Context) -> anyhow::Result<()>
             output::success(format!("Deleted vault \"{name}\"."));
         }
         OwnerCommand::Config(OwnerConfigCommand::Get) => {
-            print_settings(&client.get("/v1/admin/settings").await?)
+            print_settings(&client.get("/v1/admin/settings").await?);
+            super::email::print_status(&client).await?;
         }
         OwnerCommand::Config(OwnerConfigCommand::Set {
             invite_only,
@@ -304,7 +307,9 @@ pub async fn run(command: OwnerCommand, context: &Context) -> anyhow::Result<()>
             print_settings(&settings);
         }
         OwnerCommand::Reset { yes } => reset(context, &client, yes).await?,
-        OwnerCommand::Email(_) => {}
+        OwnerCommand::Email(OwnerEmailCommand::Test { to }) => {
+            super::email::test(&client, to).await?
+        }
     }
     Ok(())
 }

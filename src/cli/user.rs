@@ -120,6 +120,8 @@ struct InviteRow {
     expires_at: String,
     #[serde(default)]
     invite_link: Option<String>,
+    #[serde(default)]
+    email_sent: bool,
 }
 
 #[derive(Deserialize)]
@@ -212,9 +214,16 @@ pub async fn run(command: UserCommand, context: &Context) -> anyhow::Result<()> 
                 println!("  Expires: {}", invite.expires_at);
                 let link = invite.invite_link.unwrap_or_default();
                 println!("  Link:    {link}");
-                println!(
-                    "Send them the link; they accept it with `agent-vault auth accept-invite {link}`."
-                );
+                if invite.email_sent {
+                    println!(
+                        "  Email:   on its way to {} (if it does not arrive, send them the link yourself)",
+                        invite.email
+                    );
+                } else {
+                    println!(
+                        "Send them the link; they accept it with `agent-vault auth accept-invite {link}`."
+                    );
+                }
             }
         },
     }

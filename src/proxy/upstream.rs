@@ -67,7 +67,21 @@ impl Timeouts {
 
 /// Trusted roots: the system bundle plus `SSL_CERT_FILE` and every file in `SSL_CERT_DIR`.
 pub fn trusted_roots() -> (rustls::RootCertStore, Vec<String>) {
+    let (certs, mut warnings) = trusted_root_certs();
     let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        warnings.push("no trusted root certificates found; upstream HTTPS will fail".into());
+    }
+    (roots, warnings)
+}
+
+/// The certificates behind [`trusted_roots`], for other TLS clients (email) to trust the
+/// same set.
+pub fn trusted_root_certs() -> (Vec<CertificateDer<'static>>, Vec<String>) {
+    let mut certs = Vec::new();
     let mut warnings = Vec::new();
     let mut add_file = |path: &Path, required: bool| {
         let Ok(iter) = CertificateDer::pem_file_iter(path) else {
@@ -76,9 +90,7 @@ pub fn trusted_roots() -> (rustls::RootCertStore, Vec<String>) {
             }
             return;
         };
-        for cert in iter.flatten() {
-            let _ = roots.add(cert);
-        }
+        certs.extend(iter.flatten());
     };
     if let Some(bundle) = SYSTEM_BUNDLES.iter().map(Path::new).find(|p| p.is_file()) {
         add_file(bundle, false);
@@ -95,10 +107,7 @@ pub fn trusted_roots() -> (rustls::RootCertStore, Vec<String>) {
             }
         }
     }
-    if roots.is_empty() {
-        warnings.push("no trusted root certificates found; upstream HTTPS will fail".into());
-    }
-    (roots, warnings)
+    (certs, warnings)
 }
 
 /// Opens TCP connections through the network guard.

@@ -12,42 +12,53 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder};
 use futures_util::StreamExt;
 
-use super::janitor::labels;
-use super::relay::Relay;
+use super::relay::Ports;
 use super::{SandboxError, docker};
 
 const FIREWALL_READY: Duration = Duration::from_secs(60);
 
+/// What the helper is made of.
+pub struct Helper<'a> {
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    pub image: &'a str,
+    pub network: &'a str,
+    pub gateway: IpAddr,
+    pub ports: Ports,
+    /// The agent's home volume, handed to the agent's user.
+    pub home_volume: &'a str,
+    pub user: (u32, u32),
+}
+
 /// Starts the firewall helper and waits for its self-test. On failure returns the helper's
 /// id (for cleanup) with an error carrying its log.
-#[allow(clippy::too_many_arguments)]
 pub async fn start(
     docker: &Docker,
-    id: &str,
-    image: &str,
-    network: &str,
-    gateway: IpAddr,
-    relay: &Relay,
-    home_volume: &str,
-    (uid, gid): (u32, u32),
+    helper: Helper<'_>,
 ) -> Result<String, (Option<String>, SandboxError)> {
+    let Helper {
+        name,
+        labels,
+        image,
+        network,
+        gateway,
+        ports,
+        home_volume,
+        user: (uid, gid),
+    } = helper;
     let created = docker
         .create_container(
-            Some(
-                CreateContainerOptionsBuilder::default()
-                    .name(&format!("agent-vault-firewall-{id}"))
-                    .build(),
-            ),
+            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
             ContainerCreateBody {
                 image: Some(image.to_owned()),
                 cmd: Some(vec![
                     gateway.to_string(),
-                    relay.api_port.to_string(),
-                    relay.proxy_port.to_string(),
-                    relay.canary_port.to_string(),
+                    ports.api.to_string(),
+                    ports.proxy.to_string(),
+                    ports.canary.to_string(),
                 ]),
                 env: Some(vec![format!("AGENT_UID={uid}"), format!("AGENT_GID={gid}")]),
-                labels: Some(labels(id, "firewall")),
+                labels: Some(labels),
                 host_config: Some(HostConfig {
                     network_mode: Some(network.to_owned()),
                     cap_drop: Some(vec!["ALL".into()]),

@@ -42,7 +42,7 @@ pub fn wrap(image_entrypoint: &[String], command: &[String]) -> (Vec<String>, Ve
 }
 
 /// A run's private folder.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RunDir {
     path: PathBuf,
 }

@@ -120,10 +120,27 @@ pub fn prune_run_dirs() {
     }
 }
 
-/// Removes containers, networks and per-run volumes of runs that ended without cleaning up.
-pub async fn prune(docker: &Docker) {
-    prune_run_dirs();
+/// One labelled resource, as the janitor sees it.
+#[derive(Debug, Clone)]
+pub struct Labelled {
+    pub kind: Kind,
+    /// Container id, network or volume name.
+    pub handle: String,
+    pub name: String,
+    pub labels: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Container,
+    Network,
+    Volume,
+}
+
+/// Every labelled resource on the engine (three calls).
+async fn inventory(docker: &Docker) -> Vec<Labelled> {
     let filters = label_filter();
+    let mut all = Vec::new();
     let containers = docker
         .list_containers(Some(
             ListContainersOptionsBuilder::default()
@@ -133,17 +150,17 @@ pub async fn prune(docker: &Docker) {
         ))
         .await
         .unwrap_or_default();
-    let force = RemoveContainerOptionsBuilder::default()
-        .force(true)
-        .v(true)
-        .build();
-    for container in containers {
-        if abandoned(&container.labels.unwrap_or_default())
-            && let Some(id) = container.id
-        {
-            let _ = docker.remove_container(&id, Some(force.clone())).await;
-        }
-    }
+    all.extend(containers.into_iter().filter_map(|c| {
+        Some(Labelled {
+            kind: Kind::Container,
+            handle: c.id?,
+            name: c
+                .names
+                .and_then(|n| n.into_iter().next())
+                .unwrap_or_default(),
+            labels: c.labels.unwrap_or_default(),
+        })
+    }));
     let networks = docker
         .list_networks(Some(
             ListNetworksOptionsBuilder::default()
@@ -152,13 +169,15 @@ pub async fn prune(docker: &Docker) {
         ))
         .await
         .unwrap_or_default();
-    for network in networks {
-        if abandoned(&network.labels.unwrap_or_default())
-            && let Some(name) = network.name
-        {
-            let _ = docker.remove_network(&name).await;
-        }
-    }
+    all.extend(networks.into_iter().filter_map(|n| {
+        let name = n.name?;
+        Some(Labelled {
+            kind: Kind::Network,
+            handle: name.clone(),
+            name,
+            labels: n.labels.unwrap_or_default(),
+        })
+    }));
     let volumes = docker
         .list_volumes(Some(
             ListVolumesOptionsBuilder::default()
@@ -169,21 +188,154 @@ pub async fn prune(docker: &Docker) {
         .ok()
         .and_then(|list| list.volumes)
         .unwrap_or_default();
-    for volume in volumes {
-        if volume.name != SHARED_HOME_VOLUME && abandoned(&volume.labels) {
-            let _ = docker
-                .remove_volume(
-                    &volume.name,
-                    None::<bollard::query_parameters::RemoveVolumeOptions>,
-                )
-                .await;
+    all.extend(
+        volumes
+            .into_iter()
+            .filter(|v| v.name != SHARED_HOME_VOLUME)
+            .map(|v| Labelled {
+                kind: Kind::Volume,
+                handle: v.name.clone(),
+                name: v.name,
+                labels: v.labels,
+            }),
+    );
+    all
+}
+
+/// What the janitor does with the resources of one run id.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    /// Remove all but what `--keep` kept.
+    Remove,
+}
+
+/// Decides a slot's fate from its resources. `idle` is how long a ready slot may wait.
+fn judge_slot(group: &[&Labelled], current_firewall: Option<&str>, idle: Duration) -> Verdict {
+    let agent = group.iter().find(|r| {
+        r.kind == Kind::Container && r.labels.get(ROLE_LABEL).map(String::as_str) == Some("agent")
+    });
+    if let Some(agent) = agent {
+        // Claimed: the run that claimed it owns it.
+        return match owner_alive(&agent.labels) {
+            true => Verdict::Keep,
+            false => Verdict::Remove,
+        };
+    }
+    // Unclaimed and its maker still at work (making it, or the run making its own slot).
+    if group.iter().any(|r| owner_alive(&r.labels)) {
+        return Verdict::Keep;
+    }
+    let helper = group.iter().find(|r| {
+        r.kind == Kind::Container
+            && r.labels.get(ROLE_LABEL).map(String::as_str) == Some("firewall")
+    });
+    match helper {
+        Some(helper) if super::slots::ready_id(&helper.name).is_some() => {
+            let created: i64 = helper
+                .labels
+                .get(CREATED_LABEL)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let fresh = crate::store::now() - created < idle.as_secs() as i64;
+            match fresh && super::slots::is_current(&helper.labels, current_firewall) {
+                true => Verdict::Keep,
+                false => Verdict::Remove,
+            }
         }
+        // Used and its run is over, or half made by a maker that died.
+        _ => Verdict::Remove,
     }
 }
 
-/// Everything a run created, removed in reverse order when the run ends.
+fn owner_alive(labels: &HashMap<String, String>) -> bool {
+    match (labels.get(PID_LABEL), labels.get(PID_START_LABEL)) {
+        (Some(pid), Some(start)) => is_alive(pid, start),
+        _ => false,
+    }
+}
+
+/// Removes resources of runs that are over: slots by the slot rules, resources of older
+/// versions by [`abandoned`], and the folders of dead runs. A ready slot waits `idle` at
+/// most, and only while it runs `current_firewall` (when known).
+pub async fn prune(docker: &Docker, current_firewall: Option<&str>, idle: Duration) {
+    prune_run_dirs();
+    let all = inventory(docker).await;
+    let mut groups: HashMap<&str, Vec<&Labelled>> = HashMap::new();
+    for resource in &all {
+        if let Some(run) = resource.labels.get(RUN_LABEL) {
+            groups.entry(run.as_str()).or_default().push(resource);
+        }
+    }
+    let mut doomed: Vec<&Labelled> = Vec::new();
+    for group in groups.values() {
+        let is_slot = group
+            .iter()
+            .any(|r| r.labels.contains_key(super::slots::SLOT_LABEL));
+        if is_slot {
+            if judge_slot(group, current_firewall, idle) == Verdict::Remove {
+                doomed.extend(group.iter().copied());
+            }
+        } else {
+            doomed.extend(group.iter().copied().filter(|r| abandoned(&r.labels)));
+        }
+    }
+    remove_all(docker, doomed).await;
+}
+
+/// Removes every resource of run `id` but what `--keep` kept (an explicit release).
+pub async fn release(docker: &Docker, id: &str) {
+    let all = inventory(docker).await;
+    let group = all
+        .iter()
+        .filter(|r| r.labels.get(RUN_LABEL).map(String::as_str) == Some(id))
+        .collect();
+    remove_all(docker, group).await;
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("{RUN_DIR_PREFIX}{id}")));
+}
+
+/// Containers first (together), then networks and volumes (together); kept ones stay.
+async fn remove_all(docker: &Docker, resources: Vec<&Labelled>) {
+    let resources: Vec<&Labelled> = resources
+        .into_iter()
+        .filter(|r| !r.labels.contains_key(KEEP_LABEL))
+        .collect();
+    let force = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    let containers = resources
+        .iter()
+        .filter(|r| r.kind == Kind::Container)
+        .map(|r| {
+            let force = force.clone();
+            async move {
+                let _ = docker.remove_container(&r.handle, Some(force)).await;
+            }
+        });
+    futures_util::future::join_all(containers).await;
+    let rest = resources.iter().map(|r| async move {
+        match r.kind {
+            Kind::Container => {}
+            Kind::Network => {
+                let _ = docker.remove_network(&r.handle).await;
+            }
+            Kind::Volume => {
+                let options = None::<bollard::query_parameters::RemoveVolumeOptions>;
+                let _ = docker.remove_volume(&r.handle, options).await;
+            }
+        }
+    });
+    futures_util::future::join_all(rest).await;
+}
+
+/// Everything a run created. Its containers are removed when the run ends (the agent's
+/// unless kept); its network and volume follow in the background (see `maintain`), so the
+/// run does not wait for them.
 #[derive(Default)]
 pub struct Resources {
+    /// The run id the resources are labelled with.
+    pub id: Option<String>,
     pub agent: Option<String>,
     pub helper: Option<String>,
     pub network: Option<String>,
@@ -194,8 +346,6 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// Removes the run's resources: containers first (together), then the network and the
-    /// volume they used (together); each step in parallel saves a round of engine latency.
     pub async fn remove(self, docker: &Docker) {
         let force = || Some(RemoveContainerOptionsBuilder::default().force(true).build());
         let agent = self.agent.as_deref().filter(|_| !self.keep_agent);
@@ -211,22 +361,28 @@ impl Resources {
                 }
             },
         );
-        let volume = self.volume.as_deref().filter(|_| !self.keep_agent);
-        tokio::join!(
-            async {
-                if let Some(network) = &self.network {
-                    let _ = docker.remove_network(network).await;
-                }
-            },
-            async {
-                if let Some(volume) = volume {
-                    let options = None::<bollard::query_parameters::RemoveVolumeOptions>;
-                    let _ = docker.remove_volume(volume, options).await;
-                }
-            },
-        );
         if let Some(dir) = &self.run_dir {
             dir.remove();
+        }
+        let leftover = self.network.is_some() || (self.volume.is_some() && !self.keep_agent);
+        match (&self.id, leftover) {
+            (Some(id), true) if super::maintain::spawn(Some(id)) => {}
+            _ => {
+                let volume = self.volume.as_deref().filter(|_| !self.keep_agent);
+                tokio::join!(
+                    async {
+                        if let Some(network) = &self.network {
+                            let _ = docker.remove_network(network).await;
+                        }
+                    },
+                    async {
+                        if let Some(volume) = volume {
+                            let options = None::<bollard::query_parameters::RemoveVolumeOptions>;
+                            let _ = docker.remove_volume(volume, options).await;
+                        }
+                    },
+                );
+            }
         }
     }
 }
@@ -258,6 +414,78 @@ mod tests {
         assert!(!abandoned(&labels), "just made: within the grace period");
         labels.insert(CREATED_LABEL.into(), "0".into());
         assert!(abandoned(&labels), "old and its process is gone");
+    }
+
+    fn resource(kind: Kind, name: &str, role: &str, alive: bool) -> Labelled {
+        let mut labels = labels("slot1", role);
+        labels.insert(crate::sandbox::slots::SLOT_LABEL.into(), "1".into());
+        if !alive {
+            labels.insert(PID_START_LABEL.into(), "1".into());
+        }
+        Labelled {
+            kind,
+            handle: name.into(),
+            name: name.into(),
+            labels,
+        }
+    }
+
+    #[test]
+    fn slots_are_judged_by_their_claimer_or_their_readiness() {
+        let idle = Duration::from_secs(900);
+        let network = resource(Kind::Network, "agent-vault-slot1", "network", false);
+        let ready = resource(
+            Kind::Container,
+            "/agent-vault-slot-slot1",
+            "firewall",
+            false,
+        );
+        let used = resource(
+            Kind::Container,
+            "/agent-vault-firewall-slot1",
+            "firewall",
+            false,
+        );
+        let live_agent = resource(Kind::Container, "/agent-vault-agent-slot1", "agent", true);
+        let dead_agent = resource(Kind::Container, "/agent-vault-agent-slot1", "agent", false);
+        let judge = |group: &[&Labelled]| judge_slot(group, None, idle);
+        assert_eq!(judge(&[&network, &ready]), Verdict::Keep, "ready and fresh");
+        assert_eq!(
+            judge_slot(
+                &[&network, &ready],
+                Some("agent-vault/firewall:other"),
+                idle
+            ),
+            Verdict::Remove,
+            "made for another firewall image"
+        );
+        assert_eq!(
+            judge_slot(&[&network, &ready], None, Duration::ZERO),
+            Verdict::Remove,
+            "idle too long"
+        );
+        assert_eq!(
+            judge(&[&network, &ready, &live_agent]),
+            Verdict::Keep,
+            "claimed by a live run"
+        );
+        assert_eq!(
+            judge(&[&network, &used, &dead_agent]),
+            Verdict::Remove,
+            "its run died"
+        );
+        assert_eq!(
+            judge(&[&network, &used]),
+            Verdict::Remove,
+            "its run is over"
+        );
+        assert_eq!(
+            judge(&[&network]),
+            Verdict::Remove,
+            "half made by a dead maker"
+        );
+        let making = resource(Kind::Network, "agent-vault-slot1", "network", true);
+        assert_eq!(judge(&[&making]), Verdict::Keep, "its maker is at work");
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //! peers of that network. `~/.agent-vault`, system directories and runtime sockets are never
 //! mounted, and the agent's command starts only after the host has verified that the
 //! container got exactly the directories that were checked (the start gate). Every
-//! resource carries the run's labels, is removed when the run ends, and is pruned by the
-//! next run once the process that made it is gone.
+//! resource carries the run's labels, is removed when the run ends, and is pruned once the
+//! process that made it is gone. The network and its firewall helper (a "slot") are made
+//! ahead of time where possible, by a background maintainer, so a run starts about as fast
+//! as a plain `docker run`; a slot serves exactly one run.
 
 mod attach;
 pub mod claude;
@@ -21,20 +23,22 @@ mod gate;
 mod images;
 mod janitor;
 pub mod limits;
+pub mod maintain;
 pub mod mounts;
 mod relay;
+mod slots;
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, KillContainerOptionsBuilder};
 
 pub use images::{BASE_IMAGE_ENV, CLAUDE_CODE_VERSION_ENV};
-use janitor::{KEEP_LABEL, Resources, SHARED_HOME_VOLUME, labels};
+use janitor::{KEEP_LABEL, Resources, labels};
+use relay::{Ports, Relay};
+use slots::{Home, Recipe, Slot};
 
 /// Where the CA and the agent's state appear inside the container.
 pub const CONTAINER_CA: &str = "/etc/agent-vault/ca.pem";
@@ -121,7 +125,6 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
     }
 
     let docker = docker::connect().await?;
-    janitor::prune(&docker).await;
     let args = images::build_args();
     let (agent_image, image_entrypoint) = match spec.image {
         Some(image) => (image.to_owned(), images::entrypoint(&docker, image).await?),
@@ -141,13 +144,14 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
     };
     let plan = Plan {
         spec: &spec,
-        id: run_id(),
         workspace: &workspace,
         user_mounts: &user_mounts,
         agent_image: &agent_image,
         image_entrypoint: &image_entrypoint,
         firewall_image: firewall_image.as_deref(),
         limits: &limits,
+        user: agent_user(),
+        tty: std::io::stdin().is_terminal(),
     };
     let result = tokio::select! {
         result = plan.execute(&docker, &mut resources) => result,
@@ -189,54 +193,18 @@ async fn interrupted() {
     }
 }
 
-/// One run, decided: what to create. Everything created is recorded in [`Resources`] at
+/// One run, decided: what to start. Everything started is recorded in [`Resources`] at
 /// once, so it is removed on every exit path.
 struct Plan<'a> {
     spec: &'a ContainerRun<'a>,
-    id: String,
     workspace: &'a mounts::Source,
     user_mounts: &'a [mounts::Mount],
     agent_image: &'a str,
     image_entrypoint: &'a [String],
     firewall_image: Option<&'a str>,
     limits: &'a limits::Limits,
-}
-
-/// The run network's gateway (where the relay listens) and subnet (who may use it).
-async fn create_network(
-    docker: &Docker,
-    name: &str,
-    id: &str,
-    internal: bool,
-) -> Result<(IpAddr, ipnet::IpNet), SandboxError> {
-    docker
-        .create_network(NetworkCreateRequest {
-            name: name.to_owned(),
-            driver: Some("bridge".into()),
-            internal: Some(internal),
-            labels: Some(labels(id, "network")),
-            ..Default::default()
-        })
-        .await
-        .map_err(docker::failed("create the run's network"))?;
-    let inspected = docker
-        .inspect_network(name, None)
-        .await
-        .map_err(docker::failed("inspect the run's network"))?;
-    let config = inspected
-        .ipam
-        .and_then(|ipam| ipam.config)
-        .and_then(|configs| {
-            configs.into_iter().find_map(|c| {
-                let gateway: IpAddr = c.gateway?.parse().ok()?;
-                let subnet: ipnet::IpNet = c.subnet?.parse().ok()?;
-                gateway.is_ipv4().then_some((gateway, subnet))
-            })
-        });
-    config.ok_or_else(|| SandboxError::Docker {
-        action: "find the run network's gateway".into(),
-        message: "the network has no IPv4 gateway and subnet".into(),
-    })
+    user: (u32, u32),
+    tty: bool,
 }
 
 impl Plan<'_> {
@@ -245,71 +213,157 @@ impl Plan<'_> {
         docker: &Docker,
         resources: &mut Resources,
     ) -> Result<u8, SandboxError> {
-        let (spec, id) = (self.spec, self.id.as_str());
-        // The network: internal (no route out) when the firewall runs.
-        let network = format!("agent-vault-{id}");
-        resources.network = Some(network.clone());
-        let (gateway, subnet) =
-            create_network(docker, &network, id, self.firewall_image.is_some()).await?;
-
-        let broker_host = env::url_host(spec.api_url);
-        let api_port = spec
-            .api_url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim_end_matches('/').parse().ok())
-            .unwrap_or(14321);
-        let relay = relay::Relay::start(
-            gateway,
-            subnet,
-            broker_host.trim_matches(['[', ']']),
-            api_port,
-            spec.proxy_port,
-        )
-        .await
-        .map_err(|e| {
-            SandboxError::Io(format!("listen on the run network's gateway {gateway}"), e)
-        })?;
-
-        let (uid, gid) = agent_user();
-        let run_dir = gate::RunDir::create(id, spec.ca_pem, (uid, gid))
-            .map_err(|e| SandboxError::Io("create the run's folder".into(), e))?;
-        let (ca_file, gate_file) = (run_dir.ca(), run_dir.gate());
-        resources.run_dir = Some(run_dir);
-
-        let home_volume = self.home_volume(docker, resources).await?;
-        let network_mode = match self.firewall_image {
-            Some(image) => {
-                let helper = firewall::start(
-                    docker,
-                    id,
-                    image,
-                    &network,
-                    gateway,
-                    &relay,
-                    &home_volume,
-                    (uid, gid),
-                )
-                .await;
-                let helper = match helper {
-                    Ok(helper) => helper,
-                    Err((helper, err)) => {
-                        resources.helper = helper;
-                        return Err(err);
-                    }
-                };
-                resources.helper = Some(helper.clone());
-                format!("container:{helper}")
+        let (slot, relay, run_dir, agent, taken) =
+            match self.take_ready_slot(docker, resources).await? {
+                Some((slot, relay, run_dir, agent)) => (slot, relay, run_dir, agent, true),
+                None => {
+                    let (slot, relay, run_dir, agent) = self.make_slot(docker, resources).await?;
+                    (slot, relay, run_dir, agent, false)
+                }
+            };
+        // A taken slot is marked used while the container starts; its command waits at the
+        // gate until both that and the mount check are done.
+        let (started, used) = tokio::join!(attach::start(docker, &agent, self.tty), async {
+            match taken {
+                true => slots::mark_used(docker, &slot).await,
+                false => Ok(()),
             }
-            None => {
-                eprintln!(
-                    "agent-vault: WARNING: --no-firewall: the agent's egress is NOT restricted; only well-behaved clients use the broker. Debugging only."
-                );
-                network.clone()
-            }
+        });
+        let started = started?;
+        if let Err(err) = async { used.and(self.verify_mounts(docker, &agent).await) }.await {
+            // It waits at the gate: kill it before anything else, and keep nothing.
+            let kill = KillContainerOptionsBuilder::default()
+                .signal("KILL")
+                .build();
+            let _ = docker.kill_container(&agent, Some(kill)).await;
+            resources.keep_agent = false;
+            return Err(err);
+        }
+        let _gate = gate::open(&run_dir.gate())
+            .map_err(|e| SandboxError::Io("open the start gate".into(), e))?;
+        // Off this run's path: prune what dead runs left, make the next run's slot.
+        maintain::spawn(None);
+        let code = attach::wait(started, docker, &agent).await?;
+        drop(relay);
+        Ok(u8::try_from(code).unwrap_or(if code < 0 { 1 } else { 255 }))
+    }
+
+    fn relay_target(&self, subnet: ipnet::IpNet) -> relay::Target {
+        let api_url = self.spec.api_url;
+        relay::Target {
+            allowed: subnet,
+            broker_host: env::url_host(api_url).trim_matches(['[', ']']).to_owned(),
+            api_port: api_url
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.trim_end_matches('/').parse().ok())
+                .unwrap_or(14321),
+            proxy_port: self.spec.proxy_port,
+        }
+    }
+
+    /// Claims a slot made ahead of time, if one is ready: the agent container is created
+    /// under the slot's name, which only one run can do.
+    async fn take_ready_slot(
+        &self,
+        docker: &Docker,
+        resources: &mut Resources,
+    ) -> Result<Option<(Slot, Relay, gate::RunDir, String)>, SandboxError> {
+        let Some(firewall) = self.firewall_image else {
+            return Ok(None);
         };
+        if self.spec.keep || self.spec.home_volume_shared || maintain::warm() == 0 {
+            return Ok(None);
+        }
+        for slot in slots::ready(docker, firewall, self.user).await {
+            let ports = Ports {
+                canary: 0,
+                ..slot.ports
+            };
+            let target = Some(self.relay_target(slot.subnet));
+            let Ok(relay) = Relay::start(slot.gateway, ports, target).await else {
+                // Its ports are busy: another run is taking it.
+                continue;
+            };
+            // Creating the folder fails if another run of this machine took the slot.
+            let Ok(run_dir) = gate::RunDir::create(&slot.id, self.spec.ca_pem, self.user) else {
+                continue;
+            };
+            match self.create_agent(docker, &slot, &relay, &run_dir).await {
+                Ok(agent) => {
+                    resources.id = Some(slot.id.clone());
+                    resources.network = Some(slot.network.clone());
+                    resources.helper = Some(slot.helper.clone());
+                    resources.volume = Some(slot.home_volume.clone());
+                    resources.run_dir = Some(run_dir.clone());
+                    resources.agent = Some(agent.clone());
+                    return Ok(Some((slot, relay, run_dir, agent)));
+                }
+                Err(e) if slots::is_name_conflict(&e) => run_dir.remove(),
+                Err(e) => {
+                    run_dir.remove();
+                    return Err(self.agent_failed(e));
+                }
+            }
+        }
+        Ok(None)
+    }
 
-        let address = format!("http://{gateway}:{}", relay.api_port);
+    /// Makes this run's own slot (no ready one, or one that cannot be pooled).
+    async fn make_slot(
+        &self,
+        docker: &Docker,
+        resources: &mut Resources,
+    ) -> Result<(Slot, Relay, gate::RunDir, String), SandboxError> {
+        let id = run_id();
+        resources.id = Some(id.clone());
+        if self.firewall_image.is_none() {
+            eprintln!(
+                "agent-vault: WARNING: --no-firewall: the agent's egress is NOT restricted; only well-behaved clients use the broker. Debugging only."
+            );
+        }
+        let recipe = Recipe {
+            id: &id,
+            firewall_image: self.firewall_image,
+            user: self.user,
+            home: match self.spec.home_volume_shared {
+                true => Home::Shared,
+                false => Home::PerRun {
+                    keep: self.spec.keep,
+                },
+            },
+            ahead: false,
+        };
+        let target = |subnet| Some(self.relay_target(subnet));
+        let (slot, relay) = slots::make(docker, recipe, target, resources).await?;
+        let run_dir = gate::RunDir::create(&id, self.spec.ca_pem, self.user)
+            .map_err(|e| SandboxError::Io("create the run's folder".into(), e))?;
+        resources.run_dir = Some(run_dir.clone());
+        let agent = self
+            .create_agent(docker, &slot, &relay, &run_dir)
+            .await
+            .map_err(|e| self.agent_failed(e))?;
+        resources.agent = Some(agent.clone());
+        Ok((slot, relay, run_dir, agent))
+    }
+
+    fn agent_failed(&self, e: bollard::errors::Error) -> SandboxError {
+        docker::failed(format!(
+            "create the agent container from {}",
+            self.agent_image
+        ))(e)
+    }
+
+    /// Creates (does not start) the agent's container in `slot`.
+    async fn create_agent(
+        &self,
+        docker: &Docker,
+        slot: &Slot,
+        relay: &Relay,
+        run_dir: &gate::RunDir,
+    ) -> Result<String, bollard::errors::Error> {
+        let spec = self.spec;
+        let address = format!("http://{}:{}", slot.gateway, relay.api_port);
         let mut environment: Vec<String> = env::child_env(
             &address,
             spec.token,
@@ -317,17 +371,14 @@ impl Plan<'_> {
             Some((relay.proxy_port, Path::new(CONTAINER_CA))),
         )
         .into_iter()
+        .chain(claude::environment(
+            spec.claude,
+            &format!("{CONTAINER_HOME}/.claude"),
+        ))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
         environment.push(format!("HOME={CONTAINER_HOME}"));
-        let claude_config = format!("{CONTAINER_HOME}/.claude");
-        environment.extend(
-            claude::environment(spec.claude, &claude_config)
-                .into_iter()
-                .map(|(k, v)| format!("{k}={v}")),
-        );
-        let tty = std::io::stdin().is_terminal();
-        if tty {
+        if self.tty {
             environment.push(format!(
                 "TERM={}",
                 std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into())
@@ -335,21 +386,27 @@ impl Plan<'_> {
         }
         let mut binds = vec![
             format!("{}:{WORKSPACE}", self.workspace.real.display()),
-            format!("{}:{CONTAINER_CA}:ro", ca_file.display()),
-            format!("{}:{}", gate_file.display(), gate::GATE_IN_CONTAINER),
-            format!("{home_volume}:{CONTAINER_HOME}/.claude"),
+            format!("{}:{CONTAINER_CA}:ro", run_dir.ca().display()),
+            format!("{}:{}", run_dir.gate().display(), gate::GATE_IN_CONTAINER),
+            format!("{}:{CONTAINER_HOME}/.claude", slot.home_volume),
         ];
         binds.extend(self.user_mounts.iter().map(mounts::Mount::bind));
-        let mut agent_labels = labels(id, "agent");
+        let mut agent_labels = labels(&slot.id, "agent");
+        agent_labels.insert(slots::SLOT_LABEL.into(), "1".into());
         if spec.keep {
             agent_labels.insert(KEEP_LABEL.into(), "1".into());
         }
+        let network_mode = match self.firewall_image {
+            Some(_) => format!("container:{}", slot.helper),
+            None => slot.network.clone(),
+        };
         let (entrypoint, cmd) = gate::wrap(self.image_entrypoint, spec.command);
+        let (uid, gid) = self.user;
         let created = docker
             .create_container(
                 Some(
                     CreateContainerOptionsBuilder::default()
-                        .name(&format!("agent-vault-agent-{id}"))
+                        .name(&slots::agent_name(&slot.id))
                         .build(),
                 ),
                 ContainerCreateBody {
@@ -359,7 +416,7 @@ impl Plan<'_> {
                     env: Some(environment),
                     user: Some(format!("{uid}:{gid}")),
                     working_dir: Some(WORKSPACE.into()),
-                    tty: Some(tty),
+                    tty: Some(self.tty),
                     open_stdin: Some(true),
                     stdin_once: Some(true),
                     attach_stdin: Some(true),
@@ -381,74 +438,14 @@ impl Plan<'_> {
                         tmpfs: self
                             .limits
                             .read_only_root
-                            .then(|| limits::tmpfs(CONTAINER_HOME, (uid, gid))),
+                            .then(|| limits::tmpfs(CONTAINER_HOME, self.user)),
                         ..Default::default()
                     }),
                     ..Default::default()
                 },
             )
-            .await
-            .map_err(docker::failed(format!(
-                "create the agent container from {}",
-                self.agent_image
-            )))?;
-        let agent = created.id;
-        resources.agent = Some(agent.clone());
-
-        let started = attach::start(docker, &agent, tty).await?;
-        if let Err(err) = self.verify_mounts(docker, &agent).await {
-            // It waits at the gate: kill it before anything else, and keep nothing.
-            let kill = KillContainerOptionsBuilder::default()
-                .signal("KILL")
-                .build();
-            let _ = docker.kill_container(&agent, Some(kill)).await;
-            resources.keep_agent = false;
-            return Err(err);
-        }
-        let _gate = gate::open(&gate_file)
-            .map_err(|e| SandboxError::Io("open the start gate".into(), e))?;
-        let code = attach::wait(started, docker, &agent).await?;
-        drop(relay);
-        Ok(u8::try_from(code).unwrap_or(if code < 0 { 1 } else { 255 }))
-    }
-
-    /// The per-run home volume, or the shared one with `--home-volume-shared`.
-    async fn home_volume(
-        &self,
-        docker: &Docker,
-        resources: &mut Resources,
-    ) -> Result<String, SandboxError> {
-        let id = self.id.as_str();
-        if self.spec.home_volume_shared {
-            let mut shared_labels =
-                HashMap::from([("dev.agent-vault.shared".to_owned(), "1".to_owned())]);
-            shared_labels.extend(labels(id, "home"));
-            shared_labels.remove(janitor::RUN_LABEL);
-            docker
-                .create_volume(VolumeCreateRequest {
-                    name: Some(SHARED_HOME_VOLUME.into()),
-                    labels: Some(shared_labels),
-                    ..Default::default()
-                })
-                .await
-                .map_err(docker::failed("create the shared home volume"))?;
-            return Ok(SHARED_HOME_VOLUME.to_owned());
-        }
-        let name = format!("agent-vault-home-{id}");
-        let mut volume_labels = labels(id, "home");
-        if self.spec.keep {
-            volume_labels.insert(KEEP_LABEL.into(), "1".into());
-        }
-        resources.volume = Some(name.clone());
-        docker
-            .create_volume(VolumeCreateRequest {
-                name: Some(name.clone()),
-                labels: Some(volume_labels),
-                ..Default::default()
-            })
-            .await
-            .map_err(docker::failed("create the run's home volume"))?;
-        Ok(name)
+            .await?;
+        Ok(created.id)
     }
 
     /// What the started container has at each host-path target must be the object checked.

@@ -24,6 +24,24 @@ pub struct Relay {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Where a relay sends what it accepts.
+#[derive(Clone)]
+pub struct Target {
+    /// Only peers in this network (the run's) are served.
+    pub allowed: IpNet,
+    pub broker_host: String,
+    pub api_port: u16,
+    pub proxy_port: u16,
+}
+
+/// The relay's three ports; 0 picks a free one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ports {
+    pub api: u16,
+    pub proxy: u16,
+    pub canary: u16,
+}
+
 async fn forward_loop(listener: TcpListener, allowed: IpNet, target: (String, u16)) {
     loop {
         let Ok((mut inbound, peer)) = listener.accept().await else {
@@ -45,45 +63,63 @@ async fn forward_loop(listener: TcpListener, allowed: IpNet, target: (String, u1
     }
 }
 
-async fn canary_loop(listener: TcpListener) {
-    // Accepting proves reachability; the connection is dropped at once.
+/// Accepting proves reachability; the connection is dropped at once.
+async fn accept_and_drop(listener: TcpListener) {
     while let Ok((stream, _)) = listener.accept().await {
         drop(stream);
     }
 }
 
 impl Relay {
-    /// Listens on `gateway` (ephemeral ports) and forwards connections from `allowed` (the
-    /// run's subnet) to the broker at `broker_host`.
+    /// Listens on `gateway` at `ports` and forwards to `target`; without a target it only
+    /// accepts (what a firewall self-test needs when a slot is made ahead of its run).
     pub async fn start(
         gateway: IpAddr,
-        allowed: IpNet,
-        broker_host: &str,
-        api_port: u16,
-        proxy_port: u16,
+        ports: Ports,
+        target: Option<Target>,
     ) -> std::io::Result<Self> {
-        let api = TcpListener::bind((gateway, 0)).await?;
-        let proxy = TcpListener::bind((gateway, 0)).await?;
-        let canary = TcpListener::bind((gateway, 0)).await?;
-        let relay = Self {
-            api_port: api.local_addr()?.port(),
-            proxy_port: proxy.local_addr()?.port(),
-            canary_port: canary.local_addr()?.port(),
-            tasks: vec![
-                tokio::spawn(forward_loop(
+        let api = TcpListener::bind((gateway, ports.api)).await?;
+        let proxy = TcpListener::bind((gateway, ports.proxy)).await?;
+        let canary = TcpListener::bind((gateway, ports.canary)).await?;
+        let (api_port, proxy_port, canary_port) = (
+            api.local_addr()?.port(),
+            proxy.local_addr()?.port(),
+            canary.local_addr()?.port(),
+        );
+        let mut tasks = vec![tokio::spawn(accept_and_drop(canary))];
+        match target {
+            Some(t) => {
+                let host = t.broker_host;
+                tasks.push(tokio::spawn(forward_loop(
                     api,
-                    allowed,
-                    (broker_host.to_owned(), api_port),
-                )),
-                tokio::spawn(forward_loop(
+                    t.allowed,
+                    (host.clone(), t.api_port),
+                )));
+                tasks.push(tokio::spawn(forward_loop(
                     proxy,
-                    allowed,
-                    (broker_host.to_owned(), proxy_port),
-                )),
-                tokio::spawn(canary_loop(canary)),
-            ],
-        };
-        Ok(relay)
+                    t.allowed,
+                    (host, t.proxy_port),
+                )));
+            }
+            None => {
+                tasks.push(tokio::spawn(accept_and_drop(api)));
+                tasks.push(tokio::spawn(accept_and_drop(proxy)));
+            }
+        }
+        Ok(Self {
+            api_port,
+            proxy_port,
+            canary_port,
+            tasks,
+        })
+    }
+
+    pub fn ports(&self) -> Ports {
+        Ports {
+            api: self.api_port,
+            proxy: self.proxy_port,
+            canary: self.canary_port,
+        }
     }
 }
 
@@ -101,6 +137,15 @@ mod tests {
 
     use super::*;
 
+    fn target(allowed: &str, port: u16) -> Target {
+        Target {
+            allowed: allowed.parse().unwrap(),
+            broker_host: "127.0.0.1".into(),
+            api_port: port,
+            proxy_port: port,
+        }
+    }
+
     #[tokio::test]
     async fn relays_bytes_to_the_broker() {
         let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -111,13 +156,11 @@ mod tests {
             s.read_exact(&mut buf).await.unwrap();
             s.write_all(&buf).await.unwrap();
         });
-        let allowed = "127.0.0.0/30".parse().unwrap();
+        let gateway = "127.0.0.1".parse().unwrap();
         let relay = Relay::start(
-            "127.0.0.1".parse().unwrap(),
-            allowed,
-            "127.0.0.1",
-            port,
-            port,
+            gateway,
+            Ports::default(),
+            Some(target("127.0.0.0/30", port)),
         )
         .await
         .unwrap();
@@ -142,10 +185,13 @@ mod tests {
     async fn peers_outside_the_run_are_hung_up_on() {
         let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = upstream.local_addr().unwrap().port();
-        let allowed = "127.0.0.1/32".parse().unwrap();
-        let relay = Relay::start("0.0.0.0".parse().unwrap(), allowed, "127.0.0.1", port, port)
-            .await
-            .unwrap();
+        let relay = Relay::start(
+            "0.0.0.0".parse().unwrap(),
+            Ports::default(),
+            Some(target("127.0.0.1/32", port)),
+        )
+        .await
+        .unwrap();
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
         let mut stranger = socket
@@ -158,5 +204,31 @@ mod tests {
         let accepted =
             tokio::time::timeout(std::time::Duration::from_millis(300), upstream.accept());
         assert!(accepted.await.is_err(), "the stranger reached the broker");
+    }
+
+    #[tokio::test]
+    async fn a_stub_takes_its_ports_and_gives_them_back() {
+        let gateway: IpAddr = "127.0.0.1".parse().unwrap();
+        let stub = Relay::start(gateway, Ports::default(), None).await.unwrap();
+        let ports = stub.ports();
+        let mut probe = TcpStream::connect((gateway, ports.api)).await.unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(probe.read(&mut buf).await.unwrap_or(0), 0);
+        drop(stub);
+        let mut real = None;
+        for _ in 0..100 {
+            // The aborted tasks drop their listeners on their next turn.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            if let Ok(relay) = Relay::start(gateway, ports, Some(target("127.0.0.0/8", 1))).await {
+                real = Some(relay);
+                break;
+            }
+        }
+        let real = real.expect("the stub's ports came back");
+        assert_eq!(
+            real.ports(),
+            ports,
+            "the same ports, for the run that takes the slot"
+        );
     }
 }

@@ -6,15 +6,21 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::handoff::{Handoff, MARKER_ENV};
-use super::{MASTER_PASSWORD_ENV, ServerError, ServerOptions, pidfile, run};
-use crate::crypto::Key;
+use super::handoff::{Handoff, MARKER_ENV, SECRET_ENVS};
+use super::{ServerError, ServerOptions, pidfile, run};
+use crate::crypto::{Key, SecretString};
+use crate::mail::SmtpConfig;
 use crate::paths::{Paths, open_private_append};
 use crate::store::{Store, StoreError, master_key};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn spawn(paths: &Paths, options: &ServerOptions, dek: &Key) -> Result<(), ServerError> {
+pub fn spawn(
+    paths: &Paths,
+    options: &ServerOptions,
+    dek: &Key,
+    smtp_password: Option<SecretString>,
+) -> Result<(), ServerError> {
     let log_path = paths.server_log();
     let log = open_private_append(&log_path).map_err(ServerError::io(format!(
         "cannot open {}",
@@ -23,12 +29,15 @@ pub fn spawn(paths: &Paths, options: &ServerOptions, dek: &Key) -> Result<(), Se
     let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
     let exe = std::env::current_exe()
         .map_err(ServerError::io("cannot find the agent-vault executable"))?;
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    for name in SECRET_ENVS {
+        command.env_remove(name);
+    }
+    let mut child = command
         .args(["server", "--host", &options.host])
         .args(["--port", &options.port.to_string()])
         .args(["--mitm-port", &options.mitm_port.to_string()])
         .args(["--log-level", options.log_level.as_str()])
-        .env_remove(MASTER_PASSWORD_ENV)
         .env(MARKER_ENV, "1")
         .stdin(Stdio::piped())
         .stdout(
@@ -38,7 +47,7 @@ pub fn spawn(paths: &Paths, options: &ServerOptions, dek: &Key) -> Result<(), Se
         .stderr(log)
         .spawn()
         .map_err(ServerError::io("cannot start the background server"))?;
-    let line = Handoff::for_detached_child(dek).to_line()?;
+    let line = Handoff::for_detached_child(dek, smtp_password).to_line()?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(line.as_bytes()).map_err(ServerError::io(
             "cannot hand the key to the background server",
@@ -96,6 +105,7 @@ pub fn run_child(
     paths: &Paths,
     options: &ServerOptions,
     handoff: Handoff,
+    smtp: Option<SmtpConfig>,
 ) -> Result<(), ServerError> {
     let _ = nix::unistd::setsid();
     let dek = handoff
@@ -110,5 +120,5 @@ pub fn run_child(
             "the background server received the wrong key".into(),
         ));
     }
-    run::serve(paths, options, store, dek)
+    run::serve(paths, options, store, dek, smtp)
 }

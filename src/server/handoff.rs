@@ -3,9 +3,9 @@
 //!
 //! Removing a variable from a running process does not erase it from
 //! `/proc/<pid>/environ`, which shows the environment the process was *started* with. So a
-//! foreground server that finds `AGENT_VAULT_MASTER_PASSWORD` re-executes itself (same PID)
-//! without the variable and reads the password from a pipe instead. A detached server child
-//! receives the unlocked DEK the same way.
+//! foreground server that finds `AGENT_VAULT_MASTER_PASSWORD` or `AGENT_VAULT_SMTP_PASSWORD`
+//! re-executes itself (same PID) without them and reads them from a pipe instead. A detached
+//! server child receives the unlocked DEK and the SMTP password the same way.
 
 use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
@@ -16,6 +16,10 @@ use zeroize::Zeroizing;
 
 use super::{MASTER_PASSWORD_ENV, ServerError, ServerOptions};
 use crate::crypto::{Key, SecretString};
+use crate::mail::config::PASSWORD_ENV as SMTP_PASSWORD_ENV;
+
+/// Variables holding secrets, kept out of the running server's environment.
+pub const SECRET_ENVS: [&str; 2] = [MASTER_PASSWORD_ENV, SMTP_PASSWORD_ENV];
 
 /// Names the hand-off mode of a re-executed process; holds no secret.
 pub const MARKER_ENV: &str = "_AGENT_VAULT_HANDOFF";
@@ -30,6 +34,14 @@ pub struct Handoff {
     master_password: Option<SecretString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dek_hex: Option<SecretString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    smtp_password: Option<SecretString>,
+}
+
+/// Secrets taken out of the environment at start.
+pub struct EnvSecrets {
+    pub master_password: Option<SecretString>,
+    pub smtp_password: Option<SecretString>,
 }
 
 impl Handoff {
@@ -37,16 +49,22 @@ impl Handoff {
         self.detached
     }
 
-    pub fn for_detached_child(dek: &Key) -> Self {
+    pub fn for_detached_child(dek: &Key, smtp_password: Option<SecretString>) -> Self {
         Self {
             detached: true,
             master_password: None,
             dek_hex: Some(SecretString::new(dek.to_hex().to_string())),
+            smtp_password,
         }
     }
 
     pub fn dek(&self) -> Option<Key> {
         Key::from_hex(self.dek_hex.as_ref()?.expose())
+    }
+
+    /// The SMTP password handed over (a detached child's, or a re-executed server's).
+    pub fn smtp_password(&self) -> Option<SecretString> {
+        self.smtp_password.clone()
     }
 
     /// The payload line to write on the new process's stdin.
@@ -57,7 +75,7 @@ impl Handoff {
         line.push('\n');
         if line.len() > MAX_PAYLOAD {
             return Err(ServerError::Input(
-                "the master password is too long (limit 8 KiB)".into(),
+                "the master password or SMTP password is too long (limit 8 KiB together)".into(),
             ));
         }
         Ok(line)
@@ -83,30 +101,38 @@ pub fn receive() -> Result<Handoff, ServerError> {
     })
 }
 
-/// Returns the master password from the environment, if any. In the foreground this
-/// re-executes the process without the variable and does not return on success.
-pub fn take_env_password(
+/// Returns the secrets from the environment (or from the hand-off of a re-executed server).
+/// In the foreground, finding one in the environment re-executes the process without them;
+/// on success that does not return.
+pub fn take_env_secrets(
     options: &ServerOptions,
     received: Handoff,
-) -> Result<Option<SecretString>, ServerError> {
-    if received.master_password.is_some() {
-        return Ok(received.master_password);
-    }
-    let Some(value) = std::env::var_os(MASTER_PASSWORD_ENV) else {
-        return Ok(None);
+) -> Result<EnvSecrets, ServerError> {
+    let from_env = |name: &str| {
+        std::env::var_os(name)
+            .map(|value| SecretString::new(value.to_string_lossy().into_owned()))
+            .filter(|secret| !secret.is_empty())
     };
-    let password = SecretString::new(value.to_string_lossy().into_owned());
-    if password.is_empty() {
-        return Ok(None);
-    }
-    if options.detach {
-        // The background child is spawned without the variable; this process exits soon.
-        return Ok(Some(password));
+    let secrets = EnvSecrets {
+        master_password: received
+            .master_password
+            .or_else(|| from_env(MASTER_PASSWORD_ENV)),
+        smtp_password: received
+            .smtp_password
+            .or_else(|| from_env(SMTP_PASSWORD_ENV)),
+    };
+    let in_environment = SECRET_ENVS
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+    // A detached start spawns its child without the variables; this process exits soon.
+    if !in_environment || options.detach {
+        return Ok(secrets);
     }
     Err(reexec(Handoff {
         detached: false,
-        master_password: Some(password),
+        master_password: secrets.master_password,
         dek_hex: None,
+        smtp_password: secrets.smtp_password,
     }))
 }
 
@@ -127,13 +153,14 @@ fn reexec(handoff: Handoff) -> ServerError {
         return ServerError::io("cannot write to a pipe")(e);
     }
     drop(writer);
-    let err = Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env_remove(MASTER_PASSWORD_ENV)
-        .env(MARKER_ENV, "1")
-        .stdin(reader)
-        .exec();
+    let mut command = Command::new(exe);
+    command.args(std::env::args_os().skip(1));
+    for name in SECRET_ENVS {
+        command.env_remove(name);
+    }
+    let err = command.env(MARKER_ENV, "1").stdin(reader).exec();
     ServerError::io(format!(
-        "cannot restart the server without {MASTER_PASSWORD_ENV} in its environment"
+        "cannot restart the server without {} in its environment",
+        SECRET_ENVS.join(" and ")
     ))(err)
 }

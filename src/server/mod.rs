@@ -44,6 +44,8 @@ pub enum ServerError {
     },
     #[error("{0}")]
     Input(String),
+    #[error(transparent)]
+    Email(#[from] crate::mail::ConfigError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -85,18 +87,20 @@ pub fn start(options: ServerOptions) -> Result<(), ServerError> {
     let handoff = handoff::receive()?;
     let paths = Paths::from_env()?;
     if handoff.is_detached_child() {
-        return detach::run_child(&paths, &options, handoff);
+        let smtp = smtp_config(handoff.smtp_password())?;
+        return detach::run_child(&paths, &options, handoff, smtp);
     }
-    // Foreground starts move the password from the environment to a pipe and re-execute,
-    // so the running server's environment never held it.
-    let env_password = handoff::take_env_password(&options, handoff)?;
+    // Foreground starts move the passwords from the environment to a pipe and re-execute,
+    // so the running server's environment never held them.
+    let secrets = handoff::take_env_secrets(&options, handoff)?;
+    let smtp = smtp_config(secrets.smtp_password.clone())?;
 
     if let Some(pid) = pidfile::running_server(&paths) {
         return Err(ServerError::AlreadyRunning(pid));
     }
     options.check_ports_free()?;
     paths.ensure_root()?;
-    let source = match env_password {
+    let source = match secrets.master_password {
         Some(password) => unlock::PasswordSource::Given(password),
         None if options.password_stdin => unlock::PasswordSource::Stdin,
         None if std::io::stdin().is_terminal() => unlock::PasswordSource::Prompt,
@@ -105,9 +109,19 @@ pub fn start(options: ServerOptions) -> Result<(), ServerError> {
     let (store, dek) = unlock::open_and_unlock(&paths, source)?;
     if options.detach {
         drop(store);
-        return detach::spawn(&paths, &options, &dek);
+        return detach::spawn(&paths, &options, &dek, secrets.smtp_password);
     }
-    run::serve(&paths, &options, store, dek)
+    run::serve(&paths, &options, store, dek, smtp)
+}
+
+/// The `AGENT_VAULT_SMTP_*` settings; a bad one stops the start here, before anything runs.
+fn smtp_config(
+    password: Option<crate::crypto::SecretString>,
+) -> Result<Option<crate::mail::SmtpConfig>, ServerError> {
+    Ok(crate::mail::SmtpConfig::from_lookup(
+        |name| std::env::var(name).ok(),
+        password,
+    )?)
 }
 
 /// `agent-vault server stop`: SIGTERM to the server named by the pid file.

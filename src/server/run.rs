@@ -12,23 +12,25 @@ use crate::api::{self, ApiConfig, AppState};
 use crate::broker::{AuditLog, Broker, RetentionEnv};
 use crate::ca::CertificateAuthority;
 use crate::crypto::Key;
+use crate::mail::{Mailer, SmtpConfig};
 use crate::netguard::NetworkPolicy;
 use crate::paths::Paths;
 use crate::proxy::{Proxy, Timeouts, upstream};
-use crate::store::{Store, users};
+use crate::store::{Store, users, verifications};
 
 pub fn serve(
     paths: &Paths,
     options: &ServerOptions,
     store: Store,
     dek: Key,
+    smtp: Option<SmtpConfig>,
 ) -> Result<(), ServerError> {
     init_logging(options);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(ServerError::io("cannot start the async runtime"))?;
-    let result = runtime.block_on(serve_async(paths, options, store, dek));
+    let result = runtime.block_on(serve_async(paths, options, store, dek, smtp));
     pidfile::remove_if_ours(paths);
     result
 }
@@ -51,6 +53,7 @@ async fn serve_async(
     options: &ServerOptions,
     store: Store,
     dek: Key,
+    smtp: Option<SmtpConfig>,
 ) -> Result<(), ServerError> {
     let api_listener = TcpListener::bind((options.host.as_str(), options.port))
         .await
@@ -103,10 +106,31 @@ async fn serve_async(
     warnings.extend(more);
     let (retention, more) = RetentionEnv::from_env();
     warnings.extend(more);
+    let google = crate::web::google::config_from_env(
+        std::env::var(crate::web::google::CLIENT_ID_ENV).ok(),
+        std::env::var(crate::web::google::CLIENT_SECRET_ENV).ok(),
+        std::env::var(crate::web::google::ISSUER_ENV).ok(),
+    )
+    .map_err(ServerError::Input)?;
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Codes still queued were lost with the previous process's mail queue: the owner may
+    // now relay them by hand.
+    store.write(|tx| verifications::fail_queued(tx))?;
+    let email_via = smtp.as_ref().map(SmtpConfig::describe);
+    let (mailer, mail_task) = match smtp {
+        Some(config) => {
+            let (mailer, task, warnings) = Mailer::start(config, stop_rx.clone())
+                .map_err(|e| ServerError::Input(e.to_string()))?;
+            for warning in &warnings {
+                tracing::warn!("{warning}");
+            }
+            (mailer, Some(task))
+        }
+        None => (Mailer::disabled(), None),
+    };
     let (audit, audit_task) = AuditLog::start(store.clone(), retention, stop_rx.clone());
     let broker = Arc::new(Broker::new(
         store.clone(),
@@ -129,11 +153,12 @@ async fn serve_async(
         config: Arc::new(ApiConfig {
             base_url: base_url.clone(),
             mitm_port: mitm_listener.as_ref().map(|_| options.mitm_port),
-            smtp_enabled: false,
             retention,
+            google,
             ca_pem: ca.map(|ca| ca.root_pem().to_owned()),
         }),
         proxy: proxy.clone(),
+        mailer,
     };
 
     // Handlers exist before anyone can learn we are up, so an early SIGTERM still shuts down
@@ -146,6 +171,9 @@ async fn serve_async(
             "MITM proxy listening on {}:{}",
             options.host, options.mitm_port
         );
+    }
+    if let Some(via) = &email_via {
+        println!("Email via {via}");
     }
     if !initialized {
         println!("No account exists yet. Next step, create the owner account:");
@@ -169,7 +197,9 @@ async fn serve_async(
             stopped(stop_rx.clone()),
         ))
     });
-    let api = axum::serve(api_listener, api::router(state))
+    // One port serves the JSON API (`/v1/…`, `/proxy/…`) and the web UI (`/`, pages).
+    let app = crate::web::router(state.clone()).merge(api::router(state));
+    let api = axum::serve(api_listener, app)
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .await;
     if let Some(mitm) = mitm {
@@ -177,6 +207,9 @@ async fn serve_async(
     }
     // The request log writes what it holds before the process ends.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), audit_task).await;
+    if let Some(task) = mail_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(6), task).await;
+    }
     api.map_err(ServerError::io("the API server failed"))?;
     println!("agent-vault server stopped");
     Ok(())

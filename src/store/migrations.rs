@@ -213,6 +213,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions ADD COLUMN max_expires_at INTEGER;
     CREATE UNIQUE INDEX sessions_by_lease ON sessions (lease_hash) WHERE lease_hash IS NOT NULL;
     "#,
+    // 7: whether a verification code went out by email, so the owner is shown only the codes
+    // that did not reach an inbox.
+    r#"
+    ALTER TABLE email_verifications ADD COLUMN delivery TEXT NOT NULL DEFAULT 'none'
+        CHECK (delivery IN ('none', 'queued', 'sent', 'failed'));
+    "#,
 ];
 
 pub fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

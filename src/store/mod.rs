@@ -6,7 +6,6 @@
 //! [`Store::write`]; every multi-row change runs inside one `write` transaction. Secret
 //! columns are sealed here with associated data naming their row.
 
-pub mod agent_invites;
 pub mod agents;
 pub mod credentials;
 pub mod invites;

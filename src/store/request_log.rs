@@ -1,9 +1,11 @@
 //! The per-vault request log: one row per proxied request, metadata only (method, host, path
 //! without query, matched service, credential key *names*, status, duration, error code).
 
-use rusqlite::{Connection, params};
 use std::borrow::Cow;
 use std::sync::Arc;
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
 
 use super::Result;
 
@@ -63,34 +65,124 @@ pub fn insert_all(conn: &Connection, records: &[Record]) -> Result<()> {
     Ok(())
 }
 
-/// The newest rows of a vault, newest first.
-pub fn recent(conn: &Connection, vault_id: &str, limit: u32) -> Result<Vec<serde_json::Value>> {
-    let mut stmt = conn.prepare(
+/// One logged request as the API and the web UI show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub id: i64,
+    pub actor_type: Option<String>,
+    pub actor_id: Option<String>,
+    pub ingress: String,
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub service: Option<String>,
+    pub credential_keys: Vec<String>,
+    pub status: i64,
+    pub duration_ms: i64,
+    pub error_code: Option<String>,
+    pub created_at: i64,
+}
+
+/// Which status codes a query keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    Exact(u16),
+    /// A class: `2` keeps 200–299.
+    Class(u16),
+    /// Requests that got no upstream answer (status 0).
+    NoAnswer,
+}
+
+/// A query on one vault's log; every field narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub limit: u32,
+    /// Rows whose host contains this text.
+    pub host: Option<String>,
+    pub status: Option<StatusFilter>,
+    /// Seconds since the epoch, inclusive.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Paging towards older rows: ids below this one.
+    pub before_id: Option<i64>,
+    /// The live tail: ids above this one.
+    pub after_id: Option<i64>,
+}
+
+/// The rows of a vault matching `query`, newest first.
+pub fn query(conn: &Connection, vault_id: &str, query: &Query) -> Result<Vec<Row>> {
+    let mut sql = String::from(
         "SELECT id, actor_type, actor_id, ingress, method, host, path, service, credential_keys,
                 status, duration_ms, error_code, created_at
-         FROM request_log WHERE vault_id = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
+         FROM request_log WHERE vault_id = ?",
+    );
+    let mut args: Vec<rusqlite::types::Value> = vec![vault_id.to_owned().into()];
+    let mut and = |clause: &str, value: rusqlite::types::Value| {
+        sql.push_str(" AND ");
+        sql.push_str(clause);
+        args.push(value);
+    };
+    if let Some(host) = &query.host {
+        and("instr(lower(host), lower(?)) > 0", host.clone().into());
+    }
+    match query.status {
+        Some(StatusFilter::Exact(code)) => and("status = ?", i64::from(code).into()),
+        Some(StatusFilter::Class(class)) => {
+            let low = i64::from(class) * 100;
+            and("status >= ?", low.into());
+            and("status < ?", (low + 100).into());
+        }
+        Some(StatusFilter::NoAnswer) => and("status = ?", 0i64.into()),
+        None => {}
+    }
+    if let Some(since) = query.since {
+        and("created_at >= ?", since.into());
+    }
+    if let Some(until) = query.until {
+        and("created_at <= ?", until.into());
+    }
+    if let Some(before) = query.before_id {
+        and("id < ?", before.into());
+    }
+    if let Some(after) = query.after_id {
+        and("id > ?", after.into());
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    args.push(i64::from(query.limit).into());
+    let mut stmt = conn.prepare(&sql)?;
     let rows = stmt
-        .query_map(params![vault_id, limit], |r| {
+        .query_map(rusqlite::params_from_iter(args), |r| {
             let keys: String = r.get(8)?;
-            Ok(serde_json::json!({
-                "id": r.get::<_, i64>(0)?,
-                "actor_type": r.get::<_, Option<String>>(1)?,
-                "actor_id": r.get::<_, Option<String>>(2)?,
-                "ingress": r.get::<_, String>(3)?,
-                "method": r.get::<_, String>(4)?,
-                "host": r.get::<_, String>(5)?,
-                "path": r.get::<_, String>(6)?,
-                "service": r.get::<_, Option<String>>(7)?,
-                "credential_keys": serde_json::from_str::<serde_json::Value>(&keys).unwrap_or_default(),
-                "status": r.get::<_, i64>(9)?,
-                "duration_ms": r.get::<_, i64>(10)?,
-                "error_code": r.get::<_, Option<String>>(11)?,
-                "created_at": r.get::<_, i64>(12)?,
-            }))
+            Ok(Row {
+                id: r.get(0)?,
+                actor_type: r.get(1)?,
+                actor_id: r.get(2)?,
+                ingress: r.get(3)?,
+                method: r.get(4)?,
+                host: r.get(5)?,
+                path: r.get(6)?,
+                service: r.get(7)?,
+                credential_keys: serde_json::from_str(&keys).unwrap_or_default(),
+                status: r.get(9)?,
+                duration_ms: r.get(10)?,
+                error_code: r.get(11)?,
+                created_at: r.get(12)?,
+            })
         })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
+}
+
+/// The newest rows of a vault, newest first.
+pub fn recent(conn: &Connection, vault_id: &str, limit: u32) -> Result<Vec<Row>> {
+    query(
+        conn,
+        vault_id,
+        &Query {
+            limit,
+            ..Query::default()
+        },
+    )
 }
 
 /// Deletes rows older than `max_age_secs` (0: no age limit) and keeps at most
@@ -145,6 +237,89 @@ mod tests {
     }
 
     #[test]
+    fn queries_filter_and_page() {
+        let store = Store::open_in_memory().unwrap();
+        let a = store
+            .read(|c| vaults::by_name(c, "default"))
+            .unwrap()
+            .unwrap();
+        let mut rows: Vec<Record> = (0..6).map(|i| record(&a.id, 1000 + i)).collect();
+        rows[1].host = "other.example.org".into();
+        rows[2].status = 404;
+        rows[3].status = 0;
+        store.write(|tx| insert_all(tx, &rows)).unwrap();
+        let run = |q: Query| {
+            store
+                .read(|c| query(c, &a.id, &Query { limit: 100, ..q }))
+                .unwrap()
+        };
+        assert_eq!(run(Query::default()).len(), 6);
+        let other = run(Query {
+            host: Some("OTHER".into()),
+            ..Query::default()
+        });
+        assert_eq!(other.len(), 1);
+        assert_eq!(other[0].host, "other.example.org");
+        assert_eq!(
+            run(Query {
+                status: Some(StatusFilter::Class(4)),
+                ..Query::default()
+            })
+            .len(),
+            1
+        );
+        assert_eq!(
+            run(Query {
+                status: Some(StatusFilter::Exact(200)),
+                ..Query::default()
+            })
+            .len(),
+            4
+        );
+        assert_eq!(
+            run(Query {
+                status: Some(StatusFilter::NoAnswer),
+                ..Query::default()
+            })
+            .len(),
+            1
+        );
+        assert_eq!(
+            run(Query {
+                since: Some(1004),
+                ..Query::default()
+            })
+            .len(),
+            2
+        );
+        let all = run(Query::default());
+        let older = run(Query {
+            before_id: Some(all[1].id),
+            ..Query::default()
+        });
+        assert_eq!(older.len(), 4);
+        let newer = run(Query {
+            after_id: Some(all[1].id),
+            ..Query::default()
+        });
+        assert_eq!(newer.len(), 1);
+        assert_eq!(newer[0].id, all[0].id);
+        let page = store
+            .read(|c| {
+                query(
+                    c,
+                    &a.id,
+                    &Query {
+                        limit: 2,
+                        ..Query::default()
+                    },
+                )
+            })
+            .unwrap();
+        assert_eq!(page.len(), 2);
+    }
+
+    #[test]
     fn retention_trims_by_age_and_per_vault_count() {
         let store = Store::open_in_memory().unwrap();
         let a = store
@@ -161,6 +336,6 @@ mod tests {
         assert_eq!(removed, 3, "one too old in b, two over the cap in a");
         let left = store.read(|c| recent(c, &a.id, 100)).unwrap();
         assert_eq!(left.len(), 3);
-        assert_eq!(left[0]["created_at"], 1004, "newest kept, newest first");
+        assert_eq!(left[0].created_at, 1004, "newest kept, newest first");
     }
 }

@@ -10,6 +10,8 @@ use crate::crypto::{NewToken, TokenKind, mint_token, random_bytes};
 /// A user login lasts at most a year and ends after 30 days without use.
 pub const USER_SESSION_TTL: i64 = 365 * 24 * 3600;
 pub const USER_SESSION_IDLE: i64 = 30 * 24 * 3600;
+/// A browser login lasts a working day; the cookie carries the same expiry.
+pub const BROWSER_SESSION_TTL: i64 = 12 * 3600;
 /// `last_used_at` is written at most this often, to keep reads cheap.
 const TOUCH_INTERVAL: i64 = 60;
 
@@ -75,6 +77,15 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
 
 /// Creates a login session for a user and returns the raw token (shown once).
 pub fn create_for_user(conn: &Connection, user_id: &str) -> Result<(NewToken, Session)> {
+    create_user_session(conn, user_id, USER_SESSION_TTL)
+}
+
+/// A login session for the web UI's cookie: the same kind, a shorter life.
+pub fn create_browser_session(conn: &Connection, user_id: &str) -> Result<(NewToken, Session)> {
+    create_user_session(conn, user_id, BROWSER_SESSION_TTL)
+}
+
+fn create_user_session(conn: &Connection, user_id: &str, ttl: i64) -> Result<(NewToken, Session)> {
     let token = mint_token(TokenKind::Session);
     let now = now();
     let session = Session {
@@ -86,7 +97,7 @@ pub fn create_for_user(conn: &Connection, user_id: &str) -> Result<(NewToken, Se
         vault_id: None,
         vault_role: None,
         created_at: now,
-        expires_at: Some(now + USER_SESSION_TTL),
+        expires_at: Some(now + ttl),
         last_used_at: now,
     };
     insert(conn, &session)?;

@@ -116,6 +116,16 @@ pub fn activate(conn: &Connection, id: &str, password_hash: &str) -> Result<()> 
     Ok(())
 }
 
+/// Marks an account active without a password (its address was verified by an identity
+/// provider; the person signs in there, or sets a password later).
+pub fn activate_without_password(conn: &Connection, id: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE users SET is_active = 1, password_hash = NULL, updated_at = ?2 WHERE id = ?1",
+        params![id, now()],
+    )?;
+    Ok(())
+}
+
 pub fn set_role(conn: &Connection, id: &str, role: InstanceRole) -> Result<()> {
     conn.execute(
         "UPDATE users SET role = ?2, updated_at = ?3 WHERE id = ?1",

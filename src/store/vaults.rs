@@ -173,6 +173,18 @@ pub fn user_members(conn: &Connection, vault_id: &str) -> Result<Vec<(String, Va
     Ok(rows)
 }
 
+/// The agents holding a grant on a vault: (name, role), ordered by name.
+pub fn agent_members(conn: &Connection, vault_id: &str) -> Result<Vec<(String, VaultRole)>> {
+    let mut stmt = conn.prepare(
+        "SELECT a.name, g.role FROM vault_grants g JOIN agents a ON a.id = g.actor_id
+         WHERE g.vault_id = ?1 AND g.actor_type = 'agent' ORDER BY a.name",
+    )?;
+    let rows = stmt
+        .query_map([vault_id], |r| Ok((r.get(0)?, column(r.get(1)?)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
 /// Settings of one vault (`unmatched_host_policy`, …).
 pub fn setting(conn: &Connection, vault_id: &str, key: &str) -> Result<Option<String>> {
     Ok(conn

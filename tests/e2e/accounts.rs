@@ -298,11 +298,61 @@ fn cli_login_is_private_and_bound_to_its_server() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600);
-    // The saved token is never sent to another server.
-    home.run(&["account", "whoami", "--address", "http://127.0.0.1:9"])
-        .fails_with("you are logged in to");
-    home.run(&["auth", "logout"]).ok();
+    // The saved token is never sent to another server: nothing even connects to it.
+    let stranger = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    stranger.set_nonblocking(true).unwrap();
+    let elsewhere = format!("http://127.0.0.1:{}", stranger.local_addr().unwrap().port());
+    home.run(&["account", "whoami", "--address", &elsewhere])
+        .fails_with(&format!("not logged in to {elsewhere}"));
+    assert!(
+        stranger.accept().is_err(),
+        "the CLI connected to another server"
+    );
+
+    // One login per server; --address picks the server and its login.
+    let port = server.url.rsplit(':').next().unwrap().to_owned();
+    let by_name = format!("http://localhost:{port}");
+    home.run(&["account", "whoami", "--address", &by_name])
+        .fails_with("not logged in to");
+    let second_home = TestHome::new();
+    let second = second_home.start_server(&[], "", &[]);
+    register(&home, &second, "other@example.com", "other-password").ok();
+    let me = home.run(&["account", "whoami"]).ok();
+    assert!(
+        me.stdout.contains("other@example.com"),
+        "the last login is current: {me}"
+    );
+    let first = home
+        .run(&["account", "whoami", "--address", &server.url])
+        .ok();
+    assert!(first.stdout.contains("owner@example.com"), "{first}");
+    home.run_with(
+        &[
+            "auth",
+            "login",
+            "--address",
+            &by_name,
+            "--email",
+            "owner@example.com",
+            "--password-stdin",
+        ],
+        "owner-password\n",
+        &[],
+    )
+    .ok();
+    let named = home.run(&["account", "whoami", "--address", &by_name]).ok();
+    assert!(named.stdout.contains("owner@example.com"), "{named}");
+
+    // Logging out of one server keeps the others.
+    home.run(&["auth", "logout", "--address", &second.url]).ok();
+    home.run(&["account", "whoami", "--address", &second.url])
+        .fails_with("not logged in to");
+    home.run(&["account", "whoami", "--address", &server.url])
+        .ok();
+    home.run(&["auth", "logout", "--address", &server.url]).ok();
+    home.run(&["auth", "logout", "--address", &by_name]).ok();
     home.run(&["account", "whoami"]).fails_with("not logged in");
+    assert!(!home.state().join("session.json").exists());
 }
 
 #[test]
@@ -485,12 +535,4 @@ fn api_errors_share_one_shape_and_never_echo_secrets() {
         413,
         "payload_too_large",
     );
-}
-
-#[test]
-fn unbuilt_commands_fail_instead_of_faking_success() {
-    let home = TestHome::new();
-    // Email delivery (SMTP) is the one part of the contract not built yet.
-    home.run(&["owner", "email", "test"])
-        .fails_with("not implemented yet");
 }

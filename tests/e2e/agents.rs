@@ -277,6 +277,29 @@ fn agent_invites_token_only_and_revocation() {
     rig.home
         .run(&["agent", "invite", "x", "--invite-ttl", "soon"])
         .fails_with("not a duration");
+    // Go's duration format: fractions and every unit; the server still bounds the lifetime.
+    let fraction = rig
+        .home
+        .run(&["agent", "invite", "frac", "--invite-ttl", "1.5h"])
+        .ok();
+    let expires = fraction
+        .stdout
+        .split("expires ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|at| at.trim_end_matches('.'))
+        .unwrap_or_else(|| panic!("{fraction}"));
+    let expires = chrono::DateTime::parse_from_rfc3339(expires)
+        .unwrap()
+        .timestamp();
+    let left = expires - chrono::Utc::now().timestamp();
+    assert!((5300..=5400).contains(&left), "1.5h became {left} s");
+    rig.home
+        .run(&["agent", "invite", "ms", "--invite-ttl", "300ms"])
+        .fails_with("out of range");
+    rig.home
+        .run(&["agent", "invite", "minute", "--invite-ttl", "60000ms"])
+        .ok();
     rig.home
         .run(&["agent", "invite", "Bad Name"])
         .fails_with("not a valid agent name");
@@ -513,14 +536,9 @@ fn a_killed_run_s_token_dies_with_its_lease() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut run = cmd.spawn().unwrap();
-    let token = (0..300)
-        .find_map(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            std::fs::read_to_string(&token_file)
-                .ok()
-                .filter(|t| !t.is_empty())
-        })
-        .expect("the child did not start");
+    let token = crate::harness::poll("the child", Duration::from_millis(100), || {
+        crate::harness::written(&token_file)
+    });
     // Well past one lease: the run's renewals keep its token alive.
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(token_status(&rig.server.url, &token), 200);

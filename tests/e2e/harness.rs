@@ -423,3 +423,118 @@ impl Cli {
         self.accept(&self.invite(email, vaults), password)
     }
 }
+
+/// Asks `probe` every `every` until it answers, for at most a minute; panics naming `what`.
+pub fn poll<T>(what: &str, every: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(every);
+    }
+}
+
+/// The text of a file once it exists and is not empty.
+pub fn written(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok().filter(|t| !t.is_empty())
+}
+
+/// curl with a cookie jar: a browser's forms without the browser. Each GET remembers the
+/// page's CSRF token, and each POST sends it back, as a page's form would.
+pub struct CurlBrowser {
+    jar: tempfile::TempDir,
+    csrf: std::cell::RefCell<Option<String>>,
+}
+
+impl CurlBrowser {
+    pub fn new() -> Self {
+        Self {
+            jar: tempfile::tempdir().unwrap(),
+            csrf: std::cell::RefCell::new(None),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> (u16, String) {
+        let jar = self.jar.path().join("cookies");
+        let jar = jar.to_str().unwrap();
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--noproxy",
+                "*",
+                "-b",
+                jar,
+                "-c",
+                jar,
+                "-w",
+                "\n%{http_code}",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "curl failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        if let Some(token) = csrf_of(body) {
+            *self.csrf.borrow_mut() = Some(token);
+        }
+        (status.trim().parse().unwrap(), body.to_owned())
+    }
+
+    pub fn get(&self, url: &str) -> (u16, String) {
+        self.run(&[url])
+    }
+
+    /// A GET that also returns the response headers (lower-case names).
+    pub fn get_with_headers(&self, url: &str) -> (u16, Vec<(String, String)>, String) {
+        let dump = self.jar.path().join("headers");
+        let (status, body) = self.run(&["-D", dump.to_str().unwrap(), url]);
+        let text = std::fs::read_to_string(&dump).unwrap_or_default();
+        let headers = text
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        (status, headers, body)
+    }
+
+    /// Posts a form with the last page's CSRF token.
+    pub fn post(&self, url: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let csrf = self.csrf.borrow().clone().unwrap_or_default();
+        let mut pairs: Vec<String> = vec![format!("csrf={csrf}")];
+        pairs.extend(fields.iter().map(|(k, v)| format!("{k}={v}")));
+        let mut args: Vec<&str> = Vec::new();
+        for pair in &pairs {
+            args.extend(["--data-urlencode", pair]);
+        }
+        args.push(url);
+        self.run(&args)
+    }
+
+    /// Posts a form without any CSRF token (what another site could make a browser send).
+    pub fn post_without_csrf(&self, url: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let pairs: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut args: Vec<&str> = Vec::new();
+        for pair in &pairs {
+            args.extend(["--data-urlencode", pair]);
+        }
+        args.push(url);
+        self.run(&args)
+    }
+}
+
+/// The CSRF token in a page's forms.
+pub fn csrf_of(page: &str) -> Option<String> {
+    let at = page.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    let rest = page.get(at..)?;
+    Some(rest[..rest.find('"')?].to_owned())
+}

@@ -1,6 +1,8 @@
 //! The management surface through the CLI, as an operator scripts it: vaults, credentials,
 //! members, invites, owner administration — with the refusals that must happen.
 
+use std::process::Command;
+
 use crate::harness::{Cli, TestHome};
 
 #[test]
@@ -695,6 +697,78 @@ fn services_walk() {
             "K",
         ])
         .fails_with("does not apply to passthrough");
+    // Every credential flag that does not belong to the chosen type is refused, by name.
+    for (kind, extra, flag) in [
+        (
+            "passthrough",
+            &["--api-key-header", "X-Key"][..],
+            "--api-key-header",
+        ),
+        (
+            "passthrough",
+            &["--api-key-prefix", "Key "],
+            "--api-key-prefix",
+        ),
+        (
+            "bearer",
+            &["--token-key", "K", "--api-key-header", "X-Key"],
+            "--api-key-header",
+        ),
+        (
+            "bearer",
+            &["--token-key", "K", "--username-key", "U"],
+            "--username-key",
+        ),
+        (
+            "basic",
+            &[
+                "--username-key",
+                "U",
+                "--password-key",
+                "P",
+                "--api-key-prefix",
+                "B ",
+            ],
+            "--api-key-prefix",
+        ),
+        (
+            "api-key",
+            &["--api-key-key", "K", "--token-key", "T"],
+            "--token-key",
+        ),
+    ] {
+        let mut args = vec![
+            "vault",
+            "service",
+            "add",
+            "--host",
+            "b.example.com",
+            "--auth-type",
+            kind,
+        ];
+        args.extend_from_slice(extra);
+        owner
+            .run(&args)
+            .fails_with(&format!("{flag} does not apply to {kind} auth"));
+        let mut proposal = vec![
+            "vault",
+            "proposal",
+            "create",
+            "--host",
+            "b.example.com",
+            "--auth-type",
+            kind,
+        ];
+        proposal.extend_from_slice(extra);
+        owner
+            .run(&proposal)
+            .fails_with(&format!("{flag} does not apply to {kind} auth"));
+    }
+    let listed = owner.run(&["vault", "service", "list"]).ok();
+    assert!(
+        !listed.stdout.contains("b.example.com"),
+        "a refused service was saved: {listed}"
+    );
     owner
         .run(&[
             "vault",
@@ -836,30 +910,27 @@ fn invite_link_works_in_a_browser() {
     let owner = Cli::owner(home, &server);
     owner.run(&["vault", "create", "web"]).ok();
     let link = owner.invite("carol@example.com", &["web:admin"]);
-    let curl = |args: &[&str]| {
-        let out = std::process::Command::new("curl")
-            .args(["-sS", "--noproxy", "*"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "curl failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let page = curl(&[&link]);
+    let browser = crate::harness::CurlBrowser::new();
+    let (status, page) = browser.get(&link);
+    assert_eq!(status, 200, "{page}");
     assert!(
         page.contains("carol@example.com")
-            && page.contains("web (admin)")
+            && page.contains("web</strong> (admin)")
             && page.contains("<form"),
         "{page}"
     );
-    let short = curl(&["--data-urlencode", "password=short", &link]);
+    let (status, refused) = browser.post_without_csrf(&link, &[("password", "carol-password-1")]);
+    assert_eq!(
+        status, 403,
+        "a form without its CSRF token is refused: {refused}"
+    );
+    let (_, short) = browser.post(&link, &[("password", "short")]);
     assert!(short.contains("at least 8"), "{short}");
-    let done = curl(&["--data-urlencode", "password=carol-password-1", &link]);
+    browser.get(&link);
+    let (status, done) = browser.post(&link, &[("password", "carol-password-1")]);
+    assert_eq!(status, 200, "{done}");
     assert!(done.contains("Invite accepted"), "{done}");
+    assert!(!done.contains("carol-password-1"), "{done}");
     let carol = TestHome::new();
     carol
         .run_with(
@@ -877,6 +948,71 @@ fn invite_link_works_in_a_browser() {
         )
         .ok();
     assert!(carol.run(&["vault", "list"]).ok().stdout.contains("web"));
-    assert!(curl(&[&link]).contains("accepted"), "a used link says so");
-    assert!(curl(&[&format!("{}/invite/av_uinv_nope", server.url)]).contains("not valid"));
+    // The browser is signed in as carol now; a used link says so.
+    assert!(
+        browser.get(&link).1.contains("accepted"),
+        "a used link says so"
+    );
+    assert!(
+        browser
+            .get(&format!("{}/invite/av_uinv_nope", server.url))
+            .1
+            .contains("not valid")
+    );
+}
+
+/// `vault service set` without `-f` on a terminal: the builder asks for the services, then
+/// for each credential value the vault does not hold yet, without echo.
+#[test]
+fn the_interactive_builder_asks_for_missing_credentials() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let owner = Cli::owner(home, &server);
+    owner
+        .run(&["vault", "credential", "set", "HELD=already-here"])
+        .ok();
+    let typed = "SENTINEL-typed-7d21";
+    let steps = serde_json::json!([
+        ["Host (", "api.example.com"],
+        ["Auth type", "bearer"],
+        ["holding the token", "HELD"],
+        ["Host (", "basic.example.com"],
+        ["Auth type", "basic"],
+        ["holding the username", "NEW_USER"],
+        ["holding the password", "NEW_PASS"],
+        ["Host (", ""],
+        ["Replace the vault's services", "y"],
+        ["NEW_PASS: ", typed],
+        ["NEW_USER: ", ""],
+    ]);
+    let cli = owner.home.command(&[]);
+    let mut drive = Command::new("python3");
+    drive
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/e2e/tools/pty_drive.py"
+        ))
+        .arg(serde_json::json!([crate::harness::BIN, "vault", "service", "set"]).to_string())
+        .arg(steps.to_string())
+        .env_clear()
+        .envs(cli.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .current_dir(owner.home.path());
+    let run = crate::harness::run_command(drive, "");
+    assert!(run.status.success(), "{run}");
+    assert!(
+        !run.stdout.contains("HELD:"),
+        "asked for a value the vault holds: {run}"
+    );
+    assert!(!run.stdout.contains(typed), "the value was echoed: {run}");
+    assert!(
+        run.stdout.contains("Set NEW_PASS") && run.stdout.contains("NEW_USER"),
+        "{run}"
+    );
+    let value = owner.run(&["vault", "credential", "get", "NEW_PASS"]).ok();
+    assert_eq!(value.stdout, typed);
+    owner
+        .run(&["vault", "credential", "get", "NEW_USER"])
+        .fails_with("NEW_USER");
+    let listed = owner.run(&["vault", "service", "list"]).ok();
+    assert!(listed.stdout.contains("basic.example.com"), "{listed}");
 }

@@ -342,6 +342,11 @@ fn matrix() -> Vec<(&'static str, Attempt, &'static [Role])> {
             },
             &[Owner],
         ),
+        (
+            "owner: email status",
+            |w, r| w.call(r, "GET", "/v1/admin/email", None),
+            &[Owner],
+        ),
     ]
 }
 

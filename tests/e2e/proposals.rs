@@ -572,7 +572,8 @@ fn approval_page_shows_and_applies_a_proposal() {
     let approval_token = link.split("token=").nth(1).unwrap().to_owned();
     let action = format!("{}/approve/default/1", server.url);
 
-    let (status, page) = curl(&[&link]);
+    let browser = crate::harness::CurlBrowser::new();
+    let (status, page) = browser.get(&link);
     assert_eq!(status, 200, "{page}");
     for needle in [
         "Proposal #1",
@@ -581,7 +582,7 @@ fn approval_page_shows_and_applies_a_proposal() {
         "Example API token",
         "Please add the Example API",
         "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more",
-        "<form method=\"post\"",
+        "method=\"post\"",
         "name=\"token\"",
         "name=\"value_EXAMPLE_TOKEN\"",
         "type=\"password\"",
@@ -590,15 +591,18 @@ fn approval_page_shows_and_applies_a_proposal() {
     }
     assert!(!page.contains("<script>"), "{page}");
 
-    let form = |fields: &[(&str, &str)]| {
-        let pairs: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let mut args: Vec<&str> = Vec::new();
-        for pair in &pairs {
-            args.extend(["--data-urlencode", pair]);
-        }
-        args.push(&action);
-        curl(&args)
-    };
+    let form = |fields: &[(&str, &str)]| browser.post(&action, fields);
+    let (status, _) = browser.post_without_csrf(
+        &action,
+        &[
+            ("token", &approval_token),
+            ("email", OWNER),
+            ("password", OWNER_PASSWORD),
+            ("value_EXAMPLE_TOKEN", "page-secret-1"),
+            ("action", "approve"),
+        ],
+    );
+    assert_eq!(status, 403, "a form without its CSRF token is refused");
     let (status, wrong) = form(&[
         ("token", &approval_token),
         ("email", OWNER),
@@ -656,9 +660,12 @@ fn approval_page_shows_and_applies_a_proposal() {
             .stdout
             .contains("api.example.com")
     );
-    let (_, again) = curl(&[&link]);
-    assert!(again.contains("already <b>approved</b>"), "{again}");
-    assert!(!again.contains("<form"), "{again}");
+    let (_, again) = browser.get(&link);
+    assert!(
+        again.contains("already <strong>approved</strong>"),
+        "{again}"
+    );
+    assert!(!again.contains("value_EXAMPLE_TOKEN"), "{again}");
 
     // Rejection from the page.
     let (_, second) = curl_json(
@@ -674,19 +681,19 @@ fn approval_page_shows_and_applies_a_proposal() {
         .nth(1)
         .unwrap()
         .to_owned();
-    let (status, rejected) = curl(&[
-        "--data-urlencode",
-        &format!("token={second_token}"),
-        "--data-urlencode",
-        &format!("email={OWNER}"),
-        "--data-urlencode",
-        &format!("password={OWNER_PASSWORD}"),
-        "--data-urlencode",
-        "reason=not today",
-        "--data-urlencode",
-        "action=reject",
+    // The browser signed in with the approval above: it acts without a password now.
+    browser.get(&format!(
+        "{}/approve/default/2?token={second_token}",
+        server.url
+    ));
+    let (status, rejected) = browser.post(
         &format!("{}/approve/default/2", server.url),
-    ]);
+        &[
+            ("token", &second_token),
+            ("reason", "not today"),
+            ("action", "reject"),
+        ],
+    );
     assert_eq!(status, 200, "{rejected}");
     assert!(rejected.contains("was rejected"), "{rejected}");
     let show = owner.run(&["vault", "proposal", "show", "2"]).ok();
@@ -699,7 +706,7 @@ fn approval_page_shows_and_applies_a_proposal() {
         format!("{}/approve/default/2?token={approval_token}", server.url),
         format!("{}/approve/ghost/1?token={approval_token}", server.url),
     ] {
-        let (status, page) = curl(&[&bad]);
+        let (status, page) = browser.get(&bad);
         assert_eq!(status, 404, "{bad}: {page}");
         assert!(page.contains("not valid"), "{page}");
         assert!(!page.contains("api.example.com"), "{page}");

@@ -183,10 +183,31 @@ fn every_seed_command_exists_with_its_flags() {
 }
 
 #[test]
-fn version_prints_the_crate_version() {
+fn version_prints_the_crate_version_commit_and_build_date() {
     let run = TestHome::new().run(&["version"]).ok();
     assert!(
         run.stdout
             .starts_with(&format!("agent-vault {}", env!("CARGO_PKG_VERSION")))
+    );
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    if !head.is_empty() {
+        assert!(run.stdout.contains(&format!("commit:  {head}")), "{run}");
+    }
+    let today = chrono::Utc::now().date_naive().to_string();
+    let built = run
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("built:"))
+        .unwrap_or_else(|| panic!("{run}"))
+        .trim()
+        .to_owned();
+    assert!(
+        built.len() == 10 && built <= today,
+        "build date {built} (today {today})"
     );
 }

@@ -18,7 +18,7 @@ const MAX_LEASE_SECONDS: i64 = crate::api::MAX_LEASE_SECONDS;
 pub fn seconds_from_env() -> anyhow::Result<i64> {
     match std::env::var(LEASE_ENV) {
         Ok(text) if !text.trim().is_empty() => {
-            let seconds = super::super::agent::parse_duration(&text)
+            let seconds = crate::cli::duration::parse_seconds(&text)
                 .map_err(|e| anyhow::anyhow!("{LEASE_ENV}: {e}"))?;
             if seconds > MAX_LEASE_SECONDS {
                 anyhow::bail!("{LEASE_ENV}: a lease may last at most 1h");

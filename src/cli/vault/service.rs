@@ -1,5 +1,6 @@
 //! `vault service`: list, set, add, enable, disable, remove, clear.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use serde_json::json;
 use super::Target;
 use crate::cli::client::segment;
 use crate::cli::{output, prompt};
+use crate::crypto::SecretString;
 use crate::services::{self, Service};
 
 #[derive(Subcommand)]
@@ -145,6 +147,27 @@ impl ServiceFlags {
                 .clone()
                 .with_context(|| format!("{flag} is required for {kind} auth"))
         };
+        // Every credential flag belongs to one auth type; any other is refused, not dropped.
+        let credential_flags = [
+            ("--token-key", &self.token_key, "bearer"),
+            ("--username-key", &self.username_key, "basic"),
+            ("--password-key", &self.password_key, "basic"),
+            ("--api-key-key", &self.api_key_key, "api-key"),
+            ("--api-key-header", &self.api_key_header, "api-key"),
+            ("--api-key-prefix", &self.api_key_prefix, "api-key"),
+        ];
+        let known = ["bearer", "basic", "api-key", "custom", "passthrough"];
+        if known.contains(&kind)
+            && let Some((flag, _, owner)) = credential_flags
+                .iter()
+                .find(|(_, value, owner)| value.is_some() && *owner != kind)
+        {
+            let why = match kind {
+                "passthrough" => " (passthrough accepts no credential flags: nothing is injected)",
+                _ => "",
+            };
+            bail!("{flag} does not apply to {kind} auth, only to {owner}{why}");
+        }
         let auth = match kind {
             "bearer" => json!({ "type": "bearer", "token": need(&self.token_key, "--token-key")? }),
             "basic" => json!({
@@ -163,18 +186,7 @@ impl ServiceFlags {
                 }
                 auth
             }
-            "passthrough" => {
-                let given = [
-                    ("--token-key", &self.token_key),
-                    ("--username-key", &self.username_key),
-                    ("--password-key", &self.password_key),
-                    ("--api-key-key", &self.api_key_key),
-                ];
-                if let Some((flag, _)) = given.iter().find(|(_, v)| v.is_some()) {
-                    bail!("{flag} does not apply to passthrough auth: no credential is injected");
-                }
-                json!({ "type": "passthrough" })
-            }
+            "passthrough" => json!({ "type": "passthrough" }),
             "custom" => bail!(
                 "custom auth needs header templates; describe the service in a YAML file and pass it with -f"
             ),
@@ -225,9 +237,13 @@ pub async fn run(target: Target, command: ServiceCommand) -> anyhow::Result<()> 
             print!("{}", services::to_yaml(&listing.vault, &listing.services)?);
         }
         ServiceCommand::Set { file } => {
-            let services = match file {
-                Some(path) => read_file(&path)?,
-                None if prompt::stdin_is_tty() => build_interactively()?,
+            let (services, values) = match file {
+                Some(path) => (read_file(&path)?, BTreeMap::new()),
+                None if prompt::stdin_is_tty() => {
+                    let services = build_interactively()?;
+                    let values = ask_missing_credentials(&target, &services).await?;
+                    (services, values)
+                }
                 None => bail!(
                     "no terminal for the interactive builder; pass a YAML file with -f FILE (or -f - for stdin)"
                 ),
@@ -243,6 +259,23 @@ pub async fn run(target: Target, command: ServiceCommand) -> anyhow::Result<()> 
                 "Services of vault \"{vault}\" replaced ({} in total).",
                 reply.services_count
             ));
+            if !values.is_empty() {
+                let body = json!({
+                    "credentials": values.iter().map(|(k, v)| (k.as_str(), v.expose())).collect::<BTreeMap<_, _>>()
+                });
+                let _: serde_json::Value = client.post(&target.path("/credentials"), &body).await?;
+                for key in values.keys() {
+                    output::success(format!("Set {key} in vault \"{vault}\"."));
+                }
+            }
+            let reply = WriteReply {
+                missing_credentials: reply
+                    .missing_credentials
+                    .into_iter()
+                    .filter(|key| !values.contains_key(key))
+                    .collect(),
+                ..reply
+            };
             warn_missing(&reply, vault);
         }
         ServiceCommand::Add(args) => {
@@ -300,6 +333,39 @@ pub async fn run(target: Target, command: ServiceCommand) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// For each credential key the services use that the vault does not hold yet, asks for its
+/// value without echo (empty skips it).
+async fn ask_missing_credentials(
+    target: &Target,
+    services: &[Service],
+) -> anyhow::Result<BTreeMap<String, SecretString>> {
+    #[derive(Deserialize)]
+    struct Keys {
+        keys: Vec<String>,
+    }
+    let held: Keys = target.client.get(&target.path("/credentials")).await?;
+    let wanted: BTreeSet<String> = services
+        .iter()
+        .flat_map(Service::credential_keys)
+        .filter(|key| !held.keys.iter().any(|k| k == key))
+        .map(str::to_owned)
+        .collect();
+    let mut values = BTreeMap::new();
+    if !wanted.is_empty() {
+        eprintln!(
+            "The vault holds no value yet for {}. Enter each (input hidden), or leave it empty to set it later.",
+            wanted.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    for key in wanted {
+        let value = prompt::hidden(&format!("{key}: "))?;
+        if !value.is_empty() {
+            values.insert(key, value);
+        }
+    }
+    Ok(values)
 }
 
 /// The terminal builder behind `service set` without `-f`: one service at a time.

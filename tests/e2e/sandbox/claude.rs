@@ -22,15 +22,17 @@ config_dir = os.environ.get("CLAUDE_CONFIG_DIR", os.path.expanduser("~"))
 path = os.path.join(config_dir, ".claude.json")
 config = json.load(open(path)) if os.path.exists(path) else None
 base = open("/workspace/anthropic-base-url").read().strip()
-answer = requests.post(
-    base + "/v1/messages",
-    headers={"x-api-key": os.environ.get("ANTHROPIC_API_KEY", ""), "anthropic-version": "2023-06-01"},
-    json={"model": "claude-test", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]},
-)
-json.dump(
-    {"env": dict(os.environ), "config": config, "status": answer.status_code, "upstream": answer.json()},
-    open("/workspace/stand-in.json", "w"),
-)
+report = {"env": dict(os.environ), "config": config}
+try:
+    answer = requests.post(
+        base + "/v1/messages",
+        headers={"x-api-key": os.environ.get("ANTHROPIC_API_KEY", ""), "anthropic-version": "2023-06-01"},
+        json={"model": "claude-test", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]},
+    )
+    report.update(status=answer.status_code, upstream=answer.json())
+except Exception as e:
+    report.update(error=repr(e))
+json.dump(report, open("/workspace/stand-in.json", "w"))
 "#;
 
 /// The default agent image (built by a first run) with the stand-in as `claude`.
@@ -96,21 +98,40 @@ fn claude_code_runs_on_a_placeholder_and_the_broker_adds_the_key() {
     let base_url = format!("https://api.anthropic.com:{}", rig.upstream.https_port);
     std::fs::write(dir.join("anthropic-base-url"), &base_url).unwrap();
 
-    // Without a service for the API: the run says how to let the broker hold the key.
-    let mut cmd = rig.home.command(&[
-        "vault",
-        "run",
-        "--sandbox",
-        "container",
-        "--image",
-        &image,
-        "--",
-        "true",
-    ]);
-    cmd.current_dir(&dir)
-        .env("AGENT_VAULT_SANDBOX_BASE_IMAGE", BASE);
-    let without = run_command(cmd, "");
-    assert!(!without.stderr.contains("placeholder"), "{without}");
+    // `claude` with no arguments, as `vault run --sandbox=container -- claude` starts it.
+    let claude = || {
+        let mut cmd = rig.home.command(&[
+            "vault",
+            "run",
+            "--sandbox",
+            "container",
+            "--image",
+            &image,
+            "--",
+            "claude",
+        ]);
+        cmd.current_dir(&dir)
+            .env("AGENT_VAULT_SANDBOX_BASE_IMAGE", BASE);
+        let run = run_command(cmd, "");
+        let report = std::fs::read_to_string(dir.join("stand-in.json")).unwrap_or_default();
+        (
+            run,
+            serde_json::from_str::<Value>(&report).unwrap_or_default(),
+        )
+    };
+
+    // Without a service for the API: no placeholder, no seeded login, and the run says how
+    // to let the broker hold the key.
+    let (without, report) = claude();
+    assert!(without.status.success(), "{without}");
+    assert!(
+        without
+            .stderr
+            .contains("has no service for api.anthropic.com"),
+        "{without}"
+    );
+    assert!(report["env"]["ANTHROPIC_API_KEY"].is_null(), "{report}");
+    assert!(report["config"].is_null(), "{report}");
 
     rig.home
         .run(&[
@@ -135,20 +156,7 @@ fn claude_code_runs_on_a_placeholder_and_the_broker_adds_the_key() {
             "x-api-key",
         ])
         .ok();
-    // `claude` with no arguments, as `vault run --sandbox=container -- claude` starts it.
-    let mut cmd = rig.home.command(&[
-        "vault",
-        "run",
-        "--sandbox",
-        "container",
-        "--image",
-        &image,
-        "--",
-        "claude",
-    ]);
-    cmd.current_dir(&dir)
-        .env("AGENT_VAULT_SANDBOX_BASE_IMAGE", BASE);
-    let run = run_command(cmd, "");
+    let (run, report) = claude();
     assert!(run.status.success(), "{run}");
     assert!(
         run.stderr.contains("has a service for api.anthropic.com")
@@ -157,8 +165,6 @@ fn claude_code_runs_on_a_placeholder_and_the_broker_adds_the_key() {
                 .contains("ANTHROPIC_API_KEY in the container is a placeholder"),
         "{run}"
     );
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("stand-in.json")).unwrap()).unwrap();
     let placeholder = agent_vault::sandbox::claude::PLACEHOLDER;
     assert_eq!(report["env"]["ANTHROPIC_API_KEY"], placeholder);
     assert_eq!(report["env"]["CLAUDE_CONFIG_DIR"], "/home/claude/.claude");

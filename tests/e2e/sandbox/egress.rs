@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::{BASE, docker, docker_turn, sandbox_rig, sandboxed, workspace};
 use crate::broker::{BEARER, header};
+use crate::harness::{poll, written};
 
 #[test]
 fn allowed_path_reaches_the_upstream_with_the_credential_injected() {
@@ -166,6 +167,10 @@ fn egress_battery_every_attempt_fails() {
     ];
     let (tcp, udp) = (decoy.tcp_port.to_string(), decoy.udp_port.to_string());
     args.extend([tcp.as_str(), udp.as_str()]);
+    // A slot made ahead of time is what runs get by default: the battery runs in one.
+    let warm_up = super::sandboxed(&rig, &dir, &[], &["true"]);
+    assert!(warm_up.status.success(), "{warm_up}");
+    super::wait_for_maintainers();
     let mut cmd = rig.home.command(&args);
     cmd.current_dir(&dir)
         .env("AGENT_VAULT_SANDBOX_BASE_IMAGE", BASE)
@@ -175,23 +180,13 @@ fn egress_battery_every_attempt_fails() {
     let child = cmd.spawn().unwrap();
 
     // A second container on the run's network, as a decoy the agent must not reach.
-    let network = (0..600)
-        .find_map(|_| {
-            let found = docker(&[
-                "network",
-                "ls",
-                "-q",
-                "--filter",
-                &format!("label=dev.agent-vault.pid={}", child.id()),
-            ]);
-            if found.is_empty() {
-                std::thread::sleep(Duration::from_millis(100));
-                None
-            } else {
-                Some(found)
-            }
-        })
-        .expect("the run created no network");
+    let network = poll("the run's network", Duration::from_millis(100), || {
+        super::network_of_run(child.id())
+    });
+    assert!(
+        super::made_by_another_process(&network, child.id()),
+        "the battery did not run in a ready slot"
+    );
     let decoy_container = docker(&[
         "run",
         "-d",
@@ -274,12 +269,9 @@ fn the_relay_serves_only_its_own_run() {
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
-    let addr = (0..600)
-        .find_map(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            std::fs::read_to_string(dir.join("addr")).ok()
-        })
-        .expect("the agent did not start");
+    let addr = poll("the agent", Duration::from_millis(100), || {
+        written(&dir.join("addr"))
+    });
     assert!(
         std::fs::read_to_string(dir.join("inside"))
             .unwrap()

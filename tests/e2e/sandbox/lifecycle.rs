@@ -6,7 +6,7 @@ use std::process::Command;
 use super::{
     BASE, docker, docker_turn, labelled, sandbox_rig, sandboxed, sandboxed_command, workspace,
 };
-use crate::harness::Run;
+use crate::harness::{Run, poll, written};
 
 #[test]
 fn exit_codes_keep_and_concurrent_runs() {
@@ -49,8 +49,10 @@ fn exit_codes_keep_and_concurrent_runs() {
     assert!(docker(&["logs", &container]).contains("kept-output"));
     let left = turn.leftovers();
     assert!(
-        left.contains(&format!("container:{}", &container[..12])) && left.contains("volume:"),
-        "the agent container and its home were not kept: {left}"
+        left.contains(&format!("container:{}", &container[..12]))
+            && left.contains("volume:")
+            && !left.contains("network:"),
+        "the agent container and its home were not kept (and only they): {left}"
     );
 }
 
@@ -87,8 +89,12 @@ fn earlier_kept_resources_do_not_disturb_new_runs() {
     assert_eq!(turn.leftovers(), "", "resources left behind");
     let still = labelled();
     assert!(
-        still.contains(&format!("container:{}", &container[..12]))
-            && still.contains(&format!("volume:{volume}")),
+        still
+            .keys()
+            .any(|k| k.starts_with(&format!("container:{}", &container[..12])))
+            && still
+                .keys()
+                .any(|k| k.starts_with(&format!("volume:{volume}"))),
         "a kept resource of an earlier run was removed: {still:?}"
     );
     drop(planted);
@@ -250,14 +256,9 @@ fn a_killed_run_leaves_nothing_once_the_next_run_prunes() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut mid_run = cmd.spawn().unwrap();
-    let token = (0..600)
-        .find_map(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            std::fs::read_to_string(dir.join("token"))
-                .ok()
-                .filter(|t| !t.is_empty())
-        })
-        .expect("the agent did not start");
+    let token = poll("the agent", Duration::from_millis(100), || {
+        written(&dir.join("token"))
+    });
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(
         crate::agents::token_status(&rig.server.url, &token),
@@ -271,30 +272,36 @@ fn a_killed_run_leaves_nothing_once_the_next_run_prunes() {
     assert!(took < Duration::from_secs(4), "refused only after {took:?}");
     eprintln!("the killed run's token was refused {took:?} after kill -9 (lease 2s)");
 
-    // Killed mid-start: while its network exists and its helper is coming up.
-    let mut cmd = sandboxed_command(&rig, &dir, &[], &["true"]);
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    let mut mid_start = cmd.spawn().unwrap();
-    let label = format!("label=dev.agent-vault.pid={}", mid_start.id());
-    let seen = (0..400).any(|_| {
-        let found = !docker(&["network", "ls", "-q", "--filter", &label]).is_empty();
-        if !found {
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        found
-    });
-    assert!(seen, "the run created no network");
-    mid_start.kill().unwrap();
-    mid_start.wait().unwrap();
+    // Killed mid-start, making its own slot: while its network exists and its helper is
+    // coming up. And killed right after claiming a ready slot (its agent container exists).
+    let mut killed_pids = vec![mid_run.id()];
+    for (warm, what) in [("0", "network"), ("2", "agent container")] {
+        let mut cmd = sandboxed_command(&rig, &dir, &[], &["sleep", "600"]);
+        cmd.env("AGENT_VAULT_SANDBOX_WARM", warm)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut mid_start = cmd.spawn().unwrap();
+        let label = format!("label=dev.agent-vault.pid={}", mid_start.id());
+        poll(what, Duration::from_millis(25), || {
+            let found = match warm {
+                "0" => docker(&["network", "ls", "-q", "--filter", &label]),
+                _ => docker(&["ps", "-aq", "--filter", &label]),
+            };
+            (!found.is_empty()).then_some(())
+        });
+        mid_start.kill().unwrap();
+        mid_start.wait().unwrap();
+        killed_pids.push(mid_start.id());
+    }
     assert!(
-        !turn.leftovers().is_empty(),
+        !turn.added().is_empty(),
         "the killed runs left nothing to prune: the test proves nothing"
     );
 
     let next = sandboxed(&rig, &dir, &[], &["true"]);
     assert!(next.status.success(), "{next}");
     assert_eq!(turn.leftovers(), "", "resources of killed runs left behind");
-    for pid in [mid_run.id(), mid_start.id()] {
+    for pid in killed_pids {
         assert_eq!(
             run_dirs_of(pid),
             Vec::<String>::new(),
@@ -387,4 +394,77 @@ fn limits_by_default_and_overridable() {
         .run(&["vault", "run", "--memory", "1g", "--", "true"])
         .fails_with("only applies to --sandbox=container");
     assert_eq!(turn.leftovers(), "");
+}
+
+#[test]
+fn ready_slots_serve_one_run_each_and_are_refilled() {
+    use std::process::Stdio;
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "slots");
+    let first = sandboxed(&rig, &dir, &[], &["true"]);
+    assert!(first.status.success(), "{first}");
+    super::wait_for_maintainers();
+    let ready = super::ready_slots();
+    assert_eq!(
+        ready.len(),
+        2,
+        "the maintainer keeps two ready slots: {ready:?}"
+    );
+
+    // Three runs at once: two take the ready slots, one makes its own; none share.
+    let runs: Vec<_> = (0..3)
+        .map(|i| {
+            let dir = workspace(&rig, &format!("slot-run-{i}"));
+            let script = "echo \"$AGENT_VAULT_ADDR\" > /workspace/addr; sleep 3";
+            let mut cmd = sandboxed_command(&rig, &dir, &[], &["sh", "-c", script]);
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+            (dir, cmd.spawn().unwrap())
+        })
+        .collect();
+    let mut networks = Vec::new();
+    for (_, child) in &runs {
+        let network = poll(
+            "a run's network",
+            std::time::Duration::from_millis(50),
+            || super::network_of_run(child.id()),
+        );
+        networks.push((
+            network.clone(),
+            super::made_by_another_process(&network, child.id()),
+        ));
+    }
+    let mut addrs = Vec::new();
+    for (dir, child) in runs {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        addrs.push(std::fs::read_to_string(dir.join("addr")).unwrap());
+    }
+    let taken = networks.iter().filter(|(_, taken)| *taken).count();
+    // (A slot the maintainer makes meanwhile may serve the third.)
+    assert!(
+        taken >= 2,
+        "two runs take the two ready slots: {networks:?}"
+    );
+    let mut distinct = networks.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "a slot served two runs: {networks:?}");
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 3, "two runs shared a relay: {addrs:?}");
+
+    // Used slots go away; the pool is refilled with fresh ones.
+    assert_eq!(turn.leftovers(), "", "used slots left behind");
+    super::wait_for_maintainers();
+    let refilled = super::ready_slots();
+    assert_eq!(refilled.len(), 2, "{refilled:?}");
+    assert!(
+        refilled.iter().all(|slot| !ready.contains(slot)),
+        "a used slot is ready again: {ready:?} then {refilled:?}"
+    );
 }

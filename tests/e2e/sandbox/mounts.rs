@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::{docker, docker_turn, sandbox_rig, sandboxed, sandboxed_command, workspace};
 use crate::broker::Rig;
-use crate::harness::Run;
+use crate::harness::{Run, poll};
 
 #[test]
 fn sources_exposing_the_store_the_host_or_a_daemon_are_refused() {
@@ -177,19 +177,16 @@ fn a_swap_after_the_check_is_caught_before_the_command_runs() {
         &["--mount", &spec],
         &["sh", "-c", "touch /workspace/ran; ls -a /data"],
     );
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Without a ready slot, the run's network exists only after the check and well before
+    // the agent starts (the firewall helper's self-test comes in between): swap then.
+    cmd.env("AGENT_VAULT_SANDBOX_WARM", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
-    // The run's network exists only after the check and well before the agent starts
-    // (the firewall helper's self-test comes in between): swap then.
     let label = format!("label=dev.agent-vault.pid={}", child.id());
-    let seen = (0..400).any(|_| {
-        let found = !docker(&["network", "ls", "-q", "--filter", &label]).is_empty();
-        if !found {
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        found
+    poll("the run's network", Duration::from_millis(25), || {
+        (!docker(&["network", "ls", "-q", "--filter", &label]).is_empty()).then_some(())
     });
-    assert!(seen, "the run created no network");
     exchange(&data, &swap);
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -259,11 +256,9 @@ fn a_swap_race_from_inside_another_sandbox_never_mounts_the_store() {
     let mut attacker = sandboxed_command(&rig, &attacker_dir, &[], &["python3", "swapper.py"]);
     attacker.stdout(Stdio::piped()).stderr(Stdio::piped());
     let attacker = attacker.spawn().unwrap();
-    let started = (0..600).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        attacker_dir.join("swapping").exists()
+    poll("the attacking sandbox", Duration::from_millis(100), || {
+        attacker_dir.join("swapping").exists().then_some(())
     });
-    assert!(started, "the attacking sandbox did not start");
 
     let victim_dir = workspace(&rig, "race-victim");
     let tries = race(&rig, &victim_dir, &data, 50);

@@ -4,8 +4,8 @@
 //! not implicit members: reading credentials or changing services needs a grant, so an
 //! owner's access to secrets is always an explicit, visible membership.
 
-use super::auth::{Caller, Principal};
-use super::{ApiError, AppState};
+use super::caller::{Caller, Principal};
+use super::{AppState, OpError};
 use crate::store::vaults::{self, ActorType, Vault};
 use crate::store::{DEFAULT_VAULT, VaultRole};
 
@@ -19,33 +19,33 @@ pub struct VaultAccess {
 
 impl VaultAccess {
     /// Requires at least `needed` on the vault.
-    pub fn require(&self, needed: VaultRole) -> Result<(), ApiError> {
+    pub fn require(&self, needed: VaultRole) -> Result<(), OpError> {
         let name = &self.vault.name;
         match self.role {
             Some(role) if role >= needed => Ok(()),
-            Some(role) => Err(ApiError::forbidden(format!(
+            Some(role) => Err(OpError::forbidden(format!(
                 "this needs the {needed} role on vault \"{name}\"; you have {role}"
             ))),
-            None if self.owner => Err(ApiError::forbidden(format!(
+            None if self.owner => Err(OpError::forbidden(format!(
                 "you are not a member of vault \"{name}\"; as an owner you can join it with `agent-vault owner vault join {name}`"
             ))),
-            None => Err(ApiError::forbidden(format!(
+            None => Err(OpError::forbidden(format!(
                 "you are not a member of vault \"{name}\"; ask one of its admins to add you"
             ))),
         }
     }
 
     /// Vault admins and instance owners may rename or delete a vault.
-    pub fn require_admin_or_owner(&self) -> Result<(), ApiError> {
+    pub fn require_admin_or_owner(&self) -> Result<(), OpError> {
         if self.owner {
             return Ok(());
         }
         self.require(VaultRole::Admin)
     }
 
-    pub fn refuse_default(&self, action: &str) -> Result<(), ApiError> {
+    pub fn refuse_default(&self, action: &str) -> Result<(), OpError> {
         if self.vault.name == DEFAULT_VAULT {
-            return Err(ApiError::conflict(format!(
+            return Err(OpError::conflict(format!(
                 "the default vault cannot be {action}"
             )));
         }
@@ -58,7 +58,7 @@ pub async fn vault_access(
     state: &AppState,
     caller: &Caller,
     name: &str,
-) -> Result<VaultAccess, ApiError> {
+) -> Result<VaultAccess, OpError> {
     let lookup = name.to_owned();
     let principal = caller.principal.clone();
     let found = state
@@ -83,7 +83,7 @@ pub async fn vault_access(
         })
         .await?;
     let (vault, role) = found.ok_or_else(|| {
-        ApiError::not_found(format!(
+        OpError::not_found(format!(
             "vault \"{name}\" does not exist; see your vaults with `agent-vault vault list`"
         ))
     })?;
@@ -95,12 +95,12 @@ pub async fn vault_access(
 }
 
 /// Checks a vault name: lowercase letters, digits and single hyphens, 1–64 characters.
-pub fn validate_vault_name(name: &str) -> Result<(), ApiError> {
+pub fn validate_vault_name(name: &str) -> Result<(), OpError> {
     validate_slug("vault", name)
 }
 
 /// Checks a name made of lowercase letters, digits and single hyphens, 1–64 characters.
-pub fn validate_slug(kind: &str, name: &str) -> Result<(), ApiError> {
+pub fn validate_slug(kind: &str, name: &str) -> Result<(), OpError> {
     let valid = (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -111,7 +111,7 @@ pub fn validate_slug(kind: &str, name: &str) -> Result<(), ApiError> {
     if valid {
         Ok(())
     } else {
-        Err(ApiError::invalid(format!(
+        Err(OpError::invalid(format!(
             "\"{name}\" is not a valid {kind} name; use lowercase letters, digits and single hyphens (for example \"payments-prod\"), at most 64 characters"
         )))
     }
@@ -123,11 +123,11 @@ pub fn assignable_vaults(
     conn: &rusqlite::Connection,
     caller: &Caller,
     wanted: &[(String, VaultRole)],
-) -> crate::store::Result<Result<Vec<(String, VaultRole)>, ApiError>> {
+) -> crate::store::Result<Result<Vec<(String, VaultRole)>, OpError>> {
     let mut out = Vec::new();
     for (name, role) in wanted {
         let Some(vault) = vaults::by_name(conn, name)? else {
-            return Ok(Err(ApiError::not_found(format!(
+            return Ok(Err(OpError::not_found(format!(
                 "vault \"{name}\" does not exist"
             ))));
         };
@@ -138,7 +138,7 @@ pub fn assignable_vaults(
             None => false,
         };
         if !(admin || caller.is_owner()) {
-            return Ok(Err(ApiError::forbidden(format!(
+            return Ok(Err(OpError::forbidden(format!(
                 "only admins of vault \"{name}\" (or an owner) can give access to it"
             ))));
         }

@@ -1,7 +1,7 @@
 //! Naming a pending invite by the end of its token (`… revoke <last 8+ characters>`), as
 //! only the hash and the last characters of a token are stored.
 
-use super::ApiError;
+use super::OpError;
 use crate::crypto::hash_token;
 use crate::store::invites::SUFFIX_LEN;
 
@@ -18,10 +18,10 @@ pub struct SuffixQuery {
 impl SuffixQuery {
     /// Reads what the user gave; `prefix` is the token type (`av_uinv_`), `list` the command
     /// that shows suffixes.
-    pub fn parse(given: &str, prefix: &str, list: &str) -> Result<Self, ApiError> {
+    pub fn parse(given: &str, prefix: &str, list: &str) -> Result<Self, OpError> {
         let given = given.trim().trim_start_matches('…');
         if given.len() < MIN_SUFFIX {
-            return Err(ApiError::invalid(format!(
+            return Err(OpError::invalid(format!(
                 "give at least the last {MIN_SUFFIX} characters of the invite token (see `{list}`)"
             )));
         }
@@ -42,14 +42,14 @@ impl SuffixQuery {
         mut candidates: Vec<T>,
         label: impl Fn(&T) -> &str,
         list: &str,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, OpError> {
         match candidates.len() {
-            0 => Err(ApiError::not_found(format!(
+            0 => Err(OpError::not_found(format!(
                 "no pending invite of yours ends with \"{}\"; see `{list}`",
                 self.shown
             ))),
             1 => Ok(candidates.remove(0)),
-            n => Err(ApiError::conflict(format!(
+            n => Err(OpError::conflict(format!(
                 "\"{}\" matches {n} pending invites ({}); give more characters of the token",
                 self.shown,
                 candidates.iter().map(&label).collect::<Vec<_>>().join(", ")

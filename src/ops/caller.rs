@@ -1,0 +1,103 @@
+//! Who is calling: a raw session token resolved to its session and principal. The JSON API
+//! reads the token from `Authorization: Bearer`, the web UI from its session cookie; both
+//! resolve it here, with the same expiry rules.
+
+use super::{AppState, OpError};
+use crate::crypto::hash_token;
+use crate::store::agents::{self, Agent};
+use crate::store::sessions::{self, Session, SessionKind};
+use crate::store::users::{self, User};
+use crate::store::vaults::ActorType;
+use crate::store::{InstanceRole, VaultRole, now};
+
+/// The authenticated principal behind a request.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    User(User),
+    Agent(Agent),
+    /// A vault-scoped token: it carries its vault and role and acts for nobody else.
+    Scoped {
+        vault_id: String,
+        role: VaultRole,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub session: Session,
+    pub principal: Principal,
+}
+
+impl Caller {
+    /// The calling user, or 403 for agent and scoped tokens.
+    pub fn user(&self) -> Result<&User, OpError> {
+        match &self.principal {
+            Principal::User(user) => Ok(user),
+            _ => Err(OpError::forbidden(
+                "this action needs a user login; log in with `agent-vault auth login`",
+            )),
+        }
+    }
+
+    /// Instance owners: users, and agents given the owner role.
+    pub fn is_owner(&self) -> bool {
+        match &self.principal {
+            Principal::User(u) => u.role == InstanceRole::Owner,
+            Principal::Agent(a) => a.role == InstanceRole::Owner,
+            Principal::Scoped { .. } => false,
+        }
+    }
+
+    /// The caller as a grant holder: (actor type, id), or `None` for a scoped token.
+    pub fn actor(&self) -> Option<(ActorType, &str)> {
+        match &self.principal {
+            Principal::User(u) => Some((ActorType::User, &u.id)),
+            Principal::Agent(a) => Some((ActorType::Agent, &a.id)),
+            Principal::Scoped { .. } => None,
+        }
+    }
+}
+
+/// Resolves a raw token to a live session and its principal, recording its use; `None` when
+/// the token is unknown, expired, or its user or agent is gone or inactive.
+pub async fn resolve(state: &AppState, token: &str) -> Result<Option<Caller>, OpError> {
+    let hash = hash_token(token);
+    state
+        .db(move |store, _| {
+            store.read(|conn| {
+                let Some(session) = sessions::by_token_hash(conn, &hash)? else {
+                    return Ok(None);
+                };
+                let now = now();
+                if session.is_expired(now) {
+                    return Ok(None);
+                }
+                let principal = match session.kind {
+                    SessionKind::User => {
+                        let user_id = session.user_id.as_deref().unwrap_or_default();
+                        match users::by_id(conn, user_id)? {
+                            Some(user) if user.active => Principal::User(user),
+                            _ => return Ok(None),
+                        }
+                    }
+                    SessionKind::Agent => {
+                        let agent_id = session.agent_id.as_deref().unwrap_or_default();
+                        match agents::by_id(conn, agent_id)? {
+                            Some(agent) => Principal::Agent(agent),
+                            None => return Ok(None),
+                        }
+                    }
+                    SessionKind::Scoped => match (&session.vault_id, session.vault_role) {
+                        (Some(vault_id), Some(role)) => Principal::Scoped {
+                            vault_id: vault_id.clone(),
+                            role,
+                        },
+                        _ => return Ok(None),
+                    },
+                };
+                sessions::touch(conn, &session, now)?;
+                Ok(Some(Caller { session, principal }))
+            })
+        })
+        .await
+}

@@ -1,0 +1,224 @@
+//! Vault membership of users and agents: list, add, remove, change role. Vault admins
+//! manage; anyone holding a role on the vault may list. A vault always keeps one admin.
+//! Users hold admin or member; the proxy role is for agents (and scoped tokens).
+
+use super::access::{VaultAccess, vault_access};
+use super::caller::Caller;
+use super::{AppState, OpError};
+use crate::store::vaults::{self, ActorType};
+use crate::store::{VaultRole, invites, users};
+
+/// Users hold admin or member on a vault; proxy is for agents and scoped tokens.
+pub fn user_role(role: &str) -> Result<VaultRole, OpError> {
+    match role.parse::<VaultRole>() {
+        Ok(VaultRole::Proxy) => Err(OpError::invalid(
+            "users can be admin or member of a vault; the proxy role is for agents",
+        )),
+        Ok(role) => Ok(role),
+        Err(_) => Err(OpError::invalid(format!(
+            "unknown vault role \"{role}\" for a user (expected admin or member)"
+        ))),
+    }
+}
+
+/// A vault role for an agent (`proxy` when absent).
+pub fn agent_role(role: Option<&str>) -> Result<VaultRole, OpError> {
+    role.unwrap_or("proxy").parse().map_err(OpError::invalid)
+}
+
+/// Who is in a vault: users (active members, then pending invites pre-assigning it) and
+/// agents.
+pub struct Members {
+    pub access: VaultAccess,
+    pub users: Vec<(String, VaultRole)>,
+    pub invited: Vec<(String, VaultRole)>,
+    pub agents: Vec<(String, VaultRole)>,
+}
+
+pub async fn list(state: &AppState, caller: &Caller, vault: &str) -> Result<Members, OpError> {
+    let access = vault_access(state, caller, vault).await?;
+    access.require(VaultRole::Proxy)?;
+    let id = access.vault.id.clone();
+    let (users, invited, agents) = state
+        .db(move |store, _| {
+            store.read(|conn| {
+                Ok((
+                    vaults::user_members(conn, &id)?,
+                    invites::pending_users_for_vault(conn, &id)?,
+                    vaults::agent_members(conn, &id)?,
+                ))
+            })
+        })
+        .await?;
+    Ok(Members {
+        access,
+        users,
+        invited,
+        agents,
+    })
+}
+
+/// Grants an existing, active user a role on the vault.
+pub async fn add_user(
+    state: &AppState,
+    caller: &Caller,
+    vault: &str,
+    email: &str,
+    role: &str,
+) -> Result<(String, VaultRole), OpError> {
+    let access = vault_access(state, caller, vault).await?;
+    access.require(VaultRole::Admin)?;
+    let role = user_role(role)?;
+    let email = users::normalize_email(email);
+    let lookup = email.clone();
+    let user = state
+        .db(move |store, _| store.read(|conn| users::by_email(conn, &lookup)))
+        .await?
+        .filter(|u| u.active)
+        .ok_or_else(|| {
+            OpError::not_found(format!(
+                "no active user with email \"{email}\"; invite them with `agent-vault user invite {email} --vault {vault}:{role}`"
+            ))
+        })?;
+    let vault_id = access.vault.id.clone();
+    let added = state
+        .db(move |store, _| {
+            store.write(|tx| {
+                if vaults::role_of(tx, &vault_id, ActorType::User, &user.id)?.is_some() {
+                    return Ok(false);
+                }
+                vaults::grant(tx, &vault_id, ActorType::User, &user.id, role)?;
+                Ok(true)
+            })
+        })
+        .await?;
+    if !added {
+        return Err(OpError::conflict(format!(
+            "{email} is already a member of vault \"{vault}\"; change the role with `agent-vault vault user set-role`"
+        )));
+    }
+    Ok((email, role))
+}
+
+/// Removes a user from the vault (`None`) or changes their role; the last admin stays.
+/// Returns the normalised email.
+pub async fn change_user(
+    state: &AppState,
+    caller: &Caller,
+    vault: &str,
+    email: &str,
+    new_role: Option<&str>,
+) -> Result<String, OpError> {
+    let access = vault_access(state, caller, vault).await?;
+    access.require(VaultRole::Admin)?;
+    let new_role = new_role.map(user_role).transpose()?;
+    let email = users::normalize_email(email);
+    let (vault_id, lookup) = (access.vault.id.clone(), email.clone());
+    let found = state
+        .db(move |store, _| {
+            store.read(|conn| {
+                let Some(user) = users::by_email(conn, &lookup)? else {
+                    return Ok(None);
+                };
+                let role = vaults::role_of(conn, &vault_id, ActorType::User, &user.id)?;
+                Ok(Some((user.id, role, vaults::admin_count(conn, &vault_id)?)))
+            })
+        })
+        .await?;
+    let (user_id, role, admins) =
+        found.ok_or_else(|| OpError::not_found(format!("no user with email \"{email}\"")))?;
+    match role {
+        None => {
+            return Err(OpError::not_found(format!(
+                "{email} is not a member of vault \"{vault}\""
+            )));
+        }
+        Some(VaultRole::Admin) if new_role != Some(VaultRole::Admin) && admins <= 1 => {
+            return Err(OpError::conflict(format!(
+                "{email} is the last admin of vault \"{vault}\"; make another member admin first"
+            )));
+        }
+        Some(_) => {}
+    }
+    let vault_id = access.vault.id.clone();
+    state
+        .db(move |store, _| {
+            store.write(|tx| match new_role {
+                Some(role) => vaults::grant(tx, &vault_id, ActorType::User, &user_id, role),
+                None => vaults::revoke(tx, &vault_id, ActorType::User, &user_id).map(drop),
+            })
+        })
+        .await?;
+    Ok(email)
+}
+
+/// Adds an agent to the vault with a role (vault admins).
+pub async fn add_agent(
+    state: &AppState,
+    caller: &Caller,
+    vault: &str,
+    name: &str,
+    role: Option<&str>,
+) -> Result<VaultRole, OpError> {
+    let access = vault_access(state, caller, vault).await?;
+    access.require(VaultRole::Admin)?;
+    let role = agent_role(role)?;
+    let agent = super::agents::by_name(state, name).await?;
+    let vault_id = access.vault.id.clone();
+    let added = state
+        .db(move |store, _| {
+            store.write(|tx| {
+                if vaults::role_of(tx, &vault_id, ActorType::Agent, &agent.id)?.is_some() {
+                    return Ok(false);
+                }
+                vaults::grant(tx, &vault_id, ActorType::Agent, &agent.id, role)?;
+                Ok(true)
+            })
+        })
+        .await?;
+    if !added {
+        return Err(OpError::conflict(format!(
+            "agent \"{name}\" is already in vault \"{vault}\"; change its role with `agent-vault vault agent set-role`"
+        )));
+    }
+    Ok(role)
+}
+
+/// Removes an agent from the vault (`None`) or changes its role; the last admin stays.
+pub async fn change_agent(
+    state: &AppState,
+    caller: &Caller,
+    vault: &str,
+    name: &str,
+    new_role: Option<VaultRole>,
+) -> Result<(), OpError> {
+    let access = vault_access(state, caller, vault).await?;
+    access.require(VaultRole::Admin)?;
+    let agent = super::agents::by_name(state, name).await?;
+    let (vault_id, vault_name, agent_name) =
+        (access.vault.id.clone(), vault.to_owned(), name.to_owned());
+    state
+        .db(move |store, _| {
+            store.write(|tx| {
+                let Some(current) = vaults::role_of(tx, &vault_id, ActorType::Agent, &agent.id)? else {
+                    return Ok(Err(OpError::not_found(format!(
+                        "agent \"{agent_name}\" is not in vault \"{vault_name}\""
+                    ))));
+                };
+                let losing_admin = current == VaultRole::Admin && new_role != Some(VaultRole::Admin);
+                if losing_admin && vaults::admin_count(tx, &vault_id)? <= 1 {
+                    return Ok(Err(OpError::conflict(format!(
+                        "agent \"{agent_name}\" is the last admin of vault \"{vault_name}\"; make another member admin first"
+                    ))));
+                }
+                match new_role {
+                    Some(role) => vaults::grant(tx, &vault_id, ActorType::Agent, &agent.id, role)?,
+                    None => {
+                        vaults::revoke(tx, &vault_id, ActorType::Agent, &agent.id)?;
+                    }
+                }
+                Ok(Ok(()))
+            })
+        })
+        .await?
+}

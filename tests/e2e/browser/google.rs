@@ -1,0 +1,142 @@
+//! "Sign in with Google" against a local OpenID provider the test starts (its own keys and
+//! discovery document): the first account made this way is the owner; an unverified address
+//! is refused; a callback the browser did not start is refused; invite-only is respected for
+//! new accounts; the client secret never reaches the page or the server's output.
+
+use fantoccini::Locator;
+
+use super::provider::{CLIENT_ID, CLIENT_SECRET, Provider};
+use super::{Browser, run};
+use crate::harness::TestHome;
+
+/// "Sign in with Google", then the provider's page: the address, verified or not.
+async fn through_provider(b: &Browser, issuer: &str, email: &str, verified: bool) {
+    b.press("Sign in with Google").await;
+    assert!(
+        b.client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .starts_with(issuer),
+        "the browser is at the provider"
+    );
+    b.fill("provider-email", email).await;
+    if !verified {
+        b.click("#provider-verified").await;
+    }
+    b.follow("#provider-continue").await;
+}
+
+#[test]
+fn google_sign_in_against_a_local_provider() {
+    let provider = Provider::start();
+    let home = TestHome::new();
+    let server = home.start_server(
+        &[],
+        "",
+        &[
+            ("AGENT_VAULT_OAUTH_GOOGLE_CLIENT_ID", CLIENT_ID),
+            ("AGENT_VAULT_OAUTH_GOOGLE_CLIENT_SECRET", CLIENT_SECRET),
+            ("AGENT_VAULT_OAUTH_GOOGLE_ISSUER", provider.issuer.as_str()),
+        ],
+    );
+    let base = server.url.clone();
+    let issuer = provider.issuer.clone();
+    run(async move {
+        let b = Browser::start().await;
+        let sign_in =
+            |email: &'static str, verified: bool| through_provider(&b, &issuer, email, verified);
+
+        // No account yet: the first-run page offers Google too; that account is the owner.
+        b.goto(&base).await;
+        assert_eq!(b.path().await, "/setup");
+        sign_in("gina@example.com", true).await;
+        assert_eq!(b.path().await, "/vaults");
+        assert!(b.notice().await.contains("Signed in as gina@example.com"));
+        let page = b.source().await;
+        assert!(
+            page.contains("Manage instance"),
+            "the first account is the owner"
+        );
+        assert!(!page.contains(CLIENT_SECRET));
+        b.shot("20-google-owner").await;
+
+        // Sign out and in again: the same account.
+        b.press("Sign out").await;
+        b.shot("21-login-with-google").await;
+        sign_in("gina@example.com", true).await;
+        assert_eq!(b.path().await, "/vaults");
+
+        // The owner makes the instance invite-only from Manage instance.
+        b.goto(&format!("{base}/manage")).await;
+        b.click("input[name='invite_only']").await;
+        b.press("Save").await;
+        assert!(
+            b.notice().await.contains("invite-only"),
+            "{}",
+            b.notice().await
+        );
+        // Retention is not pinned here: the owner changes it.
+        b.fill("max-age", "48").await;
+        b.press("Save retention").await;
+        assert!(
+            b.notice().await.contains("Retention saved"),
+            "{}",
+            b.notice().await
+        );
+        assert!(b.source().await.contains("48 hours"));
+        b.press("Sign out").await;
+
+        // A new address is refused while the instance is invite-only.
+        sign_in("newbie@example.com", true).await;
+        assert!(
+            b.source().await.contains("invite-only"),
+            "{}",
+            b.source().await
+        );
+
+        // An address the provider did not verify is refused.
+        b.goto(&format!("{base}/login")).await;
+        sign_in("gina@example.com", false).await;
+        let refused = b.source().await;
+        assert!(refused.contains("has not verified"), "{refused}");
+        b.goto(&format!("{base}/vaults")).await;
+        assert_eq!(b.path().await, "/login", "not signed in");
+
+        // A callback this browser did not start (no sealed flow cookie, forged state).
+        b.goto(&format!(
+            "{base}/auth/google/callback?code=forged&state=forged"
+        ))
+        .await;
+        assert!(
+            b.source().await.contains("not started in this browser"),
+            "{}",
+            b.source().await
+        );
+        let heading = b
+            .client
+            .find(Locator::Css("h1"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(heading, "Google sign-in");
+        b.close().await;
+    });
+    let (accepted, refused) = provider.exchanges();
+    assert_eq!(
+        accepted, 4,
+        "four code exchanges reached the provider's token endpoint"
+    );
+    assert_eq!(
+        refused, 0,
+        "none was refused: PKCE, redirect URI and client secret matched"
+    );
+    let (_, output) = server.stop_with("TERM");
+    assert!(
+        !output.contains(CLIENT_SECRET),
+        "the secret never reaches the server's output"
+    );
+}
