@@ -2,9 +2,10 @@
 //! for the database; a background task writes them in batches and trims old rows. Dropped
 //! records (only when the channel is full) are counted and reported.
 //!
-//! Batching is by time: after the first record of a batch the writer waits [`GATHER`] for
-//! more, so under load a request costs a channel push, not a wake-up of the writer, a
-//! blocking-pool hand-off and a SQLite transaction of its own.
+//! Under load, batching is by time: when records were already queueing, the writer sleeps
+//! [`GATHER`] and then takes everything, so a request costs a channel push, not a wake-up of
+//! the writer, a blocking-pool hand-off and a SQLite transaction of its own. Light traffic
+//! is written at once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,8 +20,10 @@ use crate::store::{Store, now};
 /// Room for a few seconds of heavy traffic, so the writer's pauses drop nothing.
 const CHANNEL: usize = 65_536;
 const BATCH: usize = 5_000;
-/// How long the writer gathers records after the first one of a batch.
+/// How long the writer gathers records once traffic is heavy.
 const GATHER: Duration = Duration::from_millis(100);
+/// Records already waiting that mean heavy traffic.
+const BUSY: usize = 32;
 const RETENTION_EVERY: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Clone)]
@@ -99,16 +102,18 @@ async fn write_loop(
     }
 }
 
-/// Waits (up to 250 ms) for a record, then gathers for [`GATHER`]; `Ok(0)` when the channel
-/// closed.
+/// Waits (up to 250 ms) for records; when [`BUSY`] or more were already waiting, gathers for
+/// [`GATHER`] more. `Ok(0)` when the channel closed.
 async fn gather(
     rx: &mut mpsc::Receiver<Record>,
     batch: &mut Vec<Record>,
 ) -> Result<usize, tokio::time::error::Elapsed> {
     let first =
         tokio::time::timeout(Duration::from_millis(250), rx.recv_many(batch, BATCH)).await?;
-    if first == 0 {
-        return Ok(0);
+    if first < BUSY {
+        // Light traffic (or a closed channel: 0): written at once, so the log is current
+        // when someone looks.
+        return Ok(first);
     }
     // Asleep rather than waiting on the channel, so senders wake nobody meanwhile.
     tokio::time::sleep(GATHER).await;
