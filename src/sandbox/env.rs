@@ -35,16 +35,13 @@ const NEVER_INHERITED: [&str; 3] = [
     "AGENT_VAULT_OAUTH_GOOGLE_CLIENT_SECRET",
 ];
 
-/// The host part of a base URL (`http://h:1/` → `h`, keeping IPv6 brackets).
+/// The host part of a base URL (`http://h:1/` → `h`, keeping IPv6 brackets); the text
+/// itself if it is no URL.
 pub fn url_host(base: &str) -> String {
-    let rest = base.split("://").nth(1).unwrap_or(base);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !host.is_empty() => {
-            host.to_owned()
-        }
-        _ => authority.to_owned(),
-    }
+    url::Url::parse(base.trim())
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned))
+        .unwrap_or_else(|| base.trim().to_owned())
 }
 
 /// Everything the child's environment gets, in order (`key`, `value`).

@@ -57,6 +57,8 @@ pub enum SandboxError {
     Mount(#[from] mounts::MountError),
     #[error(transparent)]
     Limit(#[from] limits::LimitError),
+    #[error("the server address cannot be relayed: {0}")]
+    Address(#[from] crate::target::TargetError),
     #[error("{0}")]
     Image(String),
     #[error("the sandbox firewall did not come up, so nothing was run: {0}")]
@@ -124,6 +126,7 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
         );
     }
 
+    let broker = crate::target::Target::from_url(spec.api_url)?;
     let docker = docker::connect().await?;
     let args = images::build_args();
     let (agent_image, image_entrypoint) = match spec.image {
@@ -152,6 +155,7 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
         limits: &limits,
         user: agent_user(),
         tty: std::io::stdin().is_terminal(),
+        broker: &broker,
     };
     let result = tokio::select! {
         result = plan.execute(&docker, &mut resources) => result,
@@ -205,6 +209,8 @@ struct Plan<'a> {
     limits: &'a limits::Limits,
     user: (u32, u32),
     tty: bool,
+    /// The broker's API, which the relay forwards to (its proxy port is in `spec`).
+    broker: &'a crate::target::Target,
 }
 
 impl Plan<'_> {
@@ -249,15 +255,10 @@ impl Plan<'_> {
     }
 
     fn relay_target(&self, subnet: ipnet::IpNet) -> relay::Target {
-        let api_url = self.spec.api_url;
         relay::Target {
             allowed: subnet,
-            broker_host: env::url_host(api_url).trim_matches(['[', ']']).to_owned(),
-            api_port: api_url
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.trim_end_matches('/').parse().ok())
-                .unwrap_or(14321),
+            broker_host: self.broker.bare_host().to_owned(),
+            api_port: self.broker.port(),
             proxy_port: self.spec.proxy_port,
         }
     }

@@ -179,8 +179,14 @@ fn claude_code_runs_on_a_placeholder_and_the_broker_adds_the_key() {
         .unwrap();
     assert!(placeholder.ends_with(approved) && approved.len() == 20);
     assert_eq!(report["status"], 200, "{report}");
+    // The upstream echoes what it got: the vault's key, which the broker scrubs from the
+    // answer (it replaces exactly that value), so the agent sees the marker instead.
     let upstream = &report["upstream"];
-    assert_eq!(header(upstream, "x-api-key"), vec![VAULT_KEY], "{upstream}");
+    assert_eq!(
+        header(upstream, "x-api-key"),
+        vec!["[agent-vault:redacted]"],
+        "{upstream}"
+    );
     let text = report.to_string();
     let headers = upstream["headers"].to_string();
     assert!(
