@@ -85,7 +85,18 @@ pub async fn logs(
         },
     )
     .await?;
+    // Each row also names its actor (an email or an agent's name), so the log answers "who".
+    let requests: Vec<serde_json::Value> = page
+        .rows
+        .iter()
+        .map(|row| {
+            let mut value = json!(row);
+            let name = row.actor_id.as_ref().and_then(|id| page.actors.get(id));
+            value["actor"] = json!(name);
+            value
+        })
+        .collect();
     Ok(axum::Json(
-        json!({ "vault": page.vault, "requests": page.rows }),
+        json!({ "vault": page.vault, "requests": requests }),
     ))
 }

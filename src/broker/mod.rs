@@ -125,7 +125,8 @@ pub struct Scope {
     pub vault_id: Arc<str>,
     pub vault_name: String,
     pub role: VaultRole,
-    /// `agent` or `scoped`, and the id of the agent or of the minting actor.
+    /// Who acts: `agent` (its own token), the `user` or `agent` who minted a vault-scoped
+    /// token, or `scoped` when that is unknown; and their id.
     pub actor_type: &'static str,
     pub actor_id: Option<String>,
     pub expires_at: Option<i64>,
@@ -330,14 +331,22 @@ fn resolve_scope(
                             "vault_mismatch",
                             format!("this token belongs to vault \"{}\", not \"{name}\"", vault.name),
                         )),
-                        _ => Ok(Scope {
-                            vault_id: vault.id.into(),
-                            vault_name: vault.name,
-                            role,
-                            actor_type: "scoped",
-                            actor_id: None,
-                            expires_at: session.expires_at,
-                        }),
+                        _ => {
+                            // The log names who minted the token (`vault run`, `vault token`).
+                            let (actor_type, actor_id) = match sessions::minted_by(conn, token_hash)? {
+                                Some((kind, id)) if kind == "user" => ("user", Some(id)),
+                                Some((kind, id)) if kind == "agent" => ("agent", Some(id)),
+                                _ => ("scoped", None),
+                            };
+                            Ok(Scope {
+                                vault_id: vault.id.into(),
+                                vault_name: vault.name,
+                                role,
+                                actor_type,
+                                actor_id,
+                                expires_at: session.expires_at,
+                            })
+                        }
                     }
                 }
                 SessionKind::Agent => {

@@ -25,15 +25,13 @@ pub struct ResolvedSubstitution {
 /// credentials: it takes a reference-counted plan.
 #[derive(Default)]
 pub struct Plan {
-    /// The matched service (its `host[:port][path]`), for logs.
-    pub service: Option<Arc<str>>,
-    /// Credential key names used, for logs.
-    pub credential_keys: Arc<[String]>,
     /// Headers to set, replacing whatever the client sent under the same name.
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
     pub substitutions: Vec<ResolvedSubstitution>,
     /// Replaces the service's credential values in the response, unless it opted out.
     pub scrubber: Option<Arc<super::scrub::Scrubber>>,
+    /// The request carries vault credentials (injected or substituted).
+    pub uses_credentials: bool,
 }
 
 impl Plan {
@@ -47,6 +45,10 @@ impl Plan {
 /// A service's plan as prepared with its snapshot: refusals that do not depend on the
 /// request are decided here too.
 pub struct Prepared {
+    /// The service (its `host[:port][path]`) and the credential keys it needs: what the
+    /// request log records, also when the plan is refused (what an operator must fix).
+    pub service: Arc<str>,
+    pub credential_keys: Arc<[String]>,
     credentialed: bool,
     plan: Result<Arc<Plan>, BrokerError>,
 }
@@ -81,7 +83,7 @@ pub fn prepare(
         .map(str::to_owned)
         .collect();
     let credentialed = !keys.is_empty();
-    let plan = (|| {
+    let plan = (|| -> Result<Arc<Plan>, BrokerError> {
         if !service.enabled {
             return Err(BrokerError::forbidden(
                 "service_disabled",
@@ -116,26 +118,41 @@ pub fn prepare(
             })
             .collect::<Result<_, BrokerError>>()?;
         Ok(Arc::new(Plan {
-            service: Some(service.matcher().into()),
-            credential_keys: keys.into(),
+            uses_credentials: credentialed,
             set_headers,
             substitutions,
             scrubber,
         }))
     })();
-    Prepared { credentialed, plan }
+    Prepared {
+        service: service.matcher().into(),
+        credential_keys: keys.into(),
+        credentialed,
+        plan,
+    }
 }
 
-/// Decides how to handle a request to `host:port` + `path` in the snapshot's vault.
-pub fn plan(
-    snapshot: &VaultSnapshot,
+/// Decides how to handle a request to `host:port` + `path` in the snapshot's vault. The
+/// matched service comes back beside the decision, refused or not, for the request log.
+pub fn plan<'a>(
+    snapshot: &'a VaultSnapshot,
     host: &str,
     port: u16,
     path: &str,
     https: bool,
-) -> Result<Arc<Plan>, BrokerError> {
+) -> (Option<&'a Prepared>, Result<Arc<Plan>, BrokerError>) {
     let selected = select_index(&snapshot.services, host, port, path);
-    let Some(prepared) = selected.and_then(|i| snapshot.plans.get(i)) else {
+    let prepared = selected.and_then(|i| snapshot.plans.get(i));
+    (prepared, decide(snapshot, prepared, host, https))
+}
+
+fn decide(
+    snapshot: &VaultSnapshot,
+    prepared: Option<&Prepared>,
+    host: &str,
+    https: bool,
+) -> Result<Arc<Plan>, BrokerError> {
+    let Some(prepared) = prepared else {
         return match snapshot.policy {
             UnmatchedPolicy::Forward => Ok(snapshot.unmatched.clone()),
             UnmatchedPolicy::Deny => Err(BrokerError::forbidden(
@@ -276,14 +293,15 @@ services:
     #[test]
     fn auth_types_become_headers_and_exact_beats_wildcard() {
         let s = snapshot(SERVICES, UnmatchedPolicy::Forward);
-        let exact = plan(&s, "api.example.com", 443, "/", true).unwrap();
+        let exact = plan(&s, "api.example.com", 443, "/", true).1.unwrap();
         assert_eq!(header(&exact, "authorization"), "Basic dTpw");
-        let wild = plan(&s, "other.example.com", 443, "/", true).unwrap();
+        let wild = plan(&s, "other.example.com", 443, "/", true).1.unwrap();
         assert_eq!(header(&wild, "authorization"), "Bearer tok-1");
-        assert_eq!(&*wild.credential_keys, ["TOKEN"]);
-        let keyed = plan(&s, "KEYED.example.org", 443, "/", true).unwrap();
+        let (matched, _) = plan(&s, "other.example.com", 443, "/", true);
+        assert_eq!(&*matched.unwrap().credential_keys, ["TOKEN"]);
+        let keyed = plan(&s, "KEYED.example.org", 443, "/", true).1.unwrap();
         assert_eq!(header(&keyed, "x-api-key"), "Key k-9");
-        let custom = plan(&s, "custom.example.org", 443, "/", true).unwrap();
+        let custom = plan(&s, "custom.example.org", 443, "/", true).1.unwrap();
         assert_eq!(header(&custom, "x-auth"), "id=u;k=k-9");
         assert!(custom.set_headers.iter().all(|(_, v)| v.is_sensitive()));
     }
@@ -293,29 +311,34 @@ services:
         let s = snapshot(SERVICES, UnmatchedPolicy::Forward);
         assert_eq!(
             plan(&s, "off.example.org", 443, "/", true)
+                .1
                 .err()
                 .unwrap()
                 .code,
             "service_disabled"
         );
-        let missing = plan(&s, "missing.example.org", 443, "/", true)
-            .err()
-            .unwrap();
+        let (matched, missing) = plan(&s, "missing.example.org", 443, "/", true);
+        let matched = matched.expect("a refused plan still names its service");
+        assert_eq!(&*matched.service, "missing.example.org");
+        assert!(!matched.credential_keys.is_empty());
+        let missing = missing.err().unwrap();
         assert_eq!(
             (missing.status.as_u16(), missing.code),
             (502, "credential_not_found")
         );
         assert_eq!(
             plan(&s, "api.example.com", 80, "/", false)
+                .1
                 .err()
                 .unwrap()
                 .code,
             "insecure_upstream"
         );
-        let open = plan(&s, "elsewhere.net", 443, "/", true).unwrap();
-        assert!(open.service.is_none() && open.set_headers.is_empty());
+        let (matched, open) = plan(&s, "elsewhere.net", 443, "/", true);
+        assert!(matched.is_none() && open.unwrap().set_headers.is_empty());
         let denying = snapshot(SERVICES, UnmatchedPolicy::Deny);
         let denied = plan(&denying, "elsewhere.net", 443, "/", true)
+            .1
             .err()
             .unwrap();
         assert_eq!((denied.status.as_u16(), denied.code), (403, "forbidden"));

@@ -53,8 +53,14 @@ pub fn strip_request_headers(headers: &mut HeaderMap) {
     }
 }
 
-pub fn strip_response_headers(headers: &mut HeaderMap) {
+/// Cleans the upstream's headers: hop-by-hop go, and `Set-Cookie` goes when the request
+/// carried a vault credential — a cookie set in answer to it is a session derived from that
+/// credential, which the agent must not hold any more than the credential itself.
+pub fn strip_response_headers(headers: &mut HeaderMap, plan: &Plan) {
     strip_hop_by_hop(headers);
+    if plan.uses_credentials {
+        headers.remove(header::SET_COOKIE);
+    }
 }
 
 /// Sets the injected headers so that exactly one credential reaches the upstream: for a

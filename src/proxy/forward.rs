@@ -131,15 +131,18 @@ where
 {
     let snapshot = proxy.broker.snapshot(&scope.vault_id).await?;
     let (mut parts, body) = request.into_parts();
-    let plan = plan(
+    let (matched, plan) = plan(
         &snapshot,
         target.bare_host(),
         target.port(),
         parts.uri.path(),
         target.is_https(),
-    )?;
-    record.service = plan.service.clone();
-    record.credential_keys = plan.credential_keys.clone();
+    );
+    if let Some(matched) = matched {
+        record.service = Some(matched.service.clone());
+        record.credential_keys = matched.credential_keys.clone();
+    }
+    let plan = plan?;
 
     let path_and_query = parts
         .uri
@@ -217,7 +220,7 @@ where
     })?
     .map_err(|e| upstream_error(target.host_port(), &e))?;
     let (mut parts, body) = upstream.into_parts();
-    rewrite::strip_response_headers(&mut parts.headers);
+    rewrite::strip_response_headers(&mut parts.headers, &plan);
     let body: ProxyBody = body.map_err(Into::into).boxed_unsync();
     let Some(scrubber) = plan.scrubber.clone() else {
         return Ok(Response::from_parts(parts, body));
@@ -297,7 +300,7 @@ where
     let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     let upstream_side = switching.then(|| hyper::upgrade::on(&mut response));
     let (mut parts, body) = response.into_parts();
-    rewrite::strip_response_headers(&mut parts.headers);
+    rewrite::strip_response_headers(&mut parts.headers, plan);
     if let Some(scrubber) = &plan.scrubber {
         scrub_headers(&mut parts.headers, scrubber);
     }

@@ -175,6 +175,18 @@ pub fn purge_expired(conn: &Connection) -> Result<usize> {
     )?)
 }
 
+/// Who minted a scoped session: `("user" | "agent", id)`.
+pub fn minted_by(conn: &Connection, token_hash: &str) -> Result<Option<(String, String)>> {
+    Ok(conn
+        .query_row(
+            "SELECT created_by_type, created_by_id FROM sessions
+             WHERE token_hash = ?1 AND created_by_type IS NOT NULL AND created_by_id IS NOT NULL",
+            [token_hash],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
 /// Inserts a scoped session recording who minted it (so it ends when they are removed).
 pub fn insert_created_by(
     conn: &Connection,

@@ -571,6 +571,26 @@ fn credential_values_never_leak_into_logs_or_files() {
     assert_eq!(bearer["status"], 200);
     let missing = rows.iter().find(|r| r["path"] == "/missing").unwrap();
     assert_eq!(missing["error_code"], "credential_not_found");
+    // Refused rows keep what was matched: the service and the keys it needs.
+    assert_eq!(
+        missing["service"],
+        format!("{}:{}/missing", rig.upstream.ip, rig.upstream.https_port)
+    );
+    assert_eq!(
+        missing["credential_keys"],
+        serde_json::json!(["NOT_SET_KEY"])
+    );
+    let off = rows.iter().find(|r| r["path"] == "/off").unwrap();
+    assert_eq!(off["error_code"], "service_disabled");
+    assert_eq!(
+        off["service"],
+        format!("{}:{}/off", rig.upstream.ip, rig.upstream.https_port)
+    );
+    assert_eq!(off["credential_keys"], serde_json::json!(["BEARER_TOKEN"]));
+    // A vault token's requests name the person who minted it.
+    assert_eq!(bearer["actor_type"], "user");
+    assert!(bearer["actor_id"].is_string(), "{bearer}");
+    assert_eq!(bearer["actor"], crate::harness::OWNER_EMAIL, "{bearer}");
 
     let Rig { home, server, .. } = rig;
     let (_, output) = server.stop_with("TERM");
@@ -674,4 +694,26 @@ fn owners_set_log_retention_and_the_environment_wins() {
     );
     home.run(&["owner", "config", "set", "--logs-max-rows-per-vault", "5"])
         .fails_with("pinned by AGENT_VAULT_LOGS_RETENTION_LOCK");
+}
+
+/// A cookie an upstream sets in answer to a request the broker authenticated is a session
+/// derived from the vault's credential: the agent never gets it. Where no vault credential
+/// was used, cookies pass.
+#[test]
+fn set_cookie_is_dropped_only_where_a_credential_was_used() {
+    let rig = Rig::start(true);
+    for (path, passes) in [
+        ("/bearer/login?cookie", false),
+        ("/sub/__sub_value__?cookie", false),
+        ("/passthrough/x?cookie", true),
+        ("/elsewhere?cookie", true),
+    ] {
+        let (status, _, headers) = rig.curl(&[], &rig.https(path));
+        assert_eq!(status, 200, "{path}: {headers}");
+        assert_eq!(
+            headers.contains("set-cookie: upstream-session"),
+            passes,
+            "{path}: {headers}"
+        );
+    }
 }

@@ -124,6 +124,13 @@ async fn handle(
             .headers_mut()
             .insert("x-reflected", value.parse().unwrap());
     }
+    // `?cookie` asks for a session cookie, as a login endpoint would set one.
+    if echo["query"].as_str().is_some_and(|q| q.contains("cookie")) {
+        response.headers_mut().insert(
+            "set-cookie",
+            "upstream-session=s3ss10n; Path=/".parse().unwrap(),
+        );
+    }
     Ok(response)
 }
 
