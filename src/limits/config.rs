@@ -161,8 +161,8 @@ impl Profile {
                 ..TierLimits::NONE
             },
             Tier::Authed => TierLimits {
-                rate: 20.0,
-                burst: 400,
+                rate: 50.0,
+                burst: 1000,
                 ..TierLimits::NONE
             },
             Tier::Global => TierLimits {

@@ -254,6 +254,26 @@ pub async fn gate(State(limits): State<Arc<Limits>>, request: Request, next: Nex
     }
 }
 
+/// The API's own answer to an unreadable or oversized body, in its error shape.
+fn too_large() -> Response {
+    let body = serde_json::json!({
+        "error": "payload_too_large",
+        "message": "the request body is too large or could not be read (limit 1 MiB)",
+    });
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
 /// Charges a sign-in route to its address and account or token; the body, if read, is put
 /// back for the handler.
 async fn charge_auth(
@@ -280,19 +300,26 @@ async fn charge_auth(
                     .find(|(k, _)| k == "token")
                     .map(|(_, v)| v)
             });
+            // A body declared too big is left to the handler, which refuses it unread.
+            let oversized = request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+                .is_some_and(|n| n > AUTH_BODY_LIMIT);
             let (parts, body) = request.into_parts();
-            let bytes = if parts.method == Method::POST {
-                match axum::body::to_bytes(body, AUTH_BODY_LIMIT).await {
-                    Ok(bytes) => bytes,
-                    Err(_) => {
-                        return Err(Box::new(axum::response::IntoResponse::into_response((
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "request body too large",
-                        ))));
-                    }
-                }
-            } else {
-                Bytes::new()
+            if oversized || parts.method != Method::POST {
+                let request = Request::from_parts(parts, body);
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                return match limits.auth(&keys) {
+                    Ok(admitted) => Ok((request, admitted)),
+                    Err(refusal) => Err(Box::new(
+                        too_many_requests(&refusal, audience).map(Body::from),
+                    )),
+                };
+            }
+            let bytes = match axum::body::to_bytes(body, AUTH_BODY_LIMIT).await {
+                Ok(bytes) => bytes,
+                Err(_) => return Err(Box::new(too_large())),
             };
             let fields = body_fields(&parts.headers, &bytes);
             if route == AuthRoute::LinkToken

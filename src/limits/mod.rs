@@ -430,14 +430,24 @@ impl Limits {
     /// A proxy client failed to authenticate: charged to its address in the AUTH tier; once
     /// the budget is spent the address waits until it refills.
     pub fn proxy_auth_failed(&self, peer: IpAddr) {
-        let Err(refusal) = self.auth(&[&format!("proxy-auth:{peer}")]) else {
-            return;
+        let key = format!("proxy-auth:{}", http::address_key(peer));
+        let (limit, wait) = match self.auth(&[&key]) {
+            // The last attempt of the budget: the next one must already be refused.
+            Ok(admitted) if admitted.limit > 0 && admitted.remaining == 0 => {
+                let interval = self
+                    .effective()
+                    .tier(Tier::Auth)
+                    .map_or(Duration::from_secs(1), |l| l.window / l.max.max(1));
+                (admitted.limit, interval)
+            }
+            Ok(_) => return,
+            Err(refusal) => (refusal.limit, refusal.retry_after),
         };
         let mut map = match self.penalties.until.lock() {
             Ok(map) => map,
             Err(poisoned) => poisoned.into_inner(),
         };
-        map.put(peer, (Instant::now() + refusal.retry_after, refusal.limit));
+        map.put(peer, (Instant::now() + wait, limit));
         self.penalties.any.store(true, Ordering::Relaxed);
     }
 }
@@ -502,7 +512,6 @@ mod tests {
         ]);
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
         l.proxy_auth_gate(peer).unwrap();
-        l.proxy_auth_failed(peer);
         l.proxy_auth_failed(peer);
         l.proxy_auth_gate(peer).unwrap();
         l.proxy_auth_failed(peer);

@@ -229,7 +229,7 @@ pub async fn access(web: Web, Form(form): Form<AccessForm>) -> Response {
     let change = SettingsChange {
         invite_only: Some(form.invite_only.is_some()),
         allowed_email_domains: Some(domains),
-        logs_retention: None,
+        ..SettingsChange::default()
     };
     let outcome = admin::change_settings(&web.state, &caller, change)
         .await
