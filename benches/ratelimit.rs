@@ -165,7 +165,10 @@ fn main() {
         after.push(rate);
         refused_total += refused;
     }
-    assert_eq!(refused_total, 0, "limits above the load must refuse nothing");
+    assert_eq!(
+        refused_total, 0,
+        "limits above the load must refuse nothing"
+    );
     let (b, a) = (median(before.clone()), median(after.clone()));
     println!(
         "proxy hot path, {CLIENTS} keep-alive clients, plain HTTP through the forward proxy, {ROUNDS} rounds of {} s (median req/s)",

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::broker::Rig;
-use crate::harness::{Cli, OWNER_EMAIL, OWNER_PASSWORD, Server, TestHome};
+use crate::harness::{Cli, CurlBrowser, OWNER_EMAIL, OWNER_PASSWORD, Server, TestHome};
 
 /// A client whose connections come from `source` (any 127.0.0.x is loopback).
 fn client_from(source: &str) -> reqwest::blocking::Client {
@@ -308,6 +308,27 @@ fn an_owner_override_applies_at_once_and_the_lock_ignores_it() {
         .ok();
     let shown = owner.run(&["owner", "config", "get"]).ok();
     assert!(shown.stdout.contains("max=30 (profile)"), "{shown}");
+    // The web's Manage page shows the limits and sets the profile through the same operation.
+    let browser = CurlBrowser::new();
+    browser.get(&format!("{}/login", server.url));
+    let (status, _) = browser.post(
+        &format!("{}/login", server.url),
+        &[("email", OWNER_EMAIL), ("password", OWNER_PASSWORD)],
+    );
+    assert_eq!(status, 303);
+    let (_, page) = browser.get(&format!("{}/manage", server.url));
+    assert!(
+        page.contains("Rate limits") && page.contains("max 30 (profile)"),
+        "{page}"
+    );
+    let (status, _) = browser.post(
+        &format!("{}/manage/rate-limit", server.url),
+        &[("profile", "strict")],
+    );
+    assert_eq!(status, 303);
+    let shown = owner.run(&["owner", "config", "get"]).ok();
+    assert!(shown.stdout.contains("strict (override)"), "{shown}");
+    assert!(shown.stdout.contains("max=15 (profile)"), "{shown}");
 
     // Locked: the same change is refused, and the limits stay the environment's.
     let home = TestHome::new();
@@ -322,6 +343,14 @@ fn an_owner_override_applies_at_once_and_the_lock_ignores_it() {
             401
         );
     }
+    let browser = CurlBrowser::new();
+    browser.get(&format!("{}/login", server.url));
+    browser.post(
+        &format!("{}/login", server.url),
+        &[("email", OWNER_EMAIL), ("password", OWNER_PASSWORD)],
+    );
+    let (_, page) = browser.get(&format!("{}/manage", server.url));
+    assert!(page.contains("AGENT_VAULT_RATELIMIT_LOCK"), "{page}");
 }
 
 #[test]
