@@ -105,6 +105,20 @@ impl Rig {
     /// Like `start_with`, the server also trusting the CAs in `extra_cas` (PEM files) for
     /// upstream TLS, e.g. an nginx the test started.
     pub fn start_trusting(allowlist: bool, upstream: Upstream, extra_cas: &[&Path]) -> Self {
+        Self::start_full(allowlist, upstream, extra_cas, &[])
+    }
+
+    /// Like `start`, with extra environment for the server (e.g. rate-limit knobs).
+    pub fn start_env(extra_env: &[(&str, &str)]) -> Self {
+        Self::start_full(true, Upstream::start(), &[], extra_env)
+    }
+
+    fn start_full(
+        allowlist: bool,
+        upstream: Upstream,
+        extra_cas: &[&Path],
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         let home = TestHome::new();
         let mitm = free_port();
         let mut bundle = std::fs::read_to_string(&upstream.ca_file).unwrap();
@@ -118,6 +132,7 @@ impl Rig {
         if allowlist {
             env.push(("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.0/8"));
         }
+        env.extend_from_slice(extra_env);
         let server = home.start_server(
             &["--mitm-port", &mitm.to_string(), "--log-level", "debug"],
             "",

@@ -18,6 +18,7 @@ mod nginx;
 mod permissions;
 mod proposals;
 mod protocols;
+mod ratelimits;
 mod sandbox;
 mod surface;
 mod upstream;
