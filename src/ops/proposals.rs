@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::http::StatusCode;
-use rusqlite::Connection;
+use crate::store::Connection;
 use serde_json::Value;
 
 use super::access::{VaultAccess, vault_access};

@@ -1,7 +1,7 @@
 //! Bearer sessions: user logins, vault-scoped tokens and agent tokens share one table, keyed
 //! by the SHA-256 of the raw token (the raw token is never stored).
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Connection, OptionalExtension, Row, params};
 
 use super::roles::column;
 use super::{Result, VaultRole, now};
@@ -55,7 +55,7 @@ impl Session {
     }
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
+fn from_row(r: &Row<'_>) -> super::db::Result<Session> {
     let kind = match r.get::<_, String>(2)?.as_str() {
         "user" => SessionKind::User,
         "scoped" => SessionKind::Scoped,
