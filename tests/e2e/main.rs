@@ -16,9 +16,12 @@ mod lifecycle;
 mod management;
 mod nginx;
 mod permissions;
+mod postgres;
 mod proposals;
 mod protocols;
 mod sandbox;
 mod surface;
+#[path = "../../src/store/testpg.rs"]
+mod testpg;
 mod upstream;
 mod web;

@@ -334,7 +334,7 @@ fn invite_revocation_by_suffix() {
     store
         .write(|tx| {
             tx.execute("UPDATE user_invites SET token_suffix = 'aaaa00000000' WHERE email = 'c1@example.com'", ())?;
-            tx.execute("UPDATE user_invites SET token_suffix = 'bbbb00000000' WHERE email = 'c2@example.com'", [])?;
+            tx.execute("UPDATE user_invites SET token_suffix = 'bbbb00000000' WHERE email = 'c2@example.com'", ())?;
             Ok(())
         })
         .unwrap();
