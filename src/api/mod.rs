@@ -221,7 +221,8 @@ pub(crate) async fn invalidate_on_change(
         state
             .proxy
             .broker
-            .apply(invalidation_for(&method, &path, caller_token));
+            .apply_everywhere(invalidation_for(&method, &path, caller_token))
+            .await;
     }
     response
 }

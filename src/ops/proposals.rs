@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::http::StatusCode;
 use crate::store::Connection;
+use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::access::{VaultAccess, vault_access};

@@ -66,9 +66,7 @@ impl Error {
                 e.code == rusqlite::ErrorCode::ConstraintViolation
             }
             // SQLSTATE class 23: integrity constraint violation.
-            Self::Postgres(e) => e
-                .code()
-                .is_some_and(|code| code.code().starts_with("23")),
+            Self::Postgres(e) => e.code().is_some_and(|code| code.code().starts_with("23")),
             _ => false,
         }
     }
@@ -83,9 +81,8 @@ impl<T> OptionalExtension<T> for Result<T> {
     fn optional(self) -> Result<Option<T>> {
         match self {
             Ok(v) => Ok(Some(v)),
-            Err(Error::QueryReturnedNoRows) | Err(Error::Sqlite(rusqlite::Error::QueryReturnedNoRows)) => {
-                Ok(None)
-            }
+            Err(Error::QueryReturnedNoRows)
+            | Err(Error::Sqlite(rusqlite::Error::QueryReturnedNoRows)) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -388,8 +385,11 @@ impl Connection<'_> {
         match self {
             Self::Sqlite(c) => {
                 let mut stmt = c.prepare_cached(sql)?;
-                let columns: Vec<String> =
-                    stmt.column_names().iter().map(|s| (*s).to_owned()).collect();
+                let columns: Vec<String> = stmt
+                    .column_names()
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect();
                 let width = columns.len();
                 let mut out = Vec::new();
                 let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
@@ -436,7 +436,11 @@ pub struct Statement<'c> {
 
 impl Statement<'_> {
     /// Every row mapped by `f`, as an iterator of results (collect into `Result<Vec<_>>`).
-    pub fn query_map<T, P, F>(&mut self, params: P, mut f: F) -> Result<std::vec::IntoIter<Result<T>>>
+    pub fn query_map<T, P, F>(
+        &mut self,
+        params: P,
+        mut f: F,
+    ) -> Result<std::vec::IntoIter<Result<T>>>
     where
         P: Params,
         F: FnMut(&Row<'_>) -> Result<T>,
@@ -549,7 +553,9 @@ impl ToSql for Value {
                 Type::BOOL => (*n != 0).to_sql(ty, out),
                 #[allow(clippy::cast_precision_loss)]
                 Type::FLOAT8 => (*n as f64).to_sql(ty, out),
-                Type::TEXT | Type::VARCHAR | Type::UNKNOWN => n.to_string().to_sql(&Type::TEXT, out),
+                Type::TEXT | Type::VARCHAR | Type::UNKNOWN => {
+                    n.to_string().to_sql(&Type::TEXT, out)
+                }
                 _ => Err(format!("cannot send an integer as {ty}").into()),
             },
             Value::Real(f) => match *ty {

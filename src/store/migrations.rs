@@ -224,6 +224,17 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE email_verifications ADD COLUMN delivery TEXT NOT NULL DEFAULT 'none'
         CHECK (delivery IN ('none', 'queued', 'sent', 'failed'));
     "#,
+    // 8: the MITM root CA in the database, for instances whose replicas share no disk
+    // (PostgreSQL): the certificate, and its private key sealed under the DEK. SQLite
+    // instances keep theirs in ~/.agent-vault/ca as before.
+    r#"
+    CREATE TABLE ca_root (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        cert_pem   TEXT NOT NULL,
+        key_sealed BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub fn apply(conn: &mut Connection, path: &Path) -> Result<()> {
@@ -299,7 +310,11 @@ pub fn postgres_version(c: &db::Connection<'_>) -> Result<i64> {
     if !has {
         return Ok(0);
     }
-    Ok(c.query_row("SELECT version FROM agent_vault_schema", params![], |r| r.get(0))?)
+    Ok(
+        c.query_row("SELECT version FROM agent_vault_schema", params![], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// The number of migrations this binary knows.
@@ -331,7 +346,14 @@ mod tests {
     fn postgres_steps_keep_no_sqlite_dialect() {
         for (i, step) in MIGRATIONS.iter().enumerate() {
             let pg = postgres_sql(step);
-            for word in ["AUTOINCREMENT", "strftime", "randomblob", "BLOB", "OR IGNORE", "INTEGER"] {
+            for word in [
+                "AUTOINCREMENT",
+                "strftime",
+                "randomblob",
+                "BLOB",
+                "OR IGNORE",
+                "INTEGER",
+            ] {
                 assert!(!pg.contains(word), "step {} keeps {word}: {pg}", i + 1);
             }
         }

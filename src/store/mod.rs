@@ -9,6 +9,7 @@
 //! columns are sealed here with associated data naming their row, on either engine.
 
 pub mod agents;
+pub mod ca_root;
 pub mod credentials;
 pub mod db;
 pub mod invites;
@@ -20,9 +21,9 @@ pub mod request_log;
 pub mod roles;
 pub mod services;
 pub mod sessions;
+pub mod settings;
 #[cfg(test)]
 pub mod testpg;
-pub mod settings;
 pub mod users;
 pub mod vaults;
 pub mod verifications;
@@ -212,7 +213,10 @@ impl Store {
 
     /// An in-memory database with the full schema (unit tests).
     pub fn open_in_memory() -> Result<Self> {
-        Self::configure(rusqlite::Connection::open_in_memory()?, Path::new(":memory:"))
+        Self::configure(
+            rusqlite::Connection::open_in_memory()?,
+            Path::new(":memory:"),
+        )
     }
 
     fn configure(mut conn: rusqlite::Connection, path: &Path) -> Result<Self> {
@@ -270,8 +274,10 @@ macro_rules! on_both_backends {
             #[test]
             fn postgres() {
                 super::$name(
-                    $crate::store::Store::open_postgres(&$crate::store::testpg::fresh_database_url())
-                        .unwrap(),
+                    $crate::store::Store::open_postgres(
+                        &$crate::store::testpg::fresh_database_url(),
+                    )
+                    .unwrap(),
                 );
             }
         }

@@ -22,8 +22,12 @@ const WRITE_LOCK: i64 = 0x6167_656e_7476_6c74;
 /// Connections per replica: enough for the API's parallel readers; writers queue on the lock.
 const DEFAULT_POOL_SIZE: usize = 16;
 
+/// The channel replicas tell each other about changes on.
+pub const CHANGES_CHANNEL: &str = "agent_vault_changes";
+
 pub struct PgStore {
     pool: Pool,
+    config: tokio_postgres::Config,
     runtime: Option<tokio::runtime::Runtime>,
     location: String,
 }
@@ -32,9 +36,11 @@ impl PgStore {
     /// Connects (checking the server answers) without touching the schema.
     pub fn connect(url: &str) -> Result<Self> {
         let location = redacted(url);
-        let bad_url = |e: &dyn std::fmt::Display| StoreError::Config(format!(
-            "AGENT_VAULT_DATABASE_URL ({location}) is not a usable PostgreSQL URL: {e}; write it like postgres://user:password@host:5432/dbname"
-        ));
+        let bad_url = |e: &dyn std::fmt::Display| {
+            StoreError::Config(format!(
+                "AGENT_VAULT_DATABASE_URL ({location}) is not a usable PostgreSQL URL: {e}; write it like postgres://user:password@host:5432/dbname"
+            ))
+        };
         let parsed: tokio_postgres::Config = url.parse().map_err(|e| bad_url(&e))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -43,7 +49,7 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Config(format!("cannot start the database runtime: {e}")))?;
         let manager = deadpool_postgres::Manager::from_config(
-            parsed,
+            parsed.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -64,6 +70,7 @@ impl PgStore {
             .map_err(|e| bad_url(&e))?;
         let store = Self {
             pool,
+            config: parsed,
             runtime: Some(runtime),
             location,
         };
@@ -134,11 +141,99 @@ impl PgStore {
         }
     }
 
+    /// Tells every replica listening (this one included) about a change: `NOTIFY` on
+    /// [`CHANGES_CHANNEL`].
+    pub fn notify(&self, payload: &str) -> Result<()> {
+        self.read(|c| {
+            // `execute`: pg_notify returns `void`, which no column type reads.
+            c.execute(
+                "SELECT pg_notify(?1, ?2)",
+                super::db::params![CHANGES_CHANNEL, payload],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Listens on [`CHANGES_CHANNEL`] on a connection of its own, for as long as the store
+    /// lives: `on_change(Some(payload))` per notification, and `on_change(None)` whenever
+    /// notifications may have been missed (the connection dropped; called again once it is
+    /// back), so the caller can forget everything it caches.
+    pub fn listen(&self, on_change: impl Fn(Option<&str>) + Send + Sync + 'static) {
+        let Some(runtime) = self.runtime.as_ref() else {
+            return;
+        };
+        let config = self.config.clone();
+        let location = self.location.clone();
+        runtime.spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                match listen_once(&config, &on_change).await {
+                    Ok(()) => failures = 0,
+                    Err(e) => {
+                        failures += 1;
+                        if failures == 1 || failures % 30 == 0 {
+                            tracing::warn!(
+                                "change notifications from {location} interrupted ({}); caches are dropped and rebuilt from the database until they return",
+                                postgres_error(&e)
+                            );
+                        }
+                    }
+                }
+                on_change(None);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
     /// Pool use for metrics: (connections open, connections idle, callers waiting).
     pub fn pool_status(&self) -> (usize, usize, usize) {
         let s = self.pool.status();
         (s.size, s.available, s.waiting)
     }
+}
+
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    on_change: &(impl Fn(Option<&str>) + Send + Sync),
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let pump = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                    if tx.send(Ok(n.payload().to_owned())).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
+        .await?;
+    // Anything changed while we were not listening is unknown: start from nothing.
+    on_change(None);
+    let out = loop {
+        match rx.recv().await {
+            Some(Ok(payload)) => on_change(Some(&payload)),
+            Some(Err(e)) => break Err(e),
+            None => break Ok(()),
+        }
+    };
+    pump.abort();
+    out
+}
+
+fn postgres_error(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |db| db.message().to_owned())
 }
 
 /// A write transaction whose closure panicked: its connection is closed rather than reused,
@@ -169,7 +264,8 @@ fn pool_message(err: &deadpool_postgres::PoolError, location: &str) -> String {
     match err {
         PoolError::Backend(e) => format!(
             "cannot connect to PostgreSQL at {location}: {}",
-            e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_owned())
+            e.as_db_error()
+                .map_or_else(|| e.to_string(), |db| db.message().to_owned())
         ),
         PoolError::Timeout(_) => {
             format!("timed out waiting for a PostgreSQL connection to {location}")

@@ -127,7 +127,10 @@ pub fn query(conn: &Connection, vault_id: &str, query: &Query) -> Result<Vec<Row
                 c => vec![c],
             })
             .collect();
-        and("lower(host) LIKE ? ESCAPE '\\'", format!("%{escaped}%").into());
+        and(
+            "lower(host) LIKE ? ESCAPE '\\'",
+            format!("%{escaped}%").into(),
+        );
     }
     match query.status {
         Some(StatusFilter::Exact(code)) => and("status = ?", i64::from(code).into()),

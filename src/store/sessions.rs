@@ -229,7 +229,9 @@ pub fn renew_lease(
 ) -> Result<Option<(String, i64)>> {
     Ok(conn
         .query_row(
-            "UPDATE sessions SET expires_at = MIN(?2 + ?3, max_expires_at)
+            "UPDATE sessions SET expires_at = CASE
+                 WHEN CAST(?2 AS BIGINT) + CAST(?3 AS BIGINT) < max_expires_at
+                 THEN CAST(?2 AS BIGINT) + CAST(?3 AS BIGINT) ELSE max_expires_at END
              WHERE lease_hash = ?1 AND max_expires_at > ?2
              RETURNING token_hash, expires_at",
             params![lease_hash, now, lease],

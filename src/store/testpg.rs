@@ -102,10 +102,8 @@ impl TestPostgres {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or_default();
-        let dir = std::env::temp_dir().join(format!(
-            "agent-vault-pg-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("agent-vault-pg-{}-{nanos}", std::process::id()));
         std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         if is_root() {
             run(
@@ -145,7 +143,16 @@ impl TestPostgres {
                 .current_dir(&dir)
                 .arg("-D")
                 .arg(&data)
-                .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]),
+                .args([
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]),
             "initdb",
         )?;
         let log = std::fs::File::create(dir.join("postgres.log"))
@@ -191,7 +198,8 @@ impl TestPostgres {
                 return Ok(server);
             }
             if Instant::now() > deadline {
-                let log = std::fs::read_to_string(server.dir.join("postgres.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(server.dir.join("postgres.log")).unwrap_or_default();
                 return Err(format!("the test PostgreSQL did not come up: {log}"));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -202,7 +210,16 @@ impl TestPostgres {
     pub fn psql(&self, database: &str, sql: &str) -> Result<(), String> {
         run(
             Command::new(self.bin.join("psql"))
-                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
+                .args([
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                ])
                 .args(["-p", &self.port.to_string(), "-d", database, "-c", sql]),
             "psql",
         )
@@ -212,8 +229,11 @@ impl TestPostgres {
     pub fn fresh_database(&self) -> String {
         let n = self.next_db.fetch_add(1, Ordering::Relaxed);
         let name = format!("t{}_{n}", std::process::id());
-        self.psql("postgres", &format!("CREATE DATABASE {name} STRATEGY FILE_COPY"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        self.psql(
+            "postgres",
+            &format!("CREATE DATABASE {name} STRATEGY FILE_COPY"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         self.url(&name)
     }
 

@@ -131,10 +131,7 @@ pub fn create(
         ],
         |r| r.get(0),
     )?;
-    Ok(NewCode {
-        id,
-        code,
-    })
+    Ok(NewCode { id, code })
 }
 
 /// Live codes of an account, newest first.

@@ -109,7 +109,12 @@ impl Rig {
     }
 
     /// Like `start_trusting`, in a home the caller made (e.g. one on PostgreSQL).
-    pub fn start_in(home: TestHome, allowlist: bool, upstream: Upstream, extra_cas: &[&Path]) -> Self {
+    pub fn start_in(
+        home: TestHome,
+        allowlist: bool,
+        upstream: Upstream,
+        extra_cas: &[&Path],
+    ) -> Self {
         let mitm = free_port();
         let mut bundle = std::fs::read_to_string(&upstream.ca_file).unwrap();
         for extra in extra_cas {

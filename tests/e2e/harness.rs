@@ -36,8 +36,13 @@ impl TestHome {
 
     /// A home whose data lives in a fresh database on the test binary's PostgreSQL server.
     pub fn on_postgres() -> Self {
+        Self::on_database(&crate::testpg::fresh_database_url())
+    }
+
+    /// A home whose server keeps its data in the PostgreSQL database at `url`.
+    pub fn on_database(url: &str) -> Self {
         Self {
-            database_url: Some(crate::testpg::fresh_database_url()),
+            database_url: Some(url.to_owned()),
             ..Self::new()
         }
     }

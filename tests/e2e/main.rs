@@ -19,6 +19,7 @@ mod permissions;
 mod postgres;
 mod proposals;
 mod protocols;
+mod replicas;
 mod sandbox;
 mod surface;
 #[path = "../../src/store/testpg.rs"]

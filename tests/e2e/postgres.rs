@@ -91,5 +91,8 @@ fn restart_unlocks_the_same_database_and_refuses_a_wrong_password() {
     // The token minted before the restart, the CA and the sealed credential all came back
     // from PostgreSQL.
     let echo = rig.echo(&[], "/bearer");
-    assert_eq!(header(&echo, "authorization"), vec![format!("Bearer {BEARER}")]);
+    assert_eq!(
+        header(&echo, "authorization"),
+        vec![format!("Bearer {BEARER}")]
+    );
 }
