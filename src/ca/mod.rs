@@ -83,15 +83,11 @@ fn new_root(dek: &Key) -> Result<(String, Vec<u8>), CaError> {
     Ok((cert.pem(), sealed))
 }
 
-/// Seals an existing root key (DER) as the store keeps it (`migrate-db`).
-pub fn seal_root_key(dek: &Key, der: &[u8]) -> Result<Vec<u8>, CaError> {
-    seal(dek, KEY_AAD, der).map_err(|e| CaError::Certificate(e.to_string()))
-}
-
-/// The root key (DER) from its sealed form in `dir` (`migrate-db`).
-pub fn open_root_key_in(dir: &Path, dek: &Key) -> Result<Option<(String, Vec<u8>)>, CaError> {
+/// The root as an SQLite instance keeps it in `dir`: (certificate PEM, sealed key), both as
+/// stored, or `None` when the instance has made no CA yet (`migrate-db`).
+pub fn files_in(dir: &Path) -> Result<Option<(String, Vec<u8>)>, CaError> {
     let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
-    if !cert_path.exists() || !key_path.exists() {
+    if !cert_path.exists() && !key_path.exists() {
         return Ok(None);
     }
     let io = |path: &Path| {
@@ -100,9 +96,7 @@ pub fn open_root_key_in(dir: &Path, dek: &Key) -> Result<Option<(String, Vec<u8>
     };
     let pem = std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?;
     let sealed = std::fs::read(&key_path).map_err(io(&key_path))?;
-    let der = open(dek, KEY_AAD, &sealed)
-        .map_err(|_| CaError::WrongKey(key_path.display().to_string()))?;
-    Ok(Some((pem, der.to_vec())))
+    Ok(Some((pem, sealed)))
 }
 
 /// The root's subject, constraints and usages (validity and serial are set when it is made).

@@ -123,7 +123,7 @@ async fn serve_async(
     let (stop_tx, stop_rx) = watch::channel(false);
     // Codes still queued were lost with the previous process's mail queue: the owner may
     // now relay them by hand.
-    store.write(|tx| verifications::fail_queued(tx))?;
+    store.write(verifications::fail_queued)?;
     let email_via = smtp.as_ref().map(SmtpConfig::describe);
     let (mailer, mail_task) = match smtp {
         Some(config) => {

@@ -370,6 +370,12 @@ impl Connection<'_> {
         })
     }
 
+    /// Every row of `sql`, with the column names (for copying whole tables).
+    pub fn query_all(&self, sql: &str) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
+        let rows = self.rows(sql, Vec::new())?;
+        Ok((rows.columns, rows.values))
+    }
+
     pub fn prepare(&self, sql: &str) -> Result<Statement<'_>> {
         Ok(Statement {
             conn: self,

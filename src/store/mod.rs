@@ -10,6 +10,7 @@
 
 pub mod agents;
 pub mod ca_root;
+pub mod copy;
 pub mod credentials;
 pub mod db;
 pub mod invites;

@@ -171,7 +171,7 @@ impl PgStore {
                     Ok(()) => failures = 0,
                     Err(e) => {
                         failures += 1;
-                        if failures == 1 || failures % 30 == 0 {
+                        if failures == 1 || failures.is_multiple_of(30) {
                             tracing::warn!(
                                 "change notifications from {location} interrupted ({}); caches are dropped and rebuilt from the database until they return",
                                 postgres_error(&e)

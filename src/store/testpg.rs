@@ -225,6 +225,30 @@ impl TestPostgres {
         )
     }
 
+    /// The single number `sql` returns, run on the database at `url` (one of ours).
+    pub fn psql_count(&self, url: &str, sql: &str) -> Result<i64, String> {
+        let database = url.rsplit('/').next().unwrap_or("postgres");
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-tA",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
+            .args(["-p", &self.port.to_string(), "-d", database, "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run psql: {e}"))?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .map_err(|_| format!("psql: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+
     /// A new, empty database: its URL.
     pub fn fresh_database(&self) -> String {
         let n = self.next_db.fetch_add(1, Ordering::Relaxed);

@@ -41,10 +41,22 @@ impl TestHome {
 
     /// A home whose server keeps its data in the PostgreSQL database at `url`.
     pub fn on_database(url: &str) -> Self {
+        Self::on_sqlite().with_database(url)
+    }
+
+    /// A home on its SQLite file, whatever `AGENT_VAULT_TEST_DATABASE` says.
+    pub fn on_sqlite() -> Self {
         Self {
-            database_url: Some(url.to_owned()),
-            ..Self::new()
+            dir: tempfile::tempdir().expect("temp dir"),
+            real_kdf: false,
+            database_url: None,
         }
+    }
+
+    /// This home, its server now keeping its data in the PostgreSQL database at `url`.
+    pub fn with_database(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_owned());
+        self
     }
 
     pub fn path(&self) -> &Path {

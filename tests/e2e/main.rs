@@ -14,6 +14,7 @@ mod harness;
 mod install;
 mod lifecycle;
 mod management;
+mod migrate_db;
 mod nginx;
 mod permissions;
 mod postgres;

@@ -8,15 +8,18 @@ use crate::broker::{BEARER, Rig, each_auth_type_injected, header};
 use crate::harness::{TestHome, http};
 use crate::upstream::Upstream;
 
-const MASTER: &str = "pg-master-password";
+pub const MASTER: &str = "pg-master-password";
 
-fn rig_on_postgres(home: TestHome) -> Rig {
+/// A broker rig with a master password in `home` (on whichever database the home names).
+pub fn rig_with_master(home: TestHome) -> Rig {
     let upstream = Upstream::start();
     let mitm = crate::harness::free_port();
     let bundle = home.path().join("upstream-cas.pem");
     std::fs::copy(&upstream.ca_file, &bundle).unwrap();
+    // A fixed API port, so a restarted server is the one the CLI logged in to.
+    let api = crate::harness::free_port();
     let server = home.start_server(
-        &["--mitm-port", &mitm.to_string()],
+        &["--port", &api.to_string(), "--mitm-port", &mitm.to_string()],
         "",
         &[
             ("SSL_CERT_FILE", bundle.to_str().unwrap()),
@@ -29,7 +32,7 @@ fn rig_on_postgres(home: TestHome) -> Rig {
 
 #[test]
 fn data_lives_in_postgres_not_in_the_home() {
-    let rig = rig_on_postgres(TestHome::on_postgres());
+    let rig = rig_with_master(TestHome::on_postgres());
     each_auth_type_injected(&rig);
 
     let health: Value = http()
@@ -60,7 +63,7 @@ fn restart_unlocks_the_same_database_and_refuses_a_wrong_password() {
         mitm,
         token,
         ca,
-    } = rig_on_postgres(TestHome::on_postgres());
+    } = rig_with_master(TestHome::on_postgres());
     drop(server);
 
     let wrong = home.try_start_server(

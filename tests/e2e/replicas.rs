@@ -115,8 +115,14 @@ fn start_balancer(replicas: &[&Replica]) -> Balancer {
     balancer
 }
 
-/// curl through the MITM proxy at `port`; (HTTP status, body). Status 0: curl itself failed.
+/// curl through the MITM proxy at `port` with a token for the default vault; (HTTP status,
+/// body). Status 0: curl itself failed.
 fn through(port: u16, token: &str, ca: &Path, url: &str) -> (u16, String) {
+    through_as(port, &format!("{token}:default"), ca, url)
+}
+
+/// [`through`] with the proxy credentials `user` (`token:vault`).
+pub fn through_as(port: u16, user: &str, ca: &Path, url: &str) -> (u16, String) {
     let out = Command::new("curl")
         .args([
             "-sS",
@@ -132,10 +138,7 @@ fn through(port: u16, token: &str, ca: &Path, url: &str) -> (u16, String) {
         .arg(url)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env(
-            "HTTPS_PROXY",
-            format!("http://{token}:default@127.0.0.1:{port}"),
-        )
+        .env("HTTPS_PROXY", format!("http://{user}@127.0.0.1:{port}"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
