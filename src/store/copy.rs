@@ -28,6 +28,9 @@ pub const TABLES: &[&str] = &[
     "ca_root",
 ];
 
+/// One table's rows as read: (name, column names, rows).
+type TableRows = (&'static str, Vec<String>, Vec<Vec<Value>>);
+
 /// Tables whose ids PostgreSQL draws from a sequence, moved past the copied ids.
 const SERIAL_IDS: &[&str] = &["email_verifications", "request_log"];
 
@@ -81,7 +84,7 @@ pub fn target_is_empty(target_url: &str) -> Result<bool> {
 /// CA (`ca`: certificate PEM and sealed key, from the instance's files) into `target` (a
 /// freshly migrated PostgreSQL store), in one transaction: all of it, or nothing.
 pub fn copy_all(source: &Store, target: &Store, ca: Option<(String, Vec<u8>)>) -> Result<()> {
-    let tables: Vec<(&str, Vec<String>, Vec<Vec<Value>>)> = source.read(|c| {
+    let tables: Vec<TableRows> = source.read(|c| {
         check_tables_known(c)?;
         TABLES
             .iter()
