@@ -480,10 +480,10 @@ async fn reset(context: &Context, client: &super::Client, yes: bool) -> anyhow::
 }
 
 fn local_instance_id(paths: &Paths) -> anyhow::Result<String> {
-    let db = paths.database();
-    if !db.exists() {
+    let location = crate::store::Location::from_env(paths.database())?;
+    if !location.exists() {
         bail!("there is no agent-vault data in {}", paths.root().display());
     }
-    let store = crate::store::Store::open(&db)?;
+    let store = crate::store::Store::open_at(&location)?;
     Ok(store.read(crate::store::settings::instance_id)?)
 }

@@ -470,13 +470,13 @@ pub struct StoredRateLimit {
 
 /// The owner's stored override; a row that does not parse reads as none (it was written by
 /// [`store`], so that only happens after a downgrade).
-pub fn stored(conn: &rusqlite::Connection) -> crate::store::Result<StoredRateLimit> {
+pub fn stored(conn: &crate::store::db::Connection) -> crate::store::Result<StoredRateLimit> {
     Ok(crate::store::settings::get(conn, SETTING)?
         .and_then(|json| serde_json::from_str(&json).ok())
         .unwrap_or_default())
 }
 
-pub fn store(conn: &rusqlite::Connection, value: &StoredRateLimit) -> crate::store::Result<()> {
+pub fn store(conn: &crate::store::db::Connection, value: &StoredRateLimit) -> crate::store::Result<()> {
     let json = serde_json::to_string(value)
         .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
     crate::store::settings::set(conn, SETTING, &json)

@@ -182,7 +182,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    fn read(conn: &rusqlite::Connection) -> crate::store::Result<Self> {
+    fn read(conn: &crate::store::Connection) -> crate::store::Result<Self> {
         Ok(Self {
             invite_only: settings::invite_only(conn)?,
             allowed_domains: settings::allowed_domains(conn)?,

@@ -90,7 +90,12 @@ async fn serve_async(
     // proxy with a warning instead of stopping the server.
     let mut mitm_listener = mitm_listener;
     let ca = match &mitm_listener {
-        Some(_) => match CertificateAuthority::load_or_create(&paths.ca_dir(), &dek) {
+        // Replicas on PostgreSQL share no disk: their root lives in the database.
+        Some(_) => match if store.postgres().is_some() {
+            CertificateAuthority::load_or_create_in_store(&store, &dek)
+        } else {
+            CertificateAuthority::load_or_create(&paths.ca_dir(), &dek)
+        } {
             Ok(ca) => Some(Arc::new(ca)),
             Err(e) => {
                 tracing::warn!("MITM proxy disabled: {e}");
@@ -120,7 +125,7 @@ async fn serve_async(
     let (stop_tx, stop_rx) = watch::channel(false);
     // Codes still queued were lost with the previous process's mail queue: the owner may
     // now relay them by hand.
-    store.write(|tx| verifications::fail_queued(tx))?;
+    store.write(verifications::fail_queued)?;
     let email_via = smtp.as_ref().map(SmtpConfig::describe);
     let (mailer, mail_task) = match smtp {
         Some(config) => {
@@ -140,6 +145,9 @@ async fn serve_async(
         base_url.clone(),
         audit,
     ));
+    if let Some(pg) = store.postgres() {
+        share_changes_between_replicas(pg, &broker, stop_rx.clone());
+    }
     let (upstream, upgrade_client) = upstream::clients(Arc::new(policy), roots, timeouts)
         .map_err(|e| ServerError::Input(format!("cannot set up upstream TLS: {e}")))?;
     let proxy = Arc::new(Proxy {
@@ -276,4 +284,43 @@ impl ShutdownSignals {
             _ = self.interrupt.recv() => {}
         }
     }
+}
+
+/// How long a replica on PostgreSQL may serve from its caches without hearing of a change, in
+/// seconds (`AGENT_VAULT_CACHE_MAX_AGE`, default 30): the bound on staleness should a change
+/// notification be lost.
+pub const CACHE_MAX_AGE_ENV: &str = "AGENT_VAULT_CACHE_MAX_AGE";
+const DEFAULT_CACHE_MAX_AGE: u64 = 30;
+
+/// Several brokers, one database: each applies the changes the others announce (LISTEN), and
+/// drops its caches every `AGENT_VAULT_CACHE_MAX_AGE` seconds in case one was missed.
+fn share_changes_between_replicas(
+    pg: &crate::store::pg::PgStore,
+    broker: &Arc<Broker>,
+    stop: watch::Receiver<bool>,
+) {
+    let listener = broker.clone();
+    pg.listen(move |payload| {
+        listener.apply(payload.map_or(
+            crate::broker::Invalidation::Everything,
+            crate::broker::Invalidation::decode,
+        ));
+    });
+    let max_age = std::env::var(CACHE_MAX_AGE_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_CACHE_MAX_AGE);
+    let refresher = broker.clone();
+    let mut stop = stop;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(max_age));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => refresher.invalidate(),
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    });
 }

@@ -14,12 +14,17 @@ mod harness;
 mod install;
 mod lifecycle;
 mod management;
+mod migrate_db;
 mod nginx;
 mod permissions;
+mod postgres;
 mod proposals;
 mod protocols;
 mod ratelimits;
+mod replicas;
 mod sandbox;
 mod surface;
+#[path = "../../src/store/testpg.rs"]
+mod testpg;
 mod upstream;
 mod web;
