@@ -476,7 +476,10 @@ pub fn stored(conn: &crate::store::db::Connection) -> crate::store::Result<Store
         .unwrap_or_default())
 }
 
-pub fn store(conn: &crate::store::db::Connection, value: &StoredRateLimit) -> crate::store::Result<()> {
+pub fn store(
+    conn: &crate::store::db::Connection,
+    value: &StoredRateLimit,
+) -> crate::store::Result<()> {
     let json = serde_json::to_string(value)
         .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
     crate::store::settings::set(conn, SETTING, &json)
