@@ -7,7 +7,7 @@
 //! must keep that many hotter keys busy to get one fresh budget back, which the GLOBAL tier
 //! bounds anyway.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -89,12 +89,15 @@ impl Bucket {
     }
 }
 
+/// One shard: keys to buckets, least recently used evicted first.
+type Shard = Mutex<LruCache<String, Arc<Bucket>>>;
+
 /// Buckets by key, bounded.
 pub struct Table {
     quota: Option<Quota>,
     concurrency: u32,
     hasher: std::collections::hash_map::RandomState,
-    shards: Box<[Mutex<LruCache<String, Arc<Bucket>>>]>,
+    shards: Box<[Shard]>,
 }
 
 impl Table {
@@ -112,9 +115,7 @@ impl Table {
 
     /// The key's bucket, made on first use (and the coldest key of its shard evicted when full).
     pub fn bucket(&self, key: &str) -> Arc<Bucket> {
-        let mut hasher = self.hasher.build_hasher();
-        key.hash(&mut hasher);
-        let shard = (hasher.finish() as usize) % SHARDS;
+        let shard = (self.hasher.hash_one(key) as usize) % SHARDS;
         // A poisoned shard only means another thread panicked mid-update of an LRU map; its
         // contents are still valid budgets.
         let mut map = match self.shards.get(shard).map(|m| m.lock()) {
