@@ -124,4 +124,18 @@ fn restart_unlocks_the_same_database_and_refuses_a_wrong_password() {
         header(&echo, "authorization"),
         vec![format!("Bearer {BEARER}")]
     );
+
+    // The database goes away: /health says so with 503, for the load balancer.
+    let url = rig.home.database_url.clone().unwrap();
+    let name = url.rsplit('/').next().unwrap();
+    crate::testpg::server()
+        .psql("postgres", &format!("DROP DATABASE {name} WITH (FORCE)"))
+        .unwrap();
+    let health = http()
+        .get(format!("{}/health", rig.server.url))
+        .send()
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let body: Value = health.json().unwrap();
+    assert_eq!(body["database"]["reachable"], false, "{body}");
 }
