@@ -84,6 +84,10 @@ async fn serve_async(
         api_port,
     );
     let initialized = store.read(users::count)? > 0;
+    #[allow(clippy::cast_precision_loss)] // seconds since 1970: far below 2^52
+    crate::metrics::global()
+        .start_time
+        .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
     let (store, dek) = (Arc::new(store), Arc::new(dek));
 
     // The CA exists only when the MITM listener does; failing to load it disables the
