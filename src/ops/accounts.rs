@@ -11,6 +11,7 @@ use subtle::ConstantTimeEq;
 
 use super::caller::Caller;
 use super::{AppState, OpError};
+use crate::ceilings::hashing::HashSlots;
 use crate::crypto::{
     KdfParams, SecretString, hash_password, verify_password, waste_password_check,
 };
@@ -57,27 +58,30 @@ pub fn validate_password(password: &str) -> Result<(), String> {
     }
 }
 
-/// Hashes on a blocking thread: Argon2id takes a noticeable fraction of a second.
+/// Hashes on a blocking thread in one of the process's hashing slots: Argon2id takes a
+/// noticeable fraction of a second and 64 MiB. A burst beyond the slots is a `429`.
 pub async fn hash_password_async(password: SecretString) -> Result<String, OpError> {
-    tokio::task::spawn_blocking(move || {
-        hash_password(password.expose(), KdfParams::for_new_secrets())
-    })
-    .await
-    .map_err(|_| OpError::internal("password hashing failed"))?
-    .map_err(|_| OpError::internal("password hashing failed"))
+    HashSlots::process()
+        .run(move || hash_password(password.expose(), KdfParams::for_new_secrets()))
+        .await?
+        .map_err(|_| OpError::internal("password hashing failed"))
 }
 
 /// Whether `password` matches any of `hashes`; with none, spends the same time and says no.
-pub async fn verify_password_async(password: SecretString, hashes: Vec<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        if hashes.is_empty() {
-            waste_password_check(password.expose());
-            return false;
-        }
-        hashes.iter().any(|h| verify_password(password.expose(), h))
-    })
-    .await
-    .unwrap_or(false)
+/// Runs in a hashing slot like [`hash_password_async`]; a burst beyond them is a `429`.
+pub async fn verify_password_async(
+    password: SecretString,
+    hashes: Vec<String>,
+) -> Result<bool, OpError> {
+    Ok(HashSlots::process()
+        .run(move || {
+            if hashes.is_empty() {
+                waste_password_check(password.expose());
+                return false;
+            }
+            hashes.iter().any(|h| verify_password(password.expose(), h))
+        })
+        .await?)
 }
 
 /// Where a new login session is used: the CLI keeps its login for long, a browser's cookie
@@ -293,11 +297,11 @@ pub async fn login(
     }
     let invalid = || OpError::unauthorized("invalid email or password");
     let Some(user) = user else {
-        verify_password_async(password, Vec::new()).await;
+        verify_password_async(password, Vec::new()).await?;
         return Err(invalid());
     };
     if !user.active {
-        if verify_password_async(password, pending_hashes).await {
+        if verify_password_async(password, pending_hashes).await? {
             return Err(OpError::new(
                 StatusCode::FORBIDDEN,
                 "account_not_verified",
@@ -314,7 +318,7 @@ pub async fn login(
         return Err(invalid());
     }
     let hashes = user.password_hash.clone().into_iter().collect();
-    if !verify_password_async(password, hashes).await {
+    if !verify_password_async(password, hashes).await? {
         return Err(invalid());
     }
     state
@@ -364,7 +368,7 @@ pub async fn change_password(
     let user = caller.user()?.clone();
     validate_password(new.expose()).map_err(OpError::invalid)?;
     let hashes = user.password_hash.clone().into_iter().collect();
-    if !verify_password_async(current, hashes).await {
+    if !verify_password_async(current, hashes).await? {
         return Err(OpError::unauthorized("the current password is incorrect"));
     }
     let hash = hash_password_async(new).await?;

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 
 use super::Proxy;
 use super::scrubbed::ScrubbedBody;
@@ -15,13 +15,11 @@ use super::upstream::{BoxError, ProxyBody};
 use super::websocket;
 use crate::broker::scrub::{self, Scrubber};
 use crate::broker::{BrokerError, Scope, plan, rewrite};
+use crate::ceilings::body_budget::{BodyBudget, Refused, Reservation};
 use crate::services::Surface;
 use crate::store::now;
 use crate::store::request_log::Record;
 use crate::target::Target;
-
-/// Largest body buffered for a body substitution; everything else streams.
-const MAX_BUFFERED_BODY: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Ingress {
@@ -58,6 +56,41 @@ fn method_name(method: &Method) -> Cow<'static, str> {
 pub fn error_response(err: &BrokerError) -> Response<ProxyBody> {
     err.to_response()
         .map(|body| body.map_err(|e| -> BoxError { match e {} }).boxed_unsync())
+}
+
+/// Reads a whole request body for a substitution, reserving it from the process-wide
+/// [`BodyBudget`] as it arrives.
+async fn buffer_body<B>(budget: &BodyBudget, body: B) -> Result<(Vec<u8>, Reservation), BrokerError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut reservation = Reservation::default();
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| {
+            BrokerError::bad_request("invalid_request", "the request body could not be read")
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        match budget.reserve(&mut reservation, bytes.len() + data.len()) {
+            Ok(()) => bytes.extend_from_slice(&data),
+            Err(Refused::TooLarge { limit }) => {
+                return Err(BrokerError::too_large(format!(
+                    "the request body is over {} MiB; body substitution needs it whole in memory",
+                    limit / (1024 * 1024)
+                )));
+            }
+            Err(Refused::Busy) => {
+                return Err(BrokerError::busy(
+                    "the server is holding as many request bodies for substitution as it may; retry shortly",
+                ));
+            }
+        }
+    }
+    Ok((bytes, reservation))
 }
 
 /// Sends `request` (already authenticated as `scope`) to `target`.
@@ -180,21 +213,24 @@ where
     let substitute_body =
         plan.wants(Surface::Body) && !parts.headers.contains_key(header::CONTENT_ENCODING);
     let body: ProxyBody = if substitute_body {
-        let bytes = Limited::new(body, MAX_BUFFERED_BODY)
-            .collect()
-            .await
-            .map_err(|_| BrokerError::too_large("the request body is over 32 MiB or could not be read; body substitution needs it whole"))?
-            .to_bytes();
+        let (bytes, reservation) = buffer_body(&proxy.body_budget, body).await?;
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         let replaced = rewrite::rewrite_body(&bytes, content_type, &plan.substitutions);
+        drop(bytes);
         parts
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(replaced.len()));
         Full::new(Bytes::from(replaced))
             .map_err(|e| -> BoxError { match e {} })
+            // The closure owns the reservation: it returns to the budget when the body is
+            // dropped, that is once it has been sent or the request failed.
+            .map_frame(move |frame| {
+                let _held = &reservation;
+                frame
+            })
             .boxed_unsync()
     } else {
         body.map_err(Into::into).boxed_unsync()

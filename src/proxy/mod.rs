@@ -47,6 +47,8 @@ pub struct Proxy {
     pub timeouts: Timeouts,
     /// Present when the MITM listener runs.
     pub ca: Option<Arc<CertificateAuthority>>,
+    /// Memory for bodies buffered by substitutions, shared by every request.
+    pub body_budget: crate::ceilings::body_budget::BodyBudget,
 }
 
 /// Accepts forward-proxy connections until `shutdown` resolves.

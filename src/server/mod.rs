@@ -15,7 +15,7 @@ mod unlock;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-pub use options::{LogLevel, ServerOptions, base_url};
+pub use options::{LogLevel, MitmPort, ServerOptions, base_url};
 
 use crate::crypto::UnlockError;
 use crate::paths::{Paths, PathsError};

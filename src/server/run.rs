@@ -6,11 +6,12 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::options::bind_error;
+use super::options::{Listener, bind_error};
 use super::{ServerError, ServerOptions, base_url, pidfile};
 use crate::api::{self, ApiConfig, AppState};
 use crate::broker::{AuditLog, Broker, RetentionEnv};
 use crate::ca::CertificateAuthority;
+use crate::ceilings::body_budget::{self, BodyBudget};
 use crate::crypto::Key;
 use crate::mail::{Mailer, SmtpConfig};
 use crate::netguard::NetworkPolicy;
@@ -57,19 +58,19 @@ async fn serve_async(
 ) -> Result<(), ServerError> {
     let api_listener = TcpListener::bind((options.host.as_str(), options.port))
         .await
-        .map_err(|e| bind_error(&options.host, options.port, &e))?;
+        .map_err(|e| bind_error(Listener::Api, &options.host, options.port, &e))?;
     let api_port = api_listener
         .local_addr()
         .map_err(ServerError::io("cannot read the API listener address"))?
         .port();
-    let mitm_listener = match options.mitm_port {
-        0 => None,
-        port => match TcpListener::bind((options.host.as_str(), port)).await {
+    let mitm_listener = match options.mitm_port.bind_port() {
+        None => None,
+        Some(port) => match TcpListener::bind((options.host.as_str(), port)).await {
             Ok(listener) => Some(listener),
             Err(e) => {
                 tracing::warn!(
                     "MITM proxy disabled: {}",
-                    bind_error(&options.host, port, &e)
+                    bind_error(Listener::Mitm, &options.host, port, &e)
                 );
                 None
             }
@@ -88,6 +89,12 @@ async fn serve_async(
     // The CA exists only when the MITM listener does; failing to load it disables the
     // proxy with a warning instead of stopping the server.
     let mut mitm_listener = mitm_listener;
+    // The bound port: `--mitm-port auto` asked the OS for any free one.
+    let mitm_port = match mitm_listener.as_ref().map(TcpListener::local_addr) {
+        Some(Ok(addr)) => Some(addr.port()),
+        Some(Err(e)) => return Err(ServerError::io("cannot read the MITM listener address")(e)),
+        None => None,
+    };
     let ca = match &mitm_listener {
         Some(_) => match CertificateAuthority::load_or_create(&paths.ca_dir(), &dek) {
             Ok(ca) => Some(Arc::new(ca)),
@@ -105,6 +112,8 @@ async fn serve_async(
     let (roots, more) = upstream::trusted_roots();
     warnings.extend(more);
     let (retention, more) = RetentionEnv::from_env();
+    warnings.extend(more);
+    let (body_budget, more) = BodyBudget::from_env(std::env::var(body_budget::ENV).ok().as_deref());
     warnings.extend(more);
     let google = crate::web::google::config_from_env(
         std::env::var(crate::web::google::CLIENT_ID_ENV).ok(),
@@ -146,13 +155,14 @@ async fn serve_async(
         upgrade_client,
         timeouts,
         ca: ca.clone(),
+        body_budget,
     });
     let state = AppState {
         store,
         dek,
         config: Arc::new(ApiConfig {
             base_url: base_url.clone(),
-            mitm_port: mitm_listener.as_ref().map(|_| options.mitm_port),
+            mitm_port: mitm_listener.as_ref().and(mitm_port),
             retention,
             google,
             ca_pem: ca.map(|ca| ca.root_pem().to_owned()),
@@ -165,13 +175,12 @@ async fn serve_async(
     // cleanly instead of killing the process.
     let signals = ShutdownSignals::install()?;
     pidfile::write(paths)?;
-    println!("agent-vault {} listening on {base_url}", crate::VERSION);
-    if mitm_listener.is_some() {
-        println!(
-            "MITM proxy listening on {}:{}",
-            options.host, options.mitm_port
-        );
+    // The MITM line comes first: the API line is the one that says "ready" to scripts, and
+    // both carry the bound ports (`--port 0`, `--mitm-port auto`).
+    if let (Some(_), Some(port)) = (&mitm_listener, mitm_port) {
+        println!("MITM proxy listening on {}:{port}", options.host);
     }
+    println!("agent-vault {} listening on {base_url}", crate::VERSION);
     if let Some(via) = &email_via {
         println!("Email via {via}");
     }

@@ -6,9 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{
-    OWNER_EMAIL, OWNER_PASSWORD, Server, TestHome, all_files, contains, free_port,
-};
+use crate::harness::{OWNER_EMAIL, OWNER_PASSWORD, Server, TestHome, all_files, contains};
 use crate::upstream::Upstream;
 
 pub const BEARER: &str = "SENTINEL-bearer-7f3a";
@@ -106,7 +104,6 @@ impl Rig {
     /// upstream TLS, e.g. an nginx the test started.
     pub fn start_trusting(allowlist: bool, upstream: Upstream, extra_cas: &[&Path]) -> Self {
         let home = TestHome::new();
-        let mitm = free_port();
         let mut bundle = std::fs::read_to_string(&upstream.ca_file).unwrap();
         for extra in extra_cas {
             bundle.push_str(&std::fs::read_to_string(extra).unwrap());
@@ -118,11 +115,8 @@ impl Rig {
         if allowlist {
             env.push(("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.0/8"));
         }
-        let server = home.start_server(
-            &["--mitm-port", &mitm.to_string(), "--log-level", "debug"],
-            "",
-            &env,
-        );
+        let server = home.start_server(&["--mitm-port", "auto", "--log-level", "debug"], "", &env);
+        let mitm = server.mitm_port.expect("the MITM proxy listens");
         Self::on_server(home, server, mitm, upstream)
     }
 
