@@ -58,6 +58,12 @@ impl GuessBudget {
         }
     }
 
+    /// The process's budget (one server per process, and the budget must outlive requests).
+    pub fn process() -> &'static Self {
+        static BUDGET: std::sync::OnceLock<GuessBudget> = std::sync::OnceLock::new();
+        BUDGET.get_or_init(Self::default)
+    }
+
     /// Whether `address` may try a code now.
     pub fn check(&self, address: &str) -> Result<(), Exhausted> {
         self.check_at(address, Instant::now())

@@ -11,7 +11,9 @@ use subtle::ConstantTimeEq;
 
 use super::caller::Caller;
 use super::{AppState, OpError};
+use crate::ceilings::guesses::GuessBudget;
 use crate::ceilings::hashing::HashSlots;
+use crate::ceilings::{ECHO_CHARS, excerpt};
 use crate::crypto::{
     KdfParams, SecretString, hash_password, verify_password, waste_password_check,
 };
@@ -22,6 +24,8 @@ use crate::store::{DEFAULT_VAULT, InstanceRole, StoreError, VaultRole, settings,
 
 pub const MIN_PASSWORD_LEN: usize = 8;
 const MAX_PASSWORD_LEN: usize = 1024;
+/// RFC 5321's limit on a forward path.
+pub const MAX_EMAIL_LEN: usize = 254;
 
 /// Checks an email address: one `@`, a non-empty local part, a dotted domain, no spaces.
 pub fn validate_email(email: &str) -> Result<(), String> {
@@ -29,8 +33,13 @@ pub fn validate_email(email: &str) -> Result<(), String> {
     if email.is_empty() {
         return Err("email is empty; pass an address such as --email you@example.com".into());
     }
-    let valid = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+    if email.len() > MAX_EMAIL_LEN {
+        return Err(format!(
+            "the email address is {} bytes long; an address has at most {MAX_EMAIL_LEN}",
+            email.len()
+        ));
+    }
+    let valid = !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && matches!(email.split_once('@'), Some((local, domain))
             if !local.is_empty()
                 && !domain.contains('@')
@@ -40,7 +49,10 @@ pub fn validate_email(email: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("\"{email}\" is not a valid email address"))
+        Err(format!(
+            "\"{}\" is not a valid email address",
+            excerpt(email, ECHO_CHARS)
+        ))
     }
 }
 
@@ -234,7 +246,20 @@ pub async fn verify(
     used_by: SessionUse,
 ) -> Result<NewLogin, OpError> {
     let email = users::normalize_email(email);
+    validate_email(&email).map_err(OpError::invalid)?;
+    // Guesses are counted per address across registrations, whether or not it has an account.
+    let guesses = GuessBudget::process();
+    if let Err(spent) = guesses.check(&email) {
+        return Err(OpError::too_many(
+            format!(
+                "too many wrong codes for this address; try again in {} minutes (a new registration does not reset this)",
+                spent.retry_after_secs.div_ceil(60)
+            ),
+            spent.retry_after_secs,
+        ));
+    }
     let code = code.expose().trim().to_owned();
+    let address = email.clone();
     let verified = state
         .db(move |store, dek| {
             store.write(|tx| {
@@ -257,6 +282,9 @@ pub async fn verify(
             })
         })
         .await?;
+    if verified.is_none() {
+        guesses.wrong_guess(&address);
+    }
     verified.ok_or_else(|| {
         OpError::invalid(
             "invalid or expired verification code (a code allows 5 attempts); register again to get a new one",
@@ -272,6 +300,10 @@ pub async fn login(
     used_by: SessionUse,
 ) -> Result<NewLogin, OpError> {
     let email = users::normalize_email(email);
+    if email.len() > MAX_EMAIL_LEN {
+        // No account can have this address: refuse before spending a hash on it.
+        return Err(OpError::unauthorized("invalid email or password"));
+    }
     let lookup_email = email.clone();
     let (count, user, pending_hashes) = state
         .db(move |store, _| {

@@ -103,6 +103,16 @@ impl Rig {
     /// Like `start_with`, the server also trusting the CAs in `extra_cas` (PEM files) for
     /// upstream TLS, e.g. an nginx the test started.
     pub fn start_trusting(allowlist: bool, upstream: Upstream, extra_cas: &[&Path]) -> Self {
+        Self::start_with_env(allowlist, upstream, extra_cas, &[])
+    }
+
+    /// Like `start_trusting`, with more environment for the server.
+    pub fn start_with_env(
+        allowlist: bool,
+        upstream: Upstream,
+        extra_cas: &[&Path],
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         let home = TestHome::new();
         let mut bundle = std::fs::read_to_string(&upstream.ca_file).unwrap();
         for extra in extra_cas {
@@ -115,6 +125,7 @@ impl Rig {
         if allowlist {
             env.push(("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.0/8"));
         }
+        env.extend_from_slice(extra_env);
         let server = home.start_server(&["--mitm-port", "auto", "--log-level", "debug"], "", &env);
         let mitm = server.mitm_port.expect("the MITM proxy listens");
         Self::on_server(home, server, mitm, upstream)

@@ -9,6 +9,7 @@ mod agents;
 mod api;
 mod broker;
 mod browser;
+mod ceilings;
 mod email;
 mod harness;
 mod install;
