@@ -35,7 +35,7 @@ async fn find_user(state: &AppState, email: &str) -> Result<User, OpError> {
         .ok_or_else(|| {
             OpError::not_found(format!(
                 "no user with email \"{}\"",
-                crate::ceilings::excerpt(&email, crate::ceilings::ECHO_CHARS)
+                crate::ceilings::excerpt(email, crate::ceilings::ECHO_CHARS)
             ))
         })
 }
