@@ -58,6 +58,43 @@ pub fn error_response(err: &BrokerError) -> Response<ProxyBody> {
         .map(|body| body.map_err(|e| -> BoxError { match e {} }).boxed_unsync())
 }
 
+/// The rustls error in `e`, also inside I/O errors wrapping I/O errors (hyper-rustls wraps
+/// tokio-rustls's, whose inner error is the rustls one).
+fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = e;
+    for _ in 0..4 {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        current = current.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+    None
+}
+
+/// Why an upstream's TLS failed, in words that carry nothing from its certificate.
+fn tls_reason(err: &rustls::Error) -> &'static str {
+    use rustls::CertificateError as Cert;
+    match err {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => {
+                "its certificate is not valid for this name"
+            }
+            Cert::UnknownIssuer => {
+                "its certificate is not signed by a trusted root (add the CA with SSL_CERT_FILE on the server)"
+            }
+            Cert::Expired | Cert::ExpiredContext { .. } => "its certificate has expired",
+            Cert::NotValidYet | Cert::NotValidYetContext { .. } => {
+                "its certificate is not valid yet"
+            }
+            Cert::Revoked => "its certificate is revoked",
+            _ => "its certificate was refused",
+        },
+        rustls::Error::NoCertificatesPresented => "it presented no certificate",
+        rustls::Error::AlertReceived(_) => "it refused the handshake",
+        _ => "the handshake failed",
+    }
+}
+
 /// Reads a whole request body for a substitution, reserving it from the process-wide
 /// [`BodyBudget`] as it arrives.
 async fn buffer_body<B>(budget: &BodyBudget, body: B) -> Result<(Vec<u8>, Reservation), BrokerError>
@@ -397,20 +434,23 @@ fn upstream_error(host: &str, err: &hyper_util::client::legacy::Error) -> Broker
     while let Some(e) = source {
         if let Some(guard) = e.downcast_ref::<crate::netguard::GuardError>() {
             return if guard.is_policy() {
-                BrokerError::forbidden("blocked_destination", format!("{host}: {guard}"))
+                // Which range the name resolved to stays in the server log: telling the agent
+                // would map the internal network one name at a time.
+                tracing::warn!(host, "network guard refused the upstream: {guard}");
+                BrokerError::forbidden(
+                    "blocked_destination",
+                    format!(
+                        "{host}: the network guard refuses this destination (a private, loopback, link-local or metadata address); the operator can open it with AGENT_VAULT_NETWORK_ALLOWLIST"
+                    ),
+                )
             } else {
                 BrokerError::upstream(format!("cannot reach {host}: {guard}"))
             };
         }
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return BrokerError::upstream(format!("TLS with {host} failed: {tls}"));
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && let Some(tls) = io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return BrokerError::upstream(format!("TLS with {host} failed: {tls}"));
+        if let Some(tls) = rustls_error(e) {
+            // The full error (with the names the certificate does carry) is for the operator.
+            tracing::warn!(host, "TLS with the upstream failed: {tls}");
+            return BrokerError::upstream(format!("TLS with {host} failed: {}", tls_reason(tls)));
         }
         source = e.source();
     }

@@ -7,6 +7,7 @@
 
 mod detach;
 mod handoff;
+mod housekeeping;
 mod options;
 pub mod pidfile;
 mod run;

@@ -141,6 +141,7 @@ async fn serve_async(
         None => (Mailer::disabled(), None),
     };
     let (audit, audit_task) = AuditLog::start(store.clone(), retention, stop_rx.clone());
+    let housekeeping = tokio::spawn(super::housekeeping::run(store.clone(), stop_rx.clone()));
     let broker = Arc::new(Broker::new(
         store.clone(),
         dek.clone(),
@@ -214,6 +215,7 @@ async fn serve_async(
     if let Some(mitm) = mitm {
         let _ = mitm.await;
     }
+    let _ = housekeeping.await;
     // The request log writes what it holds before the process ends.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), audit_task).await;
     if let Some(task) = mail_task {

@@ -11,6 +11,7 @@ mod broker;
 mod browser;
 mod ceilings;
 mod email;
+mod hardening;
 mod harness;
 mod install;
 mod lifecycle;
