@@ -91,7 +91,8 @@ fn install_sh_from_a_checked_archive_and_nothing_else() {
         format!("{}  agent-vault-test-linux.tar.gz\n", sha256(&archive)),
     )
     .unwrap();
-    std::fs::copy(&archive, site.path().join("tampered.tar.gz")).unwrap();
+    // Any bytes do: the checksum beside them never matches.
+    std::fs::write(site.path().join("tampered.tar.gz"), b"not the release").unwrap();
     std::fs::write(
         site.path().join("tampered.tar.gz.sha256"),
         format!("{}  x\n", "0".repeat(64)),
