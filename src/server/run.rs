@@ -3,8 +3,13 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower_service::Service;
 
 use super::options::{Listener, bind_error};
 use super::{ServerError, ServerOptions, base_url, pidfile};
@@ -16,6 +21,7 @@ use crate::crypto::Key;
 use crate::mail::{Mailer, SmtpConfig};
 use crate::netguard::NetworkPolicy;
 use crate::paths::Paths;
+use crate::proxy::listener::{self, ConnSettings, Drain, Ended};
 use crate::proxy::{Proxy, Timeouts, upstream};
 use crate::store::{Store, users, verifications};
 
@@ -113,6 +119,8 @@ async fn serve_async(
     warnings.extend(more);
     let (retention, more) = RetentionEnv::from_env();
     warnings.extend(more);
+    let (conn_settings, more) = ConnSettings::from_lookup(|name| std::env::var(name).ok());
+    warnings.extend(more);
     let (body_budget, more) = BodyBudget::from_env(std::env::var(body_budget::ENV).ok().as_deref());
     warnings.extend(more);
     let google = crate::web::google::config_from_env(
@@ -124,14 +132,17 @@ async fn serve_async(
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
+    // Two stages: listeners stop first and drain their connections (requests still in
+    // flight write request-log rows), then the background tasks stop.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (background_tx, background_rx) = watch::channel(false);
     // Codes still queued were lost with the previous process's mail queue: the owner may
     // now relay them by hand.
     store.write(|tx| verifications::fail_queued(tx))?;
     let email_via = smtp.as_ref().map(SmtpConfig::describe);
     let (mailer, mail_task) = match smtp {
         Some(config) => {
-            let (mailer, task, warnings) = Mailer::start(config, stop_rx.clone())
+            let (mailer, task, warnings) = Mailer::start(config, background_rx.clone())
                 .map_err(|e| ServerError::Input(e.to_string()))?;
             for warning in &warnings {
                 tracing::warn!("{warning}");
@@ -140,8 +151,8 @@ async fn serve_async(
         }
         None => (Mailer::disabled(), None),
     };
-    let (audit, audit_task) = AuditLog::start(store.clone(), retention, stop_rx.clone());
-    let housekeeping = tokio::spawn(super::housekeeping::run(store.clone(), stop_rx.clone()));
+    let (audit, audit_task) = AuditLog::start(store.clone(), retention, background_rx.clone());
+    let housekeeping = tokio::spawn(super::housekeeping::run(store.clone(), background_rx));
     let broker = Arc::new(Broker::new(
         store.clone(),
         dek.clone(),
@@ -150,6 +161,7 @@ async fn serve_async(
     ));
     let (upstream, upgrade_client) = upstream::clients(Arc::new(policy), roots, timeouts)
         .map_err(|e| ServerError::Input(format!("cannot set up upstream TLS: {e}")))?;
+    let drain = Drain::new(stop_rx.clone());
     let proxy = Arc::new(Proxy {
         broker,
         upstream,
@@ -157,6 +169,8 @@ async fn serve_async(
         timeouts,
         ca: ca.clone(),
         body_budget,
+        conn: conn_settings,
+        drain: drain.clone(),
     });
     let state = AppState {
         store,
@@ -196,34 +210,71 @@ async fn serve_async(
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-
-    let mitm = mitm_listener.map(|listener| {
-        tokio::spawn(crate::proxy::serve(
-            listener,
-            proxy,
-            stopped(stop_rx.clone()),
-        ))
-    });
+    let mitm = mitm_listener.map(|listener| tokio::spawn(crate::proxy::serve(listener, proxy)));
     // One port serves the JSON API (`/v1/…`, `/proxy/…`) and the web UI (`/`, pages).
     let app = crate::web::router(state.clone()).merge(api::router(state));
-    let api = axum::serve(api_listener, app)
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
-        .await;
+    serve_api(api_listener, app, conn_settings, drain.clone()).await;
     if let Some(mitm) = mitm {
         let _ = mitm.await;
     }
+    // No new connections now; the ones open finish what they are doing, within the grace.
+    let open = drain.live();
+    if open > 0 {
+        tracing::info!(
+            open,
+            grace_secs = conn_settings.grace.as_secs(),
+            "waiting for open connections to finish"
+        );
+    }
+    if !drain.finished(conn_settings.grace).await {
+        tracing::warn!(
+            open = drain.live(),
+            "connections still open after the shutdown grace period; closing them"
+        );
+    }
+    let _ = background_tx.send(true);
     let _ = housekeeping.await;
     // The request log writes what it holds before the process ends.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), audit_task).await;
     if let Some(task) = mail_task {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(6), task).await;
     }
-    api.map_err(ServerError::io("the API server failed"))?;
     println!("agent-vault server stopped");
     Ok(())
+}
+
+/// Serves the API port until shutdown begins: HTTP/1.1 with the header-read timeout (which
+/// also closes silent keep-alive connections), accept errors backed off, and each connection
+/// asked to finish gracefully on shutdown. Requests carry the peer address as axum's
+/// `ConnectInfo<SocketAddr>`.
+async fn serve_api(listener: TcpListener, app: axum::Router, conn: ConnSettings, drain: Drain) {
+    let accept_drain = drain.clone();
+    listener::accept_loop(listener, accept_drain, "API", move |stream, peer| {
+        let (app, drain) = (app.clone(), drain.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |mut request: http::Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let mut app = app.clone();
+                async move { app.call(request.map(axum::body::Body::new)).await }
+            });
+            let _live = drain.track();
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(conn.header_read)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(served);
+            let ended = tokio::select! {
+                _ = served.as_mut() => Ended::Done,
+                ended = listener::stop_or_idle(&drain, None) => ended,
+            };
+            if ended == Ended::Stopping {
+                served.as_mut().graceful_shutdown();
+                let _ = served.await;
+            }
+        });
+    })
+    .await;
 }
 
 struct ShutdownSignals {

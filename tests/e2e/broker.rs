@@ -267,7 +267,7 @@ fn curl_gets_each_auth_type_injected() {
     assert_eq!(header(&passthrough, "cookie"), vec!["a=b"]);
 }
 
-fn base64_encode(text: &str) -> String {
+pub fn base64_encode(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
 }

@@ -221,12 +221,21 @@ fn bodies_buffered_for_substitution_share_one_total_budget() {
     };
     assert_eq!(send(300_000).0, 200, "alone, a 300 KB body fits");
 
-    let mut held = start_partial_body(&rig, 300_000, 290_000);
-    // The held body is in the budget once the server has read it; then a second is refused.
-    let refused =
-        crate::harness::poll("the budget to be spent", Duration::from_millis(100), || {
-            let (status, retry, body) = send(300_000);
-            (status != 200).then_some((status, retry, body))
+    // A body held half-sent takes 580 KB of the budget; a second 300 KB body no longer fits.
+    // (The server reads the held body when it gets to it: on a busy machine another request
+    // may come first, so the attempt is repeated until the held one is the one waiting.)
+    let unanswered = |stream: &mut TcpStream| {
+        stream.set_nonblocking(true).unwrap();
+        let waiting = matches!(stream.read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        stream.set_nonblocking(false).unwrap();
+        waiting
+    };
+    let (mut held, refused) =
+        crate::harness::poll("a second body refused", Duration::from_millis(200), || {
+            let mut held = start_partial_body(&rig, 300_000, 290_000);
+            std::thread::sleep(Duration::from_millis(300));
+            let refused = send(300_000);
+            (refused.0 != 200 && unanswered(&mut held)).then_some((held, refused))
         });
     assert_eq!(refused.0, 503, "{}", refused.2);
     assert!(refused.2.contains("server_busy"), "{}", refused.2);

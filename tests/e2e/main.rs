@@ -15,6 +15,7 @@ mod hardening;
 mod harness;
 mod install;
 mod lifecycle;
+mod listeners;
 mod management;
 mod nginx;
 mod permissions;
