@@ -195,6 +195,11 @@ async fn serve_async(
     if let (Some(_), Some(port)) = (&mitm_listener, mitm_port) {
         println!("MITM proxy listening on {}:{port}", options.host);
     }
+    // With AGENT_VAULT_ADDR (a proxy in front) the URL above is not where we listen: say both.
+    let bound_url = super::base_url(None, None, &options.host, api_port);
+    if bound_url != base_url {
+        println!("API bound to {bound_url}");
+    }
     println!("agent-vault {} listening on {base_url}", crate::VERSION);
     if let Some(via) = &email_via {
         println!("Email via {via}");

@@ -146,7 +146,7 @@ impl TestHome {
 }
 
 /// Spawns a server command and waits until it listens.
-fn spawn_server(mut cmd: Command, stdin: &str) -> Result<Server, Run> {
+pub fn spawn_server(mut cmd: Command, stdin: &str) -> Result<Server, Run> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -175,11 +175,14 @@ fn spawn_server(mut cmd: Command, stdin: &str) -> Result<Server, Run> {
     ];
     let mut seen = Vec::new();
     let mut mitm_port = None;
+    let mut api_url = None;
     loop {
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(line) => {
                 // The server prints the MITM proxy's bound address first, then the API's.
-                if let Some(addr) = line.strip_prefix("out:MITM proxy listening on ") {
+                if let Some(url) = line.strip_prefix("out:API bound to ") {
+                    api_url = Some(url.trim().to_owned());
+                } else if let Some(addr) = line.strip_prefix("out:MITM proxy listening on ") {
                     let port = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok());
                     mitm_port = Some(port.expect("a port in the MITM line"));
                 } else if let Some(url) = line
@@ -189,6 +192,7 @@ fn spawn_server(mut cmd: Command, stdin: &str) -> Result<Server, Run> {
                     let url = url.trim().to_owned();
                     return Ok(Server {
                         child,
+                        api_url: api_url.unwrap_or_else(|| url.clone()),
                         url,
                         mitm_port,
                         output: rx,
@@ -282,6 +286,8 @@ impl std::fmt::Display for Run {
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// Where the API listens (differs from `url` when `AGENT_VAULT_ADDR` names another).
+    pub api_url: String,
     /// The MITM proxy's bound port, when it listens (`--mitm-port auto` picks any free one).
     pub mitm_port: Option<u16>,
     output: mpsc::Receiver<String>,

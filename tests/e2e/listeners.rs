@@ -192,3 +192,61 @@ fn a_stream_that_never_ends_is_closed_after_the_grace() {
     assert!(status.success(), "{status}");
     wait_closed(&mut tunnel, "the stream after the grace");
 }
+
+/// CPU time the process has used so far, in clock ticks (utime + stime).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn out_of_file_descriptors_the_listener_backs_off_and_recovers() {
+    let home = TestHome::new();
+    // The server with a small descriptor limit, so connections exhaust it.
+    let server_cmd = home.server_command(&["--mitm-port", "auto"]);
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\""])
+        .arg(server_cmd.get_program())
+        .args(server_cmd.get_args())
+        .env_clear()
+        .current_dir(home.path());
+    for (key, value) in server_cmd.get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
+    let server = crate::harness::spawn_server(cmd, "").unwrap_or_else(|run| panic!("{run}"));
+    let mitm = server.mitm_port.expect("the MITM proxy listens");
+    // More connections than descriptors: the rest wait in the backlog, accept fails (EMFILE).
+    let held: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", mitm)).ok())
+        .collect();
+    assert!(held.len() > 64, "only {} connections", held.len());
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(server.pid());
+    std::thread::sleep(Duration::from_secs(3));
+    let spent = cpu_ticks(server.pid()) - before;
+    // A listener that retried at once would burn a whole CPU (about 300 ticks here).
+    assert!(
+        spent < 100,
+        "the server used {spent} ticks of CPU in 3 s while out of descriptors"
+    );
+    drop(held);
+    // Once descriptors are free again, the proxy answers.
+    let response = crate::harness::poll(
+        "the proxy to answer again",
+        Duration::from_millis(200),
+        || {
+            crate::harness::http()
+                .get(format!("http://127.0.0.1:{mitm}/anything"))
+                .send()
+                .ok()
+        },
+    );
+    assert_eq!(response.headers()["x-agent-vault-proxy-error"], "true");
+    let (_, output) = server.stop_with("TERM");
+    assert!(output.contains("cannot accept connections"), "{output}");
+}
