@@ -30,6 +30,7 @@ bench:
     scripts/bench-setup.sh
     cargo bench --locked --bench api
     cargo bench --locked --bench proxy
+    cargo bench --locked --bench ratelimit
 
 # Start-up cost of the container sandbox against a plain `docker run` (needs Docker)
 bench-sandbox:

@@ -66,6 +66,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/settings",
             get(admin::get_settings).put(admin::put_settings),
         )
+        .route(
+            "/v1/admin/settings/rate-limit/preview",
+            post(admin::preview_rate_limit),
+        )
         .route("/v1/admin/email", get(email::status))
         .route("/v1/admin/email/test", post(email::test))
         .route("/v1/users", get(users::list))
@@ -221,7 +225,8 @@ pub(crate) async fn invalidate_on_change(
         state
             .proxy
             .broker
-            .apply(invalidation_for(&method, &path, caller_token));
+            .apply_everywhere(invalidation_for(&method, &path, caller_token))
+            .await;
     }
     response
 }
@@ -302,8 +307,27 @@ async fn ca_pem(State(state): State<AppState>) -> axum::response::Response {
     }
 }
 
-async fn health() -> impl IntoResponse {
-    axum::Json(json!({ "status": "ok" }))
+/// Liveness plus database reachability: 503 when the database does not answer, so a load
+/// balancer takes a replica that lost its database out of rotation.
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let engine = if state.store.postgres().is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let reachable = state.db(|s, _| s.ping()).await.is_ok();
+    let code = if reachable {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        axum::Json(json!({
+            "status": if reachable { "ok" } else { "degraded" },
+            "database": { "engine": engine, "reachable": reachable },
+        })),
+    )
 }
 
 async fn status(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {

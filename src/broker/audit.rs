@@ -128,7 +128,7 @@ async fn gather(
 
 /// Applies `retention` now; the owner's settings API calls it too, so a change takes effect
 /// at once rather than at the next pass.
-pub fn trim(conn: &rusqlite::Connection, retention: Retention) -> crate::store::Result<usize> {
+pub fn trim(conn: &crate::store::Connection, retention: Retention) -> crate::store::Result<usize> {
     request_log::trim(
         conn,
         now(),

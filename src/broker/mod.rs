@@ -132,6 +132,9 @@ pub struct Scope {
     pub actor_type: &'static str,
     pub actor_id: Option<String>,
     pub expires_at: Option<i64>,
+    /// The PROXY rate-limit key: the agent, or this very vault-scoped token (never the user
+    /// who minted it: two `vault run`s have two budgets), and the vault.
+    pub limit_key: Arc<str>,
 }
 
 pub struct Broker {
@@ -199,6 +202,29 @@ pub enum Invalidation {
     Everything,
 }
 
+impl Invalidation {
+    /// The change as a notification payload for other replicas (`None`: nothing to tell).
+    pub fn encode(&self) -> Option<String> {
+        match self {
+            Self::Nothing => None,
+            Self::Token(hash) => Some(format!("token:{hash}")),
+            Self::Scopes => Some("scopes".into()),
+            Self::Vault(name) => Some(format!("vault:{name}")),
+            Self::Everything => Some("everything".into()),
+        }
+    }
+
+    /// A payload from [`Self::encode`]; anything unknown (a newer replica's) means everything.
+    pub fn decode(payload: &str) -> Self {
+        match payload.split_once(':') {
+            Some(("token", hash)) => Self::Token(hash.to_owned()),
+            Some(("vault", name)) => Self::Vault(name.to_owned()),
+            _ if payload == "scopes" => Self::Scopes,
+            _ => Self::Everything,
+        }
+    }
+}
+
 impl Broker {
     pub fn new(store: Arc<Store>, dek: Arc<Key>, base_url: String, audit: AuditLog) -> Self {
         Self {
@@ -233,6 +259,29 @@ impl Broker {
                 self.scopes.retain(|_, _| false);
                 self.snapshots.retain(|_, _| false);
             }
+        }
+    }
+
+    /// Applies `change` here and, on a shared PostgreSQL database, tells the other replicas
+    /// (`NOTIFY`) before returning, so their next request sees it too. A notification that
+    /// cannot be sent is logged; the replicas' periodic refresh still bounds the staleness.
+    pub async fn apply_everywhere(&self, change: Invalidation) {
+        let payload = change.encode();
+        self.apply(change);
+        let Some(payload) = payload else { return };
+        if self.store.postgres().is_none() {
+            return;
+        }
+        let store = self.store.clone();
+        let sent = tokio::task::spawn_blocking(move || match store.postgres() {
+            Some(pg) => pg.notify(&payload),
+            None => Ok(()),
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::warn!(
+                "could not notify the other replicas of a change; they pick it up at their next cache refresh"
+            );
         }
     }
 
@@ -341,6 +390,7 @@ fn resolve_scope(
                                 _ => ("scoped", None),
                             };
                             Ok(Scope {
+                                limit_key: format!("token:{}/{}", session.public_id, vault.id).into(),
                                 vault_id: vault.id.into(),
                                 vault_name: vault.name,
                                 role,
@@ -379,6 +429,7 @@ fn resolve_scope(
                         },
                     };
                     chosen.map(|(vault, role)| Scope {
+                        limit_key: format!("agent:{agent_id}/{}", vault.id).into(),
                         vault_id: vault.id.into(),
                         vault_name: vault.name,
                         role,
@@ -418,6 +469,24 @@ fn load_snapshot(store: &Store, dek: &Key, vault_id: &str) -> Result<VaultSnapsh
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalidations_survive_the_trip_between_replicas() {
+        for change in [
+            Invalidation::Token("abc:def".into()),
+            Invalidation::Scopes,
+            Invalidation::Vault("team:a".into()),
+            Invalidation::Everything,
+        ] {
+            let payload = change.encode().unwrap();
+            assert_eq!(Invalidation::decode(&payload), change);
+        }
+        assert_eq!(Invalidation::Nothing.encode(), None);
+        assert_eq!(
+            Invalidation::decode("from-the-future"),
+            Invalidation::Everything
+        );
+    }
     use crate::crypto::{TokenKind, mint_token, random_bytes};
     use crate::store::sessions::Session;
 

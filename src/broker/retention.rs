@@ -3,7 +3,7 @@
 //! the owner's stored setting (`logs_retention`, ignored when `AGENT_VAULT_LOGS_RETENTION_LOCK`
 //! is true), then the defaults (168 hours, 10 000 rows per vault). 0 disables a dimension.
 
-use rusqlite::Connection;
+use crate::store::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{self, settings};

@@ -22,6 +22,7 @@ pub use leaf::{LeafResolver, server_config};
 
 use crate::crypto::{Key, open, random_bytes, seal};
 use crate::paths::write_private;
+use crate::store::{Store, StoreError, ca_root};
 
 const KEY_AAD: &[u8] = b"agent-vault/ca/root-key";
 const CERT_FILE: &str = "ca.crt.pem";
@@ -68,6 +69,36 @@ fn random_serial() -> rcgen::SerialNumber {
     rcgen::SerialNumber::from_slice(&bytes)
 }
 
+/// A new root: its certificate (PEM) and its private key sealed under the DEK.
+fn new_root(dek: &Key) -> Result<(String, Vec<u8>), CaError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = root_params()?;
+    params.serial_number = Some(random_serial());
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + Duration::days(ROOT_VALIDITY_DAYS);
+    let cert = params.self_signed(&key)?;
+    let sealed = seal(dek, KEY_AAD, &key.serialize_der())
+        .map_err(|e| CaError::Certificate(e.to_string()))?;
+    Ok((cert.pem(), sealed))
+}
+
+/// The root as an SQLite instance keeps it in `dir`: (certificate PEM, sealed key), both as
+/// stored, or `None` when the instance has made no CA yet (`migrate-db`).
+pub fn files_in(dir: &Path) -> Result<Option<(String, Vec<u8>)>, CaError> {
+    let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
+    if !cert_path.exists() && !key_path.exists() {
+        return Ok(None);
+    }
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| CaError::Io { path, source }
+    };
+    let pem = std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?;
+    let sealed = std::fs::read(&key_path).map_err(io(&key_path))?;
+    Ok(Some((pem, sealed)))
+}
+
 /// The root's subject, constraints and usages (validity and serial are set when it is made).
 fn root_params() -> Result<CertificateParams, CaError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -84,6 +115,27 @@ fn root_params() -> Result<CertificateParams, CaError> {
 }
 
 impl CertificateAuthority {
+    /// Loads the CA from the store's `ca_root` row, creating it on first use (in one write
+    /// transaction, so replicas starting together agree on one root).
+    pub fn load_or_create_in_store(store: &Store, dek: &Key) -> Result<Self, CaError> {
+        let store_err = |e: StoreError| CaError::Certificate(format!("cannot load the CA: {e}"));
+        let (pem, sealed) = store
+            .write(|tx| {
+                if let Some(found) = ca_root::load(tx)? {
+                    return Ok(found);
+                }
+                let (pem, sealed) =
+                    new_root(dek).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                ca_root::insert(tx, &pem, &sealed)?;
+                Ok((pem, sealed))
+            })
+            .map_err(store_err)?;
+        let der = open(dek, KEY_AAD, &sealed)
+            .map_err(|_| CaError::WrongKey("the database's ca_root row".into()))?;
+        let key = KeyPair::try_from(der.as_slice())?;
+        Self::from_parts(pem, key)
+    }
+
     /// Loads the CA from `dir`, creating it (and `dir`, 0700) on first use.
     pub fn load_or_create(dir: &Path, dek: &Key) -> Result<Self, CaError> {
         let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
@@ -106,21 +158,15 @@ impl CertificateAuthority {
                     .mode(0o700)
                     .create(dir)
                     .map_err(io(dir))?;
-                let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-                let mut params = root_params()?;
-                params.serial_number = Some(random_serial());
-                let now = OffsetDateTime::now_utc();
-                params.not_before = now - Duration::minutes(5);
-                params.not_after = now + Duration::days(ROOT_VALIDITY_DAYS);
-                let cert = params.self_signed(&key)?;
-                let sealed = seal(dek, KEY_AAD, &key.serialize_der())
-                    .map_err(|e| CaError::Certificate(e.to_string()))?;
+                let (pem, sealed) = new_root(dek)?;
                 write_private(&key_path, &sealed).map_err(io(&key_path))?;
-                write_private(&cert_path, cert.pem().as_bytes()).map_err(io(&cert_path))?;
+                write_private(&cert_path, pem.as_bytes()).map_err(io(&cert_path))?;
                 // The certificate is public: clients read it with `ca fetch` or a copy.
                 std::fs::set_permissions(&cert_path, std::fs::Permissions::from_mode(0o644))
                     .map_err(io(&cert_path))?;
-                Self::from_parts(cert.pem(), key)
+                let der = open(dek, KEY_AAD, &sealed)
+                    .map_err(|_| CaError::WrongKey(key_path.display().to_string()))?;
+                Self::from_parts(pem, KeyPair::try_from(der.as_slice())?)
             }
             (cert, _) => Err(CaError::Incomplete {
                 dir: dir.display().to_string(),

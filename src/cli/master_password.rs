@@ -68,14 +68,14 @@ pub fn run(command: MasterPasswordCommand) -> anyhow::Result<()> {
     if let Some(pid) = pidfile::running_server(&paths) {
         bail!("the server is running (PID {pid}); stop it first with `agent-vault server stop`");
     }
-    let db = paths.database();
-    if !db.exists() {
+    let location = crate::store::Location::from_env(paths.database())?;
+    if !location.exists() {
         bail!(
             "no agent-vault data at {}; start the server once with `agent-vault server`",
-            db.display()
+            location.describe()
         );
     }
-    let store = Store::open(&db)?;
+    let store = Store::open_at(&location)?;
     let record = store.read(master_key::load)?.context(
         "this instance has no encryption key yet; start the server once with `agent-vault server`",
     )?;

@@ -15,6 +15,7 @@ mod client;
 mod duration;
 mod email;
 mod master_password;
+mod migrate_db;
 mod output;
 mod owner;
 mod prompt;
@@ -80,6 +81,9 @@ enum Command {
     /// Manage the master password that wraps the data encryption key (server must be stopped)
     #[command(subcommand, name = "master-password")]
     MasterPassword(master_password::MasterPasswordCommand),
+    /// Copy this SQLite instance into an empty PostgreSQL database (server stopped) ＋
+    #[command(name = "migrate-db")]
+    MigrateDb(migrate_db::MigrateDbArgs),
     /// Browse built-in service templates. No authentication required
     Catalog(catalog::CatalogArgs),
     /// Print the version and build information
@@ -177,6 +181,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args, &context),
         Command::MasterPassword(command) => master_password::run(command),
+        Command::MigrateDb(args) => migrate_db::run(args),
         Command::Version => {
             print_version();
             Ok(())
@@ -213,7 +218,10 @@ fn run_async(command: Command, context: Context) -> anyhow::Result<()> {
             Command::SandboxMaintain { release } => {
                 Ok(crate::sandbox::maintain::run(release).await?)
             }
-            Command::Server(_) | Command::MasterPassword(_) | Command::Version => Ok(()),
+            Command::Server(_)
+            | Command::MasterPassword(_)
+            | Command::MigrateDb(_)
+            | Command::Version => Ok(()),
         }
     })
 }

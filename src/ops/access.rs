@@ -120,7 +120,7 @@ pub fn validate_slug(kind: &str, name: &str) -> Result<(), OpError> {
 /// Resolves vault pre-assignments of an invite: every vault must exist, and only its admins
 /// (or an owner) may hand out access to it. Returns (vault id, role) pairs.
 pub fn assignable_vaults(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     caller: &Caller,
     wanted: &[(String, VaultRole)],
 ) -> crate::store::Result<Result<Vec<(String, VaultRole)>, OpError>> {

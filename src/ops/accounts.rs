@@ -112,7 +112,7 @@ pub struct NewLogin {
 }
 
 fn new_login(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     user: &User,
     used_by: SessionUse,
 ) -> crate::store::Result<NewLogin> {
@@ -137,7 +137,7 @@ pub enum Registered {
 }
 
 /// Checks instance settings that restrict self-registration (the first account is exempt).
-fn registration_allowed(conn: &rusqlite::Connection, email: &str) -> Result<(), OpError> {
+fn registration_allowed(conn: &crate::store::Connection, email: &str) -> Result<(), OpError> {
     if settings::invite_only(conn)? {
         return Err(OpError::forbidden(
             "this instance is invite-only; ask an existing user for an invite",
@@ -155,7 +155,7 @@ fn registration_allowed(conn: &rusqlite::Connection, email: &str) -> Result<(), 
 }
 
 /// Makes `user` the first account's owner rights: admin of the default vault.
-fn make_first_owner(conn: &rusqlite::Connection, user: &User) -> crate::store::Result<()> {
+fn make_first_owner(conn: &crate::store::Connection, user: &User) -> crate::store::Result<()> {
     let default = vaults::by_name(conn, DEFAULT_VAULT)?
         .ok_or_else(|| StoreError::Corrupt("the default vault is missing".into()))?;
     vaults::grant(

@@ -45,7 +45,7 @@ pub struct AgentView {
     pub created_by: Option<String>,
 }
 
-fn view(conn: &rusqlite::Connection, agent: Agent) -> crate::store::Result<AgentView> {
+fn view(conn: &crate::store::Connection, agent: Agent) -> crate::store::Result<AgentView> {
     let created_by = match &agent.created_by {
         Some(id) => users::by_id(conn, id)?.map(|u| u.email),
         None => None,

@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::store::Connection;
 use axum::http::StatusCode;
-use rusqlite::Connection;
 use serde_json::Value;
 
 use super::access::{VaultAccess, vault_access};

@@ -56,7 +56,7 @@ pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<Listed>, OpEr
 }
 
 fn listed(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     vault: Vault,
     role: Option<VaultRole>,
 ) -> crate::store::Result<Listed> {

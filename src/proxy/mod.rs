@@ -16,6 +16,7 @@ pub mod upstream;
 mod websocket;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ use listener::Ended;
 
 use crate::broker::{Broker, BrokerError, ProxyCredentials, proxy_auth};
 use crate::ca::CertificateAuthority;
+use crate::limits::Limits;
+use crate::limits::http::{Audience, HoldBody, too_many_requests};
 use crate::target::{Scheme, Target};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,6 +51,8 @@ pub struct Proxy {
     pub timeouts: Timeouts,
     /// Present when the MITM listener runs.
     pub ca: Option<Arc<CertificateAuthority>>,
+    /// PROXY per principal and vault, GLOBAL in flight, AUTH on failed proxy sign-ins.
+    pub limits: Arc<Limits>,
     /// Memory for bodies buffered by substitutions, shared by every request.
     pub body_budget: crate::ceilings::body_budget::BodyBudget,
     /// Header-read and tunnel-idle timeouts, the shutdown grace.
@@ -59,7 +64,7 @@ pub struct Proxy {
 /// Accepts forward-proxy connections until shutdown begins (see [`listener`]).
 pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
     let drain = proxy.drain.clone();
-    listener::accept_loop(listener, drain, "MITM proxy", move |stream, _peer| {
+    listener::accept_loop(listener, drain, "MITM proxy", move |stream, peer| {
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
         tokio::spawn(async move {
@@ -67,7 +72,10 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
                 let proxy = proxy.clone();
                 service_fn(move |request| {
                     let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(outer(proxy, request).await) }
+                    async move {
+                        let handle = outer(proxy.clone(), peer.ip(), request);
+                        Ok::<_, Infallible>(in_flight(&proxy, handle).await)
+                    }
                 })
             };
             let _live = proxy.drain.track();
@@ -94,10 +102,82 @@ fn refuse(err: BrokerError) -> Response<ProxyBody> {
     error_response(&err)
 }
 
+/// A `429` from the limits, in the proxy's form.
+pub(crate) fn refuse_limited(refusal: &crate::limits::Refusal) -> Response<ProxyBody> {
+    too_many_requests(refusal, Audience::Proxy).map(|body| {
+        http_body_util::Full::new(Bytes::from(body))
+            .map_err(|e| match e {})
+            .boxed_unsync()
+    })
+}
+
+/// Runs one request of the proxy listener under the GLOBAL ceiling on requests in flight;
+/// the slot is held until the response body is finished.
+async fn in_flight(
+    proxy: &Proxy,
+    handle: impl Future<Output = Response<ProxyBody>>,
+) -> Response<ProxyBody> {
+    match proxy.limits.global_proxy().await {
+        Err(refusal) => refuse_limited(&refusal),
+        Ok(None) => handle.await,
+        Ok(Some(slot)) => handle
+            .await
+            .map(|body| HoldBody::new(body, vec![slot]).boxed_unsync()),
+    }
+}
+
+/// Authenticates a client of the proxy; an address past its AUTH budget of failures is
+/// refused before any lookup.
+pub(crate) async fn authenticate(
+    proxy: &Proxy,
+    peer: Option<std::net::IpAddr>,
+    credentials: &ProxyCredentials,
+) -> Result<Arc<crate::broker::Scope>, Response<ProxyBody>> {
+    if let Some(peer) = peer
+        && let Err(refusal) = proxy.limits.proxy_auth_gate(peer)
+    {
+        return Err(refuse_limited(&refusal));
+    }
+    proxy
+        .broker
+        .authenticate(credentials)
+        .await
+        .map_err(|err| auth_failed(proxy, peer, err, true))
+}
+
+/// A failed proxy sign-in: presented credentials that fail are charged to the address (AUTH
+/// tier). Missing ones are not: clients that wait for a 407 challenge send none at first.
+pub(crate) fn auth_failed(
+    proxy: &Proxy,
+    peer: Option<std::net::IpAddr>,
+    err: BrokerError,
+    presented: bool,
+) -> Response<ProxyBody> {
+    if let Some(peer) = peer {
+        if let Err(refusal) = proxy.limits.proxy_auth_gate(peer) {
+            return refuse_limited(&refusal);
+        }
+        if presented && err.status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            proxy.limits.proxy_auth_failed(peer);
+        }
+    }
+    refuse(err)
+}
+
+fn presented<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .contains_key(http::header::PROXY_AUTHORIZATION)
+}
+
 /// A request on the proxy port itself: CONNECT or an absolute-form `http://` URL.
-async fn outer(proxy: Arc<Proxy>, request: Request<Incoming>) -> Response<ProxyBody> {
+async fn outer(
+    proxy: Arc<Proxy>,
+    peer: std::net::IpAddr,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
     if request.method() == Method::CONNECT {
-        return connect(proxy, request).await;
+        return connect(proxy, peer, request).await;
     }
     let uri = request.uri();
     let authority = uri.authority().filter(|_| uri.scheme_str() == Some("http"));
@@ -115,16 +195,20 @@ async fn outer(proxy: Arc<Proxy>, request: Request<Incoming>) -> Response<ProxyB
     };
     let credentials = match proxy_auth::from_proxy_headers(request.headers()) {
         Ok(credentials) => credentials,
-        Err(err) => return refuse(err),
+        Err(err) => return auth_failed(&proxy, Some(peer), err, presented(&request)),
     };
-    match proxy.broker.authenticate(&credentials).await {
+    match authenticate(&proxy, Some(peer), &credentials).await {
         Ok(scope) => forward(&proxy, &scope, &target, Ingress::Mitm, request).await,
-        Err(err) => refuse(err),
+        Err(response) => response,
     }
 }
 
 /// `CONNECT host:port`: authenticate, answer 200, then terminate TLS inside the tunnel.
-async fn connect(proxy: Arc<Proxy>, request: Request<Incoming>) -> Response<ProxyBody> {
+async fn connect(
+    proxy: Arc<Proxy>,
+    peer: std::net::IpAddr,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
     let Some(ca) = proxy.ca.clone() else {
         return refuse(BrokerError::internal("the MITM proxy has no CA"));
     };
@@ -140,10 +224,10 @@ async fn connect(proxy: Arc<Proxy>, request: Request<Incoming>) -> Response<Prox
     };
     let credentials = match proxy_auth::from_proxy_headers(request.headers()) {
         Ok(credentials) => credentials,
-        Err(err) => return refuse(err),
+        Err(err) => return auth_failed(&proxy, Some(peer), err, presented(&request)),
     };
-    if let Err(err) = proxy.broker.authenticate(&credentials).await {
-        return refuse(err);
+    if let Err(response) = authenticate(&proxy, Some(peer), &credentials).await {
+        return response;
     }
     tokio::spawn(async move {
         match hyper::upgrade::on(request).await {
@@ -212,18 +296,21 @@ async fn serve_tunnel<IO>(
         let (proxy, activity) = (proxy.clone(), activity.clone());
         service_fn(move |request: Request<Incoming>| {
             let (proxy, target, credentials) = (proxy.clone(), target.clone(), credentials.clone());
-            let in_flight = activity.begin();
+            let in_flight_here = activity.begin();
             async move {
                 // Re-checked per request (a cache hit when warm), so revocation reaches open
                 // tunnels.
-                let response = match proxy.broker.authenticate(&credentials).await {
-                    Ok(scope) => forward(&proxy, &scope, &target, Ingress::Mitm, request).await,
-                    Err(err) => refuse(err),
+                let handle = async {
+                    match proxy.broker.authenticate(&credentials).await {
+                        Ok(scope) => forward(&proxy, &scope, &target, Ingress::Mitm, request).await,
+                        Err(err) => refuse(err),
+                    }
                 };
+                let response = in_flight(&proxy, handle).await;
                 // In flight until the body is done: a long stream is not an idle tunnel.
                 Ok::<_, Infallible>(response.map(|body| {
                     body.map_frame(move |frame| {
-                        let _held = &in_flight;
+                        let _held = &in_flight_here;
                         frame
                     })
                     .boxed_unsync()

@@ -11,7 +11,7 @@ use super::{ServerError, ServerOptions, pidfile, run};
 use crate::crypto::{Key, SecretString};
 use crate::mail::SmtpConfig;
 use crate::paths::{Paths, open_private_append};
-use crate::store::{Store, StoreError, master_key};
+use crate::store::{Location, Store, StoreError, master_key};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -111,7 +111,7 @@ pub fn run_child(
     let dek = handoff
         .dek()
         .ok_or_else(|| ServerError::Input("the background server received no key".into()))?;
-    let store = Store::open(&paths.database())?;
+    let store = Store::open_at(&Location::from_env(paths.database())?)?;
     let record = store
         .read(master_key::load)?
         .ok_or_else(|| StoreError::Corrupt("the master key record disappeared".into()))?;

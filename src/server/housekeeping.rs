@@ -29,7 +29,7 @@ pub async fn run(store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
 
 async fn purge_sessions(store: &Arc<Store>) {
     let store = store.clone();
-    match tokio::task::spawn_blocking(move || store.write(|tx| sessions::purge_expired(tx))).await {
+    match tokio::task::spawn_blocking(move || store.write(sessions::purge_expired)).await {
         Ok(Ok(0)) => {}
         Ok(Ok(purged)) => tracing::info!(purged, "ended sessions purged"),
         Ok(Err(e)) => tracing::warn!("cannot purge ended sessions: {e}"),

@@ -18,6 +18,7 @@ use crate::broker::{AuditLog, Broker, RetentionEnv};
 use crate::ca::CertificateAuthority;
 use crate::ceilings::body_budget::{self, BodyBudget};
 use crate::crypto::Key;
+use crate::limits::Limits;
 use crate::mail::{Mailer, SmtpConfig};
 use crate::netguard::NetworkPolicy;
 use crate::paths::Paths;
@@ -102,7 +103,12 @@ async fn serve_async(
         None => None,
     };
     let ca = match &mitm_listener {
-        Some(_) => match CertificateAuthority::load_or_create(&paths.ca_dir(), &dek) {
+        // Replicas on PostgreSQL share no disk: their root lives in the database.
+        Some(_) => match if store.postgres().is_some() {
+            CertificateAuthority::load_or_create_in_store(&store, &dek)
+        } else {
+            CertificateAuthority::load_or_create(&paths.ca_dir(), &dek)
+        } {
             Ok(ca) => Some(Arc::new(ca)),
             Err(e) => {
                 tracing::warn!("MITM proxy disabled: {e}");
@@ -112,6 +118,7 @@ async fn serve_async(
         },
         None => None,
     };
+    let limits = rate_limits(&store)?;
     let (policy, mut warnings) = NetworkPolicy::from_env();
     let (timeouts, more) = Timeouts::from_env();
     warnings.extend(more);
@@ -138,7 +145,7 @@ async fn serve_async(
     let (background_tx, background_rx) = watch::channel(false);
     // Codes still queued were lost with the previous process's mail queue: the owner may
     // now relay them by hand.
-    store.write(|tx| verifications::fail_queued(tx))?;
+    store.write(verifications::fail_queued)?;
     let email_via = smtp.as_ref().map(SmtpConfig::describe);
     let (mailer, mail_task) = match smtp {
         Some(config) => {
@@ -159,6 +166,9 @@ async fn serve_async(
         base_url.clone(),
         audit,
     ));
+    if let Some(pg) = store.postgres() {
+        share_changes_between_replicas(pg, &broker, stop_rx.clone());
+    }
     let (upstream, upgrade_client) = upstream::clients(Arc::new(policy), roots, timeouts)
         .map_err(|e| ServerError::Input(format!("cannot set up upstream TLS: {e}")))?;
     let drain = Drain::new(stop_rx.clone());
@@ -168,6 +178,7 @@ async fn serve_async(
         upgrade_client,
         timeouts,
         ca: ca.clone(),
+        limits: limits.clone(),
         body_budget,
         conn: conn_settings,
         drain: drain.clone(),
@@ -217,7 +228,13 @@ async fn serve_async(
     });
     let mitm = mitm_listener.map(|listener| tokio::spawn(crate::proxy::serve(listener, proxy)));
     // One port serves the JSON API (`/v1/…`, `/proxy/…`) and the web UI (`/`, pages).
-    let app = crate::web::router(state.clone()).merge(api::router(state));
+    let app = crate::web::router(state.clone())
+        .merge(api::router(state))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            crate::limits::http::gate,
+        ));
+    // Requests carry the peer address (`ConnectInfo`): it keys the AUTH tier.
     serve_api(api_listener, app, conn_settings, drain.clone()).await;
     if let Some(mitm) = mitm {
         let _ = mitm.await;
@@ -282,6 +299,31 @@ async fn serve_api(listener: TcpListener, app: axum::Router, conn: ConnSettings,
     .await;
 }
 
+/// The rate limits: the environment (a bad value stops the server, naming the variable) over
+/// the owner's stored override.
+fn rate_limits(store: &Store) -> Result<Arc<Limits>, ServerError> {
+    let env = rate_limit_env()?;
+    let stored = store.read(crate::limits::config::stored)?;
+    let (limits, error) = Limits::new(env, &stored);
+    if let Some(error) = error {
+        tracing::warn!(
+            "the stored rate-limit override is ignored: {error}; change it with `agent-vault owner config set`"
+        );
+    }
+    let effective = limits.effective();
+    tracing::info!(
+        profile = effective.profile.as_str(),
+        locked = effective.locked,
+        "rate limits"
+    );
+    Ok(Arc::new(limits))
+}
+
+pub(super) fn rate_limit_env() -> Result<crate::limits::EnvLayer, ServerError> {
+    crate::limits::EnvLayer::from_env()
+        .map_err(|e| ServerError::Input(format!("{e}; fix or unset it (see docs/ratelimits.md)")))
+}
+
 struct ShutdownSignals {
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
@@ -308,4 +350,43 @@ impl ShutdownSignals {
             _ = self.interrupt.recv() => {}
         }
     }
+}
+
+/// How long a replica on PostgreSQL may serve from its caches without hearing of a change, in
+/// seconds (`AGENT_VAULT_CACHE_MAX_AGE`, default 30): the bound on staleness should a change
+/// notification be lost.
+pub const CACHE_MAX_AGE_ENV: &str = "AGENT_VAULT_CACHE_MAX_AGE";
+const DEFAULT_CACHE_MAX_AGE: u64 = 30;
+
+/// Several brokers, one database: each applies the changes the others announce (LISTEN), and
+/// drops its caches every `AGENT_VAULT_CACHE_MAX_AGE` seconds in case one was missed.
+fn share_changes_between_replicas(
+    pg: &crate::store::pg::PgStore,
+    broker: &Arc<Broker>,
+    stop: watch::Receiver<bool>,
+) {
+    let listener = broker.clone();
+    pg.listen(move |payload| {
+        listener.apply(payload.map_or(
+            crate::broker::Invalidation::Everything,
+            crate::broker::Invalidation::decode,
+        ));
+    });
+    let max_age = std::env::var(CACHE_MAX_AGE_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_CACHE_MAX_AGE);
+    let refresher = broker.clone();
+    let mut stop = stop;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(max_age));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => refresher.invalidate(),
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    });
 }

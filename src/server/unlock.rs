@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 use super::ServerError;
 use crate::crypto::{KdfParams, Key, KeyRecord, SecretString, UnlockError};
 use crate::paths::Paths;
-use crate::store::{Store, master_key};
+use crate::store::{Location, Store, master_key};
 
 /// Where the master password comes from, in the seed's order of precedence.
 pub enum PasswordSource {
@@ -52,8 +52,9 @@ fn non_empty(password: SecretString) -> Option<SecretString> {
 /// file is removed again, so nothing half-made stays behind.
 pub fn open_and_unlock(paths: &Paths, source: PasswordSource) -> Result<(Store, Key), ServerError> {
     let db = paths.database();
-    let existed = db.exists();
-    let store = Store::open(&db)?;
+    let location = Location::from_env(db.clone())?;
+    let existed = location.exists();
+    let store = Store::open_at(&location)?;
     let result = match store.read(master_key::load)? {
         None => first_start(&store, source),
         Some(record) => unlock(&record, source),

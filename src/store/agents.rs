@@ -2,7 +2,7 @@
 //! invite is redeemed) a long-lived agent token. Deleting an agent removes its sessions
 //! (cascade) and grants.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Connection, OptionalExtension, Row, params};
 
 use super::roles::column;
 use super::{InstanceRole, Result, conflict_as, new_id, now};
@@ -19,7 +19,7 @@ pub struct Agent {
 
 const COLUMNS: &str = "id, name, role, created_by, created_at, updated_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
+fn from_row(r: &Row<'_>) -> super::db::Result<Agent> {
     Ok(Agent {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -77,8 +77,8 @@ pub fn by_id(conn: &Connection, id: &str) -> Result<Option<Agent>> {
 pub fn list(conn: &Connection) -> Result<Vec<Agent>> {
     let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM agents ORDER BY name"))?;
     let agents = stmt
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map((), from_row)?
+        .collect::<super::db::Result<_>>()?;
     Ok(agents)
 }
 

@@ -1,7 +1,7 @@
 //! Credential values, sealed under the DEK with associated data `credential/<vault id>/<key>`:
 //! a ciphertext copied into another vault or key does not decrypt.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::{Result, now};
 use crate::crypto::{Key, SecretString, open, seal};
@@ -55,7 +55,7 @@ pub fn keys(conn: &Connection, vault_id: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT key FROM credentials WHERE vault_id = ?1 ORDER BY key")?;
     let keys = stmt
         .query_map([vault_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::Result<_>>()?;
     Ok(keys)
 }
 
@@ -71,9 +71,8 @@ mod tests {
     use super::*;
     use crate::store::{Store, StoreError, vaults};
 
-    #[test]
-    fn ciphertext_moved_to_another_row_does_not_decrypt() {
-        let store = Store::open_in_memory().unwrap();
+    crate::on_both_backends!(ciphertext_moved_to_another_row_does_not_decrypt);
+    fn ciphertext_moved_to_another_row_does_not_decrypt(store: Store) {
         let dek = Key::generate();
         let other = store.write(|tx| vaults::insert(tx, "other")).unwrap();
         let default = store

@@ -7,7 +7,7 @@
 //! pending invite can be named (`… invite revoke <suffix>`) without the full token. The suffix
 //! alone cannot be redeemed: 208 secret bits remain.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Connection, OptionalExtension, Row, params};
 
 use super::roles::column;
 use super::{InstanceRole, Result, VaultRole, new_id, now};
@@ -121,7 +121,7 @@ fn select(kind: InviteKind) -> String {
     )
 }
 
-fn from_row(kind: InviteKind, r: &Row<'_>) -> rusqlite::Result<Invite> {
+fn from_row(kind: InviteKind, r: &Row<'_>) -> super::db::Result<Invite> {
     let expires_at: i64 = r.get(8)?;
     let status = match r.get::<_, String>(5)?.as_str() {
         "accepted" | "redeemed" => InviteStatus::Used,
@@ -154,7 +154,7 @@ fn with_vaults(conn: &Connection, mut invite: Invite) -> Result<Invite> {
         .query_map([&invite.id], |r| {
             Ok((r.get(0)?, r.get(1)?, column(r.get(2)?)?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::Result<_>>()?;
     Ok(invite)
 }
 
@@ -162,7 +162,7 @@ fn one(
     conn: &Connection,
     kind: InviteKind,
     filter: &str,
-    args: impl rusqlite::Params,
+    args: impl super::db::Params,
 ) -> Result<Option<Invite>> {
     let invite = conn
         .query_row(&format!("{} WHERE {filter}", select(kind)), args, |r| {
@@ -235,7 +235,7 @@ pub fn create(conn: &Connection, new: &NewInvite<'_>) -> Result<(Invite, NewToke
             params![id, vault_id, role.as_str()],
         )?;
     }
-    let invite = by_id(conn, new.kind, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let invite = by_id(conn, new.kind, &id)?.ok_or(super::db::Error::QueryReturnedNoRows)?;
     Ok((invite, token))
 }
 
@@ -255,8 +255,8 @@ pub fn list(conn: &Connection, kind: InviteKind) -> Result<Vec<Invite>> {
         kind.tables().subject
     ))?;
     let invites: Vec<Invite> = stmt
-        .query_map([], |r| from_row(kind, r))?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map((), |r| from_row(kind, r))?
+        .collect::<super::db::Result<_>>()?;
     invites.into_iter().map(|i| with_vaults(conn, i)).collect()
 }
 
@@ -288,7 +288,7 @@ pub fn pending_users_for_vault(
         .query_map(params![vault_id, now()], |r| {
             Ok((r.get(0)?, column(r.get(1)?)?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::Result<_>>()?;
     Ok(rows)
 }
 
@@ -315,9 +315,8 @@ mod tests {
     use super::*;
     use crate::store::{Store, users, vaults};
 
-    #[test]
-    fn both_kinds_share_one_lifecycle() {
-        let store = Store::open_in_memory().unwrap();
+    crate::on_both_backends!(both_kinds_share_one_lifecycle);
+    fn both_kinds_share_one_lifecycle(store: Store) {
         store
             .write(|tx| {
                 let owner = users::insert(tx, "o@example.com", InstanceRole::Owner, true, None)?;

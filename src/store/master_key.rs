@@ -1,6 +1,6 @@
 //! The singleton master-key row: the DEK, wrapped or plain, and its check value.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::{Result, StoreError, now};
 use crate::crypto::{KdfParams, Key, KeyRecord, Protection};
@@ -11,7 +11,7 @@ pub fn load(conn: &Connection) -> Result<Option<KeyRecord>> {
             "SELECT dek_plain, dek_wrapped, kdf_salt, kdf_memory_kib, kdf_iterations,
                     kdf_parallelism, dek_check
              FROM master_key WHERE id = 1",
-            [],
+            (),
             |r| {
                 Ok((
                     r.get::<_, Option<Vec<u8>>>(0)?,
@@ -62,9 +62,14 @@ pub fn save(conn: &Connection, record: &KeyRecord) -> Result<()> {
     };
     let mut plain = plain;
     let result = conn.execute(
-        "INSERT OR REPLACE INTO master_key (id, dek_plain, dek_wrapped, kdf_salt, kdf_memory_kib,
+        "INSERT INTO master_key (id, dek_plain, dek_wrapped, kdf_salt, kdf_memory_kib,
              kdf_iterations, kdf_parallelism, dek_check, updated_at)
-         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (id) DO UPDATE SET dek_plain = excluded.dek_plain,
+             dek_wrapped = excluded.dek_wrapped, kdf_salt = excluded.kdf_salt,
+             kdf_memory_kib = excluded.kdf_memory_kib, kdf_iterations = excluded.kdf_iterations,
+             kdf_parallelism = excluded.kdf_parallelism, dek_check = excluded.dek_check,
+             updated_at = excluded.updated_at",
         params![
             plain,
             wrapped,
@@ -95,9 +100,8 @@ mod tests {
         parallelism: 1,
     };
 
-    #[test]
-    fn records_round_trip_in_both_modes() {
-        let store = Store::open_in_memory().unwrap();
+    crate::on_both_backends!(records_round_trip_in_both_modes);
+    fn records_round_trip_in_both_modes(store: Store) {
         assert!(store.read(load).unwrap().is_none());
         let pw = SecretString::from("pw");
         let (record, dek) = KeyRecord::create(Some(&pw), FAST).unwrap();

@@ -1,11 +1,16 @@
-//! Versioned schema migrations, keyed on SQLite's `user_version`. Each step runs in its own
-//! transaction together with the version bump, so a crash never leaves half a migration.
+//! Versioned schema migrations, one numbered list for both engines: written in SQLite's
+//! dialect and carried to PostgreSQL by [`postgres_sql`] (64-bit integers, `BYTEA`, serial
+//! ids). SQLite keys the version on `user_version`; PostgreSQL on a one-row table. Each step
+//! commits together with its version bump, so a crash never leaves half a migration; on
+//! PostgreSQL the whole run holds an advisory lock, so replicas starting together migrate once.
 //! Append new steps; never edit a released one.
 
 use std::path::Path;
 
 use rusqlite::Connection;
 
+use super::db::{self, params};
+use super::pg::PgStore;
 use super::{Result, StoreError};
 
 const MIGRATIONS: &[&str] = &[
@@ -219,14 +224,25 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE email_verifications ADD COLUMN delivery TEXT NOT NULL DEFAULT 'none'
         CHECK (delivery IN ('none', 'queued', 'sent', 'failed'));
     "#,
+    // 8: the MITM root CA in the database, for instances whose replicas share no disk
+    // (PostgreSQL): the certificate, and its private key sealed under the DEK. SQLite
+    // instances keep theirs in ~/.agent-vault/ca as before.
+    r#"
+    CREATE TABLE ca_root (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        cert_pem   TEXT NOT NULL,
+        key_sealed BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub fn apply(conn: &mut Connection, path: &Path) -> Result<()> {
     let known = MIGRATIONS.len() as i64;
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let current: i64 = conn.query_row("PRAGMA user_version", (), |r| r.get(0))?;
     if current > known {
         return Err(StoreError::TooNew {
-            path: path.to_owned(),
+            location: path.display().to_string(),
             found: current,
             known,
         });
@@ -238,4 +254,108 @@ pub fn apply(conn: &mut Connection, path: &Path) -> Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+/// The advisory lock migrations take ("avschema").
+const MIGRATION_LOCK: i64 = 0x6176_7363_6865_6d61;
+
+/// Applies the missing steps to a PostgreSQL database, all in one transaction.
+pub fn apply_postgres(pg: &PgStore) -> Result<()> {
+    let known = MIGRATIONS.len() as i64;
+    pg.read(|c| {
+        c.execute_batch(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({MIGRATION_LOCK});
+             CREATE TABLE IF NOT EXISTS agent_vault_schema (
+                 id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL);
+             INSERT INTO agent_vault_schema (id, version) VALUES (1, 0) ON CONFLICT DO NOTHING;"
+        ))?;
+        let steps = (|| {
+            let current: i64 =
+                c.query_row("SELECT version FROM agent_vault_schema", params![], |r| {
+                    r.get(0)
+                })?;
+            if current > known {
+                return Err(StoreError::TooNew {
+                    location: pg.location().to_owned(),
+                    found: current,
+                    known,
+                });
+            }
+            for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+                c.execute_batch(&postgres_sql(sql))?;
+                c.execute(
+                    "UPDATE agent_vault_schema SET version = ?1",
+                    params![index as i64 + 1],
+                )?;
+            }
+            Ok(())
+        })();
+        match steps {
+            Ok(()) => c.execute_batch("COMMIT").map_err(StoreError::from),
+            Err(e) => {
+                c.execute_batch("ROLLBACK")?;
+                Err(e)
+            }
+        }
+    })
+}
+
+/// The schema version a PostgreSQL database is at (0 for an empty one).
+pub fn postgres_version(c: &db::Connection<'_>) -> Result<i64> {
+    let has: bool = c.query_row(
+        "SELECT to_regclass('agent_vault_schema') IS NOT NULL",
+        params![],
+        |r| r.get(0),
+    )?;
+    if !has {
+        return Ok(0);
+    }
+    Ok(
+        c.query_row("SELECT version FROM agent_vault_schema", params![], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// The number of migrations this binary knows.
+pub fn known_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// A migration step in PostgreSQL's dialect. SQLite's INTEGER is 64 bits, so it becomes
+/// BIGINT; the two seed rows use PostgreSQL's own clock and randomness. (`OR IGNORE` guards a
+/// row that an older SQLite file may hold; a PostgreSQL database always migrates from empty.)
+pub fn postgres_sql(sqlite: &str) -> String {
+    sqlite
+        .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+        .replace("INTEGER", "BIGINT")
+        .replace(" BLOB", " BYTEA")
+        .replace("strftime('%s', 'now')", "EXTRACT(EPOCH FROM now())")
+        .replace(
+            "lower(hex(randomblob(16)))",
+            "replace(gen_random_uuid()::text, '-', '')",
+        )
+        .replace("INSERT OR IGNORE INTO", "INSERT INTO")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_steps_keep_no_sqlite_dialect() {
+        for (i, step) in MIGRATIONS.iter().enumerate() {
+            let pg = postgres_sql(step);
+            for word in [
+                "AUTOINCREMENT",
+                "strftime",
+                "randomblob",
+                "BLOB",
+                "OR IGNORE",
+                "INTEGER",
+            ] {
+                assert!(!pg.contains(word), "step {} keeps {word}: {pg}", i + 1);
+            }
+        }
+    }
 }

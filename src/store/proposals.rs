@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -179,12 +179,8 @@ const COLUMNS: &str = "vault_id, number, status, services, credentials, message,
     created_by_type, created_by_id, minted_by_type, minted_by_id, approval_token_hash,
     review_note, reviewed_by, created_at, reviewed_at";
 
-fn corrupt(what: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        format!("stored proposal {what} is invalid").into(),
-    )
+fn corrupt(what: &str) -> super::db::Error {
+    super::db::Error::invalid(0, format!("stored proposal {what} is invalid"))
 }
 
 fn actor_type(text: &str) -> Option<ActorType> {
@@ -205,7 +201,7 @@ fn decode_actor(text: &str) -> Option<(ActorType, String)> {
     Some((actor_type(kind)?, id.to_owned()))
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Proposal> {
+fn from_row(r: &Row<'_>) -> super::db::Result<Proposal> {
     let status = r
         .get::<_, String>(2)?
         .parse()
@@ -299,7 +295,7 @@ pub fn create(
             now(),
         ],
     )?;
-    let proposal = get(conn, vault_id, number)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let proposal = get(conn, vault_id, number)?.ok_or(super::db::Error::QueryReturnedNoRows)?;
     Ok((proposal, token))
 }
 
@@ -328,7 +324,7 @@ pub fn list(
     status: Option<ProposalStatus>,
 ) -> Result<Vec<Proposal>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM proposals WHERE vault_id = ?1 AND (?2 IS NULL OR status = ?2)
+        "SELECT {COLUMNS} FROM proposals WHERE vault_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR status = ?2)
          ORDER BY number"
     ))?;
     let proposals = stmt
@@ -336,7 +332,7 @@ pub fn list(
             params![vault_id, status.map(ProposalStatus::as_str)],
             from_row,
         )?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::Result<_>>()?;
     Ok(proposals)
 }
 
@@ -508,8 +504,7 @@ mod tests {
         }
     }
 
-    fn setup() -> (Store, Key, String) {
-        let store = Store::open_in_memory().unwrap();
+    fn setup(store: Store) -> (Store, Key, String) {
         let vault = store
             .read(|c| vaults::by_name(c, "default"))
             .unwrap()
@@ -526,9 +521,9 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn numbers_count_per_vault() {
-        let (store, _, default) = setup();
+    crate::on_both_backends!(numbers_count_per_vault);
+    fn numbers_count_per_vault(store: Store) {
+        let (store, _, default) = setup(store);
         let other = store.write(|tx| vaults::insert(tx, "other")).unwrap().id;
         let numbers: Vec<i64> = [&default, &default, &other, &default]
             .iter()
@@ -548,9 +543,9 @@ mod tests {
         assert_eq!(listed[0].proposer, Proposer::Agent("agent-1".into()));
     }
 
-    #[test]
-    fn approval_applies_everything_once() {
-        let (store, dek, vault) = setup();
+    crate::on_both_backends!(approval_applies_everything_once);
+    fn approval_applies_everything_once(store: Store) {
+        let (store, dek, vault) = setup(store);
         let (_, token) = store.write(|tx| create(tx, &vault, &stripe())).unwrap();
         let proposal = store.read(|c| get(c, &vault, 1)).unwrap().unwrap();
         assert!(proposal.link_accepts(token.raw.expose(), now()));
@@ -619,9 +614,9 @@ mod tests {
         assert_eq!(missing, Err(Refused::NotFound));
     }
 
-    #[test]
-    fn existing_credentials_are_kept_unless_given() {
-        let (store, dek, vault) = setup();
+    crate::on_both_backends!(existing_credentials_are_kept_unless_given);
+    fn existing_credentials_are_kept_unless_given(store: Store) {
+        let (store, dek, vault) = setup(store);
         store
             .write(|tx| {
                 credentials::upsert(tx, &dek, &vault, "STRIPE_KEY", &"old".into())?;
@@ -659,9 +654,9 @@ mod tests {
         assert!(proposal.reviewed_by.is_none());
     }
 
-    #[test]
-    fn failed_approvals_change_nothing() {
-        let (store, dek, vault) = setup();
+    crate::on_both_backends!(failed_approvals_change_nothing);
+    fn failed_approvals_change_nothing(store: Store) {
+        let (store, dek, vault) = setup(store);
         store.write(|tx| create(tx, &vault, &stripe())).unwrap();
 
         let refused = store
@@ -717,9 +712,9 @@ mod tests {
         untouched(&store, &vault);
     }
 
-    #[test]
-    fn services_that_no_longer_fit_refuse_approval() {
-        let (store, dek, vault) = setup();
+    crate::on_both_backends!(services_that_no_longer_fit_refuse_approval);
+    fn services_that_no_longer_fit_refuse_approval(store: Store) {
+        let (store, dek, vault) = setup(store);
         // `/` covers every path, like no path: the proposal's service would claim the same
         // host, port and path as this one under another matcher.
         let current = service(serde_json::json!({
@@ -762,9 +757,9 @@ mod tests {
         assert_eq!(status, ProposalStatus::Pending);
     }
 
-    #[test]
-    fn rejection_keeps_the_reason() {
-        let (store, _, vault) = setup();
+    crate::on_both_backends!(rejection_keeps_the_reason);
+    fn rejection_keeps_the_reason(store: Store) {
+        let (store, _, vault) = setup(store);
         store.write(|tx| create(tx, &vault, &stripe())).unwrap();
         store
             .write(|tx| reject(tx, &vault, 1, (ActorType::Agent, "a-2"), Some("not now")))
@@ -777,9 +772,9 @@ mod tests {
         assert_eq!(store.read(|c| pending_count(c, &vault)).unwrap(), 0);
     }
 
-    #[test]
-    fn own_proposals_are_recognised() {
-        let (store, _, vault) = setup();
+    crate::on_both_backends!(own_proposals_are_recognised);
+    fn own_proposals_are_recognised(store: Store) {
+        let (store, _, vault) = setup(store);
         let mut new = stripe();
         let proposers = [
             Proposer::User("u".into()),

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use rusqlite::{Connection, params};
+use super::db::{Connection, params};
 use serde::Serialize;
 
 use super::Result;
@@ -34,12 +34,14 @@ pub fn insert_all(conn: &Connection, records: &[Record]) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO request_log (vault_id, actor_type, actor_id, ingress, method, host, path, service,
              credential_keys, status, duration_ms, error_code, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
+         WHERE EXISTS (SELECT 1 FROM vaults WHERE id = ?1)",
     )?;
     for r in records {
         let keys = serde_json::to_string(&*r.credential_keys).unwrap_or_else(|_| "[]".into());
-        // A vault deleted while its requests were in flight: nothing to log against.
-        let inserted = stmt.execute(params![
+        // A vault deleted while its requests were in flight: nothing to log against, so the
+        // row is skipped (a failed insert would abort a PostgreSQL transaction).
+        stmt.execute(params![
             &*r.vault_id,
             r.actor_type,
             r.actor_id,
@@ -53,14 +55,7 @@ pub fn insert_all(conn: &Connection, records: &[Record]) -> Result<()> {
             r.duration_ms as i64,
             r.error_code,
             r.created_at
-        ]);
-        match inserted {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation => {}
-            other => {
-                other?;
-            }
-        }
+        ])?;
     }
     Ok(())
 }
@@ -116,14 +111,26 @@ pub fn query(conn: &Connection, vault_id: &str, query: &Query) -> Result<Vec<Row
                 status, duration_ms, error_code, created_at
          FROM request_log WHERE vault_id = ?",
     );
-    let mut args: Vec<rusqlite::types::Value> = vec![vault_id.to_owned().into()];
-    let mut and = |clause: &str, value: rusqlite::types::Value| {
+    let mut args: Vec<super::db::Value> = vec![vault_id.to_owned().into()];
+    let mut and = |clause: &str, value: super::db::Value| {
         sql.push_str(" AND ");
         sql.push_str(clause);
         args.push(value);
     };
     if let Some(host) = &query.host {
-        and("instr(lower(host), lower(?)) > 0", host.clone().into());
+        // A substring match spelled the same in both engines: LIKE with its wildcards escaped.
+        let escaped: String = host
+            .to_lowercase()
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        and(
+            "lower(host) LIKE ? ESCAPE '\\'",
+            format!("%{escaped}%").into(),
+        );
     }
     match query.status {
         Some(StatusFilter::Exact(code)) => and("status = ?", i64::from(code).into()),
@@ -151,7 +158,7 @@ pub fn query(conn: &Connection, vault_id: &str, query: &Query) -> Result<Vec<Row
     args.push(i64::from(query.limit).into());
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt
-        .query_map(rusqlite::params_from_iter(args), |r| {
+        .query_map(args, |r| {
             let keys: String = r.get(8)?;
             Ok(Row {
                 id: r.get(0)?,
@@ -169,7 +176,7 @@ pub fn query(conn: &Connection, vault_id: &str, query: &Query) -> Result<Vec<Row
                 created_at: r.get(12)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::Result<_>>()?;
     Ok(rows)
 }
 
@@ -205,7 +212,7 @@ pub fn trim(
             "DELETE FROM request_log WHERE id IN (
                  SELECT id FROM (
                      SELECT id, ROW_NUMBER() OVER (PARTITION BY vault_id ORDER BY id DESC) AS n
-                     FROM request_log)
+                     FROM request_log) AS ranked
                  WHERE n > ?1)",
             [max_rows_per_vault],
         )?;
@@ -236,9 +243,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn queries_filter_and_page() {
-        let store = Store::open_in_memory().unwrap();
+    crate::on_both_backends!(queries_filter_and_page);
+    fn queries_filter_and_page(store: Store) {
         let a = store
             .read(|c| vaults::by_name(c, "default"))
             .unwrap()
@@ -319,9 +325,8 @@ mod tests {
         assert_eq!(page.len(), 2);
     }
 
-    #[test]
-    fn retention_trims_by_age_and_per_vault_count() {
-        let store = Store::open_in_memory().unwrap();
+    crate::on_both_backends!(retention_trims_by_age_and_per_vault_count);
+    fn retention_trims_by_age_and_per_vault_count(store: Store) {
         let a = store
             .read(|c| vaults::by_name(c, "default"))
             .unwrap()

@@ -80,8 +80,8 @@ impl fmt::Display for VaultRole {
 }
 
 /// Reads a role column; the schema's CHECK constraints make other values impossible.
-pub(crate) fn column<T: FromStr<Err = String>>(value: String) -> rusqlite::Result<T> {
-    value.parse().map_err(|e: String| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
-    })
+pub(crate) fn column<T: FromStr<Err = String>>(value: String) -> super::db::Result<T> {
+    value
+        .parse()
+        .map_err(|e: String| super::db::Error::invalid(0, e))
 }

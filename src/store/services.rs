@@ -2,7 +2,7 @@
 //! upsert, enable, disable and remove them — with the whole definition as JSON. Rows keep
 //! the order they were given in (`position`), which is the order `service list` prints.
 
-use rusqlite::{Connection, params};
+use super::db::{Connection, params};
 
 use super::{Result, StoreError, now};
 use crate::services::Service;
@@ -26,7 +26,7 @@ pub fn list(conn: &Connection, vault_id: &str) -> Result<Vec<Service>> {
     )?;
     let rows: Vec<String> = stmt
         .query_map([vault_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::Result<_>>()?;
     rows.iter()
         .map(|json| {
             serde_json::from_str(json)

@@ -1,7 +1,7 @@
 //! Bearer sessions: user logins, vault-scoped tokens and agent tokens share one table, keyed
 //! by the SHA-256 of the raw token (the raw token is never stored).
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Connection, OptionalExtension, Row, params};
 
 use super::roles::column;
 use super::{Result, VaultRole, now};
@@ -55,7 +55,7 @@ impl Session {
     }
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
+fn from_row(r: &Row<'_>) -> super::db::Result<Session> {
     let kind = match r.get::<_, String>(2)?.as_str() {
         "user" => SessionKind::User,
         "scoped" => SessionKind::Scoped,
@@ -229,7 +229,9 @@ pub fn renew_lease(
 ) -> Result<Option<(String, i64)>> {
     Ok(conn
         .query_row(
-            "UPDATE sessions SET expires_at = MIN(?2 + ?3, max_expires_at)
+            "UPDATE sessions SET expires_at = CASE
+                 WHEN CAST(?2 AS BIGINT) + CAST(?3 AS BIGINT) < max_expires_at
+                 THEN CAST(?2 AS BIGINT) + CAST(?3 AS BIGINT) ELSE max_expires_at END
              WHERE lease_hash = ?1 AND max_expires_at > ?2
              RETURNING token_hash, expires_at",
             params![lease_hash, now, lease],

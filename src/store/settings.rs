@@ -1,6 +1,6 @@
 //! Instance-wide settings as key/value rows (`invite_only`, `allowed_email_domains`, …).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::{Result, now};
 

@@ -1,6 +1,6 @@
 //! Human accounts. Emails are stored trimmed and lower-cased so one address is one account.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Connection, OptionalExtension, Row, params};
 
 use super::roles::column;
 use super::{InstanceRole, Result, conflict_as, new_id, now};
@@ -18,7 +18,7 @@ pub struct User {
 
 const COLUMNS: &str = "id, email, role, is_active, password_hash, created_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+fn from_row(r: &Row<'_>) -> super::db::Result<User> {
     Ok(User {
         id: r.get(0)?,
         email: r.get(1)?,
@@ -66,7 +66,7 @@ pub fn insert(
 }
 
 pub fn count(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
+    Ok(conn.query_row("SELECT COUNT(*) FROM users", (), |r| r.get(0))?)
 }
 
 pub fn by_email(conn: &Connection, email: &str) -> Result<Option<User>> {
@@ -94,8 +94,8 @@ pub fn list(conn: &Connection) -> Result<Vec<User>> {
         "SELECT {COLUMNS} FROM users ORDER BY created_at, email"
     ))?;
     let users = stmt
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map((), from_row)?
+        .collect::<super::db::Result<_>>()?;
     Ok(users)
 }
 
@@ -149,7 +149,7 @@ pub fn count_active_owners(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row(
         "SELECT (SELECT COUNT(*) FROM users WHERE role = 'owner' AND is_active = 1)
               + (SELECT COUNT(*) FROM agents WHERE role = 'owner' AND status = 'active')",
-        [],
+        (),
         |r| r.get(0),
     )?)
 }
@@ -159,9 +159,8 @@ mod tests {
     use super::*;
     use crate::store::{Store, StoreError};
 
-    #[test]
-    fn emails_are_case_insensitive_and_unique() {
-        let store = Store::open_in_memory().unwrap();
+    crate::on_both_backends!(emails_are_case_insensitive_and_unique);
+    fn emails_are_case_insensitive_and_unique(store: Store) {
         store
             .write(|tx| {
                 insert(

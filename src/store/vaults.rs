@@ -1,6 +1,6 @@
 //! Vaults and vault grants (the membership of users and agents, with their vault role).
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Connection, OptionalExtension, Row, params};
 
 use super::roles::column;
 use super::{Result, VaultRole, conflict_as, new_id, now};
@@ -28,7 +28,7 @@ impl ActorType {
     }
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Vault> {
+fn from_row(r: &Row<'_>) -> super::db::Result<Vault> {
     Ok(Vault {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -63,8 +63,8 @@ pub fn by_name(conn: &Connection, name: &str) -> Result<Option<Vault>> {
 pub fn list(conn: &Connection) -> Result<Vec<Vault>> {
     let mut stmt = conn.prepare("SELECT id, name, created_at FROM vaults ORDER BY name")?;
     let vaults = stmt
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map((), from_row)?
+        .collect::<super::db::Result<_>>()?;
     Ok(vaults)
 }
 
@@ -116,7 +116,7 @@ pub fn grants_of(
         .query_map(params![actor.as_str(), actor_id], |r| {
             Ok((from_row(r)?, column(r.get(3)?)?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::Result<_>>()?;
     Ok(rows)
 }
 
@@ -169,7 +169,7 @@ pub fn user_members(conn: &Connection, vault_id: &str) -> Result<Vec<(String, Va
     )?;
     let rows = stmt
         .query_map([vault_id], |r| Ok((r.get(0)?, column(r.get(1)?)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::Result<_>>()?;
     Ok(rows)
 }
 
@@ -181,7 +181,7 @@ pub fn agent_members(conn: &Connection, vault_id: &str) -> Result<Vec<(String, V
     )?;
     let rows = stmt
         .query_map([vault_id], |r| Ok((r.get(0)?, column(r.get(1)?)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::Result<_>>()?;
     Ok(rows)
 }
 

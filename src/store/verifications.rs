@@ -9,7 +9,7 @@
 //! only codes that did not reach an inbox, so an emailed code stays between the server and
 //! the address it was sent to.
 
-use rusqlite::{Connection, Row, params};
+use super::db::{Connection, Row, params};
 
 use super::{Result, now};
 use crate::crypto::{Key, SecretString, open, seal, six_digit_code};
@@ -45,17 +45,16 @@ impl Delivery {
     }
 
     /// Reads the column; the schema's CHECK constraint rules out other values.
-    fn column(text: &str) -> rusqlite::Result<Self> {
+    fn column(text: &str) -> super::db::Result<Self> {
         Ok(match text {
             "none" => Self::None,
             "queued" => Self::Queued,
             "sent" => Self::Sent,
             "failed" => Self::Failed,
             other => {
-                return Err(rusqlite::Error::FromSqlConversionFailure(
+                return Err(super::db::Error::invalid(
                     6,
-                    rusqlite::types::Type::Text,
-                    format!("unknown verification delivery state \"{other}\"").into(),
+                    format!("unknown verification delivery state \"{other}\""),
                 ));
             }
         })
@@ -97,7 +96,7 @@ fn aad(user_id: &str) -> Vec<u8> {
     format!("email-verification/{user_id}").into_bytes()
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Verification> {
+fn from_row(r: &Row<'_>) -> super::db::Result<Verification> {
     Ok(Verification {
         id: r.get(0)?,
         user_id: r.get(1)?,
@@ -119,9 +118,9 @@ pub fn create(
 ) -> Result<NewCode> {
     let code = six_digit_code();
     let now = now();
-    conn.execute(
+    let id = conn.query_row(
         "INSERT INTO email_verifications (user_id, code_sealed, password_hash, status, created_at, expires_at, delivery)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6) RETURNING id",
         params![
             user_id,
             seal(dek, &aad(user_id), code.expose().as_bytes())?,
@@ -130,11 +129,9 @@ pub fn create(
             now + CODE_TTL,
             delivery.as_str()
         ],
+        |r| r.get(0),
     )?;
-    Ok(NewCode {
-        id: conn.last_insert_rowid(),
-        code,
-    })
+    Ok(NewCode { id, code })
 }
 
 /// Live codes of an account, newest first.
@@ -147,7 +144,7 @@ pub fn pending(conn: &Connection, user_id: &str) -> Result<Vec<Verification>> {
     )?;
     let rows = stmt
         .query_map(params![user_id, now()], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::Result<_>>()?;
     Ok(rows)
 }
 
@@ -164,7 +161,7 @@ pub fn set_delivery(conn: &Connection, id: i64, delivery: Delivery) -> Result<()
 pub fn fail_queued(conn: &Connection) -> Result<usize> {
     Ok(conn.execute(
         "UPDATE email_verifications SET delivery = 'failed' WHERE delivery = 'queued'",
-        [],
+        (),
     )?)
 }
 

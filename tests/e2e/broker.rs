@@ -103,7 +103,12 @@ impl Rig {
     /// Like `start_with`, the server also trusting the CAs in `extra_cas` (PEM files) for
     /// upstream TLS, e.g. an nginx the test started.
     pub fn start_trusting(allowlist: bool, upstream: Upstream, extra_cas: &[&Path]) -> Self {
-        Self::start_with_env(allowlist, upstream, extra_cas, &[])
+        Self::start_full(TestHome::new(), allowlist, upstream, extra_cas, &[])
+    }
+
+    /// Like `start`, with extra environment for the server (e.g. rate-limit knobs).
+    pub fn start_env(extra_env: &[(&str, &str)]) -> Self {
+        Self::start_full(TestHome::new(), true, Upstream::start(), &[], extra_env)
     }
 
     /// Like `start_trusting`, with more environment for the server.
@@ -113,7 +118,26 @@ impl Rig {
         extra_cas: &[&Path],
         extra_env: &[(&str, &str)],
     ) -> Self {
-        let home = TestHome::new();
+        Self::start_full(TestHome::new(), allowlist, upstream, extra_cas, extra_env)
+    }
+
+    /// Like `start_trusting`, in a home the caller made (e.g. one on PostgreSQL).
+    pub fn start_in(
+        home: TestHome,
+        allowlist: bool,
+        upstream: Upstream,
+        extra_cas: &[&Path],
+    ) -> Self {
+        Self::start_full(home, allowlist, upstream, extra_cas, &[])
+    }
+
+    fn start_full(
+        home: TestHome,
+        allowlist: bool,
+        upstream: Upstream,
+        extra_cas: &[&Path],
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         let mut bundle = std::fs::read_to_string(&upstream.ca_file).unwrap();
         for extra in extra_cas {
             bundle.push_str(&std::fs::read_to_string(extra).unwrap());
@@ -222,7 +246,20 @@ pub fn header<'a>(echo: &'a Value, name: &str) -> Vec<&'a str> {
 
 #[test]
 fn curl_gets_each_auth_type_injected() {
-    let rig = Rig::start(true);
+    each_auth_type_injected(&Rig::start(true));
+}
+
+#[test]
+fn curl_gets_each_auth_type_injected_on_postgres() {
+    each_auth_type_injected(&Rig::start_in(
+        TestHome::on_postgres(),
+        true,
+        Upstream::start(),
+        &[],
+    ));
+}
+
+pub fn each_auth_type_injected(rig: &Rig) {
     let echo = rig.echo(
         &["-H", "Authorization: Bearer agent-fake"],
         "/bearer/v1/things?x=1",

@@ -14,14 +14,49 @@ pub struct TestHome {
     dir: tempfile::TempDir,
     /// Use the full Argon2id parameters instead of the debug-only cheap ones.
     pub real_kdf: bool,
+    /// The PostgreSQL database this home's server keeps its data in (`AGENT_VAULT_DATABASE_URL`);
+    /// `None` for the SQLite file in the home.
+    pub database_url: Option<String>,
 }
 
+/// `AGENT_VAULT_TEST_DATABASE=postgres` runs every test home on PostgreSQL.
+pub const TEST_DATABASE_ENV: &str = "AGENT_VAULT_TEST_DATABASE";
+
 impl TestHome {
+    /// A home on the SQLite file, or on a fresh PostgreSQL database when
+    /// `AGENT_VAULT_TEST_DATABASE=postgres`.
     pub fn new() -> Self {
+        let on_postgres = std::env::var(TEST_DATABASE_ENV).is_ok_and(|v| v == "postgres");
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
             real_kdf: false,
+            database_url: on_postgres.then(crate::testpg::fresh_database_url),
         }
+    }
+
+    /// A home whose data lives in a fresh database on the test binary's PostgreSQL server.
+    pub fn on_postgres() -> Self {
+        Self::on_database(&crate::testpg::fresh_database_url())
+    }
+
+    /// A home whose server keeps its data in the PostgreSQL database at `url`.
+    pub fn on_database(url: &str) -> Self {
+        Self::on_sqlite().with_database(url)
+    }
+
+    /// A home on its SQLite file, whatever `AGENT_VAULT_TEST_DATABASE` says.
+    pub fn on_sqlite() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            real_kdf: false,
+            database_url: None,
+        }
+    }
+
+    /// This home, its server now keeping its data in the PostgreSQL database at `url`.
+    pub fn with_database(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_owned());
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -43,6 +78,9 @@ impl TestHome {
             .current_dir(self.path());
         if !self.real_kdf {
             cmd.env("AGENT_VAULT_INSECURE_TEST_KDF", "1");
+        }
+        if let Some(url) = &self.database_url {
+            cmd.env("AGENT_VAULT_DATABASE_URL", url);
         }
         cmd
     }

@@ -17,11 +17,17 @@ mod install;
 mod lifecycle;
 mod listeners;
 mod management;
+mod migrate_db;
 mod nginx;
 mod permissions;
+mod postgres;
 mod proposals;
 mod protocols;
+mod ratelimits;
+mod replicas;
 mod sandbox;
 mod surface;
+#[path = "../../src/store/testpg.rs"]
+mod testpg;
 mod upstream;
 mod web;

@@ -333,8 +333,8 @@ fn invite_revocation_by_suffix() {
         agent_vault::store::Store::open(&owner.home.state().join("agent-vault.db")).unwrap();
     store
         .write(|tx| {
-            tx.execute("UPDATE user_invites SET token_suffix = 'aaaa00000000' WHERE email = 'c1@example.com'", [])?;
-            tx.execute("UPDATE user_invites SET token_suffix = 'bbbb00000000' WHERE email = 'c2@example.com'", [])?;
+            tx.execute("UPDATE user_invites SET token_suffix = 'aaaa00000000' WHERE email = 'c1@example.com'", ())?;
+            tx.execute("UPDATE user_invites SET token_suffix = 'bbbb00000000' WHERE email = 'c2@example.com'", ())?;
             Ok(())
         })
         .unwrap();

@@ -1,0 +1,101 @@
+//! The server on PostgreSQL (`AGENT_VAULT_DATABASE_URL`) rather than its SQLite file: a
+//! representative slice of the suite on a real PostgreSQL the harness starts (the whole suite
+//! runs there with `AGENT_VAULT_TEST_DATABASE=postgres`).
+
+use serde_json::Value;
+
+use crate::broker::{BEARER, Rig, each_auth_type_injected, header};
+use crate::harness::{TestHome, http};
+use crate::upstream::Upstream;
+
+pub const MASTER: &str = "pg-master-password";
+
+/// A broker rig with a master password in `home` (on whichever database the home names).
+pub fn rig_with_master(home: TestHome) -> Rig {
+    let upstream = Upstream::start();
+    let mitm = crate::harness::free_port();
+    let bundle = home.path().join("upstream-cas.pem");
+    std::fs::copy(&upstream.ca_file, &bundle).unwrap();
+    // A fixed API port, so a restarted server is the one the CLI logged in to.
+    let api = crate::harness::free_port();
+    let server = home.start_server(
+        &["--port", &api.to_string(), "--mitm-port", &mitm.to_string()],
+        "",
+        &[
+            ("SSL_CERT_FILE", bundle.to_str().unwrap()),
+            ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.0/8"),
+            ("AGENT_VAULT_MASTER_PASSWORD", MASTER),
+        ],
+    );
+    Rig::on_server(home, server, mitm, upstream)
+}
+
+#[test]
+fn data_lives_in_postgres_not_in_the_home() {
+    let rig = rig_with_master(TestHome::on_postgres());
+    each_auth_type_injected(&rig);
+
+    let health: Value = http()
+        .get(format!("{}/health", rig.server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(health["database"]["engine"], "postgres", "{health}");
+    assert_eq!(health["database"]["reachable"], true, "{health}");
+    let state = rig.home.state();
+    assert!(
+        !state.join("agent-vault.db").exists(),
+        "a PostgreSQL server must not create the SQLite file"
+    );
+
+    // The request log went to PostgreSQL too.
+    let logs = rig.home.run(&["vault", "logs", "--json"]).ok().stdout;
+    assert!(logs.contains("/bearer"), "{logs}");
+}
+
+#[test]
+fn restart_unlocks_the_same_database_and_refuses_a_wrong_password() {
+    let Rig {
+        home,
+        server,
+        upstream,
+        mitm,
+        token,
+        ca,
+    } = rig_with_master(TestHome::on_postgres());
+    drop(server);
+
+    let wrong = home.try_start_server(
+        &["--mitm-port", &mitm.to_string()],
+        "",
+        &[("AGENT_VAULT_MASTER_PASSWORD", "not-the-password")],
+    );
+    assert!(wrong.is_err(), "a wrong master password must not unlock");
+
+    let bundle = home.path().join("upstream-cas.pem");
+    let server = home.start_server(
+        &["--mitm-port", &mitm.to_string()],
+        "",
+        &[
+            ("SSL_CERT_FILE", bundle.to_str().unwrap()),
+            ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.0/8"),
+            ("AGENT_VAULT_MASTER_PASSWORD", MASTER),
+        ],
+    );
+    let rig = Rig {
+        home,
+        server,
+        upstream,
+        mitm,
+        token,
+        ca,
+    };
+    // The token minted before the restart, the CA and the sealed credential all came back
+    // from PostgreSQL.
+    let echo = rig.echo(&[], "/bearer");
+    assert_eq!(
+        header(&echo, "authorization"),
+        vec![format!("Bearer {BEARER}")]
+    );
+}

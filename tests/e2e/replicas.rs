@@ -1,0 +1,272 @@
+//! Several brokers, one PostgreSQL database, behind a real HAProxy (Debian's `haproxy`): a
+//! change made through one replica takes effect on the others' next request (LISTEN/NOTIFY),
+//! and losing a replica loses no request the balancer had not already sent to it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::broker::header;
+use crate::harness::{OWNER_EMAIL, OWNER_PASSWORD, Server, TestHome, free_port, http, poll};
+use crate::upstream::Upstream;
+
+const MASTER: &str = "replica-master-password";
+
+struct Replica {
+    home: TestHome,
+    server: Server,
+    api: u16,
+    mitm: u16,
+}
+
+/// HAProxy in the foreground, stopped on drop (panics included).
+struct Balancer {
+    child: Child,
+    api: u16,
+    mitm: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn haproxy() -> PathBuf {
+    let path = PathBuf::from("/usr/sbin/haproxy");
+    assert!(
+        path.exists(),
+        "the replica tests need Debian's `haproxy` package: apt-get install haproxy (.ci/run installs it)"
+    );
+    path
+}
+
+fn start_replica(database_url: &str, upstream_ca: &Path) -> Replica {
+    let home = TestHome::on_database(database_url);
+    let (api, mitm) = (free_port(), free_port());
+    let server = home.start_server(
+        &["--port", &api.to_string(), "--mitm-port", &mitm.to_string()],
+        "",
+        &[
+            ("SSL_CERT_FILE", upstream_ca.to_str().unwrap()),
+            ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.0/8"),
+            ("AGENT_VAULT_MASTER_PASSWORD", MASTER),
+        ],
+    );
+    Replica {
+        home,
+        server,
+        api,
+        mitm,
+    }
+}
+
+fn start_balancer(replicas: &[&Replica]) -> Balancer {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, mitm) = (free_port(), free_port());
+    let mut config = format!(
+        "global\n  maxconn 512\n\
+         defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 30s\n  timeout server 30s\n  retries 3\n  option redispatch\n\
+         frontend api\n  bind 127.0.0.1:{api}\n  default_backend api\n\
+         frontend mitm\n  bind 127.0.0.1:{mitm}\n  default_backend mitm\n\
+         backend api\n  balance roundrobin\n  option httpchk GET /health\n"
+    );
+    for (i, r) in replicas.iter().enumerate() {
+        config.push_str(&format!(
+            "  server r{i} 127.0.0.1:{} check inter 200ms fall 1 rise 1\n",
+            r.api
+        ));
+    }
+    config.push_str("backend mitm\n  balance roundrobin\n  option httpchk GET /health\n");
+    for (i, r) in replicas.iter().enumerate() {
+        config.push_str(&format!(
+            "  server r{i} 127.0.0.1:{} check port {} inter 200ms fall 1 rise 1\n",
+            r.mitm, r.api
+        ));
+    }
+    let file = dir.path().join("haproxy.cfg");
+    std::fs::write(&file, config).unwrap();
+    let child = Command::new(haproxy())
+        .arg("-db")
+        .arg("-f")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let balancer = Balancer {
+        child,
+        api,
+        mitm,
+        _dir: dir,
+    };
+    poll("HAProxy", Duration::from_millis(100), || {
+        http()
+            .get(format!("http://127.0.0.1:{api}/health"))
+            .send()
+            .ok()
+            .filter(|r| r.status().is_success())
+    });
+    balancer
+}
+
+/// curl through the MITM proxy at `port` with a token for the default vault; (HTTP status,
+/// body). Status 0: curl itself failed.
+fn through(port: u16, token: &str, ca: &Path, url: &str) -> (u16, String) {
+    through_as(port, &format!("{token}:default"), ca, url)
+}
+
+/// [`through`] with the proxy credentials `user` (`token:vault`).
+pub fn through_as(port: u16, user: &str, ca: &Path, url: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+        ])
+        .arg(ca)
+        .arg(url)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HTTPS_PROXY", format!("http://{user}@127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+fn bearer_seen(body: &str) -> String {
+    let echo: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    header(&echo, "authorization").join(",")
+}
+
+fn set_credential(api: u16, session: &str, value: &str) {
+    let response = http()
+        .post(format!(
+            "http://127.0.0.1:{api}/v1/vaults/default/credentials"
+        ))
+        .bearer_auth(session)
+        .json(&json!({ "credentials": { "BEARER_TOKEN": value } }))
+        .send()
+        .unwrap();
+    assert!(response.status().is_success(), "{:?}", response.text());
+}
+
+#[test]
+fn three_replicas_behind_haproxy_share_changes_and_survive_a_loss() {
+    let database_url = crate::testpg::fresh_database_url();
+    let upstream = Upstream::start();
+    // The first replica creates the key and the CA in the database; the others unlock them.
+    let a = start_replica(&database_url, &upstream.ca_file);
+    let b = start_replica(&database_url, &upstream.ca_file);
+    let c = start_replica(&database_url, &upstream.ca_file);
+    let balancer = start_balancer(&[&a, &b, &c]);
+
+    // The owner works through the balancer, as a user of the service would.
+    let owner = &a.home;
+    let via = format!("http://127.0.0.1:{}", balancer.api);
+    owner
+        .run_with(
+            &[
+                "auth",
+                "register",
+                "--address",
+                &via,
+                "--email",
+                OWNER_EMAIL,
+                "--password-stdin",
+            ],
+            &format!("{OWNER_PASSWORD}\n"),
+            &[],
+        )
+        .ok();
+    let session = owner.session_token();
+    set_credential(a.api, &session, "SENTINEL-first");
+    // Scrubbing off: the test reads the injected value back from the echo.
+    std::fs::write(
+        owner.path().join("services.yaml"),
+        format!(
+            "services:\n  - host: {}\n    port: {}\n    scrub_responses: false\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n",
+            upstream.ip, upstream.https_port
+        ),
+    )
+    .unwrap();
+    owner
+        .run(&["vault", "service", "set", "-f", "services.yaml"])
+        .ok();
+    owner.run(&["ca", "fetch", "-o", "ca.pem"]).ok();
+    let ca = owner.path().join("ca.pem");
+    let token = owner.run(&["vault", "token"]).ok().stdout.trim().to_owned();
+    let url = format!("https://{}:{}/echo", upstream.ip, upstream.https_port);
+
+    // One CA for all: every replica's leaf verifies against the root fetched through any.
+    for r in [&a, &b, &c] {
+        let (status, body) = through(r.mitm, &token, &ca, &url);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(bearer_seen(&body), "Bearer SENTINEL-first");
+    }
+
+    // A credential changed through A is injected by B (whose snapshot was warm) at once.
+    set_credential(a.api, &session, "SENTINEL-second");
+    let (status, body) = through(b.mitm, &token, &ca, &url);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(bearer_seen(&body), "Bearer SENTINEL-second");
+
+    // A token revoked on B is refused by C (which had it cached) on its next request.
+    let (status, _) = through(c.mitm, &token, &ca, &url);
+    assert_eq!(status, 200);
+    let revoked = http()
+        .post(format!("http://127.0.0.1:{}/v1/auth/logout", b.api))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .unwrap();
+    assert!(revoked.status().is_success(), "{:?}", revoked.text());
+    let (status, _) = through(c.mitm, &token, &ca, &url);
+    assert!(
+        status == 407 || status == 0,
+        "C still served a token revoked on B (status {status})"
+    );
+
+    // Killing C mid-run: requests keep flowing through the balancer; only a request C
+    // already held may fail, and everything after the balancer noticed succeeds.
+    let token = owner.run(&["vault", "token"]).ok().stdout.trim().to_owned();
+    let (mitm, ca2, url2, token2) = (balancer.mitm, ca.clone(), url.clone(), token.clone());
+    let traffic = std::thread::spawn(move || {
+        (0..45)
+            .map(|_| through(mitm, &token2, &ca2, &url2).0)
+            .collect::<Vec<u16>>()
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    let Replica {
+        server: c_server, ..
+    } = c;
+    let (status, _) = c_server.stop_with("KILL");
+    assert!(!status.success());
+    let statuses = traffic.join().unwrap();
+    let failed = statuses.iter().filter(|s| **s != 200).count();
+    assert!(
+        failed <= 1,
+        "more requests failed than C could have held when it died: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().rev().take(15).all(|s| *s == 200),
+        "the survivors stopped serving: {statuses:?}"
+    );
+    // And the survivors still see changes made through each other.
+    set_credential(b.api, &session, "SENTINEL-third");
+    let (status, body) = through(a.mitm, &token, &ca, &url);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(bearer_seen(&body), "Bearer SENTINEL-third");
+}
