@@ -34,7 +34,8 @@ fn hashing_slots() -> u64 {
 fn fifty_concurrent_wrong_logins_stay_under_the_memory_bound_without_5xx() {
     let mut home = TestHome::new();
     home.real_kdf = true; // 64 MiB per Argon2id run, as in production
-    let server = home.start_server(&[], "", &[]);
+    // The rate limits off: this is about the ceiling that holds whatever they let through.
+    let server = home.start_server(&[], "", &[("AGENT_VAULT_RATELIMIT_PROFILE", "off")]);
     home.register(&server, OWNER_EMAIL, OWNER_PASSWORD).ok();
     let url = format!("{}/v1/auth/login", server.url);
     let barrier = std::sync::Barrier::new(50);
@@ -112,7 +113,8 @@ fn post(url: &str, body: Value) -> (u16, Option<String>, Value) {
 #[test]
 fn verification_guesses_are_limited_per_address_across_registrations() {
     let home = TestHome::new();
-    let server = home.start_server(&[], "", &[]);
+    // The rate limits off: the guess budget must hold on its own.
+    let server = home.start_server(&[], "", &[("AGENT_VAULT_RATELIMIT_PROFILE", "off")]);
     home.register(&server, OWNER_EMAIL, OWNER_PASSWORD).ok();
     let register = format!("{}/v1/auth/register", server.url);
     let verify = format!("{}/v1/auth/verify", server.url);
