@@ -9,11 +9,12 @@
 //! Lower layers never import upper ones:
 //!
 //! ```text
-//! target → netguard → paths → metrics → crypto → services → store → ca → broker → limits → proxy → mail → ops → api | web → server → cli → main
+//! ceilings → target → netguard → paths → metrics → crypto → services → store → ca → broker → limits → proxy → mail → ops → api | web → server → cli → main
 //! ```
 //!
 //! | module   | owns |
 //! |----------|------|
+//! | [`ceilings`] | resource ceilings: password-hashing slots, the substitution body budget, verification-guess budgets, short echoes of input |
 //! | [`target`] | where a proxied request goes (scheme, host, port), parsed once; the one host-name validator |
 //! | [`netguard`] | SSRF guard for upstream dials: deny policy, checked resolution, dialing the checked address |
 //! | [`paths`]  | the `~/.agent-vault/` layout and its permissions |
@@ -39,6 +40,7 @@
 pub mod api;
 pub mod broker;
 pub mod ca;
+pub mod ceilings;
 pub mod cli;
 pub mod crypto;
 pub mod limits;

@@ -20,6 +20,8 @@ pub mod rewrite;
 pub mod scrub;
 
 use std::collections::HashMap;
+
+use crate::ceilings::{ECHO_CHARS, excerpt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -382,7 +384,7 @@ fn resolve_scope(
                     match hint {
                         Some(name) if name != vault.name => Err(BrokerError::forbidden(
                             "vault_mismatch",
-                            format!("this token belongs to vault \"{}\", not \"{name}\"", vault.name),
+                            format!("this token belongs to vault \"{}\", not \"{}\"", vault.name, excerpt(name, ECHO_CHARS)),
                         )),
                         _ => {
                             // The log names who minted the token (`vault run`, `vault token`).
@@ -410,11 +412,11 @@ fn resolve_scope(
                         Some(name) => match grants.iter().find(|(v, _)| v.name == name) {
                             Some(grant) => Ok(grant.clone()),
                             None if vaults::by_name(conn, name)?.is_none() => {
-                                Err(BrokerError::not_found(format!("vault \"{name}\" does not exist")))
+                                Err(BrokerError::not_found(format!("vault \"{}\" does not exist", excerpt(name, ECHO_CHARS))))
                             }
                             None => Err(BrokerError::forbidden(
                                 "forbidden",
-                                format!("this agent has no access to vault \"{name}\""),
+                                format!("this agent has no access to vault \"{}\"", excerpt(name, ECHO_CHARS)),
                             )),
                         },
                         None => match grants.as_slice() {
