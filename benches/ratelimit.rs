@@ -209,7 +209,10 @@ fn main() {
         let started = Instant::now();
         for _ in 0..CALLS {
             let global = limits.global_proxy().await.unwrap();
-            let admitted = limits.proxy("token:0123456789abcdef0123/vault-id").await.unwrap();
+            let admitted = limits
+                .proxy("token:0123456789abcdef0123/vault-id")
+                .await
+                .unwrap();
             drop((global, admitted));
         }
         started.elapsed() / CALLS

@@ -9,17 +9,19 @@
 //! Lower layers never import upper ones:
 //!
 //! ```text
-//! target → netguard → paths → crypto → services → store → ca → broker → limits → proxy → mail → ops → api | web → server → cli → main
+//! ceilings → target → netguard → paths → metrics → crypto → services → store → ca → broker → limits → proxy → mail → ops → api | web → server → cli → main
 //! ```
 //!
 //! | module   | owns |
 //! |----------|------|
+//! | [`ceilings`] | resource ceilings: password-hashing slots, the substitution body budget, verification-guess budgets, short echoes of input |
 //! | [`target`] | where a proxied request goes (scheme, host, port), parsed once; the one host-name validator |
 //! | [`netguard`] | SSRF guard for upstream dials: deny policy, checked resolution, dialing the checked address |
 //! | [`paths`]  | the `~/.agent-vault/` layout and its permissions |
 //! | [`crypto`] | DEK/KEK, Argon2id, AES-256-GCM with associated data, tokens, zeroizing secrets |
 //! | [`services`] | service rules: model, validation, YAML form, request matching, catalog |
-//! | [`store`]  | SQLite: one connection, versioned migrations, one file per aggregate |
+//! | [`metrics`] | Prometheus counters, histograms and gauges (one registry), rendered for `GET /metrics` |
+//! | [`store`]  | SQLite or PostgreSQL behind one connection type, versioned migrations, one file per aggregate |
 //! | [`ca`]     | the MITM root CA (key sealed under the DEK) and cached per-host leaf certificates |
 //! | [`broker`] | the data path's policy core: proxy auth, vault snapshots, injection plan, request log |
 //! | [`limits`] | rate limits: tiers AUTH, PROXY, AUTHED, GLOBAL; profiles, env knobs and owner overrides; bounded per-key budgets; the `429` answer |
@@ -38,10 +40,12 @@
 pub mod api;
 pub mod broker;
 pub mod ca;
+pub mod ceilings;
 pub mod cli;
 pub mod crypto;
 pub mod limits;
 pub mod mail;
+pub mod metrics;
 pub mod netguard;
 pub mod ops;
 pub mod paths;

@@ -100,6 +100,15 @@ impl BrokerError {
             Fault::Upstream,
         )
     }
+    /// 503: a resource ceiling is reached right now; the agent may retry in a moment.
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_busy",
+            message,
+            Fault::Internal,
+        )
+    }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -127,6 +136,9 @@ impl BrokerError {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(BROKER_ERROR_HEADER, HeaderValue::from_static("true"));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
             headers.insert(
                 header::PROXY_AUTHENTICATE,

@@ -20,6 +20,8 @@ pub mod rewrite;
 pub mod scrub;
 
 use std::collections::HashMap;
+
+use crate::ceilings::{ECHO_CHARS, excerpt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -299,7 +301,9 @@ impl Broker {
         credentials: &ProxyCredentials,
     ) -> Result<Arc<Scope>, BrokerError> {
         let generation = self.generation.load(Ordering::SeqCst);
-        if let Some(scope) = self.scopes.get(credentials.cache_key.as_str()) {
+        let cached = self.scopes.get(credentials.cache_key.as_str());
+        crate::metrics::global().cache_lookup("token", cached.is_some());
+        if let Some(scope) = cached {
             return check_expiry(scope);
         }
         let hash = credentials.token_hash().to_owned();
@@ -320,7 +324,9 @@ impl Broker {
     /// The in-memory view of a vault (loaded, decrypted and cached on first use).
     pub async fn snapshot(&self, vault_id: &str) -> Result<Arc<VaultSnapshot>, BrokerError> {
         let generation = self.generation.load(Ordering::SeqCst);
-        if let Some(snapshot) = self.snapshots.get(vault_id) {
+        let cached = self.snapshots.get(vault_id);
+        crate::metrics::global().cache_lookup("snapshot", cached.is_some());
+        if let Some(snapshot) = cached {
             return Ok(snapshot);
         }
         let key = vault_id.to_owned();
@@ -378,7 +384,7 @@ fn resolve_scope(
                     match hint {
                         Some(name) if name != vault.name => Err(BrokerError::forbidden(
                             "vault_mismatch",
-                            format!("this token belongs to vault \"{}\", not \"{name}\"", vault.name),
+                            format!("this token belongs to vault \"{}\", not \"{}\"", vault.name, excerpt(name, ECHO_CHARS)),
                         )),
                         _ => {
                             // The log names who minted the token (`vault run`, `vault token`).
@@ -406,11 +412,11 @@ fn resolve_scope(
                         Some(name) => match grants.iter().find(|(v, _)| v.name == name) {
                             Some(grant) => Ok(grant.clone()),
                             None if vaults::by_name(conn, name)?.is_none() => {
-                                Err(BrokerError::not_found(format!("vault \"{name}\" does not exist")))
+                                Err(BrokerError::not_found(format!("vault \"{}\" does not exist", excerpt(name, ECHO_CHARS))))
                             }
                             None => Err(BrokerError::forbidden(
                                 "forbidden",
-                                format!("this agent has no access to vault \"{name}\""),
+                                format!("this agent has no access to vault \"{}\"", excerpt(name, ECHO_CHARS)),
                             )),
                         },
                         None => match grants.as_slice() {

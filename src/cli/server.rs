@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 
 use super::{Context, output};
-use crate::server::{self, LogLevel, ServerOptions};
+use crate::server::{self, LogLevel, MitmPort, ServerOptions};
 
 /// Start the Agent Vault server. On a fresh install, generates a random data encryption key
 /// (DEK) and optionally wraps it with a master password.
@@ -26,9 +26,9 @@ pub struct ServerArgs {
     /// Read master password from stdin
     #[arg(long)]
     password_stdin: bool,
-    /// Port for the transparent MITM proxy. Enabled by default; set to 0 to disable. Bind failures are non-fatal
-    #[arg(long, default_value_t = 14322)]
-    mitm_port: u16,
+    /// Port for the transparent MITM proxy. Enabled by default; set to 0 to disable, or `auto` for any free port (printed on start). Bind failures are non-fatal
+    #[arg(long, default_value = "14322", value_parser = MitmPort::parse)]
+    mitm_port: MitmPort,
     /// Log level: info (default) or debug. Falls back to AGENT_VAULT_LOG_LEVEL
     #[arg(
         long,

@@ -11,6 +11,9 @@ use subtle::ConstantTimeEq;
 
 use super::caller::Caller;
 use super::{AppState, OpError};
+use crate::ceilings::guesses::GuessBudget;
+use crate::ceilings::hashing::HashSlots;
+use crate::ceilings::{ECHO_CHARS, excerpt};
 use crate::crypto::{
     KdfParams, SecretString, hash_password, verify_password, waste_password_check,
 };
@@ -21,6 +24,8 @@ use crate::store::{DEFAULT_VAULT, InstanceRole, StoreError, VaultRole, settings,
 
 pub const MIN_PASSWORD_LEN: usize = 8;
 const MAX_PASSWORD_LEN: usize = 1024;
+/// RFC 5321's limit on a forward path.
+pub const MAX_EMAIL_LEN: usize = 254;
 
 /// Checks an email address: one `@`, a non-empty local part, a dotted domain, no spaces.
 pub fn validate_email(email: &str) -> Result<(), String> {
@@ -28,8 +33,13 @@ pub fn validate_email(email: &str) -> Result<(), String> {
     if email.is_empty() {
         return Err("email is empty; pass an address such as --email you@example.com".into());
     }
-    let valid = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+    if email.len() > MAX_EMAIL_LEN {
+        return Err(format!(
+            "the email address is {} bytes long; an address has at most {MAX_EMAIL_LEN}",
+            email.len()
+        ));
+    }
+    let valid = !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && matches!(email.split_once('@'), Some((local, domain))
             if !local.is_empty()
                 && !domain.contains('@')
@@ -39,7 +49,10 @@ pub fn validate_email(email: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("\"{email}\" is not a valid email address"))
+        Err(format!(
+            "\"{}\" is not a valid email address",
+            excerpt(email, ECHO_CHARS)
+        ))
     }
 }
 
@@ -57,27 +70,30 @@ pub fn validate_password(password: &str) -> Result<(), String> {
     }
 }
 
-/// Hashes on a blocking thread: Argon2id takes a noticeable fraction of a second.
+/// Hashes on a blocking thread in one of the process's hashing slots: Argon2id takes a
+/// noticeable fraction of a second and 64 MiB. A burst beyond the slots is a `429`.
 pub async fn hash_password_async(password: SecretString) -> Result<String, OpError> {
-    tokio::task::spawn_blocking(move || {
-        hash_password(password.expose(), KdfParams::for_new_secrets())
-    })
-    .await
-    .map_err(|_| OpError::internal("password hashing failed"))?
-    .map_err(|_| OpError::internal("password hashing failed"))
+    HashSlots::process()
+        .run(move || hash_password(password.expose(), KdfParams::for_new_secrets()))
+        .await?
+        .map_err(|_| OpError::internal("password hashing failed"))
 }
 
 /// Whether `password` matches any of `hashes`; with none, spends the same time and says no.
-pub async fn verify_password_async(password: SecretString, hashes: Vec<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        if hashes.is_empty() {
-            waste_password_check(password.expose());
-            return false;
-        }
-        hashes.iter().any(|h| verify_password(password.expose(), h))
-    })
-    .await
-    .unwrap_or(false)
+/// Runs in a hashing slot like [`hash_password_async`]; a burst beyond them is a `429`.
+pub async fn verify_password_async(
+    password: SecretString,
+    hashes: Vec<String>,
+) -> Result<bool, OpError> {
+    Ok(HashSlots::process()
+        .run(move || {
+            if hashes.is_empty() {
+                waste_password_check(password.expose());
+                return false;
+            }
+            hashes.iter().any(|h| verify_password(password.expose(), h))
+        })
+        .await?)
 }
 
 /// Where a new login session is used: the CLI keeps its login for long, a browser's cookie
@@ -230,7 +246,20 @@ pub async fn verify(
     used_by: SessionUse,
 ) -> Result<NewLogin, OpError> {
     let email = users::normalize_email(email);
+    validate_email(&email).map_err(OpError::invalid)?;
+    // Guesses are counted per address across registrations, whether or not it has an account.
+    let guesses = GuessBudget::process();
+    if let Err(spent) = guesses.check(&email) {
+        return Err(OpError::too_many(
+            format!(
+                "too many wrong codes for this address; try again in {} minutes (a new registration does not reset this)",
+                spent.retry_after_secs.div_ceil(60)
+            ),
+            spent.retry_after_secs,
+        ));
+    }
     let code = code.expose().trim().to_owned();
+    let address = email.clone();
     let verified = state
         .db(move |store, dek| {
             store.write(|tx| {
@@ -253,6 +282,9 @@ pub async fn verify(
             })
         })
         .await?;
+    if verified.is_none() {
+        guesses.wrong_guess(&address);
+    }
     verified.ok_or_else(|| {
         OpError::invalid(
             "invalid or expired verification code (a code allows 5 attempts); register again to get a new one",
@@ -268,6 +300,10 @@ pub async fn login(
     used_by: SessionUse,
 ) -> Result<NewLogin, OpError> {
     let email = users::normalize_email(email);
+    if email.len() > MAX_EMAIL_LEN {
+        // No account can have this address: refuse before spending a hash on it.
+        return Err(OpError::unauthorized("invalid email or password"));
+    }
     let lookup_email = email.clone();
     let (count, user, pending_hashes) = state
         .db(move |store, _| {
@@ -293,11 +329,11 @@ pub async fn login(
     }
     let invalid = || OpError::unauthorized("invalid email or password");
     let Some(user) = user else {
-        verify_password_async(password, Vec::new()).await;
+        verify_password_async(password, Vec::new()).await?;
         return Err(invalid());
     };
     if !user.active {
-        if verify_password_async(password, pending_hashes).await {
+        if verify_password_async(password, pending_hashes).await? {
             return Err(OpError::new(
                 StatusCode::FORBIDDEN,
                 "account_not_verified",
@@ -314,7 +350,7 @@ pub async fn login(
         return Err(invalid());
     }
     let hashes = user.password_hash.clone().into_iter().collect();
-    if !verify_password_async(password, hashes).await {
+    if !verify_password_async(password, hashes).await? {
         return Err(invalid());
     }
     state
@@ -364,7 +400,7 @@ pub async fn change_password(
     let user = caller.user()?.clone();
     validate_password(new.expose()).map_err(OpError::invalid)?;
     let hashes = user.password_hash.clone().into_iter().collect();
-    if !verify_password_async(current, hashes).await {
+    if !verify_password_async(current, hashes).await? {
         return Err(OpError::unauthorized("the current password is incorrect"));
     }
     let hash = hash_password_async(new).await?;

@@ -34,7 +34,12 @@ async fn find_user(state: &AppState, email: &str) -> Result<User, OpError> {
     state
         .db(move |store, _| store.read(|conn| users::by_email(conn, &lookup)))
         .await?
-        .ok_or_else(|| OpError::not_found(format!("no user with email \"{email}\"")))
+        .ok_or_else(|| {
+            OpError::not_found(format!(
+                "no user with email \"{}\"",
+                crate::ceilings::excerpt(email, crate::ceilings::ECHO_CHARS)
+            ))
+        })
 }
 
 /// Removes a user with their sessions and grants (owners).
@@ -140,7 +145,12 @@ pub async fn user_details(
             })
         })
         .await?;
-    found.ok_or_else(|| OpError::not_found(format!("no user with email \"{email}\"")))
+    found.ok_or_else(|| {
+        OpError::not_found(format!(
+            "no user with email \"{}\"",
+            crate::ceilings::excerpt(&email, crate::ceilings::ECHO_CHARS)
+        ))
+    })
 }
 
 /// Users of the instance: owners see every account with its vault grants; members see

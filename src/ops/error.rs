@@ -12,6 +12,8 @@ pub struct OpError {
     pub code: &'static str,
     /// What went wrong and, where possible, what to do about it. Never holds a secret.
     pub message: String,
+    /// Seconds after which a refused caller may try again (sent as `Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl OpError {
@@ -20,6 +22,14 @@ impl OpError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+    /// A `429`: a ceiling refused this now; the caller may retry after `retry_after` seconds.
+    pub fn too_many(message: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
         }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -52,6 +62,16 @@ impl std::fmt::Display for OpError {
 }
 
 impl std::error::Error for OpError {}
+
+impl From<crate::ceilings::hashing::HashError> for OpError {
+    fn from(err: crate::ceilings::hashing::HashError) -> Self {
+        use crate::ceilings::hashing::{HashError, RETRY_AFTER_SECS};
+        match err {
+            HashError::Busy(busy) => Self::too_many(busy.to_string(), RETRY_AFTER_SECS),
+            HashError::Failed => Self::internal("password hashing failed"),
+        }
+    }
+}
 
 impl From<StoreError> for OpError {
     fn from(err: StoreError) -> Self {

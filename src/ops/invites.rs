@@ -462,7 +462,7 @@ pub async fn accept_user_invite(
     let new_hash = match &existing {
         Some(user) if user.active => {
             let hashes = user.password_hash.clone().into_iter().collect();
-            if !verify_password_async(password, hashes).await {
+            if !verify_password_async(password, hashes).await? {
                 return Err(OpError::unauthorized(format!(
                     "{} already has an account; give its current password to accept the invite",
                     invite.subject

@@ -125,8 +125,12 @@ pub async fn change_user(
             })
         })
         .await?;
-    let (user_id, role, admins) =
-        found.ok_or_else(|| OpError::not_found(format!("no user with email \"{email}\"")))?;
+    let (user_id, role, admins) = found.ok_or_else(|| {
+        OpError::not_found(format!(
+            "no user with email \"{}\"",
+            crate::ceilings::excerpt(&email, crate::ceilings::ECHO_CHARS)
+        ))
+    })?;
     match role {
         None => {
             return Err(OpError::not_found(format!(

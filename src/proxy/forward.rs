@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 
 use super::Proxy;
 use super::scrubbed::ScrubbedBody;
@@ -15,14 +15,12 @@ use super::upstream::{BoxError, ProxyBody};
 use super::websocket;
 use crate::broker::scrub::{self, Scrubber};
 use crate::broker::{BrokerError, Scope, plan, rewrite};
+use crate::ceilings::body_budget::{BodyBudget, Refused, Reservation};
 use crate::limits::http::HoldBody;
 use crate::services::Surface;
 use crate::store::now;
 use crate::store::request_log::Record;
 use crate::target::Target;
-
-/// Largest body buffered for a body substitution; everything else streams.
-const MAX_BUFFERED_BODY: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Ingress {
@@ -59,6 +57,78 @@ fn method_name(method: &Method) -> Cow<'static, str> {
 pub fn error_response(err: &BrokerError) -> Response<ProxyBody> {
     err.to_response()
         .map(|body| body.map_err(|e| -> BoxError { match e {} }).boxed_unsync())
+}
+
+/// The rustls error in `e`, also inside I/O errors wrapping I/O errors (hyper-rustls wraps
+/// tokio-rustls's, whose inner error is the rustls one).
+fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = e;
+    for _ in 0..4 {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        current = current.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+    None
+}
+
+/// Why an upstream's TLS failed, in words that carry nothing from its certificate.
+fn tls_reason(err: &rustls::Error) -> &'static str {
+    use rustls::CertificateError as Cert;
+    match err {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => {
+                "its certificate is not valid for this name"
+            }
+            Cert::UnknownIssuer => {
+                "its certificate is not signed by a trusted root (add the CA with SSL_CERT_FILE on the server)"
+            }
+            Cert::Expired | Cert::ExpiredContext { .. } => "its certificate has expired",
+            Cert::NotValidYet | Cert::NotValidYetContext { .. } => {
+                "its certificate is not valid yet"
+            }
+            Cert::Revoked => "its certificate is revoked",
+            _ => "its certificate was refused",
+        },
+        rustls::Error::NoCertificatesPresented => "it presented no certificate",
+        rustls::Error::AlertReceived(_) => "it refused the handshake",
+        _ => "the handshake failed",
+    }
+}
+
+/// Reads a whole request body for a substitution, reserving it from the process-wide
+/// [`BodyBudget`] as it arrives.
+async fn buffer_body<B>(budget: &BodyBudget, body: B) -> Result<(Vec<u8>, Reservation), BrokerError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut reservation = Reservation::default();
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| {
+            BrokerError::bad_request("invalid_request", "the request body could not be read")
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        match budget.reserve(&mut reservation, bytes.len() + data.len()) {
+            Ok(()) => bytes.extend_from_slice(&data),
+            Err(Refused::TooLarge { limit }) => {
+                return Err(BrokerError::too_large(format!(
+                    "the request body is over {} MiB; body substitution needs it whole in memory",
+                    limit / (1024 * 1024)
+                )));
+            }
+            Err(Refused::Busy) => {
+                return Err(BrokerError::busy(
+                    "the server is holding as many request bodies for substitution as it may; retry shortly",
+                ));
+            }
+        }
+    }
+    Ok((bytes, reservation))
 }
 
 /// Sends `request` (already authenticated as `scope`) to `target`.
@@ -195,21 +265,24 @@ where
     let substitute_body =
         plan.wants(Surface::Body) && !parts.headers.contains_key(header::CONTENT_ENCODING);
     let body: ProxyBody = if substitute_body {
-        let bytes = Limited::new(body, MAX_BUFFERED_BODY)
-            .collect()
-            .await
-            .map_err(|_| BrokerError::too_large("the request body is over 32 MiB or could not be read; body substitution needs it whole"))?
-            .to_bytes();
+        let (bytes, reservation) = buffer_body(&proxy.body_budget, body).await?;
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         let replaced = rewrite::rewrite_body(&bytes, content_type, &plan.substitutions);
+        drop(bytes);
         parts
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(replaced.len()));
         Full::new(Bytes::from(replaced))
             .map_err(|e| -> BoxError { match e {} })
+            // The closure owns the reservation: it returns to the budget when the body is
+            // dropped, that is once it has been sent or the request failed.
+            .map_frame(move |frame| {
+                let _held = &reservation;
+                frame
+            })
             .boxed_unsync()
     } else {
         body.map_err(Into::into).boxed_unsync()
@@ -376,20 +449,23 @@ fn upstream_error(host: &str, err: &hyper_util::client::legacy::Error) -> Broker
     while let Some(e) = source {
         if let Some(guard) = e.downcast_ref::<crate::netguard::GuardError>() {
             return if guard.is_policy() {
-                BrokerError::forbidden("blocked_destination", format!("{host}: {guard}"))
+                // Which range the name resolved to stays in the server log: telling the agent
+                // would map the internal network one name at a time.
+                tracing::warn!(host, "network guard refused the upstream: {guard}");
+                BrokerError::forbidden(
+                    "blocked_destination",
+                    format!(
+                        "{host}: the network guard refuses this destination (a private, loopback, link-local or metadata address); the operator can open it with AGENT_VAULT_NETWORK_ALLOWLIST"
+                    ),
+                )
             } else {
                 BrokerError::upstream(format!("cannot reach {host}: {guard}"))
             };
         }
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return BrokerError::upstream(format!("TLS with {host} failed: {tls}"));
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && let Some(tls) = io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return BrokerError::upstream(format!("TLS with {host} failed: {tls}"));
+        if let Some(tls) = rustls_error(e) {
+            // The full error (with the names the certificate does carry) is for the operator.
+            tracing::warn!(host, "TLS with the upstream failed: {tls}");
+            return BrokerError::upstream(format!("TLS with {host} failed: {}", tls_reason(tls)));
         }
         source = e.source();
     }

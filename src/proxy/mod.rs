@@ -10,6 +10,7 @@
 
 pub mod explicit;
 mod forward;
+pub mod listener;
 mod scrubbed;
 pub mod upstream;
 mod websocket;
@@ -31,6 +32,8 @@ use tokio::net::TcpListener;
 pub use forward::{Ingress, error_response, forward};
 pub use upstream::{ProxyBody, Timeouts};
 
+use listener::Ended;
+
 use crate::broker::{Broker, BrokerError, ProxyCredentials, proxy_auth};
 use crate::ca::CertificateAuthority;
 use crate::limits::Limits;
@@ -38,7 +41,6 @@ use crate::limits::http::{Audience, HoldBody, too_many_requests};
 use crate::target::{Scheme, Target};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the data path needs, shared by every connection.
 pub struct Proxy {
@@ -51,41 +53,49 @@ pub struct Proxy {
     pub ca: Option<Arc<CertificateAuthority>>,
     /// PROXY per principal and vault, GLOBAL in flight, AUTH on failed proxy sign-ins.
     pub limits: Arc<Limits>,
+    /// Memory for bodies buffered by substitutions, shared by every request.
+    pub body_budget: crate::ceilings::body_budget::BodyBudget,
+    /// Header-read and tunnel-idle timeouts, the shutdown grace.
+    pub conn: listener::ConnSettings,
+    /// The live connections (tunnels included), told to finish on shutdown.
+    pub drain: listener::Drain,
 }
 
-/// Accepts forward-proxy connections until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    proxy: Arc<Proxy>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => return,
-        };
-        let Ok((stream, peer)) = accepted else {
-            continue;
-        };
+/// Accepts forward-proxy connections until shutdown begins (see [`listener`]).
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
+    let drain = proxy.drain.clone();
+    listener::accept_loop(listener, drain, "MITM proxy", move |stream, peer| {
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
+            let service = {
                 let proxy = proxy.clone();
-                async move {
-                    let handle = outer(proxy.clone(), peer.ip(), request);
-                    Ok::<_, Infallible>(in_flight(&proxy, handle).await)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
+                service_fn(move |request| {
+                    let proxy = proxy.clone();
+                    async move {
+                        let handle = outer(proxy.clone(), peer.ip(), request);
+                        Ok::<_, Infallible>(in_flight(&proxy, handle).await)
+                    }
+                })
+            };
+            let _live = proxy.drain.track();
+            let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(proxy.conn.header_read)
                 .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
+                .with_upgrades();
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                _ = conn.as_mut() => Ended::Done,
+                ended = listener::stop_or_idle(&proxy.drain, None) => ended,
+            };
+            if ended == Ended::Stopping {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
         });
-    }
+    })
+    .await;
 }
 
 fn refuse(err: BrokerError) -> Response<ProxyBody> {
@@ -281,22 +291,48 @@ async fn serve_tunnel<IO>(
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |request: Request<Incoming>| {
-        let (proxy, target, credentials) = (proxy.clone(), target.clone(), credentials.clone());
-        async move {
-            // Re-checked per request (a cache hit when warm), so revocation reaches open tunnels.
-            let handle = async {
-                match proxy.broker.authenticate(&credentials).await {
-                    Ok(scope) => forward(&proxy, &scope, &target, Ingress::Mitm, request).await,
-                    Err(err) => refuse(err),
-                }
-            };
-            Ok::<_, Infallible>(in_flight(&proxy, handle).await)
-        }
-    });
-    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
-        .await;
+    let activity = listener::Activity::default();
+    let service = {
+        let (proxy, activity) = (proxy.clone(), activity.clone());
+        service_fn(move |request: Request<Incoming>| {
+            let (proxy, target, credentials) = (proxy.clone(), target.clone(), credentials.clone());
+            let in_flight_here = activity.begin();
+            async move {
+                // Re-checked per request (a cache hit when warm), so revocation reaches open
+                // tunnels.
+                let handle = async {
+                    match proxy.broker.authenticate(&credentials).await {
+                        Ok(scope) => forward(&proxy, &scope, &target, Ingress::Mitm, request).await,
+                        Err(err) => refuse(err),
+                    }
+                };
+                let response = in_flight(&proxy, handle).await;
+                // In flight until the body is done: a long stream is not an idle tunnel.
+                Ok::<_, Infallible>(response.map(|body| {
+                    body.map_frame(move |frame| {
+                        let _held = &in_flight_here;
+                        frame
+                    })
+                    .boxed_unsync()
+                }))
+            }
+        })
+    };
+    // Idleness is watched by the activity (requests in flight), not by a header-read timer
+    // that would also cut a silent keep-alive between requests.
+    let _live = proxy.drain.track();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let idle = Some((&activity, proxy.conn.tunnel_idle));
+    let ended = tokio::select! {
+        _ = conn.as_mut() => Ended::Done,
+        ended = listener::stop_or_idle(&proxy.drain, idle) => ended,
+    };
+    if ended == Ended::Stopping {
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+    }
 }
 
 /// A stream with one byte already read from it, given back first.

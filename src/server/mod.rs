@@ -7,6 +7,7 @@
 
 mod detach;
 mod handoff;
+mod housekeeping;
 mod options;
 pub mod pidfile;
 mod run;
@@ -15,7 +16,7 @@ mod unlock;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-pub use options::{LogLevel, ServerOptions, base_url};
+pub use options::{LogLevel, MitmPort, ServerOptions, base_url};
 
 use crate::crypto::UnlockError;
 use crate::paths::{Paths, PathsError};

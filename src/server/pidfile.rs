@@ -77,7 +77,11 @@ pub fn stop(paths: &Paths) -> Result<i32, ServerError> {
     }
     kill(Pid::from_raw(pid), Signal::SIGTERM)
         .map_err(|e| ServerError::Input(format!("cannot signal the server (PID {pid}): {e}")))?;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // The server gives open requests and streams its grace period before it closes them; wait
+    // for that (as this environment sets it) and for the request log to be written.
+    let (conn, _) = crate::proxy::listener::ConnSettings::from_lookup(|n| std::env::var(n).ok());
+    let patience = conn.grace + Duration::from_secs(20);
+    let deadline = Instant::now() + patience;
     while Instant::now() < deadline {
         if !is_server_process(pid) {
             return Ok(pid);
@@ -85,6 +89,7 @@ pub fn stop(paths: &Paths) -> Result<i32, ServerError> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Err(ServerError::Input(format!(
-        "the server (PID {pid}) did not stop within 20 seconds; force it with `kill -9 {pid}`"
+        "the server (PID {pid}) did not stop within {} seconds; force it with `kill -9 {pid}`",
+        patience.as_secs()
     )))
 }

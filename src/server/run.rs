@@ -3,19 +3,26 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower_service::Service;
 
-use super::options::bind_error;
+use super::options::{Listener, bind_error};
 use super::{ServerError, ServerOptions, base_url, pidfile};
 use crate::api::{self, ApiConfig, AppState};
 use crate::broker::{AuditLog, Broker, RetentionEnv};
 use crate::ca::CertificateAuthority;
+use crate::ceilings::body_budget::{self, BodyBudget};
 use crate::crypto::Key;
 use crate::limits::Limits;
 use crate::mail::{Mailer, SmtpConfig};
 use crate::netguard::NetworkPolicy;
 use crate::paths::Paths;
+use crate::proxy::listener::{self, ConnSettings, Drain, Ended};
 use crate::proxy::{Proxy, Timeouts, upstream};
 use crate::store::{Store, users, verifications};
 
@@ -58,19 +65,19 @@ async fn serve_async(
 ) -> Result<(), ServerError> {
     let api_listener = TcpListener::bind((options.host.as_str(), options.port))
         .await
-        .map_err(|e| bind_error(&options.host, options.port, &e))?;
+        .map_err(|e| bind_error(Listener::Api, &options.host, options.port, &e))?;
     let api_port = api_listener
         .local_addr()
         .map_err(ServerError::io("cannot read the API listener address"))?
         .port();
-    let mitm_listener = match options.mitm_port {
-        0 => None,
-        port => match TcpListener::bind((options.host.as_str(), port)).await {
+    let mitm_listener = match options.mitm_port.bind_port() {
+        None => None,
+        Some(port) => match TcpListener::bind((options.host.as_str(), port)).await {
             Ok(listener) => Some(listener),
             Err(e) => {
                 tracing::warn!(
                     "MITM proxy disabled: {}",
-                    bind_error(&options.host, port, &e)
+                    bind_error(Listener::Mitm, &options.host, port, &e)
                 );
                 None
             }
@@ -84,11 +91,21 @@ async fn serve_async(
         api_port,
     );
     let initialized = store.read(users::count)? > 0;
+    #[allow(clippy::cast_precision_loss)] // seconds since 1970: far below 2^52
+    crate::metrics::global()
+        .start_time
+        .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
     let (store, dek) = (Arc::new(store), Arc::new(dek));
 
     // The CA exists only when the MITM listener does; failing to load it disables the
     // proxy with a warning instead of stopping the server.
     let mut mitm_listener = mitm_listener;
+    // The bound port: `--mitm-port auto` asked the OS for any free one.
+    let mitm_port = match mitm_listener.as_ref().map(TcpListener::local_addr) {
+        Some(Ok(addr)) => Some(addr.port()),
+        Some(Err(e)) => return Err(ServerError::io("cannot read the MITM listener address")(e)),
+        None => None,
+    };
     let ca = match &mitm_listener {
         // Replicas on PostgreSQL share no disk: their root lives in the database.
         Some(_) => match if store.postgres().is_some() {
@@ -113,6 +130,10 @@ async fn serve_async(
     warnings.extend(more);
     let (retention, more) = RetentionEnv::from_env();
     warnings.extend(more);
+    let (conn_settings, more) = ConnSettings::from_lookup(|name| std::env::var(name).ok());
+    warnings.extend(more);
+    let (body_budget, more) = BodyBudget::from_env(std::env::var(body_budget::ENV).ok().as_deref());
+    warnings.extend(more);
     let google = crate::web::google::config_from_env(
         std::env::var(crate::web::google::CLIENT_ID_ENV).ok(),
         std::env::var(crate::web::google::CLIENT_SECRET_ENV).ok(),
@@ -122,14 +143,17 @@ async fn serve_async(
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
+    // Two stages: listeners stop first and drain their connections (requests still in
+    // flight write request-log rows), then the background tasks stop.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (background_tx, background_rx) = watch::channel(false);
     // Codes still queued were lost with the previous process's mail queue: the owner may
     // now relay them by hand.
     store.write(verifications::fail_queued)?;
     let email_via = smtp.as_ref().map(SmtpConfig::describe);
     let (mailer, mail_task) = match smtp {
         Some(config) => {
-            let (mailer, task, warnings) = Mailer::start(config, stop_rx.clone())
+            let (mailer, task, warnings) = Mailer::start(config, background_rx.clone())
                 .map_err(|e| ServerError::Input(e.to_string()))?;
             for warning in &warnings {
                 tracing::warn!("{warning}");
@@ -138,7 +162,8 @@ async fn serve_async(
         }
         None => (Mailer::disabled(), None),
     };
-    let (audit, audit_task) = AuditLog::start(store.clone(), retention, stop_rx.clone());
+    let (audit, audit_task) = AuditLog::start(store.clone(), retention, background_rx.clone());
+    let housekeeping = tokio::spawn(super::housekeeping::run(store.clone(), background_rx));
     let broker = Arc::new(Broker::new(
         store.clone(),
         dek.clone(),
@@ -150,6 +175,7 @@ async fn serve_async(
     }
     let (upstream, upgrade_client) = upstream::clients(Arc::new(policy), roots, timeouts)
         .map_err(|e| ServerError::Input(format!("cannot set up upstream TLS: {e}")))?;
+    let drain = Drain::new(stop_rx.clone());
     let proxy = Arc::new(Proxy {
         broker,
         upstream,
@@ -157,13 +183,16 @@ async fn serve_async(
         timeouts,
         ca: ca.clone(),
         limits: limits.clone(),
+        body_budget,
+        conn: conn_settings,
+        drain: drain.clone(),
     });
     let state = AppState {
         store,
         dek,
         config: Arc::new(ApiConfig {
             base_url: base_url.clone(),
-            mitm_port: mitm_listener.as_ref().map(|_| options.mitm_port),
+            mitm_port: mitm_listener.as_ref().and(mitm_port),
             retention,
             google,
             ca_pem: ca.map(|ca| ca.root_pem().to_owned()),
@@ -176,13 +205,17 @@ async fn serve_async(
     // cleanly instead of killing the process.
     let signals = ShutdownSignals::install()?;
     pidfile::write(paths)?;
-    println!("agent-vault {} listening on {base_url}", crate::VERSION);
-    if mitm_listener.is_some() {
-        println!(
-            "MITM proxy listening on {}:{}",
-            options.host, options.mitm_port
-        );
+    // The MITM line comes first: the API line is the one that says "ready" to scripts, and
+    // both carry the bound ports (`--port 0`, `--mitm-port auto`).
+    if let (Some(_), Some(port)) = (&mitm_listener, mitm_port) {
+        println!("MITM proxy listening on {}:{port}", options.host);
     }
+    // With AGENT_VAULT_ADDR (a proxy in front) the URL above is not where we listen: say both.
+    let bound_url = super::base_url(None, None, &options.host, api_port);
+    if bound_url != base_url {
+        println!("API bound to {bound_url}");
+    }
+    println!("agent-vault {} listening on {base_url}", crate::VERSION);
     if let Some(via) = &email_via {
         println!("Email via {via}");
     }
@@ -197,17 +230,7 @@ async fn serve_async(
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-
-    let mitm = mitm_listener.map(|listener| {
-        tokio::spawn(crate::proxy::serve(
-            listener,
-            proxy,
-            stopped(stop_rx.clone()),
-        ))
-    });
+    let mitm = mitm_listener.map(|listener| tokio::spawn(crate::proxy::serve(listener, proxy)));
     // One port serves the JSON API (`/v1/…`, `/proxy/…`) and the web UI (`/`, pages).
     let app = crate::web::router(state.clone())
         .merge(api::router(state))
@@ -215,22 +238,69 @@ async fn serve_async(
             limits,
             crate::limits::http::gate,
         ));
-    // The peer address keys the AUTH tier.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let api = axum::serve(api_listener, app)
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
-        .await;
+    // Requests carry the peer address (`ConnectInfo`): it keys the AUTH tier.
+    serve_api(api_listener, app, conn_settings, drain.clone()).await;
     if let Some(mitm) = mitm {
         let _ = mitm.await;
     }
+    // No new connections now; the ones open finish what they are doing, within the grace.
+    let open = drain.live();
+    if open > 0 {
+        tracing::info!(
+            open,
+            grace_secs = conn_settings.grace.as_secs(),
+            "waiting for open connections to finish"
+        );
+    }
+    if !drain.finished(conn_settings.grace).await {
+        tracing::warn!(
+            open = drain.live(),
+            "connections still open after the shutdown grace period; closing them"
+        );
+    }
+    let _ = background_tx.send(true);
+    let _ = housekeeping.await;
     // The request log writes what it holds before the process ends.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), audit_task).await;
     if let Some(task) = mail_task {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(6), task).await;
     }
-    api.map_err(ServerError::io("the API server failed"))?;
     println!("agent-vault server stopped");
     Ok(())
+}
+
+/// Serves the API port until shutdown begins: HTTP/1.1 with the header-read timeout (which
+/// also closes silent keep-alive connections), accept errors backed off, and each connection
+/// asked to finish gracefully on shutdown. Requests carry the peer address as axum's
+/// `ConnectInfo<SocketAddr>`.
+async fn serve_api(listener: TcpListener, app: axum::Router, conn: ConnSettings, drain: Drain) {
+    let accept_drain = drain.clone();
+    listener::accept_loop(listener, accept_drain, "API", move |stream, peer| {
+        let (app, drain) = (app.clone(), drain.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |mut request: http::Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let mut app = app.clone();
+                async move { app.call(request.map(axum::body::Body::new)).await }
+            });
+            let _live = drain.track();
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(conn.header_read)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(served);
+            let ended = tokio::select! {
+                _ = served.as_mut() => Ended::Done,
+                ended = listener::stop_or_idle(&drain, None) => ended,
+            };
+            if ended == Ended::Stopping {
+                served.as_mut().graceful_shutdown();
+                let _ = served.await;
+            }
+        });
+    })
+    .await;
 }
 
 /// The rate limits: the environment (a bad value stops the server, naming the variable) over

@@ -5,9 +5,10 @@
 //! path prefix. Disabled services match like any other; the broker refuses their traffic.
 //!
 //! Security stance: a path prefix scopes a credential, so a request path with dot segments
-//! (`/v1/../admin`, also percent-encoded or with backslashes) could escape the prefix once
-//! the upstream resolves it. Such a request matches only services without a path, whose
-//! credential was granted for the whole host anyway.
+//! (`/v1/../admin`, also percent-encoded once or twice, with `;` parameters, overlong or
+//! full-width dots, or backslashes) could escape the prefix once a server on the way resolves
+//! it. Such a request matches only services without a path, whose credential was granted for
+//! the whole host anyway.
 
 use super::Service;
 
@@ -81,16 +82,52 @@ fn path_matches(prefix: &str, path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// Whether `path` has a `.` or `..` segment once `%2e`, `%2f` and `\` are read the way some
-/// servers read them.
+/// How many rounds of percent-decoding are undone (`%25252e` is three); a path still
+/// encoded after that is treated as escaping.
+const DECODE_ROUNDS: usize = 3;
+
+/// Whether `path` could reach another path once some server on the way reads it: a `.` or
+/// `..` segment after undoing percent-encoding (again and again: `%252e`), dropping `;`
+/// parameters (`..;`, as Tomcat and Jetty do) and NUL-truncation, and reading full-width
+/// and other look-alike dots and slashes as `.` and `/`; or any backslash (raw, encoded,
+/// look-alike); or bytes that are not UTF-8 once decoded (overlong forms such as `%c0%ae`).
 fn has_dot_segment(path: &str) -> bool {
-    let decoded = path
-        .to_ascii_lowercase()
-        .replace("%2e", ".")
-        .replace("%2f", "/")
-        .replace("%5c", "/")
-        .replace('\\', "/");
-    decoded.split('/').any(|s| s == "." || s == "..")
+    let plain = |b: &u8| !matches!(b, b'%' | b'\\' | b'.' | b';' | 0x80..);
+    if path.as_bytes().iter().all(plain) {
+        return false;
+    }
+    let mut bytes: Vec<u8> = path.as_bytes().to_vec();
+    let mut rounds = 0;
+    loop {
+        let decoded: Vec<u8> = percent_encoding::percent_decode(&bytes).collect();
+        if decoded == bytes {
+            break;
+        }
+        if rounds == DECODE_ROUNDS {
+            return true;
+        }
+        bytes = decoded;
+        rounds += 1;
+    }
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return true;
+    };
+    let mut normalized = String::with_capacity(text.len());
+    for c in text.chars() {
+        normalized.push(match c {
+            // FULLWIDTH FULL STOP, SMALL FULL STOP, ONE DOT LEADER (NFKC reads them as `.`).
+            '\u{ff0e}' | '\u{fe52}' | '\u{2024}' => '.',
+            // FULLWIDTH SOLIDUS, DIVISION SLASH, FRACTION SLASH.
+            '\u{ff0f}' | '\u{2215}' | '\u{2044}' => '/',
+            // Backslash and its FULLWIDTH and SMALL forms, SET MINUS.
+            '\\' | '\u{ff3c}' | '\u{fe68}' | '\u{2216}' => return true,
+            c => c,
+        });
+    }
+    normalized.split('/').any(|segment| {
+        let segment = segment.split([';', '\0']).next().unwrap_or(segment);
+        segment == "." || segment == ".."
+    })
 }
 
 #[cfg(test)]
@@ -164,6 +201,83 @@ mod tests {
             ("api.example.com", 443, "/v1/./users", Some("exact")),
             ("root.example.net", 80, "/a/../b", Some("root")),
             ("api.example.com", 443, "/v1/a..b", Some("v1")),
+            // `;` parameters in dot segments, as Tomcat and Jetty read them.
+            ("api.example.com", 443, "/v1/..;/admin", Some("exact")),
+            (
+                "api.example.com",
+                443,
+                "/v1/..;jsessionid=x/admin",
+                Some("exact"),
+            ),
+            ("api.example.com", 443, "/v1/.;/users", Some("exact")),
+            ("api.example.com", 443, "/v1/%2e%2e%3b/admin", Some("exact")),
+            // Doubly and triply encoded.
+            (
+                "api.example.com",
+                443,
+                "/v1/%252e%252e/admin",
+                Some("exact"),
+            ),
+            (
+                "api.example.com",
+                443,
+                "/v1/%25252e%25252e/admin",
+                Some("exact"),
+            ),
+            (
+                "api.example.com",
+                443,
+                "/v1%252f..%252fadmin",
+                Some("exact"),
+            ),
+            (
+                "api.example.com",
+                443,
+                "/v1/%2525252e%2525252e/admin",
+                Some("exact"),
+            ),
+            // Overlong UTF-8 and full-width dots and slashes.
+            (
+                "api.example.com",
+                443,
+                "/v1/%c0%ae%c0%ae/admin",
+                Some("exact"),
+            ),
+            (
+                "api.example.com",
+                443,
+                "/v1/%e0%80%ae%e0%80%ae/admin",
+                Some("exact"),
+            ),
+            (
+                "api.example.com",
+                443,
+                "/v1/%ef%bc%8e%ef%bc%8e/admin",
+                Some("exact"),
+            ),
+            (
+                "api.example.com",
+                443,
+                "/v1/\u{ff0e}\u{ff0e}/admin",
+                Some("exact"),
+            ),
+            (
+                "api.example.com",
+                443,
+                "/v1%ef%bc%8f..%ef%bc%8fadmin",
+                Some("exact"),
+            ),
+            ("api.example.com", 443, "/v1/..%00/admin", Some("exact")),
+            // Any backslash, even without dots.
+            ("api.example.com", 443, "/v1\\admin", Some("exact")),
+            ("api.example.com", 443, "/v1/%5cadmin", Some("exact")),
+            ("api.example.com", 443, "/v1/%255cadmin", Some("exact")),
+            ("api.example.com", 443, "/v1/%ef%bc%bcadmin", Some("exact")),
+            // Ordinary paths with dots, semicolons and encodings keep their service.
+            ("api.example.com", 443, "/v1/file.txt", Some("v1")),
+            ("api.example.com", 443, "/v1/a;b=c", Some("v1")),
+            ("api.example.com", 443, "/v1/caf%c3%a9", Some("v1")),
+            ("api.example.com", 443, "/v1/...", Some("v1")),
         ];
         for (host, port, path, expected) in table {
             let got = select(&services, host, *port, path).and_then(|s| s.name.as_deref());

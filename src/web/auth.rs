@@ -30,7 +30,13 @@ pub fn failure(web: Web, e: OpError) -> Response {
     let body = html! { p.notice.error role="alert" { (e.message) } };
     let status = e.status;
     let markup = page(&web, "Something went wrong", body);
-    web.render(status, markup)
+    let mut response = web.render(status, markup);
+    if let Some(seconds) = e.retry_after {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, seconds.into());
+    }
+    response
 }
 
 fn google_button(state: &AppState) -> Markup {

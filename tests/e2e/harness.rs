@@ -96,8 +96,6 @@ impl TestHome {
         self.run_with(args, "", &[])
     }
 
-    /// Starts `agent-vault server` (on free ports unless `extra` names them) and waits until
-    /// it listens.
     /// The token of the login saved in this home (for raw API calls).
     pub fn session_token(&self) -> String {
         let text = std::fs::read_to_string(self.state().join("session.json")).unwrap();
@@ -122,6 +120,8 @@ impl TestHome {
         )
     }
 
+    /// Starts `agent-vault server` (on ports the OS picks unless `extra` names them; the MITM
+    /// proxy off unless `extra` names `--mitm-port`) and waits until it listens.
     pub fn start_server(&self, extra: &[&str], stdin: &str, envs: &[(&str, &str)]) -> Server {
         self.try_start_server(extra, stdin, envs)
             .unwrap_or_else(|run| panic!("server did not start:\n{run}"))
@@ -184,7 +184,7 @@ impl TestHome {
 }
 
 /// Spawns a server command and waits until it listens.
-fn spawn_server(mut cmd: Command, stdin: &str) -> Result<Server, Run> {
+pub fn spawn_server(mut cmd: Command, stdin: &str) -> Result<Server, Run> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -212,17 +212,27 @@ fn spawn_server(mut cmd: Command, stdin: &str) -> Result<Server, Run> {
         }),
     ];
     let mut seen = Vec::new();
+    let mut mitm_port = None;
+    let mut api_url = None;
     loop {
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(line) => {
-                if let Some(url) = line
+                // The server prints the MITM proxy's bound address first, then the API's.
+                if let Some(url) = line.strip_prefix("out:API bound to ") {
+                    api_url = Some(url.trim().to_owned());
+                } else if let Some(addr) = line.strip_prefix("out:MITM proxy listening on ") {
+                    let port = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+                    mitm_port = Some(port.expect("a port in the MITM line"));
+                } else if let Some(url) = line
                     .strip_prefix("out:")
                     .and_then(|l| l.split("listening on ").nth(1))
                 {
                     let url = url.trim().to_owned();
                     return Ok(Server {
                         child,
+                        api_url: api_url.unwrap_or_else(|| url.clone()),
                         url,
+                        mitm_port,
                         output: rx,
                         seen,
                         readers,
@@ -314,6 +324,10 @@ impl std::fmt::Display for Run {
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// Where the API listens (differs from `url` when `AGENT_VAULT_ADDR` names another).
+    pub api_url: String,
+    /// The MITM proxy's bound port, when it listens (`--mitm-port auto` picks any free one).
+    pub mitm_port: Option<u16>,
     output: mpsc::Receiver<String>,
     seen: Vec<String>,
     readers: Vec<std::thread::JoinHandle<()>>,
@@ -390,7 +404,8 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-/// A port that is free right now (for servers that must keep one address across restarts).
+/// A port that is free right now, for servers that must keep one address across restarts
+/// (anything else lets the server pick: `--port 0`, `--mitm-port auto`).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")

@@ -268,44 +268,37 @@ fn port_flag_env_and_base_url() {
 }
 
 #[test]
-fn mitm_port_is_bound_and_a_taken_one_is_only_a_warning() {
+fn mitm_port_is_bound_and_a_taken_one_is_only_a_warning_naming_the_mitm_flag() {
     let home = TestHome::new();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port().to_string();
-    let port = free_port();
-    let mut cmd = home.command(&[
-        "server",
-        "--port",
-        &port.to_string(),
-        "--mitm-port",
-        &taken_port,
-    ]);
-    cmd.stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null());
-    let child = cmd.spawn().unwrap();
-    let _: serde_json::Value = wait_json(&format!("http://127.0.0.1:{port}/health"));
-    let _ = std::process::Command::new("kill")
-        .arg(child.id().to_string())
-        .status();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("MITM proxy disabled"), "{stderr}");
+    let server = home.start_server(&["--mitm-port", &taken_port], "", &[]);
+    assert_eq!(server.mitm_port, None);
+    let _: serde_json::Value = wait_json(&format!("{}/health", server.url));
+    let (_, output) = server.stop_with("TERM");
+    assert!(output.contains("MITM proxy disabled"), "{output}");
+    // The hint names the flag that moves the MITM proxy, not the API's --port.
+    assert!(output.contains("--mitm-port"), "{output}");
+    assert!(!output.contains("--port (or PORT)"), "{output}");
 
-    let mitm = free_port();
-    let mut cmd = home.command(&[
-        "server",
-        "--port",
-        &free_port().to_string(),
-        "--mitm-port",
-        &mitm.to_string(),
-    ]);
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().unwrap();
+    // `--mitm-port auto`: any free port, reported on stdout and serving the proxy.
+    let server = home.start_server(&["--mitm-port", "auto"], "", &[]);
+    let mitm = server
+        .mitm_port
+        .expect("the MITM line names the bound port");
+    assert_ne!(mitm, 0);
     let response = wait_response(&format!("http://127.0.0.1:{mitm}/anything"));
     assert_eq!(response.headers()["x-agent-vault-proxy-error"], "true");
-    let _ = child.kill();
-    let _ = child.wait();
+    let status: serde_json::Value = wait_json(&format!("{}/v1/status", server.url));
+    assert_eq!(status["mitm_port"], mitm, "{status}");
+    drop(server);
+
+    // `--mitm-port 0` still means disabled; a word that is not a port is refused clearly.
+    let server = home.start_server(&["--mitm-port", "0"], "", &[]);
+    assert_eq!(server.mitm_port, None);
+    drop(server);
+    home.run(&["server", "--mitm-port", "some"])
+        .fails_with("`auto` for any free port");
 }
 
 #[test]

@@ -169,14 +169,14 @@ fn derive_csrf_from_page(url: &str, token: &str) -> String {
 #[test]
 fn cookies_are_secure_behind_https_and_forms_need_their_token() {
     let home = TestHome::new();
-    let port = crate::harness::free_port().to_string();
-    let _server = home.start_server(
-        &["--port", &port],
+    let server = home.start_server(
+        &[],
         "",
         &[("AGENT_VAULT_ADDR", "https://vault.example.com")],
     );
     // Links say https://vault.example.com (a TLS proxy in front); the test talks to the port.
-    let url = format!("http://127.0.0.1:{port}");
+    let url = server.api_url.clone();
+    assert_eq!(server.url, "https://vault.example.com");
     let browser = CurlBrowser::new();
     let (_, headers, _) = browser.get_with_headers(&format!("{url}/login"));
     let cookies = header(&headers, "set-cookie").join("\n");

@@ -83,15 +83,15 @@ fn claude_code_runs_on_a_placeholder_and_the_broker_adds_the_key() {
     let upstream = Upstream::start_on("127.0.0.2");
     let home = TestHome::new();
     let ca_file = upstream.ca_file.display().to_string();
-    let mitm = crate::harness::free_port();
     let server = home.start_server_resolving(
         &[("api.anthropic.com", "127.0.0.2")],
-        &["--mitm-port", &mitm.to_string()],
+        &["--mitm-port", "auto"],
         &[
             ("SSL_CERT_FILE", ca_file.as_str()),
             ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.0/8"),
         ],
     );
+    let mitm = server.mitm_port.expect("the MITM proxy listens");
     let rig = Rig::on_server(home, server, mitm, upstream);
     let dir = workspace(&rig, "claude");
     let image = stand_in_image(&rig, &dir);

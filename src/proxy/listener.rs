@@ -1,0 +1,309 @@
+//! Accepting and serving connections, the same way on both listeners (the API port and the
+//! MITM proxy port) and inside CONNECT tunnels:
+//!
+//! - a request's headers must arrive within [`ConnSettings::header_read`] (this also closes an
+//!   HTTP/1 keep-alive connection that stays silent that long);
+//! - a CONNECT tunnel with no request in flight for [`ConnSettings::tunnel_idle`] is closed
+//!   (a request waiting for a slow answer, or a response still streaming, keeps it open);
+//! - an accept error that is not about one connection (`EMFILE`, `ENFILE`, `ENOBUFS`) backs off
+//!   (10 ms doubling to 1 s) instead of spinning;
+//! - on shutdown, connections are told to finish: idle ones close at once, requests in flight
+//!   and open streams get up to [`ConnSettings::grace`] before the process exits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+pub const HEADER_READ_ENV: &str = "AGENT_VAULT_HEADER_READ_TIMEOUT";
+pub const TUNNEL_IDLE_ENV: &str = "AGENT_VAULT_TUNNEL_IDLE_TIMEOUT";
+pub const GRACE_ENV: &str = "AGENT_VAULT_SHUTDOWN_GRACE";
+
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Connection timeouts, from the environment (whole seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnSettings {
+    pub header_read: Duration,
+    pub tunnel_idle: Duration,
+    pub grace: Duration,
+}
+
+impl Default for ConnSettings {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(30),
+            tunnel_idle: Duration::from_secs(300),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ConnSettings {
+    /// `AGENT_VAULT_HEADER_READ_TIMEOUT` (default 30), `AGENT_VAULT_TUNNEL_IDLE_TIMEOUT`
+    /// (default 300) and `AGENT_VAULT_SHUTDOWN_GRACE` (default 30, may be 0), in seconds;
+    /// the strings are warnings for values that are not numbers.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> (Self, Vec<String>) {
+        let defaults = Self::default();
+        let mut warnings = Vec::new();
+        let mut read = |name: &str, default: Duration, zero_ok: bool| {
+            let Some(text) = get(name).filter(|v| !v.trim().is_empty()) else {
+                return default;
+            };
+            match text.trim().parse::<u64>() {
+                Ok(secs) if secs > 0 || zero_ok => Duration::from_secs(secs),
+                _ => {
+                    warnings.push(format!(
+                        "{name}={} is not a {} number of seconds; using {}",
+                        crate::ceilings::excerpt(text.trim(), 32),
+                        if zero_ok { "whole" } else { "positive" },
+                        default.as_secs()
+                    ));
+                    default
+                }
+            }
+        };
+        let settings = Self {
+            header_read: read(HEADER_READ_ENV, defaults.header_read, false),
+            tunnel_idle: read(TUNNEL_IDLE_ENV, defaults.tunnel_idle, false),
+            grace: read(GRACE_ENV, defaults.grace, true),
+        };
+        (settings, warnings)
+    }
+}
+
+/// Knows the live connections and tells them when to finish.
+#[derive(Clone)]
+pub struct Drain {
+    stop: watch::Receiver<bool>,
+    live: Arc<(AtomicUsize, Notify)>,
+}
+
+/// One live connection; counted until dropped.
+pub struct Live(Arc<(AtomicUsize, Notify)>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if self.0.0.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.1.notify_waiters();
+        }
+    }
+}
+
+impl Drain {
+    pub fn new(stop: watch::Receiver<bool>) -> Self {
+        Self {
+            stop,
+            live: Arc::new((AtomicUsize::new(0), Notify::new())),
+        }
+    }
+
+    pub fn track(&self) -> Live {
+        self.live.0.fetch_add(1, Ordering::AcqRel);
+        Live(self.live.clone())
+    }
+
+    pub fn live(&self) -> usize {
+        self.live.0.load(Ordering::Acquire)
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn stopping(&self) {
+        let mut stop = self.stop.clone();
+        let _ = stop.wait_for(|stop| *stop).await;
+    }
+
+    /// Waits until every connection has finished, or `grace` has passed; true when all did.
+    pub async fn finished(&self, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
+        loop {
+            let notified = self.live.1.notified();
+            if self.live() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.live() == 0;
+            }
+        }
+    }
+}
+
+/// Accepts connections until shutdown begins, handing each to `serve`.
+pub async fn accept_loop(
+    listener: TcpListener,
+    drain: Drain,
+    what: &'static str,
+    mut serve: impl FnMut(TcpStream, std::net::SocketAddr),
+) {
+    let mut backoff = Duration::ZERO;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = drain.stopping() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::ZERO;
+                serve(stream, peer);
+            }
+            // About one connection that went away before we took it: take the next.
+            Err(e) if per_connection(&e) => {}
+            Err(e) => {
+                if backoff.is_zero() {
+                    tracing::warn!("{what}: cannot accept connections ({e}); backing off");
+                }
+                backoff = (backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = drain.stopping() => return,
+                }
+            }
+        }
+    }
+}
+
+fn per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused
+    )
+}
+
+/// How driving a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The connection finished by itself.
+    Done,
+    /// Nothing was in flight for the idle limit: drop the connection to close it.
+    Idle,
+    /// Shutdown began: ask the connection to finish gracefully, then drive it to its end.
+    Stopping,
+}
+
+/// Resolves when a connection should stop being driven as usual: shutdown began, or (with
+/// `idle`) no request has been in flight for that long. Callers race it against the
+/// connection (inline, in a `select!`: a generic helper that takes the connection trips
+/// rustc's higher-ranked `Send` inference on hyper's connection types).
+pub async fn stop_or_idle(drain: &Drain, idle: Option<(&Activity, Duration)>) -> Ended {
+    let idle_out = async {
+        match idle {
+            Some((activity, limit)) => activity.idle_for(limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = idle_out => Ended::Idle,
+        () = drain.stopping() => Ended::Stopping,
+    }
+}
+
+/// Requests in flight on one connection, and when the last one ended.
+#[derive(Clone)]
+pub struct Activity(Arc<ActivityState>);
+
+struct ActivityState {
+    in_flight: AtomicUsize,
+    since: std::sync::Mutex<Instant>,
+}
+
+/// One request in flight (until its response body is done or dropped).
+pub struct InFlight(Arc<ActivityState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.0.since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        }
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self(Arc::new(ActivityState {
+            in_flight: AtomicUsize::new(0),
+            since: std::sync::Mutex::new(Instant::now()),
+        }))
+    }
+}
+
+impl Activity {
+    pub fn begin(&self) -> InFlight {
+        self.0.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.0.clone())
+    }
+
+    /// Resolves once no request has been in flight for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let wait = if self.0.in_flight.load(Ordering::Acquire) > 0 {
+                limit
+            } else {
+                let since = *self.0.since.lock().unwrap_or_else(|e| e.into_inner());
+                match limit.checked_sub(since.elapsed()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return,
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_come_from_the_environment_with_warnings() {
+        let (settings, warnings) = ConnSettings::from_lookup(|name| match name {
+            HEADER_READ_ENV => Some("5".into()),
+            TUNNEL_IDLE_ENV => Some("soon".into()),
+            GRACE_ENV => Some("0".into()),
+            _ => None,
+        });
+        assert_eq!(settings.header_read, Duration::from_secs(5));
+        assert_eq!(settings.tunnel_idle, ConnSettings::default().tunnel_idle);
+        assert_eq!(settings.grace, Duration::ZERO);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains(TUNNEL_IDLE_ENV), "{warnings:?}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_idle_only_with_nothing_in_flight() {
+        let activity = Activity::default();
+        let request = activity.begin();
+        let limit = Duration::from_millis(20);
+        let idle = tokio::spawn({
+            let activity = activity.clone();
+            async move { activity.idle_for(limit).await }
+        });
+        tokio::time::sleep(limit * 5).await;
+        assert!(!idle.is_finished(), "a request in flight keeps it open");
+        drop(request);
+        tokio::time::timeout(Duration::from_secs(10), idle)
+            .await
+            .expect("idle once the request ended")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_drain_waits_for_live_connections_up_to_the_grace() {
+        let (_tx, rx) = watch::channel(false);
+        let drain = Drain::new(rx);
+        assert!(drain.finished(Duration::from_millis(10)).await);
+        let live = drain.track();
+        assert!(!drain.finished(Duration::from_millis(10)).await);
+        let waiter = tokio::spawn({
+            let drain = drain.clone();
+            async move { drain.finished(Duration::from_secs(60)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(live);
+        assert!(waiter.await.unwrap());
+    }
+}

@@ -1,0 +1,124 @@
+//! Small hardening through the real binary: path scopes that cannot be escaped, upstream
+//! errors that tell the agent no more than it needs, and ended sessions purged.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::broker::{BEARER, Rig, header};
+use crate::harness::{OWNER_EMAIL, OWNER_PASSWORD, TestHome, free_port, poll};
+use crate::upstream::Upstream;
+
+/// Paths under the `/bearer` scope that a server on the way could resolve elsewhere.
+const ESCAPES: [&str; 12] = [
+    "/bearer/..;/admin",
+    "/bearer/..;jsessionid=1/admin",
+    "/bearer/%2e%2e;/admin",
+    "/bearer/%252e%252e/admin",
+    "/bearer/%25252e%25252e/admin",
+    "/bearer%252f..%252fadmin",
+    "/bearer/%c0%ae%c0%ae/admin",
+    "/bearer/%e0%80%ae%e0%80%ae/admin",
+    "/bearer/%ef%bc%8e%ef%bc%8e/admin",
+    "/bearer/%5c..%5cadmin",
+    "/bearer/%255cadmin",
+    "/bearer/..%00/admin",
+];
+
+#[test]
+fn escaping_path_forms_never_carry_a_path_scoped_credential() {
+    let rig = Rig::start(true);
+    // The scope works: inside it the credential goes in.
+    let inside = rig.echo(&["--path-as-is"], "/bearer/v1");
+    assert_eq!(
+        header(&inside, "authorization"),
+        vec![format!("Bearer {BEARER}")]
+    );
+    for path in ESCAPES {
+        // Through the MITM proxy (no service matches: forwarded without a credential).
+        let echo = rig.echo(&["--path-as-is"], path);
+        assert!(
+            header(&echo, "authorization").is_empty(),
+            "MITM {path}: {echo}"
+        );
+        // Through the explicit endpoint on the API port.
+        let out = Command::new("curl")
+            .args(["-sS", "--path-as-is", "--noproxy", "*", "-H"])
+            .arg(format!("Authorization: Bearer {}", rig.token.trim()))
+            .args(["-H", "X-Vault: default"])
+            .arg(format!(
+                "{}/proxy/127.0.0.1:{}{path}",
+                rig.server.url, rig.upstream.https_port
+            ))
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(!body.contains(BEARER), "explicit {path}: {body}");
+        let echo: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: {body}"));
+        assert!(echo["headers"].is_object(), "explicit {path}: {body}");
+    }
+}
+
+#[test]
+fn upstream_tls_errors_do_not_list_the_certificate_names() {
+    // The upstream's certificate does not name 127.0.0.5, where it listens.
+    let rig = Rig::start_with(true, Upstream::start_on("127.0.0.5"));
+    let (status, body, _) = rig.curl(&[], &rig.https("/bearer"));
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("upstream_error"), "{body}");
+    assert!(body.contains("not valid for this name"), "{body}");
+    for name in ["localhost", "api.anthropic.com", "127.0.0.2"] {
+        assert!(!body.contains(name), "the agent learns {name}: {body}");
+    }
+    let (_, output) = rig.server.stop_with("TERM");
+    assert!(
+        output.contains("api.anthropic.com"),
+        "the server log has the detail: {output}"
+    );
+}
+
+fn session_kinds(home: &TestHome) -> Vec<String> {
+    let db = rusqlite::Connection::open(home.state().join("agent-vault.db")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT kind FROM sessions ORDER BY kind")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn ended_sessions_are_purged() {
+    let home = TestHome::new();
+    // One address across the restart, so the saved login still applies.
+    let port = free_port().to_string();
+    let server = home.start_server(&["--port", &port], "", &[]);
+    home.register(&server, OWNER_EMAIL, OWNER_PASSWORD).ok();
+    home.run(&["vault", "token"]).ok();
+    let (_, _) = server.stop_with("TERM");
+    assert_eq!(session_kinds(&home), ["scoped", "user"]);
+    // The token ended an hour ago (as if the server had been down meanwhile).
+    {
+        let db = rusqlite::Connection::open(home.state().join("agent-vault.db")).unwrap();
+        let past = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            - 3600;
+        db.execute(
+            "UPDATE sessions SET expires_at = ?1, max_expires_at = NULL WHERE kind = 'scoped'",
+            [past],
+        )
+        .unwrap();
+    }
+    let server = home.start_server(&["--port", &port], "", &[]);
+    poll(
+        "the ended token to be purged",
+        std::time::Duration::from_millis(100),
+        || (session_kinds(&home) == ["user"]).then_some(()),
+    );
+    // The live login is kept and still works.
+    home.run(&["account", "whoami"]).ok();
+    drop(server);
+}
