@@ -45,6 +45,7 @@ impl Audience {
 
 /// The `429`: `Retry-After`, `X-RateLimit-Limit`/`-Remaining`, and a body naming the tier.
 pub fn too_many_requests(refusal: &Refusal, audience: Audience) -> http::Response<String> {
+    crate::metrics::global().rate_limited(refusal.tier.as_str());
     let message = refusal.message();
     let (content_type, body) = match audience {
         Audience::Browser => (

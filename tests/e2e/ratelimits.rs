@@ -174,6 +174,18 @@ fn authed_tier_is_per_principal() {
     refused(refusal.expect("token A refused within 40 calls"), "AUTHED");
     // Each vault-scoped token has a budget of its own.
     assert_eq!(me(&token_b).status(), 200);
+    // The refusal is counted for dashboards.
+    let metrics = client
+        .get(format!("{}/metrics", server.url))
+        .bearer_auth(owner.home.session_token())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("agent_vault_rate_limited_requests_total{limit=\"AUTHED\"} 1"),
+        "{metrics}"
+    );
     std::thread::sleep(Duration::from_millis(2100));
     assert_eq!(me(&token_a).status(), 200);
 }
