@@ -8,6 +8,9 @@
 //! proxy to a local upstream, one vault token (one PROXY key, the worst case for contention on
 //! a key); rounds alternate between the servers and the median of each is printed.
 //!
+//! Then the limiter alone, in process: the time one request spends in PROXY and GLOBAL
+//! (check, slot, release) with the same limits, against the time the proxy spends per request.
+//!
 //! Needs nothing but this repository: the upstream is the e2e suite's. Prints; asserts
 //! nothing, except that the limited server refused nothing.
 
@@ -188,4 +191,34 @@ fn main() {
         list(&after)
     );
     println!("change: {:+.1}%", (a - b) / b * 100.0);
+
+    // The limiter alone: what one proxied request pays in it.
+    let env = agent_vault::limits::EnvLayer::from_vars(
+        [
+            ("AGENT_VAULT_RATELIMIT_PROXY_RATE", "1000000"),
+            ("AGENT_VAULT_RATELIMIT_PROXY_BURST", "1000000"),
+            ("AGENT_VAULT_RATELIMIT_PROXY_CONCURRENCY", "10000"),
+            ("AGENT_VAULT_RATELIMIT_GLOBAL_CONCURRENCY", "10000"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    )
+    .unwrap();
+    let limits = agent_vault::limits::Limits::new(env, &Default::default()).0;
+    const CALLS: u32 = 1_000_000;
+    let per_call = runtime.block_on(async {
+        let started = Instant::now();
+        for _ in 0..CALLS {
+            let global = limits.global_proxy().await.unwrap();
+            let admitted = limits.proxy("token:0123456789abcdef0123/vault-id").await.unwrap();
+            drop((global, admitted));
+        }
+        started.elapsed() / CALLS
+    });
+    let per_request = Duration::from_secs_f64(1.0 / b);
+    println!(
+        "limiter per request (PROXY check + slot, GLOBAL slot, in process): {} ns; the proxy's wall time per request at {b:.0} req/s: {} ns ({:.2}%)",
+        per_call.as_nanos(),
+        per_request.as_nanos(),
+        per_call.as_secs_f64() / per_request.as_secs_f64() * 100.0
+    );
 }

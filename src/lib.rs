@@ -9,7 +9,7 @@
 //! Lower layers never import upper ones:
 //!
 //! ```text
-//! ceilings → target → netguard → paths → crypto → services → store → ca → broker → limits → proxy → mail → ops → api | web → server → cli → main
+//! ceilings → target → netguard → paths → metrics → crypto → services → store → ca → broker → limits → proxy → mail → ops → api | web → server → cli → main
 //! ```
 //!
 //! | module   | owns |
@@ -20,7 +20,8 @@
 //! | [`paths`]  | the `~/.agent-vault/` layout and its permissions |
 //! | [`crypto`] | DEK/KEK, Argon2id, AES-256-GCM with associated data, tokens, zeroizing secrets |
 //! | [`services`] | service rules: model, validation, YAML form, request matching, catalog |
-//! | [`store`]  | SQLite: one connection, versioned migrations, one file per aggregate |
+//! | [`metrics`] | Prometheus counters, histograms and gauges (one registry), rendered for `GET /metrics` |
+//! | [`store`]  | SQLite or PostgreSQL behind one connection type, versioned migrations, one file per aggregate |
 //! | [`ca`]     | the MITM root CA (key sealed under the DEK) and cached per-host leaf certificates |
 //! | [`broker`] | the data path's policy core: proxy auth, vault snapshots, injection plan, request log |
 //! | [`limits`] | rate limits: tiers AUTH, PROXY, AUTHED, GLOBAL; profiles, env knobs and owner overrides; bounded per-key budgets; the `429` answer |
@@ -44,6 +45,7 @@ pub mod cli;
 pub mod crypto;
 pub mod limits;
 pub mod mail;
+pub mod metrics;
 pub mod netguard;
 pub mod ops;
 pub mod paths;

@@ -46,6 +46,7 @@ const BODY_LIMIT: usize = 1024 * 1024;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
         .route("/v1/auth/register", post(accounts::register))
         .route("/v1/auth/verify", post(accounts::verify))
@@ -328,6 +329,30 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
             "database": { "engine": engine, "reachable": reachable },
         })),
     )
+}
+
+/// `GET /metrics` (an instance owner's token): Prometheus text format. Pool gauges are read
+/// at scrape time.
+async fn metrics(
+    State(state): State<AppState>,
+    caller: auth::Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    crate::ops::admin::require_owner(&caller)?;
+    let metrics = crate::metrics::global();
+    if let Some(pg) = state.store.postgres() {
+        let (open, idle, waiting) = pg.pool_status();
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        metrics.db_connections.set(gauge(open));
+        metrics.db_connections_idle.set(gauge(idle));
+        metrics.db_waiting.set(gauge(waiting));
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        metrics.render(),
+    ))
 }
 
 async fn status(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {

@@ -124,6 +124,9 @@ pub async fn mint(
         answer["lease_seconds"] = json!(seconds);
         answer["lease_expires_at"] = json!(rfc3339(now + seconds));
     }
+    if body.lease_seconds.is_some() {
+        crate::metrics::global().vault_run_sessions.inc();
+    }
     Ok((StatusCode::CREATED, axum::Json(answer)))
 }
 

@@ -52,6 +52,12 @@ impl AuditLog {
     }
 
     pub fn record(&self, record: Record) {
+        crate::metrics::global().proxied(
+            record.ingress,
+            record.status,
+            record.error_code,
+            record.duration_ms,
+        );
         if self.tx.try_send(record).is_err() {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {

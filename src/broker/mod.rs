@@ -301,7 +301,9 @@ impl Broker {
         credentials: &ProxyCredentials,
     ) -> Result<Arc<Scope>, BrokerError> {
         let generation = self.generation.load(Ordering::SeqCst);
-        if let Some(scope) = self.scopes.get(credentials.cache_key.as_str()) {
+        let cached = self.scopes.get(credentials.cache_key.as_str());
+        crate::metrics::global().cache_lookup("token", cached.is_some());
+        if let Some(scope) = cached {
             return check_expiry(scope);
         }
         let hash = credentials.token_hash().to_owned();
@@ -322,7 +324,9 @@ impl Broker {
     /// The in-memory view of a vault (loaded, decrypted and cached on first use).
     pub async fn snapshot(&self, vault_id: &str) -> Result<Arc<VaultSnapshot>, BrokerError> {
         let generation = self.generation.load(Ordering::SeqCst);
-        if let Some(snapshot) = self.snapshots.get(vault_id) {
+        let cached = self.snapshots.get(vault_id);
+        crate::metrics::global().cache_lookup("snapshot", cached.is_some());
+        if let Some(snapshot) = cached {
             return Ok(snapshot);
         }
         let key = vault_id.to_owned();

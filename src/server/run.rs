@@ -91,6 +91,10 @@ async fn serve_async(
         api_port,
     );
     let initialized = store.read(users::count)? > 0;
+    #[allow(clippy::cast_precision_loss)] // seconds since 1970: far below 2^52
+    crate::metrics::global()
+        .start_time
+        .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
     let (store, dek) = (Arc::new(store), Arc::new(dek));
 
     // The CA exists only when the MITM listener does; failing to load it disables the
@@ -167,7 +171,7 @@ async fn serve_async(
         audit,
     ));
     if let Some(pg) = store.postgres() {
-        share_changes_between_replicas(pg, &broker, stop_rx.clone());
+        share_changes_between_replicas(pg, &broker, (&store, &limits), stop_rx.clone());
     }
     let (upstream, upgrade_client) = upstream::clients(Arc::new(policy), roots, timeouts)
         .map_err(|e| ServerError::Input(format!("cannot set up upstream TLS: {e}")))?;
@@ -363,14 +367,33 @@ const DEFAULT_CACHE_MAX_AGE: u64 = 30;
 fn share_changes_between_replicas(
     pg: &crate::store::pg::PgStore,
     broker: &Arc<Broker>,
+    (store, limits): (&Arc<Store>, &Arc<Limits>),
     stop: watch::Receiver<bool>,
 ) {
     let listener = broker.clone();
+    let reload = {
+        let (store, limits) = (store.clone(), limits.clone());
+        // An owner's rate-limit change on another replica arrives as "everything changed"
+        // (settings are not classified finer) or at the periodic refresh.
+        move || {
+            let (store, limits) = (store.clone(), limits.clone());
+            tokio::task::spawn_blocking(move || {
+                if let Ok(stored) = store.read(crate::limits::config::stored) {
+                    let _ = limits.apply(&stored);
+                }
+            });
+        }
+    };
+    let on_change = reload.clone();
     pg.listen(move |payload| {
-        listener.apply(payload.map_or(
+        let change = payload.map_or(
             crate::broker::Invalidation::Everything,
             crate::broker::Invalidation::decode,
-        ));
+        );
+        if change == crate::broker::Invalidation::Everything {
+            on_change();
+        }
+        listener.apply(change);
     });
     let max_age = std::env::var(CACHE_MAX_AGE_ENV)
         .ok()
@@ -384,7 +407,10 @@ fn share_changes_between_replicas(
         tick.tick().await;
         loop {
             tokio::select! {
-                _ = tick.tick() => refresher.invalidate(),
+                _ = tick.tick() => {
+                    refresher.invalidate();
+                    reload();
+                }
                 _ = stop.wait_for(|s| *s) => return,
             }
         }

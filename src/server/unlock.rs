@@ -103,8 +103,16 @@ fn first_start(store: &Store, source: PasswordSource) -> Result<Key, ServerError
     }
     let (record, dek) = KeyRecord::create(password.as_ref(), KdfParams::for_new_secrets())
         .map_err(|e| ServerError::Input(format!("cannot create the encryption key: {e}")))?;
-    store.write(|tx| master_key::save(tx, &record))?;
-    Ok(dek)
+    // Replicas sharing one PostgreSQL database may all start on an empty one: the first to
+    // commit its key wins, and the others unlock that key with the password they were given.
+    let existing = store.write(|tx| match master_key::load(tx)? {
+        Some(existing) => Ok(Some(existing)),
+        None => master_key::save(tx, &record).map(|()| None),
+    })?;
+    match existing {
+        None => Ok(dek),
+        Some(existing) => Ok(existing.unlock(password.as_ref())?),
+    }
 }
 
 fn unlock(record: &KeyRecord, source: PasswordSource) -> Result<Key, ServerError> {

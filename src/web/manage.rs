@@ -243,7 +243,7 @@ fn rate_limit_section(web: &Web, stored: &StoredRateLimit) -> Markup {
                             }
                         }
                     }
-                    button type="submit" { "Save" }
+                    button type="submit" { "Save profile" }
                 }
             }
         }

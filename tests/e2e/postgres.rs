@@ -49,6 +49,32 @@ fn data_lives_in_postgres_not_in_the_home() {
         "a PostgreSQL server must not create the SQLite file"
     );
 
+    // Metrics: the owner's token only; the proxied requests, cache and pool are counted.
+    let url = format!("{}/metrics", rig.server.url);
+    assert_eq!(http().get(&url).send().unwrap().status(), 401);
+    let metrics = http()
+        .get(&url)
+        .bearer_auth(rig.home.session_token())
+        .send()
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().unwrap();
+    for needle in [
+        "agent_vault_proxied_requests_total{ingress=\"mitm\",status=\"2xx\",error=\"\"}",
+        "agent_vault_proxied_request_duration_seconds_bucket",
+        "agent_vault_broker_cache_lookups_total{cache=\"snapshot\",result=\"hit\"}",
+        "agent_vault_process_start_time_seconds",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let pool: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("agent_vault_db_pool_connections "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pool gauge in:\n{text}"));
+    assert!(pool >= 1.0, "{text}");
+    assert!(!text.contains(BEARER), "a credential in the metrics");
+
     // The request log went to PostgreSQL too.
     let logs = rig.home.run(&["vault", "logs", "--json"]).ok().stdout;
     assert!(logs.contains("/bearer"), "{logs}");
@@ -98,4 +124,18 @@ fn restart_unlocks_the_same_database_and_refuses_a_wrong_password() {
         header(&echo, "authorization"),
         vec![format!("Bearer {BEARER}")]
     );
+
+    // The database goes away: /health says so with 503, for the load balancer.
+    let url = rig.home.database_url.clone().unwrap();
+    let name = url.rsplit('/').next().unwrap();
+    crate::testpg::server()
+        .psql("postgres", &format!("DROP DATABASE {name} WITH (FORCE)"))
+        .unwrap();
+    let health = http()
+        .get(format!("{}/health", rig.server.url))
+        .send()
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let body: Value = health.json().unwrap();
+    assert_eq!(body["database"]["reachable"], false, "{body}");
 }

@@ -167,10 +167,13 @@ fn set_credential(api: u16, session: &str, value: &str) {
 fn three_replicas_behind_haproxy_share_changes_and_survive_a_loss() {
     let database_url = crate::testpg::fresh_database_url();
     let upstream = Upstream::start();
-    // The first replica creates the key and the CA in the database; the others unlock them.
-    let a = start_replica(&database_url, &upstream.ca_file);
-    let b = start_replica(&database_url, &upstream.ca_file);
-    let c = start_replica(&database_url, &upstream.ca_file);
+    // All three start at once on the empty database: one creates the key and the CA, the
+    // others find and unlock them (no replica may keep a key of its own).
+    let (a, b, c) = std::thread::scope(|s| {
+        let start = || s.spawn(|| start_replica(&database_url, &upstream.ca_file));
+        let (a, b, c) = (start(), start(), start());
+        (a.join().unwrap(), b.join().unwrap(), c.join().unwrap())
+    });
     let balancer = start_balancer(&[&a, &b, &c]);
 
     // The owner works through the balancer, as a user of the service would.

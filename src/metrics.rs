@@ -1,0 +1,222 @@
+//! Prometheus metrics (text exposition format, through `prometheus-client`), served at
+//! `GET /metrics` on the API port to an instance owner's token.
+//!
+//! One process-wide registry: the data path bumps counters here without threading a handle
+//! through every constructor, and nothing below depends on anything above. No label ever
+//! carries a credential, token, path or query: only ingress names, status classes and the
+//! broker's stable error codes.
+
+use std::sync::LazyLock;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProxiedLabels {
+    /// `mitm` or `explicit`.
+    pub ingress: String,
+    /// The response's status class (`2xx` … `5xx`, or `none` when nothing was answered).
+    pub status: String,
+    /// The broker's error code when it refused or failed the request, else empty.
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IngressLabels {
+    pub ingress: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `snapshot` (a vault's services and credentials) or `token` (a resolved proxy token).
+    pub cache: String,
+    /// `hit` or `miss`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// Which limit refused the request.
+    pub limit: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub proxied: Family<ProxiedLabels, Counter>,
+    pub proxied_seconds: Family<IngressLabels, Histogram>,
+    pub cache: Family<CacheLabels, Counter>,
+    pub rate_limited: Family<LimitLabels, Counter>,
+    pub vault_run_sessions: Counter,
+    pub db_connections: Gauge,
+    pub db_connections_idle: Gauge,
+    pub db_waiting: Gauge,
+    pub start_time: Gauge<f64, AtomicU64>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("agent_vault");
+        let proxied = Family::<ProxiedLabels, Counter>::default();
+        registry.register(
+            "proxied_requests",
+            "Requests through the broker, by ingress, status class and broker error code",
+            proxied.clone(),
+        );
+        let proxied_seconds = Family::<IngressLabels, Histogram>::new_with_constructor(|| {
+            // 1 ms to about 65 s: agents' model calls hold a response for minutes at worst.
+            Histogram::new(exponential_buckets(0.001, 2.0, 17))
+        });
+        registry.register(
+            "proxied_request_duration_seconds",
+            "Time from a proxied request's arrival to its response head, by ingress",
+            proxied_seconds.clone(),
+        );
+        let cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "broker_cache_lookups",
+            "Data-path cache lookups (vault snapshots and proxy tokens), by result",
+            cache.clone(),
+        );
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "rate_limited_requests",
+            "Requests refused by a rate limit (per replica), by limit",
+            rate_limited.clone(),
+        );
+        let vault_run_sessions = Counter::default();
+        registry.register(
+            "vault_run_sessions",
+            "Leased tokens minted for `vault run` (process and container sandboxes)",
+            vault_run_sessions.clone(),
+        );
+        let db_connections = Gauge::default();
+        registry.register(
+            "db_pool_connections",
+            "PostgreSQL connections open in this replica's pool (0 on SQLite)",
+            db_connections.clone(),
+        );
+        let db_connections_idle = Gauge::default();
+        registry.register(
+            "db_pool_idle_connections",
+            "PostgreSQL connections idle in this replica's pool",
+            db_connections_idle.clone(),
+        );
+        let db_waiting = Gauge::default();
+        registry.register(
+            "db_pool_waiting",
+            "Callers waiting for a PostgreSQL connection",
+            db_waiting.clone(),
+        );
+        let start_time = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "process_start_time_seconds",
+            "When this server started, in seconds since the Unix epoch",
+            start_time.clone(),
+        );
+        Self {
+            registry,
+            proxied,
+            proxied_seconds,
+            cache,
+            rate_limited,
+            vault_run_sessions,
+            db_connections,
+            db_connections_idle,
+            db_waiting,
+            start_time,
+        }
+    }
+
+    /// One proxied request, as the request log records it.
+    pub fn proxied(&self, ingress: &str, status: u16, error: Option<&str>, duration_ms: u64) {
+        let status = match status {
+            0 => "none".to_owned(),
+            s => format!("{}xx", s / 100),
+        };
+        self.proxied
+            .get_or_create(&ProxiedLabels {
+                ingress: ingress.to_owned(),
+                status,
+                error: error.unwrap_or_default().to_owned(),
+            })
+            .inc();
+        #[allow(clippy::cast_precision_loss)] // milliseconds: far below 2^52
+        self.proxied_seconds
+            .get_or_create(&IngressLabels {
+                ingress: ingress.to_owned(),
+            })
+            .observe(duration_ms as f64 / 1000.0);
+    }
+
+    /// A data-path cache lookup: `cache` is `snapshot` or `token`.
+    pub fn cache_lookup(&self, cache: &str, hit: bool) {
+        self.cache
+            .get_or_create(&CacheLabels {
+                cache: cache.to_owned(),
+                result: if hit { "hit" } else { "miss" }.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A request refused by the rate limit named `limit`.
+    pub fn rate_limited(&self, limit: &str) {
+        self.rate_limited
+            .get_or_create(&LimitLabels {
+                limit: limit.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The registry in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text_without_secrets() {
+        let m = Metrics::new();
+        m.proxied("mitm", 200, None, 12);
+        m.proxied("explicit", 403, Some("forbidden"), 1);
+        m.cache_lookup("snapshot", true);
+        m.rate_limited("proxy");
+        let text = m.render();
+        assert!(
+            text.contains(
+                "agent_vault_proxied_requests_total{ingress=\"mitm\",status=\"2xx\",error=\"\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("error=\"forbidden\""), "{text}");
+        assert!(
+            text.contains("agent_vault_proxied_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "agent_vault_broker_cache_lookups_total{cache=\"snapshot\",result=\"hit\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
