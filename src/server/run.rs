@@ -205,10 +205,10 @@ async fn serve_async(
     // cleanly instead of killing the process.
     let signals = ShutdownSignals::install()?;
     pidfile::write(paths)?;
-    // The MITM line comes first: the API line is the one that says "ready" to scripts, and
-    // both carry the bound ports (`--port 0`, `--mitm-port auto`).
+    // The bound addresses come first (`--port 0`, `--mitm-port auto`), then the one line with
+    // "listening on" that scripts wait for.
     if let (Some(_), Some(port)) = (&mitm_listener, mitm_port) {
-        println!("MITM proxy listening on {}:{port}", options.host);
+        println!("MITM proxy bound to {}:{port}", options.host);
     }
     // With AGENT_VAULT_ADDR (a proxy in front) the URL above is not where we listen: say both.
     let bound_url = super::base_url(None, None, &options.host, api_port);

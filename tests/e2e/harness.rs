@@ -220,7 +220,7 @@ pub fn spawn_server(mut cmd: Command, stdin: &str) -> Result<Server, Run> {
                 // The server prints the MITM proxy's bound address first, then the API's.
                 if let Some(url) = line.strip_prefix("out:API bound to ") {
                     api_url = Some(url.trim().to_owned());
-                } else if let Some(addr) = line.strip_prefix("out:MITM proxy listening on ") {
+                } else if let Some(addr) = line.strip_prefix("out:MITM proxy bound to ") {
                     let port = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok());
                     mitm_port = Some(port.expect("a port in the MITM line"));
                 } else if let Some(url) = line
