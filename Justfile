@@ -31,6 +31,7 @@ bench:
     cargo bench --locked --bench api
     cargo bench --locked --bench proxy
     cargo bench --locked --bench store
+    cargo bench --locked --bench ratelimit
 
 # Start-up cost of the container sandbox against a plain `docker run` (needs Docker)
 bench-sandbox:

@@ -9,7 +9,7 @@
 //! Lower layers never import upper ones:
 //!
 //! ```text
-//! target → netguard → paths → metrics → crypto → services → store → ca → broker → proxy → mail → ops → api | web → server → cli → main
+//! target → netguard → paths → metrics → crypto → services → store → ca → broker → limits → proxy → mail → ops → api | web → server → cli → main
 //! ```
 //!
 //! | module   | owns |
@@ -23,6 +23,7 @@
 //! | [`store`]  | SQLite or PostgreSQL behind one connection type, versioned migrations, one file per aggregate |
 //! | [`ca`]     | the MITM root CA (key sealed under the DEK) and cached per-host leaf certificates |
 //! | [`broker`] | the data path's policy core: proxy auth, vault snapshots, injection plan, request log |
+//! | [`limits`] | rate limits: tiers AUTH, PROXY, AUTHED, GLOBAL; profiles, env knobs and owner overrides; bounded per-key budgets; the `429` answer |
 //! | [`proxy`]  | the data-path listeners (forward proxy / MITM, explicit endpoint) and the upstream client |
 //! | [`mail`]   | email: SMTP settings, message building (codes, invites, proposal notices), a background queue with retries and delivery status |
 //! | [`ops`]    | the management operations: permission checks and store writes, shared by `api` and `web` |
@@ -40,6 +41,7 @@ pub mod broker;
 pub mod ca;
 pub mod cli;
 pub mod crypto;
+pub mod limits;
 pub mod mail;
 pub mod metrics;
 pub mod netguard;

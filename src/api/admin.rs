@@ -37,9 +37,14 @@ pub async fn set_user_role(
     Ok(axum::Json(json!({ "email": email, "role": role })))
 }
 
-fn settings_body(settings: &Settings, env: &RetentionEnv) -> serde_json::Value {
+fn settings_body(
+    settings: &Settings,
+    env: &RetentionEnv,
+    limits: &crate::limits::Limits,
+) -> serde_json::Value {
     let (effective, [age_source, rows_source]) = env.resolve(settings.stored_retention);
     json!({
+        "rate_limit": rate_limit_body(&limits.effective(), &settings.stored_rate_limit),
         "invite_only": settings.invite_only,
         "allowed_email_domains": settings.allowed_domains,
         "logs_retention": {
@@ -60,6 +65,7 @@ pub async fn get_settings(
     Ok(axum::Json(settings_body(
         &settings,
         &state.config.retention,
+        &state.proxy.limits,
     )))
 }
 
@@ -73,5 +79,26 @@ pub async fn put_settings(
     Ok(axum::Json(settings_body(
         &settings,
         &state.config.retention,
+        &state.proxy.limits,
     )))
+}
+
+/// The limits in force with where each value came from, and the owner's override as stored.
+fn rate_limit_body(
+    effective: &crate::limits::Effective,
+    stored: &crate::limits::StoredRateLimit,
+) -> serde_json::Value {
+    let mut body = effective.to_json();
+    body["override"] = json!(stored);
+    body
+}
+
+/// `POST /v1/admin/settings/rate-limit/preview`: what an override would give, unsaved.
+pub async fn preview_rate_limit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<crate::limits::StoredRateLimit>,
+) -> Result<impl IntoResponse, ApiError> {
+    let effective = admin::preview_rate_limit(&state, &caller, &body)?;
+    Ok(axum::Json(rate_limit_body(&effective, &body)))
 }

@@ -6,7 +6,10 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
+use axum::response::{IntoResponse, Response};
+
 use super::{ApiError, AppState};
+use crate::limits::http::{Audience, too_many_requests};
 pub use crate::ops::{Caller, Principal};
 
 /// The raw bearer token of a request, if any.
@@ -21,20 +24,28 @@ pub fn bearer_token_of(headers: &axum::http::HeaderMap) -> Option<&str> {
 }
 
 impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    /// Resolves the token, then charges the call to its principal (AUTHED tier).
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let token = bearer_token(parts).ok_or_else(|| {
             ApiError::unauthorized(
                 "missing `Authorization: Bearer <token>`; log in with `agent-vault auth login`",
             )
+            .into_response()
         })?;
-        crate::ops::caller::resolve(state, token)
-            .await?
+        let caller = crate::ops::caller::resolve(state, token)
+            .await
+            .map_err(IntoResponse::into_response)?
             .ok_or_else(|| {
                 ApiError::unauthorized(
                     "the session is invalid or has expired; log in again with `agent-vault auth login`",
                 )
-            })
+                .into_response()
+            })?;
+        if let Err(refusal) = state.proxy.limits.authed(&caller.limit_key()) {
+            return Err(too_many_requests(&refusal, Audience::Api).map(axum::body::Body::from));
+        }
+        Ok(caller)
     }
 }

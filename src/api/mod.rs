@@ -67,6 +67,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/settings",
             get(admin::get_settings).put(admin::put_settings),
         )
+        .route(
+            "/v1/admin/settings/rate-limit/preview",
+            post(admin::preview_rate_limit),
+        )
         .route("/v1/admin/email", get(email::status))
         .route("/v1/admin/email/test", post(email::test))
         .route("/v1/users", get(users::list))

@@ -130,6 +130,9 @@ pub struct Scope {
     pub actor_type: &'static str,
     pub actor_id: Option<String>,
     pub expires_at: Option<i64>,
+    /// The PROXY rate-limit key: the agent, or this very vault-scoped token (never the user
+    /// who minted it: two `vault run`s have two budgets), and the vault.
+    pub limit_key: Arc<str>,
 }
 
 pub struct Broker {
@@ -389,6 +392,7 @@ fn resolve_scope(
                                 _ => ("scoped", None),
                             };
                             Ok(Scope {
+                                limit_key: format!("token:{}/{}", session.public_id, vault.id).into(),
                                 vault_id: vault.id.into(),
                                 vault_name: vault.name,
                                 role,
@@ -427,6 +431,7 @@ fn resolve_scope(
                         },
                     };
                     chosen.map(|(vault, role)| Scope {
+                        limit_key: format!("agent:{agent_id}/{}", vault.id).into(),
                         vault_id: vault.id.into(),
                         vault_name: vault.name,
                         role,

@@ -98,6 +98,20 @@ pub enum OwnerConfigCommand {
         /// Keep at most this many request-log rows per vault (0: no cap)
         #[arg(long, value_name = "ROWS")]
         logs_max_rows_per_vault: Option<u64>,
+        /// Rate-limit profile: default, strict, loose or off. AGENT_VAULT_RATELIMIT_PROFILE
+        /// on the server takes precedence
+        #[arg(long, value_name = "PROFILE")]
+        rate_limit_profile: Option<String>,
+        /// Override one rate-limit knob, TIER.KNOB=VALUE (repeatable): TIER is auth, proxy,
+        /// authed or global; KNOB is rate, burst, window, max or concurrency; VALUE `default`
+        /// removes the override. Example: --rate-limit auth.max=20 --rate-limit proxy.rate=50.
+        /// AGENT_VAULT_RATELIMIT_<TIER>_<KNOB> on the server takes precedence
+        #[arg(long = "rate-limit", value_name = "TIER.KNOB=VALUE")]
+        rate_limit: Vec<String>,
+        /// Remove every rate-limit override and the stored profile (back to the server's
+        /// environment and the default profile)
+        #[arg(long)]
+        rate_limit_reset: bool,
     },
 }
 
@@ -129,6 +143,8 @@ struct Settings {
     invite_only: bool,
     allowed_email_domains: Vec<String>,
     logs_retention: LogsRetention,
+    #[serde(default)]
+    rate_limit: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -173,6 +189,96 @@ fn print_settings(settings: &Settings) {
     if logs.locked {
         println!("                       (pinned by AGENT_VAULT_LOGS_RETENTION_LOCK)");
     }
+    if let Some(limits) = &settings.rate_limit {
+        print_rate_limits(limits);
+    }
+}
+
+/// The rate limits in force: one line per tier, each knob with where it came from.
+fn print_rate_limits(limits: &serde_json::Value) {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut profile = format!(
+        "{} ({})",
+        text(&limits["profile"]),
+        text(&limits["profile_source"])
+    );
+    if limits["locked"] == true {
+        profile.push_str(", pinned by AGENT_VAULT_RATELIMIT_LOCK");
+    }
+    println!("rate_limit_profile:    {profile}");
+    for tier in ["AUTH", "PROXY", "AUTHED", "GLOBAL"] {
+        let block = &limits["tiers"][tier];
+        let line = match block.as_object() {
+            Some(map) if block["off"] != true => map
+                .iter()
+                .filter(|(k, _)| k.as_str() != "source")
+                .map(|(k, v)| format!("{k}={} ({})", text(v), text(&block["source"][k])))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => "off".to_owned(),
+        };
+        println!("  {tier:<7}              {line}");
+    }
+}
+
+/// Applies `--rate-limit-*` flags to the stored override.
+fn edit_rate_limit(
+    mut stored: crate::limits::StoredRateLimit,
+    profile: Option<String>,
+    knobs: &[String],
+    reset: bool,
+) -> anyhow::Result<crate::limits::StoredRateLimit> {
+    use crate::limits::config::{KnobOverride, Profile, Tier};
+    if reset {
+        stored = Default::default();
+    }
+    if let Some(profile) = profile {
+        stored.profile = Some(Profile::parse(&profile).with_context(|| {
+            format!("--rate-limit-profile {profile}: use default, strict, loose or off")
+        })?);
+    }
+    for knob in knobs {
+        let bad = || {
+            anyhow::anyhow!(
+                "--rate-limit {knob}: write TIER.KNOB=VALUE, for example auth.max=20 or proxy.rate=50"
+            )
+        };
+        let (name, value) = knob.split_once('=').ok_or_else(bad)?;
+        let (tier, field) = name.trim().split_once('.').ok_or_else(bad)?;
+        let tier: Tier =
+            serde_json::from_value(json!(tier.trim().to_ascii_uppercase())).map_err(|_| {
+                anyhow::anyhow!("--rate-limit {knob}: the tier is auth, proxy, authed or global")
+            })?;
+        let value = value.trim();
+        let entry: &mut KnobOverride = stored.overrides.entry(tier).or_default();
+        let clear = value.eq_ignore_ascii_case("default");
+        let number = |what: &str| -> anyhow::Result<u32> {
+            value
+                .parse()
+                .with_context(|| format!("--rate-limit {knob}: {what} is a whole number"))
+        };
+        match field.trim().to_ascii_lowercase().as_str() {
+            "rate" if clear => entry.rate = None,
+            "rate" => {
+                entry.rate = Some(value.parse().with_context(|| {
+                    format!("--rate-limit {knob}: rate is requests per second, such as 20 or 0.5")
+                })?)
+            }
+            "burst" if clear => entry.burst = None,
+            "burst" => entry.burst = Some(number("burst")?),
+            "max" if clear => entry.max = None,
+            "max" => entry.max = Some(number("max")?),
+            "concurrency" if clear => entry.concurrency = None,
+            "concurrency" => entry.concurrency = Some(number("concurrency")?),
+            "window" if clear => entry.window = None,
+            "window" => entry.window = Some(value.to_owned()),
+            _ => bail!("--rate-limit {knob}: the knob is rate, burst, window, max or concurrency"),
+        }
+    }
+    Ok(stored.merged(&Default::default()))
 }
 
 #[derive(Deserialize)]
@@ -268,17 +374,33 @@ pub async fn run(command: OwnerCommand, context: &Context) -> anyhow::Result<()>
             allowed_domains,
             logs_max_age_hours,
             logs_max_rows_per_vault,
+            rate_limit_profile,
+            rate_limit,
+            rate_limit_reset,
         }) => {
+            let rate_limit_change =
+                rate_limit_profile.is_some() || !rate_limit.is_empty() || rate_limit_reset;
             if invite_only.is_none()
                 && allowed_domains.is_none()
                 && logs_max_age_hours.is_none()
                 && logs_max_rows_per_vault.is_none()
+                && !rate_limit_change
             {
                 bail!(
-                    "nothing to change; pass --invite-only true|false, --allowed-domains a.com,b.org, --logs-max-age-hours N and/or --logs-max-rows-per-vault N"
+                    "nothing to change; pass --invite-only true|false, --allowed-domains a.com,b.org, --logs-max-age-hours N, --logs-max-rows-per-vault N, --rate-limit-profile P and/or --rate-limit TIER.KNOB=VALUE"
                 );
             }
             let mut body = json!({});
+            if rate_limit_change {
+                // The server stores the override whole: read it, edit it, send it back.
+                let current: serde_json::Value = client.get("/v1/admin/settings").await?;
+                let stored: crate::limits::StoredRateLimit =
+                    serde_json::from_value(current["rate_limit"]["override"].clone())
+                        .unwrap_or_default();
+                let edited =
+                    edit_rate_limit(stored, rate_limit_profile, &rate_limit, rate_limit_reset)?;
+                body["rate_limit"] = json!(edited);
+            }
             if let Some(flag) = invite_only {
                 body["invite_only"] = json!(flag);
             }

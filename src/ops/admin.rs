@@ -9,6 +9,8 @@ use super::{AppState, OpError};
 use crate::broker::retention::{self, RetentionEnv, StoredRetention};
 use crate::broker::trim_request_log;
 use crate::crypto::SecretString;
+use crate::limits::StoredRateLimit;
+use crate::limits::config as ratelimit_config;
 use crate::store::users::{self, User, normalize_email};
 use crate::store::vaults::{self, ActorType, Vault};
 use crate::store::{InstanceRole, VaultRole, sessions, settings, verifications};
@@ -174,6 +176,9 @@ pub struct Settings {
     pub invite_only: bool,
     pub allowed_domains: Vec<String>,
     pub stored_retention: StoredRetention,
+    /// The owner's rate-limit override as stored (the limits in force are
+    /// `state.proxy.limits.effective()`).
+    pub stored_rate_limit: StoredRateLimit,
 }
 
 impl Settings {
@@ -182,6 +187,7 @@ impl Settings {
             invite_only: settings::invite_only(conn)?,
             allowed_domains: settings::allowed_domains(conn)?,
             stored_retention: retention::stored(conn)?,
+            stored_rate_limit: ratelimit_config::stored(conn)?,
         })
     }
 }
@@ -198,6 +204,34 @@ pub struct SettingsChange {
     pub invite_only: Option<bool>,
     pub allowed_email_domains: Option<Vec<String>>,
     pub logs_retention: Option<StoredRetention>,
+    /// Replaces the stored rate-limit override whole (`{}` clears it).
+    pub rate_limit: Option<StoredRateLimit>,
+}
+
+/// Checks an owner's rate-limit override against the lock and the floors.
+pub fn check_rate_limit(state: &AppState, change: &StoredRateLimit) -> Result<(), OpError> {
+    if state.proxy.limits.locked() {
+        return Err(OpError::conflict(format!(
+            "rate limits are pinned by {}=true on the server; change the environment instead",
+            ratelimit_config::LOCK_ENV
+        )));
+    }
+    change.validate().map_err(|e| OpError::invalid(e.0))
+}
+
+/// What an override would give, without saving it (owners).
+pub fn preview_rate_limit(
+    state: &AppState,
+    caller: &Caller,
+    change: &StoredRateLimit,
+) -> Result<crate::limits::Effective, OpError> {
+    require_owner(caller)?;
+    check_rate_limit(state, change)?;
+    state
+        .proxy
+        .limits
+        .preview(change)
+        .map_err(|e| OpError::invalid(e.0))
 }
 
 /// Checks an owner's retention change against the bounds and the lock.
@@ -262,10 +296,14 @@ pub async fn change_settings(
     if change.invite_only.is_none()
         && change.allowed_email_domains.is_none()
         && change.logs_retention.is_none()
+        && change.rate_limit.is_none()
     {
         return Err(OpError::invalid(
-            "nothing to change; give invite_only, allowed_email_domains and/or logs_retention",
+            "nothing to change; give invite_only, allowed_email_domains, logs_retention and/or rate_limit",
         ));
+    }
+    if let Some(rate_limit) = &change.rate_limit {
+        check_rate_limit(state, rate_limit)?;
     }
     let env = state.config.retention;
     if let Some(retention) = &change.logs_retention {
@@ -275,7 +313,7 @@ pub async fn change_settings(
         .allowed_email_domains
         .map(clean_domains)
         .transpose()?;
-    state
+    let settings = state
         .db(move |store, _| {
             store.write(|tx| {
                 if let Some(flag) = change.invite_only {
@@ -294,10 +332,20 @@ pub async fn change_settings(
                     retention::store(tx, &stored)?;
                     trim_request_log(tx, env.effective(tx)?)?;
                 }
+                if let Some(rate_limit) = &change.rate_limit {
+                    ratelimit_config::store(tx, rate_limit)?;
+                }
                 Settings::read(tx)
             })
         })
-        .await
+        .await?;
+    // Applied at once: the new budgets hold from the next request.
+    state
+        .proxy
+        .limits
+        .apply(&settings.stored_rate_limit)
+        .map_err(|e| OpError::invalid(e.0))?;
+    Ok(settings)
 }
 
 #[cfg(test)]

@@ -29,6 +29,15 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The AUTHED rate-limit key: the user, the agent, or this very vault-scoped token.
+    pub fn limit_key(&self) -> String {
+        match &self.principal {
+            Principal::User(user) => format!("user:{}", user.id),
+            Principal::Agent(agent) => format!("agent:{}", agent.id),
+            Principal::Scoped { .. } => format!("token:{}", self.session.public_id),
+        }
+    }
+
     /// The calling user, or 403 for agent and scoped tokens.
     pub fn user(&self) -> Result<&User, OpError> {
         match &self.principal {

@@ -32,24 +32,31 @@ pub async fn handle(proxy: Arc<Proxy>, mut request: Request) -> Response {
         .unwrap_or_default()
         .to_owned();
     let (authority, path) = raw.split_once('/').unwrap_or((raw.as_str(), ""));
+    let peer = crate::limits::http::peer_of(&request);
     let result = async {
-        let target = target(authority)?;
-        let credentials = proxy_auth::from_api_headers(request.headers())?;
-        let scope = proxy.broker.authenticate(&credentials).await?;
+        let target = target(authority).map_err(|e| error_response(&e))?;
+        let credentials = proxy_auth::from_api_headers(request.headers()).map_err(|e| {
+            let presented = request.headers().contains_key(http::header::AUTHORIZATION);
+            super::auth_failed(&proxy, peer, e, presented)
+        })?;
+        let scope = super::authenticate(&proxy, peer, &credentials).await?;
         let query = request
             .uri()
             .query()
             .map(|q| format!("?{q}"))
             .unwrap_or_default();
         *request.uri_mut() = format!("/{path}{query}").parse().map_err(|_| {
-            BrokerError::bad_request("invalid_request", "the request path is not a valid URI")
+            error_response(&BrokerError::bad_request(
+                "invalid_request",
+                "the request path is not a valid URI",
+            ))
         })?;
-        Ok::<_, BrokerError>((target, scope))
+        Ok((target, scope))
     }
     .await;
     let response = match result {
         Ok((target, scope)) => forward(&proxy, &scope, &target, Ingress::Explicit, request).await,
-        Err(err) => error_response(&err),
+        Err(response) => response,
     };
     response.map(Body::new).into_response()
 }

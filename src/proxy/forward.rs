@@ -15,6 +15,7 @@ use super::upstream::{BoxError, ProxyBody};
 use super::websocket;
 use crate::broker::scrub::{self, Scrubber};
 use crate::broker::{BrokerError, Scope, plan, rewrite};
+use crate::limits::http::HoldBody;
 use crate::services::Surface;
 use crate::store::now;
 use crate::store::request_log::Record;
@@ -91,12 +92,26 @@ where
         error_code: None,
         created_at: now(),
     };
-    let result = send(proxy, scope, target, ingress, request, &mut record).await;
-    let response = match result {
-        Ok(response) => response,
-        Err(err) => {
-            record.error_code = Some(err.code);
-            error_response(&err)
+    // PROXY: charged per principal and vault; the slot in flight is held by the body.
+    let response = match proxy.limits.proxy(&scope.limit_key).await {
+        Err(refusal) => {
+            record.error_code = Some(refusal.code());
+            super::refuse_limited(&refusal)
+        }
+        Ok(admitted) => {
+            let result = send(proxy, scope, target, ingress, request, &mut record).await;
+            let response = match result {
+                Ok(response) => response,
+                Err(err) => {
+                    record.error_code = Some(err.code);
+                    error_response(&err)
+                }
+            };
+            if admitted.slots.is_empty() {
+                response
+            } else {
+                response.map(|body| HoldBody::new(body, admitted.slots).boxed_unsync())
+            }
         }
     };
     record.status = response.status().as_u16();

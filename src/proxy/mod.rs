@@ -33,6 +33,8 @@ pub use upstream::{ProxyBody, Timeouts};
 
 use crate::broker::{Broker, BrokerError, ProxyCredentials, proxy_auth};
 use crate::ca::CertificateAuthority;
+use crate::limits::Limits;
+use crate::limits::http::{Audience, HoldBody, too_many_requests};
 use crate::target::{Scheme, Target};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,6 +49,8 @@ pub struct Proxy {
     pub timeouts: Timeouts,
     /// Present when the MITM listener runs.
     pub ca: Option<Arc<CertificateAuthority>>,
+    /// PROXY per principal and vault, GLOBAL in flight, AUTH on failed proxy sign-ins.
+    pub limits: Arc<Limits>,
 }
 
 /// Accepts forward-proxy connections until `shutdown` resolves.
@@ -61,7 +65,7 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => return,
         };
-        let Ok((stream, _peer)) = accepted else {
+        let Ok((stream, peer)) = accepted else {
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -69,7 +73,10 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(outer(proxy, request).await) }
+                async move {
+                    let handle = outer(proxy.clone(), peer.ip(), request);
+                    Ok::<_, Infallible>(in_flight(&proxy, handle).await)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -85,10 +92,82 @@ fn refuse(err: BrokerError) -> Response<ProxyBody> {
     error_response(&err)
 }
 
+/// A `429` from the limits, in the proxy's form.
+pub(crate) fn refuse_limited(refusal: &crate::limits::Refusal) -> Response<ProxyBody> {
+    too_many_requests(refusal, Audience::Proxy).map(|body| {
+        http_body_util::Full::new(Bytes::from(body))
+            .map_err(|e| match e {})
+            .boxed_unsync()
+    })
+}
+
+/// Runs one request of the proxy listener under the GLOBAL ceiling on requests in flight;
+/// the slot is held until the response body is finished.
+async fn in_flight(
+    proxy: &Proxy,
+    handle: impl Future<Output = Response<ProxyBody>>,
+) -> Response<ProxyBody> {
+    match proxy.limits.global_proxy().await {
+        Err(refusal) => refuse_limited(&refusal),
+        Ok(None) => handle.await,
+        Ok(Some(slot)) => handle
+            .await
+            .map(|body| HoldBody::new(body, vec![slot]).boxed_unsync()),
+    }
+}
+
+/// Authenticates a client of the proxy; an address past its AUTH budget of failures is
+/// refused before any lookup.
+pub(crate) async fn authenticate(
+    proxy: &Proxy,
+    peer: Option<std::net::IpAddr>,
+    credentials: &ProxyCredentials,
+) -> Result<Arc<crate::broker::Scope>, Response<ProxyBody>> {
+    if let Some(peer) = peer
+        && let Err(refusal) = proxy.limits.proxy_auth_gate(peer)
+    {
+        return Err(refuse_limited(&refusal));
+    }
+    proxy
+        .broker
+        .authenticate(credentials)
+        .await
+        .map_err(|err| auth_failed(proxy, peer, err, true))
+}
+
+/// A failed proxy sign-in: presented credentials that fail are charged to the address (AUTH
+/// tier). Missing ones are not: clients that wait for a 407 challenge send none at first.
+pub(crate) fn auth_failed(
+    proxy: &Proxy,
+    peer: Option<std::net::IpAddr>,
+    err: BrokerError,
+    presented: bool,
+) -> Response<ProxyBody> {
+    if let Some(peer) = peer {
+        if let Err(refusal) = proxy.limits.proxy_auth_gate(peer) {
+            return refuse_limited(&refusal);
+        }
+        if presented && err.status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            proxy.limits.proxy_auth_failed(peer);
+        }
+    }
+    refuse(err)
+}
+
+fn presented<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .contains_key(http::header::PROXY_AUTHORIZATION)
+}
+
 /// A request on the proxy port itself: CONNECT or an absolute-form `http://` URL.
-async fn outer(proxy: Arc<Proxy>, request: Request<Incoming>) -> Response<ProxyBody> {
+async fn outer(
+    proxy: Arc<Proxy>,
+    peer: std::net::IpAddr,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
     if request.method() == Method::CONNECT {
-        return connect(proxy, request).await;
+        return connect(proxy, peer, request).await;
     }
     let uri = request.uri();
     let authority = uri.authority().filter(|_| uri.scheme_str() == Some("http"));
@@ -106,16 +185,20 @@ async fn outer(proxy: Arc<Proxy>, request: Request<Incoming>) -> Response<ProxyB
     };
     let credentials = match proxy_auth::from_proxy_headers(request.headers()) {
         Ok(credentials) => credentials,
-        Err(err) => return refuse(err),
+        Err(err) => return auth_failed(&proxy, Some(peer), err, presented(&request)),
     };
-    match proxy.broker.authenticate(&credentials).await {
+    match authenticate(&proxy, Some(peer), &credentials).await {
         Ok(scope) => forward(&proxy, &scope, &target, Ingress::Mitm, request).await,
-        Err(err) => refuse(err),
+        Err(response) => response,
     }
 }
 
 /// `CONNECT host:port`: authenticate, answer 200, then terminate TLS inside the tunnel.
-async fn connect(proxy: Arc<Proxy>, request: Request<Incoming>) -> Response<ProxyBody> {
+async fn connect(
+    proxy: Arc<Proxy>,
+    peer: std::net::IpAddr,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
     let Some(ca) = proxy.ca.clone() else {
         return refuse(BrokerError::internal("the MITM proxy has no CA"));
     };
@@ -131,10 +214,10 @@ async fn connect(proxy: Arc<Proxy>, request: Request<Incoming>) -> Response<Prox
     };
     let credentials = match proxy_auth::from_proxy_headers(request.headers()) {
         Ok(credentials) => credentials,
-        Err(err) => return refuse(err),
+        Err(err) => return auth_failed(&proxy, Some(peer), err, presented(&request)),
     };
-    if let Err(err) = proxy.broker.authenticate(&credentials).await {
-        return refuse(err);
+    if let Err(response) = authenticate(&proxy, Some(peer), &credentials).await {
+        return response;
     }
     tokio::spawn(async move {
         match hyper::upgrade::on(request).await {
@@ -202,11 +285,13 @@ async fn serve_tunnel<IO>(
         let (proxy, target, credentials) = (proxy.clone(), target.clone(), credentials.clone());
         async move {
             // Re-checked per request (a cache hit when warm), so revocation reaches open tunnels.
-            let response = match proxy.broker.authenticate(&credentials).await {
-                Ok(scope) => forward(&proxy, &scope, &target, Ingress::Mitm, request).await,
-                Err(err) => refuse(err),
+            let handle = async {
+                match proxy.broker.authenticate(&credentials).await {
+                    Ok(scope) => forward(&proxy, &scope, &target, Ingress::Mitm, request).await,
+                    Err(err) => refuse(err),
+                }
             };
-            Ok::<_, Infallible>(response)
+            Ok::<_, Infallible>(in_flight(&proxy, handle).await)
         }
     });
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())

@@ -94,6 +94,8 @@ pub fn start(options: ServerOptions) -> Result<(), ServerError> {
     // so the running server's environment never held them.
     let secrets = handoff::take_env_secrets(&options, handoff)?;
     let smtp = smtp_config(secrets.smtp_password.clone())?;
+    // A bad AGENT_VAULT_RATELIMIT_* value stops the start here, before anything is written.
+    run::rate_limit_env()?;
 
     if let Some(pid) = pidfile::running_server(&paths) {
         return Err(ServerError::AlreadyRunning(pid));

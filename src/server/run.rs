@@ -12,6 +12,7 @@ use crate::api::{self, ApiConfig, AppState};
 use crate::broker::{AuditLog, Broker, RetentionEnv};
 use crate::ca::CertificateAuthority;
 use crate::crypto::Key;
+use crate::limits::Limits;
 use crate::mail::{Mailer, SmtpConfig};
 use crate::netguard::NetworkPolicy;
 use crate::paths::Paths;
@@ -108,6 +109,7 @@ async fn serve_async(
         },
         None => None,
     };
+    let limits = rate_limits(&store)?;
     let (policy, mut warnings) = NetworkPolicy::from_env();
     let (timeouts, more) = Timeouts::from_env();
     warnings.extend(more);
@@ -158,6 +160,7 @@ async fn serve_async(
         upgrade_client,
         timeouts,
         ca: ca.clone(),
+        limits: limits.clone(),
     });
     let state = AppState {
         store,
@@ -210,7 +213,14 @@ async fn serve_async(
         ))
     });
     // One port serves the JSON API (`/v1/…`, `/proxy/…`) and the web UI (`/`, pages).
-    let app = crate::web::router(state.clone()).merge(api::router(state));
+    let app = crate::web::router(state.clone())
+        .merge(api::router(state))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            crate::limits::http::gate,
+        ));
+    // The peer address keys the AUTH tier.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let api = axum::serve(api_listener, app)
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .await;
@@ -225,6 +235,31 @@ async fn serve_async(
     api.map_err(ServerError::io("the API server failed"))?;
     println!("agent-vault server stopped");
     Ok(())
+}
+
+/// The rate limits: the environment (a bad value stops the server, naming the variable) over
+/// the owner's stored override.
+fn rate_limits(store: &Store) -> Result<Arc<Limits>, ServerError> {
+    let env = rate_limit_env()?;
+    let stored = store.read(crate::limits::config::stored)?;
+    let (limits, error) = Limits::new(env, &stored);
+    if let Some(error) = error {
+        tracing::warn!(
+            "the stored rate-limit override is ignored: {error}; change it with `agent-vault owner config set`"
+        );
+    }
+    let effective = limits.effective();
+    tracing::info!(
+        profile = effective.profile.as_str(),
+        locked = effective.locked,
+        "rate limits"
+    );
+    Ok(Arc::new(limits))
+}
+
+pub(super) fn rate_limit_env() -> Result<crate::limits::EnvLayer, ServerError> {
+    crate::limits::EnvLayer::from_env()
+        .map_err(|e| ServerError::Input(format!("{e}; fix or unset it (see docs/ratelimits.md)")))
 }
 
 struct ShutdownSignals {

@@ -6,8 +6,9 @@
 //! Email: the SMTP settings in use, delivery counters and the last failure, and a button
 //! that sends a test email now ([`crate::ops::email`]).
 //!
-//! The rate-limit profile joins this page when its server part lands (issue 9): one more
-//! section built the same way, over its own operation.
+//! Rate limits: the numbers in force with their sources, and the profile, which an owner
+//! picks here (knobs: `owner config set --rate-limit` or the API); read-only when
+//! `AGENT_VAULT_RATELIMIT_LOCK` pins them.
 
 use axum::Form;
 use axum::http::StatusCode;
@@ -20,6 +21,7 @@ use super::layout::{
 };
 use super::session::Web;
 use crate::broker::retention::{self, Source, StoredRetention};
+use crate::limits::StoredRateLimit;
 use crate::ops::admin::{self, SettingsChange};
 use crate::ops::invites::{self, UserInviteRequest};
 use crate::ops::{OpError, email, vaults};
@@ -164,6 +166,7 @@ pub async fn show(web: Web) -> Response {
                 (retention_form(&web, &settings.stored_retention))
             }
         }
+        (rate_limit_section(&web, &settings.stored_rate_limit))
         section.panel aria-labelledby="email" {
             h2 #email { "Email" }
             @match &mail {
@@ -192,6 +195,89 @@ pub async fn show(web: Web) -> Response {
     };
     let markup = page(&web, "Manage instance", body);
     web.render(StatusCode::OK, markup)
+}
+
+fn rate_limit_section(web: &Web, stored: &StoredRateLimit) -> Markup {
+    use crate::limits::config::{Source as LimitSource, Tier};
+    let effective = web.state.proxy.limits.effective();
+    let source = |s: LimitSource| match s {
+        LimitSource::Env => "environment",
+        LimitSource::Override => "set here",
+        LimitSource::Profile => "profile",
+    };
+    let current = stored.profile.map_or("", |p| p.as_str());
+    html! {
+        section.panel aria-labelledby="ratelimits" {
+            h2 #ratelimits { "Rate limits" }
+            p { "Profile " strong { (effective.profile.as_str()) } " (" (source(effective.profile_source)) "). "
+                "Per-knob overrides: " code { "agent-vault owner config set --rate-limit TIER.KNOB=VALUE" } "." }
+            (table("Rate limits in force", &["Tier", "Limits"], html! {
+                @for tier in Tier::ALL {
+                    tr {
+                        td { (tier.as_str()) }
+                        td {
+                            @match &effective.tiers[tier as usize] {
+                                None => { "off" }
+                                Some((limits, sources)) => {
+                                    @for (i, knob) in tier.knobs().iter().enumerate() {
+                                        @if i > 0 { ", " }
+                                        (knob.as_str().to_ascii_lowercase()) " " (limits.get(*knob).to_json().to_string().trim_matches('"'))
+                                        " (" (source(sources[*knob as usize])) ")"
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }))
+            @if effective.locked {
+                p.notice.warn role="note" { "Read-only: " code { (crate::limits::config::LOCK_ENV) } " is set on the server, so only its environment decides. Change it there." }
+            } @else {
+                form.row method="post" action="/manage/rate-limit" {
+                    (csrf(web))
+                    label for="rl-profile" { "Profile"
+                        select #rl-profile name="profile" {
+                            option value="" selected[current.is_empty()] { "server default" }
+                            @for p in ["default", "strict", "loose", "off"] {
+                                option value=(p) selected[current == p] { (p) }
+                            }
+                        }
+                    }
+                    button type="submit" { "Save profile" }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RateLimitForm {
+    #[serde(default)]
+    profile: String,
+}
+
+/// `POST /manage/rate-limit`: the profile; the stored knob overrides stay.
+pub async fn rate_limit(web: Web, Form(form): Form<RateLimitForm>) -> Response {
+    let caller = signed_in!(web);
+    let state = web.state.clone();
+    let outcome = async {
+        let mut stored = admin::settings(&state, &caller).await?.stored_rate_limit;
+        stored.profile =
+            match form.profile.trim() {
+                "" => None,
+                name => Some(crate::limits::Profile::parse(name).ok_or_else(|| {
+                    OpError::invalid("the profile is default, strict, loose or off")
+                })?),
+            };
+        let change = SettingsChange {
+            rate_limit: Some(stored),
+            ..SettingsChange::default()
+        };
+        admin::change_settings(&state, &caller, change).await?;
+        Ok("Rate-limit profile saved; it applies now.".to_owned())
+    }
+    .await;
+    web.finish("/manage", outcome)
 }
 
 fn retention_form(web: &Web, stored: &StoredRetention) -> Markup {
@@ -229,7 +315,7 @@ pub async fn access(web: Web, Form(form): Form<AccessForm>) -> Response {
     let change = SettingsChange {
         invite_only: Some(form.invite_only.is_some()),
         allowed_email_domains: Some(domains),
-        logs_retention: None,
+        ..SettingsChange::default()
     };
     let outcome = admin::change_settings(&web.state, &caller, change)
         .await

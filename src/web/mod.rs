@@ -130,6 +130,7 @@ pub fn router(state: AppState) -> Router {
         .route("/manage", get(manage::show))
         .route("/manage/access", post(manage::access))
         .route("/manage/retention", post(manage::retention))
+        .route("/manage/rate-limit", post(manage::rate_limit))
         .route("/manage/email-test", post(manage::email_test))
         .route("/manage/invites", post(manage::invite))
         .route("/manage/invites/revoke", post(manage::revoke_invite))

@@ -166,7 +166,18 @@ impl FromRequestParts<AppState> for Web {
         let session = cookie(headers, SESSION_COOKIE);
         let viewer = match &session {
             Some(token) => match crate::ops::caller::resolve(state, token).await {
-                Ok(Some(caller)) if matches!(caller.principal, Principal::User(_)) => Some(caller),
+                Ok(Some(caller)) if matches!(caller.principal, Principal::User(_)) => {
+                    // AUTHED: a signed-in page shares the user's budget with their API calls.
+                    let key = caller.limit_key();
+                    if let Err(refusal) = state.proxy.limits.authed(&key) {
+                        return Err(crate::limits::http::too_many_requests(
+                            &refusal,
+                            crate::limits::http::Audience::Browser,
+                        )
+                        .map(axum::body::Body::from));
+                    }
+                    Some(caller)
+                }
                 Ok(_) => None,
                 Err(e) => {
                     return Err(super::layout::error_page(

@@ -105,7 +105,12 @@ impl Rig {
     /// Like `start_with`, the server also trusting the CAs in `extra_cas` (PEM files) for
     /// upstream TLS, e.g. an nginx the test started.
     pub fn start_trusting(allowlist: bool, upstream: Upstream, extra_cas: &[&Path]) -> Self {
-        Self::start_in(TestHome::new(), allowlist, upstream, extra_cas)
+        Self::start_full(TestHome::new(), allowlist, upstream, extra_cas, &[])
+    }
+
+    /// Like `start`, with extra environment for the server (e.g. rate-limit knobs).
+    pub fn start_env(extra_env: &[(&str, &str)]) -> Self {
+        Self::start_full(TestHome::new(), true, Upstream::start(), &[], extra_env)
     }
 
     /// Like `start_trusting`, in a home the caller made (e.g. one on PostgreSQL).
@@ -114,6 +119,16 @@ impl Rig {
         allowlist: bool,
         upstream: Upstream,
         extra_cas: &[&Path],
+    ) -> Self {
+        Self::start_full(home, allowlist, upstream, extra_cas, &[])
+    }
+
+    fn start_full(
+        home: TestHome,
+        allowlist: bool,
+        upstream: Upstream,
+        extra_cas: &[&Path],
+        extra_env: &[(&str, &str)],
     ) -> Self {
         let mitm = free_port();
         let mut bundle = std::fs::read_to_string(&upstream.ca_file).unwrap();
@@ -127,6 +142,7 @@ impl Rig {
         if allowlist {
             env.push(("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.0/8"));
         }
+        env.extend_from_slice(extra_env);
         let server = home.start_server(
             &["--mitm-port", &mitm.to_string(), "--log-level", "debug"],
             "",

@@ -20,6 +20,7 @@ mod permissions;
 mod postgres;
 mod proposals;
 mod protocols;
+mod ratelimits;
 mod replicas;
 mod sandbox;
 mod surface;

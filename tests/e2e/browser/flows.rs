@@ -309,6 +309,20 @@ fn an_owner_runs_the_instance_from_a_browser() {
         );
         b.shot("12-manage").await;
 
+        // Rate limits are not pinned here: the owner picks a profile and it applies at once.
+        b.select("rl-profile", "strict").await;
+        b.press("Save profile").await;
+        assert!(
+            b.notice().await.contains("Rate-limit profile saved"),
+            "{}",
+            b.notice().await
+        );
+        let manage = b.source().await;
+        assert!(
+            manage.contains("Profile <strong>strict</strong> (set here)"),
+            "{manage}"
+        );
+
         // A form posted without its CSRF token is refused, and changes nothing.
         b.goto(&format!("{base}/vaults")).await;
         b.client

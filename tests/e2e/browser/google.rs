@@ -39,6 +39,7 @@ fn google_sign_in_against_a_local_provider() {
             ("AGENT_VAULT_OAUTH_GOOGLE_CLIENT_ID", CLIENT_ID),
             ("AGENT_VAULT_OAUTH_GOOGLE_CLIENT_SECRET", CLIENT_SECRET),
             ("AGENT_VAULT_OAUTH_GOOGLE_ISSUER", provider.issuer.as_str()),
+            ("AGENT_VAULT_RATELIMIT_LOCK", "true"),
         ],
     );
     let base = server.url.clone();
@@ -85,7 +86,13 @@ fn google_sign_in_against_a_local_provider() {
             "{}",
             b.notice().await
         );
-        assert!(b.source().await.contains("48 hours"));
+        let manage = b.source().await;
+        assert!(manage.contains("48 hours"));
+        // The environment pins the rate limits: shown, but no profile picker.
+        assert!(
+            manage.contains("AGENT_VAULT_RATELIMIT_LOCK") && !manage.contains("id=\"rl-profile\""),
+            "{manage}"
+        );
         b.press("Sign out").await;
 
         // A new address is refused while the instance is invite-only.
