@@ -53,6 +53,8 @@ fn start(home: &Path, ca_file: &Path, database_url: Option<&str>) -> Server {
         .env("SSL_CERT_FILE", ca_file)
         .env("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.0/8")
         .env("AGENT_VAULT_INSECURE_TEST_KDF", "1")
+        // The store is measured here, not the rate limiter (benches/ratelimit.rs does that).
+        .env("AGENT_VAULT_RATELIMIT_PROFILE", "off")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());

@@ -449,6 +449,14 @@ async fn reset(context: &Context, client: &super::Client, yes: bool) -> anyhow::
         .into());
     }
     let paths = context.paths()?;
+    if let crate::store::Location::Postgres(url) =
+        crate::store::Location::from_env(paths.database())?
+    {
+        bail!(
+            "this instance keeps its data in PostgreSQL ({}); `owner reset` deletes only a local SQLite instance. To start over, stop every server and drop that database (dropdb)",
+            crate::store::pg::redacted(&url)
+        );
+    }
     let status: serde_json::Value = client.get("/v1/status").await?;
     let local = local_instance_id(&paths)?;
     if status["instance_id"].as_str() != Some(local.as_str()) {

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::db::{Connection, params};
+use super::db::{Connection, ToValue};
 use serde::Serialize;
 
 use super::Result;
@@ -30,32 +30,56 @@ pub struct Record {
     pub created_at: i64,
 }
 
+/// Rows per INSERT: one statement (one round trip on PostgreSQL) carries this many records,
+/// well under either engine's limit on placeholders (13 per row).
+const ROWS_PER_INSERT: usize = 200;
+
 pub fn insert_all(conn: &Connection, records: &[Record]) -> Result<()> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO request_log (vault_id, actor_type, actor_id, ingress, method, host, path, service,
-             credential_keys, status, duration_ms, error_code, created_at)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
-         WHERE EXISTS (SELECT 1 FROM vaults WHERE id = ?1)",
-    )?;
-    for r in records {
-        let keys = serde_json::to_string(&*r.credential_keys).unwrap_or_else(|_| "[]".into());
-        // A vault deleted while its requests were in flight: nothing to log against, so the
-        // row is skipped (a failed insert would abort a PostgreSQL transaction).
-        stmt.execute(params![
-            &*r.vault_id,
-            r.actor_type,
-            r.actor_id,
-            r.ingress,
-            &*r.method,
-            &*r.host,
-            r.path,
-            r.service.as_deref(),
-            keys,
-            r.status,
-            r.duration_ms as i64,
-            r.error_code,
-            r.created_at
-        ])?;
+    // A vault deleted while its requests were in flight: nothing to log against, so its rows
+    // are skipped (a failed insert would abort a PostgreSQL transaction). Writers are
+    // serialised, so the set of vaults cannot change under us.
+    let vaults: std::collections::HashSet<String> = conn
+        .prepare("SELECT id FROM vaults")?
+        .query_map((), |r| r.get(0))?
+        .collect::<super::db::Result<_>>()?;
+    let kept: Vec<&Record> = records
+        .iter()
+        .filter(|r| vaults.contains(&*r.vault_id))
+        .collect();
+    for chunk in kept.chunks(ROWS_PER_INSERT) {
+        let mut sql = String::from(
+            "INSERT INTO request_log (vault_id, actor_type, actor_id, ingress, method, host, path,
+                 service, credential_keys, status, duration_ms, error_code, created_at) VALUES ",
+        );
+        let mut args: Vec<super::db::Value> = Vec::with_capacity(chunk.len() * 13);
+        for (i, r) in chunk.iter().enumerate() {
+            let base = i * 13;
+            let slots: Vec<String> = (1..=13).map(|k| format!("?{}", base + k)).collect();
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            sql.push_str(&slots.join(", "));
+            sql.push(')');
+            let keys = serde_json::to_string(&*r.credential_keys).unwrap_or_else(|_| "[]".into());
+            let row: [&dyn ToValue; 13] = [
+                &&*r.vault_id,
+                &r.actor_type,
+                &r.actor_id,
+                &r.ingress,
+                &&*r.method,
+                &&*r.host,
+                &r.path,
+                &r.service.as_deref(),
+                &keys,
+                &r.status,
+                &(r.duration_ms as i64),
+                &r.error_code,
+                &r.created_at,
+            ];
+            args.extend(row.iter().map(|v| v.to_value()));
+        }
+        conn.execute(&sql, args)?;
     }
     Ok(())
 }
