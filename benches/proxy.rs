@@ -159,6 +159,13 @@ fn start_agent_vault(home: &Path, mitm: u16, ca_file: &Path) -> (Child, String) 
         .env("HOME", home)
         .env("SSL_CERT_FILE", ca_file)
         .env("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.0/8")
+        // One token sends all the load: its PROXY budget (100/s by default) would turn the
+        // bench into a count of 429s. Far above the offered load, the limiter still runs on
+        // every request and refuses nothing, as in the rate-limit bench.
+        .env("AGENT_VAULT_RATELIMIT_PROXY_RATE", "1000000")
+        .env("AGENT_VAULT_RATELIMIT_PROXY_BURST", "1000000")
+        .env("AGENT_VAULT_RATELIMIT_PROXY_CONCURRENCY", "10000")
+        .env("AGENT_VAULT_RATELIMIT_GLOBAL_CONCURRENCY", "10000")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
