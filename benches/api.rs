@@ -19,6 +19,12 @@ fn start(home: &std::path::Path) -> (Child, String, Duration) {
         .env_clear()
         .env("HOME", home)
         .env("AGENT_VAULT_MASTER_PASSWORD", MASTER)
+        // One client sends every call: budgets far above the load, so none is refused.
+        .env("AGENT_VAULT_RATELIMIT_AUTHED_RATE", "1000000")
+        .env("AGENT_VAULT_RATELIMIT_AUTHED_BURST", "1000000")
+        .env("AGENT_VAULT_RATELIMIT_AUTH_MAX", "100000")
+        .env("AGENT_VAULT_RATELIMIT_GLOBAL_RATE", "1000000")
+        .env("AGENT_VAULT_RATELIMIT_GLOBAL_BURST", "1000000")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
