@@ -171,7 +171,8 @@ async fn serve_async(
         audit,
     ));
     if let Some(pg) = store.postgres() {
-        share_changes_between_replicas(pg, &broker, (&store, &limits), stop_rx.clone());
+        let max_age = cache_max_age()?;
+        share_changes_between_replicas(pg, &broker, (&store, &limits), max_age, stop_rx.clone());
     }
     let (upstream, upgrade_client) = upstream::clients(Arc::new(policy), roots, timeouts)
         .map_err(|e| ServerError::Input(format!("cannot set up upstream TLS: {e}")))?;
@@ -362,12 +363,27 @@ impl ShutdownSignals {
 pub const CACHE_MAX_AGE_ENV: &str = "AGENT_VAULT_CACHE_MAX_AGE";
 const DEFAULT_CACHE_MAX_AGE: u64 = 30;
 
+/// `AGENT_VAULT_CACHE_MAX_AGE`: whole seconds above 0; anything else stops the start.
+fn cache_max_age() -> Result<std::time::Duration, ServerError> {
+    let Ok(text) = std::env::var(CACHE_MAX_AGE_ENV) else {
+        return Ok(std::time::Duration::from_secs(DEFAULT_CACHE_MAX_AGE));
+    };
+    match text.trim().parse::<u64>() {
+        Ok(secs) if secs > 0 => Ok(std::time::Duration::from_secs(secs)),
+        _ => Err(ServerError::Input(format!(
+            "{CACHE_MAX_AGE_ENV} must be a whole number of seconds above 0 (default \
+             {DEFAULT_CACHE_MAX_AGE}); fix or unset it"
+        ))),
+    }
+}
+
 /// Several brokers, one database: each applies the changes the others announce (LISTEN), and
 /// drops its caches every `AGENT_VAULT_CACHE_MAX_AGE` seconds in case one was missed.
 fn share_changes_between_replicas(
     pg: &crate::store::pg::PgStore,
     broker: &Arc<Broker>,
     (store, limits): (&Arc<Store>, &Arc<Limits>),
+    max_age: std::time::Duration,
     stop: watch::Receiver<bool>,
 ) {
     let listener = broker.clone();
@@ -395,15 +411,10 @@ fn share_changes_between_replicas(
         }
         listener.apply(change);
     });
-    let max_age = std::env::var(CACHE_MAX_AGE_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|s| *s > 0)
-        .unwrap_or(DEFAULT_CACHE_MAX_AGE);
     let refresher = broker.clone();
     let mut stop = stop;
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(max_age));
+        let mut tick = tokio::time::interval(max_age);
         tick.tick().await;
         loop {
             tokio::select! {

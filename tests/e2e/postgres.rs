@@ -98,6 +98,20 @@ fn restart_unlocks_the_same_database_and_refuses_a_wrong_password() {
         &[("AGENT_VAULT_MASTER_PASSWORD", "not-the-password")],
     );
     assert!(wrong.is_err(), "a wrong master password must not unlock");
+    let Err(bad_age) = home.try_start_server(
+        &["--mitm-port", &mitm.to_string()],
+        "",
+        &[
+            ("AGENT_VAULT_MASTER_PASSWORD", MASTER),
+            ("AGENT_VAULT_CACHE_MAX_AGE", "30s"),
+        ],
+    ) else {
+        panic!("a cache age that is not whole seconds must stop the start");
+    };
+    assert!(
+        bad_age.stderr.contains("AGENT_VAULT_CACHE_MAX_AGE"),
+        "{bad_age}"
+    );
 
     let bundle = home.path().join("upstream-cas.pem");
     let server = home.start_server(
