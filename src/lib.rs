@@ -9,12 +9,13 @@
 //! Lower layers never import upper ones:
 //!
 //! ```text
-//! ceilings → target → netguard → paths → metrics → crypto → services → store → ca → broker → limits → proxy → mail → ops → api | web → server → cli → main
+//! ceilings → roots → target → netguard → paths → metrics → crypto → services → store → ca → broker → limits → proxy → mail → ops → api | web → server → cli → main
 //! ```
 //!
 //! | module   | owns |
 //! |----------|------|
 //! | [`ceilings`] | resource ceilings: password-hashing slots, the substitution body budget, verification-guess budgets, short echoes of input |
+//! | [`roots`]  | trusted TLS roots for our own clients: the system bundle plus `SSL_CERT_FILE` / `SSL_CERT_DIR` |
 //! | [`target`] | where a proxied request goes (scheme, host, port), parsed once; the one host-name validator |
 //! | [`netguard`] | SSRF guard for upstream dials: deny policy, checked resolution, dialing the checked address |
 //! | [`paths`]  | the `~/.agent-vault/` layout and its permissions |
@@ -50,6 +51,7 @@ pub mod netguard;
 pub mod ops;
 pub mod paths;
 pub mod proxy;
+pub mod roots;
 pub mod sandbox;
 pub mod server;
 pub mod services;

@@ -3,7 +3,6 @@
 //! verifying upstream TLS against the system roots plus `SSL_CERT_FILE` / `SSL_CERT_DIR`.
 
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,22 +14,12 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use crate::netguard::{self, GuardError, NetworkPolicy};
 use crate::target::Host;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
-
-/// Bundles the usual Linux distributions keep their trusted roots in.
-const SYSTEM_BUNDLES: [&str; 4] = [
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
 
 /// Timeouts of the upstream side. Model responses can take minutes before the first byte,
 /// so the response timeout is generous; bodies then stream without a deadline.
@@ -78,37 +67,7 @@ pub fn trusted_roots() -> (rustls::RootCertStore, Vec<String>) {
     (roots, warnings)
 }
 
-/// The certificates behind [`trusted_roots`], for other TLS clients (email) to trust the
-/// same set.
-pub fn trusted_root_certs() -> (Vec<CertificateDer<'static>>, Vec<String>) {
-    let mut certs = Vec::new();
-    let mut warnings = Vec::new();
-    let mut add_file = |path: &Path, required: bool| {
-        let Ok(iter) = CertificateDer::pem_file_iter(path) else {
-            if required {
-                warnings.push(format!("cannot read certificates from {}", path.display()));
-            }
-            return;
-        };
-        certs.extend(iter.flatten());
-    };
-    if let Some(bundle) = SYSTEM_BUNDLES.iter().map(Path::new).find(|p| p.is_file()) {
-        add_file(bundle, false);
-    }
-    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
-        add_file(Path::new(&file), true);
-    }
-    if let Some(dirs) = std::env::var_os("SSL_CERT_DIR") {
-        for dir in std::env::split_paths(&dirs).filter(|d| !d.as_os_str().is_empty()) {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                if entry.path().is_file() {
-                    add_file(&entry.path(), false);
-                }
-            }
-        }
-    }
-    (certs, warnings)
-}
+pub use crate::roots::trusted_root_certs;
 
 /// Opens TCP connections through the network guard.
 #[derive(Clone)]

@@ -17,6 +17,7 @@ pub mod invites;
 pub mod master_key;
 mod migrations;
 pub mod pg;
+pub mod pg_tls;
 pub mod proposals;
 pub mod request_log;
 pub mod roles;

@@ -11,11 +11,10 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
-use tokio_postgres::NoTls;
-
 use super::db::{Connection, Error, block};
+use super::pg_tls::{self, MakeRustls};
 use super::{Result, StoreError};
+use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
 
 /// The advisory lock key every write transaction takes ("agentvlt" in ASCII).
 const WRITE_LOCK: i64 = 0x6167_656e_7476_6c74;
@@ -28,6 +27,7 @@ pub const CHANGES_CHANNEL: &str = "agent_vault_changes";
 pub struct PgStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: MakeRustls,
     runtime: Option<tokio::runtime::Runtime>,
     location: String,
 }
@@ -36,12 +36,16 @@ impl PgStore {
     /// Connects (checking the server answers) without touching the schema.
     pub fn connect(url: &str) -> Result<Self> {
         let location = redacted(url);
+        let pg_tls::Target {
+            config: parsed,
+            tls,
+            ..
+        } = pg_tls::parse(url, &location)?;
         let bad_url = |e: &dyn std::fmt::Display| {
             StoreError::Config(format!(
                 "AGENT_VAULT_DATABASE_URL ({location}) is not a usable PostgreSQL URL: {e}; write it like postgres://user:password@host:5432/dbname"
             ))
         };
-        let parsed: tokio_postgres::Config = url.parse().map_err(|e| bad_url(&e))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("agent-vault-pg")
@@ -50,7 +54,7 @@ impl PgStore {
             .map_err(|e| StoreError::Config(format!("cannot start the database runtime: {e}")))?;
         let manager = deadpool_postgres::Manager::from_config(
             parsed.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -71,6 +75,7 @@ impl PgStore {
         let store = Self {
             pool,
             config: parsed,
+            tls,
             runtime: Some(runtime),
             location,
         };
@@ -163,18 +168,19 @@ impl PgStore {
             return;
         };
         let config = self.config.clone();
+        let tls = self.tls.clone();
         let location = self.location.clone();
         runtime.spawn(async move {
             let mut failures = 0u32;
             loop {
-                match listen_once(&config, &on_change).await {
+                match listen_once(&config, tls.clone(), &on_change).await {
                     Ok(()) => failures = 0,
                     Err(e) => {
                         failures += 1;
                         if failures == 1 || failures.is_multiple_of(30) {
                             tracing::warn!(
                                 "change notifications from {location} interrupted ({}); caches are dropped and rebuilt from the database until they return",
-                                postgres_error(&e)
+                                postgres_error(&e),
                             );
                         }
                     }
@@ -194,9 +200,10 @@ impl PgStore {
 
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: MakeRustls,
     on_change: &(impl Fn(Option<&str>) + Send + Sync),
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect(tls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let pump = tokio::spawn(async move {
         loop {
@@ -231,9 +238,13 @@ async fn listen_once(
     out
 }
 
+/// The server's own message when it sent one, else the driver's; plus a TLS fix when TLS
+/// is the cause.
 fn postgres_error(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map_or_else(|| e.to_string(), |db| db.message().to_owned())
+    let message = e
+        .as_db_error()
+        .map_or_else(|| e.to_string(), |db| db.message().to_owned());
+    format!("{message}{}", pg_tls::hint(e))
 }
 
 /// A write transaction whose closure panicked: its connection is closed rather than reused,
@@ -264,8 +275,7 @@ fn pool_message(err: &deadpool_postgres::PoolError, location: &str) -> String {
     match err {
         PoolError::Backend(e) => format!(
             "cannot connect to PostgreSQL at {location}: {}",
-            e.as_db_error()
-                .map_or_else(|| e.to_string(), |db| db.message().to_owned())
+            postgres_error(e)
         ),
         PoolError::Timeout(_) => {
             format!("timed out waiting for a PostgreSQL connection to {location}")
@@ -274,12 +284,22 @@ fn pool_message(err: &deadpool_postgres::PoolError, location: &str) -> String {
     }
 }
 
-/// The URL with its password replaced by `***`.
+/// The URL with its password (in the authority or a `password=` parameter) replaced by `***`.
 pub fn redacted(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             if parsed.password().is_some() {
                 let _ = parsed.set_password(Some("***"));
+            }
+            if let Some(query) = parsed.query() {
+                let query: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some(("password", _)) => "password=***".to_owned(),
+                        _ => pair.to_owned(),
+                    })
+                    .collect();
+                parsed.set_query(Some(&query.join("&")));
             }
             parsed.to_string()
         }
@@ -298,5 +318,9 @@ mod tests {
             "postgres://av:***@db:5432/vault"
         );
         assert!(!redacted("not a url hunter2").contains("hunter2"));
+        assert_eq!(
+            redacted("postgres://db/vault?sslmode=require&password=hunter2"),
+            "postgres://db/vault?sslmode=require&password=***"
+        );
     }
 }

@@ -6,6 +6,10 @@
 //! gets a database of its own. A watchdog shell stops the server and removes the directory when
 //! the test process ends however it ends (panic, abort, kill), since statics never drop.
 //! PostgreSQL refuses to run as root, so under root (CI) the server runs as `nobody`.
+//!
+//! A second server, [`tls_server`], runs with `ssl=on` and a certificate for `127.0.0.1` and
+//! `localhost` signed by a CA minted for the run (rcgen), whose PEM is at
+//! [`TestPostgres::ca_file`].
 
 #![allow(dead_code, clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
@@ -21,14 +25,66 @@ pub struct TestPostgres {
     dir: PathBuf,
     bin: PathBuf,
     next_db: AtomicUsize,
+    /// The CA that signed the server's certificate (PEM), when it serves TLS.
+    pub ca_file: Option<PathBuf>,
 }
 
 static SERVER: OnceLock<TestPostgres> = OnceLock::new();
+static TLS_SERVER: OnceLock<TestPostgres> = OnceLock::new();
 
 /// The binary's server, started on first use. Panics with what to install when PostgreSQL is
 /// missing: these tests are part of the suite, not optional.
 pub fn server() -> &'static TestPostgres {
-    SERVER.get_or_init(|| TestPostgres::start().unwrap_or_else(|e| panic!("{e}")))
+    SERVER.get_or_init(|| TestPostgres::start(false).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// The binary's TLS server (`ssl=on`, a certificate from a throwaway CA), started on first use.
+pub fn tls_server() -> &'static TestPostgres {
+    TLS_SERVER.get_or_init(|| TestPostgres::start(true).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// Writes a throwaway CA (`ca.pem`) and a server certificate it signed for 127.0.0.1 and
+/// localhost (`server.crt`, `server.key`) into `dir`.
+fn mint_tls(dir: &Path) -> Result<(), String> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let err = |e: rcgen::Error| format!("cannot mint the test PostgreSQL certificate: {e}");
+    let now = time::OffsetDateTime::now_utc();
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "agent-vault test PostgreSQL CA");
+    ca.not_before = now - time::Duration::hours(1);
+    ca.not_after = now + time::Duration::days(2);
+    let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().map_err(err)?;
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .map_err(err)?;
+    leaf.not_before = now - time::Duration::hours(1);
+    leaf.not_after = now + time::Duration::days(2);
+    let leaf = leaf.signed_by(&key, &issuer).map_err(err)?;
+    let write = |name: &str, body: String, mode: u32| -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, body).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("cannot chmod {}: {e}", path.display()))
+    };
+    write("ca.pem", ca_cert.pem(), 0o644)?;
+    write("server.crt", leaf.pem(), 0o644)?;
+    // PostgreSQL refuses a key others may read.
+    write("server.key", key.serialize_pem(), 0o600)?;
+    if is_root() {
+        run(
+            Command::new("chown")
+                .arg("nobody:nogroup")
+                .arg(dir.join("server.crt"))
+                .arg(dir.join("server.key")),
+            "chown of the test PostgreSQL key",
+        )?;
+    }
+    Ok(())
 }
 
 /// A URL to a new, empty database on the binary's server.
@@ -96,7 +152,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
 }
 
 impl TestPostgres {
-    fn start() -> Result<Self, String> {
+    fn start(tls: bool) -> Result<Self, String> {
         let bin = bin_dir()?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -155,6 +211,21 @@ impl TestPostgres {
                 ]),
             "initdb",
         )?;
+        let mut ssl_args = Vec::new();
+        if tls {
+            mint_tls(&dir)?;
+            for (name, value) in [
+                ("ssl", "on".to_owned()),
+                (
+                    "ssl_cert_file",
+                    dir.join("server.crt").display().to_string(),
+                ),
+                ("ssl_key_file", dir.join("server.key").display().to_string()),
+            ] {
+                ssl_args.push("-c".to_owned());
+                ssl_args.push(format!("{name}={value}"));
+            }
+        }
         let log = std::fs::File::create(dir.join("postgres.log"))
             .map_err(|e| format!("cannot create the PostgreSQL log: {e}"))?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
@@ -178,6 +249,7 @@ impl TestPostgres {
                 "-c",
                 "shared_buffers=16MB",
             ])
+            .args(&ssl_args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -188,6 +260,7 @@ impl TestPostgres {
             .map_err(|e| e.to_string())?;
         let server = Self {
             port,
+            ca_file: tls.then(|| dir.join("ca.pem")),
             dir,
             bin,
             next_db: AtomicUsize::new(0),
