@@ -45,6 +45,12 @@ pub struct LimitLabels {
     pub limit: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SandboxLabels {
+    /// `process` or `container`.
+    pub mode: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub proxied: Family<ProxiedLabels, Counter>,
@@ -52,6 +58,8 @@ pub struct Metrics {
     pub cache: Family<CacheLabels, Counter>,
     pub rate_limited: Family<LimitLabels, Counter>,
     pub vault_run_sessions: Counter,
+    pub sandbox_runs: Family<SandboxLabels, Counter>,
+    pub sandbox_start_seconds: Family<SandboxLabels, Histogram>,
     pub db_connections: Gauge,
     pub db_connections_idle: Gauge,
     pub db_waiting: Gauge,
@@ -101,6 +109,22 @@ impl Metrics {
             "Leased tokens minted for `vault run` (process and container sandboxes)",
             vault_run_sessions.clone(),
         );
+        let sandbox_runs = Family::<SandboxLabels, Counter>::default();
+        registry.register(
+            "sandbox_runs",
+            "`vault run` sandboxes started, as their CLI reported them, by mode",
+            sandbox_runs.clone(),
+        );
+        let sandbox_start_seconds =
+            Family::<SandboxLabels, Histogram>::new_with_constructor(|| {
+                // 5 ms (a process) to about 82 s (a container whose images are being built).
+                Histogram::new(exponential_buckets(0.005, 2.0, 15))
+            });
+        registry.register(
+            "sandbox_start_duration_seconds",
+            "From `vault run` starting to its sandbox running the command, by mode",
+            sandbox_start_seconds.clone(),
+        );
         let db_connections = Gauge::default();
         registry.register(
             "db_pool_connections",
@@ -132,6 +156,8 @@ impl Metrics {
             cache,
             rate_limited,
             vault_run_sessions,
+            sandbox_runs,
+            sandbox_start_seconds,
             db_connections,
             db_connections_idle,
             db_waiting,
@@ -186,6 +212,16 @@ impl Metrics {
             .inc();
     }
 
+    /// A `vault run` sandbox that started, `start_ms` after its run began.
+    pub fn sandbox_started(&self, mode: &'static str, start_ms: u64) {
+        let labels = SandboxLabels { mode };
+        self.sandbox_runs.get_or_create(&labels).inc();
+        #[allow(clippy::cast_precision_loss)] // bounded by the API to an hour in milliseconds
+        self.sandbox_start_seconds
+            .get_or_create(&labels)
+            .observe(start_ms as f64 / 1000.0);
+    }
+
     /// The registry in Prometheus' text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -206,7 +242,18 @@ mod tests {
         m.proxied("explicit", 403, Some("forbidden"), 1);
         m.cache_lookup("snapshot", true);
         m.rate_limited("proxy");
+        m.sandbox_started("process", 40);
         let text = m.render();
+        assert!(
+            text.contains("agent_vault_sandbox_runs_total{mode=\"process\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "agent_vault_sandbox_start_duration_seconds_bucket{le=\"0.04\",mode=\"process\"} 1"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "agent_vault_proxied_requests_total{ingress=\"mitm\",status=\"2xx\",error=\"\"} 1"

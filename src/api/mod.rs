@@ -19,6 +19,7 @@ mod invites;
 mod json;
 mod members;
 mod proposals;
+mod sandbox_runs;
 mod services;
 mod sessions;
 mod users;
@@ -38,6 +39,7 @@ pub use crate::ops::{ApiConfig, AppState, rfc3339};
 use crate::store;
 pub use error::ApiError;
 pub use json::ApiJson;
+pub use sandbox_runs::MAX_START_MS as SANDBOX_MAX_START_MS;
 pub use sessions::MAX_LEASE as MAX_LEASE_SECONDS;
 
 /// Largest request body the API accepts.
@@ -131,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/sessions", post(sessions::mint))
         .route("/v1/sessions/renew", post(sessions::renew))
+        .route("/v1/sandbox/runs", post(sandbox_runs::report))
         .route("/v1/discover", get(discover::discover))
         .route("/v1/agents", get(agents::list))
         .route(
@@ -246,6 +249,7 @@ pub fn invalidation_for(
         (&Method::POST, ["v1", "auth", "login" | "register" | "verify"])
         | (&Method::POST, ["v1", "sessions"])
         | (&Method::POST, ["v1", "proposals"])
+        | (&Method::POST, ["v1", "sandbox", "runs"])
         | (&Method::POST, ["v1", "vaults", _, "proposals", _, "reject"]) => Invalidation::Nothing,
         (&Method::POST, ["v1", "auth", "logout"]) => {
             caller_token_hash.map_or(Invalidation::Scopes, Invalidation::Token)

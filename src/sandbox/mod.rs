@@ -87,6 +87,8 @@ pub struct ContainerRun<'a> {
     pub command: &'a [String],
     /// `~/.agent-vault`, never to be mounted.
     pub agent_vault_dir: &'a Path,
+    /// Notified once the agent's command is let run (its container started, mounts checked).
+    pub started: Option<&'a tokio::sync::Notify>,
 }
 
 fn run_id() -> String {
@@ -247,6 +249,9 @@ impl Plan<'_> {
         }
         let _gate = gate::open(&run_dir.gate())
             .map_err(|e| SandboxError::Io("open the start gate".into(), e))?;
+        if let Some(started) = self.spec.started {
+            started.notify_one();
+        }
         // Off this run's path: prune what dead runs left, make the next run's slot.
         maintain::spawn(None);
         let code = attach::wait(started, docker, &agent).await?;

@@ -466,6 +466,96 @@ fn vault_run_builds_the_environment_and_cleans_up() {
     assert_eq!(parsed["role"], "proxy");
 }
 
+/// `name{labels} value` from Prometheus text, 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub fn metrics_text(rig: &Rig) -> String {
+    crate::harness::http()
+        .get(format!("{}/metrics", rig.server.url))
+        .bearer_auth(rig.home.session_token())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+#[test]
+fn vault_run_reports_its_sandbox_start_to_metrics() {
+    let rig = Rig::start(true);
+    let run = rig.home.run(&["vault", "run", "--", "true"]).ok();
+    assert!(!run.stderr.contains("did not record"), "{run}");
+    let text = metrics_text(&rig);
+    assert_eq!(
+        metric(&text, "agent_vault_sandbox_runs_total{mode=\"process\"}"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "agent_vault_sandbox_start_duration_seconds_count{mode=\"process\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+    // A command that never started is not a run.
+    rig.home
+        .run(&["vault", "run", "--", "no-such-command-here"]);
+    assert_eq!(
+        metric(
+            &metrics_text(&rig),
+            "agent_vault_sandbox_runs_total{mode=\"process\"}"
+        ),
+        1.0
+    );
+
+    // The route: authenticated, bounded, strict about its body.
+    let url = format!("{}/v1/sandbox/runs", rig.server.url);
+    let post = |token: Option<&str>, body: Value| {
+        let mut request = crate::harness::http().post(&url).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<Value>().unwrap(),
+        )
+    };
+    let token = rig.home.session_token();
+    let good = json!({"mode": "container", "start_ms": 1500});
+    assert_eq!(post(None, good.clone()).0, 401);
+    assert_eq!(post(Some(&token), good).0, 201);
+    for bad in [
+        json!({"mode": "vm", "start_ms": 1}),
+        json!({"mode": "process", "start_ms": 3_600_001}),
+        json!({"mode": "process", "start_ms": -1}),
+        json!({"mode": "process"}),
+        json!({"mode": "process", "start_ms": 1, "extra": true}),
+    ] {
+        let (status, body) = post(Some(&token), bad.clone());
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"], "invalid_request", "{bad}: {body}");
+    }
+    let text = metrics_text(&rig);
+    assert_eq!(
+        metric(&text, "agent_vault_sandbox_runs_total{mode=\"container\"}"),
+        1.0,
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "agent_vault_sandbox_start_duration_seconds_bucket{le=\"2.56\",mode=\"container\"} 1"
+        ),
+        "{text}"
+    );
+}
+
 #[test]
 fn vault_token_roles_and_ttl() {
     let rig = Rig::start(true);

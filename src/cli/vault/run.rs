@@ -238,6 +238,7 @@ async fn proxy_setup(
 
 /// `vault run -- <command>` in process mode.
 pub async fn run(context: &Context, flag: Option<&str>, args: RunArgs) -> anyhow::Result<()> {
+    let begun = std::time::Instant::now();
     let container_only = [
         (args.image.is_some(), "--image"),
         (!args.mount.is_empty(), "--mount"),
@@ -256,8 +257,8 @@ pub async fn run(context: &Context, flag: Option<&str>, args: RunArgs) -> anyhow
     }
     let session = session(context, flag, args.role.into(), args.ttl).await?;
     let outcome = match args.sandbox {
-        Sandbox::Process => run_child(context, &session, &args).await,
-        Sandbox::Container => run_container(context, &session, &args).await,
+        Sandbox::Process => run_child(context, &session, &args, begun).await,
+        Sandbox::Container => run_container(context, &session, &args, begun).await,
     };
     if session.minted {
         // The run's token dies with the run.
@@ -280,6 +281,7 @@ async fn run_container(
     context: &Context,
     session: &RunSession,
     args: &RunArgs,
+    begun: std::time::Instant,
 ) -> anyhow::Result<u8> {
     if args.no_mitm {
         bail!(
@@ -303,7 +305,8 @@ async fn run_container(
     if claude.is_some() || program.is_some_and(|p| p == "claude") {
         eprintln!("{}", crate::sandbox::claude::notice(claude, &session.vault));
     }
-    let code = crate::sandbox::run(crate::sandbox::ContainerRun {
+    let started = tokio::sync::Notify::new();
+    let run = crate::sandbox::run(crate::sandbox::ContainerRun {
         api_url: session.client.base(),
         proxy_port,
         ca_pem: &pem,
@@ -323,9 +326,41 @@ async fn run_container(
         claude,
         command: &args.command,
         agent_vault_dir: paths.root(),
-    })
-    .await?;
+        started: Some(&started),
+    });
+    tokio::pin!(run);
+    // The report goes out while the agent runs; a run that fails before starting reports nothing.
+    let code = tokio::select! {
+        code = &mut run => code,
+        () = started.notified() => {
+            let report = report_start(&session.client, "container", begun.elapsed());
+            tokio::join!(&mut run, report).0
+        }
+    }?;
     Ok(code)
+}
+
+/// Tells the server the sandbox started and how long that took (for `/metrics`). Never fails
+/// the run: a server that cannot record it (an older one, or unreachable) gets a warning.
+async fn report_start(client: &Client, mode: &str, took: std::time::Duration) {
+    let body = json!({
+        "mode": mode,
+        "start_ms": u64::try_from(took.as_millis()).unwrap_or(u64::MAX)
+            .min(crate::api::SANDBOX_MAX_START_MS),
+    });
+    let sent = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.post::<serde_json::Value>("/v1/sandbox/runs", &body),
+    )
+    .await;
+    let problem = match sent {
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(_) => "no answer within 5 s".to_owned(),
+    };
+    output::warn(format!(
+        "the server did not record this run's start in its metrics ({problem}); the run goes on"
+    ));
 }
 
 /// Whether the vault lets the broker hold Claude Code's key (from the run's own view of the
@@ -336,7 +371,12 @@ async fn claude_auth(session: &RunSession) -> Option<crate::sandbox::claude::Cla
     crate::sandbox::claude::ClaudeAuth::from_services(found["services"].as_array()?)
 }
 
-async fn run_child(context: &Context, session: &RunSession, args: &RunArgs) -> anyhow::Result<u8> {
+async fn run_child(
+    context: &Context,
+    session: &RunSession,
+    args: &RunArgs,
+    begun: std::time::Instant,
+) -> anyhow::Result<u8> {
     let proxy = if args.no_mitm {
         None
     } else {
@@ -374,8 +414,9 @@ async fn run_child(context: &Context, session: &RunSession, args: &RunArgs) -> a
         }
         Err(e) => return Err(e).with_context(|| format!("cannot start {}", args.command[0])),
     };
-    let status = wait_forwarding_signals(&mut child).await?;
-    Ok(exit_code(status))
+    let report = report_start(&session.client, "process", begun.elapsed());
+    let (status, ()) = tokio::join!(wait_forwarding_signals(&mut child), report);
+    Ok(exit_code(status?))
 }
 
 /// Waits for the child. Termination signals sent to us go on to the child; Ctrl-C and

@@ -54,6 +54,19 @@ fn exit_codes_keep_and_concurrent_runs() {
             && !left.contains("network:"),
         "the agent container and its home were not kept (and only they): {left}"
     );
+
+    // Each of the four runs reported its start to the server's metrics.
+    let text = crate::agents::metrics_text(&rig);
+    for series in [
+        "agent_vault_sandbox_runs_total{mode=\"container\"}",
+        "agent_vault_sandbox_start_duration_seconds_count{mode=\"container\"}",
+    ] {
+        assert_eq!(
+            crate::agents::metric(&text, series),
+            4.0,
+            "{series}: {text}"
+        );
+    }
 }
 
 /// A machine used before: a user's `--keep` left a stopped agent container and its home
