@@ -167,6 +167,17 @@ pub struct TestCert {
 
 impl TestCert {
     pub fn mint() -> Self {
+        Self::mint_for(&[
+            "localhost",
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.0.0.3",
+            "api.anthropic.com",
+        ])
+    }
+
+    /// A CA and a leaf it signed for `names`.
+    pub fn mint_for(names: &[&str]) -> Self {
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -176,15 +187,7 @@ impl TestCert {
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
         let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let names = [
-            "localhost",
-            "127.0.0.1",
-            "127.0.0.2",
-            "127.0.0.3",
-            "api.anthropic.com",
-        ]
-        .map(String::from)
-        .to_vec();
+        let names = names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
         let leaf = CertificateParams::new(names)
             .unwrap()
             .signed_by(&leaf_key, &issuer)
