@@ -9,7 +9,10 @@
 //! - credential writes per second through the API (one client, 3 s): each write is a
 //!   transaction (and, on PostgreSQL, a NOTIFY to the other replicas);
 //! - a write followed at once by a proxied request that must see it (cold snapshot), per second;
-//! - the replica's resident memory after all that.
+//! - the replica's resident memory after all that;
+//! - what a replica costs in memory: two replicas on one PostgreSQL database, each one's
+//!   resident memory idle (started, nothing asked yet) and after a warm load spread over both
+//!   (8 clients each, 5 s).
 //!
 //! PostgreSQL comes from Debian's `postgresql` package, started in a temporary directory like
 //! the tests do. Prints; asserts nothing.
@@ -216,6 +219,120 @@ async fn measure(
     }
 }
 
+struct Replica {
+    idle_mib: f64,
+    loaded_mib: f64,
+    rps: f64,
+}
+
+/// Two replicas on the database at `database_url`: resident memory idle and after a warm load.
+async fn two_replicas(upstream: &upstream::Upstream, database_url: &str) -> Vec<Replica> {
+    let homes = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let servers: Vec<Server> = homes
+        .iter()
+        .map(|home| start(home.path(), &upstream.ca_file, Some(database_url)))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle: Vec<f64> = servers.iter().map(|s| rss_mib(s.child.id())).collect();
+
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = servers[0].url.clone();
+    let call = |method: reqwest::Method, path: &str, bearer: Option<&str>, body: Value| {
+        let mut request = client.request(method, format!("{base}{path}")).json(&body);
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            assert!(response.status().is_success(), "{:?}", response.status());
+            response.json::<Value>().await.unwrap_or(Value::Null)
+        }
+    };
+    use reqwest::Method;
+    let session = call(
+        Method::POST,
+        "/v1/auth/register",
+        None,
+        json!({"email": "bench@example.com", "password": "bench-password-1"}),
+    )
+    .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    call(
+        Method::POST,
+        "/v1/vaults/default/credentials",
+        Some(&session),
+        json!({"credentials": {"BENCH_TOKEN": "bench-value"}}),
+    )
+    .await;
+    call(
+        Method::PUT,
+        "/v1/vaults/default/services",
+        Some(&session),
+        json!({"services": [{
+            "host": "127.0.0.1", "port": upstream.https_port,
+            "auth": {"type": "bearer", "token": "BENCH_TOKEN"}, "scrub_responses": false
+        }]}),
+    )
+    .await;
+    let token = call(
+        Method::POST,
+        "/v1/sessions",
+        Some(&session),
+        json!({"vault": "default", "role": "proxy"}),
+    )
+    .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut counters = Vec::new();
+    let mut tasks = Vec::new();
+    for server in &servers {
+        let done = Arc::new(AtomicU64::new(0));
+        counters.push(done.clone());
+        let target = format!(
+            "{}/proxy/127.0.0.1:{}/bench",
+            server.url, upstream.https_port
+        );
+        for _ in 0..CLIENTS / 2 {
+            let (client, done, target, token) =
+                (client.clone(), done.clone(), target.clone(), token.clone());
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < until {
+                    let r = client
+                        .get(&target)
+                        .bearer_auth(&token)
+                        .header("X-Vault", "default")
+                        .send()
+                        .await;
+                    if let Ok(r) = r
+                        && r.status().is_success()
+                        && r.bytes().await.is_ok()
+                    {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    servers
+        .iter()
+        .zip(idle)
+        .zip(counters)
+        .map(|((server, idle_mib), done)| Replica {
+            idle_mib,
+            loaded_mib: rss_mib(server.child.id()),
+            rps: done.load(Ordering::Relaxed) as f64 / 5.0,
+        })
+        .collect()
+}
+
 fn main() {
     let upstream = upstream::Upstream::start();
     let pg_url = testpg::fresh_database_url();
@@ -229,6 +346,8 @@ fn main() {
             measure("PostgreSQL", &upstream, Some(&pg_url)).await,
         ]
     });
+    let replicas_url = testpg::fresh_database_url();
+    let replicas = runtime.block_on(two_replicas(&upstream, &replicas_url));
     println!();
     println!(
         "store bench (release binary, local TLS upstream, explicit endpoint, {CLIENTS} clients)"
@@ -241,6 +360,21 @@ fn main() {
         println!(
             "{:<12} {:>14.0} {:>14.0} {:>18.0} {:>10.1}",
             r.engine, r.warm_rps, r.writes_per_s, r.write_then_read_per_s, r.rss_mib
+        );
+    }
+    println!();
+    println!(
+        "two replicas on one PostgreSQL database (RSS idle = started, no request yet; loaded = after {} clients each for 5 s)",
+        CLIENTS / 2
+    );
+    println!(
+        "{:<12} {:>14} {:>16} {:>14}",
+        "replica", "idle RSS MiB", "loaded RSS MiB", "warm req/s"
+    );
+    for (name, r) in ["A", "B"].iter().zip(replicas) {
+        println!(
+            "{:<12} {:>14.1} {:>16.1} {:>14.0}",
+            name, r.idle_mib, r.loaded_mib, r.rps
         );
     }
 }
