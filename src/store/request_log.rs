@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::db::{Connection, ToValue};
+use super::db::{Connection, ToValue, Value};
 use serde::Serialize;
 
 use super::Result;
@@ -30,8 +30,11 @@ pub struct Record {
     pub created_at: i64,
 }
 
-/// Rows per INSERT: one statement (one round trip on PostgreSQL) carries this many records,
-/// well under either engine's limit on placeholders (13 per row).
+const COLUMNS: &str = "vault_id, actor_type, actor_id, ingress, method, host, path, service, \
+                       credential_keys, status, duration_ms, error_code, created_at";
+const PER_ROW: usize = 13;
+/// Rows per INSERT on PostgreSQL: one statement (one round trip) carries this many records,
+/// well under its limit on placeholders.
 const ROWS_PER_INSERT: usize = 200;
 
 pub fn insert_all(conn: &Connection, records: &[Record]) -> Result<()> {
@@ -46,42 +49,54 @@ pub fn insert_all(conn: &Connection, records: &[Record]) -> Result<()> {
         .iter()
         .filter(|r| vaults.contains(&*r.vault_id))
         .collect();
-    for chunk in kept.chunks(ROWS_PER_INSERT) {
-        let mut sql = String::from(
-            "INSERT INTO request_log (vault_id, actor_type, actor_id, ingress, method, host, path,
-                 service, credential_keys, status, duration_ms, error_code, created_at) VALUES ",
-        );
-        let mut args: Vec<super::db::Value> = Vec::with_capacity(chunk.len() * 13);
-        for (i, r) in chunk.iter().enumerate() {
-            let base = i * 13;
-            let slots: Vec<String> = (1..=13).map(|k| format!("?{}", base + k)).collect();
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            sql.push_str(&slots.join(", "));
-            sql.push(')');
-            let keys = serde_json::to_string(&*r.credential_keys).unwrap_or_else(|_| "[]".into());
-            let row: [&dyn ToValue; 13] = [
-                &&*r.vault_id,
-                &r.actor_type,
-                &r.actor_id,
-                &r.ingress,
-                &&*r.method,
-                &&*r.host,
-                &r.path,
-                &r.service.as_deref(),
-                &keys,
-                &r.status,
-                &(r.duration_ms as i64),
-                &r.error_code,
-                &r.created_at,
-            ];
-            args.extend(row.iter().map(|v| v.to_value()));
+    if !conn.is_postgres() {
+        // SQLite has no round trip to save: one cached single-row statement per record costs
+        // far less than building and binding a statement of thousands of placeholders.
+        let sql = insert_sql(1);
+        for record in kept {
+            conn.execute(&sql, Vec::from(row_values(record)))?;
         }
-        conn.execute(&sql, args)?;
+        return Ok(());
+    }
+    for chunk in kept.chunks(ROWS_PER_INSERT) {
+        let args: Vec<Value> = chunk.iter().flat_map(|r| row_values(r)).collect();
+        conn.execute(&insert_sql(chunk.len()), args)?;
     }
     Ok(())
+}
+
+/// `INSERT … VALUES (?1, …, ?13), (?14, …)` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    use std::fmt::Write;
+    let mut sql = format!("INSERT INTO request_log ({COLUMNS}) VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 1..=PER_ROW {
+            let sep = if column == 1 { "" } else { ", " };
+            let _ = write!(sql, "{sep}?{}", row * PER_ROW + column);
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+fn row_values(r: &Record) -> [Value; PER_ROW] {
+    let keys = serde_json::to_string(&*r.credential_keys).unwrap_or_else(|_| "[]".into());
+    [
+        (*r.vault_id).to_value(),
+        r.actor_type.to_value(),
+        r.actor_id.to_value(),
+        r.ingress.to_value(),
+        (*r.method).to_value(),
+        (*r.host).to_value(),
+        r.path.to_value(),
+        r.service.as_deref().to_value(),
+        Value::Text(keys),
+        r.status.to_value(),
+        (r.duration_ms as i64).to_value(),
+        r.error_code.to_value(),
+        r.created_at.to_value(),
+    ]
 }
 
 /// One logged request as the API and the web UI show it.
