@@ -79,6 +79,133 @@ fn http2_and_http1_both_ways_to_nginx() {
     }
 }
 
+/// A TLS upstream that answers every request with the protocol, authority and `Authorization`
+/// it saw: HTTP/2 only (ALPN `h2` alone, as gRPC servers do), or HTTP/1.1 closing the
+/// connection after each response. Returns its port and the PEM of its certificate's CA.
+fn start_echo(runtime: &tokio::runtime::Runtime, http2_only: bool) -> (u16, String) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let cert = crate::upstream::TestCert::mint();
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.leaf_der.clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_der.clone().into()),
+    )
+    .unwrap();
+    config.alpn_protocols = vec![if http2_only {
+        b"h2".to_vec()
+    } else {
+        b"http/1.1".to_vec()
+    }];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    runtime.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|request: http::Request<_>| async move {
+                    let authority = match request.uri().authority() {
+                        Some(authority) => Some(authority.to_string()),
+                        None => request
+                            .headers()
+                            .get("host")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned),
+                    };
+                    let seen = serde_json::json!({
+                        "proto": format!("{:?}", request.version()),
+                        "authority": authority,
+                        "authorization": request.headers().get("authorization")
+                            .and_then(|v| v.to_str().ok()),
+                    });
+                    let body = http_body_util::Full::new(bytes::Bytes::from(seen.to_string()));
+                    Ok::<_, std::convert::Infallible>(http::Response::new(body))
+                });
+                let io = TokioIo::new(tls);
+                if http2_only {
+                    let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                    let _ = builder.serve_connection(io, service).await;
+                } else {
+                    let mut builder = hyper::server::conn::http1::Builder::new();
+                    let _ = builder
+                        .keep_alive(false)
+                        .serve_connection(io, service)
+                        .await;
+                }
+            });
+        }
+    });
+    (port, cert.ca_pem)
+}
+
+/// curl with `--http1.1` through the MITM, fetching each URL in turn on one tunnel; the
+/// upstream's JSON answers.
+fn curl_http1_on_one_tunnel(rig: &Rig, urls: &[String]) -> Vec<Value> {
+    let out = Command::new("curl")
+        .args(["-sS", "--http1.1", "-w", "\n", "--cacert"])
+        .arg(&rig.ca)
+        .args(urls)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HTTPS_PROXY", rig.proxy_url())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), urls.len(), "{text}");
+    answers
+}
+
+#[test]
+fn http1_agents_reach_http2_only_and_closing_upstreams() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (h2_only, h2_ca) = start_echo(&runtime, true);
+    let (closing, closing_ca) = start_echo(&runtime, false);
+    let cas = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(cas.path(), format!("{h2_ca}{closing_ca}")).unwrap();
+    let rig = Rig::start_trusting(true, Upstream::start(), &[cas.path()]);
+    let service = |port: u16| {
+        format!(
+            "  - host: 127.0.0.1\n    port: {port}\n    scrub_responses: false\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n"
+        )
+    };
+    rig.add_services(&format!(
+        "services:\n{}{}",
+        service(h2_only),
+        service(closing)
+    ));
+    // HTTP/2 only (ALPN `h2` alone): every request of an HTTP/1.1 agent goes over HTTP/2.
+    // Closing after each answer: a new upstream connection for each request of one tunnel.
+    for (port, proto) in [(h2_only, "HTTP/2.0"), (closing, "HTTP/1.1")] {
+        let urls: Vec<String> = (1..=3)
+            .map(|n| format!("https://127.0.0.1:{port}/{n}"))
+            .collect();
+        for seen in curl_http1_on_one_tunnel(&rig, &urls) {
+            assert_eq!(seen["proto"], proto, "{seen}");
+            assert_eq!(seen["authority"], format!("127.0.0.1:{port}"), "{seen}");
+            assert_eq!(seen["authorization"], format!("Bearer {BEARER}"), "{seen}");
+        }
+    }
+}
+
 /// A TLS stream to `host:port` through a CONNECT tunnel of the rig's MITM, trusting the
 /// broker's CA and offering `alpn`.
 pub async fn tunnel(
