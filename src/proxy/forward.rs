@@ -61,7 +61,9 @@ pub fn error_response(err: &BrokerError) -> Response<ProxyBody> {
 
 /// The rustls error in `e`, also inside I/O errors wrapping I/O errors (hyper-rustls wraps
 /// tokio-rustls's, whose inner error is the rustls one).
-fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+pub(super) fn rustls_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
     let mut current = e;
     for _ in 0..4 {
         if let Some(tls) = current.downcast_ref::<rustls::Error>() {
@@ -238,6 +240,8 @@ where
     parts.uri = target.uri(&rewritten).map_err(|_| {
         BrokerError::bad_request("invalid_request", "the request path is not a valid URI")
     })?;
+    // The agent's protocol is kept where the upstream agrees to it (see `http1_hosts`).
+    let http1_agent = parts.version < http::Version::HTTP_2;
     parts.version = http::Version::HTTP_11;
 
     let websocket = websocket::is_upgrade(&parts.headers);
@@ -294,9 +298,14 @@ where
         ));
     }
 
+    let client = if http1_agent && target.is_https() && proxy.http1_hosts.agrees(target) {
+        &proxy.http1_upstream
+    } else {
+        &proxy.upstream
+    };
     let upstream = tokio::time::timeout(
         proxy.timeouts.response,
-        proxy.upstream.request(Request::from_parts(parts, body)),
+        client.request(Request::from_parts(parts, body)),
     )
     .await
     .map_err(|_| {

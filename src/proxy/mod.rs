@@ -10,6 +10,7 @@
 
 pub mod explicit;
 mod forward;
+mod http1_hosts;
 pub mod listener;
 mod scrubbed;
 pub mod upstream;
@@ -30,6 +31,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
 pub use forward::{Ingress, error_response, forward};
+pub use http1_hosts::Http1Hosts;
 pub use upstream::{ProxyBody, Timeouts};
 
 use listener::Ended;
@@ -46,6 +48,9 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Proxy {
     pub broker: Arc<Broker>,
     pub upstream: upstream::UpstreamClient,
+    /// Offers only HTTP/1.1: HTTP/1.1 agents' requests to hosts that agree to it.
+    pub http1_upstream: upstream::UpstreamClient,
+    pub http1_hosts: Http1Hosts,
     /// HTTP/1.1 only, not pooled: WebSocket upgrades.
     pub upgrade_client: upstream::UpstreamClient,
     pub timeouts: Timeouts,

@@ -23,7 +23,7 @@ use crate::mail::{Mailer, SmtpConfig};
 use crate::netguard::NetworkPolicy;
 use crate::paths::Paths;
 use crate::proxy::listener::{self, ConnSettings, Drain, Ended};
-use crate::proxy::{Proxy, Timeouts, upstream};
+use crate::proxy::{Http1Hosts, Proxy, Timeouts, upstream};
 use crate::store::{Store, users, verifications};
 
 pub fn serve(
@@ -174,13 +174,15 @@ async fn serve_async(
         let max_age = cache_max_age()?;
         share_changes_between_replicas(pg, &broker, (&store, &limits), max_age, stop_rx.clone());
     }
-    let (upstream, upgrade_client) = upstream::clients(Arc::new(policy), roots, timeouts)
+    let clients = upstream::clients(Arc::new(policy), roots, timeouts)
         .map_err(|e| ServerError::Input(format!("cannot set up upstream TLS: {e}")))?;
     let drain = Drain::new(stop_rx.clone());
     let proxy = Arc::new(Proxy {
         broker,
-        upstream,
-        upgrade_client,
+        upstream: clients.pooled,
+        http1_upstream: clients.http1,
+        http1_hosts: Http1Hosts::new(clients.h1_connector),
+        upgrade_client: clients.upgrade,
         timeouts,
         ca: ca.clone(),
         limits: limits.clone(),
