@@ -1,5 +1,6 @@
 //! Trusted TLS roots for the broker's own TLS clients (upstreams, email, PostgreSQL): the
-//! system bundle plus `SSL_CERT_FILE` and every file in `SSL_CERT_DIR`, as OpenSSL reads them.
+//! system bundle plus `SSL_CERT_FILE` and every file in `SSL_CERT_DIR`, as OpenSSL reads them;
+//! and the TLS error inside a failure of those clients, to say what to fix.
 //!
 //! Stance: read-only; a file named by the environment that cannot be read is reported as a
 //! warning by the caller, never silently trusted or dropped.
@@ -47,4 +48,17 @@ pub fn trusted_root_certs() -> (Vec<CertificateDer<'static>>, Vec<String>) {
         }
     }
     (certs, warnings)
+}
+
+/// The rustls error in `e`, also inside I/O errors wrapping I/O errors (hyper-rustls and
+/// tokio-postgres wrap tokio-rustls's, whose inner error is the rustls one).
+pub fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = e;
+    for _ in 0..4 {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        current = current.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+    None
 }

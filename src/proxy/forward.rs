@@ -10,6 +10,7 @@ use http::{HeaderValue, Method, Request, Response, header};
 use http_body_util::{BodyExt, Full};
 
 use super::Proxy;
+use super::http1_hosts::Verdict;
 use super::scrubbed::ScrubbedBody;
 use super::upstream::{BoxError, ProxyBody};
 use super::websocket;
@@ -57,21 +58,6 @@ fn method_name(method: &Method) -> Cow<'static, str> {
 pub fn error_response(err: &BrokerError) -> Response<ProxyBody> {
     err.to_response()
         .map(|body| body.map_err(|e| -> BoxError { match e {} }).boxed_unsync())
-}
-
-/// The rustls error in `e`, also inside I/O errors wrapping I/O errors (hyper-rustls wraps
-/// tokio-rustls's, whose inner error is the rustls one).
-pub(super) fn rustls_error<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a rustls::Error> {
-    let mut current = e;
-    for _ in 0..4 {
-        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        current = current.downcast_ref::<std::io::Error>()?.get_ref()?;
-    }
-    None
 }
 
 /// Why an upstream's TLS failed, in words that carry nothing from its certificate.
@@ -298,7 +284,12 @@ where
         ));
     }
 
-    let client = if http1_agent && target.is_https() && proxy.http1_hosts.agrees(target) {
+    let http1 = if http1_agent && target.is_https() {
+        proxy.http1_hosts.verdict(target)
+    } else {
+        Verdict::Other
+    };
+    let client = if http1 == Verdict::Http1 {
         &proxy.http1_upstream
     } else {
         &proxy.upstream
@@ -316,6 +307,9 @@ where
         ))
     })?
     .map_err(|e| upstream_error(target.host_port(), &e))?;
+    if http1 == Verdict::Unknown {
+        proxy.http1_hosts.learn(target);
+    }
     let (mut parts, body) = upstream.into_parts();
     rewrite::strip_response_headers(&mut parts.headers, &plan);
     let body: ProxyBody = body.map_err(Into::into).boxed_unsync();
@@ -471,7 +465,7 @@ fn upstream_error(host: &str, err: &hyper_util::client::legacy::Error) -> Broker
                 BrokerError::upstream(format!("cannot reach {host}: {guard}"))
             };
         }
-        if let Some(tls) = rustls_error(e) {
+        if let Some(tls) = crate::roots::rustls_error(e) {
             // The full error (with the names the certificate does carry) is for the operator.
             tracing::warn!(host, "TLS with the upstream failed: {tls}");
             return BrokerError::upstream(format!("TLS with {host} failed: {}", tls_reason(tls)));

@@ -3,11 +3,12 @@
 //! CPU per request than its HTTP/1.1 client, and keeping the agent's protocol is what a
 //! transparent proxy should do where it can.
 //!
-//! A host is learned once per process by a probe: a TLS handshake offering only `http/1.1` in
-//! ALPN, through the network guard like any upstream connection. Until the probe has answered,
-//! and for hosts that refuse HTTP/1.1 or negotiate no protocol (an HTTP/2-only server may do
-//! either), requests go through the pool that offers HTTP/2 as before, so no request is ever
-//! sent in a protocol the upstream may not speak.
+//! A host is learned once per process, after it has answered a request through the pool (so
+//! hosts the network guard refuses, or that cannot be reached, are never probed): one TLS
+//! handshake offering only `http/1.1` in ALPN, through the guard like any upstream
+//! connection. Until then, and for hosts that refuse HTTP/1.1 or negotiate no protocol (an
+//! HTTP/2-only server may do either), requests go through the pool that offers HTTP/2 as
+//! before, so no request is ever sent in a protocol the upstream may not speak.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -21,10 +22,12 @@ use crate::target::Target;
 const REMEMBERED: usize = 4096;
 
 #[derive(Clone, Copy, PartialEq)]
-enum Verdict {
+pub enum Verdict {
+    /// Not asked yet: [`Http1Hosts::learn`] once it has answered.
+    Unknown,
     Probing,
     Http1,
-    /// Refused HTTP/1.1, negotiated nothing, or speaks plain HTTP: use the pool.
+    /// Refused HTTP/1.1, negotiated nothing, or the probe failed: use the pool.
     Other,
 }
 
@@ -42,14 +45,23 @@ impl Http1Hosts {
         }
     }
 
-    /// Whether `target` is known to agree to HTTP/1.1; the first time it is asked about, a
-    /// probe starts in the background and the answer is no.
-    pub fn agrees(&self, target: &Target) -> bool {
+    /// What is known of `target`; only [`Verdict::Http1`] sends an HTTP/1.1 agent's request
+    /// over HTTP/1.1.
+    pub fn verdict(&self, target: &Target) -> Verdict {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .get(target.host_port())
+            .copied()
+            .unwrap_or(Verdict::Unknown)
+    }
+
+    /// Probes `target` in the background, unless another request already started to.
+    pub fn learn(&self, target: &Target) {
         let key = target.host_port_shared();
         {
             let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(verdict) = known.get(&key) {
-                return *verdict == Verdict::Http1;
+            if known.contains(&key) {
+                return;
             }
             known.put(key.clone(), Verdict::Probing);
         }
@@ -58,49 +70,30 @@ impl Http1Hosts {
         tokio::spawn(async move {
             let verdict = match uri {
                 Ok(uri) => probe(&mut connector, uri).await,
-                Err(_) => Some(Verdict::Other),
+                Err(_) => Verdict::Other,
             };
-            let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
-            match verdict {
-                Some(verdict) => {
-                    known.put(key, verdict);
-                }
-                // Unreachable for now: asked again on a later request.
-                None => {
-                    known.pop(&key);
-                }
-            }
+            known
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .put(key, verdict);
         });
-        false
     }
 }
 
-/// `None` when the upstream could not be reached at all (a network error, not an answer).
-async fn probe(connector: &mut H1Connector, uri: http::Uri) -> Option<Verdict> {
+async fn probe(connector: &mut H1Connector, uri: http::Uri) -> Verdict {
     use tower_service::Service;
-    std::future::poll_fn(|cx| connector.poll_ready(cx))
+    if std::future::poll_fn(|cx| connector.poll_ready(cx))
         .await
-        .ok()?;
+        .is_err()
+    {
+        return Verdict::Other;
+    }
     match connector.call(uri).await {
         Ok(MaybeHttpsStream::Https(tls))
             if tls.inner().get_ref().1.alpn_protocol() == Some(b"http/1.1") =>
         {
-            Some(Verdict::Http1)
+            Verdict::Http1
         }
-        Ok(_) => Some(Verdict::Other),
-        Err(e) if tls_refused(&*e) => Some(Verdict::Other),
-        Err(_) => None,
+        _ => Verdict::Other,
     }
-}
-
-/// A TLS-level refusal (the upstream answered, with an alert or a protocol we did not offer).
-fn tls_refused(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(e);
-    while let Some(e) = current {
-        if super::forward::rustls_error(e).is_some() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
 }

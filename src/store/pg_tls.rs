@@ -45,15 +45,26 @@ pub enum SslMode {
 }
 
 impl SslMode {
+    const ALL: [Self; 5] = [
+        Self::Disable,
+        Self::Prefer,
+        Self::Require,
+        Self::VerifyCa,
+        Self::VerifyFull,
+    ];
+
     fn parse(value: &str) -> Option<Self> {
-        Some(match value {
-            "disable" => Self::Disable,
-            "prefer" => Self::Prefer,
-            "require" => Self::Require,
-            "verify-ca" => Self::VerifyCa,
-            "verify-full" => Self::VerifyFull,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|mode| mode.name() == value)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
     }
 
     /// What tokio-postgres itself knows: whether TLS is off, tried or required.
@@ -112,7 +123,7 @@ pub fn parse(url: &str, location: &str) -> Result<Target, StoreError> {
     if rootcert.as_deref() == Some("system") && mode != SslMode::VerifyFull {
         return Err(config_err(format!(
             "sslrootcert=system needs sslmode=verify-full (it is {}); set sslmode=verify-full",
-            mode_name(mode)
+            mode.name()
         )));
     }
     if mode == SslMode::Require && rootcert.is_some() {
@@ -132,16 +143,6 @@ pub fn parse(url: &str, location: &str) -> Result<Target, StoreError> {
     config.ssl_mode(mode.driver_mode());
     let tls = MakeRustls::new(mode, rootcert.as_deref()).map_err(config_err)?;
     Ok(Target { config, tls, mode })
-}
-
-fn mode_name(mode: SslMode) -> &'static str {
-    match mode {
-        SslMode::Disable => "disable",
-        SslMode::Prefer => "prefer",
-        SslMode::Require => "require",
-        SslMode::VerifyCa => "verify-ca",
-        SslMode::VerifyFull => "verify-full",
-    }
 }
 
 /// The CAs a `verify-*` mode trusts.
@@ -396,12 +397,7 @@ impl ServerCertVerifier for ChainOnly {
 pub fn hint(err: &tokio_postgres::Error) -> &'static str {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
     while let Some(e) = source {
-        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(rustls::Error::InvalidCertificate(cert)) = tls {
+        if let Some(rustls::Error::InvalidCertificate(cert)) = crate::roots::rustls_error(e) {
             return match cert {
                 CertificateError::NotValidForName
                 | CertificateError::NotValidForNameContext { .. } => {
