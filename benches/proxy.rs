@@ -298,18 +298,7 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
 
 /// A TLS WebSocket echo server on 127.0.0.1; returns its port.
 fn start_ws_echo(runtime: &tokio::runtime::Runtime, cert: &upstream::TestCert) -> u16 {
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.leaf_der.clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_der.clone().into()),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = cert.acceptor(&[]);
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();

@@ -100,23 +100,8 @@ fn http2_and_http1_both_ways_to_nginx() {
 fn start_echo(runtime: &tokio::runtime::Runtime, http2_only: bool) -> (u16, String) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     let cert = crate::upstream::TestCert::mint();
-    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.leaf_der.clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_der.clone().into()),
-    )
-    .unwrap();
-    config.alpn_protocols = vec![if http2_only {
-        b"h2".to_vec()
-    } else {
-        b"http/1.1".to_vec()
-    }];
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let alpn: &[u8] = if http2_only { b"h2" } else { b"http/1.1" };
+    let acceptor = cert.acceptor(&[alpn]);
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();

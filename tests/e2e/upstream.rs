@@ -176,6 +176,23 @@ impl TestCert {
         ])
     }
 
+    /// A TLS acceptor presenting the leaf, offering `alpn` (most preferred first).
+    pub fn acceptor(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![self.leaf_der.clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(self.key_der.clone().into()),
+        )
+        .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
     /// A CA and a leaf it signed for `names`.
     pub fn mint_for(names: &[&str]) -> Self {
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
@@ -214,18 +231,7 @@ impl Upstream {
         let ca_file = dir.path().join("upstream-ca.pem");
         std::fs::write(&ca_file, &cert.ca_pem).unwrap();
 
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.leaf_der.clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_der.clone().into()),
-            )
-            .unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = cert.acceptor(&[b"h2", b"http/1.1"]);
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
