@@ -6,8 +6,8 @@
 //! carries a credential, token, path or query: only ingress names, status classes and the
 //! broker's stable error codes.
 
-use std::sync::LazyLock;
 use std::sync::atomic::AtomicU64;
+use std::sync::{LazyLock, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -64,6 +64,34 @@ pub struct Metrics {
     pub db_connections_idle: Gauge,
     pub db_waiting: Gauge,
     pub start_time: Gauge<f64, AtomicU64>,
+    hot: HotSeries,
+}
+
+/// The series every proxied request touches, kept once first resolved: a family lookup
+/// hashes its labels under a lock, and the data path would make four per request.
+#[derive(Default)]
+struct HotSeries {
+    /// By ingress (`mitm`, `explicit`) and status class, without a broker error.
+    proxied: [[OnceLock<Counter>; 6]; 2],
+    seconds: [OnceLock<Histogram>; 2],
+    /// By cache (`token`, `snapshot`) and hit.
+    cache: [[OnceLock<Counter>; 2]; 2],
+}
+
+/// Runs `use_it` on `family`'s series for `labels`, through `slot` when there is one.
+fn with_series<L, M>(
+    slot: Option<&OnceLock<M>>,
+    family: &Family<L, M>,
+    labels: L,
+    use_it: impl FnOnce(&M),
+) where
+    L: Clone + std::hash::Hash + Eq,
+    M: Clone,
+{
+    match slot {
+        Some(slot) => use_it(slot.get_or_init(|| family.get_or_create(&labels).clone())),
+        None => use_it(&family.get_or_create(&labels)),
+    }
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -162,6 +190,7 @@ impl Metrics {
             db_connections_idle,
             db_waiting,
             start_time,
+            hot: HotSeries::default(),
         }
     }
 
@@ -174,35 +203,52 @@ impl Metrics {
         error: Option<&'static str>,
         duration_ms: u64,
     ) {
-        let status = match status / 100 {
-            1 => "1xx",
-            2 => "2xx",
-            3 => "3xx",
-            4 => "4xx",
-            5 => "5xx",
-            _ => "none",
+        let class = match status / 100 {
+            n @ 1..=5 => n as usize,
+            _ => 0,
         };
-        self.proxied
-            .get_or_create(&ProxiedLabels {
-                ingress,
-                status,
-                error: error.unwrap_or_default(),
-            })
-            .inc();
+        let status = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"][class];
+        let at = match ingress {
+            "mitm" => Some(0),
+            "explicit" => Some(1),
+            _ => None,
+        };
+        let error = error.unwrap_or_default();
+        let labels = ProxiedLabels {
+            ingress,
+            status,
+            error,
+        };
+        let slot = at.filter(|_| error.is_empty());
+        let slot = slot.map(|at| &self.hot.proxied[at][class]);
+        with_series(slot, &self.proxied, labels, |c| {
+            c.inc();
+        });
         #[allow(clippy::cast_precision_loss)] // milliseconds: far below 2^52
-        self.proxied_seconds
-            .get_or_create(&IngressLabels { ingress })
-            .observe(duration_ms as f64 / 1000.0);
+        let seconds = duration_ms as f64 / 1000.0;
+        let slot = at.map(|at| &self.hot.seconds[at]);
+        with_series(
+            slot,
+            &self.proxied_seconds,
+            IngressLabels { ingress },
+            |h| h.observe(seconds),
+        );
     }
 
     /// A data-path cache lookup: `cache` is `snapshot` or `token`.
     pub fn cache_lookup(&self, cache: &'static str, hit: bool) {
-        self.cache
-            .get_or_create(&CacheLabels {
-                cache,
-                result: if hit { "hit" } else { "miss" },
-            })
-            .inc();
+        let slot = match cache {
+            "token" => Some(&self.hot.cache[0][usize::from(hit)]),
+            "snapshot" => Some(&self.hot.cache[1][usize::from(hit)]),
+            _ => None,
+        };
+        let labels = CacheLabels {
+            cache,
+            result: if hit { "hit" } else { "miss" },
+        };
+        with_series(slot, &self.cache, labels, |c| {
+            c.inc();
+        });
     }
 
     /// A request refused by the rate limit named `limit`.

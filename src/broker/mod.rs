@@ -130,7 +130,7 @@ pub struct Scope {
     /// Who acts: `agent` (its own token), the `user` or `agent` who minted a vault-scoped
     /// token, or `scoped` when that is unknown; and their id.
     pub actor_type: &'static str,
-    pub actor_id: Option<String>,
+    pub actor_id: Option<Arc<str>>,
     pub expires_at: Option<i64>,
     /// The PROXY rate-limit key: the agent, or this very vault-scoped token (never the user
     /// who minted it: two `vault run`s have two budgets), and the vault.
@@ -153,13 +153,13 @@ pub struct Broker {
 /// no invalidation happened while it was being loaded (the broker's generation counter), so
 /// a load that raced a change cannot put stale data back.
 struct Cache<K, V> {
-    map: RwLock<HashMap<K, V>>,
+    map: RwLock<HashMap<K, V, foldhash::fast::RandomState>>,
 }
 
 impl<K: std::hash::Hash + Eq, V: Clone> Cache<K, V> {
     fn new() -> Self {
         Self {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(HashMap::default()),
         }
     }
 
@@ -389,8 +389,8 @@ fn resolve_scope(
                         _ => {
                             // The log names who minted the token (`vault run`, `vault token`).
                             let (actor_type, actor_id) = match sessions::minted_by(conn, token_hash)? {
-                                Some((kind, id)) if kind == "user" => ("user", Some(id)),
-                                Some((kind, id)) if kind == "agent" => ("agent", Some(id)),
+                                Some((kind, id)) if kind == "user" => ("user", Some(id.into())),
+                                Some((kind, id)) if kind == "agent" => ("agent", Some(id.into())),
                                 _ => ("scoped", None),
                             };
                             Ok(Scope {
@@ -438,7 +438,7 @@ fn resolve_scope(
                         vault_name: vault.name,
                         role,
                         actor_type: "agent",
-                        actor_id: Some(agent_id),
+                        actor_id: Some(agent_id.into()),
                         expires_at: session.expires_at,
                     })
                 }

@@ -90,13 +90,13 @@ impl Bucket {
 }
 
 /// One shard: keys to buckets, least recently used evicted first.
-type Shard = Mutex<LruCache<String, Arc<Bucket>>>;
+type Shard = Mutex<LruCache<String, Arc<Bucket>, foldhash::fast::RandomState>>;
 
 /// Buckets by key, bounded.
 pub struct Table {
     quota: Option<Quota>,
     concurrency: u32,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::fast::RandomState,
     shards: Box<[Shard]>,
 }
 
@@ -108,7 +108,7 @@ impl Table {
             concurrency,
             hasher: Default::default(),
             shards: (0..SHARDS)
-                .map(|_| Mutex::new(LruCache::new(per_shard)))
+                .map(|_| Mutex::new(LruCache::with_hasher(per_shard, Default::default())))
                 .collect(),
         }
     }

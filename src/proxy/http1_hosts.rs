@@ -33,7 +33,7 @@ pub enum Verdict {
 
 pub struct Http1Hosts {
     connector: H1Connector,
-    known: Arc<Mutex<lru::LruCache<Arc<str>, Verdict>>>,
+    known: Arc<Mutex<lru::LruCache<Arc<str>, Verdict, foldhash::fast::RandomState>>>,
 }
 
 impl Http1Hosts {
@@ -41,7 +41,10 @@ impl Http1Hosts {
         let capacity = NonZeroUsize::new(REMEMBERED).unwrap_or(NonZeroUsize::MIN);
         Self {
             connector,
-            known: Arc::new(Mutex::new(lru::LruCache::new(capacity))),
+            known: Arc::new(Mutex::new(lru::LruCache::with_hasher(
+                capacity,
+                Default::default(),
+            ))),
         }
     }
 
