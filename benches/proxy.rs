@@ -527,6 +527,16 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// CPU seconds used by this process's waited-for children: the load generator's, measured
+/// around each run (oha runs one at a time).
+fn children_cpu_seconds() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |usage| {
+        let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        seconds(usage.user_time()) + seconds(usage.system_time())
+    })
+}
+
 fn ticks_per_second() -> f64 {
     // Linux reports /proc times in USER_HZ, which is 100 on every mainstream architecture.
     100.0
@@ -699,6 +709,8 @@ fn main() {
     let names = [
         "keep-alive req/s (16 conns, 1 KiB)",
         "  proxy CPU per request (us)",
+        "  nginx CPU per request (us)",
+        "  oha CPU per request (us)",
         "new CONNECT+TLS conns/s (16 at once)",
         "p50 at 500 req/s (ms)",
         "p99 at 500 req/s (ms)",
@@ -730,23 +742,23 @@ fn main() {
             continue;
         }
         if let Some((total, growth)) = runtime.block_on(idle_tunnels(route, h2)) {
-            rows[7].cells[i] = format!("{total:.1}");
-            rows[8].cells[i] = format!("{growth:.1}");
+            rows[9].cells[i] = format!("{total:.1}");
+            rows[10].cells[i] = format!("{growth:.1}");
         }
         let url = file(route);
         if let Some(report) = oha_bin
             .as_deref()
             .and_then(|o| oha(o, route, &url, &["-z", "5s", "--disable-keepalive"]))
         {
-            rows[2].cells[i] = fmt(report["summary"]["requestsPerSec"].as_f64(), 0);
+            rows[4].cells[i] = fmt(report["summary"]["requestsPerSec"].as_f64(), 0);
         }
-        rows[5].cells[i] = fmt(curl_speed(route, &format!("https://127.0.0.1:{h2}/big")), 0);
+        rows[7].cells[i] = fmt(curl_speed(route, &format!("https://127.0.0.1:{h2}/big")), 0);
         let ws = runtime.block_on(ws_rate(route, ws_port, &ws_ca));
         if ws.is_none() && route.label == "mitmproxy" {
             let log = std::fs::read_to_string(dir.path().join("mitmdump.log")).unwrap_or_default();
             eprintln!("mitmdump's log:\n{log}");
         }
-        rows[6].cells[i] = fmt(ws, 0);
+        rows[8].cells[i] = fmt(ws, 0);
     }
 
     // Requests: rounds that take the routes in turn, medians reported, so a change in the
@@ -757,22 +769,32 @@ fn main() {
         }
         let mut rps = vec![Vec::new(); routes.len()];
         let mut cpu = vec![Vec::new(); routes.len()];
+        let mut nginx_cpu = vec![Vec::new(); routes.len()];
+        let mut oha_cpu = vec![Vec::new(); routes.len()];
+        let workers = nginx.worker_pids();
+        let nginx_ticks = || workers.iter().filter_map(|&p| cpu_ticks(p)).sum::<u64>();
         let mut p50 = vec![Vec::new(); routes.len()];
         let mut p99 = vec![Vec::new(); routes.len()];
         for round in 0..ROUNDS {
             eprintln!("proxy bench: request round {}/{ROUNDS}", round + 1);
             for (i, route) in routes.iter().enumerate() {
                 let before = route.pid.and_then(cpu_ticks);
+                let (nginx_before, oha_before) = (nginx_ticks(), children_cpu_seconds());
                 let report = oha(oha_bin, route, &file(route), &["-z", ROUND]);
                 let after = route.pid.and_then(cpu_ticks);
+                let (nginx_after, oha_after) = (nginx_ticks(), children_cpu_seconds());
                 if let Some(report) = report {
                     let rate = report["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0);
                     let total = report["summary"]["total"].as_f64().unwrap_or(0.0) * rate;
                     rps[i].push(rate);
-                    if let (Some(b), Some(a)) = (before, after)
-                        && total > 0.0
-                    {
-                        cpu[i].push((a - b) as f64 * 1e6 / ticks_per_second() / total);
+                    if total > 0.0 {
+                        let per_request =
+                            |ticks: u64| ticks as f64 * 1e6 / ticks_per_second() / total;
+                        if let (Some(b), Some(a)) = (before, after) {
+                            cpu[i].push(per_request(a - b));
+                        }
+                        nginx_cpu[i].push(per_request(nginx_after - nginx_before));
+                        oha_cpu[i].push((oha_after - oha_before) * 1e6 / total);
                     }
                 }
                 if only_keepalive {
@@ -794,8 +816,10 @@ fn main() {
         for i in 0..routes.len() {
             rows[0].cells[i] = fmt(median(&rps[i]), 0);
             rows[1].cells[i] = fmt(median(&cpu[i]), 1);
-            rows[3].cells[i] = fmt(median(&p50[i]), 3);
-            rows[4].cells[i] = fmt(median(&p99[i]), 3);
+            rows[2].cells[i] = fmt(median(&nginx_cpu[i]), 1);
+            rows[3].cells[i] = fmt(median(&oha_cpu[i]), 1);
+            rows[5].cells[i] = fmt(median(&p50[i]), 3);
+            rows[6].cells[i] = fmt(median(&p99[i]), 3);
         }
         let ratio = |i: usize| median(&rps[i]).zip(median(&rps[0])).map(|(p, d)| p / d);
         let added = |values: &[Vec<f64>], i: usize| {
@@ -821,7 +845,7 @@ fn main() {
         }
     }
     if only_keepalive {
-        rows.truncate(2);
+        rows.truncate(4);
     }
     println!();
     print!("{:<40}", "");

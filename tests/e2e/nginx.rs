@@ -137,6 +137,17 @@ http {{
         self.dir.path().join("www")
     }
 
+    /// The worker processes (children of the master), for the benchmark's CPU accounting.
+    #[allow(dead_code)]
+    pub fn worker_pids(&self) -> Vec<u32> {
+        let pid = self.child.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
     /// nginx's error log, for assertion messages.
     pub fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
