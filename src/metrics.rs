@@ -319,4 +319,25 @@ mod tests {
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
+
+    #[test]
+    fn kept_series_are_the_families_own() {
+        let m = Metrics::new();
+        for _ in 0..3 {
+            m.proxied("mitm", 204, None, 1);
+            m.cache_lookup("token", false);
+        }
+        m.proxied("mitm", 0, None, 1);
+        m.proxied("mitm", 502, Some("upstream_error"), 1);
+        let text = m.render();
+        for line in [
+            "agent_vault_proxied_requests_total{ingress=\"mitm\",status=\"2xx\",error=\"\"} 3",
+            "agent_vault_proxied_requests_total{ingress=\"mitm\",status=\"none\",error=\"\"} 1",
+            "agent_vault_proxied_requests_total{ingress=\"mitm\",status=\"5xx\",error=\"upstream_error\"} 1",
+            "agent_vault_proxied_request_duration_seconds_count{ingress=\"mitm\"} 5",
+            "agent_vault_broker_cache_lookups_total{cache=\"token\",result=\"miss\"} 3",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
 }
