@@ -219,8 +219,9 @@ impl Metrics {
             status,
             error,
         };
-        let slot = at.filter(|_| error.is_empty());
-        let slot = slot.map(|at| &self.hot.proxied[at][class]);
+        let slot = at
+            .filter(|_| error.is_empty())
+            .map(|at| &self.hot.proxied[at][class]);
         with_series(slot, &self.proxied, labels, |c| {
             c.inc();
         });
