@@ -136,13 +136,8 @@ pub fn clients(
         .enable_http1()
         .enable_http2()
         .wrap_connector(connector.clone());
-    let h1_only = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls.clone())
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(connector.clone());
     // Built by hand: for HTTP/1.1 alone hyper-rustls's builder offers no ALPN, and whether the
-    // upstream agreed to HTTP/1.1 is what the probe must learn.
+    // upstream agreed to HTTP/1.1 is what the probe must learn. WebSocket upgrades use it too.
     let mut http1_tls = tls;
     http1_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let h1_connector = HttpsConnector::from((connector, http1_tls));
@@ -157,7 +152,7 @@ pub fn clients(
         http1: pool().build(h1_connector.clone()),
         upgrade: Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
-            .build(h1_only),
+            .build(h1_connector.clone()),
         h1_connector,
     })
 }
