@@ -298,71 +298,56 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
 
 /// A TLS WebSocket echo server on 127.0.0.1; returns its port.
 fn start_ws_echo(runtime: &tokio::runtime::Runtime, cert: &upstream::TestCert) -> u16 {
-    let acceptor = cert.acceptor(&[]);
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    runtime.spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let _ = tcp.set_nodelay(true);
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let head = String::from_utf8_lossy(&read_head(&mut tls).await).into_owned();
-                let Some(key) = head.lines().find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("sec-websocket-key")
-                        .then(|| value.trim().to_owned())
-                }) else {
-                    return;
-                };
-                let accept = base64::engine::general_purpose::STANDARD.encode(sha1(
-                    format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
-                ));
-                let reply = format!(
-                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-                );
-                if tls.write_all(reply.as_bytes()).await.is_err() || tls.flush().await.is_err() {
-                    return;
-                }
-                let (mut read, mut write) = tokio::io::split(tls);
-                let mut buf = Vec::new();
-                let mut chunk = vec![0u8; 64 * 1024];
-                loop {
-                    let n = match read.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    buf.extend_from_slice(&chunk[..n]);
-                    let mut out = Vec::new();
-                    // Client frames: small, masked. Echo each unmasked.
-                    while buf.len() >= 6 {
-                        let len = (buf[1] & 0x7f) as usize;
-                        if len > 125 || buf.len() < 6 + len {
-                            break;
-                        }
-                        let mask = [buf[2], buf[3], buf[4], buf[5]];
-                        if buf[0] & 0x0f == 8 {
-                            return;
-                        }
-                        out.push(buf[0]);
-                        out.push(len as u8);
-                        out.extend(buf[6..6 + len].iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-                        buf.drain(..6 + len);
-                    }
-                    if !out.is_empty()
-                        && (write.write_all(&out).await.is_err() || write.flush().await.is_err())
-                    {
-                        return;
-                    }
-                }
-            });
+    cert.serve(runtime, &[], |mut tls| async move {
+        let head = String::from_utf8_lossy(&read_head(&mut tls).await).into_owned();
+        let Some(key) = head.lines().find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| value.trim().to_owned())
+        }) else {
+            return;
+        };
+        let accept = base64::engine::general_purpose::STANDARD.encode(sha1(
+            format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
+        ));
+        let reply = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        );
+        if tls.write_all(reply.as_bytes()).await.is_err() || tls.flush().await.is_err() {
+            return;
         }
-    });
-    port
+        let (mut read, mut write) = tokio::io::split(tls);
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = match read.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            let mut out = Vec::new();
+            // Client frames: small, masked. Echo each unmasked.
+            while buf.len() >= 6 {
+                let len = (buf[1] & 0x7f) as usize;
+                if len > 125 || buf.len() < 6 + len {
+                    break;
+                }
+                let mask = [buf[2], buf[3], buf[4], buf[5]];
+                if buf[0] & 0x0f == 8 {
+                    return;
+                }
+                out.push(buf[0]);
+                out.push(len as u8);
+                out.extend(buf[6..6 + len].iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+                buf.drain(..6 + len);
+            }
+            if !out.is_empty()
+                && (write.write_all(&out).await.is_err() || write.flush().await.is_err())
+            {
+                return;
+            }
+        }
+    })
 }
 
 /// Opens a TLS stream to 127.0.0.1:`port`, through `route`'s proxy if any.

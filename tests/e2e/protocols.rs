@@ -101,48 +101,35 @@ fn start_echo(runtime: &tokio::runtime::Runtime, http2_only: bool) -> (u16, Stri
     use hyper_util::rt::{TokioExecutor, TokioIo};
     let cert = crate::upstream::TestCert::mint();
     let alpn: &[u8] = if http2_only { b"h2" } else { b"http/1.1" };
-    let acceptor = cert.acceptor(&[alpn]);
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    runtime.spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(|request: http::Request<_>| async move {
-                    let authority = match request.uri().authority() {
-                        Some(authority) => Some(authority.to_string()),
-                        None => request
-                            .headers()
-                            .get("host")
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned),
-                    };
-                    let seen = serde_json::json!({
-                        "proto": format!("{:?}", request.version()),
-                        "authority": authority,
-                        "authorization": request.headers().get("authorization")
-                            .and_then(|v| v.to_str().ok()),
-                    });
-                    let body = http_body_util::Full::new(bytes::Bytes::from(seen.to_string()));
-                    Ok::<_, std::convert::Infallible>(http::Response::new(body))
-                });
-                let io = TokioIo::new(tls);
-                if http2_only {
-                    let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-                    let _ = builder.serve_connection(io, service).await;
-                } else {
-                    let mut builder = hyper::server::conn::http1::Builder::new();
-                    let _ = builder
-                        .keep_alive(false)
-                        .serve_connection(io, service)
-                        .await;
-                }
+    let port = cert.serve(runtime, &[alpn], move |tls| async move {
+        let service = hyper::service::service_fn(|request: http::Request<_>| async move {
+            let authority = match request.uri().authority() {
+                Some(authority) => Some(authority.to_string()),
+                None => request
+                    .headers()
+                    .get("host")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            };
+            let seen = serde_json::json!({
+                "proto": format!("{:?}", request.version()),
+                "authority": authority,
+                "authorization": request.headers().get("authorization")
+                    .and_then(|v| v.to_str().ok()),
             });
+            let body = http_body_util::Full::new(bytes::Bytes::from(seen.to_string()));
+            Ok::<_, std::convert::Infallible>(http::Response::new(body))
+        });
+        let io = TokioIo::new(tls);
+        if http2_only {
+            let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            let _ = builder.serve_connection(io, service).await;
+        } else {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            let _ = builder
+                .keep_alive(false)
+                .serve_connection(io, service)
+                .await;
         }
     });
     (port, cert.ca_pem)

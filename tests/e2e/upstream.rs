@@ -193,6 +193,34 @@ impl TestCert {
         tokio_rustls::TlsAcceptor::from(Arc::new(config))
     }
 
+    /// Serves TLS with the leaf (offering `alpn`) on a fresh 127.0.0.1 port of `runtime`:
+    /// each connection that completes the handshake goes to `handle` on a task of its own.
+    /// Returns the port.
+    pub fn serve<H, F>(&self, runtime: &tokio::runtime::Runtime, alpn: &[&[u8]], handle: H) -> u16
+    where
+        H: Fn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> F + Send + Sync + 'static,
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let acceptor = self.acceptor(alpn);
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = Arc::new(handle);
+        runtime.spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, handle) = (acceptor.clone(), handle.clone());
+                tokio::spawn(async move {
+                    let _ = tcp.set_nodelay(true);
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        handle(tls).await;
+                    }
+                });
+            }
+        });
+        port
+    }
+
     /// A CA and a leaf it signed for `names`.
     pub fn mint_for(names: &[&str]) -> Self {
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
