@@ -11,14 +11,14 @@
 //! before, so no request is ever sent in a protocol the upstream may not speak.
 
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use hyper_rustls::MaybeHttpsStream;
 
 use super::upstream::H1Connector;
 use crate::target::Target;
 
-/// Hosts remembered; the least recently used is forgotten (and probed again if it returns).
+/// Hosts remembered; the least recently learned is forgotten (and probed again if it returns).
 const REMEMBERED: usize = 4096;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -33,7 +33,9 @@ pub enum Verdict {
 
 pub struct Http1Hosts {
     connector: H1Connector,
-    known: Arc<Mutex<lru::LruCache<Arc<str>, Verdict, foldhash::fast::RandomState>>>,
+    /// Read on every HTTP/1.1 agent's request, so shared for reading (a look-up does not
+    /// refresh recency).
+    known: Arc<RwLock<lru::LruCache<Arc<str>, Verdict, foldhash::fast::RandomState>>>,
 }
 
 impl Http1Hosts {
@@ -41,7 +43,7 @@ impl Http1Hosts {
         let capacity = NonZeroUsize::new(REMEMBERED).unwrap_or(NonZeroUsize::MIN);
         Self {
             connector,
-            known: Arc::new(Mutex::new(lru::LruCache::with_hasher(
+            known: Arc::new(RwLock::new(lru::LruCache::with_hasher(
                 capacity,
                 Default::default(),
             ))),
@@ -51,9 +53,9 @@ impl Http1Hosts {
     /// What is known of `target`; only [`Verdict::Http1`] sends an HTTP/1.1 agent's request
     /// over HTTP/1.1.
     pub fn verdict(&self, target: &Target) -> Verdict {
-        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
         known
-            .get(target.host_port())
+            .peek(target.host_port())
             .copied()
             .unwrap_or(Verdict::Unknown)
     }
@@ -62,7 +64,7 @@ impl Http1Hosts {
     pub fn learn(&self, target: &Target) {
         let key = target.host_port_shared();
         {
-            let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
             if known.contains(&key) {
                 return;
             }
@@ -76,7 +78,7 @@ impl Http1Hosts {
                 Err(_) => Verdict::Other,
             };
             known
-                .lock()
+                .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .put(key, verdict);
         });
