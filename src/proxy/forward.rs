@@ -289,30 +289,30 @@ where
     } else {
         Verdict::Other
     };
-    let client = if http1 == Verdict::Http1 {
-        &proxy.http1_upstream
-    } else {
-        &proxy.upstream
+    let request = Request::from_parts(parts, body);
+    let sent = async {
+        if http1 == Verdict::Http1 {
+            proxy.http1_pool.send(target, request).await
+        } else {
+            let response = proxy.upstream.request(request).await?;
+            Ok(response.map(|body| body.map_err(Into::into).boxed_unsync()))
+        }
     };
-    let upstream = tokio::time::timeout(
-        proxy.timeouts.response,
-        client.request(Request::from_parts(parts, body)),
-    )
-    .await
-    .map_err(|_| {
-        BrokerError::upstream_timeout(format!(
-            "{} did not answer within {} s",
-            target.host_port(),
-            proxy.timeouts.response.as_secs()
-        ))
-    })?
-    .map_err(|e| upstream_error(target.host_port(), &e))?;
+    let upstream = tokio::time::timeout(proxy.timeouts.response, sent)
+        .await
+        .map_err(|_| {
+            BrokerError::upstream_timeout(format!(
+                "{} did not answer within {} s",
+                target.host_port(),
+                proxy.timeouts.response.as_secs()
+            ))
+        })?
+        .map_err(|e: BoxError| upstream_error(target.host_port(), &*e))?;
     if http1 == Verdict::Unknown {
         proxy.http1_hosts.learn(target);
     }
     let (mut parts, body) = upstream.into_parts();
     rewrite::strip_response_headers(&mut parts.headers, &plan);
-    let body: ProxyBody = body.map_err(Into::into).boxed_unsync();
     let Some(scrubber) = plan.scrubber.clone() else {
         return Ok(Response::from_parts(parts, body));
     };
@@ -447,8 +447,8 @@ fn scrub_headers(headers: &mut http::HeaderMap, scrubber: &Scrubber) {
 }
 
 /// Names why the upstream could not be reached, without echoing anything the agent sent.
-fn upstream_error(host: &str, err: &hyper_util::client::legacy::Error) -> BrokerError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+fn upstream_error(host: &str, err: &(dyn std::error::Error + 'static)) -> BrokerError {
+    let mut source = Some(err);
     while let Some(e) = source {
         if let Some(guard) = e.downcast_ref::<crate::netguard::GuardError>() {
             return if guard.is_policy() {
@@ -474,7 +474,7 @@ fn upstream_error(host: &str, err: &hyper_util::client::legacy::Error) -> Broker
     }
     // The source chain carries the real reason ("Connection refused", a DNS failure...).
     let mut reason = err.to_string();
-    let mut source = std::error::Error::source(err);
+    let mut source = err.source();
     while let Some(e) = source {
         reason = format!("{reason}: {e}");
         source = e.source();

@@ -11,6 +11,7 @@
 pub mod explicit;
 mod forward;
 mod http1_hosts;
+mod http1_pool;
 pub mod listener;
 mod scrubbed;
 pub mod upstream;
@@ -32,6 +33,7 @@ use tokio::net::TcpListener;
 
 pub use forward::{Ingress, error_response, forward};
 pub use http1_hosts::Http1Hosts;
+pub use http1_pool::Http1Pool;
 pub use upstream::{ProxyBody, Timeouts};
 
 use listener::Ended;
@@ -49,7 +51,7 @@ pub struct Proxy {
     pub broker: Arc<Broker>,
     pub upstream: upstream::UpstreamClient,
     /// Offers only HTTP/1.1: HTTP/1.1 agents' requests to hosts that agree to it.
-    pub http1_upstream: upstream::UpstreamClient,
+    pub http1_pool: Http1Pool,
     pub http1_hosts: Http1Hosts,
     /// HTTP/1.1 only, not pooled: WebSocket upgrades.
     pub upgrade_client: upstream::UpstreamClient,

@@ -104,13 +104,12 @@ pub type UpstreamClient = Client<HttpsConnector<GuardedConnector>, ProxyBody>;
 /// Opens connections through the guard; for `https://`, TLS offering only `http/1.1`.
 pub type H1Connector = HttpsConnector<GuardedConnector>;
 
-/// The ways upstream: a pool that offers HTTP/2 and HTTP/1.1 (the upstream chooses), a pool
-/// that offers only HTTP/1.1 (for HTTP/1.1 agents, where the upstream agrees: see
-/// [`super::http1_hosts`]), and HTTP/1.1 without a pool for WebSocket upgrades (an upgraded
-/// connection is never reused).
+/// The ways upstream: a pool that offers HTTP/2 and HTTP/1.1 (the upstream chooses), and
+/// HTTP/1.1 without a pool for WebSocket upgrades (an upgraded connection is never reused).
+/// `h1_connector` offers only HTTP/1.1: the probe of [`super::http1_hosts`] and the pool of
+/// [`super::http1_pool`] for HTTP/1.1 agents use it.
 pub struct Clients {
     pub pooled: UpstreamClient,
-    pub http1: UpstreamClient,
     pub upgrade: UpstreamClient,
     pub h1_connector: H1Connector,
 }
@@ -137,19 +136,15 @@ pub fn clients(
         .enable_http2()
         .wrap_connector(connector.clone());
     // Built by hand: for HTTP/1.1 alone hyper-rustls's builder offers no ALPN, and whether the
-    // upstream agreed to HTTP/1.1 is what the probe must learn. WebSocket upgrades use it too.
+    // upstream agreed to HTTP/1.1 is what the probe must learn.
     let mut http1_tls = tls;
     http1_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let h1_connector = HttpsConnector::from((connector, http1_tls));
-    let pool = || {
-        Client::builder(TokioExecutor::new())
+    Ok(Clients {
+        pooled: Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)
-            .clone()
-    };
-    Ok(Clients {
-        pooled: pool().build(pooled),
-        http1: pool().build(h1_connector.clone()),
+            .build(pooled),
         upgrade: Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
             .build(h1_connector.clone()),

@@ -23,7 +23,7 @@ use crate::mail::{Mailer, SmtpConfig};
 use crate::netguard::NetworkPolicy;
 use crate::paths::Paths;
 use crate::proxy::listener::{self, ConnSettings, Drain, Ended};
-use crate::proxy::{Http1Hosts, Proxy, Timeouts, upstream};
+use crate::proxy::{Http1Hosts, Http1Pool, Proxy, Timeouts, upstream};
 use crate::store::{Store, users, verifications};
 
 pub fn serve(
@@ -180,7 +180,7 @@ async fn serve_async(
     let proxy = Arc::new(Proxy {
         broker,
         upstream: clients.pooled,
-        http1_upstream: clients.http1,
+        http1_pool: Http1Pool::new(clients.h1_connector.clone()),
         http1_hosts: Http1Hosts::new(clients.h1_connector),
         upgrade_client: clients.upgrade,
         timeouts,

@@ -194,6 +194,68 @@ fn http1_agents_reach_http2_only_and_closing_upstreams() {
     }
 }
 
+/// An HTTP/1.1 keep-alive upstream that answers with the client port of the connection a
+/// request came on; `close_all` drops every open connection.
+fn start_keepalive_echo(
+    runtime: &tokio::runtime::Runtime,
+) -> (u16, String, tokio::sync::watch::Sender<u32>) {
+    use hyper_util::rt::TokioIo;
+    let cert = crate::upstream::TestCert::mint();
+    let (close_all, closed) = tokio::sync::watch::channel(0u32);
+    let port = cert.serve(runtime, &[b"http/1.1"], move |tls| {
+        let mut closed = closed.clone();
+        async move {
+            let peer = tls.get_ref().0.peer_addr().unwrap().port();
+            let service = hyper::service::service_fn(move |_: http::Request<_>| async move {
+                let seen = serde_json::json!({ "peer": peer });
+                let body = http_body_util::Full::new(bytes::Bytes::from(seen.to_string()));
+                Ok::<_, std::convert::Infallible>(http::Response::new(body))
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service);
+            closed.mark_unchanged();
+            tokio::select! {
+                _ = conn => {}
+                _ = closed.changed() => {}
+            }
+        }
+    });
+    (port, cert.ca_pem, close_all)
+}
+
+#[test]
+fn http1_upstream_connections_are_reused_and_replaced_once_closed() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (port, ca, close_all) = start_keepalive_echo(&runtime);
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), ca).unwrap();
+    let rig = Rig::start_trusting(true, Upstream::start(), &[ca_file.path()]);
+    rig.add_services(&format!(
+        "services:\n  - host: 127.0.0.1\n    port: {port}\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n"
+    ));
+    let url = format!("https://127.0.0.1:{port}/");
+    // One tunnel per request: reuse is the broker's, across its agents' connections.
+    let peers = |count: usize| -> Vec<u64> {
+        (0..count)
+            .map(|_| {
+                curl_http1_on_one_tunnel(&rig, std::slice::from_ref(&url))[0]["peer"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    // The first request teaches the broker that the host speaks HTTP/1.1 (see `http1_hosts`);
+    // from then on the HTTP/1.1 pool serves it, on one connection.
+    let before = peers(5);
+    assert!(before[2..].iter().all(|p| *p == before[2]), "{before:?}");
+    // The upstream closes its idle connections: the pool must not hand out a dead one.
+    close_all.send(1).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let after = peers(3);
+    assert!(after.iter().all(|p| *p == after[0]), "{after:?}");
+    assert_ne!(after[0], before[2], "a new connection after the close");
+}
+
 /// A TLS stream to `host:port` through a CONNECT tunnel of the rig's MITM, trusting the
 /// broker's CA and offering `alpn`.
 pub async fn tunnel(
