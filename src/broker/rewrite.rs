@@ -34,7 +34,13 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|name| {
+            !["keep-alive", "close"]
+                .iter()
+                .any(|usual| name.eq_ignore_ascii_case(usual))
+        })
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .filter(|name| !HOP_BY_HOP.contains(name))
         .collect();
     for name in listed {
