@@ -36,8 +36,15 @@ pub struct Http1Pool(Arc<Inner>);
 struct Inner {
     /// Offers only `http/1.1` in ALPN.
     connector: H1Connector,
+    idle: Mutex<Pool>,
+}
+
+#[derive(Default)]
+struct Pool {
     /// Idle connections by `host:port`, the most recently used last.
-    idle: Mutex<HashMap<Arc<str>, Vec<Idle>, foldhash::fast::RandomState>>,
+    by_origin: HashMap<Arc<str>, Vec<Idle>, foldhash::fast::RandomState>,
+    /// When every origin's expired connections were last dropped.
+    swept: Option<Instant>,
 }
 
 struct Idle {
@@ -49,7 +56,7 @@ impl Http1Pool {
     pub fn new(connector: H1Connector) -> Self {
         Self(Arc::new(Inner {
             connector,
-            idle: Mutex::new(HashMap::default()),
+            idle: Mutex::new(Pool::default()),
         }))
     }
 
@@ -92,7 +99,7 @@ impl Http1Pool {
         loop {
             let idle = {
                 let mut pool = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
-                pool.get_mut(origin)?.pop()?
+                pool.by_origin.get_mut(origin)?.pop()?
             };
             let mut sender = idle.sender;
             if idle.since.elapsed() < IDLE_TIMEOUT && sender.ready().await.is_ok() {
@@ -125,14 +132,26 @@ impl Inner {
         if sender.is_closed() {
             return;
         }
+        let now = Instant::now();
+        let expired = |c: &Idle| now.duration_since(c.since) >= IDLE_TIMEOUT;
         let mut pool = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let idle = pool.entry(origin).or_default();
-        idle.retain(|c| c.since.elapsed() < IDLE_TIMEOUT && !c.sender.is_closed());
-        if idle.len() < MAX_IDLE_PER_ORIGIN {
-            idle.push(Idle {
-                sender,
-                since: Instant::now(),
+        // Once per idle timeout, origins no longer used are forgotten with their connections.
+        if pool
+            .swept
+            .is_none_or(|at| now.duration_since(at) >= IDLE_TIMEOUT)
+        {
+            pool.swept = Some(now);
+            pool.by_origin.retain(|_, idle| {
+                idle.retain(|c| !expired(c));
+                !idle.is_empty()
             });
+        }
+        let idle = pool.by_origin.entry(origin).or_default();
+        // The least recently used come first: only a prefix can have expired.
+        let stale = idle.iter().take_while(|c| expired(c)).count();
+        idle.drain(..stale);
+        if idle.len() < MAX_IDLE_PER_ORIGIN {
+            idle.push(Idle { sender, since: now });
         }
     }
 }

@@ -136,7 +136,8 @@ pub fn clients(
         .enable_http2()
         .wrap_connector(connector.clone());
     // Built by hand: for HTTP/1.1 alone hyper-rustls's builder offers no ALPN, and whether the
-    // upstream agreed to HTTP/1.1 is what the probe must learn.
+    // upstream agreed to HTTP/1.1 is what the probe must learn. The HTTP/1.1 pool and
+    // WebSocket upgrades use it too.
     let mut http1_tls = tls;
     http1_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let h1_connector = HttpsConnector::from((connector, http1_tls));
