@@ -29,6 +29,8 @@ pub const MIN_LEN: usize = 6;
 /// The secrets of one service, ready to search for.
 pub struct Scrubber {
     finders: Vec<Finder<'static>>,
+    /// Shorter text cannot hold a secret (most header values are).
+    shortest: usize,
     /// First bytes of the needles, to find where a held-back tail could start.
     first_bytes: Vec<u8>,
     longest: usize,
@@ -76,6 +78,7 @@ impl Scrubber {
         first_bytes.dedup();
         Some(Self {
             longest: needles.iter().map(Vec::len).max().unwrap_or(0),
+            shortest: needles.iter().map(Vec::len).min().unwrap_or(0),
             finders: needles
                 .into_iter()
                 .map(|n| Finder::new(&n).into_owned())
@@ -100,6 +103,9 @@ impl Scrubber {
 
     /// `text` with every secret replaced; `None` when there was nothing to replace.
     pub fn replace(&self, text: &[u8]) -> Option<Vec<u8>> {
+        if text.len() < self.shortest {
+            return None;
+        }
         let mut out = Vec::new();
         let mut pos = 0;
         while let Some((at, len)) = self.next_match(text, pos) {

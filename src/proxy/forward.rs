@@ -333,11 +333,32 @@ where
         }
         return Ok(Response::from_parts(parts, body));
     }
+    let mut body = body;
+    let mut first = None;
+    if parts.headers.contains_key(header::CONTENT_LENGTH) {
+        // A body of known length usually arrives whole with its first read: then it is
+        // scrubbed at once and keeps an exact length, which spares the agent (and the broker)
+        // chunked re-framing. Only that first read is awaited; a longer body streams.
+        first = body.frame().await;
+        let whole = match &first {
+            None => Some(Bytes::new()),
+            Some(Ok(frame)) if hyper::body::Body::is_end_stream(&body) => frame.data_ref().cloned(),
+            _ => None,
+        };
+        if let Some(data) = whole {
+            let clean = scrubber.replace(&data).map_or(data, Bytes::from);
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(clean.len()));
+            let body = Full::new(clean).map_err(|e| -> BoxError { match e {} });
+            return Ok(Response::from_parts(parts, body.boxed_unsync()));
+        }
+    }
     // A replacement changes the length; the body is re-framed (chunked or HTTP/2 frames).
     parts.headers.remove(header::CONTENT_LENGTH);
     Ok(Response::from_parts(
         parts,
-        ScrubbedBody::new(body, scrubber).boxed_unsync(),
+        ScrubbedBody::new(first, body, scrubber).boxed_unsync(),
     ))
 }
 

@@ -13,6 +13,8 @@ use super::upstream::{BoxError, ProxyBody};
 use crate::broker::scrub::{BodyScrub, Scrubber};
 
 pub struct ScrubbedBody {
+    /// A frame already read from `inner`, taken first.
+    first: Option<Result<Frame<Bytes>, BoxError>>,
     inner: ProxyBody,
     scrub: BodyScrub,
     /// Trailers that arrived while held-back bytes still had to go out first.
@@ -21,8 +23,13 @@ pub struct ScrubbedBody {
 }
 
 impl ScrubbedBody {
-    pub fn new(inner: ProxyBody, scrubber: Arc<Scrubber>) -> Self {
+    pub fn new(
+        first: Option<Result<Frame<Bytes>, BoxError>>,
+        inner: ProxyBody,
+        scrubber: Arc<Scrubber>,
+    ) -> Self {
         Self {
+            first,
             inner,
             scrub: BodyScrub::new(scrubber),
             trailers: None,
@@ -47,7 +54,11 @@ impl Body for ScrubbedBody {
             if this.done {
                 return Poll::Ready(None);
             }
-            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            let next = match this.first.take() {
+                Some(first) => Some(first),
+                None => ready!(Pin::new(&mut this.inner).poll_frame(cx)),
+            };
+            match next {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
                         let ready = this.scrub.push(data);
@@ -82,5 +93,26 @@ impl Body for ScrubbedBody {
     fn size_hint(&self) -> SizeHint {
         // Replacements change the length.
         SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, StreamBody};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_frame_read_ahead_is_scanned_with_the_rest() {
+        let scrubber = Arc::new(Scrubber::new(["sk-SECRET-123"], []).unwrap());
+        let rest = futures_util::stream::iter([
+            Ok::<_, BoxError>(Frame::data(Bytes::from("123 and"))),
+            Ok(Frame::data(Bytes::from(" sk-SECRET-123."))),
+        ]);
+        let first = Some(Ok(Frame::data(Bytes::from("key sk-SECRET-"))));
+        let body = ScrubbedBody::new(first, StreamBody::new(rest).boxed_unsync(), scrubber);
+        let text = body.collect().await.unwrap().to_bytes();
+        let marker = crate::broker::scrub::MARKER;
+        assert_eq!(text, format!("key {marker} and {marker}."));
     }
 }

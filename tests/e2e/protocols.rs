@@ -462,6 +462,11 @@ fn reflected_credentials_come_back_as_the_marker() {
         "{headers}"
     );
     assert!(!body.contains(BEARER) && !headers.contains(&BEARER.to_lowercase()));
+    // Read whole with its first frame, the scrubbed body keeps an exact length (not chunked).
+    assert!(
+        headers.contains(&format!("content-length: {}", body.len())),
+        "{headers}"
+    );
     // A substitution the agent placed in the query or body comes back encoded: also scrubbed.
     let (status, body, _) = rig.curl(
         &["--data", "note=__sub_value__"],
