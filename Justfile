@@ -33,6 +33,12 @@ bench:
     cargo bench --locked --bench ratelimit
     cargo bench --locked --bench store
 
+# Compare two release builds on the data path: `just profile-proxy ab OLD NEW` (interleaved
+# load, CPU per request) or `just profile-proxy callgrind BIN` (instructions per request)
+profile-proxy *ARGS:
+    scripts/bench-setup.sh
+    scripts/profile-proxy.sh {{ARGS}}
+
 # Start-up cost of the container sandbox against a plain `docker run` (needs Docker)
 bench-sandbox:
     scripts/bench-sandbox.sh
