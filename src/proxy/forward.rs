@@ -300,15 +300,8 @@ where
             Ok(response.map(|body| body.map_err(Into::into).boxed_unsync()))
         }
     };
-    let upstream = tokio::time::timeout(proxy.timeouts.response, sent)
-        .await
-        .map_err(|_| {
-            BrokerError::upstream_timeout(format!(
-                "{} did not answer within {} s",
-                target.host_port(),
-                proxy.timeouts.response.as_secs()
-            ))
-        })?
+    let upstream = within_response_timeout(proxy, target, "answer", sent)
+        .await?
         .map_err(|e: BoxError| upstream_error(target.host_port(), &*e))?;
     if http1 == Verdict::Unknown {
         proxy.http1_hosts.learn(target);
@@ -362,6 +355,23 @@ where
     ))
 }
 
+/// `sent` given the upstream response timeout; `what` says what the upstream did not do in time.
+async fn within_response_timeout<T>(
+    proxy: &Proxy,
+    target: &Target,
+    what: &str,
+    sent: impl std::future::Future<Output = T>,
+) -> Result<T, BrokerError> {
+    let limit = proxy.timeouts.response;
+    tokio::time::timeout(limit, sent).await.map_err(|_| {
+        BrokerError::upstream_timeout(format!(
+            "{} did not {what} within {} s",
+            target.host_port(),
+            limit.as_secs()
+        ))
+    })
+}
+
 /// A WebSocket upgrade: sent on an HTTP/1.1 connection of its own; on 101 both sides are
 /// upgraded and a task relays frames until either side closes.
 async fn upgrade<B>(
@@ -398,19 +408,10 @@ where
         to_upstream.is_some() || to_client.is_some(),
     );
     let request = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
-    let mut response = tokio::time::timeout(
-        proxy.timeouts.response,
-        proxy.upgrade_client.request(request),
-    )
-    .await
-    .map_err(|_| {
-        BrokerError::upstream_timeout(format!(
-            "{} did not answer the WebSocket upgrade within {} s",
-            target.host_port(),
-            proxy.timeouts.response.as_secs()
-        ))
-    })?
-    .map_err(|e| upstream_error(target.host_port(), &e))?;
+    let sent = proxy.upgrade_client.request(request);
+    let mut response = within_response_timeout(proxy, target, "answer the WebSocket upgrade", sent)
+        .await?
+        .map_err(|e| upstream_error(target.host_port(), &e))?;
     let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     let upstream_side = switching.then(|| hyper::upgrade::on(&mut response));
     let (mut parts, body) = response.into_parts();

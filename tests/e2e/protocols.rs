@@ -256,6 +256,62 @@ fn http1_upstream_connections_are_reused_and_replaced_once_closed() {
     assert_ne!(after[0], before[2], "a new connection after the close");
 }
 
+#[test]
+fn an_upstream_that_stops_answering_gets_a_504_after_the_response_timeout() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cert = crate::upstream::TestCert::mint();
+    // Answers the first request (so the broker learns the host speaks HTTP/1.1 and sends the
+    // next through its HTTP/1.1 pool), then reads requests and never answers.
+    let requests = std::sync::Arc::new(AtomicUsize::new(0));
+    let port = cert.serve(&runtime, &[b"http/1.1"], move |mut tls| {
+        let requests = requests.clone();
+        async move {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = tls.read(&mut buf).await {
+                head.extend_from_slice(&buf[..n]);
+                if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    head.clear();
+                    if requests.fetch_add(1, Ordering::SeqCst) == 0 {
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        let _ = tls.write_all(answer).await;
+                    }
+                }
+            }
+        }
+    });
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), &cert.ca_pem).unwrap();
+    let rig = Rig::start_with_env(
+        true,
+        Upstream::start(),
+        &[ca_file.path()],
+        &[("AGENT_VAULT_UPSTREAM_RESPONSE_TIMEOUT", "1")],
+    );
+    rig.add_services(&format!(
+        "services:\n  - host: 127.0.0.1\n    port: {port}\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n"
+    ));
+    let url = format!("https://127.0.0.1:{port}/");
+    let (status, body, _) = rig.curl(&[], &url);
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let (status, body, _) = rig.curl(&[], &url);
+    assert_eq!(status, 504, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"], "upstream_timeout", "{body}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 1 s"),
+        "{body}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
 /// A TLS stream to `host:port` through a CONNECT tunnel of the rig's MITM, trusting the
 /// broker's CA and offering `alpn`.
 pub async fn tunnel(
