@@ -145,6 +145,9 @@ pub struct Target {
     /// `host[:port]`, the port left out when it is the scheme's default: the `Host` header
     /// and HTTP/2 `:authority`.
     authority: String,
+    /// `authority` as a `Host` header value, made once: the HTTP/1.1 pool sends it with every
+    /// request. (Always present: a parsed host is visible ASCII.)
+    host_header: Option<http::HeaderValue>,
     /// `host:port`, always with the port: logs and the request log (shared with each record).
     host_port: Arc<str>,
 }
@@ -157,6 +160,7 @@ impl Target {
             format!("{host}:{port}")
         };
         Self {
+            host_header: http::HeaderValue::from_str(&authority).ok(),
             host_port: format!("{host}:{port}").into(),
             bare_host: host.bare(),
             scheme,
@@ -228,6 +232,11 @@ impl Target {
 
     pub fn authority(&self) -> &str {
         &self.authority
+    }
+
+    /// The `Host` header for this target (its authority).
+    pub fn host_header(&self) -> Option<&http::HeaderValue> {
+        self.host_header.as_ref()
     }
 
     pub fn host_port(&self) -> &str {
@@ -349,8 +358,10 @@ mod tests {
             t.uri("/v1?a=1").unwrap().to_string(),
             "https://api.example.com/v1?a=1"
         );
+        assert_eq!(t.host_header().unwrap(), "api.example.com");
         let t = Target::connect("[::1]:8443").unwrap();
         assert_eq!((t.bare_host(), t.authority()), ("::1", "[::1]:8443"));
+        assert_eq!(t.host_header().unwrap(), "[::1]:8443");
         assert!(matches!(
             Target::connect("api.example.com"),
             Err(TargetError::MissingPort(_))

@@ -306,7 +306,7 @@ where
     if http1 == Verdict::Unknown {
         proxy.http1_hosts.learn(target);
     }
-    let (mut parts, body) = upstream.into_parts();
+    let (mut parts, mut body) = upstream.into_parts();
     rewrite::strip_response_headers(&mut parts.headers, &plan);
     let Some(scrubber) = plan.scrubber.clone() else {
         return Ok(Response::from_parts(parts, body));
@@ -326,7 +326,6 @@ where
         }
         return Ok(Response::from_parts(parts, body));
     }
-    let mut body = body;
     let mut first = None;
     if parts.headers.contains_key(header::CONTENT_LENGTH) {
         // A body of known length usually arrives whole with its first read: then it is

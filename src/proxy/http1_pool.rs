@@ -11,22 +11,17 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, Uri, header};
+use http::{Request, Response, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use tower_service::Service;
 
-use super::upstream::{BoxError, H1Connector, ProxyBody};
+use super::upstream::{BoxError, H1Connector, IDLE_TIMEOUT, MAX_IDLE_PER_ORIGIN, ProxyBody};
 use crate::target::Target;
-
-/// An idle connection older than this is closed rather than reused (servers close theirs
-/// after a minute or so; a request must not race that).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-const MAX_IDLE_PER_ORIGIN: usize = 64;
 
 type Sender = SendRequest<ProxyBody>;
 
@@ -68,8 +63,10 @@ impl Http1Pool {
         target: &Target,
         mut request: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, BoxError> {
-        let host = HeaderValue::from_str(target.authority())?;
-        request.headers_mut().insert(header::HOST, host);
+        let host = target
+            .host_header()
+            .ok_or("the target is not a valid Host header")?;
+        request.headers_mut().insert(header::HOST, host.clone());
         let origin_form = request.uri().path_and_query().cloned();
         *request.uri_mut() = origin_form.map_or_else(|| Uri::from_static("/"), Uri::from);
 

@@ -101,6 +101,12 @@ impl tower_service::Service<Uri> for GuardedConnector {
 }
 
 pub type UpstreamClient = Client<HttpsConnector<GuardedConnector>, ProxyBody>;
+
+/// Both pools close an idle connection older than this rather than reuse it (servers close
+/// theirs after a minute or so; a request must not race that), and keep at most
+/// `MAX_IDLE_PER_ORIGIN` idle connections to one origin.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub const MAX_IDLE_PER_ORIGIN: usize = 64;
 /// Opens connections through the guard; for `https://`, TLS offering only `http/1.1`.
 pub type H1Connector = HttpsConnector<GuardedConnector>;
 
@@ -143,8 +149,8 @@ pub fn clients(
     let h1_connector = HttpsConnector::from((connector, http1_tls));
     Ok(Clients {
         pooled: Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_max_idle_per_host(MAX_IDLE_PER_ORIGIN)
             .build(pooled),
         upgrade: Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
