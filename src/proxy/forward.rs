@@ -2,10 +2,12 @@
 //! upstream, stream the answer back, and record what happened.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::{HeaderValue, Method, Request, Response, header};
 use http_body_util::{BodyExt, Full};
 
@@ -251,7 +253,9 @@ where
     }
     let head_only = parts.method == Method::HEAD;
     if websocket {
-        return upgrade(proxy, target, parts, body, &plan).await;
+        // Boxed, like the other rare paths: the pipeline's future is as large as its largest
+        // state, and it is moved per request.
+        return Box::pin(upgrade(proxy, target, parts, body, &plan)).await;
     }
 
     let substitute_body =
@@ -355,19 +359,23 @@ where
 }
 
 /// `sent` given the upstream response timeout; `what` says what the upstream did not do in time.
-async fn within_response_timeout<T>(
+/// A combinator, not an `async` block: one would hold the timed future twice (captured, then
+/// awaited), and the pipeline's future, which holds this one, is moved per request.
+fn within_response_timeout<'a, T>(
     proxy: &Proxy,
-    target: &Target,
-    what: &str,
-    sent: impl std::future::Future<Output = T>,
-) -> Result<T, BrokerError> {
+    target: &'a Target,
+    what: &'a str,
+    sent: impl Future<Output = T> + 'a,
+) -> impl Future<Output = Result<T, BrokerError>> + 'a {
     let limit = proxy.timeouts.response;
-    tokio::time::timeout(limit, sent).await.map_err(|_| {
-        BrokerError::upstream_timeout(format!(
-            "{} did not {what} within {} s",
-            target.host_port(),
-            limit.as_secs()
-        ))
+    tokio::time::timeout(limit, sent).map(move |timed| {
+        timed.map_err(|_| {
+            BrokerError::upstream_timeout(format!(
+                "{} did not {what} within {} s",
+                target.host_port(),
+                limit.as_secs()
+            ))
+        })
     })
 }
 

@@ -72,13 +72,14 @@ impl Http1Pool {
 
         let (mut sender, reused) = match self.checkout(target.host_port()).await {
             Some(sender) => (sender, true),
-            None => (self.connect(target).await?, false),
+            // Boxed: a handshake's future is large and rare; the request's is moved often.
+            None => (Box::pin(self.connect(target)).await?, false),
         };
         let response = match sender.try_send_request(request).await {
             Ok(response) => response,
             Err(mut failed) => match failed.take_message() {
                 Some(request) if reused => {
-                    sender = self.connect(target).await?;
+                    sender = Box::pin(self.connect(target)).await?;
                     sender.send_request(request).await?
                 }
                 _ => return Err(failed.into_error().into()),

@@ -19,6 +19,7 @@ mod websocket;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,7 +81,7 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
                 service_fn(move |request| {
                     let proxy = proxy.clone();
                     async move {
-                        let handle = outer(proxy.clone(), peer.ip(), request);
+                        let handle = std::pin::pin!(outer(proxy.clone(), peer.ip(), request));
                         Ok::<_, Infallible>(in_flight(&proxy, handle).await)
                     }
                 })
@@ -119,10 +120,12 @@ pub(crate) fn refuse_limited(refusal: &crate::limits::Refusal) -> Response<Proxy
 }
 
 /// Runs one request of the proxy listener under the GLOBAL ceiling on requests in flight;
-/// the slot is held until the response body is finished.
+/// the slot is held until the response body is finished. `handle` is pinned by the caller:
+/// a future taken by value would be stored twice in this one's state (as the argument and
+/// as the awaited value), and these are moved per request.
 async fn in_flight(
     proxy: &Proxy,
-    handle: impl Future<Output = Response<ProxyBody>>,
+    handle: Pin<&mut impl Future<Output = Response<ProxyBody>>>,
 ) -> Response<ProxyBody> {
     match proxy.limits.global_proxy().await {
         Err(refusal) => refuse_limited(&refusal),
@@ -307,12 +310,12 @@ async fn serve_tunnel<IO>(
             async move {
                 // Re-checked per request (a cache hit when warm), so revocation reaches open
                 // tunnels.
-                let handle = async {
+                let handle = std::pin::pin!(async {
                     match proxy.broker.authenticate(&credentials).await {
                         Ok(scope) => forward(&proxy, &scope, &target, Ingress::Mitm, request).await,
                         Err(err) => refuse(err),
                     }
-                };
+                });
                 let response = in_flight(&proxy, handle).await;
                 // In flight until the body is done: a long stream is not an idle tunnel.
                 Ok::<_, Infallible>(response.map(|body| {
