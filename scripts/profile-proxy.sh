@@ -6,6 +6,8 @@
 #
 #   scripts/profile-proxy.sh ab BIN_A BIN_B [ROUNDS]   oha through each in turn (16 conns, 5 s,
 #       1 KiB, scrubbed): req/s and CPU µs per request of the broker, nginx and oha
+#   scripts/profile-proxy.sh perf BIN [SECONDS]        where the broker's time goes under oha,
+#       kernel included (Debian's linux-perf; cpu-clock samples with call graphs)
 #   scripts/profile-proxy.sh callgrind BIN             user-space instructions per request
 #       (python requests on one keep-alive tunnel, 2,000 requests after a warm-up), without
 #       the request log's SQLite work (it depends on the rate, hence on valgrind)
@@ -97,7 +99,7 @@ start_server() {
   echo "$mitm_port" >"$home/mitm_port"
 }
 
-# load NAME: one oha round through server NAME.
+# load NAME [SECONDS]: one oha round through server NAME.
 load() {
   local home="$dir/home-$1" pid mitm
   pid=$(cat "$home/pid")
@@ -107,7 +109,7 @@ load() {
   local b0 n0 b1 n1 cpu
   b0=$(ticks "$pid")
   n0=$(ticks "$(pgrep -P "$nginx_pid" | head -1)")
-  cpu=$({ /usr/bin/time -f '%U %S' "$oha" --no-tui --output-format json -c 16 -z 5s \
+  cpu=$({ /usr/bin/time -f '%U %S' "$oha" --no-tui --output-format json -c 16 -z "${2:-5}s" \
     --cacert "$home/ca.pem" -x "http://127.0.0.1:$mitm" --proxy-header "Proxy-Authorization: Basic $auth" \
     "https://127.0.0.1:$upstream_port/1k" >"$dir/oha.json"; } 2>&1 | tail -1)
   b1=$(ticks "$pid")
@@ -131,6 +133,40 @@ ab)
   start_server A "$(realpath "$2")"
   start_server B "$(realpath "$3")"
   for _ in $(seq "${4:-3}"); do load A; load B; done
+  ;;
+perf)
+  [ $# -ge 2 ] || { echo "usage: $0 perf BIN [SECONDS]" >&2; exit 2; }
+  command -v perf >/dev/null || { echo "perf is not installed (apt-get install linux-perf)" >&2; exit 1; }
+  start_nginx
+  start_server perf "$(realpath "$2")"
+  load perf 2 >/dev/null
+  seconds=${3:-10}
+  perf record -q -e cpu-clock -F 2000 -g -o "$dir/perf.data" -p "$(cat "$dir/home-perf/pid")" -- sleep "$seconds" &
+  recorder=$!
+  load perf "$seconds"
+  wait "$recorder"
+  perf report -i "$dir/perf.data" --no-children --sort dso,sym --percent-limit 0.7 --stdio -g none 2>/dev/null |
+    grep -v '^#' | grep -v '^$' | head -60
+  echo "profile: $dir/perf.data (perf report -i …)"
+  ;;
+syscalls)
+  [ $# -ge 2 ] || { echo "usage: $0 syscalls BIN" >&2; exit 2; }
+  start_nginx
+  start_server sys "$(realpath "$2")"
+  load sys 2 >/dev/null
+  pid=$(cat "$dir/home-sys/pid")
+  perf stat -x, -e context-switches,cpu-migrations,'syscalls:sys_enter_writev','syscalls:sys_enter_write','syscalls:sys_enter_recvfrom','syscalls:sys_enter_read','syscalls:sys_enter_epoll_wait','syscalls:sys_enter_futex','syscalls:sys_enter_sched_yield' \
+    -o "$dir/stat.csv" -p "$pid" -- sleep 5 &
+  recorder=$!
+  load sys 5
+  wait "$recorder"
+  python3 - "$dir/stat.csv" "$dir/oha.json" <<'PY'
+import csv, json, sys
+summary = json.load(open(sys.argv[2]))["summary"]
+done = summary["requestsPerSec"] * summary["total"]
+for row in csv.reader(line for line in open(sys.argv[1]) if line.strip() and not line.startswith("#")):
+    print(f"{row[2]:>32}: {float(row[0]) / done:6.2f} per request")
+PY
   ;;
 callgrind)
   [ $# -ge 2 ] || { echo "usage: $0 callgrind BIN" >&2; exit 2; }
