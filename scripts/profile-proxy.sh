@@ -5,12 +5,16 @@
 # repeats to within ~1% whatever else the machine does.
 #
 #   scripts/profile-proxy.sh ab BIN_A BIN_B [ROUNDS]   oha through each in turn (16 conns, 5 s,
-#       1 KiB, scrubbed): req/s and CPU µs per request of the broker, nginx and oha
+#       1 KiB, scrubbed): req/s and CPU µs per request of the broker, nginx and oha, and the
+#       broker's over nginx's + oha's (steady when the VM's speed is not: compare that)
 #   scripts/profile-proxy.sh perf BIN [SECONDS]        where the broker's time goes under oha,
 #       kernel included (Debian's linux-perf; cpu-clock samples with call graphs)
+#   scripts/profile-proxy.sh syscalls BIN              system calls and context switches per
+#       request under oha (perf tracepoints)
 #   scripts/profile-proxy.sh callgrind BIN             user-space instructions per request
 #       (python requests on one keep-alive tunnel, 2,000 requests after a warm-up), without
-#       the request log's SQLite work (it depends on the rate, hence on valgrind)
+#       the request log's SQLite work (it depends on the rate, hence on valgrind); a large
+#       memcpy counts one instruction per byte there (`rep movsb`), far above its real cost
 #
 # Copy the binaries out of target/ first (a rebuild replaces them). Needs what
 # scripts/bench-setup.sh installs, plus valgrind for `callgrind`. Files go to
@@ -121,8 +125,11 @@ summary = json.load(open(report))["summary"]
 done = summary["requestsPerSec"] * summary["total"]
 per = lambda ticks: ticks * 1e6 / int(hz) / done
 user, system = map(float, cpu.split())
+broker, nginx, oha = per(int(b1) - int(b0)), per(int(n1) - int(n0)), (user + system) * 1e6 / done
+# The VM's speed swings between rounds; broker CPU over nginx + oha CPU in the same round
+# does not, and it is what the throughput ratio depends on.
 print(f"{name:>12}: {summary['requestsPerSec']:8.0f} req/s   CPU µs per request: broker "
-      f"{per(int(b1) - int(b0)):5.1f}  nginx {per(int(n1) - int(n0)):5.1f}  oha {(user + system) * 1e6 / done:5.1f}")
+      f"{broker:5.1f}  nginx {nginx:5.1f}  oha {oha:5.1f}   broker/(nginx+oha) {broker / (nginx + oha):.3f}")
 EOF
 }
 
@@ -207,7 +214,7 @@ print(f"{(total - log) / 2000:.0f} instructions per request (the request log asi
   echo "profile: $(ls "$out".*)"
   ;;
 *)
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
   exit 2
   ;;
 esac
