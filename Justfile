@@ -33,8 +33,8 @@ bench:
     cargo bench --locked --bench ratelimit
     cargo bench --locked --bench store
 
-# Compare two release builds on the data path: `just profile-proxy ab OLD NEW` (interleaved
-# load, CPU per request) or `just profile-proxy callgrind BIN` (instructions per request)
+# The data path under a profiler: `just profile-proxy ab OLD NEW` (two release builds under
+# interleaved load, CPU per request), `callgrind BIN`, `perf BIN` or `syscalls BIN`
 profile-proxy *ARGS:
     scripts/bench-setup.sh
     scripts/profile-proxy.sh {{ARGS}}
