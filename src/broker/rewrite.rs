@@ -3,6 +3,8 @@
 //! (replacing the client's), placeholders replaced by credential values on the chosen
 //! surfaces, each escaped for where it lands.
 
+use std::borrow::Cow;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -135,10 +137,19 @@ pub fn apply_headers(headers: &mut HeaderMap, plan: &Plan) -> Result<(), BrokerE
 
 /// Replaces placeholders in the path (percent-encoded, so a value cannot add segments) and
 /// in the query (query-encoded, so it cannot add parameters). `path_and_query` is raw.
-pub fn rewrite_path_and_query(
-    path_and_query: &str,
+pub fn rewrite_path_and_query<'a>(
+    path_and_query: &'a str,
     substitutions: &[ResolvedSubstitution],
-) -> String {
+) -> Cow<'a, str> {
+    let touches = |surface: Surface| {
+        substitutions
+            .iter()
+            .any(|s| s.surfaces.contains(&surface) && path_and_query.contains(&s.placeholder))
+    };
+    // Most requests carry no placeholder: the path is used as it came, without a copy.
+    if !touches(Surface::Path) && !touches(Surface::Query) {
+        return Cow::Borrowed(path_and_query);
+    }
     let (mut path, mut query) = match path_and_query.split_once('?') {
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
         None => (path_and_query.to_owned(), None),
@@ -154,10 +165,10 @@ pub fn rewrite_path_and_query(
             *q = q.replace(&sub.placeholder, &encode(sub.value.expose(), true));
         }
     }
-    match query {
+    Cow::Owned(match query {
         Some(q) => format!("{path}?{q}"),
         None => path,
-    }
+    })
 }
 
 /// Replaces placeholders in a buffered body, escaped for its media type: JSON string
@@ -346,6 +357,13 @@ mod tests {
         assert_eq!(
             rewrite_path_and_query("/__k__?q=__k__", &path_only),
             "/v?q=__k__"
+        );
+        assert!(
+            matches!(
+                rewrite_path_and_query("/plain?q=1", &path_only),
+                Cow::Borrowed("/plain?q=1")
+            ),
+            "nothing to replace: no copy"
         );
         let mut h = HeaderMap::new();
         h.append("x-a", "__k__".parse().unwrap());

@@ -204,25 +204,28 @@ pub fn is_text(content_type: Option<&HeaderValue>) -> bool {
     let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
         return content_type.is_none();
     };
-    let media = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    media.starts_with("text/")
-        || media.ends_with("+json")
-        || media.ends_with("+xml")
-        || matches!(
-            media.as_str(),
-            "application/json"
-                | "application/x-ndjson"
-                | "application/jsonl"
-                | "application/xml"
-                | "application/javascript"
-                | "application/x-www-form-urlencoded"
-                | "application/graphql-response+json"
-        )
+    let media = value.split(';').next().unwrap_or("").trim().as_bytes();
+    // Compared without case and without a lowered copy: this runs on every response.
+    let starts = |prefix: &str| {
+        media.len() >= prefix.len() && media[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    };
+    let ends = |suffix: &str| {
+        media.len() >= suffix.len()
+            && media[media.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    starts("text/")
+        || ends("+json")
+        || ends("+xml")
+        || [
+            "application/json",
+            "application/x-ndjson",
+            "application/jsonl",
+            "application/xml",
+            "application/javascript",
+            "application/x-www-form-urlencoded",
+        ]
+        .iter()
+        .any(|known| media.eq_ignore_ascii_case(known.as_bytes()))
 }
 
 #[cfg(test)]
@@ -299,7 +302,14 @@ mod tests {
         assert!(t("application/json; charset=utf-8"));
         assert!(t("text/event-stream"));
         assert!(t("application/vnd.api+json"));
+        assert!(
+            t(" Application/JSON ; charset=utf-8"),
+            "case and spaces do not matter"
+        );
+        assert!(t("TEXT/plain"));
+        assert!(t("application/problem+XML"));
         assert!(!t("application/octet-stream"));
+        assert!(!t("json"), "shorter than every suffix");
         assert!(!t("application/x-git-upload-pack-result"));
         assert!(is_text(None));
     }

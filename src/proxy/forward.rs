@@ -221,15 +221,15 @@ where
     }
     let plan = plan?;
 
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
-    let rewritten = rewrite::rewrite_path_and_query(&path_and_query, &plan.substitutions);
-    parts.uri = target.uri(&rewritten).map_err(|_| {
+    let rewritten = rewrite::rewrite_path_and_query(
+        parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+        &plan.substitutions,
+    );
+    let uri = target.uri(&rewritten).map_err(|_| {
         BrokerError::bad_request("invalid_request", "the request path is not a valid URI")
     })?;
+    drop(rewritten);
+    parts.uri = uri;
     // The agent's protocol is kept where the upstream agrees to it (see `http1_hosts`).
     let http1_agent = parts.version < http::Version::HTTP_2;
     parts.version = http::Version::HTTP_11;
@@ -342,10 +342,16 @@ where
             _ => None,
         };
         if let Some(data) = whole {
-            let clean = scrubber.replace(&data).map_or(data, Bytes::from);
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(clean.len()));
+            // Unchanged, the body keeps the upstream's Content-Length (hyper checked it).
+            let clean = match scrubber.replace(&data) {
+                Some(replaced) => {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(replaced.len()));
+                    Bytes::from(replaced)
+                }
+                None => data,
+            };
             let body = Full::new(clean).map_err(|e| -> BoxError { match e {} });
             return Ok(Response::from_parts(parts, body.boxed_unsync()));
         }
