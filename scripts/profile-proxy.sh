@@ -133,6 +133,21 @@ print(f"{name:>12}: {summary['requestsPerSec']:8.0f} req/s   CPU µs per request
 EOF
 }
 
+# under_perf BIN SECONDS PERF_ARGS...: `perf PERF_ARGS` on a server running BIN for SECONDS of
+# oha load, after a short warm-up.
+under_perf() {
+  command -v perf >/dev/null || { echo "perf is not installed (apt-get install linux-perf)" >&2; exit 1; }
+  local bin=$1 seconds=$2 recorder
+  shift 2
+  start_nginx
+  start_server perf "$(realpath "$bin")"
+  load perf 2 >/dev/null
+  perf "$@" -p "$(cat "$dir/home-perf/pid")" -- sleep "$seconds" &
+  recorder=$!
+  load perf "$seconds"
+  wait "$recorder"
+}
+
 case "${1:-}" in
 ab)
   [ $# -ge 3 ] || { echo "usage: $0 ab BIN_A BIN_B [ROUNDS]" >&2; exit 2; }
@@ -143,30 +158,15 @@ ab)
   ;;
 perf)
   [ $# -ge 2 ] || { echo "usage: $0 perf BIN [SECONDS]" >&2; exit 2; }
-  command -v perf >/dev/null || { echo "perf is not installed (apt-get install linux-perf)" >&2; exit 1; }
-  start_nginx
-  start_server perf "$(realpath "$2")"
-  load perf 2 >/dev/null
-  seconds=${3:-10}
-  perf record -q -e cpu-clock -F 2000 -g -o "$dir/perf.data" -p "$(cat "$dir/home-perf/pid")" -- sleep "$seconds" &
-  recorder=$!
-  load perf "$seconds"
-  wait "$recorder"
+  under_perf "$2" "${3:-10}" record -q -e cpu-clock -F 2000 -g -o "$dir/perf.data"
   perf report -i "$dir/perf.data" --no-children --sort dso,sym --percent-limit 0.7 --stdio -g none 2>/dev/null |
     grep -v '^#' | grep -v '^$' | head -60
   echo "profile: $dir/perf.data (perf report -i …)"
   ;;
 syscalls)
   [ $# -ge 2 ] || { echo "usage: $0 syscalls BIN" >&2; exit 2; }
-  start_nginx
-  start_server sys "$(realpath "$2")"
-  load sys 2 >/dev/null
-  pid=$(cat "$dir/home-sys/pid")
-  perf stat -x, -e context-switches,cpu-migrations,'syscalls:sys_enter_writev','syscalls:sys_enter_write','syscalls:sys_enter_recvfrom','syscalls:sys_enter_read','syscalls:sys_enter_epoll_wait','syscalls:sys_enter_futex','syscalls:sys_enter_sched_yield' \
-    -o "$dir/stat.csv" -p "$pid" -- sleep 5 &
-  recorder=$!
-  load sys 5
-  wait "$recorder"
+  under_perf "$2" 5 stat -x, -o "$dir/stat.csv" -e context-switches,cpu-migrations,$(
+    printf 'syscalls:sys_enter_%s,' writev write recvfrom read epoll_wait futex sched_yield | sed 's/,$//')
   python3 - "$dir/stat.csv" "$dir/oha.json" <<'PY'
 import csv, json, sys
 summary = json.load(open(sys.argv[2]))["summary"]

@@ -207,11 +207,15 @@ pub fn is_text(content_type: Option<&HeaderValue>) -> bool {
     let media = value.split(';').next().unwrap_or("").trim().as_bytes();
     // Compared without case and without a lowered copy: this runs on every response.
     let starts = |prefix: &str| {
-        media.len() >= prefix.len() && media[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+        media
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
     };
     let ends = |suffix: &str| {
-        media.len() >= suffix.len()
-            && media[media.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+        media
+            .len()
+            .checked_sub(suffix.len())
+            .is_some_and(|at| media[at..].eq_ignore_ascii_case(suffix.as_bytes()))
     };
     starts("text/")
         || ends("+json")
