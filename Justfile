@@ -25,7 +25,8 @@ lint:
     cargo clippy --locked --all-targets -- -D warnings
 
 # Benchmarks: prints latency and throughput figures (release build). The proxy table
-# compares agent-vault with a direct connection and mitmproxy on a local nginx.
+# compares agent-vault with a direct connection, nginx as a reverse proxy and mitmproxy on
+# a local nginx.
 bench:
     scripts/bench-setup.sh
     cargo bench --locked --bench api

@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used)]
 
 //! Data-path benchmark: the real release binary against a direct connection to the same local
-//! nginx (Debian's, TLS, HTTP/2 + HTTP/1.1) and against mitmproxy with a header-injecting
-//! addon, printed side by side in one table:
+//! nginx (Debian's, TLS, HTTP/2 + HTTP/1.1), against mitmproxy with a header-injecting addon
+//! and, for requests, against nginx itself as a TLS reverse proxy adding the header (the same two
+//! TLS legs with none of the broker's checks: what this machine allows a proxy), printed side by
+//! side in one table:
 //!
 //! - keep-alive requests per second (oha, 16 connections, 1 KiB responses), with and without
 //!   response scrubbing;
@@ -66,16 +68,19 @@ fn find_tool(name: &str, extra: &[PathBuf]) -> Option<PathBuf> {
     extra.iter().cloned().chain(on_path).find(|p| p.is_file())
 }
 
-/// How a client reaches nginx: directly or through a proxy.
+/// How a client reaches nginx: directly, through a forward proxy, or through a reverse proxy.
 struct Route {
     label: &'static str,
     /// `http://host:port` of the proxy, and the `Proxy-Authorization` value if any.
     proxy: Option<(String, Option<String>)>,
+    /// `https://host:port` of a reverse proxy the client asks instead of nginx.
+    origin: Option<String>,
     /// The CA the client must trust for the TLS it sees.
     cacert: PathBuf,
     /// Path prefix on nginx (selects the service, hence scrubbing on or off).
     path: &'static str,
-    pid: Option<u32>,
+    /// The processes doing the proxy's work (for CPU; the first for memory).
+    pids: Vec<u32>,
 }
 
 fn oha(oha: &Path, route: &Route, url: &str, extra: &[&str]) -> Option<Value> {
@@ -474,7 +479,7 @@ async fn ws_rate(route: &Route, port: u16, direct_ca: &Path) -> Option<f64> {
 /// Resident memory of the proxy (MiB) with `IDLE_TUNNELS` CONNECT + TLS tunnels open, and the
 /// growth over the idle process.
 async fn idle_tunnels(route: &Route, port: u16) -> Option<(f64, f64)> {
-    let pid = route.pid?;
+    let pid = *route.pids.first()?;
     let before = rss_kib(pid)?;
     let mut tunnels = Vec::with_capacity(IDLE_TUNNELS);
     for _ in 0..IDLE_TUNNELS {
@@ -647,37 +652,58 @@ fn main() {
     let mitmproxy = mitmdump
         .as_deref()
         .and_then(|m| start_mitmproxy(m, dir.path(), &bundle));
+    // The reference for the data path's ceiling: nginx itself terminating TLS, adding the
+    // header and originating TLS upstream, with as many workers as this machine has cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let reverse_proxy = nginx::Nginx::reverse_proxy(
+        "127.0.0.1",
+        cores,
+        &nginx,
+        ("Authorization", &format!("Bearer {SECRET}")),
+    );
 
     let mut routes = vec![
         Route {
             label: "direct",
             proxy: None,
+            origin: None,
             cacert: nginx.ca_file.clone(),
             path: "",
-            pid: None,
+            pids: Vec::new(),
         },
         Route {
             label: "agent-vault",
             proxy: Some((format!("http://127.0.0.1:{mitm}"), Some(basic.clone()))),
+            origin: None,
             cacert: av_ca.clone(),
             path: "",
-            pid: Some(server.id()),
+            pids: vec![server.id()],
         },
         Route {
             label: "agent-vault, no scrub",
             proxy: Some((format!("http://127.0.0.1:{mitm}"), Some(basic))),
+            origin: None,
             cacert: av_ca,
             path: "/1k-raw",
-            pid: Some(server.id()),
+            pids: vec![server.id()],
+        },
+        Route {
+            label: "nginx reverse proxy",
+            proxy: None,
+            origin: Some(format!("https://127.0.0.1:{}", reverse_proxy.h1_port)),
+            cacert: reverse_proxy.ca_file.clone(),
+            path: "",
+            pids: reverse_proxy.worker_pids(),
         },
     ];
     if let Some((child, port, ca)) = &mitmproxy {
         routes.push(Route {
             label: "mitmproxy",
             proxy: Some((format!("http://127.0.0.1:{port}"), None)),
+            origin: None,
             cacert: ca.clone(),
             path: "",
-            pid: Some(child.id()),
+            pids: vec![child.id()],
         });
     }
 
@@ -689,7 +715,10 @@ fn main() {
         } else {
             route.path
         };
-        format!("https://127.0.0.1:{h2}{path}")
+        match &route.origin {
+            Some(origin) => format!("{origin}{path}"),
+            None => format!("https://127.0.0.1:{h2}{path}"),
+        }
     };
     let names = [
         "keep-alive req/s (16 conns, 1 KiB)",
@@ -713,7 +742,10 @@ fn main() {
         .collect();
     // `AGENT_VAULT_BENCH_ONLY=keepalive`: just the first rows (for profiling a run with perf).
     let only_keepalive = std::env::var("AGENT_VAULT_BENCH_ONLY").is_ok_and(|v| v == "keepalive");
-    let full = |route: &Route| !route.label.contains("no scrub") && !only_keepalive;
+    // The other rows are about tunnels (CONNECT), which a reverse proxy does not make.
+    let full = |route: &Route| {
+        !route.label.contains("no scrub") && route.origin.is_none() && !only_keepalive
+    };
 
     // One route at a time: memory first (on the fresh process), then connections, streaming
     // and WebSockets.
@@ -721,7 +753,7 @@ fn main() {
         eprintln!(
             "proxy bench: {} (pid {})",
             route.label,
-            route.pid.map_or("-".into(), |p| p.to_string())
+            route.pids.first().map_or("-".into(), |p| p.to_string())
         );
         if !full(route) {
             continue;
@@ -763,10 +795,16 @@ fn main() {
         for round in 0..ROUNDS {
             eprintln!("proxy bench: request round {}/{ROUNDS}", round + 1);
             for (i, route) in routes.iter().enumerate() {
-                let before = route.pid.and_then(cpu_ticks);
+                let proxy_ticks = || {
+                    let ticks = route.pids.iter().map(|&p| cpu_ticks(p));
+                    ticks
+                        .sum::<Option<u64>>()
+                        .filter(|_| !route.pids.is_empty())
+                };
+                let before = proxy_ticks();
                 let (nginx_before, oha_before) = (nginx_ticks(), children_cpu_seconds());
                 let report = oha(oha_bin, route, &file(route), &["-z", ROUND]);
-                let after = route.pid.and_then(cpu_ticks);
+                let after = proxy_ticks();
                 let (nginx_after, oha_after) = (nginx_ticks(), children_cpu_seconds());
                 if let Some(report) = report {
                     let rate = report["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0);
@@ -828,6 +866,15 @@ fn main() {
                 fmt(added(&p99, i), 3)
             ));
         }
+        let reference = routes.iter().position(|r| r.origin.is_some());
+        if let Some(reference) = reference {
+            let versus = median(&rps[1]).zip(median(&rps[reference]));
+            summary.push(format!(
+                "{:<24} {} x nginx reverse proxy (keep-alive req/s)",
+                routes[1].label,
+                fmt(versus.map(|(a, n)| a / n), 2)
+            ));
+        }
     }
     if only_keepalive {
         rows.truncate(4);
@@ -852,7 +899,9 @@ fn main() {
     println!(
         "\n(one 2-core machine runs nginx, the proxy and the load generator together; oha -c 16; \
          request rows are medians of {ROUNDS} rounds of {ROUND} taking the routes in turn; \
-         agent-vault's 'no scrub' service turns response scrubbing off)"
+         agent-vault's 'no scrub' service turns response scrubbing off; the nginx reverse proxy \
+         terminates TLS, adds the header and speaks HTTP/1.1 over TLS upstream, with one worker \
+         per core)"
     );
     let _ = server.kill();
     let _ = server.wait();

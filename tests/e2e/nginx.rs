@@ -2,6 +2,7 @@
 //! ports with a certificate minted at test time: one TLS port speaking HTTP/2 and HTTP/1.1
 //! (ALPN), one TLS port speaking HTTP/1.1 only. `/echo` answers with what nginx saw (protocol,
 //! `Host`, `Authorization`, `x-api-key`) as JSON; `/1k` is a static 1 KiB file (benchmarks).
+//! The benchmark also runs a second nginx as a reverse proxy in front of the first.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -41,6 +42,44 @@ const ECHO: &str = r#"'{"proto":"$server_protocol","host":"$host","http_host":"$
 
 impl Nginx {
     pub fn start(ip: &str, workers: u32) -> Self {
+        Self::launch(ip, workers, "", |d| {
+            format!(
+                "location = /echo {{ default_type application/json; return 200 {ECHO}; }}
+    location / {{ root {d}/www; }}"
+            )
+        })
+    }
+
+    /// nginx as a TLS-terminating reverse proxy in front of `upstream`'s HTTP/1.1 port, adding
+    /// `header` to every request: the work of a credential broker without its checks (the
+    /// benchmark's reference). nginx speaks HTTP/1.1 to upstreams; it keeps those connections
+    /// and reuses their TLS sessions.
+    #[allow(dead_code)]
+    pub fn reverse_proxy(ip: &str, workers: u32, upstream: &Nginx, header: (&str, &str)) -> Self {
+        let (bundle, (name, value)) = (upstream.ca_file.display(), header);
+        let upstreams = format!(
+            "upstream origin {{ server {}:{}; keepalive 64; keepalive_requests 10000000; }}",
+            upstream.ip, upstream.h1_port
+        );
+        Self::launch(ip, workers, &upstreams, |_| {
+            format!(
+                r#"location / {{
+      proxy_pass https://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header {name} "{value}";
+      proxy_ssl_session_reuse on;
+      proxy_ssl_verify on;
+      proxy_ssl_trusted_certificate {bundle};
+      proxy_ssl_name localhost;
+    }}"#
+            )
+        })
+    }
+
+    /// Starts nginx with two TLS servers (one offering h2) whose `location`s `locations` makes
+    /// from nginx's directory; `extra` goes in the `http` block.
+    fn launch(ip: &str, workers: u32, extra: &str, locations: impl Fn(&str) -> String) -> Self {
         let bin =
             binary().expect("nginx is not installed; `apt-get install nginx-light` (.ci/run does)");
         let dir = tempfile::tempdir().unwrap();
@@ -58,7 +97,8 @@ impl Nginx {
         std::fs::create_dir(path("www")).unwrap();
         std::fs::write(path("www/1k"), vec![b'a'; 1024]).unwrap();
         let (h2_port, h1_port) = (free_port(ip), free_port(ip));
-        let d = dir.path().display();
+        let d = dir.path().display().to_string();
+        let locations = locations(&d);
         let server = |listen: &str| {
             format!(
                 r#"
@@ -67,8 +107,7 @@ impl Nginx {
     ssl_certificate {d}/leaf.pem;
     ssl_certificate_key {d}/leaf.key;
     ssl_session_cache shared:SSL:10m;
-    location = /echo {{ default_type application/json; return 200 {ECHO}; }}
-    location / {{ root {d}/www; }}
+    {locations}
   }}"#
             )
         };
@@ -87,6 +126,7 @@ http {{
   fastcgi_temp_path {d}/tmp-fastcgi;
   uwsgi_temp_path {d}/tmp-uwsgi;
   scgi_temp_path {d}/tmp-scgi;
+  {extra}
   {h2}
   {h1}
 }}
@@ -96,7 +136,7 @@ http {{
         );
         std::fs::write(path("nginx.conf"), config).unwrap();
         let child = Command::new(bin)
-            .args(["-p", &d.to_string(), "-c"])
+            .args(["-p", &d, "-c"])
             .arg(path("nginx.conf"))
             .args(["-e"])
             .arg(path("error.log"))
