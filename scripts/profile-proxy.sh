@@ -33,7 +33,8 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# ticks PID: user and kernel CPU ticks of a process, as "USER,KERNEL".
+ticks() { awk '{print $14 "," $15}' "/proc/$1/stat"; }
 
 start_nginx() {
   head -c 1024 /dev/zero | tr '\0' a >"$dir/www/1k"
@@ -124,12 +125,15 @@ name, cpu, b0, b1, n0, n1, hz, report = sys.argv[1:]
 summary = json.load(open(report))["summary"]
 done = summary["requestsPerSec"] * summary["total"]
 per = lambda ticks: ticks * 1e6 / int(hz) / done
+delta = lambda a, b: [int(y) - int(x) for x, y in zip(a.split(","), b.split(","))]
 user, system = map(float, cpu.split())
-broker, nginx, oha = per(int(b1) - int(b0)), per(int(n1) - int(n0)), (user + system) * 1e6 / done
+broker_user, broker_kernel = map(per, delta(b0, b1))
+broker, nginx, oha = broker_user + broker_kernel, per(sum(delta(n0, n1))), (user + system) * 1e6 / done
 # The VM's speed swings between rounds; broker CPU over nginx + oha CPU in the same round
 # does not, and it is what the throughput ratio depends on.
 print(f"{name:>12}: {summary['requestsPerSec']:8.0f} req/s   CPU µs per request: broker "
-      f"{broker:5.1f}  nginx {nginx:5.1f}  oha {oha:5.1f}   broker/(nginx+oha) {broker / (nginx + oha):.3f}")
+      f"{broker:5.1f} (user {broker_user:4.1f})  nginx {nginx:5.1f}  oha {oha:5.1f}   "
+      f"broker/(nginx+oha) {broker / (nginx + oha):.3f}")
 EOF
 }
 

@@ -63,7 +63,9 @@ pub fn insert_all(conn: &Connection, records: &[Record]) -> Result<()> {
 /// own strings, costs far less than a statement of thousands of placeholders. A row per
 /// proxied request: no copies of its values (they showed in profiles).
 fn insert_sqlite(conn: &rusqlite::Connection, records: &[&Record]) -> Result<()> {
-    let mut statement = conn.prepare_cached(&insert_sql(1))?;
+    // Light traffic writes a record at a time: the statement's text is made once.
+    static INSERT_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_sql(1));
+    let mut statement = conn.prepare_cached(&INSERT_ONE)?;
     // Records of one service share their key list: encoded once per run of them.
     let mut keys: Option<(&Arc<[String]>, String)> = None;
     for r in records {
