@@ -221,15 +221,16 @@ where
     }
     let plan = plan?;
 
-    let rewritten = rewrite::rewrite_path_and_query(
-        parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-        &plan.substitutions,
-    );
-    let uri = target.uri(&rewritten).map_err(|_| {
-        BrokerError::bad_request("invalid_request", "the request path is not a valid URI")
-    })?;
-    drop(rewritten);
-    parts.uri = uri;
+    parts.uri = {
+        // Borrows the old URI (no copy when nothing is replaced) until the new one is made.
+        let rewritten = rewrite::rewrite_path_and_query(
+            parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            &plan.substitutions,
+        );
+        target.uri(&rewritten).map_err(|_| {
+            BrokerError::bad_request("invalid_request", "the request path is not a valid URI")
+        })?
+    };
     // The agent's protocol is kept where the upstream agrees to it (see `http1_hosts`).
     let http1_agent = parts.version < http::Version::HTTP_2;
     parts.version = http::Version::HTTP_11;
