@@ -123,6 +123,10 @@ if [ -n "$archive_url" ]; then
 fi
 
 command -v cargo >/dev/null 2>&1 || fail "no release archive to install from and no cargo to build with: install Rust (https://rustup.rs), or set AGENT_VAULT_ARCHIVE_URL"
+for tool in cc make; do
+  command -v "$tool" >/dev/null 2>&1 ||
+    fail "building needs a C compiler and make (SQLite, ring and jemalloc are built from source) and $tool is missing: install them (Debian: apt-get install gcc make), or set AGENT_VAULT_ARCHIVE_URL"
+done
 
 script_dir=$(cd "$(dirname "$0")" 2>/dev/null && pwd || true)
 if [ -n "$script_dir" ] && grep -qs '^name = "agent-vault"' "$script_dir/Cargo.toml"; then

@@ -182,7 +182,37 @@ fn install_sh_builds_from_source_or_says_how() {
         !lost.status.success() && lost.stderr.contains("AGENT_VAULT_SOURCE"),
         "{lost}"
     );
+    // With cargo but no C compiler or make: says what to install before any build starts.
+    let tools = tempfile::tempdir().unwrap();
+    for tool in ["uname", "tr", "id", "cargo"] {
+        let real = which(tool);
+        std::os::unix::fs::symlink(real, tools.path().join(tool)).unwrap();
+    }
+    // By path: a child's PATH is where Command looks for the program.
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg(SCRIPT)
+        .env_clear()
+        .env("PATH", tools.path())
+        .env("HOME", std::env::temp_dir())
+        .env("AGENT_VAULT_INSTALL_DIR", &dir);
+    let no_cc = run_command(cmd, "");
+    assert!(
+        !no_cc.status.success()
+            && no_cc.stderr.contains("cc is missing")
+            && no_cc.stderr.contains("apt-get install gcc make"),
+        "{no_cc}"
+    );
     let bad = install(&[], &["--frobnicate"], SCRIPT);
     assert_eq!(bad.status.code(), Some(2), "{bad}");
     assert!(std::fs::read_dir(bin.path()).unwrap().next().is_none());
+}
+
+/// Where `tool` is on this machine's PATH.
+fn which(tool: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(tool))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("{tool} is not on PATH"))
 }
