@@ -52,7 +52,8 @@ impl Files {
 }
 
 fn install(envs: &[(&str, &str)], args: &[&str], script: &str) -> Run {
-    let mut cmd = Command::new("sh");
+    // By path: given a PATH in `envs`, Command would look for the shell there.
+    let mut cmd = Command::new("/bin/sh");
     cmd.arg(script)
         .args(args)
         .env_clear()
@@ -188,14 +189,14 @@ fn install_sh_builds_from_source_or_says_how() {
         let real = which(tool);
         std::os::unix::fs::symlink(real, tools.path().join(tool)).unwrap();
     }
-    // By path: a child's PATH is where Command looks for the program.
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg(SCRIPT)
-        .env_clear()
-        .env("PATH", tools.path())
-        .env("HOME", std::env::temp_dir())
-        .env("AGENT_VAULT_INSTALL_DIR", &dir);
-    let no_cc = run_command(cmd, "");
+    let no_cc = install(
+        &[
+            ("PATH", &tools.path().display().to_string()),
+            ("AGENT_VAULT_INSTALL_DIR", &dir),
+        ],
+        &[],
+        SCRIPT,
+    );
     assert!(
         !no_cc.status.success()
             && no_cc.stderr.contains("cc is missing")
