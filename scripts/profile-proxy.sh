@@ -11,6 +11,8 @@
 #       kernel included (Debian's linux-perf; cpu-clock samples with call graphs)
 #   scripts/profile-proxy.sh syscalls BIN              system calls and context switches per
 #       request under oha (perf tracepoints)
+#   scripts/profile-proxy.sh latency BIN [ROUNDS]      oha paced at 500 req/s (5 s), direct and
+#       through the broker in turn: p50, p99, p99.9 and the slowest request of each
 #   scripts/profile-proxy.sh callgrind BIN             user-space instructions per request
 #       (python requests on one keep-alive tunnel, 2,000 requests after a warm-up), without
 #       the request log's SQLite work (it depends on the rate, hence on valgrind); a large
@@ -178,6 +180,27 @@ done = summary["requestsPerSec"] * summary["total"]
 for row in csv.reader(line for line in open(sys.argv[1]) if line.strip() and not line.startswith("#")):
     print(f"{row[2]:>32}: {float(row[0]) / done:6.2f} per request")
 PY
+  ;;
+latency)
+  [ $# -ge 2 ] || { echo "usage: $0 latency BIN [ROUNDS]" >&2; exit 2; }
+  start_nginx
+  start_server L "$(realpath "$2")"
+  home="$dir/home-L"
+  auth=$(printf '%s:default' "$(cat "$home/token")" | base64 -w0)
+  paced() {
+    "$oha" --no-tui --output-format json -c 16 -z 5s -q 500 --latency-correction \
+      "$@" "https://127.0.0.1:$upstream_port/1k" | python3 -c '
+import json, sys
+p = json.load(sys.stdin)["latencyPercentiles"]
+slowest = max(v for v in p.values() if v is not None)
+print(" ".join(f"{k} {p[k] * 1e3:6.3f}" for k in ("p50", "p99", "p99.9")) + f"  max≥ {slowest * 1e3:6.3f} ms")'
+  }
+  for _ in $(seq "${3:-3}"); do
+    printf '%12s: ' direct; paced --cacert "$dir/ca.pem"
+    printf '%12s: ' broker
+    paced --cacert "$home/ca.pem" -x "http://127.0.0.1:$(cat "$home/mitm_port")" \
+      --proxy-header "Proxy-Authorization: Basic $auth"
+  done
   ;;
 callgrind)
   [ $# -ge 2 ] || { echo "usage: $0 callgrind BIN" >&2; exit 2; }
