@@ -235,7 +235,7 @@ where
     let http1_agent = parts.version < http::Version::HTTP_2;
     parts.version = http::Version::HTTP_11;
 
-    let websocket = websocket::is_upgrade(&parts.headers);
+    let websocket = websocket::Opening::of(&parts);
     rewrite::strip_request_headers(&mut parts.headers);
     if matches!(ingress, Ingress::Explicit) {
         // On the API port, Authorization carried the broker token, not an upstream credential.
@@ -253,10 +253,10 @@ where
         );
     }
     let head_only = parts.method == Method::HEAD;
-    if websocket {
+    if let Some(opening) = websocket {
         // Boxed, like the other rare paths: the pipeline's future is as large as its largest
         // state, and it is moved per request.
-        return Box::pin(upgrade(proxy, target, parts, body, &plan)).await;
+        return Box::pin(upgrade(proxy, target, opening, parts, body, &plan)).await;
     }
 
     let substitute_body =
@@ -287,7 +287,7 @@ where
     if parts.method == Method::CONNECT {
         return Err(BrokerError::bad_request(
             "invalid_request",
-            "CONNECT inside a tunnel is not supported",
+            "CONNECT inside a tunnel is not supported (HTTP/2 extended CONNECT only with :protocol websocket)",
         ));
     }
 
@@ -387,10 +387,12 @@ fn within_response_timeout<'a, T>(
 }
 
 /// A WebSocket upgrade: sent on an HTTP/1.1 connection of its own; on 101 both sides are
-/// upgraded and a task relays frames until either side closes.
+/// upgraded and a task relays frames until either side closes. An HTTP/2 agent's extended
+/// CONNECT goes upstream as that same upgrade and is answered 200.
 async fn upgrade<B>(
     proxy: &Proxy,
     target: &Target,
+    opening: websocket::Opening,
     mut parts: http::request::Parts,
     body: B,
     plan: &crate::broker::Plan,
@@ -417,6 +419,11 @@ where
     let to_upstream = (!substitutions.is_empty())
         .then(|| websocket::Rewrite::Substitute(std::sync::Arc::new(substitutions)));
     let to_client = plan.scrubber.clone().map(websocket::Rewrite::Scrub);
+    // An HTTP/2 WebSocket is a stream of a connection that lives on: its relay holds the
+    // tunnel open as a request in flight would.
+    let held = parts.extensions.remove::<super::listener::InFlight>();
+    let key = (opening == websocket::Opening::ExtendedConnect)
+        .then(|| websocket::connect_to_upgrade(&mut parts));
     websocket::restore_upgrade_headers(
         &mut parts.headers,
         to_upstream.is_some() || to_client.is_some(),
@@ -427,6 +434,14 @@ where
         .await?
         .map_err(|e| upstream_error(target.host_port(), &e))?;
     let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+    if let Some(key) = key.as_deref().filter(|_| switching)
+        && !websocket::accepts(response.headers(), key)
+    {
+        return Err(BrokerError::upstream(format!(
+            "{} answered the WebSocket upgrade without the Sec-WebSocket-Accept value RFC 6455 requires",
+            target.host_port()
+        )));
+    }
     let upstream_side = switching.then(|| hyper::upgrade::on(&mut response));
     let (mut parts, body) = response.into_parts();
     rewrite::strip_response_headers(&mut parts.headers, plan);
@@ -440,9 +455,16 @@ where
             body.map_err(Into::into).boxed_unsync(),
         ));
     };
-    websocket::restore_upgrade_headers(&mut parts.headers, false);
+    if key.is_some() {
+        // RFC 8441: the CONNECT succeeds with 200; the accept value was for the broker.
+        parts.status = http::StatusCode::OK;
+        parts.headers.remove(header::SEC_WEBSOCKET_ACCEPT);
+    } else {
+        websocket::restore_upgrade_headers(&mut parts.headers, false);
+    }
     let host = target.host_port().to_owned();
     tokio::spawn(async move {
+        let _held = held;
         match tokio::try_join!(client_side, upstream_side) {
             Ok((client, upstream)) => {
                 websocket::relay(

@@ -214,6 +214,14 @@ struct ActivityState {
 /// One request in flight (until its response body is done or dropped).
 pub struct InFlight(Arc<ActivityState>);
 
+/// Another hold on the same activity (a request's extensions need `Clone`).
+impl Clone for InFlight {
+    fn clone(&self) -> Self {
+        self.0.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(self.0.clone())
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {

@@ -304,9 +304,13 @@ async fn serve_tunnel<IO>(
     let activity = listener::Activity::default();
     let service = {
         let (proxy, activity) = (proxy.clone(), activity.clone());
-        service_fn(move |request: Request<Incoming>| {
+        service_fn(move |mut request: Request<Incoming>| {
             let (proxy, target, credentials) = (proxy.clone(), target.clone(), credentials.clone());
             let in_flight_here = activity.begin();
+            if request.method() == Method::CONNECT {
+                // An HTTP/2 WebSocket (RFC 8441) outlives its response: its relay keeps this.
+                request.extensions_mut().insert(in_flight_here.clone());
+            }
             async move {
                 // Re-checked per request (a cache hit when warm), so revocation reaches open
                 // tunnels.
@@ -331,7 +335,9 @@ async fn serve_tunnel<IO>(
     // Idleness is watched by the activity (requests in flight), not by a header-read timer
     // that would also cut a silent keep-alive between requests.
     let _live = proxy.drain.track();
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // HTTP/2 agents may open WebSockets with an extended CONNECT (RFC 8441).
+    builder.http2().enable_connect_protocol();
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let idle = Some((&activity, proxy.conn.tunnel_idle));

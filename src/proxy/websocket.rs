@@ -1,7 +1,9 @@
 //! WebSockets through the broker: the upgrade request is an ordinary request (credential
 //! injected, placeholders replaced), sent upstream on an HTTP/1.1 connection of its own; on
 //! `101 Switching Protocols` both sides are upgraded and frames are relayed until either
-//! side closes.
+//! side closes. An HTTP/2 agent opens one with an extended CONNECT (RFC 8441, `:protocol
+//! websocket`): the broker sends the upstream the HTTP/1.1 upgrade it expects and answers the
+//! agent `200`, and the HTTP/2 stream carries the same frames.
 //!
 //! Frames pass through untouched — ping, pong, close and binary frames included — and are
 //! forwarded as they arrive, each write awaited, so a slow reader slows the writer
@@ -14,8 +16,10 @@
 
 use std::sync::Arc;
 
+use base64::Engine;
 use bytes::{Buf, BufMut, BytesMut};
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderValue, Method, header};
+use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::broker::ResolvedSubstitution;
@@ -39,6 +43,61 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     };
     has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket")
+}
+
+/// How the agent asked for the WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// HTTP/1.1 `Upgrade: websocket`, answered `101`.
+    Upgrade,
+    /// HTTP/2 `CONNECT` with `:protocol websocket` (RFC 8441), answered `200`.
+    ExtendedConnect,
+}
+
+impl Opening {
+    /// Whether `parts` opens a WebSocket, and how.
+    pub fn of(parts: &http::request::Parts) -> Option<Self> {
+        if parts.method == Method::CONNECT {
+            let protocol = parts.extensions.get::<hyper::ext::Protocol>()?;
+            return protocol
+                .as_str()
+                .eq_ignore_ascii_case("websocket")
+                .then_some(Self::ExtendedConnect);
+        }
+        is_upgrade(&parts.headers).then_some(Self::Upgrade)
+    }
+}
+
+/// RFC 6455's suffix of the value hashed into `Sec-WebSocket-Accept`.
+const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Makes an RFC 8441 CONNECT the HTTP/1.1 upgrade an upstream expects: `GET` with a fresh
+/// `Sec-WebSocket-Key` (returned, for [`accepts`]) and version 13 unless the agent named one.
+pub fn connect_to_upgrade(parts: &mut http::request::Parts) -> String {
+    parts.method = Method::GET;
+    parts.extensions.remove::<hyper::ext::Protocol>();
+    let key = base64::engine::general_purpose::STANDARD.encode(crate::crypto::random_bytes::<16>());
+    // Base64 is always a valid header value.
+    if let Ok(value) = HeaderValue::from_str(&key) {
+        parts.headers.insert(header::SEC_WEBSOCKET_KEY, value);
+    }
+    parts
+        .headers
+        .entry(header::SEC_WEBSOCKET_VERSION)
+        .or_insert(HeaderValue::from_static("13"));
+    key
+}
+
+/// Whether a `101` answer proves the upstream took the upgrade made with `key` (RFC 6455's
+/// `Sec-WebSocket-Accept`): the check an HTTP/1.1 agent's own client would have made.
+pub fn accepts(headers: &HeaderMap, key: &str) -> bool {
+    let mut hash = Sha1::new();
+    hash.update(key.as_bytes());
+    hash.update(ACCEPT_GUID);
+    let expected = base64::engine::general_purpose::STANDARD.encode(hash.finalize());
+    headers
+        .get(header::SEC_WEBSOCKET_ACCEPT)
+        .is_some_and(|v| v.as_bytes() == expected.as_bytes())
 }
 
 /// Puts back the hop-by-hop headers an upgrade needs (they were stripped with the rest).
@@ -323,6 +382,54 @@ mod tests {
         drop(feed);
         pumping.await.unwrap().unwrap();
         draining.await.unwrap()
+    }
+
+    /// RFC 6455 section 1.3's example key and accept value.
+    #[test]
+    fn accept_value_is_checked_against_the_key() {
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let mut headers = HeaderMap::new();
+        assert!(!accepts(&headers, key), "a 101 without the header");
+        headers.insert(
+            header::SEC_WEBSOCKET_ACCEPT,
+            HeaderValue::from_static("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        );
+        assert!(accepts(&headers, key));
+        assert!(!accepts(&headers, "AAAAAAAAAAAAAAAAAAAAAA=="));
+    }
+
+    #[test]
+    fn extended_connect_becomes_an_http1_upgrade() {
+        let connect = |protocol: Option<&'static str>| {
+            let mut request = http::Request::builder()
+                .method(Method::CONNECT)
+                .uri("https://api.example.com/chat")
+                .body(())
+                .unwrap();
+            if let Some(protocol) = protocol {
+                request
+                    .extensions_mut()
+                    .insert(hyper::ext::Protocol::from_static(protocol));
+            }
+            request.into_parts().0
+        };
+        assert_eq!(Opening::of(&connect(None)), None, "a plain CONNECT");
+        assert_eq!(Opening::of(&connect(Some("connect-udp"))), None);
+        let mut parts = connect(Some("websocket"));
+        assert_eq!(Opening::of(&parts), Some(Opening::ExtendedConnect));
+        let key = connect_to_upgrade(&mut parts);
+        assert_eq!(parts.method, Method::GET);
+        assert!(parts.extensions.get::<hyper::ext::Protocol>().is_none());
+        assert_eq!(parts.headers[header::SEC_WEBSOCKET_KEY], key.as_str());
+        assert_eq!(parts.headers[header::SEC_WEBSOCKET_VERSION], "13");
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(&key)
+                .unwrap()
+                .len(),
+            16
+        );
+        assert_ne!(key, connect_to_upgrade(&mut connect(Some("websocket"))));
     }
 
     fn substitution() -> Rewrite {

@@ -792,6 +792,181 @@ asyncio.run(main(sys.argv[1]))
     assert_eq!(upgrades, expected);
 }
 
+/// An HTTP/2 WebSocket client (RFC 8441) written on Python's `h2`: CONNECT through the proxy,
+/// TLS with ALPN h2, then `CONNECT` with `:protocol websocket` and frames over the stream.
+/// Prints what happened as JSON.
+const H2_WEBSOCKET_CLIENT: &str = r#"
+import base64, json, os, socket, ssl, struct, sys, time, urllib.parse
+import h2.config, h2.connection, h2.events, h2.settings
+
+proxy, ca, host, port, path = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+quiet = float(sys.argv[6])
+proxy = urllib.parse.urlsplit(proxy)
+sock = socket.create_connection((proxy.hostname, proxy.port), timeout=30)
+auth = base64.b64encode(f"{proxy.username}:{proxy.password}".encode()).decode()
+sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+             f"Proxy-Authorization: Basic {auth}\r\n\r\n".encode())
+head = b""
+while not head.endswith(b"\r\n\r\n"):
+    head += sock.recv(1)
+assert head.startswith(b"HTTP/1.1 200"), head
+ctx = ssl.create_default_context(cafile=ca)
+ctx.set_alpn_protocols(["h2"])
+tls = ctx.wrap_socket(sock, server_hostname=host)
+assert tls.selected_alpn_protocol() == "h2"
+conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+conn.initiate_connection()
+tls.sendall(conn.data_to_send())
+pending = []
+
+def pump():
+    data = tls.recv(65536)
+    if not data:
+        raise EOFError("the broker closed the connection")
+    pending.extend(conn.receive_data(data))
+    out = conn.data_to_send()
+    if out:
+        tls.sendall(out)
+
+def next_event(kind, stream):
+    while True:
+        for i, event in enumerate(pending):
+            if isinstance(event, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+                raise RuntimeError(f"waiting for {kind.__name__}: {event}")
+            if isinstance(event, kind) and getattr(event, "stream_id", stream) == stream:
+                return pending.pop(i)
+        pump()
+
+settings = next_event(h2.events.RemoteSettingsChanged, None)
+enabled = settings.changed_settings.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL)
+report = {"connect_protocol": bool(enabled and enabled.new_value == 1)}
+if not report["connect_protocol"]:
+    print(json.dumps(report))
+    sys.exit(0)
+
+def open_stream(protocol, path):
+    stream = conn.get_next_available_stream_id()
+    conn.send_headers(stream, [(":method", "CONNECT"), (":protocol", protocol),
+                               (":scheme", "https"), (":path", path),
+                               (":authority", f"{host}:{port}"),
+                               ("sec-websocket-version", "13"),
+                               ("authorization", "Bearer placeholder")])
+    tls.sendall(conn.data_to_send())
+    response = next_event(h2.events.ResponseReceived, stream)
+    return stream, dict((k.decode(), v.decode()) for k, v in response.headers)
+
+def frame(opcode, payload):
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack("!H", n))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+buffer = b""
+def receive(stream):
+    global buffer
+    while True:
+        if len(buffer) >= 2:
+            n, start = buffer[1] & 0x7f, 2
+            if n == 126:
+                n, start = struct.unpack("!H", buffer[2:4])[0], 4
+            if len(buffer) >= start + n:
+                opcode, payload, buffer = buffer[0] & 0x0f, buffer[start:start + n], buffer[start + n:]
+                return opcode, payload
+        event = next_event(h2.events.DataReceived, stream)
+        conn.acknowledge_received_data(event.flow_controlled_length, stream)
+        buffer += event.data
+
+def send(stream, opcode, payload):
+    conn.send_data(stream, frame(opcode, payload))
+    tls.sendall(conn.data_to_send())
+
+stream, headers = open_stream("websocket", path)
+report["status"] = headers[":status"]
+report["accept_header"] = "sec-websocket-accept" in headers
+report["first"] = json.loads(receive(stream)[1])
+send(stream, 1, b'{"token": "__ws_token__"}')
+report["text"] = receive(stream)[1].decode()
+send(stream, 2, b"\x00\x01binary __ws_token__")
+report["binary"] = receive(stream)[1].decode("latin-1")
+time.sleep(quiet)
+send(stream, 9, b"are you there")
+report["pong"] = list(receive(stream))[0] == 10
+send(stream, 8, b"\x03\xe8")
+report["close"] = receive(stream)[0]
+_, other = open_stream("connect-udp", "/")
+report["other_protocol"] = other[":status"]
+print(json.dumps(report))
+"#;
+
+#[test]
+fn websockets_over_http2_extended_connect() {
+    let python = venv_python();
+    let (echo, echo_ca) = EchoServer::start(&python);
+    // A quiet WebSocket outlasts the tunnel's idle limit: an open one is not an idle tunnel.
+    let rig = Rig::start_with_env(
+        true,
+        Upstream::start_on("127.0.0.2"),
+        &[&echo_ca],
+        &[("AGENT_VAULT_TUNNEL_IDLE_TIMEOUT", "1")],
+    );
+    rig.add_services(&format!(
+        r#"services:
+  - host: 127.0.0.2
+    port: {wss}
+    auth: {{type: bearer, token: BEARER_TOKEN}}
+    scrub_responses: false
+    substitutions:
+      - placeholder: __ws_token__
+        key: SUB_KEY
+        in: [ws]
+"#,
+        wss = echo.wss
+    ));
+    let client = rig.home.path().join("h2ws.py");
+    std::fs::write(&client, H2_WEBSOCKET_CLIENT).unwrap();
+    let out = Command::new(&python)
+        .arg(&client)
+        .arg(rig.proxy_url())
+        .arg(&rig.ca)
+        .arg("127.0.0.2")
+        .arg(echo.wss.to_string())
+        .arg("/h2/chat")
+        .arg("2.5")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        seen["connect_protocol"], true,
+        "SETTINGS_ENABLE_CONNECT_PROTOCOL: {seen}"
+    );
+    assert_eq!(seen["status"], "200", "{seen}");
+    assert_eq!(seen["accept_header"], false, "{seen}");
+    // The upstream saw an HTTP/1.1 upgrade with the vault's credential, not the placeholder.
+    assert_eq!(
+        seen["first"]["authorization"],
+        format!("Bearer {BEARER}"),
+        "{seen}"
+    );
+    assert_eq!(seen["first"]["path"], "/h2/chat");
+    assert_eq!(
+        seen["text"], r#"echo:{"token": "SENTINEL-sub-44&x/y"}"#,
+        "{seen}"
+    );
+    assert_eq!(
+        seen["binary"], "echo:\u{0}\u{1}binary __ws_token__",
+        "{seen}"
+    );
+    assert_eq!(seen["pong"], true, "after a quiet spell: {seen}");
+    assert_eq!(seen["close"], 8, "the close frame comes back: {seen}");
+    assert_eq!(seen["other_protocol"], "400", "{seen}");
+}
+
 /// A git smart-HTTP server over TLS (`git http-backend` behind a small Python server) that
 /// requires one basic-auth pair and answers 401 to anything else.
 const GIT_SERVER: &str = r#"
