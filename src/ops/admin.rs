@@ -325,7 +325,7 @@ pub async fn change_settings(
         .transpose()?;
     let settings = state
         .db(move |store, _| {
-            store.write(|tx| {
+            let settings = store.write(|tx| {
                 if let Some(flag) = change.invite_only {
                     settings::set(tx, "invite_only", if flag { "true" } else { "false" })?;
                 }
@@ -340,13 +340,17 @@ pub async fn change_settings(
                     stored.max_rows_per_vault =
                         retention.max_rows_per_vault.or(stored.max_rows_per_vault);
                     retention::store(tx, &stored)?;
-                    trim_request_log(tx, env.effective(tx)?)?;
                 }
                 if let Some(rate_limit) = &change.rate_limit {
                     ratelimit_config::store(tx, rate_limit)?;
                 }
                 Settings::read(tx)
-            })
+            })?;
+            if change.logs_retention.is_some() {
+                // Applied at once, a chunk at a time (not inside the settings' transaction).
+                trim_request_log(store, store.read(|c| env.effective(c))?)?;
+            }
+            Ok(settings)
         })
         .await?;
     // Applied at once: the new budgets hold from the next request.

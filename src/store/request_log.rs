@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::db::{Connection, ToValue, Value};
+use super::db::{Connection, OptionalExtension, ToValue, Value};
 use serde::Serialize;
 
 use super::Result;
@@ -262,30 +262,90 @@ pub fn recent(conn: &Connection, vault_id: &str, limit: u32) -> Result<Vec<Row>>
     )
 }
 
-/// Deletes rows older than `max_age_secs` (0: no age limit) and keeps at most
-/// `max_rows_per_vault` per vault (0: no cap). Returns the number of rows removed.
-pub fn trim(
-    conn: &Connection,
-    now: i64,
-    max_age_secs: i64,
-    max_rows_per_vault: i64,
-) -> Result<usize> {
+/// Rows deleted per transaction by [`trim`]: the write lock is held for tens of
+/// milliseconds at a time, never for the whole pass (millions of rows took seconds).
+pub const TRIM_CHUNK: usize = 5_000;
+
+/// What a retention pass removes.
+#[derive(Debug, Clone, Copy)]
+pub struct Trim<'a> {
+    pub now: i64,
+    /// Rows older than this go (0: no age limit).
+    pub max_age_secs: i64,
+    /// Each vault keeps at most this many rows (0: no cap)…
+    pub max_rows_per_vault: i64,
+    /// …checked for these vaults only (those that logged since the last pass), or all.
+    pub vaults: Option<&'a [String]>,
+    /// Rows deleted per transaction.
+    pub chunk: usize,
+}
+
+/// Applies `trim` in transactions of at most `trim.chunk` rows with a pause between them, so
+/// other writers (sign-ins, credentials, the log itself) wait for one chunk, not the pass.
+/// Returns the number of rows removed.
+pub fn trim(store: &super::Store, trim: Trim<'_>) -> Result<usize> {
+    let Trim {
+        now,
+        max_age_secs,
+        max_rows_per_vault,
+        vaults,
+        chunk,
+    } = trim;
+    let chunk = chunk.max(1);
+    let limit = chunk as i64;
     let mut removed = 0;
+    let mut in_chunks = |sql: &str, args: &dyn Fn() -> Vec<Value>| -> Result<()> {
+        loop {
+            let deleted = store.write(|tx| Ok(tx.execute(sql, args())?))?;
+            removed += deleted;
+            if deleted < chunk {
+                return Ok(());
+            }
+            // Lets a waiting writer take the lock before the next chunk.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    };
     if max_age_secs > 0 {
-        removed += conn.execute(
-            "DELETE FROM request_log WHERE created_at < ?1",
-            [now - max_age_secs],
+        let cutoff = now - max_age_secs;
+        in_chunks(
+            "DELETE FROM request_log WHERE id IN (
+                 SELECT id FROM request_log WHERE created_at < ?1 LIMIT ?2)",
+            &|| vec![cutoff.into(), limit.into()],
         )?;
     }
     if max_rows_per_vault > 0 {
-        removed += conn.execute(
-            "DELETE FROM request_log WHERE id IN (
-                 SELECT id FROM (
-                     SELECT id, ROW_NUMBER() OVER (PARTITION BY vault_id ORDER BY id DESC) AS n
-                     FROM request_log) AS ranked
-                 WHERE n > ?1)",
-            [max_rows_per_vault],
-        )?;
+        // Each vault's newest row past the cap, found once through the per-vault index; rows
+        // logged meanwhile are newer, so the cut stays right.
+        let cuts: Vec<(String, i64)> = store.read(|c| {
+            let vaults: Vec<String> = match vaults {
+                Some(vaults) => vaults.to_vec(),
+                None => c
+                    .prepare("SELECT id FROM vaults")?
+                    .query_map((), |r| r.get(0))?
+                    .collect::<super::db::Result<_>>()?,
+            };
+            let mut cuts = Vec::new();
+            for vault in vaults {
+                let cut: Option<i64> = c
+                    .query_row(
+                        "SELECT id FROM request_log WHERE vault_id = ?1
+                         ORDER BY id DESC LIMIT 1 OFFSET ?2",
+                        vec![Value::from(vault.clone()), max_rows_per_vault.into()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                cuts.extend(cut.map(|cut| (vault, cut)));
+            }
+            Ok(cuts)
+        })?;
+        for (vault, cut) in cuts {
+            in_chunks(
+                "DELETE FROM request_log WHERE id IN (
+                     SELECT id FROM request_log WHERE vault_id = ?1 AND id <= ?2
+                     ORDER BY id LIMIT ?3)",
+                &|| vec![vault.clone().into(), cut.into(), limit.into()],
+            )?;
+        }
     }
     Ok(removed)
 }
@@ -407,10 +467,40 @@ mod tests {
         rows.push(record("no-such-vault", 1000));
         store.write(|tx| insert_all(tx, &rows)).unwrap();
         assert_eq!(store.read(|c| recent(c, &a.id, 100)).unwrap().len(), 5);
-        let removed = store.write(|tx| trim(tx, 1100, 500, 3)).unwrap();
+        let pass = |now, max_age_secs, max_rows_per_vault, vaults: Option<&[String]>, chunk| {
+            trim(
+                &store,
+                Trim {
+                    now,
+                    max_age_secs,
+                    max_rows_per_vault,
+                    vaults,
+                    chunk,
+                },
+            )
+            .unwrap()
+        };
+        // Chunks of 1: every row goes in a transaction of its own, and all that should go does.
+        let removed = pass(1100, 500, 3, None, 1);
         assert_eq!(removed, 3, "one too old in b, two over the cap in a");
         let left = store.read(|c| recent(c, &a.id, 100)).unwrap();
         assert_eq!(left.len(), 3);
         assert_eq!(left[0].created_at, 1004, "newest kept, newest first");
+        assert!(store.read(|c| recent(c, &b.id, 100)).unwrap().is_empty());
+        assert_eq!(pass(1100, 500, 3, None, 1), 0, "nothing more");
+        // Larger chunks than rows, and the cap alone, for the named vaults only.
+        let more: Vec<Record> = (0..7).map(|i| record(&a.id, 2000 + i)).collect();
+        store.write(|tx| insert_all(tx, &more)).unwrap();
+        assert_eq!(
+            pass(2100, 0, 4, Some(std::slice::from_ref(&b.id)), TRIM_CHUNK),
+            0
+        );
+        assert_eq!(
+            pass(2100, 0, 4, Some(std::slice::from_ref(&a.id)), TRIM_CHUNK),
+            6
+        );
+        let left = store.read(|c| recent(c, &a.id, 100)).unwrap();
+        let kept: Vec<i64> = left.iter().map(|r| r.created_at).collect();
+        assert_eq!(kept, vec![2006, 2005, 2004, 2003]);
     }
 }

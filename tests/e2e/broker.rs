@@ -739,6 +739,57 @@ fn owners_set_log_retention_and_the_environment_wins() {
         .fails_with("pinned by AGENT_VAULT_LOGS_RETENTION_LOCK");
 }
 
+/// Traffic brings the retention pass forward: a vault's log stays near its row cap instead of
+/// growing until the next 15-minute pass (which, over millions of rows, also held the write
+/// lock for seconds).
+#[test]
+fn the_row_cap_holds_under_traffic_between_periodic_passes() {
+    let rig = Rig::start_with_env(
+        true,
+        Upstream::start(),
+        &[],
+        &[("AGENT_VAULT_LOGS_MAX_ROWS_PER_VAULT", "100")],
+    );
+    // 400 requests on one kept-alive connection (curl's URL globbing).
+    let out = Command::new("curl")
+        .args(["-sS", "-f", "--cacert"])
+        .arg(&rig.ca)
+        .arg(rig.https("/bearer/[1-400]"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HTTPS_PROXY", rig.proxy_url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = rusqlite::Connection::open(rig.home.state().join("agent-vault.db")).unwrap();
+    let count = || -> (i64, bool) {
+        db.query_row(
+            "SELECT COUNT(*), COALESCE(MAX(path = '/bearer/400'), 0) FROM request_log",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    let mut seen = count();
+    for _ in 0..100 {
+        if seen.1 && seen.0 <= 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        seen = count();
+    }
+    let (rows, newest_kept) = seen;
+    assert!(newest_kept, "the newest request is kept ({rows} rows)");
+    assert!(
+        (100..=200).contains(&rows),
+        "400 requests against a cap of 100 left {rows} rows"
+    );
+}
+
 /// A cookie an upstream sets in answer to a request the broker authenticated is a session
 /// derived from the vault's credential: the agent never gets it. Where no vault credential
 /// was used, cookies pass.
