@@ -882,6 +882,9 @@ def send(stream, opcode, payload):
 
 stream, headers = open_stream("websocket", path)
 report["status"] = headers[":status"]
+if report["status"] != "200":
+    print(json.dumps(report))
+    sys.exit(0)
 report["accept_header"] = "sec-websocket-accept" in headers
 report["first"] = json.loads(receive(stream)[1])
 send(stream, 1, b'{"token": "__ws_token__"}')
@@ -965,6 +968,54 @@ fn websockets_over_http2_extended_connect() {
     assert_eq!(seen["pong"], true, "after a quiet spell: {seen}");
     assert_eq!(seen["close"], 8, "the close frame comes back: {seen}");
     assert_eq!(seen["other_protocol"], "400", "{seen}");
+}
+
+/// An upstream that answers an HTTP/2 agent's WebSocket with a `101` whose
+/// `Sec-WebSocket-Accept` does not match the broker's key: the agent gets a 502, as its own
+/// HTTP/1.1 client would have refused the upgrade.
+#[test]
+fn a_wrong_websocket_accept_is_a_502_for_http2_agents() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let python = venv_python();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cert = crate::upstream::TestCert::mint();
+    let port = cert.serve(&runtime, &[b"http/1.1"], |mut tls| async move {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = tls.read(&mut buf).await {
+            head.extend_from_slice(&buf[..n]);
+            if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let answer = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                              Connection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSBhbnN3ZXI=\r\n\r\n";
+                let _ = tls.write_all(answer.as_bytes()).await;
+                head.clear();
+            }
+        }
+    });
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), &cert.ca_pem).unwrap();
+    let rig = Rig::start_trusting(true, Upstream::start(), &[ca_file.path()]);
+    let client = rig.home.path().join("h2ws.py");
+    std::fs::write(&client, H2_WEBSOCKET_CLIENT).unwrap();
+    let out = Command::new(&python)
+        .arg(&client)
+        .arg(rig.proxy_url())
+        .arg(&rig.ca)
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .arg("/")
+        .arg("0")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["connect_protocol"], true, "{seen}");
+    assert_eq!(seen["status"], "502", "{seen}");
 }
 
 /// A git smart-HTTP server over TLS (`git http-backend` behind a small Python server) that
