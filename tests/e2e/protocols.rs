@@ -901,6 +901,37 @@ report["other_protocol"] = other[":status"]
 print(json.dumps(report))
 "#;
 
+/// Runs [`H2_WEBSOCKET_CLIENT`] through the rig's proxy against `host:port` and `path`,
+/// quiet for `quiet` seconds mid-conversation; returns its report.
+fn h2_websocket(
+    python: &std::path::Path,
+    rig: &Rig,
+    host: &str,
+    port: u16,
+    path: &str,
+    quiet: f64,
+) -> Value {
+    let client = rig.home.path().join("h2ws.py");
+    std::fs::write(&client, H2_WEBSOCKET_CLIENT).unwrap();
+    let out = Command::new(python)
+        .arg(&client)
+        .arg(rig.proxy_url())
+        .arg(&rig.ca)
+        .arg(host)
+        .arg(port.to_string())
+        .arg(path)
+        .arg(quiet.to_string())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn websockets_over_http2_extended_connect() {
     let python = venv_python();
@@ -925,25 +956,7 @@ fn websockets_over_http2_extended_connect() {
 "#,
         wss = echo.wss
     ));
-    let client = rig.home.path().join("h2ws.py");
-    std::fs::write(&client, H2_WEBSOCKET_CLIENT).unwrap();
-    let out = Command::new(&python)
-        .arg(&client)
-        .arg(rig.proxy_url())
-        .arg(&rig.ca)
-        .arg("127.0.0.2")
-        .arg(echo.wss.to_string())
-        .arg("/h2/chat")
-        .arg("2.5")
-        .env_clear()
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = h2_websocket(&python, &rig, "127.0.0.2", echo.wss, "/h2/chat", 2.5);
     assert_eq!(
         seen["connect_protocol"], true,
         "SETTINGS_ENABLE_CONNECT_PROTOCOL: {seen}"
@@ -995,25 +1008,7 @@ fn a_wrong_websocket_accept_is_a_502_for_http2_agents() {
     let ca_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(ca_file.path(), &cert.ca_pem).unwrap();
     let rig = Rig::start_trusting(true, Upstream::start(), &[ca_file.path()]);
-    let client = rig.home.path().join("h2ws.py");
-    std::fs::write(&client, H2_WEBSOCKET_CLIENT).unwrap();
-    let out = Command::new(&python)
-        .arg(&client)
-        .arg(rig.proxy_url())
-        .arg(&rig.ca)
-        .arg("127.0.0.1")
-        .arg(port.to_string())
-        .arg("/")
-        .arg("0")
-        .env_clear()
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = h2_websocket(&python, &rig, "127.0.0.1", port, "/", 0.0);
     assert_eq!(seen["connect_protocol"], true, "{seen}");
     assert_eq!(seen["status"], "502", "{seen}");
 }
