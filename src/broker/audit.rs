@@ -108,9 +108,9 @@ async fn write_loop(
         let due = now >= next_trim;
         if due || since_trim.rows >= trim_after {
             // The periodic pass checks every vault; one brought forward, those that logged.
+            let logged = std::mem::take(&mut since_trim);
             let vaults: Option<Vec<String>> =
-                (!due).then(|| since_trim.vaults.drain().map(|v| v.to_string()).collect());
-            since_trim = Logged::default();
+                (!due).then(|| logged.vaults.iter().map(|v| v.to_string()).collect());
             if due {
                 next_trim = now + RETENTION_EVERY;
             }

@@ -673,6 +673,27 @@ impl Drop for EchoServer {
     }
 }
 
+/// What a client reports after talking to [`EchoServer`] at `path` through a service that
+/// injects the bearer and substitutes `__ws_token__` in text frames (surface `ws`): the
+/// upgrade carried the vault's credential, the text frame was substituted (JSON-escaped), the
+/// binary frame passed untouched.
+fn assert_credentialed_conversation(seen: &Value, path: &str) {
+    assert_eq!(
+        seen["first"]["authorization"],
+        format!("Bearer {BEARER}"),
+        "{seen}"
+    );
+    assert_eq!(seen["first"]["path"], path);
+    assert_eq!(
+        seen["text"], r#"echo:{"token": "SENTINEL-sub-44&x/y"}"#,
+        "{seen}"
+    );
+    assert_eq!(
+        seen["binary"], "echo:\u{0}\u{1}binary __ws_token__",
+        "{seen}"
+    );
+}
+
 #[test]
 fn websockets_through_the_mitm_and_the_plain_proxy() {
     let python = venv_python();
@@ -733,20 +754,7 @@ asyncio.run(main(sys.argv[1]))
     // wss:// through the MITM: the credential on the upgrade, the placeholder replaced in a
     // client text frame (JSON-escaped), binary frames untouched, ping/pong through.
     let seen = talk(&format!("wss://127.0.0.2:{}/ws/chat", echo.wss));
-    assert_eq!(
-        seen["first"]["authorization"],
-        format!("Bearer {BEARER}"),
-        "{seen}"
-    );
-    assert_eq!(seen["first"]["path"], "/ws/chat");
-    assert_eq!(
-        seen["text"], r#"echo:{"token": "SENTINEL-sub-44&x/y"}"#,
-        "{seen}"
-    );
-    assert_eq!(
-        seen["binary"], "echo:\u{0}\u{1}binary __ws_token__",
-        "{seen}"
-    );
+    assert_credentialed_conversation(&seen, "/ws/chat");
     // Scrubbing on: the credential the server reports comes back as the marker.
     let seen = talk(&format!("wss://127.0.0.2:{}/scrubbed", echo.wss));
     assert_eq!(
@@ -964,20 +972,7 @@ fn websockets_over_http2_extended_connect() {
     assert_eq!(seen["status"], "200", "{seen}");
     assert_eq!(seen["accept_header"], false, "{seen}");
     // The upstream saw an HTTP/1.1 upgrade with the vault's credential, not the placeholder.
-    assert_eq!(
-        seen["first"]["authorization"],
-        format!("Bearer {BEARER}"),
-        "{seen}"
-    );
-    assert_eq!(seen["first"]["path"], "/h2/chat");
-    assert_eq!(
-        seen["text"], r#"echo:{"token": "SENTINEL-sub-44&x/y"}"#,
-        "{seen}"
-    );
-    assert_eq!(
-        seen["binary"], "echo:\u{0}\u{1}binary __ws_token__",
-        "{seen}"
-    );
+    assert_credentialed_conversation(&seen, "/h2/chat");
     assert_eq!(seen["pong"], true, "after a quiet spell: {seen}");
     assert_eq!(seen["close"], 8, "the close frame comes back: {seen}");
     assert_eq!(seen["other_protocol"], "400", "{seen}");
