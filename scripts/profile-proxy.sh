@@ -7,6 +7,9 @@
 #   scripts/profile-proxy.sh ab BIN_A BIN_B [ROUNDS]   oha through each in turn (16 conns, 5 s,
 #       1 KiB, scrubbed): req/s and CPU µs per request of the broker, nginx and oha, and the
 #       broker's over nginx's + oha's (steady when the VM's speed is not: compare that)
+#   scripts/profile-proxy.sh ratio BIN [ROUNDS]        oha direct to nginx and through the broker
+#       in turn: the throughput ratio, and each process's CPU per request in both (the ratio
+#       the CPU alone would allow is (nginx + oha direct) / (nginx + oha + broker brokered))
 #   scripts/profile-proxy.sh perf BIN [SECONDS]        where the broker's time goes under oha,
 #       kernel included (Debian's linux-perf; cpu-clock samples with call graphs)
 #   scripts/profile-proxy.sh syscalls BIN              system calls and context switches per
@@ -154,6 +157,25 @@ under_perf() {
   wait "$recorder"
 }
 
+# direct [SECONDS]: one oha round straight to nginx: req/s and nginx's and oha's CPU per request.
+direct() {
+  local n0 n1 cpu
+  n0=$(ticks "$(pgrep -P "$nginx_pid" | head -1)")
+  cpu=$({ /usr/bin/time -f '%U %S' "$oha" --no-tui --output-format json -c 16 -z "${1:-5}s" \
+    --cacert "$dir/ca.pem" "https://127.0.0.1:$upstream_port/1k" >"$dir/direct.json"; } 2>&1 | tail -1)
+  n1=$(ticks "$(pgrep -P "$nginx_pid" | head -1)")
+  python3 - "$cpu" "$n0" "$n1" "$(getconf CLK_TCK)" "$dir/direct.json" <<'EOF'
+import json, sys
+cpu, n0, n1, hz, report = sys.argv[1:]
+summary = json.load(open(report))["summary"]
+done = summary["requestsPerSec"] * summary["total"]
+nginx = sum(int(b) - int(a) for a, b in zip(n0.split(","), n1.split(","))) * 1e6 / int(hz) / done
+oha = sum(map(float, cpu.split())) * 1e6 / done
+print(f"{'direct':>12}: {summary['requestsPerSec']:8.0f} req/s   CPU µs per request: "
+      f"{'':22}nginx {nginx:5.1f}  oha {oha:5.1f}")
+EOF
+}
+
 case "${1:-}" in
 ab)
   [ $# -ge 3 ] || { echo "usage: $0 ab BIN_A BIN_B [ROUNDS]" >&2; exit 2; }
@@ -161,6 +183,18 @@ ab)
   start_server A "$(realpath "$2")"
   start_server B "$(realpath "$3")"
   for _ in $(seq "${4:-3}"); do load A; load B; done
+  ;;
+ratio)
+  [ $# -ge 2 ] || { echo "usage: $0 ratio BIN [ROUNDS]" >&2; exit 2; }
+  start_nginx
+  start_server R "$(realpath "$2")"
+  load R 2 >/dev/null
+  for _ in $(seq "${3:-3}"); do
+    direct
+    load R
+    python3 -c 'import json, sys; d, b = (json.load(open(f))["summary"]["requestsPerSec"] for f in sys.argv[1:]); print("%12s: %.2f" % ("ratio", b / d))' \
+      "$dir/direct.json" "$dir/oha.json"
+  done
   ;;
 perf)
   [ $# -ge 2 ] || { echo "usage: $0 perf BIN [SECONDS]" >&2; exit 2; }
