@@ -123,7 +123,8 @@ async fn write_loop(
             match trimmed {
                 Ok(Ok(effective)) => trim_after = rows_before_pass(effective),
                 Ok(Err(e)) => tracing::warn!(error = %e, "cannot trim the request log"),
-                Err(_) => {}
+                // A panic in the pass: said, not swallowed; the next pass tries again.
+                Err(e) => tracing::warn!(error = %e, "the request-log trim stopped"),
             }
         }
     }
