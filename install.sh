@@ -131,6 +131,8 @@ done
 script_dir=$(cd "$(dirname "$0")" 2>/dev/null && pwd || true)
 if [ -n "$script_dir" ] && grep -qs '^name = "agent-vault"' "$script_dir/Cargo.toml"; then
   say "building from this checkout ($script_dir) with cargo (a few minutes)"
+  # From inside the checkout, so cargo reads its .cargo/config.toml (SQLite's build flags).
+  cd "$script_dir"
   run cargo build --release --locked --manifest-path "$script_dir/Cargo.toml"
   install_binary "$script_dir/target/release/agent-vault"
 elif [ -n "${AGENT_VAULT_SOURCE:-}" ]; then

@@ -623,4 +623,24 @@ mod tests {
             "SELECT '?1', \"a?\" FROM t WHERE a = $1 AND b = $12 OR c = $1"
         );
     }
+
+    /// `.cargo/config.toml` builds SQLite without its process-wide mutexes (memory statistics,
+    /// a page cache shared by connections); a build that lost the setting would bring them
+    /// back onto the request log's path.
+    #[test]
+    fn sqlite_is_built_without_process_wide_mutexes() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let used = |option: &str| -> bool {
+            conn.query_row("SELECT sqlite_compileoption_used(?1)", [option], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        assert!(!used("ENABLE_MEMORY_MANAGEMENT"));
+        assert!(used("DEFAULT_MEMSTATUS=0"));
+        assert!(
+            used("THREADSAFE=1"),
+            "the option names are read as expected"
+        );
+    }
 }
