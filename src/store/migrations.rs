@@ -236,9 +236,13 @@ const MIGRATIONS: &[&str] = &[
     );
     "#,
     // 9: no index on the request log's time: maintaining it cost every logged request an
-    // insert and, at its trim, a delete; the age trim walks the log in id order instead.
+    // insert and, at its trim, a delete; the age trim walks the log in id order instead. The
+    // per-vault index ascending: new rows then append at the end of their vault's range
+    // (descending, each went in at its start); it is read backwards for newest-first.
     r#"
     DROP INDEX request_log_by_time;
+    DROP INDEX request_log_by_vault;
+    CREATE INDEX request_log_by_vault ON request_log (vault_id, id);
     "#,
 ];
 
