@@ -739,6 +739,45 @@ fn owners_set_log_retention_and_the_environment_wins() {
         .fails_with("pinned by AGENT_VAULT_LOGS_RETENTION_LOCK");
 }
 
+/// The age limit through the real server: rows older than it go when the owner sets it (a
+/// pass at once), including one written after younger rows, as a long request's row is;
+/// younger rows stay.
+#[test]
+fn the_age_limit_removes_old_rows_wherever_they_lie() {
+    let rig = Rig::start(true);
+    for _ in 0..3 {
+        rig.curl(&[], &rig.https("/bearer"));
+    }
+    assert_eq!(log_rows(&rig, 3).len(), 3);
+    let db = rusqlite::Connection::open(rig.home.state().join("agent-vault.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    // Two days old, written after the three young rows.
+    db.execute(
+        "INSERT INTO request_log (vault_id, ingress, method, host, path, status, duration_ms, created_at)
+         SELECT vault_id, 'mitm', 'GET', host, '/old', 200, 1, CAST(strftime('%s', 'now') AS INTEGER) - 172800
+         FROM request_log LIMIT 1",
+        [],
+    )
+    .unwrap();
+    let paths = || -> Vec<String> {
+        db.prepare("SELECT path FROM request_log ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(paths().last().map(String::as_str), Some("/old"));
+    rig.home
+        .run(&["owner", "config", "set", "--logs-max-age-hours", "24"])
+        .ok();
+    assert_eq!(
+        paths(),
+        vec!["/bearer"; 3],
+        "the old row went, the young stayed"
+    );
+}
+
 /// Traffic brings the retention pass forward: a vault's log stays near its row cap instead of
 /// growing until the next 15-minute pass (which, over millions of rows, also held the write
 /// lock for seconds).
