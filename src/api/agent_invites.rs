@@ -1,7 +1,7 @@
 //! Agent invites as JSON: create, list, revoke, and the public details and redemption an
 //! agent performs over plain HTTP. The rules are in [`crate::ops::invites`].
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::invites::VaultAssignment;
-use super::{ApiError, ApiJson, AppState, rfc3339};
+use super::{ApiError, ApiJson, ApiQuery, AppState, rfc3339};
 use crate::ops::invites::{self, AgentInviteRequest, CreatedInvite};
 use crate::store::invites::{Invite, InviteKind};
 
@@ -75,7 +75,7 @@ pub struct StatusQuery {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<StatusQuery>,
+    ApiQuery(query): ApiQuery<StatusQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let rows = invites::list(&state, &caller, InviteKind::Agent, query.status.as_deref()).await?;
     let rows: Vec<Value> = rows.iter().map(|(i, _)| describe(i)).collect();

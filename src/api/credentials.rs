@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Caller;
-use super::{ApiError, ApiJson, AppState};
+use super::{ApiError, ApiJson, ApiQuery, AppState};
 use crate::crypto::SecretString;
 use crate::ops::credentials;
 
@@ -23,7 +23,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (keys, values) = credentials::list(&state, &caller, &name, query.reveal).await?;
     let mut body = json!({ "vault": name, "keys": keys });

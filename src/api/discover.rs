@@ -2,14 +2,14 @@
 //! key *names* they need and the placeholders they replace) and the credential keys present.
 //! Never a value.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{Caller, Principal};
-use super::{ApiError, AppState};
+use super::{ApiError, ApiQuery, AppState};
 use crate::ops::access::vault_access;
 use crate::store::vaults::{self, ActorType};
 use crate::store::{VaultRole, credentials};
@@ -61,7 +61,7 @@ pub async fn discover(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Query(query): Query<DiscoverQuery>,
+    ApiQuery(query): ApiQuery<DiscoverQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let named = query.vault.or_else(|| {
         headers

@@ -1,14 +1,14 @@
 //! User invites as JSON: create (with vault pre-assignments), list, revoke by token suffix,
 //! and the public details and redemption. The rules are in [`crate::ops::invites`].
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Caller;
-use super::{ApiError, ApiJson, AppState, rfc3339};
+use super::{ApiError, ApiJson, ApiQuery, AppState, rfc3339};
 use crate::crypto::SecretString;
 use crate::ops::accounts::SessionUse;
 use crate::ops::invites::{self, UserInviteRequest};
@@ -70,7 +70,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let rows = invites::list(&state, &caller, InviteKind::User, query.status.as_deref()).await?;
     let invites: Vec<_> = rows

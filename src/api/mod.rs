@@ -19,6 +19,7 @@ mod invites;
 mod json;
 mod members;
 mod proposals;
+mod query;
 mod sandbox_runs;
 mod services;
 mod sessions;
@@ -39,6 +40,7 @@ pub use crate::ops::{ApiConfig, AppState, rfc3339};
 use crate::store;
 pub use error::ApiError;
 pub use json::ApiJson;
+pub use query::ApiQuery;
 pub use sandbox_runs::MAX_START_MS as SANDBOX_MAX_START_MS;
 pub use sessions::MAX_LEASE as MAX_LEASE_SECONDS;
 
@@ -177,6 +179,8 @@ pub fn router(state: AppState) -> Router {
         // Added after the layers: upstream responses pass through unchanged, bodies stream
         // without the API's size limit.
         .route("/proxy/{*rest}", any(explicit_proxy))
+        // No host at all: the handler's error says how the path is formed.
+        .route("/proxy/", any(explicit_proxy))
         .with_state(state)
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::FromRequest;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::auth::Caller;
-use super::{ApiError, ApiJson, AppState, rfc3339};
+use super::{ApiError, ApiJson, ApiQuery, AppState, rfc3339};
 use crate::crypto::SecretString;
 use crate::ops::proposals::{
     self, ActorName, Decision, FiledBy, NewRequest, ProposalView, parse_number,
@@ -124,7 +124,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (access, items) = proposals::list(&state, &caller, &name, query.status.as_deref()).await?;
     let items: Vec<Value> = items.iter().map(detail).collect();

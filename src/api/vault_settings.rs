@@ -1,13 +1,13 @@
 //! Per-vault settings and the request log as JSON. The rules are in
 //! [`crate::ops::vault_settings`].
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Caller;
-use super::{ApiError, ApiJson, AppState};
+use super::{ApiError, ApiJson, ApiQuery, AppState};
 use crate::ops::vault_settings;
 use crate::store::request_log;
 
@@ -64,7 +64,7 @@ pub async fn logs(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    Query(query): Query<LogQuery>,
+    ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let status = match &query.status {
         Some(text) => vault_settings::parse_status(text)?,

@@ -97,9 +97,7 @@ where
     let mut reservation = Reservation::default();
     let mut bytes = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| {
-            BrokerError::bad_request("invalid_request", "the request body could not be read")
-        })?;
+        let frame = frame.map_err(|e| agent_body_error(&AgentBodyError(e.into())))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -282,7 +280,8 @@ where
             })
             .boxed_unsync()
     } else {
-        body.map_err(Into::into).boxed_unsync()
+        body.map_err(|e| -> BoxError { Box::new(AgentBodyError(e.into())) })
+            .boxed_unsync()
     };
     if parts.method == Method::CONNECT {
         return Err(BrokerError::bad_request(
@@ -506,10 +505,41 @@ fn scrub_headers(headers: &mut http::HeaderMap, scrubber: &Scrubber) {
     }
 }
 
+/// The agent's request body broke off or was malformed while it streamed upstream: the
+/// agent's fault, which must not be reported as an unreachable upstream.
+#[derive(Debug)]
+struct AgentBodyError(BoxError);
+
+impl std::fmt::Display for AgentBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body could not be read from the agent")
+    }
+}
+
+impl std::error::Error for AgentBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+fn agent_body_error(err: &AgentBodyError) -> BrokerError {
+    // hyper's reasons ("invalid chunk size", "connection reset") name no bytes of the body.
+    BrokerError::bad_request(
+        "invalid_request",
+        format!(
+            "{err}: {}; send a complete body, framed by Content-Length or valid chunked encoding",
+            with_sources(&*err.0)
+        ),
+    )
+}
+
 /// Names why the upstream could not be reached, without echoing anything the agent sent.
 fn upstream_error(host: &str, err: &(dyn std::error::Error + 'static)) -> BrokerError {
     let mut source = Some(err);
     while let Some(e) = source {
+        if let Some(body) = e.downcast_ref::<AgentBodyError>() {
+            return agent_body_error(body);
+        }
         if let Some(guard) = e.downcast_ref::<crate::netguard::GuardError>() {
             return if guard.is_policy() {
                 // Which range the name resolved to stays in the server log: telling the agent
@@ -533,11 +563,16 @@ fn upstream_error(host: &str, err: &(dyn std::error::Error + 'static)) -> Broker
         source = e.source();
     }
     // The source chain carries the real reason ("Connection refused", a DNS failure...).
-    let mut reason = err.to_string();
+    BrokerError::upstream(format!("cannot reach {host}: {}", with_sources(err)))
+}
+
+/// An error's text followed by its sources', each after a colon.
+fn with_sources(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
     let mut source = err.source();
     while let Some(e) = source {
-        reason = format!("{reason}: {e}");
+        text = format!("{text}: {e}");
         source = e.source();
     }
-    BrokerError::upstream(format!("cannot reach {host}: {reason}"))
+    text
 }

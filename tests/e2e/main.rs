@@ -14,6 +14,7 @@ mod compose;
 mod email;
 mod hardening;
 mod harness;
+mod hostile;
 mod install;
 mod lifecycle;
 mod listeners;
