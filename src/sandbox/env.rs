@@ -29,10 +29,13 @@ pub const CA_VARS: [&str; 6] = [
     "GIT_SSL_CAINFO",
     "DENO_CERT",
 ];
-const NEVER_INHERITED: [&str; 3] = [
+/// The server's secrets, which an agent started from the same shell must not inherit (a
+/// PostgreSQL URL may carry its password).
+const NEVER_INHERITED: [&str; 4] = [
     "AGENT_VAULT_MASTER_PASSWORD",
     "AGENT_VAULT_SMTP_PASSWORD",
     "AGENT_VAULT_OAUTH_GOOGLE_CLIENT_SECRET",
+    crate::store::DATABASE_URL_ENV,
 ];
 
 /// The host part of a base URL (`http://h:1/` → `h`, keeping IPv6 brackets); the text

@@ -11,7 +11,7 @@ use crate::harness::Run;
 use crate::upstream::Upstream;
 
 /// `agent invite` as the rig's owner; returns the redeem URL printed in the prompt.
-fn invite(rig: &Rig, args: &[&str]) -> String {
+pub fn invite(rig: &Rig, args: &[&str]) -> String {
     let mut all = vec!["agent", "invite"];
     all.extend_from_slice(args);
     let run = rig.home.run(&all).ok();
@@ -32,7 +32,7 @@ fn curl_json(args: &[&str]) -> Value {
         .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)))
 }
 
-fn redeem(url: &str) -> Value {
+pub fn redeem(url: &str) -> Value {
     curl_json(&["-X", "POST", url])
 }
 
@@ -327,7 +327,16 @@ fn vault_run_builds_the_environment_and_cleans_up() {
     cmd.env("HTTPS_PROXY", "http://stale:1")
         .env("no_proxy", "stale")
         .env("SSL_CERT_FILE", "/stale.pem");
-    cmd.env("AGENT_VAULT_MASTER_PASSWORD", "never-passed-on");
+    // The server's secrets, set in the same shell: none reaches the agent.
+    let server_secrets = [
+        "AGENT_VAULT_MASTER_PASSWORD",
+        "AGENT_VAULT_SMTP_PASSWORD",
+        "AGENT_VAULT_OAUTH_GOOGLE_CLIENT_SECRET",
+        "AGENT_VAULT_DATABASE_URL",
+    ];
+    for var in server_secrets {
+        cmd.env(var, "never-passed-on");
+    }
     let run = crate::harness::run_command(cmd, "").ok();
     let env = env_of(&run);
     let get = |k: &str| {
@@ -363,7 +372,9 @@ fn vault_run_builds_the_environment_and_cleans_up() {
     ] {
         assert_eq!(get(var), vec![ca.as_str()], "{var}");
     }
-    assert!(get("AGENT_VAULT_MASTER_PASSWORD").is_empty());
+    for var in server_secrets {
+        assert!(get(var).is_empty(), "{var} reached the agent");
+    }
     assert!(
         !run.stdout.contains(BEARER),
         "no credential value in the child's environment"

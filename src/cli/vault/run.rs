@@ -43,7 +43,8 @@ pub enum Sandbox {
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// Vault role for the session: proxy, member, or admin
+    /// Vault role for the session: proxy, member, or admin (--sandbox=container: proxy only,
+    /// so the agent can use credentials but never read them)
     #[arg(long, value_enum, default_value = "proxy")]
     pub role: SessionRole,
     /// Session TTL in seconds (300–604800). Default: server default (24h)
@@ -144,6 +145,7 @@ async fn session(
     flag: Option<&str>,
     role: VaultRole,
     ttl: u64,
+    sandbox: Sandbox,
 ) -> anyhow::Result<RunSession> {
     if let Some(agent) = context.agent_client()? {
         if ttl != 0 {
@@ -160,30 +162,50 @@ async fn session(
             .get(&path)
             .await
             .context("the token in AGENT_VAULT_SESSION_TOKEN was refused")?;
+        let vault = found["vault"].as_str().unwrap_or_default().to_owned();
+        let held = found["role"].as_str().unwrap_or("instance-level");
+        if sandbox == Sandbox::Container && held != "proxy" {
+            // The container never gets a token that could read a credential: one minted
+            // for this run from the caller's, with the proxy role only.
+            return mint(&agent, &vault, VaultRole::Proxy, 0).await.with_context(|| {
+                format!(
+                    "{SESSION_TOKEN_ENV} holds a {held} token, and --sandbox=container gives the agent a proxy-role token only; minting one from it failed. Set {SESSION_TOKEN_ENV} to a proxy-role token (`agent-vault vault token --role proxy`), or unset it to mint from your login"
+                )
+            });
+        }
         let token = SecretString::new(std::env::var(SESSION_TOKEN_ENV).unwrap_or_default());
         return Ok(RunSession {
             client: agent,
             token,
-            vault: found["vault"].as_str().unwrap_or_default().to_owned(),
+            vault,
             minted: false,
             _renewal: None,
         });
     }
-    let lease_seconds = lease::seconds_from_env()?;
     let target = Target::resolve(flag, context)?;
-    let minted: Minted = target
-        .client
+    mint(&target.client, &target.vault, role, ttl).await
+}
+
+/// A token for this run only, on a lease this process renews while the run lives.
+async fn mint(
+    minter: &Client,
+    vault: &str,
+    role: VaultRole,
+    ttl: u64,
+) -> anyhow::Result<RunSession> {
+    let lease_seconds = lease::seconds_from_env()?;
+    let minted: Minted = minter
         .post(
             "/v1/sessions",
             &json!({
-                "vault": target.vault,
+                "vault": vault,
                 "role": role,
                 "ttl_seconds": ttl,
                 "lease_seconds": lease_seconds,
             }),
         )
         .await?;
-    let base = target.client.base();
+    let base = minter.base();
     let renewal = match minted.lease_key {
         Some(key) => Some(lease::keep_alive(
             base,
@@ -201,7 +223,7 @@ async fn session(
     Ok(RunSession {
         client,
         token: SecretString::new(minted.token),
-        vault: target.vault,
+        vault: vault.to_owned(),
         minted: true,
         _renewal: renewal,
     })
@@ -255,7 +277,13 @@ pub async fn run(context: &Context, flag: Option<&str>, args: RunArgs) -> anyhow
     {
         bail!("{flag} only applies to --sandbox=container");
     }
-    let session = session(context, flag, args.role.into(), args.ttl).await?;
+    if args.sandbox == Sandbox::Container && !matches!(args.role, SessionRole::Proxy) {
+        let role = VaultRole::from(args.role);
+        bail!(
+            "--role {role} does not apply to --sandbox=container: the agent in the container gets a proxy-role token, which uses credentials through the broker but cannot read them. Drop --role, or use --sandbox=process for a {role} session"
+        );
+    }
+    let session = session(context, flag, args.role.into(), args.ttl, args.sandbox).await?;
     let outcome = match args.sandbox {
         Sandbox::Process => run_child(context, &session, &args, begun).await,
         Sandbox::Container => run_container(context, &session, &args, begun).await,

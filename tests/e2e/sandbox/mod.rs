@@ -221,3 +221,4 @@ mod claude;
 mod egress;
 mod lifecycle;
 mod mounts;
+mod tokens;
