@@ -127,6 +127,26 @@ impl Scrubber {
         HeaderValue::from_bytes(&replaced).ok()
     }
 
+    /// Replaces credential values in every header (or trailer) that carries one.
+    pub fn scrub_headers(&self, headers: &mut http::HeaderMap) {
+        let dirty: Vec<http::HeaderName> = headers
+            .iter()
+            .filter(|(_, value)| self.header(value).is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in dirty {
+            let values: Vec<HeaderValue> = headers
+                .get_all(&name)
+                .iter()
+                .map(|v| self.header(v).unwrap_or_else(|| v.clone()))
+                .collect();
+            headers.remove(&name);
+            for value in values {
+                headers.append(name.clone(), value);
+            }
+        }
+    }
+
     /// How many trailing bytes of `tail` could begin a secret that the next chunk completes.
     fn partial_suffix(&self, tail: &[u8]) -> usize {
         let window = self.longest.saturating_sub(1).min(tail.len());
@@ -191,6 +211,10 @@ impl BodyScrub {
         }
         out.extend_from_slice(&ready);
         out.freeze()
+    }
+
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.scrubber
     }
 
     /// The held-back tail once the body has ended (it never completed a secret).

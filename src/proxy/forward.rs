@@ -310,12 +310,30 @@ where
     if http1 == Verdict::Unknown {
         proxy.http1_hosts.learn(target);
     }
-    let (mut parts, mut body) = upstream.into_parts();
+    let (mut parts, body) = upstream.into_parts();
     rewrite::strip_response_headers(&mut parts.headers, &plan);
     let Some(scrubber) = plan.scrubber.clone() else {
         return Ok(Response::from_parts(parts, body));
     };
-    scrub_headers(&mut parts.headers, &scrubber);
+    scrub_head(&mut parts, &scrubber);
+    Ok(scrub_body(parts, body, scrubber, head_only).await)
+}
+
+/// The head of a response with the service's credential values replaced: the headers, and
+/// no reason phrase of the upstream's own (hyper would repeat an HTTP/1 one verbatim, and it
+/// may carry anything; the agent gets the standard one).
+fn scrub_head(parts: &mut http::response::Parts, scrubber: &Scrubber) {
+    scrubber.scrub_headers(&mut parts.headers);
+    parts.extensions.remove::<hyper::ext::ReasonPhrase>();
+}
+
+/// A text body with the service's credential values replaced, streaming; other bodies pass.
+async fn scrub_body(
+    mut parts: http::response::Parts,
+    mut body: ProxyBody,
+    scrubber: Arc<Scrubber>,
+    head_only: bool,
+) -> Response<ProxyBody> {
     let encoded = parts
         .headers
         .get(header::CONTENT_ENCODING)
@@ -324,11 +342,22 @@ where
         || parts.status.is_informational()
         || parts.status == http::StatusCode::NO_CONTENT
         || parts.status == http::StatusCode::NOT_MODIFIED;
-    if bodiless || encoded || !scrub::is_text(parts.headers.get(header::CONTENT_TYPE)) {
+    if bodiless {
+        return Response::from_parts(parts, body);
+    }
+    if encoded || !scrub::is_text(parts.headers.get(header::CONTENT_TYPE)) {
         if encoded {
-            tracing::debug!(host = %target.host_port(), "compressed response despite identity request: not scrubbed");
+            tracing::debug!("compressed response despite identity request: not scrubbed");
         }
-        return Ok(Response::from_parts(parts, body));
+        // Trailers are headers (gRPC's status message, say), whatever the body is.
+        let body = body.map_frame(move |frame| match frame.into_trailers() {
+            Ok(mut trailers) => {
+                scrubber.scrub_headers(&mut trailers);
+                hyper::body::Frame::trailers(trailers)
+            }
+            Err(frame) => frame,
+        });
+        return Response::from_parts(parts, body.boxed_unsync());
     }
     let mut first = None;
     if parts.headers.contains_key(header::CONTENT_LENGTH) {
@@ -353,15 +382,15 @@ where
                 None => data,
             };
             let body = Full::new(clean).map_err(|e| -> BoxError { match e {} });
-            return Ok(Response::from_parts(parts, body.boxed_unsync()));
+            return Response::from_parts(parts, body.boxed_unsync());
         }
     }
     // A replacement changes the length; the body is re-framed (chunked or HTTP/2 frames).
     parts.headers.remove(header::CONTENT_LENGTH);
-    Ok(Response::from_parts(
+    Response::from_parts(
         parts,
         ScrubbedBody::new(first, body, scrubber).boxed_unsync(),
-    ))
+    )
 }
 
 /// `sent` given the upstream response timeout; `what` says what the upstream did not do in time.
@@ -445,14 +474,15 @@ where
     let (mut parts, body) = response.into_parts();
     rewrite::strip_response_headers(&mut parts.headers, plan);
     if let Some(scrubber) = &plan.scrubber {
-        scrub_headers(&mut parts.headers, scrubber);
+        scrub_head(&mut parts, scrubber);
     }
     let Some(upstream_side) = upstream_side else {
-        // Refused (401, 403, …): an ordinary response.
-        return Ok(Response::from_parts(
-            parts,
-            body.map_err(Into::into).boxed_unsync(),
-        ));
+        // Refused (200, 401, …): an ordinary response, scrubbed like one.
+        let body = body.map_err(Into::into).boxed_unsync();
+        return Ok(match plan.scrubber.clone() {
+            Some(scrubber) => scrub_body(parts, body, scrubber, false).await,
+            None => Response::from_parts(parts, body),
+        });
     };
     if key.is_some() {
         // RFC 8441: the CONNECT succeeds with 200; the accept value was for the broker.
@@ -483,26 +513,6 @@ where
             .map_err(|e| -> BoxError { match e {} })
             .boxed_unsync(),
     ))
-}
-
-/// Replaces credential values in every response header that carries one.
-fn scrub_headers(headers: &mut http::HeaderMap, scrubber: &Scrubber) {
-    let dirty: Vec<http::HeaderName> = headers
-        .iter()
-        .filter(|(_, value)| scrubber.header(value).is_some())
-        .map(|(name, _)| name.clone())
-        .collect();
-    for name in dirty {
-        let values: Vec<HeaderValue> = headers
-            .get_all(&name)
-            .iter()
-            .map(|v| scrubber.header(v).unwrap_or_else(|| v.clone()))
-            .collect();
-        headers.remove(&name);
-        for value in values {
-            headers.append(name.clone(), value);
-        }
-    }
 }
 
 /// The agent's request body broke off or was malformed while it streamed upstream: the

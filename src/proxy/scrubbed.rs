@@ -1,6 +1,6 @@
 //! A response body passed through the broker's [`BodyScrub`]: data frames are scanned as
 //! they arrive and forwarded at once (less a possible partial secret at the end of a chunk);
-//! trailers and the end of the body flush what was held back.
+//! trailers (scrubbed too) and the end of the body flush what was held back.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -67,7 +67,10 @@ impl Body for ScrubbedBody {
                         }
                     }
                     Err(frame) => {
-                        this.trailers = frame.into_trailers().ok();
+                        this.trailers = frame.into_trailers().ok().map(|mut trailers| {
+                            this.scrub.scrubber().scrub_headers(&mut trailers);
+                            trailers
+                        });
                         let held = this.scrub.finish();
                         if !held.is_empty() {
                             return Poll::Ready(Some(Ok(Frame::data(held))));

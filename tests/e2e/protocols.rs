@@ -377,24 +377,40 @@ fn http2_trailers_reach_the_client() {
         .await
         .unwrap();
         tokio::spawn(connection);
-        let request = http::Request::builder()
-            .uri(format!(
-                "https://{}:{}/trailers",
-                rig.upstream.ip, rig.upstream.https_port
-            ))
-            .header("te", "trailers")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        assert_eq!(response.status(), 200);
-        let collected = response.into_body().collect().await.unwrap();
-        let trailers = collected.trailers().cloned().expect("trailers arrive");
-        assert_eq!(trailers["grpc-status"], "0");
-        assert_eq!(
-            trailers["x-trailer-te"], "trailers",
-            "te: trailers reaches the upstream"
-        );
-        assert_eq!(&collected.to_bytes()[..], b"payload");
+        // Trailers are scrubbed like headers, whether the body is scanned (no type) or not
+        // (gRPC); the unscrubbed service shows the upstream did send the value.
+        for (path, auth) in [
+            ("/trailers", None),
+            ("/scrubbed/trailers", Some(format!("Bearer {MARKER}"))),
+            ("/scrubbed/trailers?grpc", Some(format!("Bearer {MARKER}"))),
+            ("/bearer/trailers?grpc", Some(format!("Bearer {BEARER}"))),
+        ] {
+            let request = http::Request::builder()
+                .uri(format!(
+                    "https://{}:{}{path}",
+                    rig.upstream.ip, rig.upstream.https_port
+                ))
+                .header("te", "trailers")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            let collected = response.into_body().collect().await.unwrap();
+            let trailers = collected.trailers().cloned().expect("trailers arrive");
+            assert_eq!(trailers["grpc-status"], "0");
+            assert_eq!(
+                trailers["x-trailer-te"], "trailers",
+                "te: trailers reaches the upstream"
+            );
+            assert_eq!(
+                trailers
+                    .get("x-trailer-auth")
+                    .map(|v| v.to_str().unwrap().to_owned()),
+                auth,
+                "{path}"
+            );
+            assert_eq!(&collected.to_bytes()[..], b"payload");
+        }
     });
 }
 
@@ -533,6 +549,38 @@ fn reflected_credentials_come_back_as_the_marker() {
     assert_eq!(echo["query"], format!("key={MARKER}"), "{body}");
     assert_eq!(echo["body"], format!("note={MARKER}"), "{body}");
     assert!(!body.contains("SENTINEL-sub-44"), "{body}");
+    // A request that asks to switch to WebSocket, refused by an upstream that answers 200
+    // as to any request: an ordinary response, scrubbed like one.
+    let (status, body, _) = rig.curl(
+        &[
+            "--http1.1",
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Upgrade: websocket",
+            "-H",
+            "Sec-WebSocket-Version: 13",
+            "-H",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        ],
+        &rig.https("/scrubbed/echo"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(MARKER) && !body.contains(BEARER), "{body}");
+    // An HTTP/1 reason phrase of the upstream's own is not repeated: it may carry anything.
+    // (The first HTTP/1.1 request teaches the broker to keep an HTTP/1.1 agent on HTTP/1.1
+    // to this upstream; before, it goes over HTTP/2, which has no reason phrase.)
+    rig.curl(&["--http1.1"], &rig.https("/bearer/echo"));
+    let (_, _, control) = rig.curl(&["--http1.1"], &rig.https("/bearer/echo?reason"));
+    assert!(
+        control.starts_with(&format!(
+            "http/1.1 200 seen bearer {}",
+            BEARER.to_lowercase()
+        )),
+        "the upstream did send its own reason: {control}"
+    );
+    let (_, _, headers) = rig.curl(&["--http1.1"], &rig.https("/scrubbed/echo?reason"));
+    assert!(headers.starts_with("http/1.1 200 ok\r\n"), "{headers}");
     // Opted out (the rig's other services): the value is what the upstream saw.
     let echo = rig.echo(&[], "/bearer");
     assert_eq!(

@@ -72,22 +72,28 @@ async fn handle(
         };
         return Ok(Response::new(BodyExt::boxed(StreamBody::new(stream))));
     }
-    if path == "/trailers" {
-        // gRPC-style: a body, then trailers; says which `te` it was sent.
-        let te = request
-            .headers()
-            .get("te")
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_default();
+    if path.ends_with("/trailers") {
+        // gRPC-style: a body, then trailers; says which `te` and `authorization` it was sent
+        // (`?grpc`: typed as gRPC, a body the broker does not scan).
         let mut trailers = hyper::HeaderMap::new();
         trailers.insert("grpc-status", "0".parse().unwrap());
-        trailers.insert("x-trailer-te", te.parse().unwrap());
+        for (name, echoed) in [("te", "x-trailer-te"), ("authorization", "x-trailer-auth")] {
+            if let Some(value) = request.headers().get(name) {
+                trailers.insert(echoed, value.clone());
+            }
+        }
         let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
             Ok(Frame::data(Bytes::from_static(b"payload"))),
             Ok(Frame::trailers(trailers)),
         ];
         let body = StreamBody::new(futures_util::stream::iter(frames));
-        return Ok(Response::new(BodyExt::boxed(body)));
+        let mut response = Response::new(BodyExt::boxed(body));
+        if request.uri().query() == Some("grpc") {
+            response
+                .headers_mut()
+                .insert("content-type", "application/grpc".parse().unwrap());
+        }
+        return Ok(response);
     }
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in request.headers() {
@@ -123,6 +129,13 @@ async fn handle(
         response
             .headers_mut()
             .insert("x-reflected", value.parse().unwrap());
+    }
+    // `?reason` puts the request's Authorization in an HTTP/1 reason phrase.
+    if echo["query"].as_str() == Some("reason")
+        && let Some(value) = echo["headers"]["authorization"][0].as_str()
+        && let Ok(reason) = hyper::ext::ReasonPhrase::try_from(format!("Seen {value}").into_bytes())
+    {
+        response.extensions_mut().insert(reason);
     }
     // `?cookie` asks for a session cookie, as a login endpoint would set one.
     if echo["query"].as_str().is_some_and(|q| q.contains("cookie")) {
