@@ -6,10 +6,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::handoff::{Handoff, MARKER_ENV, SECRET_ENVS};
-use super::{ServerError, ServerOptions, pidfile, run};
-use crate::crypto::{Key, SecretString};
-use crate::mail::SmtpConfig;
+use super::handoff::{EnvSecrets, Handoff, MARKER_ENV, SECRET_ENVS};
+use super::{Integrations, ServerError, ServerOptions, pidfile, run};
+use crate::crypto::Key;
 use crate::paths::{Paths, open_private_append};
 use crate::store::{Location, Store, StoreError, master_key};
 
@@ -19,7 +18,7 @@ pub fn spawn(
     paths: &Paths,
     options: &ServerOptions,
     dek: &Key,
-    smtp_password: Option<SecretString>,
+    secrets: EnvSecrets,
 ) -> Result<(), ServerError> {
     let log_path = paths.server_log();
     let log = open_private_append(&log_path).map_err(ServerError::io(format!(
@@ -47,7 +46,7 @@ pub fn spawn(
         .stderr(log)
         .spawn()
         .map_err(ServerError::io("cannot start the background server"))?;
-    let line = Handoff::for_detached_child(dek, smtp_password).to_line()?;
+    let line = Handoff::for_detached_child(dek, secrets).to_line()?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(line.as_bytes()).map_err(ServerError::io(
             "cannot hand the key to the background server",
@@ -105,7 +104,7 @@ pub fn run_child(
     paths: &Paths,
     options: &ServerOptions,
     handoff: Handoff,
-    smtp: Option<SmtpConfig>,
+    integrations: Integrations,
 ) -> Result<(), ServerError> {
     let _ = nix::unistd::setsid();
     let dek = handoff
@@ -120,5 +119,5 @@ pub fn run_child(
             "the background server received the wrong key".into(),
         ));
     }
-    run::serve(paths, options, store, dek, smtp)
+    run::serve(paths, options, store, dek, integrations)
 }

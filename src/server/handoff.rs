@@ -3,9 +3,10 @@
 //!
 //! Removing a variable from a running process does not erase it from
 //! `/proc/<pid>/environ`, which shows the environment the process was *started* with. So a
-//! foreground server that finds `AGENT_VAULT_MASTER_PASSWORD` or `AGENT_VAULT_SMTP_PASSWORD`
-//! re-executes itself (same PID) without them and reads them from a pipe instead. A detached
-//! server child receives the unlocked DEK and the SMTP password the same way.
+//! foreground server that finds `AGENT_VAULT_MASTER_PASSWORD`, `AGENT_VAULT_SMTP_PASSWORD` or
+//! `AGENT_VAULT_OAUTH_GOOGLE_CLIENT_SECRET` re-executes itself (same PID) without them and
+//! reads them from a pipe instead. A detached server child receives the unlocked DEK and the
+//! other secrets the same way.
 
 use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
@@ -17,9 +18,10 @@ use zeroize::Zeroizing;
 use super::{MASTER_PASSWORD_ENV, ServerError, ServerOptions};
 use crate::crypto::{Key, SecretString};
 use crate::mail::config::PASSWORD_ENV as SMTP_PASSWORD_ENV;
+use crate::web::google::CLIENT_SECRET_ENV as GOOGLE_SECRET_ENV;
 
 /// Variables holding secrets, kept out of the running server's environment.
-pub const SECRET_ENVS: [&str; 2] = [MASTER_PASSWORD_ENV, SMTP_PASSWORD_ENV];
+pub const SECRET_ENVS: [&str; 3] = [MASTER_PASSWORD_ENV, SMTP_PASSWORD_ENV, GOOGLE_SECRET_ENV];
 
 /// Names the hand-off mode of a re-executed process; holds no secret.
 pub const MARKER_ENV: &str = "_AGENT_VAULT_HANDOFF";
@@ -36,12 +38,15 @@ pub struct Handoff {
     dek_hex: Option<SecretString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     smtp_password: Option<SecretString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    google_client_secret: Option<SecretString>,
 }
 
 /// Secrets taken out of the environment at start.
 pub struct EnvSecrets {
     pub master_password: Option<SecretString>,
     pub smtp_password: Option<SecretString>,
+    pub google_client_secret: Option<SecretString>,
 }
 
 impl Handoff {
@@ -49,12 +54,13 @@ impl Handoff {
         self.detached
     }
 
-    pub fn for_detached_child(dek: &Key, smtp_password: Option<SecretString>) -> Self {
+    pub fn for_detached_child(dek: &Key, secrets: EnvSecrets) -> Self {
         Self {
             detached: true,
             master_password: None,
             dek_hex: Some(SecretString::new(dek.to_hex().to_string())),
-            smtp_password,
+            smtp_password: secrets.smtp_password,
+            google_client_secret: secrets.google_client_secret,
         }
     }
 
@@ -62,9 +68,13 @@ impl Handoff {
         Key::from_hex(self.dek_hex.as_ref()?.expose())
     }
 
-    /// The SMTP password handed over (a detached child's, or a re-executed server's).
-    pub fn smtp_password(&self) -> Option<SecretString> {
-        self.smtp_password.clone()
+    /// The secrets handed over to a detached child (the master password never is).
+    pub fn secrets(&self) -> EnvSecrets {
+        EnvSecrets {
+            master_password: None,
+            smtp_password: self.smtp_password.clone(),
+            google_client_secret: self.google_client_secret.clone(),
+        }
     }
 
     /// The payload line to write on the new process's stdin.
@@ -75,7 +85,7 @@ impl Handoff {
         line.push('\n');
         if line.len() > MAX_PAYLOAD {
             return Err(ServerError::Input(
-                "the master password or SMTP password is too long (limit 8 KiB together)".into(),
+                "the master password, SMTP password and Google client secret are too long (limit 8 KiB together)".into(),
             ));
         }
         Ok(line)
@@ -120,6 +130,9 @@ pub fn take_env_secrets(
         smtp_password: received
             .smtp_password
             .or_else(|| from_env(SMTP_PASSWORD_ENV)),
+        google_client_secret: received
+            .google_client_secret
+            .or_else(|| from_env(GOOGLE_SECRET_ENV)),
     };
     let in_environment = SECRET_ENVS
         .iter()
@@ -133,6 +146,7 @@ pub fn take_env_secrets(
         master_password: secrets.master_password,
         dek_hex: None,
         smtp_password: secrets.smtp_password,
+        google_client_secret: secrets.google_client_secret,
     }))
 }
 
@@ -161,6 +175,6 @@ fn reexec(handoff: Handoff) -> ServerError {
     let err = command.env(MARKER_ENV, "1").stdin(reader).exec();
     ServerError::io(format!(
         "cannot restart the server without {} in its environment",
-        SECRET_ENVS.join(" and ")
+        SECRET_ENVS.join(", ")
     ))(err)
 }

@@ -88,13 +88,13 @@ pub fn start(options: ServerOptions) -> Result<(), ServerError> {
     let handoff = handoff::receive()?;
     let paths = Paths::from_env()?;
     if handoff.is_detached_child() {
-        let smtp = smtp_config(handoff.smtp_password())?;
-        return detach::run_child(&paths, &options, handoff, smtp);
+        let integrations = Integrations::from_env(&handoff.secrets())?;
+        return detach::run_child(&paths, &options, handoff, integrations);
     }
     // Foreground starts move the passwords from the environment to a pipe and re-execute,
     // so the running server's environment never held them.
-    let secrets = handoff::take_env_secrets(&options, handoff)?;
-    let smtp = smtp_config(secrets.smtp_password.clone())?;
+    let mut secrets = handoff::take_env_secrets(&options, handoff)?;
+    let integrations = Integrations::from_env(&secrets)?;
     // A bad AGENT_VAULT_RATELIMIT_* value stops the start here, before anything is written.
     run::rate_limit_env()?;
 
@@ -103,7 +103,7 @@ pub fn start(options: ServerOptions) -> Result<(), ServerError> {
     }
     options.check_ports_free()?;
     paths.ensure_root()?;
-    let source = match secrets.master_password {
+    let source = match secrets.master_password.take() {
         Some(password) => unlock::PasswordSource::Given(password),
         None if options.password_stdin => unlock::PasswordSource::Stdin,
         None if std::io::stdin().is_terminal() => unlock::PasswordSource::Prompt,
@@ -112,19 +112,34 @@ pub fn start(options: ServerOptions) -> Result<(), ServerError> {
     let (store, dek) = unlock::open_and_unlock(&paths, source)?;
     if options.detach {
         drop(store);
-        return detach::spawn(&paths, &options, &dek, secrets.smtp_password);
+        return detach::spawn(&paths, &options, &dek, secrets);
     }
-    run::serve(&paths, &options, store, dek, smtp)
+    run::serve(&paths, &options, store, dek, integrations)
 }
 
-/// The `AGENT_VAULT_SMTP_*` settings; a bad one stops the start here, before anything runs.
-fn smtp_config(
-    password: Option<crate::crypto::SecretString>,
-) -> Result<Option<crate::mail::SmtpConfig>, ServerError> {
-    Ok(crate::mail::SmtpConfig::from_lookup(
-        |name| std::env::var(name).ok(),
-        password,
-    )?)
+/// Mail (`AGENT_VAULT_SMTP_*`) and Google sign-in (`AGENT_VAULT_OAUTH_GOOGLE_*`), their
+/// secrets taken from the hand-off; a bad setting stops the start here, before anything runs.
+pub struct Integrations {
+    pub smtp: Option<crate::mail::SmtpConfig>,
+    pub google: Option<crate::ops::GoogleConfig>,
+}
+
+impl Integrations {
+    fn from_env(secrets: &handoff::EnvSecrets) -> Result<Self, ServerError> {
+        use crate::web::google;
+        let var = |name: &str| std::env::var(name).ok();
+        let smtp = crate::mail::SmtpConfig::from_lookup(var, secrets.smtp_password.clone())?;
+        let google = google::config_from_env(
+            var(google::CLIENT_ID_ENV),
+            secrets
+                .google_client_secret
+                .as_ref()
+                .map(|secret| secret.expose().to_owned()),
+            var(google::ISSUER_ENV),
+        )
+        .map_err(ServerError::Input)?;
+        Ok(Self { smtp, google })
+    }
 }
 
 /// `agent-vault server stop`: SIGTERM to the server named by the pid file.

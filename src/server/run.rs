@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tower_service::Service;
 
 use super::options::{Listener, bind_error};
-use super::{ServerError, ServerOptions, base_url, pidfile};
+use super::{Integrations, ServerError, ServerOptions, base_url, pidfile};
 use crate::api::{self, ApiConfig, AppState};
 use crate::broker::{AuditLog, Broker, RetentionEnv};
 use crate::ca::CertificateAuthority;
@@ -31,14 +31,14 @@ pub fn serve(
     options: &ServerOptions,
     store: Store,
     dek: Key,
-    smtp: Option<SmtpConfig>,
+    integrations: Integrations,
 ) -> Result<(), ServerError> {
     init_logging(options);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(ServerError::io("cannot start the async runtime"))?;
-    let result = runtime.block_on(serve_async(paths, options, store, dek, smtp));
+    let result = runtime.block_on(serve_async(paths, options, store, dek, integrations));
     pidfile::remove_if_ours(paths);
     result
 }
@@ -61,7 +61,7 @@ async fn serve_async(
     options: &ServerOptions,
     store: Store,
     dek: Key,
-    smtp: Option<SmtpConfig>,
+    Integrations { smtp, google }: Integrations,
 ) -> Result<(), ServerError> {
     let api_listener = TcpListener::bind((options.host.as_str(), options.port))
         .await
@@ -134,12 +134,6 @@ async fn serve_async(
     warnings.extend(more);
     let (body_budget, more) = BodyBudget::from_env(std::env::var(body_budget::ENV).ok().as_deref());
     warnings.extend(more);
-    let google = crate::web::google::config_from_env(
-        std::env::var(crate::web::google::CLIENT_ID_ENV).ok(),
-        std::env::var(crate::web::google::CLIENT_SECRET_ENV).ok(),
-        std::env::var(crate::web::google::ISSUER_ENV).ok(),
-    )
-    .map_err(ServerError::Input)?;
     for warning in &warnings {
         tracing::warn!("{warning}");
     }

@@ -78,6 +78,22 @@ fn tokens_match(expected: &str, given: &str) -> bool {
     expected.len() == given.len() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
 }
 
+/// `path` with each token in it (an invite link carries one) cut to its kind, for logs.
+fn without_tokens(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            match segment
+                .strip_prefix("av_")
+                .and_then(|rest| rest.split_once('_'))
+            {
+                Some((kind, _)) => format!("av_{kind}_…"),
+                None => segment.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Middleware on the web router: a request that may change state is refused unless its
 /// form carries the right CSRF token.
 pub async fn csrf_guard(request: Request, next: Next) -> Response {
@@ -86,7 +102,8 @@ pub async fn csrf_guard(request: Request, next: Next) -> Response {
     }
     let (parts, body) = request.into_parts();
     let refused = |why: &str| {
-        tracing::info!(path = %parts.uri.path(), "web form refused: {why}");
+        let path = without_tokens(parts.uri.path());
+        tracing::info!(%path, "web form refused: {why}");
         super::layout::error_page(
             StatusCode::FORBIDDEN,
             "Form refused",
@@ -331,6 +348,18 @@ pub fn safe_next(next: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_paths_keep_a_token_kind_only() {
+        assert_eq!(
+            without_tokens("/invite/av_uinv_SECRETPART/accept"),
+            "/invite/av_uinv_…/accept"
+        );
+        assert_eq!(
+            without_tokens("/vaults/av_team/edit"),
+            "/vaults/av_team/edit"
+        );
+    }
 
     #[test]
     fn cookies_are_read_by_name() {

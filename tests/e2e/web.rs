@@ -194,6 +194,7 @@ fn cookies_are_secure_behind_https_and_forms_need_their_token() {
         "/logout",
         "/agents/invite",
         "/manage/access",
+        "/invite/av_uinv_SENTINELinvite42",
     ] {
         let (status, page) =
             browser.post_without_csrf(&format!("{url}{path}"), &[("email", "x@example.com")]);
@@ -211,6 +212,10 @@ fn cookies_are_secure_behind_https_and_forms_need_their_token() {
         setup.contains("No account exists yet"),
         "nothing was created by the refused forms"
     );
+    // The refusals are logged, but never the token an invite link carries.
+    let (_, log) = server.stop_with("TERM");
+    assert!(log.contains("/invite/av_uinv_…"), "{log}");
+    assert!(!log.contains("SENTINELinvite42"), "{log}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! "Sign in with Google" against a local OpenID provider the test starts (its own keys and
 //! discovery document): the first account made this way is the owner; an unverified address
 //! is refused; a callback the browser did not start is refused; invite-only is respected for
-//! new accounts; the client secret never reaches the page or the server's output.
+//! new accounts; the client secret never reaches the page, the server's output or its
+//! environment.
 
 use fantoccini::Locator;
 
@@ -42,6 +43,10 @@ fn google_sign_in_against_a_local_provider() {
             ("AGENT_VAULT_RATELIMIT_LOCK", "true"),
         ],
     );
+    // The secret went to the server through its hand-off pipe (the sign-ins below need it),
+    // not left in the environment it runs with.
+    let environ = std::fs::read(format!("/proc/{}/environ", server.pid())).unwrap();
+    assert!(!crate::harness::contains(&environ, CLIENT_SECRET));
     let base = server.url.clone();
     let issuer = provider.issuer.clone();
     run(async move {
