@@ -9,12 +9,17 @@
 //! login and API included). The relay therefore hangs up on any peer outside the run's own
 //! subnet, whatever the host's firewall says; a peer cannot fake such an address, since the
 //! replies of a TCP handshake go to the run's bridge.
+//!
+//! To a broker on loopback, each run's connections come from a loopback address of its own
+//! (`127.x.y.z`, random, never `127.0.0.0/16`): the broker's per-address limits — the sign-in
+//! budget, the proxy's penalty box — then charge an agent's failed attempts to its own run,
+//! not to every other run and the owner's CLI on `127.0.0.1`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ipnet::IpNet;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
 pub struct Relay {
@@ -42,7 +47,33 @@ pub struct Ports {
     pub canary: u16,
 }
 
-async fn forward_loop(listener: TcpListener, allowed: IpNet, target: (String, u16)) {
+/// A loopback address for one run's connections, outside `127.0.0.0/16` (where the host's
+/// own clients are).
+fn run_source() -> Ipv4Addr {
+    let [a, b, c] = crate::crypto::random_bytes::<3>();
+    Ipv4Addr::new(127, a.max(1), b, c.clamp(1, 254))
+}
+
+/// A connection to the broker, from `source` when the broker is on IPv4 loopback (any other
+/// broker sees the host's own address, as before).
+async fn connect(target: &(String, u16), source: Ipv4Addr) -> std::io::Result<TcpStream> {
+    let loopback = tokio::net::lookup_host((target.0.as_str(), target.1))
+        .await?
+        .find(|addr| matches!(addr, SocketAddr::V4(v4) if v4.ip().is_loopback()));
+    let Some(addr) = loopback else {
+        return TcpStream::connect((target.0.as_str(), target.1)).await;
+    };
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    socket.connect(addr).await
+}
+
+async fn forward_loop(
+    listener: TcpListener,
+    allowed: IpNet,
+    target: (String, u16),
+    source: Ipv4Addr,
+) {
     loop {
         let Ok((mut inbound, peer)) = listener.accept().await else {
             // Out of descriptors or similar: wait instead of spinning.
@@ -54,7 +85,7 @@ async fn forward_loop(listener: TcpListener, allowed: IpNet, target: (String, u1
         }
         let target = target.clone();
         tokio::spawn(async move {
-            if let Ok(mut outbound) = TcpStream::connect((target.0.as_str(), target.1)).await {
+            if let Ok(mut outbound) = connect(&target, source).await {
                 let _ = outbound.set_nodelay(true);
                 let _ = inbound.set_nodelay(true);
                 let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
@@ -90,15 +121,18 @@ impl Relay {
         match target {
             Some(t) => {
                 let host = t.broker_host;
+                let source = run_source();
                 tasks.push(tokio::spawn(forward_loop(
                     api,
                     t.allowed,
                     (host.clone(), t.api_port),
+                    source,
                 )));
                 tasks.push(tokio::spawn(forward_loop(
                     proxy,
                     t.allowed,
                     (host, t.proxy_port),
+                    source,
                 )));
             }
             None => {
@@ -150,8 +184,10 @@ mod tests {
     async fn relays_bytes_to_the_broker() {
         let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = upstream.local_addr().unwrap().port();
+        let (peer_tx, peer_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let (mut s, _) = upstream.accept().await.unwrap();
+            let (mut s, peer) = upstream.accept().await.unwrap();
+            let _ = peer_tx.send(peer.ip());
             let mut buf = [0u8; 4];
             s.read_exact(&mut buf).await.unwrap();
             s.write_all(&buf).await.unwrap();
@@ -171,6 +207,11 @@ mod tests {
         let mut buf = [0u8; 4];
         client.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"ping");
+        // The broker sees the run's own loopback address, not the host's 127.0.0.1.
+        let IpAddr::V4(peer) = peer_rx.await.unwrap() else {
+            panic!("an IPv4 peer");
+        };
+        assert!(peer.is_loopback() && peer.octets()[1] != 0, "{peer}");
         let mut canary = TcpStream::connect(("127.0.0.1", relay.canary_port))
             .await
             .unwrap();

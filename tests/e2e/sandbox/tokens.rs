@@ -80,3 +80,68 @@ fn the_container_gets_a_proxy_token_whatever_the_caller_holds() {
     assert!(!run.stdout.contains(&agent) && !run.stderr.contains(&agent));
     assert_eq!(turn.leftovers(), "");
 }
+
+/// An agent that spends the sign-in budget — wrong passwords on the API, wrong tokens on the
+/// proxy — is throttled, and only its own run is: the owner's CLI and other clients on
+/// 127.0.0.1 keep theirs, since each run reaches the broker from a loopback address of its own.
+#[test]
+fn one_runs_failed_sign_ins_do_not_lock_out_the_host() {
+    let turn = docker_turn();
+    let rig = crate::broker::Rig::start_with_env(
+        true,
+        crate::upstream::Upstream::start_on("127.0.0.2"),
+        &[],
+        &[
+            ("AGENT_VAULT_RATELIMIT_AUTH_MAX", "4"),
+            ("AGENT_VAULT_RATELIMIT_AUTH_WINDOW", "1h"),
+        ],
+    );
+    let dir = workspace(&rig, "budget");
+    let plain = format!("http://127.0.0.2:{}/plain", rig.upstream.http_port);
+    let script = format!(
+        "for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' \
+           -H 'content-type: application/json' \
+           -d '{{\"email\":\"nobody@example.com\",\"password\":\"wrong-password\"}}' \
+           \"$AGENT_VAULT_ADDR/v1/auth/login\"; done; echo; \
+         for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' \
+           -x \"http://av_sess_wrong:default@${{HTTPS_PROXY##*@}}\" {plain}; done"
+    );
+    let run = run_command(
+        sandboxed_command(&rig, &dir, &[], &["sh", "-c", &script]),
+        "",
+    );
+    assert!(run.status.success(), "{run}");
+    let mut lines = run.stdout.lines();
+    let (logins, proxied) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+    assert!(
+        logins.starts_with("401 ") && logins.ends_with("429 "),
+        "{run}"
+    );
+    assert!(
+        proxied.starts_with("407 ") && proxied.ends_with("429 "),
+        "{run}"
+    );
+
+    // The host's own budget is whole: a wrong password is a plain 401, a wrong proxy token a
+    // plain 407, and the owner's agent goes through.
+    let status = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let login = format!("{}/v1/auth/login", rig.server.url);
+    let wrong = r#"{"email":"other@example.com","password":"wrong-password"}"#;
+    let json = "content-type: application/json";
+    assert_eq!(
+        status(&["--noproxy", "*", "-H", json, "-d", wrong, &login]),
+        "401"
+    );
+    let bad_proxy = format!("http://av_sess_wrong:default@127.0.0.1:{}", rig.mitm);
+    assert_eq!(status(&["-x", &bad_proxy, &plain]), "407");
+    let (code, body, _) = rig.curl(&[], &rig.https("/bearer/echo"));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(turn.leftovers(), "");
+}
