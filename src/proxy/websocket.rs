@@ -5,14 +5,20 @@
 //! websocket`): the broker sends the upstream the HTTP/1.1 upgrade it expects and answers the
 //! agent `200`, and the HTTP/2 stream carries the same frames.
 //!
-//! Frames pass through untouched — ping, pong, close and binary frames included — and are
-//! forwarded as they arrive, each write awaited, so a slow reader slows the writer
-//! (back-pressure) instead of filling memory. Only when a service asks for it is a frame
-//! opened: client-to-server text frames get placeholder substitution (surface `ws`), and
-//! server-to-client text frames get response scrubbing. Such frames must be whole (FIN set),
-//! uncompressed (no RSV1; the broker removes `Sec-WebSocket-Extensions` from the upgrade so
-//! permessage-deflate is not negotiated) and at most [`MAX_REWRITTEN_FRAME`] bytes; anything
-//! else passes unchanged.
+//! Frames are forwarded as they arrive, each write awaited, so a slow reader slows the
+//! writer (back-pressure) instead of filling memory. Without rewriting they pass untouched.
+//!
+//! - **Scrubbing** (server to client, on unless the service opts out) reads every text
+//!   message as one stream, across its fragments and within frames of any size — the scan
+//!   holds back at most a possible start of a secret, and a long frame goes out as fragments,
+//!   which RFC 6455 (5.4) lets an intermediary do when no extension is negotiated — and the
+//!   payload of every control frame (a close reason; a ping the client would echo back).
+//!   Binary messages pass, like binary response bodies. The broker removes
+//!   `Sec-WebSocket-Extensions` from the upgrade, so a compressed frame (RSV bits) from the
+//!   upstream is a protocol error that ends the connection rather than a way past the scan.
+//! - **Substitution** (client to server, surface `ws`) replaces placeholders in text frames
+//!   that are whole (FIN set), uncompressed and at most [`MAX_REWRITTEN_FRAME`] bytes; others
+//!   pass unchanged (the placeholder then reaches the upstream, never a secret the agent).
 
 use std::sync::Arc;
 
@@ -23,13 +29,17 @@ use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::broker::ResolvedSubstitution;
-use crate::broker::scrub::Scrubber;
+use crate::broker::scrub::{BodyScrub, Scrubber};
 use crate::services::Surface;
 
-/// Frames larger than this are relayed without being opened.
+/// Frames larger than this are relayed without placeholder substitution.
 pub const MAX_REWRITTEN_FRAME: u64 = 1024 * 1024;
 
+const OPCODE_CONTINUATION: u8 = 0;
 const OPCODE_TEXT: u8 = 1;
+const OPCODE_CLOSE: u8 = 8;
+/// Control frames (close, ping, pong) carry at most this much.
+const MAX_CONTROL_PAYLOAD: usize = 125;
 
 /// Whether the request asks to switch to WebSocket (`Connection: upgrade`,
 /// `Upgrade: websocket`).
@@ -120,22 +130,15 @@ pub enum Rewrite {
     Scrub(Arc<Scrubber>),
 }
 
-impl Rewrite {
-    fn apply(&self, text: &[u8]) -> Option<Vec<u8>> {
-        match self {
-            Self::Scrub(scrubber) => scrubber.replace(text),
-            Self::Substitute(subs) => {
-                let json = text
-                    .iter()
-                    .find(|b| !b.is_ascii_whitespace())
-                    .is_some_and(|b| *b == b'{' || *b == b'[');
-                let content_type = json.then_some("application/json");
-                let replaced =
-                    crate::broker::rewrite::rewrite_text(Surface::Ws, text, content_type, subs);
-                (replaced != text).then_some(replaced)
-            }
-        }
-    }
+/// Placeholders replaced in one text frame (JSON-escaped in a payload that looks like JSON).
+fn substitute(text: &[u8], subs: &[ResolvedSubstitution]) -> Option<Vec<u8>> {
+    let json = text
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{' || *b == b'[');
+    let content_type = json.then_some("application/json");
+    let replaced = crate::broker::rewrite::rewrite_text(Surface::Ws, text, content_type, subs);
+    (replaced != text).then_some(replaced)
 }
 
 /// Relays frames both ways until both directions end. An error on either side ends both.
@@ -257,22 +260,47 @@ where
 }
 
 fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    unmask_from(payload, mask, 0);
+}
+
+/// Unmasks bytes that start `offset` bytes into a frame's payload.
+fn unmask_from(payload: &mut [u8], mask: [u8; 4], offset: usize) {
     for (i, byte) in payload.iter_mut().enumerate() {
-        *byte ^= mask[i % 4];
+        *byte ^= mask[(offset + i) % 4];
     }
 }
 
-/// One direction: frames from `reader` to `writer`, rewriting text frames with `rewrite`.
+fn protocol_error(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
+}
+
+/// One direction: frames from `reader` to `writer`, rewritten as `rewrite` says.
 async fn pump<R, W>(mut reader: R, mut writer: W, rewrite: Option<Rewrite>) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let Some(rewrite) = rewrite else {
-        // Nothing to open: plain byte relay.
-        tokio::io::copy(&mut reader, &mut writer).await?;
-        return writer.shutdown().await;
-    };
+    match rewrite {
+        None => {
+            // Nothing to open: plain byte relay.
+            tokio::io::copy(&mut reader, &mut writer).await?;
+            writer.shutdown().await
+        }
+        Some(Rewrite::Substitute(subs)) => pump_substituting(reader, writer, &subs).await,
+        Some(Rewrite::Scrub(scrubber)) => pump_scrubbing(reader, writer, scrubber).await,
+    }
+}
+
+/// Client to server: placeholders replaced in whole, uncompressed text frames.
+async fn pump_substituting<R, W>(
+    mut reader: R,
+    mut writer: W,
+    subs: &[ResolvedSubstitution],
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
     // Payload bytes of a frame being passed through unopened.
@@ -322,7 +350,7 @@ where
         if frame.masked {
             unmask(&mut payload, frame.mask);
         }
-        match rewrite.apply(&payload) {
+        match substitute(&payload, subs) {
             Some(mut replaced) => {
                 if frame.masked {
                     unmask(&mut replaced, frame.mask);
@@ -341,6 +369,181 @@ where
     }
     drain(&mut writer, &mut out).await?;
     writer.shutdown().await
+}
+
+/// Server to client: every text message scanned as one stream, every control frame's payload
+/// scanned; binary messages pass (see the module's notes).
+async fn pump_scrubbing<R, W>(
+    mut reader: R,
+    mut writer: W,
+    scrubber: Arc<Scrubber>,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    // Payload bytes of a binary frame being passed through.
+    let mut passing: u64 = 0;
+    // The text message in progress: its scan, and whether a frame of it has gone out.
+    let mut text: Option<(BodyScrub, bool)> = None;
+    loop {
+        if out.len() >= WRITE_BATCH {
+            drain(&mut writer, &mut out).await?;
+        }
+        if passing > 0 {
+            if buf.is_empty() && fill(&mut reader, &mut writer, &mut buf, &mut out).await? == 0 {
+                break;
+            }
+            let take = buf
+                .len()
+                .min(usize::try_from(passing).unwrap_or(usize::MAX));
+            out.extend_from_slice(&buf.split_to(take));
+            passing -= take as u64;
+            continue;
+        }
+        let Some(frame) = FrameHeader::parse(&buf) else {
+            if fill(&mut reader, &mut writer, &mut buf, &mut out).await? == 0 {
+                break;
+            }
+            continue;
+        };
+        if frame.rsv() != 0 {
+            return Err(protocol_error(
+                "the upstream sent a compressed WebSocket frame, which was not negotiated",
+            ));
+        }
+        let opcode = frame.opcode();
+        if opcode >= OPCODE_CLOSE {
+            let total = frame.size + usize::try_from(frame.len).unwrap_or(usize::MAX);
+            if frame.len > MAX_CONTROL_PAYLOAD as u64 || !frame.fin() {
+                return Err(protocol_error(
+                    "the upstream sent a malformed control frame",
+                ));
+            }
+            while buf.len() < total {
+                if fill(&mut reader, &mut writer, &mut buf, &mut out).await? == 0 {
+                    return finish(&mut writer, &mut out).await;
+                }
+            }
+            let mut payload = buf.split_to(total);
+            payload.advance(frame.size);
+            if frame.masked {
+                unmask(&mut payload, frame.mask);
+            }
+            let mut payload = scrub_control(opcode, payload.to_vec(), &scrubber);
+            if frame.masked {
+                unmask(&mut payload, frame.mask);
+            }
+            frame.encode(payload.len(), &mut out);
+            out.put_slice(&payload);
+            continue;
+        }
+        let scanned = match opcode {
+            OPCODE_TEXT => {
+                text = Some((BodyScrub::new(scrubber.clone()), false));
+                true
+            }
+            OPCODE_CONTINUATION => text.is_some(),
+            _ => {
+                text = None;
+                false
+            }
+        };
+        if !scanned {
+            out.extend_from_slice(&buf.split_to(frame.size));
+            passing = frame.len;
+            continue;
+        }
+        buf.advance(frame.size);
+        // The payload goes through the scan as it arrives: one frame out when it is all
+        // here, fragments of the same message when it comes in pieces.
+        let mut left = frame.len;
+        let mut offset = 0;
+        loop {
+            if left > 0
+                && buf.is_empty()
+                && fill(&mut reader, &mut writer, &mut buf, &mut out).await? == 0
+            {
+                return finish(&mut writer, &mut out).await;
+            }
+            let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let mut chunk = buf.split_to(take);
+            if frame.masked {
+                unmask_from(&mut chunk, frame.mask, offset);
+            }
+            offset += take;
+            left -= take as u64;
+            let last = left == 0 && frame.fin();
+            let Some((scan, started)) = text.as_mut() else {
+                break;
+            };
+            let mut ready = scan.push(chunk.freeze());
+            if last {
+                let held = scan.finish();
+                if !held.is_empty() {
+                    ready = [ready, held].concat().into();
+                }
+            }
+            if !ready.is_empty() || last {
+                let opcode = if *started {
+                    OPCODE_CONTINUATION
+                } else {
+                    OPCODE_TEXT
+                };
+                let header = FrameHeader {
+                    first: (if last { 0x80 } else { 0 }) | opcode,
+                    ..frame
+                };
+                header.encode(ready.len(), &mut out);
+                if frame.masked {
+                    let mut masked = ready.to_vec();
+                    unmask(&mut masked, frame.mask);
+                    out.put_slice(&masked);
+                } else {
+                    out.put_slice(&ready);
+                }
+                *started = true;
+            }
+            if left == 0 {
+                break;
+            }
+            if out.len() >= WRITE_BATCH {
+                drain(&mut writer, &mut out).await?;
+            }
+        }
+        if frame.fin() {
+            text = None;
+        }
+    }
+    finish(&mut writer, &mut out).await
+}
+
+async fn finish<W: AsyncWrite + Unpin>(writer: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
+    drain(writer, out).await?;
+    writer.shutdown().await
+}
+
+/// A control frame's payload with credential values replaced, kept within 125 bytes: a close
+/// frame's 2-byte code stays and its reason is cut on a character boundary.
+fn scrub_control(opcode: u8, payload: Vec<u8>, scrubber: &Scrubber) -> Vec<u8> {
+    let keep = if opcode == OPCODE_CLOSE && payload.len() >= 2 {
+        2
+    } else {
+        0
+    };
+    let Some(replaced) = scrubber.replace(&payload[keep..]) else {
+        return payload;
+    };
+    let mut clean = payload[..keep].to_vec();
+    clean.extend_from_slice(&replaced);
+    let mut end = clean.len().min(MAX_CONTROL_PAYLOAD);
+    while keep > 0 && end > keep && end < clean.len() && clean[end] & 0xc0 == 0x80 {
+        end -= 1;
+    }
+    clean.truncate(end);
+    clean
 }
 
 #[cfg(test)]
@@ -489,27 +692,103 @@ mod tests {
         assert_eq!(out, expected);
     }
 
+    /// The messages and control frames in `wire`, in order: (opcode, unmasked payload), a
+    /// fragmented message joined; checks that every frame is well formed.
+    fn messages(wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut buf = BytesMut::from(wire);
+        let mut all = Vec::new();
+        let mut open: Option<(u8, Vec<u8>)> = None;
+        while let Some(frame) = FrameHeader::parse(&buf) {
+            assert_eq!(frame.rsv(), 0);
+            let mut payload = buf.split_to(frame.size + frame.len as usize);
+            payload.advance(frame.size);
+            if frame.masked {
+                unmask(&mut payload, frame.mask);
+            }
+            if frame.opcode() >= OPCODE_CLOSE {
+                assert!(payload.len() <= MAX_CONTROL_PAYLOAD && frame.fin());
+                all.push((frame.opcode(), payload.to_vec()));
+                continue;
+            }
+            match (&mut open, frame.opcode()) {
+                (None, OPCODE_CONTINUATION) => panic!("a continuation without a message"),
+                (None, opcode) => open = Some((opcode, payload.to_vec())),
+                (Some((_, data)), OPCODE_CONTINUATION) => data.extend_from_slice(&payload),
+                (Some(_), _) => panic!("a new message inside a fragmented one"),
+            }
+            if frame.fin() {
+                all.extend(open.take());
+            }
+        }
+        assert!(buf.is_empty() && open.is_none(), "a frame left incomplete");
+        all
+    }
+
+    fn scrub() -> Rewrite {
+        Rewrite::Scrub(Arc::new(Scrubber::new(["sk-live-123456"], []).unwrap()))
+    }
+
     #[tokio::test]
-    async fn server_text_is_scrubbed_and_large_frames_pass_unopened() {
-        let scrub = Rewrite::Scrub(Arc::new(Scrubber::new(["sk-live-123456"], []).unwrap()));
-        let big = vec![b'a'; (MAX_REWRITTEN_FRAME + 10) as usize];
+    async fn every_text_message_and_control_payload_is_scrubbed() {
+        use crate::broker::scrub::MARKER;
+        let mut big = vec![b'a'; (MAX_REWRITTEN_FRAME + 10) as usize];
+        big.extend_from_slice(b"sk-live-123456");
+        let mut close = b"\x03\xe8bye ".to_vec();
+        close.extend_from_slice(b"sk-live-123456");
+        close.extend_from_slice("é".repeat(50).as_bytes());
         let input = [
             frame(OPCODE_TEXT, true, None, b"you sent sk-live-123456"),
+            // A secret split across fragments, a ping (with one) between them.
+            frame(OPCODE_TEXT, false, None, b"key sk-li"),
+            frame(9, true, None, b"ping sk-live-123456"),
+            frame(OPCODE_CONTINUATION, true, None, b"ve-123456 end"),
             frame(OPCODE_TEXT, true, None, &big),
-        ]
-        .concat();
-        let out = run(input, Some(scrub)).await;
-        let expected = [
+            frame(2, true, None, b"binary sk-live-123456"),
             frame(
                 OPCODE_TEXT,
                 true,
-                None,
-                format!("you sent {}", crate::broker::scrub::MARKER).as_bytes(),
+                Some([9, 8, 7, 6]),
+                b"masked sk-live-123456",
             ),
-            frame(OPCODE_TEXT, true, None, &big),
+            frame(OPCODE_CLOSE, true, None, &close),
         ]
         .concat();
-        assert_eq!(out, expected);
+        let got = messages(&run(input, Some(scrub())).await);
+        let mut big_clean = vec![b'a'; (MAX_REWRITTEN_FRAME + 10) as usize];
+        big_clean.extend_from_slice(MARKER.as_bytes());
+        let text = |s: String| (OPCODE_TEXT, s.into_bytes());
+        assert_eq!(got[0], text(format!("you sent {MARKER}")));
+        assert_eq!(got[1], (9, format!("ping {MARKER}").into_bytes()));
+        assert_eq!(got[2], text(format!("key {MARKER} end")));
+        assert!(got[3] == (OPCODE_TEXT, big_clean), "the large frame");
+        assert_eq!(
+            got[4],
+            (2, b"binary sk-live-123456".to_vec()),
+            "binary passes"
+        );
+        assert_eq!(got[5], text(format!("masked {MARKER}")));
+        let (opcode, close) = &got[6];
+        assert_eq!(*opcode, OPCODE_CLOSE);
+        assert_eq!(&close[..2], b"\x03\xe8", "the close code stays");
+        let reason = std::str::from_utf8(&close[2..]).expect("cut on a character boundary");
+        assert!(reason.starts_with(&format!("bye {MARKER}é")), "{reason}");
+        assert_eq!(got.len(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_compressed_frame_from_the_upstream_ends_the_relay() {
+        let (mut feed, reader) = tokio::io::duplex(64);
+        let (writer, _sink) = tokio::io::duplex(4096);
+        let mut compressed = frame(OPCODE_TEXT, true, None, b"deflated");
+        compressed[0] |= 0x40;
+        feed.write_all(&compressed).await.unwrap();
+        drop(feed);
+        let ended = pump(reader, writer, Some(scrub())).await;
+        assert_eq!(ended.unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn unscrubbed_bytes_pass_as_they_are() {
         assert_eq!(run(b"plain bytes".to_vec(), None).await, b"plain bytes");
     }
 

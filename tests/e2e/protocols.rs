@@ -645,7 +645,9 @@ fn server_sent_events_arrive_one_by_one_and_scrubbed() {
 }
 
 /// A WebSocket echo server (Python `websockets`) on 127.0.0.2: TLS and plain ports. The
-/// first message reports the upgrade's `Authorization`; then every message is echoed.
+/// first message reports the upgrade's `Authorization`; then every message is echoed, but
+/// for `fragments` (the `Authorization` again, as a fragmented message) and `close` (a close
+/// frame whose reason quotes it).
 struct EchoServer {
     child: std::process::Child,
     wss: u16,
@@ -671,8 +673,13 @@ from websockets.asyncio.server import serve
 async def handler(ws):
     await ws.send(json.dumps({"authorization": ws.request.headers.get("Authorization", ""),
                               "path": ws.request.path}))
+    auth = ws.request.headers.get("Authorization", "")
     async for message in ws:
-        if isinstance(message, bytes):
+        if message == "fragments":
+            await ws.send(iter([auth[:10], auth[10:]]))
+        elif message == "close":
+            await ws.close(code=4000, reason="bye " + auth)
+        elif isinstance(message, bytes):
             await ws.send(b"echo:" + message)
         else:
             await ws.send("echo:" + message)
@@ -782,9 +789,29 @@ async def main(url):
 asyncio.run(main(sys.argv[1]))
 "#;
     std::fs::write(rig.home.path().join("client.py"), client).unwrap();
-    let talk = |url: &str| -> Value {
+    let probe = r#"
+import asyncio, json, sys
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+async def main(url):
+    async with connect(url, additional_headers={"Authorization": "Bearer placeholder"}) as ws:
+        await ws.recv()
+        await ws.send("fragments")
+        fragments = await ws.recv()
+        await ws.send("close")
+        try:
+            await ws.recv()
+        except ConnectionClosed as closed:
+            reason = closed.rcvd.reason if closed.rcvd else ""
+        print(json.dumps({"fragments": fragments, "reason": reason}))
+
+asyncio.run(main(sys.argv[1]))
+"#;
+    std::fs::write(rig.home.path().join("probe.py"), probe).unwrap();
+    let run_client = |script: &str, url: &str| -> Value {
         let out = Command::new(&python)
-            .arg(rig.home.path().join("client.py"))
+            .arg(rig.home.path().join(script))
             .arg(url)
             .env_clear()
             .env("HTTPS_PROXY", rig.proxy_url())
@@ -799,6 +826,7 @@ asyncio.run(main(sys.argv[1]))
         );
         serde_json::from_slice(&out.stdout).unwrap()
     };
+    let talk = |url: &str| run_client("client.py", url);
     // wss:// through the MITM: the credential on the upgrade, the placeholder replaced in a
     // client text frame (JSON-escaped), binary frames untouched, ping/pong through.
     let seen = talk(&format!("wss://127.0.0.2:{}/ws/chat", echo.wss));
@@ -810,6 +838,17 @@ asyncio.run(main(sys.argv[1]))
         format!("Bearer {MARKER}"),
         "{seen}"
     );
+    // Also in a message the upstream sends in fragments (the value split between them) and
+    // in a close frame's reason; unscrubbed, the same server shows the value is there.
+    let seen = run_client(
+        "probe.py",
+        &format!("wss://127.0.0.2:{}/scrubbed", echo.wss),
+    );
+    assert_eq!(seen["fragments"], format!("Bearer {MARKER}"), "{seen}");
+    assert_eq!(seen["reason"], format!("bye Bearer {MARKER}"), "{seen}");
+    let seen = run_client("probe.py", &format!("wss://127.0.0.2:{}/ws/x", echo.wss));
+    assert_eq!(seen["fragments"], format!("Bearer {BEARER}"), "{seen}");
+    assert_eq!(seen["reason"], format!("bye Bearer {BEARER}"), "{seen}");
     // ws:// through the plain proxy (no service there: forwarded without a credential).
     let seen = talk(&format!("ws://127.0.0.2:{}/plain", echo.ws));
     assert_eq!(
@@ -817,7 +856,7 @@ asyncio.run(main(sys.argv[1]))
         "{seen}"
     );
     assert_eq!(seen["text"], r#"echo:{"token": "__ws_token__"}"#, "{seen}");
-    // Each went through the broker: the request log has the three upgrades.
+    // Each went through the broker: the request log has the five upgrades.
     let mut upgrades = Vec::new();
     for _ in 0..100 {
         let logs = rig.home.run(&["vault", "logs", "--json"]).ok();
@@ -833,7 +872,7 @@ asyncio.run(main(sys.argv[1]))
                 )
             })
             .collect();
-        if upgrades.len() >= 3 {
+        if upgrades.len() >= 5 {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -841,6 +880,8 @@ asyncio.run(main(sys.argv[1]))
     upgrades.sort();
     let mut expected = vec![
         format!("127.0.0.2:{}/ws/chat", echo.wss),
+        format!("127.0.0.2:{}/ws/x", echo.wss),
+        format!("127.0.0.2:{}/scrubbed", echo.wss),
         format!("127.0.0.2:{}/scrubbed", echo.wss),
         format!("127.0.0.2:{}/plain", echo.ws),
     ];
