@@ -306,7 +306,7 @@ where
     };
     let upstream = within_response_timeout(proxy, target, "answer", sent)
         .await?
-        .map_err(|e: BoxError| upstream_error(target.host_port(), &*e))?;
+        .map_err(|e: BoxError| upstream_error(target.host_port(), &*e, &plan))?;
     if http1 == Verdict::Unknown {
         proxy.http1_hosts.learn(target);
     }
@@ -460,7 +460,7 @@ where
     let sent = proxy.upgrade_client.request(request);
     let mut response = within_response_timeout(proxy, target, "answer the WebSocket upgrade", sent)
         .await?
-        .map_err(|e| upstream_error(target.host_port(), &e))?;
+        .map_err(|e| upstream_error(target.host_port(), &e, plan))?;
     let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     if let Some(key) = key.as_deref().filter(|_| switching)
         && !websocket::accepts(response.headers(), key)
@@ -544,7 +544,11 @@ fn agent_body_error(err: &AgentBodyError) -> BrokerError {
 }
 
 /// Names why the upstream could not be reached, without echoing anything the agent sent.
-fn upstream_error(host: &str, err: &(dyn std::error::Error + 'static)) -> BrokerError {
+fn upstream_error(
+    host: &str,
+    err: &(dyn std::error::Error + 'static),
+    plan: &crate::broker::Plan,
+) -> BrokerError {
     let mut source = Some(err);
     while let Some(e) = source {
         if let Some(body) = e.downcast_ref::<AgentBodyError>() {
@@ -572,8 +576,18 @@ fn upstream_error(host: &str, err: &(dyn std::error::Error + 'static)) -> Broker
         }
         source = e.source();
     }
-    // The source chain carries the real reason ("Connection refused", a DNS failure...).
-    BrokerError::upstream(format!("cannot reach {host}: {}", with_sources(err)))
+    // The source chain carries the real reason ("Connection refused", a DNS failure...),
+    // and can quote what the upstream sent (an HTTP/2 GOAWAY's debug data): scrubbed like a
+    // response.
+    let mut reason = with_sources(err);
+    if let Some(clean) = plan
+        .scrubber
+        .as_ref()
+        .and_then(|s| s.replace(reason.as_bytes()))
+    {
+        reason = String::from_utf8_lossy(&clean).into_owned();
+    }
+    BrokerError::upstream(format!("cannot reach {host}: {reason}"))
 }
 
 /// An error's text followed by its sources', each after a colon.

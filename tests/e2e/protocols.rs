@@ -1292,3 +1292,77 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// An HTTP/2 upstream (Python `h2`) that answers any request with a GOAWAY whose debug data
+/// is the request's `Authorization`. Prints its port.
+const GOAWAY_SERVER: &str = r#"
+import socket, ssl, sys, threading
+import h2.config, h2.connection, h2.errors, h2.events
+
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+ctx.set_alpn_protocols(["h2"])
+listener = socket.create_server(("127.0.0.2", 0))
+print(listener.getsockname()[1], flush=True)
+
+def serve(raw):
+    with ctx.wrap_socket(raw, server_side=True) as tls:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        tls.sendall(conn.data_to_send())
+        while data := tls.recv(65536):
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    auth = dict(event.headers).get(b"authorization", b"")
+                    conn.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR, auth, 0)
+            tls.sendall(conn.data_to_send())
+
+while True:
+    raw, _ = listener.accept()
+    threading.Thread(target=serve, args=(raw,), daemon=True).start()
+"#;
+
+#[test]
+fn an_upstream_error_that_quotes_the_credential_is_scrubbed() {
+    use std::io::BufRead;
+    let python = venv_python();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = crate::upstream::TestCert::mint();
+    let path = |n: &str| dir.path().join(n);
+    std::fs::write(path("ca.pem"), &cert.ca_pem).unwrap();
+    std::fs::write(path("leaf.pem"), &cert.leaf_pem).unwrap();
+    std::fs::write(path("leaf.key"), &cert.key_pem).unwrap();
+    std::fs::write(path("server.py"), GOAWAY_SERVER).unwrap();
+    let mut server = Command::new(python)
+        .args([path("server.py"), path("leaf.pem"), path("leaf.key")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _server = KillOnDrop(server);
+    let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("{line:?}"));
+    let rig = Rig::start_trusting(true, Upstream::start_on("127.0.0.2"), &[&path("ca.pem")]);
+    rig.add_services(&format!(
+        r#"services:
+  - host: 127.0.0.2
+    port: {port}
+    path: /scrubbed
+    auth: {{type: bearer, token: BEARER_TOKEN}}
+  - host: 127.0.0.2
+    port: {port}
+    path: /raw
+    scrub_responses: false
+    auth: {{type: bearer, token: BEARER_TOKEN}}
+"#
+    ));
+    let (status, body, _) = rig.curl(&[], &format!("https://127.0.0.2:{port}/scrubbed"));
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains(MARKER) && !body.contains(BEARER), "{body}");
+    // Opted out, the same error shows the upstream did quote the value.
+    let (status, body, _) = rig.curl(&[], &format!("https://127.0.0.2:{port}/raw"));
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains(BEARER), "{body}");
+}
