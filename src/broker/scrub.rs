@@ -1,8 +1,10 @@
 //! Response scrubbing: the credential values of the matched service (and the encoded forms
-//! they take on the way out: basic-auth base64, percent-, query- and JSON-escaped) are
-//! replaced by [`MARKER`] in response headers and text bodies, so an upstream that reflects a
-//! request header, or stores and returns a substituted placeholder, cannot hand the secret to
-//! the agent.
+//! they take on the way out: basic-auth base64, percent-, query- and JSON-escaped, with the
+//! escapes other encoders add — `\/`, Go's `\u0026` — and HTML entities) are replaced by
+//! [`MARKER`] in response headers and bodies, so an upstream that reflects a request header,
+//! or stores and returns a substituted placeholder, cannot hand the secret to the agent. In a
+//! text body the marker replaces the value; in a binary one a filler of the value's own
+//! length does (see [`BodyScrub::same_length`]), so the body's length and framing hold.
 //!
 //! Bodies are scanned as they stream, with `memchr::memmem`: a chunk goes out at once except
 //! for a tail that could be the start of a secret completed by the next chunk, so a value
@@ -59,8 +61,22 @@ impl Scrubber {
             if let Ok(json) = serde_json::to_string(value)
                 && let Some(inner) = json.get(1..json.len().saturating_sub(1))
             {
-                needles.push(inner.as_bytes().to_vec());
+                let go = inner
+                    .replace('&', "\\u0026")
+                    .replace('<', "\\u003c")
+                    .replace('>', "\\u003e");
+                for escaped in [inner.to_owned(), go] {
+                    needles.push(escaped.replace('/', "\\/").into_bytes());
+                    needles.push(escaped.into_bytes());
+                }
             }
+            let html = value
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+                .replace('\'', "&#39;");
+            needles.push(html.into_bytes());
         }
         for (user, pass) in basic_pairs {
             let blob = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
@@ -110,7 +126,7 @@ impl Scrubber {
         let mut pos = 0;
         while let Some((at, len)) = self.next_match(text, pos) {
             out.extend_from_slice(text.get(pos..at)?);
-            out.extend_from_slice(MARKER.as_bytes());
+            out.extend_from_slice(&replacement(len, false));
             pos = at + len;
         }
         if pos == 0 {
@@ -171,18 +187,45 @@ impl Scrubber {
     }
 }
 
+/// What replaces a match `len` bytes long: the marker, or with `same_length` the marker cut
+/// or padded with `*` to exactly `len` bytes.
+fn replacement(len: usize, same_length: bool) -> std::borrow::Cow<'static, [u8]> {
+    if !same_length {
+        return MARKER.as_bytes().into();
+    }
+    let mut fill: Vec<u8> = MARKER
+        .bytes()
+        .chain(std::iter::repeat(b'*'))
+        .take(len)
+        .collect();
+    fill.truncate(len);
+    fill.into()
+}
+
 /// The scanning state of one response body.
 pub struct BodyScrub {
     scrubber: Arc<Scrubber>,
     /// Bytes held back from the previous chunk (a possible start of a secret).
     carry: BytesMut,
+    same_length: bool,
 }
 
 impl BodyScrub {
+    /// For text: a match becomes the marker.
     pub fn new(scrubber: Arc<Scrubber>) -> Self {
         Self {
             scrubber,
             carry: BytesMut::new(),
+            same_length: false,
+        }
+    }
+
+    /// For a binary body, whose length or framing a longer marker would break: a match
+    /// becomes a filler of its own length, so the body keeps its `Content-Length`.
+    pub fn same_length(scrubber: Arc<Scrubber>) -> Self {
+        Self {
+            same_length: true,
+            ..Self::new(scrubber)
         }
     }
 
@@ -198,7 +241,7 @@ impl BodyScrub {
         let mut pos = 0;
         while let Some((at, len)) = self.scrubber.next_match(&data, pos) {
             out.extend_from_slice(&data[pos..at]);
-            out.extend_from_slice(MARKER.as_bytes());
+            out.extend_from_slice(&replacement(len, self.same_length));
             pos = at + len;
         }
         let tail = data.slice(pos..);
@@ -300,6 +343,39 @@ mod tests {
             .header(&HeaderValue::from_static("Bearer sk-SECRET-123"))
             .unwrap();
         assert_eq!(header, format!("Bearer {MARKER}").as_str());
+    }
+
+    #[test]
+    fn other_encoders_escapes_and_html_entities_are_replaced() {
+        let s = Scrubber::new(["SENTINEL-sub-44&x/y<z>'q"], []).unwrap();
+        for form in [
+            r"SENTINEL-sub-44&x\/y<z>'q",
+            r"SENTINEL-sub-44\u0026x/y\u003cz\u003e'q",
+            r"SENTINEL-sub-44\u0026x\/y\u003cz\u003e'q",
+            "SENTINEL-sub-44&amp;x/y&lt;z&gt;&#39;q",
+        ] {
+            let out = s.replace(format!("[{form}]").as_bytes());
+            assert_eq!(
+                out.as_deref(),
+                Some(format!("[{MARKER}]").as_bytes()),
+                "{form}"
+            );
+        }
+    }
+
+    #[test]
+    fn binary_bodies_keep_their_length() {
+        let mut scrub = BodyScrub::same_length(scrubber());
+        let mut out = scrub
+            .push(Bytes::from_static(b"\x00sk-SECRET-123\x01"))
+            .to_vec();
+        out.extend_from_slice(&scrub.finish());
+        assert_eq!(out, b"\x00[agent-vault:\x01");
+        let long = "x".repeat(30);
+        let s = Scrubber::new([long.as_str()], []).unwrap();
+        let mut scrub = BodyScrub::same_length(Arc::new(s));
+        let out = scrub.push(Bytes::from(format!("<{long}>")));
+        assert_eq!(out, format!("<{MARKER}********>"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::http1_hosts::Verdict;
 use super::scrubbed::ScrubbedBody;
 use super::upstream::{BoxError, ProxyBody};
 use super::websocket;
-use crate::broker::scrub::{self, Scrubber};
+use crate::broker::scrub::{self, BodyScrub, Scrubber};
 use crate::broker::{BrokerError, Scope, plan, rewrite};
 use crate::ceilings::body_budget::{BodyBudget, Refused, Reservation};
 use crate::limits::http::HoldBody;
@@ -244,11 +244,14 @@ where
     parts.headers.remove(header::HOST);
     rewrite::apply_headers(&mut parts.headers, &plan)?;
     if plan.scrubber.is_some() {
-        // A compressed body cannot be scanned for the credential.
+        // A compressed body cannot be scanned for the credential, and a range could cut it
+        // into pieces the scan cannot recognise: a scrubbed response comes whole.
         parts.headers.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
+        parts.headers.remove(header::RANGE);
+        parts.headers.remove(header::IF_RANGE);
     }
     let head_only = parts.method == Method::HEAD;
     if let Some(opening) = websocket {
@@ -345,10 +348,8 @@ async fn scrub_body(
     if bodiless {
         return Response::from_parts(parts, body);
     }
-    if encoded || !scrub::is_text(parts.headers.get(header::CONTENT_TYPE)) {
-        if encoded {
-            tracing::debug!("compressed response despite identity request: not scrubbed");
-        }
+    if encoded {
+        tracing::debug!("compressed response despite identity request: not scrubbed");
         // Trailers are headers (gRPC's status message, say), whatever the body is.
         let body = body.map_frame(move |frame| match frame.into_trailers() {
             Ok(mut trailers) => {
@@ -357,6 +358,12 @@ async fn scrub_body(
             }
             Err(frame) => frame,
         });
+        return Response::from_parts(parts, body.boxed_unsync());
+    }
+    if !scrub::is_text(parts.headers.get(header::CONTENT_TYPE)) {
+        // Binary: the same scan, with replacements of the value's own length, so the body
+        // keeps its Content-Length and a binary format its framing.
+        let body = ScrubbedBody::new(None, body, BodyScrub::same_length(scrubber));
         return Response::from_parts(parts, body.boxed_unsync());
     }
     let mut first = None;
@@ -389,7 +396,7 @@ async fn scrub_body(
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(
         parts,
-        ScrubbedBody::new(first, body, scrubber).boxed_unsync(),
+        ScrubbedBody::new(first, body, BodyScrub::new(scrubber)).boxed_unsync(),
     )
 }
 

@@ -3,14 +3,13 @@
 //! trailers (scrubbed too) and the end of the body flush what was held back.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::upstream::{BoxError, ProxyBody};
-use crate::broker::scrub::{BodyScrub, Scrubber};
+use crate::broker::scrub::BodyScrub;
 
 pub struct ScrubbedBody {
     /// A frame already read from `inner`, taken first.
@@ -26,12 +25,12 @@ impl ScrubbedBody {
     pub fn new(
         first: Option<Result<Frame<Bytes>, BoxError>>,
         inner: ProxyBody,
-        scrubber: Arc<Scrubber>,
+        scrub: BodyScrub,
     ) -> Self {
         Self {
             first,
             inner,
-            scrub: BodyScrub::new(scrubber),
+            scrub,
             trailers: None,
             done: false,
         }
@@ -94,16 +93,20 @@ impl Body for ScrubbedBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        // Replacements change the length.
+        // Text replacements change the length (a binary scan keeps it, and so does the
+        // response's Content-Length header).
         SizeHint::default()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use http_body_util::{BodyExt, StreamBody};
 
     use super::*;
+    use crate::broker::scrub::Scrubber;
 
     #[tokio::test]
     async fn a_frame_read_ahead_is_scanned_with_the_rest() {
@@ -113,7 +116,11 @@ mod tests {
             Ok(Frame::data(Bytes::from(" sk-SECRET-123."))),
         ]);
         let first = Some(Ok(Frame::data(Bytes::from("key sk-SECRET-"))));
-        let body = ScrubbedBody::new(first, StreamBody::new(rest).boxed_unsync(), scrubber);
+        let body = ScrubbedBody::new(
+            first,
+            StreamBody::new(rest).boxed_unsync(),
+            BodyScrub::new(scrubber),
+        );
         let text = body.collect().await.unwrap().to_bytes();
         let marker = crate::broker::scrub::MARKER;
         assert_eq!(text, format!("key {marker} and {marker}."));

@@ -581,6 +581,33 @@ fn reflected_credentials_come_back_as_the_marker() {
     );
     let (_, _, headers) = rig.curl(&["--http1.1"], &rig.https("/scrubbed/echo?reason"));
     assert!(headers.starts_with("http/1.1 200 ok\r\n"), "{headers}");
+    // A binary body is scanned too, the value replaced by a filler of its own length: the
+    // upstream's Content-Length stays true.
+    let (status, body, headers) = rig.curl(&[], &rig.https("/scrubbed/echo?binary"));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("Bearer [agent-vault:redacte\"") && !body.contains(BEARER),
+        "{body}"
+    );
+    assert!(
+        headers.contains(&format!("content-length: {}", body.len()))
+            && headers.contains("content-type: application/octet-stream"),
+        "{headers}"
+    );
+    // A range could cut the value into pieces no scan recognises: a scrubbed service gets
+    // none (the echo lists what it received), an unscrubbed one does.
+    let range = ["-H", "Range: bytes=0-9", "-H", "If-Range: \"v1\""];
+    let echo: Value =
+        serde_json::from_str(&rig.curl(&range, &rig.https("/scrubbed/echo")).1).unwrap();
+    assert!(crate::broker::header(&echo, "range").is_empty(), "{echo}");
+    assert!(
+        crate::broker::header(&echo, "if-range").is_empty(),
+        "{echo}"
+    );
+    assert_eq!(
+        crate::broker::header(&rig.echo(&range, "/bearer"), "range"),
+        ["bytes=0-9"]
+    );
     // Opted out (the rig's other services): the value is what the upstream saw.
     let echo = rig.echo(&[], "/bearer");
     assert_eq!(

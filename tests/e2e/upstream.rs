@@ -118,9 +118,14 @@ async fn handle(
     let mut echo = echo;
     echo["body"] = serde_json::json!(String::from_utf8_lossy(&body));
     let mut response = Response::new(BodyExt::boxed(Full::new(Bytes::from(echo.to_string()))));
+    // `?binary` types the echo as a download.
+    let content_type = match echo["query"].as_str() {
+        Some("binary") => "application/octet-stream",
+        _ => "application/json",
+    };
     response
         .headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
+        .insert("content-type", content_type.parse().unwrap());
     // `x-reflect: <name>` sends that request header back as `x-reflected`.
     if let Some(value) = echo["headers"]["x-reflect"][0]
         .as_str()
