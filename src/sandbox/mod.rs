@@ -87,6 +87,8 @@ pub struct ContainerRun<'a> {
     pub command: &'a [String],
     /// `~/.agent-vault`, never to be mounted.
     pub agent_vault_dir: &'a Path,
+    /// Leave the workspace's `.git` writable (see [`mounts::git_guard`]).
+    pub writable_git: bool,
     /// Notified once the agent's command is let run (its container started, mounts checked).
     pub started: Option<&'a tokio::sync::Notify>,
 }
@@ -109,6 +111,7 @@ fn agent_user() -> (u32, u32) {
 pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
     // Everything that can be refused locally is refused before Docker is touched. The
     // sources stay open until the run ends: they are what the container is checked against.
+    let began = std::time::SystemTime::now();
     let policy = mounts::Policy::new(spec.agent_vault_dir);
     let cwd = std::env::current_dir()
         .map_err(|e| SandboxError::Io("read the working directory".into(), e))?;
@@ -127,6 +130,12 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
             source.real.display()
         );
     }
+    let git_guard = match spec.writable_git {
+        true => None,
+        false => mounts::git_guard(&workspace, WORKSPACE, &policy)?,
+    };
+    let guarded = git_guard.as_ref().map(|_| workspace.real.join(".git"));
+    let user_mounts: Vec<mounts::Mount> = user_mounts.into_iter().chain(git_guard).collect();
 
     let broker = crate::target::Target::from_url(spec.api_url)?;
     let docker = docker::connect().await?;
@@ -181,7 +190,28 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
         );
     }
     resources.remove(&docker).await;
+    if result.is_ok() {
+        report_git_changes(&workspace.real, began, guarded.as_deref());
+    }
     result
+}
+
+/// Names the git directories the agent made or changed in the workspace: git on the host runs
+/// their hooks and what their config names, so they deserve a look before you use git there.
+fn report_git_changes(workspace: &Path, since: std::time::SystemTime, guarded: Option<&Path>) {
+    let (mut changed, partial) = mounts::git_dirs_changed_since(workspace, since, 200_000);
+    changed.retain(|dir| Some(dir.as_path()) != guarded);
+    for dir in &changed {
+        eprintln!(
+            "agent-vault: warning: the agent made or changed git metadata at {}: git on this machine runs its hooks and what its config names (core.fsmonitor, core.hooksPath, filters) when used there; check them first",
+            dir.display()
+        );
+    }
+    if partial {
+        eprintln!(
+            "agent-vault: the workspace is too large to check every directory for git metadata the agent may have written"
+        );
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM (while setting up: the agent's own signals are handled later).

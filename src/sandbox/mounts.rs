@@ -4,7 +4,7 @@
 //! Stance: a source is opened once, and the *opened object* is judged — never a path that
 //! could be swapped afterwards. Refused are `~/.agent-vault` (the encrypted store and the
 //! CA key), anything containing it or inside it (also through another path to the same
-//! directory), `$HOME` itself, system directories, everything under `/proc`, `/sys`, `/dev`
+//! directory), `$HOME` itself, `/tmp` and `/var/tmp` themselves, system directories, everything under `/proc`, `/sys`, `/dev`
 //! and `/run` (runtime sockets, other containers' namespaces), Docker's state, and Unix
 //! sockets (a socket is a line to a daemon outside the broker). Docker resolves the path
 //! again when the container starts, so a directory swapped for a symlink in between would
@@ -40,6 +40,10 @@ const RESERVED: [&str; 14] = [
 /// Host directories that may not be mounted themselves (their subdirectories may).
 const SYSTEM_DIRS: [&str; 7] = ["/", "/etc", "/usr", "/var", "/boot", "/home", "/root"];
 
+/// Shared temporary directories, which may not be mounted themselves: other programs keep
+/// their sockets there (tmux, ssh-agent, X11), and a socket in a mount is reachable.
+const SHARED_TEMP: [&str; 2] = ["/tmp", "/var/tmp"];
+
 /// Host trees nothing may be mounted from: kernel interfaces, devices, runtime sockets and
 /// container state.
 const SYSTEM_TREES: [&str; 9] = [
@@ -53,6 +57,87 @@ const SYSTEM_TREES: [&str; 9] = [
     "/var/lib/containers",
     "/boot",
 ];
+
+/// The workspace's own git metadata, mounted read-only over the writable workspace unless the
+/// user asks otherwise: git runs a repository's hooks and what its config names
+/// (`core.fsmonitor`, `core.hooksPath`, filter drivers) on the host, the next time anyone uses
+/// git there, so an agent that could write them would run code outside the sandbox. `.git` is
+/// mounted whole — a directory, or the file of a worktree that names its git directory — since
+/// a mount point cannot be renamed away (a read-only `hooks` alone could be, with its parent).
+pub fn git_guard(
+    workspace: &Source,
+    target: &str,
+    policy: &Policy,
+) -> Result<Option<Mount>, MountError> {
+    let git = workspace.real.join(".git");
+    if std::fs::symlink_metadata(&git).is_err() {
+        return Ok(None);
+    }
+    Ok(Some(Mount {
+        source: policy.check(&git, "the repository's .git")?,
+        target: format!("{target}/.git"),
+        read_only: true,
+    }))
+}
+
+/// Git directories under `root` made or changed since `since` (the agent's run), by their
+/// change time, which no program can set back: a directory git would treat as a repository
+/// and whose hooks or config the agent could have written. Stops after `budget` entries.
+pub fn git_dirs_changed_since(
+    root: &Path,
+    since: std::time::SystemTime,
+    budget: usize,
+) -> (Vec<PathBuf>, bool) {
+    // File times come from the kernel's coarse clock, a tick behind the precise one.
+    let since = (since - std::time::Duration::from_millis(100))
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or((0, 0), |d| {
+            (d.as_secs() as i64, i64::from(d.subsec_nanos()))
+        });
+    let changed = |path: &Path| {
+        std::fs::symlink_metadata(path).is_ok_and(|m| (m.ctime(), m.ctime_nsec()) >= since)
+    };
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_owned()];
+    let mut seen = 0usize;
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > budget {
+                return (found, true);
+            }
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if entry.file_name() == ".git" {
+                let hooks = std::fs::read_dir(path.join("hooks"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|hook| hook.path());
+                let touched = changed(&path)
+                    || ["config", "config.worktree", "hooks"]
+                        .iter()
+                        .map(|name| path.join(name))
+                        .chain(hooks)
+                        .any(|p| changed(&p));
+                if touched {
+                    found.push(path);
+                }
+                continue;
+            }
+            if kind.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    found.sort();
+    (found, false)
+}
 
 /// A file or directory's identity: the same pair means the same object, whatever its path.
 pub type Identity = (u64, u64);
@@ -171,6 +256,12 @@ impl Policy {
         {
             return refuse(format!(
                 "is a system directory ({}) and cannot be mounted; mount a project directory instead",
+                real.display()
+            ));
+        }
+        if SHARED_TEMP.iter().any(|dir| real == Path::new(dir)) {
+            return refuse(format!(
+                "is the shared temporary directory ({}): other programs keep sockets there (tmux, ssh-agent, X11) that would give the agent a line to them; use a directory of its own, e.g. mktemp -d",
                 real.display()
             ));
         }
@@ -407,6 +498,32 @@ mod tests {
         let _socket = std::os::unix::net::UnixListener::bind(&socket_path).unwrap();
         let err = parse(&format!("{}:/mnt/x", socket_path.display()), &s.policy).unwrap_err();
         assert!(err.0.contains("Unix socket"), "{err}");
+        for shared in ["/tmp", "/var/tmp", "/tmp/../tmp"] {
+            let err = parse(&format!("{shared}:/mnt/x"), &s.policy).unwrap_err();
+            assert!(err.0.contains("shared temporary directory"), "{err}");
+        }
+    }
+
+    #[test]
+    fn git_metadata_written_during_a_run_is_found() {
+        let s = setup();
+        let root = s.home.join("project");
+        let old_repo = root.join("data/old/.git");
+        std::fs::create_dir_all(old_repo.join("hooks")).unwrap();
+        std::fs::write(old_repo.join("hooks/pre-commit"), "true").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let began = std::time::SystemTime::now();
+        let (found, partial) = git_dirs_changed_since(&root, began, 1000);
+        assert!(found.is_empty() && !partial, "{found:?}");
+        // A new repository, and a hook changed in place in an old one.
+        std::fs::create_dir_all(root.join("data/new/.git")).unwrap();
+        std::fs::write(old_repo.join("hooks/pre-commit"), "evil").unwrap();
+        let (found, _) = git_dirs_changed_since(&root, began, 1000);
+        assert_eq!(found, [root.join("data/new/.git"), old_repo]);
+        assert!(
+            git_dirs_changed_since(&root, began, 2).1,
+            "the budget ends the walk"
+        );
     }
 
     #[test]

@@ -93,6 +93,10 @@ pub struct RunArgs {
     /// read-only, with /tmp and the home directory writable)
     #[arg(long)]
     pub writable_root: bool,
+    /// Let the agent write the working directory's .git (--sandbox=container only; default:
+    /// read-only, since git on the host runs a repository's hooks and config)
+    #[arg(long)]
+    pub writable_git: bool,
     /// The command to run, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -271,6 +275,7 @@ pub async fn run(context: &Context, flag: Option<&str>, args: RunArgs) -> anyhow
         (args.cpus.is_some(), "--cpus"),
         (args.pids_limit.is_some(), "--pids-limit"),
         (args.writable_root, "--writable-root"),
+        (args.writable_git, "--writable-git"),
     ];
     if args.sandbox == Sandbox::Process
         && let Some((_, flag)) = container_only.iter().find(|(set, _)| *set)
@@ -354,6 +359,7 @@ async fn run_container(
         claude,
         command: &args.command,
         agent_vault_dir: paths.root(),
+        writable_git: args.writable_git,
         started: Some(&started),
     });
     tokio::pin!(run);

@@ -275,3 +275,78 @@ fn a_swap_race_from_inside_another_sandbox_never_mounts_the_store() {
     );
     assert_eq!(turn.leftovers(), "");
 }
+
+/// Git on the host runs a repository's hooks and config: the agent cannot write the
+/// workspace's `.git` (nor rename it away), a repository it makes elsewhere is named when the
+/// run ends, and `--writable-git` hands `.git` over with the same warning. `/tmp` itself is
+/// refused as a workspace (other programs' sockets live there).
+#[test]
+fn the_workspace_git_metadata_is_read_only_and_new_repositories_are_named() {
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = super::workspace(&rig, "repo");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    // Writable by the agent's user (these tests may run as root): only the mount protects it.
+    let opened = std::process::Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(dir.join(".git"))
+        .status()
+        .unwrap();
+    assert!(opened.success());
+    let config = std::fs::read_to_string(dir.join(".git/config")).unwrap();
+    let script = "echo 'touch /workspace/pwned' > .git/hooks/pre-commit; echo h=$?; \
+        printf '[core]\\n\\tfsmonitor = touch /workspace/pwned\\n' >> .git/config; echo c=$?; \
+        mv .git .git-moved; echo m=$?; \
+        echo work > notes.txt; mkdir -p vendor/lib/.git; echo '[core]' > vendor/lib/.git/config";
+    let run = sandboxed(&rig, &dir, &[], &["sh", "-c", script]);
+    assert!(run.status.success(), "{run}");
+    for allowed in ["h=0", "c=0", "m=0"] {
+        assert!(!run.stdout.contains(allowed), "{allowed}: {run}");
+    }
+    assert!(run.stderr.contains("Read-only file system"), "{run}");
+    assert!(!dir.join(".git/hooks/pre-commit").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".git/config")).unwrap(),
+        config
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+        "work\n"
+    );
+    let warned = |run: &Run, path: &Path| {
+        run.stderr.contains(&format!(
+            "the agent made or changed git metadata at {}",
+            path.display()
+        ))
+    };
+    assert!(warned(&run, &dir.join("vendor/lib/.git")), "{run}");
+    assert!(!warned(&run, &dir.join(".git")), "{run}");
+
+    // Opted out: the agent writes the hook, and the run names the repository afterwards.
+    let run = sandboxed(
+        &rig,
+        &dir,
+        &["--writable-git"],
+        &["sh", "-c", "echo true > .git/hooks/pre-commit"],
+    );
+    assert!(run.status.success(), "{run}");
+    assert!(dir.join(".git/hooks/pre-commit").exists());
+    assert!(warned(&run, &dir.join(".git")), "{run}");
+
+    let mut cmd = sandboxed_command(&rig, Path::new("/tmp"), &[], &["true"]);
+    cmd.current_dir("/tmp");
+    crate::harness::run_command(cmd, "").fails_with("shared temporary directory");
+    assert_eq!(turn.leftovers(), "");
+}
