@@ -1,5 +1,6 @@
 //! The network side: the allowed path through the broker, every other way out refused
-//! (aimed only at decoys the test runs), and the relay closed to other containers.
+//! (aimed only at decoys the test runs), the relay closed to other containers, and the
+//! agent without privileges.
 
 use std::net::{TcpListener, UdpSocket};
 use std::sync::Arc;
@@ -317,5 +318,32 @@ fn the_relay_serves_only_its_own_run() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    assert_eq!(turn.leftovers(), "");
+}
+
+/// The agent holds no capability (none even to regain), cannot gain privileges through a
+/// setuid binary, runs under Docker's seccomp filter, and is not root.
+#[test]
+fn the_agent_runs_unprivileged() {
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "privileges");
+    let run = sandboxed(&rig, &dir, &[], &["cat", "/proc/self/status"]);
+    assert!(run.status.success(), "{run}");
+    let field = |name: &str| {
+        run.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name} in {run}"))
+            .to_owned()
+    };
+    assert_eq!(field("NoNewPrivs"), "1");
+    assert_eq!(field("Seccomp"), "2", "filter mode");
+    for caps in ["CapEff", "CapPrm", "CapBnd", "CapAmb"] {
+        assert_eq!(field(caps), "0000000000000000", "{caps}");
+    }
+    let uid = field("Uid");
+    assert!(!uid.split_whitespace().any(|id| id == "0"), "root: {uid}");
     assert_eq!(turn.leftovers(), "");
 }
