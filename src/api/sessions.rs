@@ -1,6 +1,8 @@
 //! Vault-scoped session tokens (`vault token`, `vault run`): a bearer token bound to one
 //! vault and one role, with an absolute expiry. Minting needs the member role or above on the
-//! vault, and never yields a role above the minter's own.
+//! vault, and never yields a role above the minter's own — but for a proxy-role token, the
+//! narrowest there is, which any user or agent of the vault may take (`vault run
+//! --sandbox=container` puts one in the container instead of an agent's own token).
 //!
 //! A token minted with a lease (`vault run`) expires a few minutes after its run stops
 //! renewing it: the renewal key goes to the minting process only, never to the agent, so a
@@ -72,7 +74,10 @@ pub async fn mint(
         check_lease(lease)?;
     }
     let access = vault_access(&state, &caller, &body.vault).await?;
-    access.require(VaultRole::Member)?;
+    access.require(match role {
+        VaultRole::Proxy => VaultRole::Proxy,
+        _ => VaultRole::Member,
+    })?;
     if access.role.is_some_and(|mine| role > mine) {
         return Err(ApiError::forbidden(format!(
             "you cannot mint a {role} token: your role on vault \"{}\" is lower",

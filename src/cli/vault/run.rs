@@ -167,15 +167,23 @@ async fn session(
             .await
             .context("the token in AGENT_VAULT_SESSION_TOKEN was refused")?;
         let vault = found["vault"].as_str().unwrap_or_default().to_owned();
-        let held = found["role"].as_str().unwrap_or("instance-level");
-        if sandbox == Sandbox::Container && held != "proxy" {
-            // The container never gets a token that could read a credential: one minted
-            // for this run from the caller's, with the proxy role only.
-            return mint(&agent, &vault, VaultRole::Proxy, 0).await.with_context(|| {
-                format!(
-                    "{SESSION_TOKEN_ENV} holds a {held} token, and --sandbox=container gives the agent a proxy-role token only; minting one from it failed. Set {SESSION_TOKEN_ENV} to a proxy-role token (`agent-vault vault token --role proxy`), or unset it to mint from your login"
-                )
-            });
+        if sandbox == Sandbox::Container {
+            // The container never gets the caller's own token, which may read credentials or
+            // reach other vaults (an agent's token, a login): one minted for this run, with
+            // the proxy role. A vault-scoped token cannot mint; a proxy-role one already is
+            // what the container may hold.
+            let held = found["role"].as_str().unwrap_or("instance-level");
+            match mint(&agent, &vault, VaultRole::Proxy, 0).await {
+                Ok(session) => return Ok(session),
+                Err(e)
+                    if held == "proxy"
+                        && e.downcast_ref::<Refusal>().is_some_and(|r| r.status == 403) => {}
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "{SESSION_TOKEN_ENV} holds a {held} token, and --sandbox=container gives the agent a proxy-role token only; minting one from it failed. Set {SESSION_TOKEN_ENV} to a proxy-role token (`agent-vault vault token --role proxy`), or unset it to mint from your login"
+                    )));
+                }
+            }
         }
         let token = SecretString::new(std::env::var(SESSION_TOKEN_ENV).unwrap_or_default());
         return Ok(RunSession {

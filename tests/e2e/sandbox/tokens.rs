@@ -78,6 +78,22 @@ fn the_container_gets_a_proxy_token_whatever_the_caller_holds() {
         "the run's token outlived it"
     );
     assert!(!run.stdout.contains(&agent) && !run.stderr.contains(&agent));
+
+    // A proxy-role agent token is still the agent's own, valid for every vault it joins:
+    // the container gets a token of the run instead. A proxy-role vault token goes in as is.
+    let invite = crate::agents::invite(&rig, &["runner", "--vault", "default:proxy"]);
+    let agent = crate::agents::redeem(&invite)["agent_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run = with_token(&[], Some(&agent));
+    assert!(run.status.success(), "{run}");
+    assert!(!run.stdout.contains(&agent), "{run}");
+    let proxy = rig.home.run(&["vault", "token"]).ok();
+    let proxy = proxy.stdout.trim();
+    let run = with_token(&[], Some(proxy));
+    assert!(run.status.success(), "{run}");
+    assert!(run.stdout.starts_with(&format!("{proxy}\n")), "{run}");
     assert_eq!(turn.leftovers(), "");
 }
 
