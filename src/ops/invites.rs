@@ -478,6 +478,9 @@ pub async fn accept_user_invite(
     state
         .db(move |store, _| {
             store.write(|tx| {
+                if let Err(refusal) = creator_may_still_give(tx, &invite)? {
+                    return Ok(Err(refusal));
+                }
                 if !invites::finish(tx, InviteKind::User, &invite.id, true)? {
                     return Ok(Err(OpError::gone(
                         "invite_used",
@@ -513,6 +516,42 @@ pub async fn accept_user_invite(
         .await?
 }
 
+/// Whether the invite's creator may still give what it gives: rights are checked when an
+/// invite is made and again when it is used, so one made by a person since removed, demoted
+/// from owner, or no longer admin of a vault it assigns hands out nothing.
+fn creator_may_still_give(
+    conn: &crate::store::Connection,
+    invite: &Invite,
+) -> crate::store::Result<Result<(), OpError>> {
+    let Some(creator) = invite.created_by.as_deref() else {
+        return Ok(Ok(()));
+    };
+    let stale = |what: String| {
+        Err(OpError::gone(
+            "invite_stale",
+            format!("this invite can no longer be used: {what}; ask for a new one"),
+        ))
+    };
+    let Some(user) = users::by_id(conn, creator)?.filter(|u| u.active) else {
+        return Ok(stale("the person who made it was removed".into()));
+    };
+    let owner = user.role == InstanceRole::Owner;
+    if invite.role == InstanceRole::Owner && !owner {
+        return Ok(stale(format!("{} is no longer an owner", user.email)));
+    }
+    for (vault_id, name, _) in &invite.vaults {
+        let admin =
+            vaults::role_of(conn, vault_id, ActorType::User, &user.id)? == Some(VaultRole::Admin);
+        if !(owner || admin) {
+            return Ok(stale(format!(
+                "{} can no longer give access to vault \"{name}\"",
+                user.email
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// An agent invite by its raw token.
 pub async fn agent_invite(state: &AppState, token: &str) -> Result<Invite, OpError> {
     let hash = hash_token(token);
@@ -541,9 +580,13 @@ pub async fn redeem_agent_invite(state: &AppState, token: &str) -> Result<Redeem
                 let Some(invite) = invites::by_token_hash(tx, InviteKind::Agent, &hash)? else {
                     return Ok(Err(OpError::not_found("this agent invite is not valid")));
                 };
-                if invite.status != InviteStatus::Pending
-                    || !invites::finish(tx, InviteKind::Agent, &invite.id, true)?
-                {
+                if invite.status != InviteStatus::Pending {
+                    return Ok(Err(used(&invite, "agent invite")));
+                }
+                if let Err(refusal) = creator_may_still_give(tx, &invite)? {
+                    return Ok(Err(refusal));
+                }
+                if !invites::finish(tx, InviteKind::Agent, &invite.id, true)? {
                     return Ok(Err(used(&invite, "agent invite")));
                 }
                 let agent = match &invite.agent_id {

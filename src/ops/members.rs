@@ -113,46 +113,39 @@ pub async fn change_user(
     access.require(VaultRole::Admin)?;
     let new_role = new_role.map(user_role).transpose()?;
     let email = users::normalize_email(email);
-    let (vault_id, lookup) = (access.vault.id.clone(), email.clone());
-    let found = state
-        .db(move |store, _| {
-            store.read(|conn| {
-                let Some(user) = users::by_email(conn, &lookup)? else {
-                    return Ok(None);
-                };
-                let role = vaults::role_of(conn, &vault_id, ActorType::User, &user.id)?;
-                Ok(Some((user.id, role, vaults::admin_count(conn, &vault_id)?)))
-            })
-        })
-        .await?;
-    let (user_id, role, admins) = found.ok_or_else(|| {
-        OpError::not_found(format!(
-            "no user with email \"{}\"",
-            crate::ceilings::excerpt(&email, crate::ceilings::ECHO_CHARS)
-        ))
-    })?;
-    match role {
-        None => {
-            return Err(OpError::not_found(format!(
-                "{email} is not a member of vault \"{vault}\""
-            )));
-        }
-        Some(VaultRole::Admin) if new_role != Some(VaultRole::Admin) && admins <= 1 => {
-            return Err(OpError::conflict(format!(
-                "{email} is the last admin of vault \"{vault}\"; make another member admin first"
-            )));
-        }
-        Some(_) => {}
-    }
-    let vault_id = access.vault.id.clone();
+    let (vault_id, lookup, vault_name) = (access.vault.id.clone(), email.clone(), vault.to_owned());
+    // Read, check and write in one write transaction: two admins demoting each other at once
+    // must not leave the vault without one.
     state
         .db(move |store, _| {
-            store.write(|tx| match new_role {
-                Some(role) => vaults::grant(tx, &vault_id, ActorType::User, &user_id, role),
-                None => vaults::revoke(tx, &vault_id, ActorType::User, &user_id).map(drop),
+            store.write(|tx| {
+                let Some(user) = users::by_email(tx, &lookup)? else {
+                    return Ok(Err(OpError::not_found(format!(
+                        "no user with email \"{}\"",
+                        crate::ceilings::excerpt(&lookup, crate::ceilings::ECHO_CHARS)
+                    ))));
+                };
+                let Some(current) = vaults::role_of(tx, &vault_id, ActorType::User, &user.id)? else {
+                    return Ok(Err(OpError::not_found(format!(
+                        "{lookup} is not a member of vault \"{vault_name}\""
+                    ))));
+                };
+                let losing_admin = current == VaultRole::Admin && new_role != Some(VaultRole::Admin);
+                if losing_admin && vaults::admin_count(tx, &vault_id)? <= 1 {
+                    return Ok(Err(OpError::conflict(format!(
+                        "{lookup} is the last admin of vault \"{vault_name}\"; make another member admin first"
+                    ))));
+                }
+                match new_role {
+                    Some(role) => vaults::grant(tx, &vault_id, ActorType::User, &user.id, role)?,
+                    None => {
+                        vaults::revoke(tx, &vault_id, ActorType::User, &user.id)?;
+                    }
+                }
+                Ok(Ok(()))
             })
         })
-        .await?;
+        .await??;
     Ok(email)
 }
 

@@ -187,6 +187,29 @@ pub fn minted_by(conn: &Connection, token_hash: &str) -> Result<Option<(String, 
         .optional()?)
 }
 
+/// Ends the vault-scoped tokens `actor` minted on `vault_id` with a role above `role` (all of
+/// them for `None`): a token never outlives, nor outranks, the grant it was minted under.
+pub fn end_minted_above(
+    conn: &Connection,
+    vault_id: &str,
+    actor: super::vaults::ActorType,
+    actor_id: &str,
+    role: Option<VaultRole>,
+) -> Result<usize> {
+    let mut ended = 0;
+    for above in [VaultRole::Proxy, VaultRole::Member, VaultRole::Admin]
+        .into_iter()
+        .filter(|r| role.is_none_or(|kept| *r > kept))
+    {
+        ended += conn.execute(
+            "DELETE FROM sessions WHERE vault_id = ?1 AND vault_role = ?2
+                AND created_by_type = ?3 AND created_by_id = ?4",
+            params![vault_id, above.as_str(), actor.as_str(), actor_id],
+        )?;
+    }
+    Ok(ended)
+}
+
 /// Inserts a scoped session recording who minted it (so it ends when they are removed).
 pub fn insert_created_by(
     conn: &Connection,

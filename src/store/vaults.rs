@@ -82,6 +82,7 @@ pub fn grant(
          ON CONFLICT (vault_id, actor_type, actor_id) DO UPDATE SET role = excluded.role",
         params![vault_id, actor.as_str(), actor_id, role.as_str(), now()],
     )?;
+    super::sessions::end_minted_above(conn, vault_id, actor, actor_id, Some(role))?;
     Ok(())
 }
 
@@ -146,6 +147,7 @@ pub fn delete(conn: &Connection, id: &str) -> Result<()> {
 }
 
 pub fn revoke(conn: &Connection, vault_id: &str, actor: ActorType, actor_id: &str) -> Result<bool> {
+    super::sessions::end_minted_above(conn, vault_id, actor, actor_id, None)?;
     Ok(conn.execute(
         "DELETE FROM vault_grants WHERE vault_id = ?1 AND actor_type = ?2 AND actor_id = ?3",
         params![vault_id, actor.as_str(), actor_id],

@@ -452,3 +452,148 @@ fn the_last_admin_and_the_last_owner_are_kept() {
         Some(json!({"role": "member"})),
     );
 }
+
+/// A vault token never outlives, nor outranks, the grant it was minted under: demoting its
+/// minter ends the tokens above the new role, removing them ends the rest — for people and
+/// agents alike.
+#[test]
+fn vault_tokens_end_with_the_grant_they_were_minted_under() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let api = Api::new(&server.url);
+    let owner = api.register_owner("owner@example.com");
+    let x = api.add_user(
+        &owner,
+        "x@example.com",
+        json!([{"vault": "default", "role": "admin"}]),
+    );
+    let mint = |role: &str| {
+        let reply = api.ok(
+            "POST",
+            "/v1/sessions",
+            Some(&x),
+            Some(json!({"vault": "default", "role": role})),
+        );
+        reply["token"].as_str().unwrap().to_owned()
+    };
+    let (admin, member) = (mint("admin"), mint("member"));
+    let reveal = |token: &str| {
+        api.call(
+            "GET",
+            "/v1/vaults/default/credentials?reveal=true",
+            Some(token),
+            None,
+        )
+        .0
+    };
+    assert_eq!((reveal(&admin), reveal(&member)), (200, 200));
+    api.ok(
+        "POST",
+        "/v1/vaults/default/users/x@example.com/role",
+        Some(&owner),
+        Some(json!({"role": "member"})),
+    );
+    assert_eq!(
+        reveal(&admin),
+        401,
+        "the admin token outlived the admin grant"
+    );
+    assert_eq!(reveal(&member), 200, "a token within the new role stays");
+    api.ok(
+        "DELETE",
+        "/v1/vaults/default/users/x@example.com",
+        Some(&owner),
+        None,
+    );
+    assert_eq!(
+        reveal(&member),
+        401,
+        "a token outlived its minter's removal"
+    );
+    // X's own login stays (only the vault grant went).
+    let (status, _) = api.call("GET", "/v1/vaults", Some(&x), None);
+    assert_eq!(status, 200);
+}
+
+/// An invite hands out only what its creator may still give: one made by a vault admin who
+/// has since lost the vault, or by a person since removed, is refused when used.
+#[test]
+fn invites_are_checked_again_when_used() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let api = Api::new(&server.url);
+    let owner = api.register_owner("owner@example.com");
+    let x = api.add_user(
+        &owner,
+        "x@example.com",
+        json!([{"vault": "default", "role": "admin"}]),
+    );
+    let invite = |name: &str| {
+        let reply = api.ok(
+            "POST",
+            "/v1/agents/invites",
+            Some(&x),
+            Some(json!({"name": name, "vaults": [{"vault": "default", "role": "admin"}]})),
+        );
+        reply["token"].as_str().unwrap().to_owned()
+    };
+    let (kept, stale) = (invite("kept"), invite("backdoor"));
+    let redeem = |token: &str| {
+        api.call(
+            "POST",
+            &format!("/v1/agent-invites/{token}/redeem"),
+            None,
+            None,
+        )
+    };
+    assert_eq!(redeem(&kept).0, 200, "the control redeems while X is admin");
+    api.ok(
+        "POST",
+        "/v1/vaults/default/users/x@example.com/role",
+        Some(&owner),
+        Some(json!({"role": "member"})),
+    );
+    let (status, body) = redeem(&stale);
+    assert_eq!(status, 410, "{body}");
+    assert_eq!(body["error"], "invite_stale", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("vault \"default\""),
+        "{body}"
+    );
+    // Still pending, not spent: once X is admin again it works.
+    api.ok(
+        "POST",
+        "/v1/vaults/default/users/x@example.com/role",
+        Some(&owner),
+        Some(json!({"role": "admin"})),
+    );
+    assert_eq!(redeem(&stale).0, 200, "a refused invite stays pending");
+    let user_invite = api.ok(
+        "POST",
+        "/v1/users/invites",
+        Some(&x),
+        Some(json!({"email": "y@example.com", "vaults": [{"vault": "default", "role": "member"}]})),
+    );
+    let link = user_invite["invite_link"].as_str().unwrap().to_owned();
+    api.ok(
+        "DELETE",
+        "/v1/admin/users/x@example.com",
+        Some(&owner),
+        None,
+    );
+    let token = link.rsplit('/').next().unwrap();
+    let (status, body) = api.call(
+        "POST",
+        &format!("/v1/invites/{token}/accept"),
+        None,
+        Some(json!({"password": "password-1"})),
+    );
+    assert_eq!(status, 410, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("was removed"),
+        "{body}"
+    );
+}
