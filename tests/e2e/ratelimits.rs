@@ -112,6 +112,20 @@ fn auth_tier_keys_address_and_account_and_says_nothing_about_existence() {
         login(&server, "127.0.5.5", "else@example.com", "x").status(),
         401
     );
+    // The account is charged whatever type the body claims (the API reads JSON under any).
+    let statuses: Vec<u16> = (0..5)
+        .map(|n| {
+            client_from(&format!("127.0.7.{}", 10 + n))
+                .post(format!("{}/v1/auth/login", server.url))
+                .header("content-type", "text/plain")
+                .body(r#"{"email":"plain@example.com","password":"wrong"}"#)
+                .send()
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+        .collect();
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
 }
 
 #[test]
