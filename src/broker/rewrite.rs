@@ -83,11 +83,32 @@ pub fn strip_response_headers(headers: &mut HeaderMap, plan: &Plan) {
     }
 }
 
+/// Headers some servers and gateways route on, or build links from, instead of the request
+/// line and `Host`: with a vault credential attached they would steer a path-scoped
+/// credential to another route (`X-Original-URL: /admin`) or poison the links an upstream
+/// builds (a password-reset mail pointing elsewhere).
+const ROUTING_OVERRIDES: [&str; 8] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-envoy-original-path",
+    "x-forwarded-prefix",
+    "x-forwarded-path",
+    "x-forwarded-host",
+    "forwarded",
+];
+
 /// Sets the injected headers so that exactly one credential reaches the upstream: for a
 /// service that injects, the client's `Authorization` and every header the service sets are
 /// removed first (an SDK given a placeholder key still sends it, and an upstream could read
-/// either); a passthrough service keeps the client's own headers.
+/// either); a passthrough service keeps the client's own headers. A request that carries a
+/// vault credential loses the client's routing overrides ([`ROUTING_OVERRIDES`]).
 pub fn apply_headers(headers: &mut HeaderMap, plan: &Plan) -> Result<(), BrokerError> {
+    if plan.uses_credentials {
+        for name in ROUTING_OVERRIDES {
+            headers.remove(name);
+        }
+    }
     if !plan.set_headers.is_empty() {
         headers.remove(header::AUTHORIZATION);
     }
@@ -338,17 +359,23 @@ mod tests {
                 HeaderName::from_static("x-api-key"),
                 "real".parse().unwrap(),
             )],
+            uses_credentials: true,
             ..Plan::default()
         };
+        h.append("x-original-url", "/admin/delete".parse().unwrap());
+        h.append("forwarded", "host=evil.example".parse().unwrap());
         apply_headers(&mut h, &plan).unwrap();
         assert!(!h.contains_key("authorization"));
         assert_eq!(h.get_all("x-api-key").iter().collect::<Vec<_>>(), ["real"]);
+        assert!(!h.contains_key("x-original-url") && !h.contains_key("forwarded"));
         assert_eq!(h["anthropic-version"], "2023-06-01");
         // Passthrough: the client's own credential is the one that goes.
         let mut mine = HeaderMap::new();
         mine.append("authorization", "Bearer mine".parse().unwrap());
+        mine.append("x-forwarded-host", "mine.example".parse().unwrap());
         apply_headers(&mut mine, &Plan::default()).unwrap();
         assert_eq!(mine["authorization"], "Bearer mine");
+        assert_eq!(mine["x-forwarded-host"], "mine.example");
     }
 
     #[test]

@@ -89,12 +89,20 @@ const DECODE_ROUNDS: usize = 3;
 /// Whether `path` could reach another path once some server on the way reads it: a `.` or
 /// `..` segment after undoing percent-encoding (again and again: `%252e`), dropping `;`
 /// parameters (`..;`, as Tomcat and Jetty do) and NUL-truncation, and reading full-width
-/// and other look-alike dots and slashes as `.` and `/`; or any backslash (raw, encoded,
-/// look-alike); or bytes that are not UTF-8 once decoded (overlong forms such as `%c0%ae`).
+/// and other look-alike dots and slashes as `.` and `/`, and trailing spaces of a segment as
+/// nothing (Windows servers trim them); or any backslash (raw, encoded, look-alike); or IIS's
+/// `%uXXXX` escapes; or bytes that are not UTF-8 once decoded (overlong forms such as
+/// `%c0%ae`).
 fn has_dot_segment(path: &str) -> bool {
     let plain = |b: &u8| !matches!(b, b'%' | b'\\' | b'.' | b';' | 0x80..);
     if path.as_bytes().iter().all(plain) {
         return false;
+    }
+    let iis_escape = path.as_bytes().windows(6).any(|w| {
+        w[0] == b'%' && w[1].eq_ignore_ascii_case(&b'u') && w[2..].iter().all(u8::is_ascii_hexdigit)
+    });
+    if iis_escape {
+        return true;
     }
     let mut bytes: Vec<u8> = path.as_bytes().to_vec();
     let mut rounds = 0;
@@ -114,6 +122,11 @@ fn has_dot_segment(path: &str) -> bool {
     };
     let mut normalized = String::with_capacity(text.len());
     for c in text.chars() {
+        // TWO DOT LEADER and its vertical form: NFKC reads each as `..`.
+        if matches!(c, '\u{2025}' | '\u{fe30}') {
+            normalized.push_str("..");
+            continue;
+        }
         normalized.push(match c {
             // FULLWIDTH FULL STOP, SMALL FULL STOP, ONE DOT LEADER (NFKC reads them as `.`).
             '\u{ff0e}' | '\u{fe52}' | '\u{2024}' => '.',
@@ -126,6 +139,7 @@ fn has_dot_segment(path: &str) -> bool {
     }
     normalized.split('/').any(|segment| {
         let segment = segment.split([';', '\0']).next().unwrap_or(segment);
+        let segment = segment.trim_end_matches([' ', '\t']);
         segment == "." || segment == ".."
     })
 }
@@ -268,6 +282,17 @@ mod tests {
                 Some("exact"),
             ),
             ("api.example.com", 443, "/v1/..%00/admin", Some("exact")),
+            // TWO DOT LEADER (and its vertical form), IIS's %u escapes, trailing spaces.
+            ("api.example.com", 443, "/v1/%E2%80%A5/admin", Some("exact")),
+            ("api.example.com", 443, "/v1/\u{fe30}/admin", Some("exact")),
+            (
+                "api.example.com",
+                443,
+                "/v1/%u002e%u002e/admin",
+                Some("exact"),
+            ),
+            ("api.example.com", 443, "/v1/..%20/admin", Some("exact")),
+            ("api.example.com", 443, "/v1/.. %09/admin", Some("exact")),
             // Any backslash, even without dots.
             ("api.example.com", 443, "/v1\\admin", Some("exact")),
             ("api.example.com", 443, "/v1/%5cadmin", Some("exact")),

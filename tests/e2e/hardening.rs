@@ -10,7 +10,7 @@ use crate::harness::{OWNER_EMAIL, OWNER_PASSWORD, TestHome, free_port, poll};
 use crate::upstream::Upstream;
 
 /// Paths under the `/bearer` scope that a server on the way could resolve elsewhere.
-const ESCAPES: [&str; 12] = [
+const ESCAPES: [&str; 17] = [
     "/bearer/..;/admin",
     "/bearer/..;jsessionid=1/admin",
     "/bearer/%2e%2e;/admin",
@@ -23,17 +23,41 @@ const ESCAPES: [&str; 12] = [
     "/bearer/%5c..%5cadmin",
     "/bearer/%255cadmin",
     "/bearer/..%00/admin",
+    "/bearer/%e2%80%a5/admin",
+    "/bearer/%ef%b8%b0/admin",
+    "/bearer/%u002e%u002e/admin",
+    "/bearer/..%20/admin",
+    "/bearer/..%2e%20/..%20/admin",
 ];
 
 #[test]
 fn escaping_path_forms_never_carry_a_path_scoped_credential() {
     let rig = Rig::start(true);
-    // The scope works: inside it the credential goes in.
-    let inside = rig.echo(&["--path-as-is"], "/bearer/v1");
+    // The scope works: inside it the credential goes in — and headers that some servers
+    // route on instead of the path (or build links from) do not go with it.
+    let overrides = [
+        "X-Original-URL: /admin",
+        "X-Rewrite-URL: /admin",
+        "X-Forwarded-Prefix: /admin",
+        "X-Forwarded-Host: evil.example",
+        "Forwarded: host=evil.example",
+    ];
+    let mut args = vec!["--path-as-is"];
+    for line in &overrides {
+        args.extend(["-H", line]);
+    }
+    let inside = rig.echo(&args, "/bearer/v1");
     assert_eq!(
         header(&inside, "authorization"),
         vec![format!("Bearer {BEARER}")]
     );
+    for line in overrides {
+        let name = line.split(':').next().unwrap().to_lowercase();
+        assert!(header(&inside, &name).is_empty(), "{name}: {inside}");
+    }
+    // Without a credential they are the agent's own business and pass.
+    let plain = rig.echo(&["-H", "X-Forwarded-Host: mine.example"], "/passthrough/x");
+    assert_eq!(header(&plain, "x-forwarded-host"), ["mine.example"]);
     for path in ESCAPES {
         // Through the MITM proxy (no service matches: forwarded without a credential).
         let echo = rig.echo(&["--path-as-is"], path);
