@@ -269,7 +269,7 @@ impl RawSubstitution {
         })?;
         let surfaces = match self.surfaces {
             Some(SurfaceList(surfaces)) => surfaces,
-            None => Surface::ALL.to_vec(),
+            None => Surface::DEFAULT.to_vec(),
         };
         Ok(Substitution {
             placeholder,
@@ -479,7 +479,7 @@ mod tests {
     }
 
     #[test]
-    fn substitutions_default_to_every_surface() {
+    fn substitutions_default_to_the_path_and_the_query() {
         let service = from_json(json!({"host": "a.io", "auth": {"type": "passthrough"},
         "substitutions": [
             {"placeholder": "__token__x", "key": "K"},
@@ -487,7 +487,7 @@ mod tests {
             {"placeholder": "__third__x", "key": "K", "in": ["query", "query", "body"]}
         ]}))
         .unwrap();
-        assert_eq!(service.substitutions[0].surfaces, Surface::ALL);
+        assert_eq!(service.substitutions[0].surfaces, Surface::DEFAULT);
         assert_eq!(service.substitutions[1].surfaces, [Surface::Path]);
         assert_eq!(
             service.substitutions[2].surfaces,

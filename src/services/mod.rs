@@ -111,6 +111,11 @@ pub enum Surface {
 impl Surface {
     /// The default when a substitution does not say where it applies.
     pub const ALL: [Surface; 4] = [Self::Header, Self::Path, Self::Query, Self::Body];
+    /// Where a substitution applies when its `in` is omitted: where an API's own design puts
+    /// a credential in a URL (Telegram's `/bot<token>/`, a `?key=`). Headers and bodies must
+    /// be listed — there the agent could place the value anywhere, a message it stores and
+    /// reads back included.
+    pub const DEFAULT: [Surface; 2] = [Self::Path, Self::Query];
 }
 
 impl Auth {

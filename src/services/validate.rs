@@ -557,7 +557,7 @@ fn check_substitutions(substitutions: &[Substitution], at: &str) -> Result<(), S
         )?;
         if substitution.surfaces.is_empty() {
             return Err(format!(
-                "{here}.in: empty; list where to substitute (header, path, query, body), or omit \"in\" for all four"
+                "{here}.in: empty; list where to substitute (header, path, query, body, ws), or omit \"in\" for the path and the query"
             ));
         }
     }

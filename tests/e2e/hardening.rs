@@ -146,3 +146,34 @@ fn ended_sessions_are_purged() {
     home.run(&["account", "whoami"]).ok();
     drop(server);
 }
+
+/// A substitution without `in` replaces its placeholder in the path and the query only: in a
+/// header or a body the agent could place the value anywhere (a message it stores and reads
+/// back), so those surfaces must be listed — as the reference implementation has it.
+#[test]
+fn a_substitution_without_in_applies_to_the_path_and_the_query() {
+    let rig = Rig::start(true);
+    rig.add_services(&format!(
+        "services:
+  - host: {ip}
+    port: {port}
+    path: /implicit
+    scrub_responses: false
+    auth: {{type: passthrough}}
+    substitutions:
+      - placeholder: __implicit__
+        key: SUB_KEY
+",
+        ip = rig.upstream.ip,
+        port = rig.upstream.https_port
+    ));
+    let echo = rig.echo(
+        &["-H", "x-note: __implicit__", "--data", "note=__implicit__"],
+        "/implicit/__implicit__?k=__implicit__",
+    );
+    let value = "SENTINEL-sub-44%26x%2Fy";
+    assert_eq!(echo["path"], format!("/implicit/{value}"), "{echo}");
+    assert_eq!(echo["query"], format!("k={value}"), "{echo}");
+    assert_eq!(header(&echo, "x-note"), ["__implicit__"], "{echo}");
+    assert_eq!(echo["body"], "note=__implicit__", "{echo}");
+}
