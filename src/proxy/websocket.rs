@@ -234,29 +234,95 @@ impl FrameHeader {
 /// for input: many small frames then cost one write, not one each.
 const WRITE_BATCH: usize = 64 * 1024;
 
-/// Writes and flushes what is pending (a TLS writer may hold a record until flushed).
-async fn drain<W: AsyncWrite + Unpin>(writer: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
-    if !out.is_empty() {
-        writer.write_all(out).await?;
-        out.clear();
-    }
-    writer.flush().await
+/// One direction's bytes: what was read and not yet handled, what waits to be written, and
+/// how much of a frame passed through unopened is still to come.
+struct Frames<R, W> {
+    reader: R,
+    writer: W,
+    buf: BytesMut,
+    out: BytesMut,
+    passing: u64,
 }
 
-/// Reads more into `buf`, first sending what is pending: the other side may be waiting for
-/// it before it sends anything.
-async fn fill<R, W>(
-    reader: &mut R,
-    writer: &mut W,
-    buf: &mut BytesMut,
-    out: &mut BytesMut,
-) -> std::io::Result<usize>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    drain(writer, out).await?;
-    reader.read_buf(buf).await
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frames<R, W> {
+    fn new(reader: R, writer: W) -> Self {
+        Self {
+            reader,
+            writer,
+            buf: BytesMut::with_capacity(16 * 1024),
+            out: BytesMut::with_capacity(16 * 1024),
+            passing: 0,
+        }
+    }
+
+    /// Reads more, first sending what is pending (the other side may be waiting for it before
+    /// it sends anything); `false` at the end of the input.
+    async fn fill(&mut self) -> std::io::Result<bool> {
+        self.drain().await?;
+        Ok(self.reader.read_buf(&mut self.buf).await? > 0)
+    }
+
+    /// Writes and flushes what is pending (a TLS writer may hold a record until flushed).
+    async fn drain(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.writer.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        self.writer.flush().await
+    }
+
+    /// The next frame's header, once whatever frame passes unopened has gone through; `None`
+    /// at the end of the input (a truncated header there goes out as it came).
+    async fn next_header(&mut self) -> std::io::Result<Option<FrameHeader>> {
+        loop {
+            if self.out.len() >= WRITE_BATCH {
+                self.drain().await?;
+            }
+            if self.passing > 0 {
+                if self.buf.is_empty() && !self.fill().await? {
+                    return Ok(None);
+                }
+                let take = self
+                    .buf
+                    .len()
+                    .min(usize::try_from(self.passing).unwrap_or(usize::MAX));
+                self.out.extend_from_slice(&self.buf.split_to(take));
+                self.passing -= take as u64;
+                continue;
+            }
+            if let Some(frame) = FrameHeader::parse(&self.buf) {
+                return Ok(Some(frame));
+            }
+            if !self.fill().await? {
+                let rest = self.buf.split();
+                self.out.extend_from_slice(&rest);
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Sends `frame` on unopened: its header now, its payload as it arrives.
+    fn pass(&mut self, frame: &FrameHeader) {
+        self.out.extend_from_slice(&self.buf.split_to(frame.size));
+        self.passing = frame.len;
+    }
+
+    /// The whole of `frame` (header included) once it is here; `None` if the input ends first.
+    async fn whole(&mut self, frame: &FrameHeader) -> std::io::Result<Option<BytesMut>> {
+        let total = frame.size + usize::try_from(frame.len).unwrap_or(usize::MAX);
+        while self.buf.len() < total {
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(self.buf.split_to(total)))
+    }
+
+    /// Sends what is pending and ends this direction.
+    async fn finish(mut self) -> std::io::Result<()> {
+        self.drain().await?;
+        self.writer.shutdown().await
+    }
 }
 
 fn unmask(payload: &mut [u8], mask: [u8; 4]) {
@@ -293,122 +359,55 @@ where
 
 /// Client to server: placeholders replaced in whole, uncompressed text frames.
 async fn pump_substituting<R, W>(
-    mut reader: R,
-    mut writer: W,
+    reader: R,
+    writer: W,
     subs: &[ResolvedSubstitution],
 ) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut out = BytesMut::with_capacity(16 * 1024);
-    // Payload bytes of a frame being passed through unopened.
-    let mut passing: u64 = 0;
-    loop {
-        if out.len() >= WRITE_BATCH {
-            drain(&mut writer, &mut out).await?;
-        }
-        if passing > 0 {
-            if buf.is_empty() && fill(&mut reader, &mut writer, &mut buf, &mut out).await? == 0 {
-                break;
-            }
-            let take = buf
-                .len()
-                .min(usize::try_from(passing).unwrap_or(usize::MAX));
-            out.extend_from_slice(&buf.split_to(take));
-            passing -= take as u64;
-            continue;
-        }
-        let Some(frame) = FrameHeader::parse(&buf) else {
-            if fill(&mut reader, &mut writer, &mut buf, &mut out).await? == 0 {
-                // A truncated header at the end goes out as it came.
-                out.extend_from_slice(&buf);
-                break;
-            }
-            continue;
-        };
+    let mut io = Frames::new(reader, writer);
+    while let Some(frame) = io.next_header().await? {
         let opens = frame.opcode() == OPCODE_TEXT
             && frame.fin()
             && frame.rsv() == 0
             && frame.len <= MAX_REWRITTEN_FRAME;
         if !opens {
-            out.extend_from_slice(&buf.split_to(frame.size));
-            passing = frame.len;
+            io.pass(&frame);
             continue;
         }
-        let total = frame.size + frame.len as usize;
-        while buf.len() < total {
-            if fill(&mut reader, &mut writer, &mut buf, &mut out).await? == 0 {
-                out.extend_from_slice(&buf);
-                drain(&mut writer, &mut out).await?;
-                return writer.shutdown().await;
-            }
-        }
-        let mut payload = buf.split_to(total);
+        let Some(mut payload) = io.whole(&frame).await? else {
+            // Cut off mid-frame: what came goes out as it came.
+            let rest = io.buf.split();
+            io.out.extend_from_slice(&rest);
+            break;
+        };
         payload.advance(frame.size);
         if frame.masked {
             unmask(&mut payload, frame.mask);
         }
-        match substitute(&payload, subs) {
-            Some(mut replaced) => {
-                if frame.masked {
-                    unmask(&mut replaced, frame.mask);
-                }
-                frame.encode(replaced.len(), &mut out);
-                out.put_slice(&replaced);
-            }
-            None => {
-                if frame.masked {
-                    unmask(&mut payload, frame.mask);
-                }
-                frame.encode(payload.len(), &mut out);
-                out.put_slice(&payload);
-            }
+        let mut payload = substitute(&payload, subs).unwrap_or_else(|| payload.to_vec());
+        if frame.masked {
+            unmask(&mut payload, frame.mask);
         }
+        frame.encode(payload.len(), &mut io.out);
+        io.out.put_slice(&payload);
     }
-    drain(&mut writer, &mut out).await?;
-    writer.shutdown().await
+    io.finish().await
 }
 
 /// Server to client: every text message scanned as one stream, every control frame's payload
 /// scanned; binary messages pass (see the module's notes).
-async fn pump_scrubbing<R, W>(
-    mut reader: R,
-    mut writer: W,
-    scrubber: Arc<Scrubber>,
-) -> std::io::Result<()>
+async fn pump_scrubbing<R, W>(reader: R, writer: W, scrubber: Arc<Scrubber>) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut out = BytesMut::with_capacity(16 * 1024);
-    // Payload bytes of a binary frame being passed through.
-    let mut passing: u64 = 0;
+    let mut io = Frames::new(reader, writer);
     // The text message in progress: its scan, and whether a frame of it has gone out.
     let mut text: Option<(BodyScrub, bool)> = None;
-    loop {
-        if out.len() >= WRITE_BATCH {
-            drain(&mut writer, &mut out).await?;
-        }
-        if passing > 0 {
-            if buf.is_empty() && fill(&mut reader, &mut writer, &mut buf, &mut out).await? == 0 {
-                break;
-            }
-            let take = buf
-                .len()
-                .min(usize::try_from(passing).unwrap_or(usize::MAX));
-            out.extend_from_slice(&buf.split_to(take));
-            passing -= take as u64;
-            continue;
-        }
-        let Some(frame) = FrameHeader::parse(&buf) else {
-            if fill(&mut reader, &mut writer, &mut buf, &mut out).await? == 0 {
-                break;
-            }
-            continue;
-        };
+    while let Some(frame) = io.next_header().await? {
         if frame.rsv() != 0 {
             return Err(protocol_error(
                 "the upstream sent a compressed WebSocket frame, which was not negotiated",
@@ -416,18 +415,14 @@ where
         }
         let opcode = frame.opcode();
         if opcode >= OPCODE_CLOSE {
-            let total = frame.size + usize::try_from(frame.len).unwrap_or(usize::MAX);
             if frame.len > MAX_CONTROL_PAYLOAD as u64 || !frame.fin() {
                 return Err(protocol_error(
                     "the upstream sent a malformed control frame",
                 ));
             }
-            while buf.len() < total {
-                if fill(&mut reader, &mut writer, &mut buf, &mut out).await? == 0 {
-                    return finish(&mut writer, &mut out).await;
-                }
-            }
-            let mut payload = buf.split_to(total);
+            let Some(mut payload) = io.whole(&frame).await? else {
+                break;
+            };
             payload.advance(frame.size);
             if frame.masked {
                 unmask(&mut payload, frame.mask);
@@ -436,8 +431,8 @@ where
             if frame.masked {
                 unmask(&mut payload, frame.mask);
             }
-            frame.encode(payload.len(), &mut out);
-            out.put_slice(&payload);
+            frame.encode(payload.len(), &mut io.out);
+            io.out.put_slice(&payload);
             continue;
         }
         let scanned = match opcode {
@@ -451,34 +446,31 @@ where
                 false
             }
         };
-        if !scanned {
-            out.extend_from_slice(&buf.split_to(frame.size));
-            passing = frame.len;
+        let Some((scan, started)) = text.as_mut().filter(|_| scanned) else {
+            io.pass(&frame);
             continue;
-        }
-        buf.advance(frame.size);
+        };
+        io.buf.advance(frame.size);
         // The payload goes through the scan as it arrives: one frame out when it is all
         // here, fragments of the same message when it comes in pieces.
         let mut left = frame.len;
         let mut offset = 0;
         loop {
-            if left > 0
-                && buf.is_empty()
-                && fill(&mut reader, &mut writer, &mut buf, &mut out).await? == 0
-            {
-                return finish(&mut writer, &mut out).await;
+            if left > 0 && io.buf.is_empty() && !io.fill().await? {
+                // Cut off mid-frame: nothing unscanned goes out.
+                return io.finish().await;
             }
-            let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let mut chunk = buf.split_to(take);
+            let take = io
+                .buf
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            let mut chunk = io.buf.split_to(take);
             if frame.masked {
                 unmask_from(&mut chunk, frame.mask, offset);
             }
             offset += take;
             left -= take as u64;
             let last = left == 0 && frame.fin();
-            let Some((scan, started)) = text.as_mut() else {
-                break;
-            };
             let mut ready = scan.push(chunk.freeze());
             if last {
                 let held = scan.finish();
@@ -496,33 +488,28 @@ where
                     first: (if last { 0x80 } else { 0 }) | opcode,
                     ..frame
                 };
-                header.encode(ready.len(), &mut out);
+                header.encode(ready.len(), &mut io.out);
                 if frame.masked {
                     let mut masked = ready.to_vec();
                     unmask(&mut masked, frame.mask);
-                    out.put_slice(&masked);
+                    io.out.put_slice(&masked);
                 } else {
-                    out.put_slice(&ready);
+                    io.out.put_slice(&ready);
                 }
                 *started = true;
             }
             if left == 0 {
                 break;
             }
-            if out.len() >= WRITE_BATCH {
-                drain(&mut writer, &mut out).await?;
+            if io.out.len() >= WRITE_BATCH {
+                io.drain().await?;
             }
         }
         if frame.fin() {
             text = None;
         }
     }
-    finish(&mut writer, &mut out).await
-}
-
-async fn finish<W: AsyncWrite + Unpin>(writer: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
-    drain(writer, out).await?;
-    writer.shutdown().await
+    io.finish().await
 }
 
 /// A control frame's payload with credential values replaced, kept within 125 bytes: a close
