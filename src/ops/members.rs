@@ -114,8 +114,6 @@ pub async fn change_user(
     let new_role = new_role.map(user_role).transpose()?;
     let email = users::normalize_email(email);
     let (vault_id, lookup, vault_name) = (access.vault.id.clone(), email.clone(), vault.to_owned());
-    // Read, check and write in one write transaction: two admins demoting each other at once
-    // must not leave the vault without one.
     state
         .db(move |store, _| {
             store.write(|tx| {
@@ -125,24 +123,8 @@ pub async fn change_user(
                         crate::ceilings::excerpt(&lookup, crate::ceilings::ECHO_CHARS)
                     ))));
                 };
-                let Some(current) = vaults::role_of(tx, &vault_id, ActorType::User, &user.id)? else {
-                    return Ok(Err(OpError::not_found(format!(
-                        "{lookup} is not a member of vault \"{vault_name}\""
-                    ))));
-                };
-                let losing_admin = current == VaultRole::Admin && new_role != Some(VaultRole::Admin);
-                if losing_admin && vaults::admin_count(tx, &vault_id)? <= 1 {
-                    return Ok(Err(OpError::conflict(format!(
-                        "{lookup} is the last admin of vault \"{vault_name}\"; make another member admin first"
-                    ))));
-                }
-                match new_role {
-                    Some(role) => vaults::grant(tx, &vault_id, ActorType::User, &user.id, role)?,
-                    None => {
-                        vaults::revoke(tx, &vault_id, ActorType::User, &user.id)?;
-                    }
-                }
-                Ok(Ok(()))
+                let member = (ActorType::User, user.id.as_str(), lookup.as_str());
+                set_grant(tx, (&vault_id, &vault_name), member, new_role)
             })
         })
         .await??;
@@ -197,25 +179,39 @@ pub async fn change_agent(
     state
         .db(move |store, _| {
             store.write(|tx| {
-                let Some(current) = vaults::role_of(tx, &vault_id, ActorType::Agent, &agent.id)? else {
-                    return Ok(Err(OpError::not_found(format!(
-                        "agent \"{agent_name}\" is not in vault \"{vault_name}\""
-                    ))));
-                };
-                let losing_admin = current == VaultRole::Admin && new_role != Some(VaultRole::Admin);
-                if losing_admin && vaults::admin_count(tx, &vault_id)? <= 1 {
-                    return Ok(Err(OpError::conflict(format!(
-                        "agent \"{agent_name}\" is the last admin of vault \"{vault_name}\"; make another member admin first"
-                    ))));
-                }
-                match new_role {
-                    Some(role) => vaults::grant(tx, &vault_id, ActorType::Agent, &agent.id, role)?,
-                    None => {
-                        vaults::revoke(tx, &vault_id, ActorType::Agent, &agent.id)?;
-                    }
-                }
-                Ok(Ok(()))
+                let shown = format!("agent \"{agent_name}\"");
+                let member = (ActorType::Agent, agent.id.as_str(), shown.as_str());
+                set_grant(tx, (&vault_id, &vault_name), member, new_role)
             })
         })
         .await?
+}
+
+/// Removes a member (`None`) or changes its role, in the caller's write transaction so that
+/// the last-admin check and the change see the same vault: two admins demoting each other at
+/// once must not leave it without one. `member` is (kind, id, how messages name it).
+fn set_grant(
+    tx: &crate::store::Connection,
+    (vault_id, vault_name): (&str, &str),
+    (actor, id, shown): (ActorType, &str, &str),
+    new_role: Option<VaultRole>,
+) -> crate::store::Result<Result<(), OpError>> {
+    let Some(current) = vaults::role_of(tx, vault_id, actor, id)? else {
+        return Ok(Err(OpError::not_found(format!(
+            "{shown} is not a member of vault \"{vault_name}\""
+        ))));
+    };
+    let losing_admin = current == VaultRole::Admin && new_role != Some(VaultRole::Admin);
+    if losing_admin && vaults::admin_count(tx, vault_id)? <= 1 {
+        return Ok(Err(OpError::conflict(format!(
+            "{shown} is the last admin of vault \"{vault_name}\"; make another member admin first"
+        ))));
+    }
+    match new_role {
+        Some(role) => vaults::grant(tx, vault_id, actor, id, role)?,
+        None => {
+            vaults::revoke(tx, vault_id, actor, id)?;
+        }
+    }
+    Ok(Ok(()))
 }

@@ -204,7 +204,7 @@ fn agent_onboarding_rotation_and_removal() {
         .ok();
     rig.home
         .run(&["vault", "agent", "remove", "bot", "--vault", "second"])
-        .fails_with("is not in vault");
+        .fails_with("is not a member of vault");
 
     let info = rig.home.run(&["agent", "info", "bot"]).ok();
     assert!(
