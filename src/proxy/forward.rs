@@ -330,7 +330,9 @@ fn scrub_head(parts: &mut http::response::Parts, scrubber: &Scrubber) {
     parts.extensions.remove::<hyper::ext::ReasonPhrase>();
 }
 
-/// A text body with the service's credential values replaced, streaming; other bodies pass.
+/// The body with the service's credential values replaced as it streams: the marker in a
+/// text body, a filler of the value's own length in a binary one; a compressed body cannot be
+/// read and passes (its trailers scrubbed).
 async fn scrub_body(
     mut parts: http::response::Parts,
     mut body: ProxyBody,
