@@ -104,10 +104,27 @@ pub async fn run(release: Option<String>) -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// The per-user lock of the pruning and refilling maintainer, if free.
+/// The per-user lock of the pruning and refilling maintainer, if free. It lives in the shared
+/// temporary directory (one per user, whatever `HOME`), so it is opened without following a
+/// symlink or truncating, and only a file of this user's own is used: another user's, planted
+/// there to hold the lock for ever, sends us to one in `~/.agent-vault` instead.
 fn exclusive() -> Option<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let uid = nix::unistd::getuid().as_raw();
-    let path = std::env::temp_dir().join(format!("agent-vault-maintain-{uid}.lock"));
-    let file = std::fs::File::create(path).ok()?;
+    let open = |path: std::path::PathBuf| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)
+            .ok()
+            .filter(|file| file.metadata().is_ok_and(|m| m.uid() == uid))
+    };
+    let shared = std::env::temp_dir().join(format!("agent-vault-maintain-{uid}.lock"));
+    let file = open(shared).or_else(|| {
+        let paths = crate::paths::Paths::from_env().ok()?;
+        open(paths.root().join("maintain.lock"))
+    })?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
 }

@@ -40,6 +40,15 @@ fn vaults_and_credentials_walk() {
     let project = owner.home.path().join("project");
     let nested = project.join("src/deep");
     std::fs::create_dir_all(&nested).unwrap();
+    // A symlink in the file's place (a cloned repository could carry one) is not written
+    // through.
+    let elsewhere = owner.home.path().join("elsewhere.json");
+    std::os::unix::fs::symlink(&elsewhere, project.join("agent-vault.json")).unwrap();
+    owner
+        .run_in(&project, &["vault", "init", "--vault", "default"], &[])
+        .fails_with("is a symlink");
+    assert!(!elsewhere.exists());
+    std::fs::remove_file(project.join("agent-vault.json")).unwrap();
     owner
         .run_in(&project, &["vault", "init", "--vault", "default"], &[])
         .ok();

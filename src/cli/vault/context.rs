@@ -65,6 +65,13 @@ pub fn write_project_file(dir: &Path, vault: &str) -> anyhow::Result<PathBuf> {
     let text = serde_json::to_string_pretty(&ProjectFile {
         vault: vault.to_owned(),
     })? + "\n";
+    // A symlink in its place (from a cloned repository, say) would send the write elsewhere.
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        anyhow::bail!(
+            "{} is a symlink; remove it and run this again to write the file itself",
+            path.display()
+        );
+    }
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
