@@ -387,6 +387,28 @@ fn vault_run_builds_the_environment_and_cleans_up() {
     ]);
     assert_eq!(after["error"], "unauthorized", "{after}");
 
+    // The agent-vault CLI inside the run acts as the run's proxy token, not as the login saved
+    // in the same home: it cannot reveal values (the same command outside can).
+    let bin = crate::harness::BIN;
+    let inside = rig.home.run(&[
+        "vault",
+        "run",
+        "--",
+        bin,
+        "vault",
+        "credential",
+        "list",
+        "--reveal",
+    ]);
+    assert!(!inside.status.success(), "{inside}");
+    assert!(inside.stderr.contains("proxy"), "{inside}");
+    assert!(!inside.stdout.contains(BEARER), "{inside}");
+    let outside = rig
+        .home
+        .run(&["vault", "credential", "list", "--reveal"])
+        .ok();
+    assert!(outside.stdout.contains(BEARER), "{outside}");
+
     // Exit codes pass through; the child's HTTPS goes through the broker.
     let code = rig.home.run(&["vault", "run", "--", "sh", "-c", "exit 42"]);
     assert_eq!(code.status.code(), Some(42), "{code}");

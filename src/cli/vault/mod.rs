@@ -102,20 +102,24 @@ enum VaultCommand {
     },
 }
 
-/// The resolved target vault and a logged-in client, for commands acting inside a vault.
+/// The resolved target vault and a client, for commands acting inside a vault.
 pub struct Target {
     pub client: Client,
     pub vault: String,
 }
 
 impl Target {
+    /// With `AGENT_VAULT_SESSION_TOKEN` set (inside `vault run`, say) the command acts as that
+    /// token, never as the login saved in `~/.agent-vault`: an agent that runs `agent-vault`
+    /// gets its run's rights, not its user's.
     fn resolve(flag: Option<&str>, context: &Context) -> anyhow::Result<Self> {
         let paths = context.paths()?;
         let (vault, _) = context::resolve(flag, &paths)?;
-        Ok(Self {
-            client: context.logged_in_client()?,
-            vault,
-        })
+        let client = match context.agent_client()? {
+            Some(agent) => agent,
+            None => context.logged_in_client()?,
+        };
+        Ok(Self { client, vault })
     }
 
     /// `/v1/vaults/<vault><rest>` with the name escaped.
