@@ -41,10 +41,24 @@ struct ProjectFile {
     vault: String,
 }
 
-/// The nearest `agent-vault.json` from `start` upwards, with the vault it names.
+/// The nearest `agent-vault.json` from `start` upwards, with the vault it names. A file owned
+/// by another user (planted in a shared directory such as `/tmp`) is passed over, with a
+/// warning: it must not choose where your secrets go.
 pub fn find_project_file(start: &Path) -> anyhow::Result<Option<(PathBuf, String)>> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::getuid().as_raw();
     for dir in start.ancestors() {
         let path = dir.join(PROJECT_FILE);
+        if let Ok(meta) = std::fs::metadata(&path)
+            && meta.is_file()
+            && meta.uid() != me
+        {
+            crate::cli::output::warn(format!(
+                "ignoring {}: it belongs to another user; bind this directory with `agent-vault vault init`, or pass --vault",
+                path.display()
+            ));
+            continue;
+        }
         if path.is_file() {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
@@ -132,6 +146,24 @@ mod tests {
         assert!(
             find_project_file(&nested).is_err(),
             "a broken file is an error, not skipped"
+        );
+    }
+
+    #[test]
+    fn another_users_project_file_is_passed_over() {
+        if !nix::unistd::getuid().is_root() {
+            return; // giving a file away needs root
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a");
+        std::fs::create_dir_all(&nested).unwrap();
+        write_project_file(dir.path(), "mine").unwrap();
+        let planted = write_project_file(&nested, "theirs").unwrap();
+        std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+        let (path, name) = find_project_file(&nested).unwrap().unwrap();
+        assert_eq!(
+            (path, name.as_str()),
+            (dir.path().join(PROJECT_FILE), "mine")
         );
     }
 }
