@@ -82,16 +82,17 @@ pub async fn vault_access(
             })
         })
         .await?;
-    let (vault, role) = found.ok_or_else(|| {
-        OpError::not_found(format!(
-            "vault \"{name}\" does not exist; see your vaults with `agent-vault vault list`"
-        ))
-    })?;
-    Ok(VaultAccess {
-        vault,
-        role,
-        owner: caller.is_owner(),
-    })
+    let owner = caller.is_owner();
+    // To anyone but an owner (who sees every vault), a vault they have no part in answers as
+    // a missing one does, word for word: vault names say things too.
+    let (vault, role) = found
+        .filter(|(_, role)| owner || role.is_some())
+        .ok_or_else(|| {
+            OpError::not_found(format!(
+                "vault \"{name}\" does not exist, or you are not a member of it; see your vaults with `agent-vault vault list`"
+            ))
+        })?;
+    Ok(VaultAccess { vault, role, owner })
 }
 
 /// Checks a vault name: lowercase letters, digits and single hyphens, 1–64 characters.

@@ -383,13 +383,20 @@ fn every_action_with_every_role() {
             let world = World::new(&api, &users);
             let status = attempt(&world, role);
             let expected = allowed.contains(&role);
+            // An outsider is told a vault it has no part in does not exist (404), as a
+            // missing one is; everyone else who may not act gets 403.
+            let refusal = if role == Role::Outsider { 404 } else { 403 };
             let ok = if expected {
                 (200..300).contains(&status)
             } else {
-                status == 403
+                status == refusal || (role == Role::Outsider && status == 403)
             };
             if !ok {
-                let want = if expected { "success" } else { "403" };
+                let want = if expected {
+                    "success".to_owned()
+                } else {
+                    refusal.to_string()
+                };
                 wrong.push(format!("{action} as {role:?}: got {status}, want {want}"));
             }
         }
@@ -399,6 +406,17 @@ fn every_action_with_every_role() {
         "permission matrix violations:\n{}",
         wrong.join("\n")
     );
+    // Word for word: a vault the outsider has no part in, and one that does not exist.
+    let answer = |vault: &str| {
+        let (status, body) = api.call(
+            "GET",
+            &format!("/v1/vaults/{vault}/credentials"),
+            Some(&users.outsider),
+            None,
+        );
+        (status, body.to_string().replace(vault, "<vault>"))
+    };
+    assert_eq!(answer("default"), answer("no-such-vault"));
 }
 
 #[test]
