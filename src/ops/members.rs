@@ -143,6 +143,16 @@ pub async fn add_agent(
     access.require(VaultRole::Admin)?;
     let role = agent_role(role)?;
     let agent = super::agents::by_name(state, name).await?;
+    // The vault's admins decide who is in it, and an agent's manager where it goes: another
+    // admin adding someone's agent would set its default vault (and see its traffic in that
+    // vault's log), or make its single vault ambiguous.
+    let manages = caller.is_owner()
+        || matches!(caller.actor(), Some((ActorType::User, me)) if agent.created_by.as_deref() == Some(me));
+    if !manages {
+        return Err(OpError::forbidden(format!(
+            "only an owner or whoever invited agent \"{name}\" can add it to a vault; ask them to"
+        )));
+    }
     let vault_id = access.vault.id.clone();
     let added = state
         .db(move |store, _| {

@@ -363,11 +363,11 @@ fn every_action_with_every_role() {
         owner,
     };
     api.add_user(&users.owner, "extra@example.com", json!([]));
-    // An agent that vault admins can add to their vaults.
+    // An agent the vault's admin invited, so may add to the vault.
     let invite = api.ok(
         "POST",
         "/v1/agents/invites",
-        Some(&users.owner),
+        Some(&users.admin),
         Some(json!({"name": "helper"})),
     );
     let token = invite["token"].as_str().unwrap();
@@ -614,4 +614,52 @@ fn invites_are_checked_again_when_used() {
         body["message"].as_str().unwrap().contains("was removed"),
         "{body}"
     );
+}
+
+/// A vault's admins decide who is in it, and an agent's manager where it goes: an admin
+/// cannot pull someone else's agent into their vault (it would become the agent's default,
+/// with its traffic in that vault's log); the agent's inviter or an owner can.
+#[test]
+fn an_agent_goes_only_where_its_manager_puts_it() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let api = Api::new(&server.url);
+    let owner = api.register_owner("owner@example.com");
+    let x = api.add_user(
+        &owner,
+        "x@example.com",
+        json!([{"vault": "default", "role": "admin"}]),
+    );
+    let invite = api.ok(
+        "POST",
+        "/v1/agents/invites",
+        Some(&owner),
+        Some(json!({"name": "theirs"})),
+    );
+    let token = invite["token"].as_str().unwrap();
+    api.ok(
+        "POST",
+        &format!("/v1/agent-invites/{token}/redeem"),
+        None,
+        None,
+    );
+    let add = |who: &str| {
+        api.call(
+            "POST",
+            "/v1/vaults/default/agents",
+            Some(who),
+            Some(json!({"name": "theirs", "role": "proxy"})),
+        )
+    };
+    let (status, body) = add(&x);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("whoever invited"),
+        "{body}"
+    );
+    let (status, body) = add(&owner);
+    assert!((200..300).contains(&status), "{status}: {body}");
 }
