@@ -35,6 +35,7 @@ impl Client {
                 "server address \"{base}\" is not a valid http:// or https:// URL (for example http://127.0.0.1:14321)"
             );
         }
+        super::listener::check(&base)?;
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(10))

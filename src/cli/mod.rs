@@ -14,6 +14,7 @@ mod catalog;
 mod client;
 mod duration;
 mod email;
+mod listener;
 mod master_password;
 mod migrate_db;
 mod output;

@@ -177,3 +177,66 @@ fn a_substitution_without_in_applies_to_the_path_and_the_query() {
     assert_eq!(header(&echo, "x-note"), ["__implicit__"], "{echo}");
     assert_eq!(echo["body"], "note=__implicit__", "{echo}");
 }
+
+/// A program of another account listening on a loopback port (as one could while your server
+/// is stopped) gets neither a password nor a token: the CLI names the account and sends
+/// nothing, unless told that account runs the server.
+#[test]
+fn a_loopback_listener_of_another_account_gets_nothing() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::getuid().is_root() {
+        return; // listening as another account needs root
+    }
+    let home = TestHome::new();
+    let squatter = home.path().join("squatter.py");
+    std::fs::write(
+        &squatter,
+        "import socket, sys\n\
+         s = socket.create_server(('127.0.0.1', 0))\n\
+         print(s.getsockname()[1], flush=True)\n\
+         while True:\n\
+         \x20   c, _ = s.accept()\n\
+         \x20   print('connected', flush=True)\n\
+         \x20   c.close()\n",
+    )
+    .unwrap();
+    let mut child = Command::new("python3")
+        .arg(&squatter)
+        .uid(65534)
+        .gid(65534)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = lines.next().unwrap().unwrap();
+    let address = format!("http://127.0.0.1:{port}");
+    let login = |envs: &[(&str, &str)]| {
+        home.run_with(
+            &[
+                "auth",
+                "login",
+                "--address",
+                &address,
+                "--email",
+                OWNER_EMAIL,
+                "--password-stdin",
+            ],
+            &format!("{OWNER_PASSWORD}\n"),
+            envs,
+        )
+    };
+    login(&[])
+        .fails_with("served by another account")
+        .fails_with("AGENT_VAULT_SERVER_UID=65534");
+    // Told that account runs the server, the CLI connects (and this one answers nothing).
+    assert!(
+        !login(&[("AGENT_VAULT_SERVER_UID", "65534")])
+            .status
+            .success()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(seen, ["connected"], "only the allowed attempt reached it");
+}
