@@ -47,7 +47,9 @@ pub use crate::sandbox::env::{ADDR_ENV, SESSION_TOKEN_ENV};
     max_term_width = 100
 )]
 pub struct Cli {
-    /// Server URL for client commands (default: the server you logged in to, then AGENT_VAULT_ADDR, then http://127.0.0.1:14321)
+    /// Server URL for client commands: with your login, one you logged in to (default: that
+    /// server); without, default AGENT_VAULT_ADDR, then the logged-in server, then
+    /// http://127.0.0.1:14321
     #[arg(long, global = true, value_name = "URL")]
     address: Option<String>,
 
