@@ -84,6 +84,11 @@ pub fn child_env(
     env
 }
 
+/// The server's secrets among the variables a child never inherits.
+pub fn server_secrets() -> impl Iterator<Item = &'static str> {
+    NEVER_INHERITED.into_iter()
+}
+
 /// Every variable `vault run` removes from the inherited environment before adding its own.
 pub fn managed_vars() -> impl Iterator<Item = &'static str> {
     [ADDR_ENV, SESSION_TOKEN_ENV, VAULT_ENV, "NODE_USE_ENV_PROXY"]

@@ -375,6 +375,24 @@ fn vault_run_builds_the_environment_and_cleans_up() {
     for var in server_secrets {
         assert!(get(var).is_empty(), "{var} reached the agent");
     }
+    // Nor through the environment of the `vault run` that started it.
+    let mut cmd = rig.home.command(&[
+        "vault",
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "tr '\\0' '\\n' < /proc/$PPID/environ",
+    ]);
+    for var in server_secrets {
+        cmd.env(var, "never-passed-on");
+    }
+    let parent = crate::harness::run_command(cmd, "").ok();
+    assert!(
+        parent.stdout.contains("HOME="),
+        "the parent's environment was read: {parent}"
+    );
+    assert!(!parent.stdout.contains("never-passed-on"), "{parent}");
     assert!(
         !run.stdout.contains(BEARER),
         "no credential value in the child's environment"

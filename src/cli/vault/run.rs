@@ -270,8 +270,30 @@ async fn proxy_setup(
     }
 }
 
+/// Restarts this process (same pid, same arguments) without the server's secrets when the
+/// shell passed any: removing them from the child's environment is not enough, since a child
+/// can read its parent's `/proc/<pid>/environ`, which keeps what the process started with.
+fn without_server_secrets() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let present: Vec<&str> = crate::sandbox::env::server_secrets()
+        .filter(|name| std::env::var_os(name).is_some())
+        .collect();
+    if present.is_empty() {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("cannot find the agent-vault executable")?;
+    let mut restart = std::process::Command::new(exe);
+    restart.args(std::env::args_os().skip(1));
+    for name in present {
+        restart.env_remove(name);
+    }
+    Err(restart.exec())
+        .context("cannot restart vault run without the server's secrets in its environment")
+}
+
 /// `vault run -- <command>` in process mode.
 pub async fn run(context: &Context, flag: Option<&str>, args: RunArgs) -> anyhow::Result<()> {
+    without_server_secrets()?;
     let begun = std::time::Instant::now();
     let container_only = [
         (args.image.is_some(), "--image"),
