@@ -452,6 +452,14 @@ pub async fn sign_in_verified_email(state: &AppState, email: &str) -> Result<New
                     return Ok(Ok(new_login(tx, &user, SessionUse::Browser)?));
                 }
                 let user = match users::by_email(tx, &email)? {
+                    Some(user) if user.active && !users::email_proven(tx, &user.id)? => {
+                        // Made through an invite link: whoever held it chose the password.
+                        // The address's owner, proven now, takes the account over alone.
+                        users::activate_without_password(tx, &user.id)?;
+                        sessions::delete_all_for_user(tx, &user.id)?;
+                        users::set_email_proven(tx, &user.id, true)?;
+                        user
+                    }
                     Some(user) if user.active => user,
                     existing => {
                         if let Err(refused) = registration_allowed(tx, &email) {

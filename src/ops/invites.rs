@@ -493,10 +493,16 @@ pub async fn accept_user_invite(
                         users::activate(tx, &user.id, hash)?;
                         users::set_role(tx, &user.id, invite.role)?;
                         verifications::void_all(tx, &user.id)?;
+                        users::set_email_proven(tx, &user.id, false)?;
                         user
                     }
                     (None, hash) => {
-                        users::insert(tx, &invite.subject, invite.role, true, hash.as_deref())?
+                        let user =
+                            users::insert(tx, &invite.subject, invite.role, true, hash.as_deref())?;
+                        // Whoever held the link chose the password, not necessarily the
+                        // address's owner (the inviter sees the link too).
+                        users::set_email_proven(tx, &user.id, false)?;
+                        user
                     }
                 };
                 for (vault_id, _, role) in &invite.vaults {

@@ -244,6 +244,12 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX request_log_by_vault;
     CREATE INDEX request_log_by_vault ON request_log (vault_id, id);
     "#,
+    // 10: whether an account's address was ever proven (a code sent there, an identity
+    // provider's word). An account made through an invite link is not: whoever held the link
+    // chose its password. Accounts from before are taken as proven.
+    r#"
+    ALTER TABLE users ADD COLUMN email_proven INTEGER NOT NULL DEFAULT 1;
+    "#,
 ];
 
 pub fn apply(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -116,6 +116,24 @@ pub fn activate(conn: &Connection, id: &str, password_hash: &str) -> Result<()> 
     Ok(())
 }
 
+/// Records whether the account's address was proven (see migration 10).
+pub fn set_email_proven(conn: &Connection, id: &str, proven: bool) -> Result<()> {
+    conn.execute(
+        "UPDATE users SET email_proven = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, i64::from(proven), now()],
+    )?;
+    Ok(())
+}
+
+pub fn email_proven(conn: &Connection, id: &str) -> Result<bool> {
+    let proven: i64 = conn.query_row(
+        "SELECT email_proven FROM users WHERE id = ?1",
+        params![id],
+        |r| r.get(0),
+    )?;
+    Ok(proven != 0)
+}
+
 /// Marks an account active without a password (its address was verified by an identity
 /// provider; the person signs in there, or sets a password later).
 pub fn activate_without_password(conn: &Connection, id: &str) -> Result<()> {

@@ -152,3 +152,53 @@ fn google_sign_in_against_a_local_provider() {
         "the secret never reaches the server's output"
     );
 }
+
+/// An account made through an invite link has the password whoever held the link chose (the
+/// inviter sees the link too). When the address's owner proves it with Google, that password
+/// and its sessions end: the account is theirs alone.
+#[test]
+fn google_takes_an_invite_made_account_from_whoever_held_the_link() {
+    let provider = Provider::start();
+    let home = TestHome::new();
+    let server = home.start_server(
+        &[],
+        "",
+        &[
+            ("AGENT_VAULT_OAUTH_GOOGLE_CLIENT_ID", CLIENT_ID),
+            ("AGENT_VAULT_OAUTH_GOOGLE_CLIENT_SECRET", CLIENT_SECRET),
+            ("AGENT_VAULT_OAUTH_GOOGLE_ISSUER", provider.issuer.as_str()),
+        ],
+    );
+    let api = crate::api::Api::new(&server.url);
+    let owner = api.register_owner("owner@example.com");
+    // The inviter accepts the invite themselves, choosing the password.
+    let held = api.add_user(&owner, "cfo@example.com", serde_json::json!([]));
+    let login = |password: &str| {
+        api.call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(serde_json::json!({"email": "cfo@example.com", "password": password})),
+        )
+        .0
+    };
+    assert_eq!(login("password-1"), 200, "the link holder's password works");
+    let (base, issuer) = (server.url.clone(), provider.issuer.clone());
+    run(async move {
+        let b = Browser::start().await;
+        b.goto(&format!("{base}/login")).await;
+        through_provider(&b, &issuer, "cfo@example.com", true).await;
+        assert_eq!(b.path().await, "/vaults");
+        b.close().await;
+    });
+    assert_eq!(
+        login("password-1"),
+        401,
+        "the link holder's password still opens it"
+    );
+    let (status, _) = api.call("GET", "/v1/vaults", Some(&held), None);
+    assert_eq!(status, 401, "the link holder's session outlived the proof");
+    // The inviter's own account is untouched.
+    let (status, _) = api.call("GET", "/v1/vaults", Some(&owner), None);
+    assert_eq!(status, 200);
+}
