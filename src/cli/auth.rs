@@ -274,8 +274,20 @@ async fn accept_invite(context: &Context, link: &str, password_stdin: bool) -> a
         }
     );
     let password = if invite.account_exists {
+        // The link names the server the password goes to: one you never logged in to may be
+        // anyone's, asking for the password of your account elsewhere.
+        let known = session::load_for(&context.paths()?, Some(client.base()))?.is_some();
+        if !known {
+            output::warn(format!(
+                "you have never logged in to {}: give it your password only if it is the agent-vault server you use",
+                client.base()
+            ));
+        }
         if !password_stdin && prompt::stdin_is_tty() {
-            prompt::hidden("Password of your existing account: ")?
+            prompt::hidden(&format!(
+                "Password of your existing account on {}: ",
+                client.base()
+            ))?
         } else {
             password_arg(password_stdin, false)?
         }

@@ -240,3 +240,62 @@ fn a_loopback_listener_of_another_account_gets_nothing() {
     let seen: Vec<String> = lines.map_while(Result::ok).collect();
     assert_eq!(seen, ["connected"], "only the allowed attempt reached it");
 }
+
+/// An invite link names the server the password goes to. One the person never logged in to
+/// (a link from anyone, answering that an account exists) is named before the password goes.
+#[test]
+fn an_invite_link_to_an_unknown_server_is_named_before_the_password_goes() {
+    use std::io::BufRead;
+    let home = TestHome::new();
+    let fake = home.path().join("fake.py");
+    std::fs::write(
+        &fake,
+        r#"
+import http.server, json, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def reply(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_GET(self):
+        self.reply(200, {"email": "you@example.com", "role": "member", "status": "pending",
+                         "account_exists": True, "vaults": []})
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.reply(401, {"error": "unauthorized", "message": "no"})
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#,
+    )
+    .unwrap();
+    let mut child = Command::new("python3")
+        .arg(&fake)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let port = std::io::BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let link = format!("http://127.0.0.1:{port}/invite/av_uinv_fake");
+    let run = home.run_with(
+        &["auth", "accept-invite", &link, "--password-stdin"],
+        "my-real-password\n",
+        &[],
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!run.status.success(), "{run}");
+    assert!(
+        run.stderr.contains(&format!(
+            "you have never logged in to http://127.0.0.1:{port}"
+        )),
+        "{run}"
+    );
+}
