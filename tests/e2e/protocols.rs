@@ -256,6 +256,87 @@ fn http1_upstream_connections_are_reused_and_replaced_once_closed() {
     assert_ne!(after[0], before[2], "a new connection after the close");
 }
 
+/// An agent whose request body is still streaming when the upstream has already answered
+/// holds that upstream connection until the body ends: the pool must not hand it to another
+/// agent's request, which would wait for the first agent's body (for as long as it likes).
+#[test]
+fn a_connection_busy_with_another_agents_body_is_not_handed_out() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (port, ca, _close_all) = start_keepalive_echo(&runtime);
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), ca).unwrap();
+    let rig = Rig::start_trusting(true, Upstream::start(), &[ca_file.path()]);
+    rig.add_services(&format!(
+        "services:\n  - host: 127.0.0.1\n    port: {port}\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n"
+    ));
+    let url = format!("https://127.0.0.1:{port}/");
+    // Teaches the broker that the host speaks HTTP/1.1: the pool serves it from now on.
+    curl_http1_on_one_tunnel(&rig, std::slice::from_ref(&url));
+    curl_http1_on_one_tunnel(&rig, std::slice::from_ref(&url));
+    runtime.block_on(async {
+        use http_body_util::BodyExt;
+        let tls = tunnel(&rig, "127.0.0.1", port, &[b"http/1.1"]).await;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        // A body that keeps streaming until the test says so.
+        let (feed, frames) = tokio::sync::mpsc::channel::<
+            Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
+        >(4);
+        feed.send(Ok(hyper::body::Frame::data(bytes::Bytes::from_static(
+            b"first part",
+        ))))
+        .await
+        .unwrap();
+        let frames = futures_util::stream::unfold(frames, |mut frames| async move {
+            frames.recv().await.map(|frame| (frame, frames))
+        });
+        let body = http_body_util::StreamBody::new(frames);
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("/")
+            .header("host", format!("127.0.0.1:{port}"))
+            .body(body)
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap();
+        // Another agent's request meanwhile is answered, on another upstream connection.
+        let answered = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            tokio::task::spawn_blocking({
+                let proxy = rig.proxy_url();
+                let ca = rig.ca.clone();
+                let url = url.clone();
+                move || {
+                    Command::new("curl")
+                        .args(["-sS", "--http1.1", "--cacert"])
+                        .arg(ca)
+                        .arg(url)
+                        .env_clear()
+                        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                        .env("HTTPS_PROXY", proxy)
+                        .output()
+                        .unwrap()
+                }
+            }),
+        )
+        .await;
+        drop(feed);
+        let output = answered
+            .expect("the other agent waited for the first one's body")
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(String::from_utf8_lossy(&output.stdout).contains("peer"));
+    });
+}
+
 #[test]
 fn an_upstream_that_stops_answering_gets_a_504_after_the_response_timeout() {
     use std::sync::atomic::{AtomicUsize, Ordering};
