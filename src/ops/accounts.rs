@@ -424,14 +424,20 @@ pub async fn delete_account(state: &AppState, caller: &Caller) -> Result<String,
         ));
     }
     let (id, email) = (user.id.clone(), user.email.clone());
+    let shown = email.clone();
     state
         .db(move |store, _| {
             store.write(|tx| {
+                let member = (ActorType::User, id.as_str(), shown.as_str());
+                if let Err(refused) = super::members::keeps_every_vault_administered(tx, member)? {
+                    return Ok(Err(refused));
+                }
                 sessions::delete_all_for_user(tx, &id)?;
-                users::delete(tx, &id)
+                users::delete(tx, &id)?;
+                Ok(Ok(()))
             })
         })
-        .await?;
+        .await??;
     Ok(email)
 }
 

@@ -59,6 +59,10 @@ pub async fn remove_user(
                 {
                     return Ok(Err(last_owner(&user.email)));
                 }
+                let member = (ActorType::User, user.id.as_str(), user.email.as_str());
+                if let Err(refused) = super::members::keeps_every_vault_administered(tx, member)? {
+                    return Ok(Err(refused));
+                }
                 sessions::delete_all_for_user(tx, &user.id)?;
                 users::delete(tx, &user.id)?;
                 Ok(Ok(user.email))

@@ -97,6 +97,11 @@ pub async fn delete(state: &AppState, caller: &Caller, name: &str) -> Result<(),
                 if agent.role == InstanceRole::Owner && users::count_active_owners(tx)? <= 1 {
                     return Ok(Err(last_owner(&agent.name)));
                 }
+                let shown = format!("agent \"{}\"", agent.name);
+                let member = (ActorType::Agent, agent.id.as_str(), shown.as_str());
+                if let Err(refused) = super::members::keeps_every_vault_administered(tx, member)? {
+                    return Ok(Err(refused));
+                }
                 agents::delete(tx, &agent.id)?;
                 Ok(Ok(()))
             })

@@ -197,6 +197,26 @@ pub async fn change_agent(
         .await?
 }
 
+/// Refuses to delete `who` while some vault has no other admin (inside the deleting write
+/// transaction, so a concurrent change cannot slip between).
+pub fn keeps_every_vault_administered(
+    tx: &crate::store::Connection,
+    (actor, id, who): (ActorType, &str, &str),
+) -> crate::store::Result<Result<(), OpError>> {
+    let vaults = vaults::solely_administered_by(tx, actor, id)?;
+    if vaults.is_empty() {
+        return Ok(Ok(()));
+    }
+    Ok(Err(OpError::conflict(format!(
+        "{who} is the last admin of vault {}; make another member admin there first",
+        vaults
+            .iter()
+            .map(|v| format!("\"{v}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))))
+}
+
 /// Removes a member (`None`) or changes its role, in the caller's write transaction so that
 /// the last-admin check and the change see the same vault: two admins demoting each other at
 /// once must not leave it without one. `member` is (kind, id, how messages name it).

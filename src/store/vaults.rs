@@ -154,6 +154,26 @@ pub fn revoke(conn: &Connection, vault_id: &str, actor: ActorType, actor_id: &st
     )? > 0)
 }
 
+/// The vaults whose only admin is `actor`: it cannot be deleted while they would be left
+/// without one.
+pub fn solely_administered_by(
+    conn: &Connection,
+    actor: ActorType,
+    actor_id: &str,
+) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT v.name FROM vault_grants g JOIN vaults v ON v.id = g.vault_id
+         WHERE g.actor_type = ?1 AND g.actor_id = ?2 AND g.role = 'admin'
+           AND (SELECT COUNT(*) FROM vault_grants o
+                WHERE o.vault_id = g.vault_id AND o.role = 'admin') = 1
+         ORDER BY v.name",
+    )?;
+    let names = stmt
+        .query_map(params![actor.as_str(), actor_id], |r| r.get(0))?
+        .collect::<super::db::Result<_>>()?;
+    Ok(names)
+}
+
 /// How many admins (users and agents) a vault has: the last one cannot leave or be demoted.
 pub fn admin_count(conn: &Connection, vault_id: &str) -> Result<i64> {
     Ok(conn.query_row(

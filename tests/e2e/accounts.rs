@@ -279,6 +279,15 @@ fn account_delete_refuses_owners_and_removes_members() {
         ])
         .ok();
     let token = member.session_token();
+    // The only admin of a vault stays until someone else is admin there.
+    member.run(&["vault", "create", "mine"]).ok();
+    member
+        .run(&["account", "delete", "--yes"])
+        .fails_with("last admin of vault \"mine\"");
+    owner
+        .run(&["owner", "user", "remove", "m@example.com"])
+        .fails_with("last admin of vault \"mine\"");
+    owner.run(&["owner", "vault", "join", "mine"]).ok();
     member.run(&["account", "delete", "--yes"]).ok();
     assert!(!member.state().join("session.json").exists());
     assert_eq!(me_status(&server, &token), 401);
