@@ -84,6 +84,18 @@ pub fn child_env(
     env
 }
 
+/// The broker's host when it is off this machine: the proxy port speaks plain HTTP, so the
+/// run's token then crosses the network in the clear (in `Proxy-Authorization`).
+pub fn remote_broker(address: &str) -> Option<String> {
+    let host = url_host(address);
+    let bare = host.trim_matches(['[', ']']);
+    let local = bare == "localhost"
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!local).then_some(host)
+}
+
 /// The server's secrets among the variables a child never inherits.
 pub fn server_secrets() -> impl Iterator<Item = &'static str> {
     NEVER_INHERITED.into_iter()
@@ -102,6 +114,21 @@ pub fn managed_vars() -> impl Iterator<Item = &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broker_off_this_machine_is_named() {
+        assert_eq!(remote_broker("http://127.0.0.1:14321"), None);
+        assert_eq!(remote_broker("http://[::1]:14321"), None);
+        assert_eq!(remote_broker("http://localhost:14321"), None);
+        assert_eq!(
+            remote_broker("https://vault.example.com"),
+            Some("vault.example.com".to_owned())
+        );
+        assert_eq!(
+            remote_broker("http://10.0.0.5:14321"),
+            Some("10.0.0.5".to_owned())
+        );
+    }
 
     #[test]
     fn child_environment_is_complete_and_unique() {

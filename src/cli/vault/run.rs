@@ -362,6 +362,7 @@ async fn run_container(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(14322);
+    warn_if_remote(session.client.base());
     let paths = context.paths()?;
     let claude = claude_auth(session).await;
     let program = std::path::Path::new(&args.command[0]).file_name();
@@ -402,6 +403,16 @@ async fn run_container(
         }
     }?;
     Ok(code)
+}
+
+/// The proxy port speaks plain HTTP: to a broker off this machine the run's token travels in
+/// the clear, which the user should know before the agent starts.
+fn warn_if_remote(base: &str) {
+    if let Some(host) = crate::sandbox::env::remote_broker(base) {
+        output::warn(format!(
+            "the broker's proxy at {host} takes this run's token in plain HTTP: on a network you do not trust, reach it through a tunnel (ssh -L) and use a local address instead"
+        ));
+    }
 }
 
 /// Tells the server the sandbox started and how long that took (for `/metrics`). Never fails
@@ -446,6 +457,9 @@ async fn run_child(
     } else {
         proxy_setup(context, &session.client).await?
     };
+    if proxy.is_some() {
+        warn_if_remote(session.client.base());
+    }
     let mut command = tokio::process::Command::new(&args.command[0]);
     command.args(&args.command[1..]);
     for var in managed_vars() {
