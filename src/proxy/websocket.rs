@@ -450,6 +450,27 @@ where
             io.pass(&frame);
             continue;
         };
+        let whole = frame.size + usize::try_from(frame.len).unwrap_or(usize::MAX);
+        if frame.fin() && !*started && io.buf.len() >= whole {
+            // The common case, a message in one frame that is all here: scanned at once,
+            // with nothing to hold back for a next chunk.
+            let mut payload = io.buf.split_to(whole);
+            payload.advance(frame.size);
+            if frame.masked {
+                unmask(&mut payload, frame.mask);
+            }
+            let mut clean = match scrubber.replace(&payload) {
+                Some(replaced) => BytesMut::from(&replaced[..]),
+                None => payload,
+            };
+            if frame.masked {
+                unmask(&mut clean, frame.mask);
+            }
+            frame.encode(clean.len(), &mut io.out);
+            io.out.put_slice(&clean);
+            text = None;
+            continue;
+        }
         io.buf.advance(frame.size);
         // The payload goes through the scan as it arrives: one frame out when it is all
         // here, fragments of the same message when it comes in pieces.
@@ -557,7 +578,11 @@ mod tests {
     }
 
     async fn run(input: Vec<u8>, rewrite: Option<Rewrite>) -> Vec<u8> {
-        let (mut feed, reader) = tokio::io::duplex(64);
+        run_in_pieces(input, rewrite, 7).await
+    }
+
+    async fn run_in_pieces(input: Vec<u8>, rewrite: Option<Rewrite>, piece: usize) -> Vec<u8> {
+        let (mut feed, reader) = tokio::io::duplex(64.max(piece));
         let (writer, mut sink) = tokio::io::duplex(4096);
         let pumping = tokio::spawn(pump(reader, writer, rewrite));
         let draining = tokio::spawn(async move {
@@ -566,7 +591,7 @@ mod tests {
             out
         });
         // Fed in small pieces so headers and payloads straddle reads.
-        for piece in input.chunks(7) {
+        for piece in input.chunks(piece) {
             feed.write_all(piece).await.unwrap();
         }
         drop(feed);
@@ -760,6 +785,40 @@ mod tests {
         let reason = std::str::from_utf8(&close[2..]).expect("cut on a character boundary");
         assert!(reason.starts_with(&format!("bye {MARKER}é")), "{reason}");
         assert_eq!(got.len(), 7);
+    }
+
+    #[tokio::test]
+    async fn whole_frames_are_scrubbed_at_once_and_keep_their_shape() {
+        use crate::broker::scrub::MARKER;
+        let input = [
+            frame(OPCODE_TEXT, true, None, b"you sent sk-live-123456"),
+            frame(
+                OPCODE_TEXT,
+                true,
+                Some([1, 2, 3, 4]),
+                b"and sk-live-123456 again",
+            ),
+            frame(OPCODE_TEXT, true, None, b"nothing here"),
+        ]
+        .concat();
+        let out = run_in_pieces(input.clone(), Some(scrub()), input.len()).await;
+        let expected = [
+            frame(
+                OPCODE_TEXT,
+                true,
+                None,
+                format!("you sent {MARKER}").as_bytes(),
+            ),
+            frame(
+                OPCODE_TEXT,
+                true,
+                Some([1, 2, 3, 4]),
+                format!("and {MARKER} again").as_bytes(),
+            ),
+            frame(OPCODE_TEXT, true, None, b"nothing here"),
+        ]
+        .concat();
+        assert_eq!(out, expected, "one frame out for each whole frame in");
     }
 
     #[tokio::test]
