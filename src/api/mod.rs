@@ -293,20 +293,30 @@ async fn explicit_proxy(
     crate::proxy::explicit::handle(state.proxy.clone(), request).await
 }
 
-/// `GET /v1/mitm/ca.pem` (public): the root CA clients must trust, and the proxy port.
+/// `GET /v1/mitm/ca.pem` (public): the root CA clients must trust, the proxy port and, when
+/// that listener runs, the proxy's TLS port.
 async fn ca_pem(State(state): State<AppState>) -> axum::response::Response {
     match (&state.config.ca_pem, state.config.mitm_port) {
-        (Some(pem), Some(port)) => (
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file")),
-                (
-                    header::HeaderName::from_static("x-mitm-port"),
-                    HeaderValue::from(port),
-                ),
-            ],
-            pem.clone(),
-        )
-            .into_response(),
+        (Some(pem), Some(port)) => {
+            let mut response = (
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file")),
+                    (
+                        header::HeaderName::from_static("x-mitm-port"),
+                        HeaderValue::from(port),
+                    ),
+                ],
+                pem.clone(),
+            )
+                .into_response();
+            if let Some(tls_port) = state.config.proxy_tls_port {
+                response.headers_mut().insert(
+                    header::HeaderName::from_static(crate::sandbox::hop::TLS_PORT_HEADER),
+                    HeaderValue::from(tls_port),
+                );
+            }
+            response
+        }
         _ => ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
             "mitm_disabled",
@@ -373,6 +383,7 @@ async fn status(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
         "version": crate::VERSION,
         "base_url": state.config.base_url,
         "mitm_port": state.config.mitm_port,
+        "proxy_tls_port": state.config.proxy_tls_port,
         "instance_id": instance_id,
     })))
 }

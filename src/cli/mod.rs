@@ -17,7 +17,7 @@ mod email;
 mod listener;
 mod master_password;
 mod migrate_db;
-mod output;
+pub(crate) mod output;
 mod owner;
 mod prompt;
 mod server;

@@ -29,6 +29,9 @@ pub struct ServerArgs {
     /// Port for the transparent MITM proxy. Enabled by default; set to 0 to disable, or `auto` for any free port (printed on start). Bind failures are non-fatal
     #[arg(long, default_value = "14322", value_parser = MitmPort::parse)]
     mitm_port: MitmPort,
+    /// Port for the same proxy behind TLS (certificate from the MITM CA), for agents that reach this server over a network: `vault run` then relays to it so the run's token never crosses the network in clear. 0 (default) leaves it off, `auto` takes any free port
+    #[arg(long, env = "AGENT_VAULT_PROXY_TLS_PORT", default_value = "0", value_parser = MitmPort::parse)]
+    proxy_tls_port: MitmPort,
     /// Log level: info (default) or debug. Falls back to AGENT_VAULT_LOG_LEVEL
     #[arg(
         long,
@@ -62,6 +65,7 @@ pub fn run(args: ServerArgs, context: &Context) -> anyhow::Result<()> {
         host: args.host,
         port: args.port,
         mitm_port: args.mitm_port,
+        proxy_tls_port: args.proxy_tls_port,
         log_level: args.log_level,
         detach: args.detach,
         password_stdin: args.password_stdin,

@@ -39,6 +39,8 @@ pub struct ApiConfig {
     pub base_url: String,
     /// The MITM proxy port when the proxy is listening.
     pub mitm_port: Option<u16>,
+    /// The same proxy's TLS port, when that listener runs.
+    pub proxy_tls_port: Option<u16>,
     /// The MITM root CA, when the proxy runs.
     pub ca_pem: Option<String>,
     /// The environment's request-log retention (owners layer a setting under it).

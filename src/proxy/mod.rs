@@ -76,34 +76,77 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
         tokio::spawn(async move {
-            let service = {
-                let proxy = proxy.clone();
-                service_fn(move |request| {
-                    let proxy = proxy.clone();
-                    async move {
-                        let handle = std::pin::pin!(outer(proxy.clone(), peer.ip(), request));
-                        Ok::<_, Infallible>(in_flight(&proxy, handle).await)
-                    }
-                })
-            };
             let _live = proxy.drain.track();
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(proxy.conn.header_read)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            let ended = tokio::select! {
-                _ = conn.as_mut() => Ended::Done,
-                ended = listener::stop_or_idle(&proxy.drain, None) => ended,
-            };
-            if ended == Ended::Stopping {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
+            serve_outer(proxy, stream, peer.ip()).await;
         });
     })
     .await;
+}
+
+/// The same proxy behind TLS (`--proxy-tls-port`), so a client across a network sends its
+/// `Proxy-Authorization` encrypted. The certificate is a leaf of the MITM CA (which clients
+/// fetch anyway) for the name the client asks for, or for the address it connected to.
+pub async fn serve_tls(listener: TcpListener, proxy: Arc<Proxy>, ca: Arc<CertificateAuthority>) {
+    let drain = proxy.drain.clone();
+    listener::accept_loop(
+        listener,
+        drain,
+        "MITM proxy over TLS",
+        move |stream, peer| {
+            let _ = stream.set_nodelay(true);
+            let (proxy, ca) = (proxy.clone(), ca.clone());
+            tokio::spawn(async move {
+                let _live = proxy.drain.track();
+                let Ok(local) = stream.local_addr() else {
+                    return;
+                };
+                let resolver = crate::ca::LeafResolver::for_target(ca, &local.ip().to_string());
+                let mut config = crate::ca::server_config(resolver);
+                // The proxy protocol itself is HTTP/1.1 (CONNECT and absolute-form requests).
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => serve_outer(proxy, tls, peer.ip()).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "TLS handshake on the proxy's TLS port failed: {e}")
+                    }
+                    Err(_) => {}
+                }
+            });
+        },
+    )
+    .await;
+}
+
+/// Serves one client connection of the proxy port: CONNECT and absolute-form requests.
+async fn serve_outer<IO>(proxy: Arc<Proxy>, io: IO, peer: std::net::IpAddr)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = {
+        let proxy = proxy.clone();
+        service_fn(move |request| {
+            let proxy = proxy.clone();
+            async move {
+                let handle = std::pin::pin!(outer(proxy.clone(), peer, request));
+                Ok::<_, Infallible>(in_flight(&proxy, handle).await)
+            }
+        })
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(proxy.conn.header_read)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        _ = conn.as_mut() => Ended::Done,
+        ended = listener::stop_or_idle(&proxy.drain, None) => ended,
+    };
+    if ended == Ended::Stopping {
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+    }
 }
 
 fn refuse(err: BrokerError) -> Response<ProxyBody> {

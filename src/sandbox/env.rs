@@ -47,21 +47,36 @@ pub fn url_host(base: &str) -> String {
         .unwrap_or_else(|| base.trim().to_owned())
 }
 
+/// Where the agent finds the broker's proxy, and the CA file it trusts.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyAt<'a> {
+    /// The proxy's host (IPv6 in brackets); `None`: the API's.
+    pub host: Option<&'a str>,
+    pub port: u16,
+    pub ca: &'a Path,
+}
+
 /// Everything the child's environment gets, in order (`key`, `value`).
 pub fn child_env(
     address: &str,
     token: &str,
     vault: &str,
-    proxy: Option<(u16, &Path)>,
+    proxy: Option<ProxyAt<'_>>,
 ) -> Vec<(String, String)> {
     let mut env = vec![
         (ADDR_ENV.to_owned(), address.to_owned()),
         (SESSION_TOKEN_ENV.to_owned(), token.to_owned()),
         (VAULT_ENV.to_owned(), vault.to_owned()),
     ];
-    if let Some((port, ca)) = proxy {
+    if let Some(ProxyAt {
+        host: proxy_host,
+        port,
+        ca,
+    }) = proxy
+    {
         let host = url_host(address);
-        let url = format!("http://{token}:{vault}@{host}:{port}");
+        let proxy_host = proxy_host.unwrap_or(&host);
+        let url = format!("http://{token}:{vault}@{proxy_host}:{port}");
         for var in &PROXY_VARS[..4] {
             env.push(((*var).to_owned(), url.clone()));
         }
@@ -137,7 +152,11 @@ mod tests {
             "http://127.0.0.1:14321",
             "av_sess_t",
             "default",
-            Some((14322, ca)),
+            Some(ProxyAt {
+                host: None,
+                port: 14322,
+                ca,
+            }),
         );
         let get = |k: &str| {
             env.iter()
@@ -167,7 +186,11 @@ mod tests {
             "https://vault.example.com:8443/",
             "t",
             "v",
-            Some((14322, ca)),
+            Some(ProxyAt {
+                host: None,
+                port: 14322,
+                ca,
+            }),
         );
         assert!(
             remote
@@ -178,6 +201,27 @@ mod tests {
             remote
                 .iter()
                 .any(|(k, v)| k == "HTTPS_PROXY" && v == "http://t:v@vault.example.com:14322")
+        );
+        // Through a local hop to the broker's TLS port: the proxy is here, the API is not.
+        let hopped = child_env(
+            "https://vault.example.com:8443/",
+            "t",
+            "v",
+            Some(ProxyAt {
+                host: Some("127.0.0.1"),
+                port: 40000,
+                ca,
+            }),
+        );
+        assert!(
+            hopped
+                .iter()
+                .any(|(k, v)| k == "NO_PROXY" && v.ends_with(",vault.example.com"))
+        );
+        assert!(
+            hopped
+                .iter()
+                .any(|(k, v)| k == "HTTPS_PROXY" && v == "http://t:v@127.0.0.1:40000")
         );
     }
 }

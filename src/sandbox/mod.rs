@@ -20,6 +20,7 @@ mod docker;
 pub mod env;
 mod firewall;
 mod gate;
+pub mod hop;
 mod images;
 mod janitor;
 pub mod limits;
@@ -71,8 +72,8 @@ pub enum SandboxError {
 pub struct ContainerRun<'a> {
     /// The broker's API URL as this machine reaches it.
     pub api_url: &'a str,
-    /// The broker's MITM proxy port.
-    pub proxy_port: u16,
+    /// The broker's MITM proxy: its port, or its TLS port (see [`hop`]).
+    pub proxy: hop::Hop,
     pub ca_pem: &'a str,
     pub token: &'a str,
     pub vault: &'a str,
@@ -294,7 +295,7 @@ impl Plan<'_> {
             allowed: subnet,
             broker_host: self.broker.bare_host().to_owned(),
             api_port: self.broker.port(),
-            proxy_port: self.spec.proxy_port,
+            proxy: self.spec.proxy.clone(),
         }
     }
 
@@ -404,7 +405,11 @@ impl Plan<'_> {
             &address,
             spec.token,
             spec.vault,
-            Some((relay.proxy_port, Path::new(CONTAINER_CA))),
+            Some(env::ProxyAt {
+                host: None,
+                port: relay.proxy_port,
+                ca: Path::new(CONTAINER_CA),
+            }),
         )
         .into_iter()
         .chain(claude::environment(

@@ -22,6 +22,8 @@ use ipnet::IpNet;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
+use super::hop::Hop;
+
 pub struct Relay {
     pub api_port: u16,
     pub proxy_port: u16,
@@ -36,7 +38,8 @@ pub struct Target {
     pub allowed: IpNet,
     pub broker_host: String,
     pub api_port: u16,
-    pub proxy_port: u16,
+    /// The broker's proxy: its plain port, or its TLS port (see [`super::hop`]).
+    pub proxy: Hop,
 }
 
 /// The relay's three ports; 0 picks a free one.
@@ -56,24 +59,23 @@ fn run_source() -> Ipv4Addr {
 
 /// A connection to the broker, from `source` when the broker is on IPv4 loopback (any other
 /// broker sees the host's own address, as before).
-async fn connect(target: &(String, u16), source: Ipv4Addr) -> std::io::Result<TcpStream> {
-    let loopback = tokio::net::lookup_host((target.0.as_str(), target.1))
+async fn connect(hop: &Hop, source: Ipv4Addr) -> std::io::Result<TcpStream> {
+    let target = (hop.host.as_str(), hop.port);
+    let loopback = tokio::net::lookup_host(target)
         .await?
         .find(|addr| matches!(addr, SocketAddr::V4(v4) if v4.ip().is_loopback()));
     let Some(addr) = loopback else {
-        return TcpStream::connect((target.0.as_str(), target.1)).await;
+        return TcpStream::connect(target).await;
     };
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::from((source, 0)))?;
     socket.connect(addr).await
 }
 
-async fn forward_loop(
-    listener: TcpListener,
-    allowed: IpNet,
-    target: (String, u16),
-    source: Ipv4Addr,
-) {
+/// Relays each connection from a peer in `allowed` to `hop`. To a broker on loopback, the
+/// connections come from one random loopback address (see the module's notes).
+pub(super) async fn forward_loop(listener: TcpListener, allowed: IpNet, hop: Hop) {
+    let source = run_source();
     loop {
         let Ok((mut inbound, peer)) = listener.accept().await else {
             // Out of descriptors or similar: wait instead of spinning.
@@ -83,11 +85,14 @@ async fn forward_loop(
         if !allowed.contains(&peer.ip()) {
             continue;
         }
-        let target = target.clone();
+        let hop = hop.clone();
         tokio::spawn(async move {
-            if let Ok(mut outbound) = connect(&target, source).await {
-                let _ = outbound.set_nodelay(true);
-                let _ = inbound.set_nodelay(true);
+            let Ok(outbound) = connect(&hop, source).await else {
+                return;
+            };
+            let _ = outbound.set_nodelay(true);
+            let _ = inbound.set_nodelay(true);
+            if let Some(mut outbound) = hop.over(outbound).await {
                 let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
             }
         });
@@ -120,20 +125,9 @@ impl Relay {
         let mut tasks = vec![tokio::spawn(accept_and_drop(canary))];
         match target {
             Some(t) => {
-                let host = t.broker_host;
-                let source = run_source();
-                tasks.push(tokio::spawn(forward_loop(
-                    api,
-                    t.allowed,
-                    (host.clone(), t.api_port),
-                    source,
-                )));
-                tasks.push(tokio::spawn(forward_loop(
-                    proxy,
-                    t.allowed,
-                    (host, t.proxy_port),
-                    source,
-                )));
+                let api_hop = Hop::new(&t.broker_host, t.api_port, None);
+                tasks.push(tokio::spawn(forward_loop(api, t.allowed, api_hop)));
+                tasks.push(tokio::spawn(forward_loop(proxy, t.allowed, t.proxy)));
             }
             None => {
                 tasks.push(tokio::spawn(accept_and_drop(api)));
@@ -176,7 +170,7 @@ mod tests {
             allowed: allowed.parse().unwrap(),
             broker_host: "127.0.0.1".into(),
             api_port: port,
-            proxy_port: port,
+            proxy: Hop::new("127.0.0.1", port, None),
         }
     }
 

@@ -36,6 +36,7 @@ pub fn spawn(
         .args(["server", "--host", &options.host])
         .args(["--port", &options.port.to_string()])
         .args(["--mitm-port", &options.mitm_port.to_string()])
+        .args(["--proxy-tls-port", &options.proxy_tls_port.to_string()])
         .args(["--log-level", options.log_level.as_str()])
         .env(MARKER_ENV, "1")
         .stdin(Stdio::piped())

@@ -19,8 +19,9 @@ impl LogLevel {
     }
 }
 
-/// `--mitm-port`: a port, `0` (the seed's "disabled"), or `auto` (any free port, reported on
-/// stdout; an addition to the seed so tests and scripts never race for a free port).
+/// `--mitm-port` and `--proxy-tls-port`: a port, `0` (the seed's "disabled"), or `auto` (any
+/// free port, reported on stdout; an addition to the seed so tests and scripts never race for
+/// a free port).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MitmPort {
     Disabled,
@@ -41,7 +42,7 @@ impl MitmPort {
             Ok(0) => Ok(Self::Disabled),
             Ok(port) => Ok(Self::Fixed(port)),
             Err(_) => Err(format!(
-                "\"{}\" is not a port: give 1-65535, 0 to disable the MITM proxy, or `{}` for any free port",
+                "\"{}\" is not a port: give 1-65535, 0 to disable the listener, or `{}` for any free port",
                 crate::ceilings::excerpt(text, 32),
                 Self::EPHEMERAL
             )),
@@ -73,6 +74,8 @@ pub struct ServerOptions {
     pub host: String,
     pub port: u16,
     pub mitm_port: MitmPort,
+    /// The same proxy behind TLS, for agents reaching the broker over a network.
+    pub proxy_tls_port: MitmPort,
     pub log_level: LogLevel,
     pub detach: bool,
     pub password_stdin: bool,
@@ -96,6 +99,7 @@ impl ServerOptions {
 pub enum Listener {
     Api,
     Mitm,
+    ProxyTls,
 }
 
 pub fn bind_error(listener: Listener, host: &str, port: u16, err: &std::io::Error) -> ServerError {
@@ -109,11 +113,18 @@ pub fn bind_error(listener: Listener, host: &str, port: u16, err: &std::io::Erro
         (std::io::ErrorKind::PermissionDenied, Listener::Api) => {
             "ports below 1024 need privileges: choose a port above 1024 with --port"
         }
+        (std::io::ErrorKind::AddrInUse, Listener::ProxyTls) => {
+            "another process uses this port: stop it, choose another with --proxy-tls-port (`auto` takes any free one), or leave the TLS proxy off with --proxy-tls-port 0"
+        }
         (std::io::ErrorKind::PermissionDenied, Listener::Mitm) => {
             "ports below 1024 need privileges: choose a port above 1024 with --mitm-port"
         }
+        (std::io::ErrorKind::PermissionDenied, Listener::ProxyTls) => {
+            "ports below 1024 need privileges: choose a port above 1024 with --proxy-tls-port"
+        }
         (_, Listener::Api) => "check --host and --port",
         (_, Listener::Mitm) => "check --host and --mitm-port",
+        (_, Listener::ProxyTls) => "check --host and --proxy-tls-port",
     };
     ServerError::Bind {
         addr: format!("{host}:{port}"),
@@ -172,6 +183,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: taken.local_addr().unwrap().port(),
             mitm_port: MitmPort::Disabled,
+            proxy_tls_port: MitmPort::Disabled,
             log_level: LogLevel::Info,
             detach: false,
             password_stdin: false,

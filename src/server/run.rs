@@ -43,6 +43,28 @@ pub fn serve(
     result
 }
 
+/// The TLS proxy listener, when asked for. Like the MITM port's, a failure is a warning: it
+/// needs the MITM proxy's CA for its certificate.
+async fn bind_proxy_tls(options: &ServerOptions, have_ca: bool) -> Option<TcpListener> {
+    let port = options.proxy_tls_port.bind_port()?;
+    if !have_ca {
+        tracing::warn!(
+            "MITM proxy over TLS disabled: it serves the MITM proxy, which is off (--mitm-port 0, or its port or CA was unavailable)"
+        );
+        return None;
+    }
+    match TcpListener::bind((options.host.as_str(), port)).await {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            tracing::warn!(
+                "MITM proxy over TLS disabled: {}",
+                bind_error(Listener::ProxyTls, &options.host, port, &e)
+            );
+            None
+        }
+    }
+}
+
 fn init_logging(options: &ServerOptions) {
     let level = match options.log_level {
         super::LogLevel::Info => tracing::Level::INFO,
@@ -122,6 +144,16 @@ async fn serve_async(
         },
         None => None,
     };
+    let proxy_tls_listener = bind_proxy_tls(options, ca.is_some()).await;
+    let proxy_tls_port = match proxy_tls_listener.as_ref().map(TcpListener::local_addr) {
+        Some(Ok(addr)) => Some(addr.port()),
+        Some(Err(e)) => {
+            return Err(ServerError::io(
+                "cannot read the TLS proxy listener address",
+            )(e));
+        }
+        None => None,
+    };
     let limits = rate_limits(&store)?;
     let (policy, mut warnings) = NetworkPolicy::from_env();
     let (timeouts, more) = Timeouts::from_env();
@@ -190,9 +222,10 @@ async fn serve_async(
         config: Arc::new(ApiConfig {
             base_url: base_url.clone(),
             mitm_port: mitm_listener.as_ref().and(mitm_port),
+            proxy_tls_port,
             retention,
             google,
-            ca_pem: ca.map(|ca| ca.root_pem().to_owned()),
+            ca_pem: ca.as_ref().map(|ca| ca.root_pem().to_owned()),
         }),
         proxy: proxy.clone(),
         mailer,
@@ -206,6 +239,9 @@ async fn serve_async(
     // "listening on" that scripts wait for.
     if let (Some(_), Some(port)) = (&mitm_listener, mitm_port) {
         println!("MITM proxy bound to {}:{port}", options.host);
+    }
+    if let Some(port) = proxy_tls_port {
+        println!("MITM proxy over TLS bound to {}:{port}", options.host);
     }
     // With AGENT_VAULT_ADDR (a proxy in front) the URL above is not where we listen: say both.
     let bound_url = super::base_url(None, None, &options.host, api_port);
@@ -227,6 +263,9 @@ async fn serve_async(
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });
+    let proxy_tls = proxy_tls_listener
+        .zip(ca.clone())
+        .map(|(listener, ca)| tokio::spawn(crate::proxy::serve_tls(listener, proxy.clone(), ca)));
     let mitm = mitm_listener.map(|listener| tokio::spawn(crate::proxy::serve(listener, proxy)));
     // One port serves the JSON API (`/v1/…`, `/proxy/…`) and the web UI (`/`, pages).
     let app = crate::web::router(state.clone())
@@ -237,8 +276,8 @@ async fn serve_async(
         ));
     // Requests carry the peer address (`ConnectInfo`): it keys the AUTH tier.
     serve_api(api_listener, app, conn_settings, drain.clone()).await;
-    if let Some(mitm) = mitm {
-        let _ = mitm.await;
+    for listener in [mitm, proxy_tls].into_iter().flatten() {
+        let _ = listener.await;
     }
     // No new connections now; the ones open finish what they are doing, within the grace.
     let open = drain.live();

@@ -50,7 +50,7 @@ pub fn templates() -> Vec<Template> {
         bearer("airtable", "Airtable", "Airtable Web API (personal access token)", "api.airtable.com", None, "AIRTABLE_TOKEN"),
         api_key("anthropic", "Anthropic", "Claude API", "api.anthropic.com", None, "x-api-key", None, "ANTHROPIC_API_KEY"),
         bearer("asana", "Asana", "Asana REST API", "app.asana.com", Some("/api"), "ASANA_TOKEN"),
-        basic("atlassian", "Atlassian Cloud", "Jira and Confluence Cloud REST APIs (account email + API token)", "*.atlassian.net", "ATLASSIAN_EMAIL", "ATLASSIAN_API_TOKEN"),
+        basic("atlassian", "Atlassian Cloud", "Jira and Confluence Cloud REST APIs (account email + API token); replace * with your site: the wildcard would send the token to every Atlassian site, others' too", "*.atlassian.net", "ATLASSIAN_EMAIL", "ATLASSIAN_API_TOKEN"),
         api_key("brave-search", "Brave Search", "Brave Search API", "api.search.brave.com", None, "X-Subscription-Token", None, "BRAVE_API_KEY"),
         api_key("circleci", "CircleCI", "CircleCI API v2", "circleci.com", Some("/api"), "Circle-Token", None, "CIRCLECI_TOKEN"),
         bearer("cloudflare", "Cloudflare", "Cloudflare API v4 (API token)", "api.cloudflare.com", Some("/client/v4"), "CLOUDFLARE_API_TOKEN"),

@@ -692,3 +692,155 @@ fn a_killed_run_s_token_dies_with_its_lease() {
     let pid = std::fs::read_to_string(&child_pid).unwrap();
     let _ = Command::new("kill").arg(pid.trim()).status();
 }
+
+/// An address of this machine that is not loopback (a broker reached there counts as off
+/// the machine), from `hostname -I`.
+fn non_loopback_address() -> String {
+    let out = Command::new("hostname").arg("-I").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .unwrap_or_else(|| panic!("no IPv4 address besides loopback: {out:?}"))
+        .to_owned()
+}
+
+/// The rig's owner logs in at `address` too (the CLI keeps a login per server address).
+fn login_at(rig: &Rig, address: &str) {
+    use crate::harness::{OWNER_EMAIL, OWNER_PASSWORD};
+    let args = [
+        "auth",
+        "login",
+        "--address",
+        address,
+        "--email",
+        OWNER_EMAIL,
+        "--password-stdin",
+    ];
+    rig.home
+        .run_with(&args, &format!("{OWNER_PASSWORD}\n"), &[])
+        .ok();
+}
+
+#[test]
+fn vault_run_reaches_a_remote_broker_through_its_tls_proxy() {
+    let rig = Rig::start_with_args(
+        Upstream::start_on("127.0.0.2"),
+        &["--host", "0.0.0.0", "--proxy-tls-port", "auto"],
+    );
+    let tls_port = rig.server.proxy_tls_port.expect("the TLS proxy listens");
+    let api_port = rig.server.url.rsplit(':').next().unwrap();
+    let remote = format!("http://{}:{api_port}", non_loopback_address());
+    // The API says where the TLS proxy is.
+    let ca = Command::new("curl")
+        .args([
+            "-sS",
+            "-D",
+            "-",
+            "--noproxy",
+            "*",
+            &format!("{remote}/v1/mitm/ca.pem"),
+        ])
+        .output()
+        .unwrap();
+    let ca = String::from_utf8_lossy(&ca.stdout).to_lowercase();
+    assert!(
+        ca.contains(&format!("x-proxy-tls-port: {tls_port}")),
+        "{ca}"
+    );
+
+    login_at(&rig, &remote);
+    let script = format!(
+        "echo \"$HTTPS_PROXY\"; curl -sS {}",
+        rig.https("/bearer/remote")
+    );
+    let run = rig
+        .home
+        .run(&[
+            "vault",
+            "run",
+            "--address",
+            &remote,
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .ok();
+    let (proxy, body) = run
+        .stdout
+        .split_once('\n')
+        .unwrap_or_else(|| panic!("{run}"));
+    // The agent's proxy is a relay on this machine; the broker is reached over TLS.
+    assert!(proxy.contains("@127.0.0.1:"), "{run}");
+    assert!(!proxy.contains(&format!(":{}", rig.mitm)), "{run}");
+    assert!(run.stderr.contains(&format!(":{tls_port} (TLS)")), "{run}");
+    assert!(!run.stderr.contains("plain HTTP"), "{run}");
+    let echo: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{run}"));
+    assert_eq!(
+        header(&echo, "authorization"),
+        vec![format!("Bearer {BEARER}")]
+    );
+
+    // The TLS port holds a certificate from the server's CA for the address asked for, and
+    // takes proxy requests only inside TLS.
+    let ca_file = rig.home.state().join("mitm-ca.pem");
+    let (host, _) = remote
+        .trim_start_matches("http://")
+        .split_once(':')
+        .unwrap();
+    let over_tls = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_connect}",
+            "--proxy-cacert",
+        ])
+        .arg(&ca_file)
+        .args(["--cacert"])
+        .arg(&ca_file)
+        .args(["-x", &format!("https://{host}:{tls_port}")])
+        .arg(rig.https("/bearer/no-token"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&over_tls.stdout),
+        "407",
+        "curl to the TLS proxy without a token: {over_tls:?}"
+    );
+    let plain = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(["-x", &format!("http://{host}:{tls_port}")])
+        .arg("http://127.0.0.2/")
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "407", "{plain:?}");
+    assert!(
+        !plain.status.success(),
+        "plain HTTP on the TLS port: {plain:?}"
+    );
+
+    // Without the TLS port, a run against the same remote broker is warned.
+    let plain_rig = Rig::start_with_args(Upstream::start_on("127.0.0.2"), &["--host", "0.0.0.0"]);
+    let api_port = plain_rig.server.url.rsplit(':').next().unwrap();
+    let remote = format!("http://{host}:{api_port}");
+    login_at(&plain_rig, &remote);
+    let warned = plain_rig
+        .home
+        .run(&["vault", "run", "--address", &remote, "--", "true"])
+        .ok();
+    assert!(warned.stderr.contains("plain HTTP"), "{warned}");
+    assert!(warned.stderr.contains("--proxy-tls-port"), "{warned}");
+}

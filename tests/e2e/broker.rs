@@ -131,12 +131,28 @@ impl Rig {
         Self::start_full(home, allowlist, upstream, extra_cas, &[])
     }
 
+    /// Like `start_with`, with more server flags (e.g. `--host`).
+    pub fn start_with_args(upstream: Upstream, server_args: &[&str]) -> Self {
+        Self::start_full_args(TestHome::new(), true, upstream, &[], &[], server_args)
+    }
+
     fn start_full(
         home: TestHome,
         allowlist: bool,
         upstream: Upstream,
         extra_cas: &[&Path],
         extra_env: &[(&str, &str)],
+    ) -> Self {
+        Self::start_full_args(home, allowlist, upstream, extra_cas, extra_env, &[])
+    }
+
+    fn start_full_args(
+        home: TestHome,
+        allowlist: bool,
+        upstream: Upstream,
+        extra_cas: &[&Path],
+        extra_env: &[(&str, &str)],
+        server_args: &[&str],
     ) -> Self {
         let mut bundle = std::fs::read_to_string(&upstream.ca_file).unwrap();
         for extra in extra_cas {
@@ -150,7 +166,9 @@ impl Rig {
             env.push(("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.0/8"));
         }
         env.extend_from_slice(extra_env);
-        let server = home.start_server(&["--mitm-port", "auto", "--log-level", "debug"], "", &env);
+        let mut args = vec!["--mitm-port", "auto", "--log-level", "debug"];
+        args.extend_from_slice(server_args);
+        let server = home.start_server(&args, "", &env);
         let mitm = server.mitm_port.expect("the MITM proxy listens");
         Self::on_server(home, server, mitm, upstream)
     }

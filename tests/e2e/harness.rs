@@ -213,6 +213,7 @@ pub fn spawn_server(mut cmd: Command, stdin: &str) -> Result<Server, Run> {
     ];
     let mut seen = Vec::new();
     let mut mitm_port = None;
+    let mut proxy_tls_port = None;
     let mut api_url = None;
     loop {
         match rx.recv_timeout(Duration::from_secs(60)) {
@@ -223,6 +224,9 @@ pub fn spawn_server(mut cmd: Command, stdin: &str) -> Result<Server, Run> {
                 } else if let Some(addr) = line.strip_prefix("out:MITM proxy bound to ") {
                     let port = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok());
                     mitm_port = Some(port.expect("a port in the MITM line"));
+                } else if let Some(addr) = line.strip_prefix("out:MITM proxy over TLS bound to ") {
+                    let port = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+                    proxy_tls_port = Some(port.expect("a port in the TLS proxy line"));
                 } else if let Some(url) = line
                     .strip_prefix("out:")
                     .and_then(|l| l.split("listening on ").nth(1))
@@ -233,6 +237,7 @@ pub fn spawn_server(mut cmd: Command, stdin: &str) -> Result<Server, Run> {
                         api_url: api_url.unwrap_or_else(|| url.clone()),
                         url,
                         mitm_port,
+                        proxy_tls_port,
                         output: rx,
                         seen,
                         readers,
@@ -328,6 +333,8 @@ pub struct Server {
     pub api_url: String,
     /// The MITM proxy's bound port, when it listens (`--mitm-port auto` picks any free one).
     pub mitm_port: Option<u16>,
+    /// The proxy's TLS port, when it listens (`--proxy-tls-port`).
+    pub proxy_tls_port: Option<u16>,
     output: mpsc::Receiver<String>,
     seen: Vec<String>,
     readers: Vec<std::thread::JoinHandle<()>>,

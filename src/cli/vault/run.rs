@@ -12,7 +12,8 @@ use crate::cli::client::segment;
 use crate::cli::{Client, Context, PassThroughExit, Refusal, SESSION_TOKEN_ENV, output};
 use crate::crypto::SecretString;
 use crate::paths::write_private;
-use crate::sandbox::env::{child_env, managed_vars, url_host};
+use crate::sandbox::env::{ProxyAt, child_env, managed_vars, url_host};
+use crate::sandbox::hop::{self, Hop};
 use crate::store::VaultRole;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -241,24 +242,20 @@ async fn mint(
     })
 }
 
-/// The proxy port and the CA file, when the server runs its MITM proxy.
+/// How to reach the broker's proxy and the CA file, when the server runs its MITM proxy.
 async fn proxy_setup(
     context: &Context,
     client: &Client,
-) -> anyhow::Result<Option<(u16, std::path::PathBuf)>> {
+) -> anyhow::Result<Option<(Hop, std::path::PathBuf)>> {
     match client.get_text("/v1/mitm/ca.pem").await {
         Ok((headers, pem)) => {
-            let port = headers
-                .get("x-mitm-port")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(14322);
+            let hop = proxy_hop(client.base(), &headers, &pem)?;
             let paths = context.paths()?;
             paths.ensure_root()?;
             let ca = paths.mitm_ca();
             write_private(&ca, pem.as_bytes())
                 .with_context(|| format!("cannot write {}", ca.display()))?;
-            Ok(Some((port, ca)))
+            Ok(Some((hop, ca)))
         }
         Err(e) if e.downcast_ref::<Refusal>().is_some_and(|r| r.status == 404) => {
             output::warn(
@@ -267,6 +264,41 @@ async fn proxy_setup(
             Ok(None)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The hop to the broker's proxy, from the answer to `GET /v1/mitm/ca.pem`. The proxy port
+/// speaks plain HTTP: to a broker off this machine that offers its proxy over TLS
+/// (`--proxy-tls-port`), the run's connections go inside TLS, verified against the server's
+/// CA; without that offer, the user is told the token will cross the network in the clear.
+fn proxy_hop(
+    base: &str,
+    headers: &reqwest::header::HeaderMap,
+    ca_pem: &str,
+) -> anyhow::Result<Hop> {
+    let port = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u16>().ok())
+    };
+    let host = url_host(base);
+    let plain = Hop::new(&host, port("x-mitm-port").unwrap_or(14322), None);
+    let Some(remote) = crate::sandbox::env::remote_broker(base) else {
+        return Ok(plain);
+    };
+    match port(hop::TLS_PORT_HEADER) {
+        Some(tls_port) => Ok(Hop::new(
+            &host,
+            tls_port,
+            Some(hop::Tls::new(&host, ca_pem)?),
+        )),
+        None => {
+            output::warn(format!(
+                "the broker's proxy at {remote} takes this run's token in plain HTTP: on a network you do not trust, have the server also serve it over TLS (`agent-vault server --proxy-tls-port PORT`, which vault run then uses), or reach it through a tunnel (ssh -L) and use a local address"
+            ));
+            Ok(plain)
+        }
     }
 }
 
@@ -357,12 +389,7 @@ async fn run_container(
         ),
         _ => e,
     })?;
-    let proxy_port = headers
-        .get("x-mitm-port")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(14322);
-    warn_if_remote(session.client.base());
+    let proxy = proxy_hop(session.client.base(), &headers, &pem)?;
     let paths = context.paths()?;
     let claude = claude_auth(session).await;
     let program = std::path::Path::new(&args.command[0]).file_name();
@@ -372,7 +399,7 @@ async fn run_container(
     let started = tokio::sync::Notify::new();
     let run = crate::sandbox::run(crate::sandbox::ContainerRun {
         api_url: session.client.base(),
-        proxy_port,
+        proxy,
         ca_pem: &pem,
         token: session.token.expose(),
         vault: &session.vault,
@@ -403,16 +430,6 @@ async fn run_container(
         }
     }?;
     Ok(code)
-}
-
-/// The proxy port speaks plain HTTP: to a broker off this machine the run's token travels in
-/// the clear, which the user should know before the agent starts.
-fn warn_if_remote(base: &str) {
-    if let Some(host) = crate::sandbox::env::remote_broker(base) {
-        output::warn(format!(
-            "the broker's proxy at {host} takes this run's token in plain HTTP: on a network you do not trust, reach it through a tunnel (ssh -L) and use a local address instead"
-        ));
-    }
 }
 
 /// Tells the server the sandbox started and how long that took (for `/metrics`). Never fails
@@ -457,9 +474,16 @@ async fn run_child(
     } else {
         proxy_setup(context, &session.client).await?
     };
-    if proxy.is_some() {
-        warn_if_remote(session.client.base());
-    }
+    // Through TLS, the agent's proxy is a relay on this machine, alive until the run ends.
+    let local_relay = match &proxy {
+        Some((hop, _)) if hop.tls.is_some() => Some(
+            hop::local_proxy(hop.clone())
+                .await
+                .context("cannot start the local relay to the broker's TLS proxy")?,
+        ),
+        _ => None,
+    };
+    let _relay_task = local_relay.as_ref().map(|(_, task)| AbortOnDrop(task));
     let mut command = tokio::process::Command::new(&args.command[0]);
     command.args(&args.command[1..]);
     for var in managed_vars() {
@@ -469,15 +493,21 @@ async fn run_child(
         session.client.base(),
         session.token.expose(),
         &session.vault,
-        proxy.as_ref().map(|(port, ca)| (*port, ca.as_path())),
+        proxy.as_ref().map(|(hop, ca)| ProxyAt {
+            host: local_relay.as_ref().map(|_| "127.0.0.1"),
+            port: local_relay.as_ref().map_or(hop.port, |(port, _)| *port),
+            ca: ca.as_path(),
+        }),
     );
     command.envs(env);
     match &proxy {
-        Some((port, _)) => eprintln!(
-            "agent-vault: running {} in vault \"{}\" through the broker at {}:{port}",
+        Some((hop, _)) => eprintln!(
+            "agent-vault: running {} in vault \"{}\" through the broker at {}:{}{}",
             args.command[0],
             session.vault,
-            url_host(session.client.base())
+            url_host(session.client.base()),
+            hop.port,
+            if hop.tls.is_some() { " (TLS)" } else { "" }
         ),
         None => eprintln!(
             "agent-vault: running {} in vault \"{}\"",
@@ -495,6 +525,15 @@ async fn run_child(
     let report = report_start(&session.client, "process", begun.elapsed());
     let (status, ()) = tokio::join!(wait_forwarding_signals(&mut child), report);
     Ok(exit_code(status?))
+}
+
+/// Stops a background task when the run ends, however it ends.
+struct AbortOnDrop<'a>(&'a tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Waits for the child. Termination signals sent to us go on to the child; Ctrl-C and
@@ -538,6 +577,31 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remote_broker_with_a_tls_port_is_reached_over_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::ca::CertificateAuthority::load_or_create(
+            &dir.path().join("ca"),
+            &crate::crypto::Key::generate(),
+        )
+        .unwrap();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-mitm-port", 14322.into());
+        let plain = proxy_hop("http://vault.example.com:14321", &headers, ca.root_pem()).unwrap();
+        assert_eq!((plain.port, plain.tls.is_some()), (14322, false));
+        headers.insert(hop::TLS_PORT_HEADER, 14323.into());
+        let tls = proxy_hop("https://vault.example.com", &headers, ca.root_pem()).unwrap();
+        assert_eq!(
+            (tls.host.as_str(), tls.port, tls.tls.is_some()),
+            ("vault.example.com", 14323, true)
+        );
+        // On this machine the plain port stays: nothing crosses a network.
+        let local = proxy_hop("http://127.0.0.1:14321", &headers, ca.root_pem()).unwrap();
+        assert_eq!((local.port, local.tls.is_some()), (14322, false));
+        let v6 = proxy_hop("http://[2001:db8::5]:14321", &headers, ca.root_pem()).unwrap();
+        assert_eq!((v6.host.as_str(), v6.tls.is_some()), ("2001:db8::5", true));
+    }
 
     #[test]
     fn signals_map_to_shell_exit_codes() {
