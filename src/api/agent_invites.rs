@@ -115,16 +115,17 @@ pub async fn redeem(
         .collect();
     let base = &state.config.base_url;
     let proxy = state.config.mitm_port.map(|port| {
-        let host = base
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split(['/', ':']).next())
-            .unwrap_or("127.0.0.1")
-            .to_owned();
-        json!({
+        let host = crate::sandbox::env::url_host(base);
+        let mut proxy = json!({
             "https_proxy": format!("http://<agent_token>:<vault>@{host}:{port}"),
             "ca_url": format!("{base}/v1/mitm/ca.pem"),
-        })
+        });
+        // The same proxy inside TLS, for clients that speak HTTPS proxies (token not in clear).
+        if let Some(tls_port) = state.config.proxy_tls_port {
+            proxy["https_proxy_tls"] =
+                json!(format!("https://<agent_token>:<vault>@{host}:{tls_port}"));
+        }
+        proxy
     });
     Ok(axum::Json(json!({
         "agent_name": redeemed.agent.name,

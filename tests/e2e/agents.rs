@@ -812,6 +812,30 @@ fn vault_run_reaches_a_remote_broker_through_its_tls_proxy() {
         "407",
         "curl to the TLS proxy without a token: {over_tls:?}"
     );
+    // An agent given the TLS proxy by its invite uses it straight from curl.
+    let reply = redeem(&invite(&rig, &["tls-bot", "--vault", "default:proxy"]));
+    let agent_token = reply["agent_token"].as_str().unwrap();
+    let proxy_url = reply["proxy"]["https_proxy_tls"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{reply}"));
+    assert!(proxy_url.ends_with(&format!(":{tls_port}")), "{reply}");
+    let direct = Command::new("curl")
+        .args(["-sS", "--proxy-cacert"])
+        .arg(&ca_file)
+        .args(["--cacert"])
+        .arg(&ca_file)
+        .args(["-x", &format!("https://{host}:{tls_port}")])
+        .args(["--proxy-user", &format!("{agent_token}:default")])
+        .arg(rig.https("/bearer/agent-over-tls"))
+        .output()
+        .unwrap();
+    let echo: Value =
+        serde_json::from_slice(&direct.stdout).unwrap_or_else(|_| panic!("{direct:?}"));
+    assert_eq!(
+        header(&echo, "authorization"),
+        vec![format!("Bearer {BEARER}")]
+    );
+
     let plain = Command::new("curl")
         .args([
             "-sS",
