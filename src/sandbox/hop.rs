@@ -106,16 +106,27 @@ impl Hop {
 }
 
 /// A plain-HTTP proxy on this machine's loopback for a process-mode agent, relaying each
-/// connection to `hop`. Runs until the handle is aborted (the run's end).
-pub async fn local_proxy(hop: Hop) -> std::io::Result<(u16, JoinHandle<()>)> {
-    let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
-    let port = listener.local_addr()?.port();
-    const LOOPBACK: ipnet::IpNet =
-        ipnet::IpNet::new_assert(IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 0)), 8);
-    Ok((
-        port,
-        tokio::spawn(super::relay::forward_loop(listener, LOOPBACK, hop)),
-    ))
+/// connection to a hop; it stops when dropped (the run's end).
+pub struct LocalProxy {
+    pub port: u16,
+    task: JoinHandle<()>,
+}
+
+impl LocalProxy {
+    pub async fn start(hop: Hop) -> std::io::Result<Self> {
+        const LOOPBACK: ipnet::IpNet =
+            ipnet::IpNet::new_assert(IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 0)), 8);
+        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        let port = listener.local_addr()?.port();
+        let task = tokio::spawn(super::relay::forward_loop(listener, LOOPBACK, hop));
+        Ok(Self { port, task })
+    }
+}
+
+impl Drop for LocalProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 #[cfg(test)]
@@ -191,11 +202,11 @@ mod tests {
         );
         let (port, wire) = tls_echo_behind_a_tap(ca.clone()).await;
         let tls = Tls::new("127.0.0.1", ca.root_pem()).unwrap();
-        let (local, task) = local_proxy(Hop::new("127.0.0.1", port, Some(tls)))
+        let relay = LocalProxy::start(Hop::new("127.0.0.1", port, Some(tls)))
             .await
             .unwrap();
         let sentinel = b"Proxy-Authorization: Basic c2VudGluZWwtdG9rZW4=";
-        let mut agent = TcpStream::connect(("127.0.0.1", local)).await.unwrap();
+        let mut agent = TcpStream::connect(("127.0.0.1", relay.port)).await.unwrap();
         agent.write_all(sentinel).await.unwrap();
         let mut echoed = vec![0u8; sentinel.len()];
         agent.read_exact(&mut echoed).await.unwrap();
@@ -210,7 +221,7 @@ mod tests {
             !wire.windows(sentinel.len()).any(|w| w == sentinel),
             "the token crossed the wire in the clear"
         );
-        task.abort();
+        drop(relay);
 
         // A server whose certificate is not from the server's CA gets nothing.
         let other = Arc::new(
@@ -222,10 +233,10 @@ mod tests {
         );
         let (port, wire) = tls_echo_behind_a_tap(other).await;
         let tls = Tls::new("127.0.0.1", ca.root_pem()).unwrap();
-        let (local, task) = local_proxy(Hop::new("127.0.0.1", port, Some(tls)))
+        let relay = LocalProxy::start(Hop::new("127.0.0.1", port, Some(tls)))
             .await
             .unwrap();
-        let mut agent = TcpStream::connect(("127.0.0.1", local)).await.unwrap();
+        let mut agent = TcpStream::connect(("127.0.0.1", relay.port)).await.unwrap();
         agent.write_all(sentinel).await.unwrap();
         let mut buf = [0u8; 8];
         assert_eq!(
@@ -235,6 +246,6 @@ mod tests {
         );
         let wire = wire.lock().unwrap().clone();
         assert!(!wire.windows(sentinel.len()).any(|w| w == sentinel));
-        task.abort();
+        drop(relay);
     }
 }

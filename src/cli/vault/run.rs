@@ -477,13 +477,12 @@ async fn run_child(
     // Through TLS, the agent's proxy is a relay on this machine, alive until the run ends.
     let local_relay = match &proxy {
         Some((hop, _)) if hop.tls.is_some() => Some(
-            hop::local_proxy(hop.clone())
+            hop::LocalProxy::start(hop.clone())
                 .await
                 .context("cannot start the local relay to the broker's TLS proxy")?,
         ),
         _ => None,
     };
-    let _relay_task = local_relay.as_ref().map(|(_, task)| AbortOnDrop(task));
     let mut command = tokio::process::Command::new(&args.command[0]);
     command.args(&args.command[1..]);
     for var in managed_vars() {
@@ -495,7 +494,7 @@ async fn run_child(
         &session.vault,
         proxy.as_ref().map(|(hop, ca)| ProxyAt {
             host: local_relay.as_ref().map(|_| "127.0.0.1"),
-            port: local_relay.as_ref().map_or(hop.port, |(port, _)| *port),
+            port: local_relay.as_ref().map_or(hop.port, |relay| relay.port),
             ca: ca.as_path(),
         }),
     );
@@ -525,15 +524,6 @@ async fn run_child(
     let report = report_start(&session.client, "process", begun.elapsed());
     let (status, ()) = tokio::join!(wait_forwarding_signals(&mut child), report);
     Ok(exit_code(status?))
-}
-
-/// Stops a background task when the run ends, however it ends.
-struct AbortOnDrop<'a>(&'a tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Waits for the child. Termination signals sent to us go on to the child; Ctrl-C and
