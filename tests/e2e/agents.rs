@@ -695,7 +695,7 @@ fn a_killed_run_s_token_dies_with_its_lease() {
 
 /// An address of this machine that is not loopback (a broker reached there counts as off
 /// the machine), from `hostname -I`.
-fn non_loopback_address() -> String {
+pub fn non_loopback_address() -> String {
     let out = Command::new("hostname").arg("-I").output().unwrap();
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -708,7 +708,7 @@ fn non_loopback_address() -> String {
 }
 
 /// The rig's owner logs in at `address` too (the CLI keeps a login per server address).
-fn login_at(rig: &Rig, address: &str) {
+pub fn login_at(rig: &Rig, address: &str) {
     use crate::harness::{OWNER_EMAIL, OWNER_PASSWORD};
     let args = [
         "auth",

@@ -390,6 +390,13 @@ async fn run_container(
         _ => e,
     })?;
     let proxy = proxy_hop(session.client.base(), &headers, &pem)?;
+    if proxy.tls.is_some() {
+        eprintln!(
+            "agent-vault: the sandbox's relay reaches the broker's proxy at {}:{} over TLS",
+            url_host(session.client.base()),
+            proxy.port
+        );
+    }
     let paths = context.paths()?;
     let claude = claude_auth(session).await;
     let program = std::path::Path::new(&args.command[0]).file_name();

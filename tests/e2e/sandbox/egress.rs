@@ -347,3 +347,36 @@ fn the_agent_runs_unprivileged() {
     assert!(!uid.split_whitespace().any(|id| id == "0"), "root: {uid}");
     assert_eq!(turn.leftovers(), "");
 }
+
+#[test]
+fn a_remote_broker_is_reached_through_its_tls_proxy() {
+    let turn = docker_turn();
+    let rig = crate::broker::Rig::start_with_args(
+        crate::upstream::Upstream::start_on("127.0.0.2"),
+        &["--host", "0.0.0.0", "--proxy-tls-port", "auto"],
+    );
+    let tls_port = rig.server.proxy_tls_port.expect("the TLS proxy listens");
+    let api_port = rig.server.url.rsplit(':').next().unwrap();
+    let remote = format!(
+        "http://{}:{api_port}",
+        crate::agents::non_loopback_address()
+    );
+    crate::agents::login_at(&rig, &remote);
+    let dir = workspace(&rig, "remote");
+    let url = rig.https("/bearer/remote-sandbox");
+    let script = format!("set -e; curl -sS {url} > /workspace/curl.json");
+    let run = sandboxed(&rig, &dir, &["--address", &remote], &["sh", "-c", &script]);
+    assert!(run.status.success(), "{run}");
+    assert!(!run.stderr.contains("plain HTTP"), "{run}");
+    let echo: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("curl.json")).unwrap()).unwrap();
+    assert_eq!(
+        header(&echo, "authorization"),
+        vec![format!("Bearer {BEARER}")]
+    );
+    assert!(
+        run.stderr.contains(&format!(":{tls_port} over TLS")),
+        "{run}"
+    );
+    assert_eq!(turn.leftovers(), "", "resources left behind");
+}
