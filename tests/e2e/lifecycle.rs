@@ -299,6 +299,14 @@ fn mitm_port_is_bound_and_a_taken_one_is_only_a_warning_naming_the_mitm_flag() {
     drop(server);
     home.run(&["server", "--mitm-port", "some"])
         .fails_with("`auto` for any free port");
+
+    // The TLS proxy serves the MITM proxy: without it, a warning, and the server runs on.
+    let server = home.start_server(&["--mitm-port", "0", "--proxy-tls-port", "auto"], "", &[]);
+    assert_eq!(server.proxy_tls_port, None);
+    let (_, output) = server.stop_with("TERM");
+    assert!(output.contains("MITM proxy over TLS disabled"), "{output}");
+    home.run(&["server", "--proxy-tls-port", "some"])
+        .fails_with("--proxy-tls-port");
 }
 
 #[test]
