@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 pub use catalog::{Template, template, templates};
 pub use matching::{select, select_index};
 pub use template::{Segment, parse_template};
-pub use validate::{normalize_and_validate, validate, validate_credential_key};
+pub use validate::{
+    normalize_and_validate, validate, validate_credential_key, wildcard_on_shared_suffix,
+};
 pub use yaml::{parse_yaml, to_yaml};
 
 /// One rule: requests to `host[:port][path]` get `auth` injected.

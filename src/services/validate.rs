@@ -36,6 +36,37 @@ const FORBIDDEN_HEADERS: &[&str] = &[
 
 const AUTH_TYPES: &str = "bearer, basic, api-key, custom, passthrough";
 
+/// Domains under which anyone can get a host of their own (tenants, apps, pages): a wildcard
+/// right under one matches hosts other people run. Not the whole public suffix list, the
+/// ones API services live under.
+const SHARED_SUFFIXES: [&str; 16] = [
+    "atlassian.net",
+    "amazonaws.com",
+    "appspot.com",
+    "azurewebsites.net",
+    "cloudfront.net",
+    "fly.dev",
+    "github.io",
+    "herokuapp.com",
+    "netlify.app",
+    "ngrok-free.app",
+    "ngrok.io",
+    "onrender.com",
+    "pages.dev",
+    "supabase.co",
+    "vercel.app",
+    "workers.dev",
+];
+
+/// The shared suffix a wildcard host sits right under (`*.atlassian.net` → `atlassian.net`):
+/// the service would hand its credential to sites anyone can set up there.
+pub fn wildcard_on_shared_suffix(host: &str) -> Option<&'static str> {
+    let name = host.strip_prefix("*.")?;
+    SHARED_SUFFIXES
+        .into_iter()
+        .find(|suffix| name.eq_ignore_ascii_case(suffix))
+}
+
 /// Checks a credential key: `^[A-Z][A-Z0-9_]*$`, at most 128 characters. The error is a
 /// sentence without a position, for the caller to prefix.
 pub fn validate_credential_key(key: &str) -> Result<(), String> {
@@ -592,6 +623,21 @@ fn check_placeholder(placeholder: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wildcards_on_shared_suffixes_are_named() {
+        assert_eq!(
+            wildcard_on_shared_suffix("*.atlassian.net"),
+            Some("atlassian.net")
+        );
+        assert_eq!(
+            wildcard_on_shared_suffix("*.HerokuApp.com"),
+            Some("herokuapp.com")
+        );
+        assert_eq!(wildcard_on_shared_suffix("acme.atlassian.net"), None);
+        assert_eq!(wildcard_on_shared_suffix("*.acme.atlassian.net"), None);
+        assert_eq!(wildcard_on_shared_suffix("*.example.com"), None);
+    }
     use crate::services::{DEFAULT_API_KEY_HEADER, Surface};
 
     fn bearer(host: &str) -> Service {

@@ -580,6 +580,30 @@ fn services_walk() {
         added.stderr.contains("no value yet for STRIPE_KEY"),
         "{added}"
     );
+    assert!(!added.stderr.contains("other people run"), "{added}");
+    // A wildcard right under a shared suffix is saved, with a warning naming the risk.
+    let shared = owner
+        .run(&[
+            "vault",
+            "service",
+            "add",
+            "--host",
+            "*.atlassian.net",
+            "--auth-type",
+            "bearer",
+            "--token-key",
+            "JIRA_TOKEN",
+        ])
+        .ok();
+    assert!(
+        shared
+            .stderr
+            .contains("*.atlassian.net matches every host under atlassian.net"),
+        "{shared}"
+    );
+    owner
+        .run(&["vault", "service", "remove", "*.atlassian.net", "--yes"])
+        .ok();
     owner
         .run(&[
             "vault",

@@ -204,6 +204,18 @@ impl ServiceFlags {
     }
 }
 
+/// A wildcard right under a shared suffix sends the credential to hosts anyone can set up.
+fn warn_shared_wildcards(written: &[Service]) {
+    for service in written {
+        if let Some(suffix) = services::wildcard_on_shared_suffix(&service.host) {
+            output::warn(format!(
+                "{} matches every host under {suffix}, including ones other people run: the credential goes to any of them. Name your own host (e.g. yours.{suffix})",
+                service.host
+            ));
+        }
+    }
+}
+
 fn warn_missing(reply: &WriteReply, vault: &str) {
     if !reply.missing_credentials.is_empty() {
         output::warn(format!(
@@ -259,6 +271,7 @@ pub async fn run(target: Target, command: ServiceCommand) -> anyhow::Result<()> 
                 "Services of vault \"{vault}\" replaced ({} in total).",
                 reply.services_count
             ));
+            warn_shared_wildcards(&services);
             if !values.is_empty() {
                 let body = json!({
                     "credentials": values.iter().map(|(k, v)| (k.as_str(), v.expose())).collect::<BTreeMap<_, _>>()
@@ -296,6 +309,7 @@ pub async fn run(target: Target, command: ServiceCommand) -> anyhow::Result<()> 
             }
             let plural = if reply.services_count == 1 { "" } else { "s" };
             println!("{} service{plural} in total.", reply.services_count);
+            warn_shared_wildcards(&services);
             warn_missing(&reply, vault);
         }
         ServiceCommand::Enable { host } | ServiceCommand::Disable { host } => {
