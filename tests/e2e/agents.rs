@@ -868,3 +868,40 @@ fn vault_run_reaches_a_remote_broker_through_its_tls_proxy() {
     assert!(warned.stderr.contains("plain HTTP"), "{warned}");
     assert!(warned.stderr.contains("--proxy-tls-port"), "{warned}");
 }
+
+#[test]
+fn a_run_keeps_trusting_its_broker_while_another_runs_against_another_server() {
+    let a = Rig::start_with(true, Upstream::start_on("127.0.0.2"));
+    let b = Rig::start_with(true, Upstream::start_on("127.0.0.2"));
+    login_at(&a, &b.server.url);
+    let flag = a.home.path().join("b-has-run");
+    // Run A waits until a run against B has written its CA, then makes a new connection.
+    let script = format!(
+        "while [ ! -e {} ]; do sleep 0.1; done; curl -sS {}",
+        flag.display(),
+        a.https("/bearer/after-b")
+    );
+    let cmd = a.home.command(&[
+        "vault",
+        "run",
+        "--address",
+        &a.server.url,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let first = std::thread::spawn(move || crate::harness::run_command(cmd, ""));
+    a.home
+        .run(&["vault", "run", "--address", &b.server.url, "--", "true"])
+        .ok();
+    std::fs::write(&flag, "").unwrap();
+    let first = first.join().unwrap().ok();
+    let echo: Value = serde_json::from_str(&first.stdout).unwrap_or_else(|_| panic!("{first}"));
+    assert_eq!(
+        header(&echo, "authorization"),
+        vec![format!("Bearer {BEARER}")]
+    );
+    let bundle = std::fs::read_to_string(a.home.state().join("mitm-ca.pem")).unwrap();
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2, "{bundle}");
+}

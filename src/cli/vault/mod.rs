@@ -1,5 +1,6 @@
 //! `agent-vault vault …`: vault lifecycle and everything that happens inside a vault.
 
+mod ca_bundle;
 pub mod context;
 mod credential;
 mod discover;

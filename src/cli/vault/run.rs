@@ -11,7 +11,6 @@ use super::lease;
 use crate::cli::client::segment;
 use crate::cli::{Client, Context, PassThroughExit, Refusal, SESSION_TOKEN_ENV, output};
 use crate::crypto::SecretString;
-use crate::paths::write_private;
 use crate::sandbox::env::{ProxyAt, child_env, managed_vars, url_host};
 use crate::sandbox::hop::{self, Hop};
 use crate::store::VaultRole;
@@ -253,8 +252,7 @@ async fn proxy_setup(
             let paths = context.paths()?;
             paths.ensure_root()?;
             let ca = paths.mitm_ca();
-            write_private(&ca, pem.as_bytes())
-                .with_context(|| format!("cannot write {}", ca.display()))?;
+            super::ca_bundle::add(&ca, &pem)?;
             Ok(Some((hop, ca)))
         }
         Err(e) if e.downcast_ref::<Refusal>().is_some_and(|r| r.status == 404) => {
