@@ -118,7 +118,8 @@ impl LocalProxy {
             ipnet::IpNet::new_assert(IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 0)), 8);
         let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         let port = listener.local_addr()?.port();
-        let task = tokio::spawn(super::relay::forward_loop(listener, LOOPBACK, hop));
+        let source = super::relay::run_source();
+        let task = tokio::spawn(super::relay::forward_loop(listener, LOOPBACK, hop, source));
         Ok(Self { port, task })
     }
 }

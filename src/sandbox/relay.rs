@@ -52,7 +52,7 @@ pub struct Ports {
 
 /// A loopback address for one run's connections, outside `127.0.0.0/16` (where the host's
 /// own clients are).
-fn run_source() -> Ipv4Addr {
+pub(super) fn run_source() -> Ipv4Addr {
     let [a, b, c] = crate::crypto::random_bytes::<3>();
     Ipv4Addr::new(127, a.max(1), b, c.clamp(1, 254))
 }
@@ -72,10 +72,14 @@ async fn connect(hop: &Hop, source: Ipv4Addr) -> std::io::Result<TcpStream> {
     socket.connect(addr).await
 }
 
-/// Relays each connection from a peer in `allowed` to `hop`. To a broker on loopback, the
-/// connections come from one random loopback address (see the module's notes).
-pub(super) async fn forward_loop(listener: TcpListener, allowed: IpNet, hop: Hop) {
-    let source = run_source();
+/// Relays each connection from a peer in `allowed` to `hop`; to a broker on loopback, from
+/// `source` (see the module's notes).
+pub(super) async fn forward_loop(
+    listener: TcpListener,
+    allowed: IpNet,
+    hop: Hop,
+    source: Ipv4Addr,
+) {
     loop {
         let Ok((mut inbound, peer)) = listener.accept().await else {
             // Out of descriptors or similar: wait instead of spinning.
@@ -126,8 +130,11 @@ impl Relay {
         match target {
             Some(t) => {
                 let api_hop = Hop::new(&t.broker_host, t.api_port, None);
-                tasks.push(tokio::spawn(forward_loop(api, t.allowed, api_hop)));
-                tasks.push(tokio::spawn(forward_loop(proxy, t.allowed, t.proxy)));
+                let source = run_source();
+                tasks.push(tokio::spawn(forward_loop(api, t.allowed, api_hop, source)));
+                tasks.push(tokio::spawn(forward_loop(
+                    proxy, t.allowed, t.proxy, source,
+                )));
             }
             None => {
                 tasks.push(tokio::spawn(accept_and_drop(api)));
