@@ -120,6 +120,20 @@ fn password_arg(password_stdin: bool, confirm: bool) -> anyhow::Result<SecretStr
     Ok(password)
 }
 
+/// A password (and the token that comes back) sent to a plain-HTTP server off this machine
+/// crosses the network readable by anyone on the path: say so before sending it.
+fn warn_if_cleartext(client: &Client) {
+    let base = client.base();
+    let plain = base
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
+    if plain && crate::sandbox::env::remote_broker(base).is_some() {
+        output::warn(format!(
+            "{base} is plain HTTP off this machine: your password and session token cross the network in the clear; use the server's https:// address"
+        ));
+    }
+}
+
 fn save_login(
     context: &Context,
     client: &Client,
@@ -144,6 +158,7 @@ async fn register(
     let email = email_arg(email, password_stdin)?;
     let password = password_arg(password_stdin, true)?;
     let client = context.anonymous_client()?;
+    warn_if_cleartext(&client);
     let reply: RegisterReply = client
         .post(
             "/v1/auth/register",
@@ -202,6 +217,7 @@ async fn login(
     let email = email_arg(email, password_stdin)?;
     let password = password_arg(password_stdin, false)?;
     let client = context.anonymous_client()?;
+    warn_if_cleartext(&client);
     let reply: SessionReply = client
         .post(
             "/v1/auth/login",
@@ -248,6 +264,7 @@ async fn accept_invite(context: &Context, link: &str, password_stdin: bool) -> a
     if !token.starts_with("av_uinv_") {
         bail!("\"{link}\" is not an invite link; it looks like http://host:14321/invite/av_uinv_…");
     }
+    warn_if_cleartext(&client);
     let invite: InviteDetails = client.get(&format!("/v1/invites/{token}")).await?;
     if invite.status != "pending" {
         bail!("this invite is {}; ask for a new one", invite.status);

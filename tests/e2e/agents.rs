@@ -719,9 +719,17 @@ pub fn login_at(rig: &Rig, address: &str) {
         OWNER_EMAIL,
         "--password-stdin",
     ];
-    rig.home
+    let login = rig
+        .home
         .run_with(&args, &format!("{OWNER_PASSWORD}\n"), &[])
         .ok();
+    // A plain-HTTP address off this machine: the password's trip is named (never loopback's).
+    let remote = !address.starts_with("http://127.");
+    assert_eq!(
+        login.stderr.contains("plain HTTP off this machine"),
+        remote,
+        "{login}"
+    );
 }
 
 #[test]

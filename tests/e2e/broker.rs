@@ -175,7 +175,8 @@ impl Rig {
 
     /// Registers the owner on `server` (MITM proxy on `mitm`) and sets up the vault.
     pub fn on_server(home: TestHome, server: Server, mitm: u16, upstream: Upstream) -> Self {
-        home.register(&server, OWNER_EMAIL, OWNER_PASSWORD).ok();
+        let registered = home.register(&server, OWNER_EMAIL, OWNER_PASSWORD).ok();
+        assert!(!registered.stderr.contains("in the clear"), "{registered}");
         home.run(&[
             "vault",
             "credential",
