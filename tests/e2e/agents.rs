@@ -799,26 +799,27 @@ fn vault_run_reaches_a_remote_broker_through_its_tls_proxy() {
         .trim_start_matches("http://")
         .split_once(':')
         .unwrap();
-    let over_tls = Command::new("curl")
-        .args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_connect}",
-            "--proxy-cacert",
-        ])
-        .arg(&ca_file)
-        .args(["--cacert"])
-        .arg(&ca_file)
-        .args(["-x", &format!("https://{host}:{tls_port}")])
-        .arg(rig.https("/bearer/no-token"))
-        .output()
-        .unwrap();
+    // curl with the TLS proxy, trusting the server's CA for both the proxy and the tunnel.
+    let via_tls_proxy = |extra: &[&str], path: &str| {
+        Command::new("curl")
+            .args(["-sS", "--proxy-cacert"])
+            .arg(&ca_file)
+            .arg("--cacert")
+            .arg(&ca_file)
+            .args(["-x", &format!("https://{host}:{tls_port}")])
+            .args(extra)
+            .arg(rig.https(path))
+            .output()
+            .unwrap()
+    };
+    let no_token = via_tls_proxy(
+        &["-o", "/dev/null", "-w", "%{http_connect}"],
+        "/bearer/no-token",
+    );
     assert_eq!(
-        String::from_utf8_lossy(&over_tls.stdout),
+        String::from_utf8_lossy(&no_token.stdout),
         "407",
-        "curl to the TLS proxy without a token: {over_tls:?}"
+        "curl to the TLS proxy without a token: {no_token:?}"
     );
     // An agent given the TLS proxy by its invite uses it straight from curl.
     let reply = redeem(&invite(&rig, &["tls-bot", "--vault", "default:proxy"]));
@@ -827,16 +828,8 @@ fn vault_run_reaches_a_remote_broker_through_its_tls_proxy() {
         .as_str()
         .unwrap_or_else(|| panic!("{reply}"));
     assert!(proxy_url.ends_with(&format!(":{tls_port}")), "{reply}");
-    let direct = Command::new("curl")
-        .args(["-sS", "--proxy-cacert"])
-        .arg(&ca_file)
-        .args(["--cacert"])
-        .arg(&ca_file)
-        .args(["-x", &format!("https://{host}:{tls_port}")])
-        .args(["--proxy-user", &format!("{agent_token}:default")])
-        .arg(rig.https("/bearer/agent-over-tls"))
-        .output()
-        .unwrap();
+    let user = format!("{agent_token}:default");
+    let direct = via_tls_proxy(&["--proxy-user", &user], "/bearer/agent-over-tls");
     let echo: Value =
         serde_json::from_slice(&direct.stdout).unwrap_or_else(|_| panic!("{direct:?}"));
     assert_eq!(
