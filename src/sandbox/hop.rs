@@ -90,17 +90,22 @@ impl Hop {
         let Some(tls) = &self.tls else {
             return Some(Box::new(tcp));
         };
-        match tls.wrap(tcp).await {
-            Ok(stream) => Some(stream),
-            Err(e) => {
-                if !self.warned.swap(true, Ordering::Relaxed) {
-                    crate::cli::output::warn(format!(
-                        "cannot reach the broker's TLS proxy at {}:{}: {e}",
-                        self.host, self.port
-                    ));
-                }
-                None
-            }
+        tls.wrap(tcp).await.map_err(|e| self.unreachable(&e)).ok()
+    }
+
+    /// Says once per run why the agent's connections through this hop are closed: the
+    /// agent itself only sees them end.
+    pub fn unreachable(&self, err: &std::io::Error) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            let what = if self.tls.is_some() {
+                "TLS proxy"
+            } else {
+                "port"
+            };
+            crate::cli::output::warn(format!(
+                "cannot reach the broker's {what} at {}:{}: {err}",
+                self.host, self.port
+            ));
         }
     }
 }

@@ -91,8 +91,9 @@ pub(super) async fn forward_loop(
         }
         let hop = hop.clone();
         tokio::spawn(async move {
-            let Ok(outbound) = connect(&hop, source).await else {
-                return;
+            let outbound = match connect(&hop, source).await {
+                Ok(outbound) => outbound,
+                Err(e) => return hop.unreachable(&e),
             };
             let _ = outbound.set_nodelay(true);
             let _ = inbound.set_nodelay(true);
