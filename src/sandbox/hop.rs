@@ -63,14 +63,15 @@ impl Tls {
     }
 }
 
-/// Where the proxy hop goes: the broker's plain proxy port, or its TLS port with `tls`.
+/// Where a relay's connections go: one of the broker's ports, inside TLS with `tls` (the
+/// proxy's TLS port).
 #[derive(Clone)]
 pub struct Hop {
     /// A name or an address, without brackets.
     pub host: String,
     pub port: u16,
     pub tls: Option<Tls>,
-    /// Set once a TLS failure was reported (one warning per run, not per connection).
+    /// Set once a failure was reported (one warning per run, not per connection).
     warned: Arc<AtomicBool>,
 }
 
