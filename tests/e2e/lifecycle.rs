@@ -120,7 +120,9 @@ fn detached_server_is_ready_on_return_and_clean() {
                 "--port",
                 &port.to_string(),
                 "--mitm-port",
-                "0",
+                "auto",
+                "--proxy-tls-port",
+                "auto",
             ],
             "",
             &[("AGENT_VAULT_MASTER_PASSWORD", MASTER)],
@@ -146,6 +148,19 @@ fn detached_server_is_ready_on_return_and_clean() {
     let log = home.state().join("server.log");
     let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+    // The listener flags reach the detached child.
+    let status: serde_json::Value = http()
+        .get(format!("http://127.0.0.1:{port}/v1/status"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(status["proxy_tls_port"].as_u64().is_some(), "{status}");
+    let printed = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        printed.contains("MITM proxy over TLS bound to"),
+        "{printed}"
+    );
 
     // Starting again while it runs is refused, naming the PID.
     home.run(&["server", "--port", "0", "--mitm-port", "0"])
