@@ -115,13 +115,21 @@ fn mint(
 }
 
 pub fn leaf_for(ca: &Arc<CertificateAuthority>, host: &str) -> Result<Arc<CertifiedKey>, CaError> {
+    leaf_in(ca, &ca.leaves, host)
+}
+
+fn leaf_in(
+    ca: &CertificateAuthority,
+    cache: &LeafCache,
+    host: &str,
+) -> Result<Arc<CertifiedKey>, CaError> {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     validate_host(&host)?;
-    if let Some(key) = ca.leaves.get(&host) {
+    if let Some(key) = cache.get(&host) {
         return Ok(key);
     }
     let (key, not_after) = mint(ca, &host)?;
-    ca.leaves.put(host, key.clone(), not_after);
+    cache.put(host, key.clone(), not_after);
     Ok(key)
 }
 
@@ -130,6 +138,8 @@ pub fn leaf_for(ca: &Arc<CertificateAuthority>, host: &str) -> Result<Arc<Certif
 pub struct LeafResolver {
     ca: Arc<CertificateAuthority>,
     fallback_host: String,
+    /// Leaves for the proxy's own TLS port, apart from the tunnels' (see `for_proxy_port`).
+    own_cache: Option<Arc<LeafCache>>,
 }
 
 impl LeafResolver {
@@ -137,6 +147,22 @@ impl LeafResolver {
         Self {
             ca,
             fallback_host: connect_host.to_owned(),
+            own_cache: None,
+        }
+    }
+
+    /// For the proxy's TLS port (`--proxy-tls-port`): any client may ask there for any name
+    /// before signing in, so those leaves go into `cache`, never pushing the tunnels' leaves
+    /// out of theirs. Without SNI, the leaf is for `local_host`, the address dialled.
+    pub fn for_proxy_port(
+        ca: Arc<CertificateAuthority>,
+        cache: Arc<LeafCache>,
+        local_host: &str,
+    ) -> Self {
+        Self {
+            ca,
+            fallback_host: local_host.to_owned(),
+            own_cache: Some(cache),
         }
     }
 }
@@ -152,7 +178,8 @@ impl std::fmt::Debug for LeafResolver {
 impl ResolvesServerCert for LeafResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let host = hello.server_name().unwrap_or(&self.fallback_host);
-        match self.ca.leaf_for(host) {
+        let cache = self.own_cache.as_deref().unwrap_or(&self.ca.leaves);
+        match leaf_in(&self.ca, cache, host) {
             Ok(key) => Some(key),
             Err(e) => {
                 tracing::debug!("no leaf certificate for {host}: {e}");
@@ -272,6 +299,40 @@ mod tests {
         ] {
             assert!(ca.leaf_for(host).is_err(), "{host:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_proxy_ports_names_keep_out_of_the_tunnels_cache() {
+        let (_dir, ca) = ca();
+        let own = Arc::new(LeafCache::new(2));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.root_der().clone()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        for host in ["a.example.com", "b.example.com", "c.example.com"] {
+            let resolver = LeafResolver::for_proxy_port(ca.clone(), own.clone(), "127.0.0.1");
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(resolver)));
+            let (a, b) = tokio::io::duplex(64 * 1024);
+            let name = ServerName::try_from(host).unwrap();
+            let (server, client) = tokio::join!(acceptor.accept(a), connector.connect(name, b));
+            server.unwrap();
+            client.unwrap();
+            assert!(own.get(host).is_some(), "{host} in the port's own cache");
+            assert!(
+                ca.leaves.get(host).is_none(),
+                "{host} in the tunnels' cache"
+            );
+        }
+        assert!(
+            own.get("a.example.com").is_none(),
+            "the own cache keeps its size"
+        );
     }
 
     #[tokio::test]

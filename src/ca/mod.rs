@@ -18,7 +18,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use time::{Duration, OffsetDateTime};
 
-pub use leaf::{LeafResolver, server_config};
+pub use leaf::{LeafCache, LeafResolver, server_config};
 
 use crate::crypto::{Key, open, random_bytes, seal};
 use crate::paths::write_private;

@@ -88,19 +88,22 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
 /// fetch anyway) for the name the client asks for, or for the address it connected to.
 pub async fn serve_tls(listener: TcpListener, proxy: Arc<Proxy>, ca: Arc<CertificateAuthority>) {
     let drain = proxy.drain.clone();
+    // The names clients dial this port by: a handful (see `LeafResolver::for_proxy_port`).
+    let leaves = Arc::new(crate::ca::LeafCache::new(16));
     listener::accept_loop(
         listener,
         drain,
         "MITM proxy over TLS",
         move |stream, peer| {
             let _ = stream.set_nodelay(true);
-            let (proxy, ca) = (proxy.clone(), ca.clone());
+            let (proxy, ca, leaves) = (proxy.clone(), ca.clone(), leaves.clone());
             tokio::spawn(async move {
                 let _live = proxy.drain.track();
                 let Ok(local) = stream.local_addr() else {
                     return;
                 };
-                let resolver = crate::ca::LeafResolver::for_target(ca, &local.ip().to_string());
+                let local = local.ip().to_string();
+                let resolver = crate::ca::LeafResolver::for_proxy_port(ca, leaves, &local);
                 let mut config = crate::ca::server_config(resolver);
                 // The proxy protocol itself is HTTP/1.1 (CONNECT and absolute-form requests).
                 config.alpn_protocols = vec![b"http/1.1".to_vec()];
