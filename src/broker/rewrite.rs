@@ -87,15 +87,15 @@ pub fn strip_response_headers(headers: &mut HeaderMap, plan: &Plan) {
 /// line and `Host`: with a vault credential attached they would steer a path-scoped
 /// credential to another route (`X-Original-URL: /admin`) or poison the links an upstream
 /// builds (a password-reset mail pointing elsewhere).
-const ROUTING_OVERRIDES: [&str; 8] = [
-    "x-original-url",
-    "x-rewrite-url",
-    "x-original-uri",
-    "x-envoy-original-path",
-    "x-forwarded-prefix",
-    "x-forwarded-path",
-    "x-forwarded-host",
-    "forwarded",
+const ROUTING_OVERRIDES: [HeaderName; 8] = [
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-original-uri"),
+    HeaderName::from_static("x-envoy-original-path"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-path"),
+    HeaderName::from_static("x-forwarded-host"),
+    header::FORWARDED,
 ];
 
 /// Sets the injected headers so that exactly one credential reaches the upstream: for a
@@ -105,7 +105,7 @@ const ROUTING_OVERRIDES: [&str; 8] = [
 /// vault credential loses the client's routing overrides ([`ROUTING_OVERRIDES`]).
 pub fn apply_headers(headers: &mut HeaderMap, plan: &Plan) -> Result<(), BrokerError> {
     if plan.uses_credentials {
-        for name in ROUTING_OVERRIDES {
+        for name in &ROUTING_OVERRIDES {
             headers.remove(name);
         }
     }

@@ -193,12 +193,11 @@ fn replacement(len: usize, same_length: bool) -> std::borrow::Cow<'static, [u8]>
     if !same_length {
         return MARKER.as_bytes().into();
     }
-    let mut fill: Vec<u8> = MARKER
+    let fill: Vec<u8> = MARKER
         .bytes()
         .chain(std::iter::repeat(b'*'))
         .take(len)
         .collect();
-    fill.truncate(len);
     fill.into()
 }
 

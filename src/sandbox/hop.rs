@@ -33,12 +33,10 @@ pub struct Tls {
 impl Tls {
     /// TLS to `host` (a name or an address), trusting only `ca_pem`.
     pub fn new(host: &str, ca_pem: &str) -> anyhow::Result<Self> {
+        // A DNS name, or an address (checked against the certificate's IP entries).
         let bare = host.trim_matches(['[', ']']);
-        let name = match bare.parse::<IpAddr>() {
-            Ok(ip) => ServerName::IpAddress(ip.into()),
-            Err(_) => ServerName::try_from(bare.to_owned())
-                .map_err(|e| anyhow::anyhow!("{bare} is not a server name for TLS: {e}"))?,
-        };
+        let name = ServerName::try_from(bare.to_owned())
+            .map_err(|e| anyhow::anyhow!("{bare} is not a server name for TLS: {e}"))?;
         let mut roots = rustls::RootCertStore::empty();
         let root = CertificateDer::from_pem_slice(ca_pem.as_bytes())
             .map_err(|e| anyhow::anyhow!("the server's CA certificate does not parse: {e}"))?;
@@ -119,10 +117,13 @@ pub struct LocalProxy {
 }
 
 impl LocalProxy {
+    /// Where it listens (with `port`).
+    pub const HOST: &str = "127.0.0.1";
+
     pub async fn start(hop: Hop) -> std::io::Result<Self> {
         const LOOPBACK: ipnet::IpNet =
             ipnet::IpNet::new_assert(IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 0)), 8);
-        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        let listener = TcpListener::bind((Self::HOST, 0)).await?;
         let port = listener.local_addr()?.port();
         let source = super::relay::run_source();
         let task = tokio::spawn(super::relay::forward_loop(listener, LOOPBACK, hop, source));

@@ -4,12 +4,13 @@
 //! Stance: a source is opened once, and the *opened object* is judged — never a path that
 //! could be swapped afterwards. Refused are `~/.agent-vault` (the encrypted store and the
 //! CA key), anything containing it or inside it (also through another path to the same
-//! directory), `$HOME` itself, `/tmp` and `/var/tmp` themselves, system directories, everything under `/proc`, `/sys`, `/dev`
-//! and `/run` (runtime sockets, other containers' namespaces), Docker's state, and Unix
-//! sockets (a socket is a line to a daemon outside the broker). Docker resolves the path
-//! again when the container starts, so a directory swapped for a symlink in between would
-//! be mounted instead: [`Source::identity`] is compared with what the started container
-//! really has at each target (see [`verify`]) before its command may run.
+//! directory), `$HOME` itself, `/tmp` and `/var/tmp` themselves, system directories,
+//! everything under `/proc`, `/sys`, `/dev` and `/run` (runtime sockets, other containers'
+//! namespaces), Docker's state, and Unix sockets (a socket is a line to a daemon outside
+//! the broker). Docker resolves the path again when the container starts, so a directory
+//! swapped for a symlink in between would be mounted instead: [`Source::identity`] is
+//! compared with what the started container really has at each target (see [`verify`])
+//! before its command may run.
 
 use std::fs::File;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};

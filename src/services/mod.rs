@@ -111,7 +111,7 @@ pub enum Surface {
 }
 
 impl Surface {
-    /// The default when a substitution does not say where it applies.
+    /// Every surface of an HTTP request (`ws` is opt-in and not among them).
     pub const ALL: [Surface; 4] = [Self::Header, Self::Path, Self::Query, Self::Body];
     /// Where a substitution applies when its `in` is omitted: where an API's own design puts
     /// a credential in a URL (Telegram's `/bot<token>/`, a `?key=`). Headers and bodies must

@@ -623,6 +623,7 @@ fn check_placeholder(placeholder: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::{DEFAULT_API_KEY_HEADER, Surface};
 
     #[test]
     fn wildcards_on_shared_suffixes_are_named() {
@@ -638,7 +639,6 @@ mod tests {
         assert_eq!(wildcard_on_shared_suffix("*.acme.atlassian.net"), None);
         assert_eq!(wildcard_on_shared_suffix("*.example.com"), None);
     }
-    use crate::services::{DEFAULT_API_KEY_HEADER, Surface};
 
     fn bearer(host: &str) -> Service {
         Service {

@@ -498,7 +498,7 @@ async fn run_child(
         session.token.expose(),
         &session.vault,
         proxy.as_ref().map(|(hop, ca)| ProxyAt {
-            host: local_relay.as_ref().map(|_| "127.0.0.1"),
+            host: local_relay.as_ref().map(|_| hop::LocalProxy::HOST),
             port: local_relay.as_ref().map_or(hop.port, |relay| relay.port),
             ca: ca.as_path(),
         }),
