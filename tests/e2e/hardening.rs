@@ -209,6 +209,7 @@ fn a_loopback_listener_of_another_account_gets_nothing() {
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let squatting = crate::harness::KillOnDrop(child);
     let port = lines.next().unwrap().unwrap();
     let address = format!("http://127.0.0.1:{port}");
     let login = |envs: &[(&str, &str)]| {
@@ -235,8 +236,7 @@ fn a_loopback_listener_of_another_account_gets_nothing() {
             .status
             .success()
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(squatting);
     let seen: Vec<String> = lines.map_while(Result::ok).collect();
     assert_eq!(seen, ["connected"], "only the allowed attempt reached it");
 }
@@ -278,7 +278,9 @@ s.serve_forever()
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let port = std::io::BufReader::new(child.stdout.take().unwrap())
+    let stdout = child.stdout.take().unwrap();
+    let _fake = crate::harness::KillOnDrop(child);
+    let port = std::io::BufReader::new(stdout)
         .lines()
         .next()
         .unwrap()
@@ -289,8 +291,6 @@ s.serve_forever()
         "my-real-password\n",
         &[],
     );
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(!run.status.success(), "{run}");
     assert!(
         run.stderr.contains(&format!(

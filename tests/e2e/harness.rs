@@ -379,6 +379,17 @@ impl Drop for Server {
     }
 }
 
+/// Stops a helper process the test started (a fake server, a squatter), also when the test
+/// fails: left running, it would hold the test's output pipe open and hang the run.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A blocking HTTP client for poking the API directly.
 pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()

@@ -471,11 +471,9 @@ fn the_last_admin_and_the_last_owner_are_kept() {
     );
 }
 
-/// A vault token never outlives, nor outranks, the grant it was minted under: demoting its
-/// minter ends the tokens above the new role, removing them ends the rest — for people and
-/// agents alike.
-#[test]
-fn vault_tokens_end_with_the_grant_they_were_minted_under() {
+/// A server with its owner and X, admin of the vault "default" (and nothing more): the API,
+/// both tokens, and what keeps the server running.
+fn admin_x() -> (Api, String, String, (crate::harness::Server, TestHome)) {
     let home = TestHome::new();
     let server = home.start_server(&[], "", &[]);
     let api = Api::new(&server.url);
@@ -485,6 +483,15 @@ fn vault_tokens_end_with_the_grant_they_were_minted_under() {
         "x@example.com",
         json!([{"vault": "default", "role": "admin"}]),
     );
+    (api, owner, x, (server, home))
+}
+
+/// A vault token never outlives, nor outranks, the grant it was minted under: demoting its
+/// minter ends the tokens above the new role, removing them ends the rest — for people and
+/// agents alike.
+#[test]
+fn vault_tokens_end_with_the_grant_they_were_minted_under() {
+    let (api, owner, x, _running) = admin_x();
     let mint = |role: &str| {
         let reply = api.ok(
             "POST",
@@ -537,15 +544,7 @@ fn vault_tokens_end_with_the_grant_they_were_minted_under() {
 /// has since lost the vault, or by a person since removed, is refused when used.
 #[test]
 fn invites_are_checked_again_when_used() {
-    let home = TestHome::new();
-    let server = home.start_server(&[], "", &[]);
-    let api = Api::new(&server.url);
-    let owner = api.register_owner("owner@example.com");
-    let x = api.add_user(
-        &owner,
-        "x@example.com",
-        json!([{"vault": "default", "role": "admin"}]),
-    );
+    let (api, owner, x, _running) = admin_x();
     let invite = |name: &str| {
         let reply = api.ok(
             "POST",
@@ -621,15 +620,7 @@ fn invites_are_checked_again_when_used() {
 /// with its traffic in that vault's log); the agent's inviter or an owner can.
 #[test]
 fn an_agent_goes_only_where_its_manager_puts_it() {
-    let home = TestHome::new();
-    let server = home.start_server(&[], "", &[]);
-    let api = Api::new(&server.url);
-    let owner = api.register_owner("owner@example.com");
-    let x = api.add_user(
-        &owner,
-        "x@example.com",
-        json!([{"vault": "default", "role": "admin"}]),
-    );
+    let (api, owner, x, _running) = admin_x();
     let invite = api.ok(
         "POST",
         "/v1/agents/invites",

@@ -223,16 +223,23 @@ fn start_keepalive_echo(
     (port, cert.ca_pem, close_all)
 }
 
-#[test]
-fn http1_upstream_connections_are_reused_and_replaced_once_closed() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (port, ca, close_all) = start_keepalive_echo(&runtime);
+/// A rig whose vault injects a bearer for a keep-alive echo upstream: the rig, the echo's
+/// port and the sender that closes its connections (see [`start_keepalive_echo`]).
+fn keepalive_rig(runtime: &tokio::runtime::Runtime) -> (Rig, u16, tokio::sync::watch::Sender<u32>) {
+    let (port, ca, close_all) = start_keepalive_echo(runtime);
     let ca_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(ca_file.path(), ca).unwrap();
     let rig = Rig::start_trusting(true, Upstream::start(), &[ca_file.path()]);
     rig.add_services(&format!(
         "services:\n  - host: 127.0.0.1\n    port: {port}\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n"
     ));
+    (rig, port, close_all)
+}
+
+#[test]
+fn http1_upstream_connections_are_reused_and_replaced_once_closed() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (rig, port, close_all) = keepalive_rig(&runtime);
     let url = format!("https://127.0.0.1:{port}/");
     // One tunnel per request: reuse is the broker's, across its agents' connections.
     let peers = |count: usize| -> Vec<u64> {
@@ -262,13 +269,7 @@ fn http1_upstream_connections_are_reused_and_replaced_once_closed() {
 #[test]
 fn a_connection_busy_with_another_agents_body_is_not_handed_out() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (port, ca, _close_all) = start_keepalive_echo(&runtime);
-    let ca_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(ca_file.path(), ca).unwrap();
-    let rig = Rig::start_trusting(true, Upstream::start(), &[ca_file.path()]);
-    rig.add_services(&format!(
-        "services:\n  - host: 127.0.0.1\n    port: {port}\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n"
-    ));
+    let (rig, port, _close_all) = keepalive_rig(&runtime);
     let url = format!("https://127.0.0.1:{port}/");
     // Teaches the broker that the host speaks HTTP/1.1: the pool serves it from now on.
     curl_http1_on_one_tunnel(&rig, std::slice::from_ref(&url));
@@ -1324,7 +1325,7 @@ fn git_clone_and_push_over_https_with_injected_basic_auth() {
     std::io::BufReader::new(server.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let _server = KillOnDrop(server);
+    let _server = crate::harness::KillOnDrop(server);
     let port: u16 = line
         .trim()
         .parse()
@@ -1391,16 +1392,6 @@ fn git_clone_and_push_over_https_with_injected_basic_auth() {
     assert!(!refused.status.success());
 }
 
-/// Stops a server process the test started, also when the test fails.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// An HTTP/2 upstream (Python `h2`) that answers any request with a GOAWAY whose debug data
 /// is the request's `Authorization`. Prints its port.
 const GOAWAY_SERVER: &str = r#"
@@ -1450,7 +1441,7 @@ fn an_upstream_error_that_quotes_the_credential_is_scrubbed() {
     std::io::BufReader::new(server.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let _server = KillOnDrop(server);
+    let _server = crate::harness::KillOnDrop(server);
     let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("{line:?}"));
     let rig = Rig::start_trusting(true, Upstream::start_on("127.0.0.2"), &[&path("ca.pem")]);
     rig.add_services(&format!(

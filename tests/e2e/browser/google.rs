@@ -8,7 +8,7 @@ use fantoccini::Locator;
 
 use super::provider::{CLIENT_ID, CLIENT_SECRET, Provider};
 use super::{Browser, run};
-use crate::harness::TestHome;
+use crate::harness::{Server, TestHome};
 
 /// "Sign in with Google", then the provider's page: the address, verified or not.
 async fn through_provider(b: &Browser, issuer: &str, email: &str, verified: bool) {
@@ -29,20 +29,22 @@ async fn through_provider(b: &Browser, issuer: &str, email: &str, verified: bool
     b.follow("#provider-continue").await;
 }
 
+/// A server with Google sign-in against `provider`, and `more` environment.
+fn start_with_google(home: &TestHome, provider: &Provider, more: &[(&str, &str)]) -> Server {
+    let mut env = vec![
+        ("AGENT_VAULT_OAUTH_GOOGLE_CLIENT_ID", CLIENT_ID),
+        ("AGENT_VAULT_OAUTH_GOOGLE_CLIENT_SECRET", CLIENT_SECRET),
+        ("AGENT_VAULT_OAUTH_GOOGLE_ISSUER", provider.issuer.as_str()),
+    ];
+    env.extend_from_slice(more);
+    home.start_server(&[], "", &env)
+}
+
 #[test]
 fn google_sign_in_against_a_local_provider() {
     let provider = Provider::start();
     let home = TestHome::new();
-    let server = home.start_server(
-        &[],
-        "",
-        &[
-            ("AGENT_VAULT_OAUTH_GOOGLE_CLIENT_ID", CLIENT_ID),
-            ("AGENT_VAULT_OAUTH_GOOGLE_CLIENT_SECRET", CLIENT_SECRET),
-            ("AGENT_VAULT_OAUTH_GOOGLE_ISSUER", provider.issuer.as_str()),
-            ("AGENT_VAULT_RATELIMIT_LOCK", "true"),
-        ],
-    );
+    let server = start_with_google(&home, &provider, &[("AGENT_VAULT_RATELIMIT_LOCK", "true")]);
     // The secret went to the server through its hand-off pipe (the sign-ins below need it),
     // not left in the environment it runs with.
     let environ = std::fs::read(format!("/proc/{}/environ", server.pid())).unwrap();
@@ -160,15 +162,7 @@ fn google_sign_in_against_a_local_provider() {
 fn google_takes_an_invite_made_account_from_whoever_held_the_link() {
     let provider = Provider::start();
     let home = TestHome::new();
-    let server = home.start_server(
-        &[],
-        "",
-        &[
-            ("AGENT_VAULT_OAUTH_GOOGLE_CLIENT_ID", CLIENT_ID),
-            ("AGENT_VAULT_OAUTH_GOOGLE_CLIENT_SECRET", CLIENT_SECRET),
-            ("AGENT_VAULT_OAUTH_GOOGLE_ISSUER", provider.issuer.as_str()),
-        ],
-    );
+    let server = start_with_google(&home, &provider, &[]);
     let api = crate::api::Api::new(&server.url);
     let owner = api.register_owner("owner@example.com");
     // The inviter accepts the invite themselves, choosing the password.
