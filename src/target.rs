@@ -404,4 +404,29 @@ mod tests {
             assert!(Target::from_url(bad).is_err(), "{bad:?} should be refused");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever an agent writes as a CONNECT authority or a `Host` header: an error
+            /// or a target whose canonical forms parse back to the same target, so a host
+            /// is matched against services in one spelling only.
+            #[test]
+            fn authorities_parse_to_a_fixed_point(
+                raw in "[a-zA-Z0-9.:%_ \\[\\]ß-]{0,24}|(0x)?[0-9a-f.]{1,16}(:[0-9]{1,6})?",
+                https in any::<bool>(),
+            ) {
+                let scheme = if https { Scheme::Https } else { Scheme::Http };
+                let Ok(target) = Target::from_authority(scheme, &raw) else {
+                    return Ok(());
+                };
+                prop_assert_eq!(&Target::from_authority(scheme, target.authority()), &Ok(target.clone()));
+                let tunnel = Target::connect(target.host_port()).unwrap();
+                prop_assert_eq!((tunnel.host(), tunnel.port()), (target.host(), target.port()));
+                prop_assert_eq!(Host::parse(target.bare_host()), Ok(target.host().clone()));
+            }
+        }
+    }
 }

@@ -401,4 +401,43 @@ mod tests {
         let err = apply_headers(&mut h, &plan).unwrap_err();
         assert!(!err.message.contains("Injected"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The character classes that could change a URL's shape, and some that could not.
+        const VALUE: &str = "[a-z0-9/?&=#%+;. ~\\\\é\r\n-]{0,12}";
+        const PLACE: &str = "[a-z/=&_]{0,6}(__k__)?[a-z/=&_]{0,6}";
+
+        proptest! {
+            /// Whatever the credential value, a substitution in the path or query cannot add
+            /// a segment, a parameter or a fragment: the agent chose the request's shape.
+            #[test]
+            fn a_value_never_changes_the_shape_of_the_url(
+                value in VALUE,
+                path in PLACE,
+                query in proptest::option::of(PLACE),
+            ) {
+                let subs = [sub("__k__", &value, &[Surface::Path, Surface::Query])];
+                let original = match &query {
+                    Some(q) => format!("/{path}?{q}"),
+                    None => format!("/{path}"),
+                };
+                let rewritten = rewrite_path_and_query(&original, &subs);
+                let (new_path, new_query) = match rewritten.split_once('?') {
+                    Some((p, q)) => (p, Some(q)),
+                    None => (&*rewritten, None),
+                };
+                let count = |text: &str, c: char| text.matches(c).count();
+                prop_assert_eq!(new_query.is_some(), query.is_some());
+                prop_assert_eq!(count(new_path, '/'), count(&path, '/') + 1);
+                if let (Some(old), Some(new)) = (&query, new_query) {
+                    prop_assert_eq!(count(new, '&'), count(old, '&'));
+                    prop_assert_eq!(count(new, '='), count(old, '='));
+                }
+                prop_assert!(!rewritten.contains(['#', '\r', '\n', ' ']));
+            }
+        }
+    }
 }

@@ -399,6 +399,54 @@ mod tests {
         assert_eq!(out, "ends with sk-SE");
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Secrets that overlap and share starts, and bodies made of their pieces, their
+        /// encoded forms and filler: where a streaming scan could go wrong.
+        const SECRETS: [&str; 3] = ["sk-SECRET-123", "SECRET-12x", "a b&c/d"];
+
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                prop::sample::select(SECRETS.to_vec()).prop_map(|s| s.as_bytes().to_vec()),
+                prop::sample::select(SECRETS.to_vec()).prop_flat_map(|s| {
+                    (1..s.len()).prop_map(move |n| s.as_bytes()[..n].to_vec())
+                }),
+                Just(b"a+b%26c%2Fd".to_vec()),
+                prop::collection::vec(prop::sample::select(b"sk-SECRET123 x\n".to_vec()), 0..8),
+            ];
+            prop::collection::vec(piece, 0..16).prop_map(|pieces| pieces.concat())
+        }
+
+        proptest! {
+            /// However a body is cut into chunks, the scan sends what a scan of the whole
+            /// body gives, and no secret.
+            #[test]
+            fn chunking_never_changes_the_result(
+                body in body(),
+                cuts in prop::collection::vec(any::<usize>(), 0..6),
+            ) {
+                let scrubber = Arc::new(Scrubber::new(SECRETS, []).unwrap());
+                let whole = scrubber.replace(&body).unwrap_or_else(|| body.clone());
+                let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
+                cuts.sort_unstable();
+                let mut scan = BodyScrub::new(scrubber.clone());
+                let mut streamed = Vec::new();
+                let mut from = 0;
+                for cut in cuts.into_iter().chain([body.len()]) {
+                    streamed.extend_from_slice(&scan.push(Bytes::copy_from_slice(&body[from..cut])));
+                    from = cut;
+                }
+                streamed.extend_from_slice(&scan.finish());
+                prop_assert_eq!(String::from_utf8_lossy(&streamed), String::from_utf8_lossy(&whole));
+                for secret in SECRETS {
+                    prop_assert!(memchr::memmem::find(&streamed, secret.as_bytes()).is_none());
+                }
+            }
+        }
+    }
+
     #[test]
     fn text_types() {
         let t = |v: &'static str| is_text(Some(&HeaderValue::from_static(v)));

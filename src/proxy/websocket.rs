@@ -179,6 +179,10 @@ impl FrameHeader {
     fn opcode(&self) -> u8 {
         self.first & 0x0f
     }
+    /// The payload's length as the peer claims it, capped at what a `usize` holds.
+    fn payload_len(&self) -> usize {
+        usize::try_from(self.len).unwrap_or(usize::MAX)
+    }
 
     /// Parses a header at the start of `buf`, or `None` if more bytes are needed.
     fn parse(buf: &[u8]) -> Option<Self> {
@@ -309,7 +313,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frames<R, W> {
 
     /// The whole of `frame` (header included) once it is here; `None` if the input ends first.
     async fn whole(&mut self, frame: &FrameHeader) -> std::io::Result<Option<BytesMut>> {
-        let total = frame.size + usize::try_from(frame.len).unwrap_or(usize::MAX);
+        let total = frame.size.saturating_add(frame.payload_len());
         while self.buf.len() < total {
             if !self.fill().await? {
                 return Ok(None);
@@ -450,10 +454,12 @@ where
             io.pass(&frame);
             continue;
         };
-        let whole = frame.size + usize::try_from(frame.len).unwrap_or(usize::MAX);
-        if frame.fin() && !*started && io.buf.len() >= whole {
+        // Saturating: a length near 2^64 is the peer's to claim, never all here.
+        let whole = frame.size.saturating_add(frame.payload_len());
+        if opcode == OPCODE_TEXT && frame.fin() && io.buf.len() >= whole {
             // The common case, a message in one frame that is all here: scanned at once,
-            // with nothing to hold back for a next chunk.
+            // with nothing to hold back for a next chunk. (Not the last fragment of a
+            // message whose earlier ones sent nothing yet: the scan holds their bytes.)
             let mut payload = io.buf.split_to(whole);
             payload.advance(frame.size);
             if frame.masked {
@@ -834,8 +840,215 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_last_fragment_completes_what_the_scan_held_back() {
+        use crate::broker::scrub::MARKER;
+        // The first fragment is all a possible start of the secret, so nothing of it goes
+        // out before the last one, which arrives whole.
+        let input = [
+            frame(OPCODE_TEXT, false, None, b"sk-live-1234"),
+            frame(OPCODE_CONTINUATION, true, None, b"56 tail"),
+        ]
+        .concat();
+        let out = run_in_pieces(input.clone(), Some(scrub()), input.len()).await;
+        assert_eq!(
+            messages(&out),
+            [(OPCODE_TEXT, format!("{MARKER} tail").into_bytes())]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_text_frame_claiming_an_impossible_length_is_cut_off_not_a_panic() {
+        // 2^64 - 1 bytes: the header's size plus that overflowed when checked for the
+        // one-frame fast path, and the payload was then split before its header's end.
+        let mut input = vec![0x81, 127];
+        input.extend_from_slice(&u64::MAX.to_be_bytes());
+        input.extend_from_slice(b"sk-live-123456 and more");
+        let out = run_in_pieces(input.clone(), Some(scrub()), input.len()).await;
+        assert!(
+            !String::from_utf8_lossy(&out).contains("sk-live-123456"),
+            "nothing unscanned goes out"
+        );
+    }
+
+    #[tokio::test]
     async fn unscrubbed_bytes_pass_as_they_are() {
         assert_eq!(run(b"plain bytes".to_vec(), None).await, b"plain bytes");
+    }
+
+    /// Every frame of `input` through `pump`, fed `piece` bytes at a time: what it ended with
+    /// and what it wrote. Unlike [`run_in_pieces`], a pump that stops early is an answer.
+    async fn pump_all(
+        input: Vec<u8>,
+        rewrite: Rewrite,
+        piece: usize,
+    ) -> (std::io::Result<()>, Vec<u8>) {
+        let (mut feed, reader) = tokio::io::duplex(64.max(piece));
+        let (writer, mut sink) = tokio::io::duplex(4096);
+        let pumping = tokio::spawn(pump(reader, writer, Some(rewrite)));
+        let draining = tokio::spawn(async move {
+            let mut out = Vec::new();
+            let _ = sink.read_to_end(&mut out).await;
+            out
+        });
+        for piece in input.chunks(piece) {
+            if feed.write_all(piece).await.is_err() {
+                break;
+            }
+        }
+        drop(feed);
+        (pumping.await.unwrap(), draining.await.unwrap())
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Text made of the secret, pieces of it and filler, so that it falls across
+        /// fragments and reads in every way.
+        fn text() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just(b"sk-live-123456".to_vec()),
+                Just(b"sk-li".to_vec()),
+                Just(b"ve-123456".to_vec()),
+                Just("é".as_bytes().to_vec()),
+                prop::collection::vec(b'a'..=b'z', 0..40),
+            ];
+            prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+        }
+
+        /// A message as a sender frames it: its opcode (text, binary or ping), its payload,
+        /// where the payload is cut into fragments, whether a ping goes between them, and
+        /// the mask.
+        #[derive(Debug, Clone)]
+        struct Message {
+            opcode: u8,
+            payload: Vec<u8>,
+            cuts: Vec<usize>,
+            ping_between: bool,
+            mask: Option<[u8; 4]>,
+        }
+
+        fn message() -> impl Strategy<Value = Message> {
+            (
+                prop_oneof![Just(OPCODE_TEXT), Just(2u8), Just(9u8)],
+                text(),
+                prop::collection::vec(any::<usize>(), 0..4),
+                any::<bool>(),
+                any::<Option<[u8; 4]>>(),
+            )
+                .prop_map(|(opcode, mut payload, cuts, ping_between, mask)| {
+                    if opcode == 9 {
+                        payload.truncate(MAX_CONTROL_PAYLOAD);
+                    }
+                    Message {
+                        opcode,
+                        payload,
+                        cuts,
+                        ping_between,
+                        mask,
+                    }
+                })
+        }
+
+        const PING: &[u8] = b"between";
+
+        impl Message {
+            fn wire(&self) -> Vec<u8> {
+                if self.opcode == 9 {
+                    return frame(9, true, self.mask, &self.payload);
+                }
+                let mut cuts: Vec<usize> = self
+                    .cuts
+                    .iter()
+                    .map(|c| c % (self.payload.len() + 1))
+                    .collect();
+                cuts.sort_unstable();
+                let mut bounds = vec![0];
+                bounds.extend(cuts);
+                bounds.push(self.payload.len());
+                let last = bounds.len() - 2;
+                let mut out = Vec::new();
+                for (i, pair) in bounds.windows(2).enumerate() {
+                    let opcode = if i == 0 {
+                        self.opcode
+                    } else {
+                        OPCODE_CONTINUATION
+                    };
+                    out.extend(frame(
+                        opcode,
+                        i == last,
+                        self.mask,
+                        &self.payload[pair[0]..pair[1]],
+                    ));
+                    if self.ping_between && i < last {
+                        out.extend(frame(9, true, self.mask, PING));
+                    }
+                }
+                out
+            }
+
+            /// What the client must get, in order: the pings sent between fragments, then
+            /// the message with its text scrubbed.
+            fn expected(&self, scrubber: &Scrubber) -> Vec<(u8, Vec<u8>)> {
+                let scrubbed = || {
+                    scrubber
+                        .replace(&self.payload)
+                        .unwrap_or(self.payload.clone())
+                };
+                let mut out = Vec::new();
+                if self.opcode != 9 && self.ping_between {
+                    let fragments = self.cuts.len() + 1;
+                    out.extend(std::iter::repeat_n((9, PING.to_vec()), fragments - 1));
+                }
+                out.push(match self.opcode {
+                    OPCODE_TEXT => (self.opcode, scrubbed()),
+                    9 => (9, scrub_control(9, self.payload.clone(), scrubber)),
+                    _ => (self.opcode, self.payload.clone()),
+                });
+                out
+            }
+        }
+
+        proptest! {
+            /// Whatever the framing and however the bytes arrive, the client gets the same
+            /// messages with every text and control payload scrubbed and binary untouched.
+            #[test]
+            fn scrubbing_keeps_messages_and_removes_the_secret(
+                sent in prop::collection::vec(message(), 1..6),
+                piece in 1usize..200,
+            ) {
+                let scrubber = Scrubber::new(["sk-live-123456"], []).unwrap();
+                let wire: Vec<u8> = sent.iter().flat_map(Message::wire).collect();
+                let (ended, out) = block_on(pump_all(wire, scrub(), piece));
+                prop_assert!(ended.is_ok(), "{ended:?}");
+                let expected: Vec<_> = sent.iter().flat_map(|m| m.expected(&scrubber)).collect();
+                prop_assert_eq!(messages(&out), expected);
+            }
+
+            /// Any bytes at all, in either direction: the relay ends (with an error or not)
+            /// and never panics, whatever lengths the headers claim.
+            #[test]
+            fn any_bytes_end_the_relay_without_a_panic(
+                mut input in prop::collection::vec(any::<u8>(), 0..400),
+                huge_length in any::<bool>(),
+                piece in 1usize..100,
+            ) {
+                if huge_length && input.len() >= 10 {
+                    input[1] |= 127;
+                    input[2..10].copy_from_slice(&u64::MAX.to_be_bytes());
+                }
+                for rewrite in [scrub(), substitution()] {
+                    let _ = block_on(pump_all(input.clone(), rewrite, piece));
+                }
+            }
+        }
     }
 
     #[test]
