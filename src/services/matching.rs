@@ -327,4 +327,54 @@ mod tests {
         let got = select(&services, "api.example.com", 443, "/").and_then(|s| s.name.as_deref());
         assert_eq!(got, Some("first"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Where a server on the way could take `path`: percent-decoded as often as it
+        /// changes, `\\` read as `/`, `;` parameters and what follows a NUL dropped, and the
+        /// dot segments resolved.
+        fn resolved(path: &str) -> String {
+            let mut bytes = path.as_bytes().to_vec();
+            loop {
+                let decoded: Vec<u8> = percent_encoding::percent_decode(&bytes).collect();
+                if decoded == bytes {
+                    break;
+                }
+                bytes = decoded;
+            }
+            let text = String::from_utf8_lossy(&bytes).replace('\\', "/");
+            let mut stack: Vec<&str> = Vec::new();
+            for segment in text.split('/').skip(1) {
+                match segment.split([';', '\0']).next().unwrap_or_default() {
+                    "." => {}
+                    ".." => {
+                        stack.pop();
+                    }
+                    other => stack.push(other),
+                }
+            }
+            format!("/{}", stack.join("/"))
+        }
+
+        proptest! {
+            /// A request that the `/v1` service takes stays under `/v1` wherever it is
+            /// resolved: a path prefix is a boundary an agent cannot step out of.
+            #[test]
+            fn a_path_taken_by_a_prefixed_service_stays_under_its_prefix(
+                segments in prop::collection::vec(prop::sample::select(vec![
+                    "v1", "admin", ".", "..", "%2e", "%2E%2e", "%252e%252e", "..;x", ".%00",
+                    "%2f", "%5c", "\\", "", "x;y", "%c0%ae", "\u{ff0e}\u{ff0e}", "%25",
+                ]), 1..7),
+            ) {
+                let path = format!("/v1/{}", segments.join("/"));
+                let services = [service("api.example.com", None, Some("/v1"), "v1")];
+                if select(&services, "api.example.com", 443, &path).is_some() {
+                    let end = resolved(&path);
+                    prop_assert!(path_matches("/v1", &end), "{path} resolves to {end}");
+                }
+            }
+        }
+    }
 }
