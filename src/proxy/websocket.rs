@@ -179,6 +179,7 @@ impl FrameHeader {
     fn opcode(&self) -> u8 {
         self.first & 0x0f
     }
+
     /// The payload's length as the peer claims it, capped at what a `usize` holds.
     fn payload_len(&self) -> usize {
         usize::try_from(self.len).unwrap_or(usize::MAX)
