@@ -1465,3 +1465,110 @@ fn an_upstream_error_that_quotes_the_credential_is_scrubbed() {
     assert_eq!(status, 502, "{body}");
     assert!(body.contains(BEARER), "{body}");
 }
+
+/// What the broken upstream of the next test answers on each path.
+fn broken_answer(path: &str, websocket_key: Option<&str>) -> Vec<u8> {
+    match path {
+        "/status" => b"HTTP/1.1 2000 OK\r\ncontent-length: 0\r\n\r\n".to_vec(),
+        "/header" => b"HTTP/1.1 200 OK\r\nno colon here\r\ncontent-length: 0\r\n\r\n".to_vec(),
+        "/huge-head" => {
+            format!("HTTP/1.1 200 OK\r\nx-big: {}\r\n\r\n", "a".repeat(1 << 20)).into_bytes()
+        }
+        "/ws" => {
+            use base64::Engine;
+            use sha1::Digest;
+            let digest = sha1::Sha1::digest(format!(
+                "{}258EAFA5-E914-47DA-95CA-C5AB0DC85B11",
+                websocket_key.unwrap_or_default()
+            ));
+            let accept = base64::engine::general_purpose::STANDARD.encode(digest);
+            let mut answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+            )
+            .into_bytes();
+            // A text frame claiming 2^64 - 1 bytes, the credential in what follows.
+            answer.extend_from_slice(&[0x81, 127]);
+            answer.extend_from_slice(&u64::MAX.to_be_bytes());
+            answer.extend_from_slice(format!("{BEARER} and more").as_bytes());
+            answer
+        }
+        // "/close" and anything else: hung up on without a word.
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn a_broken_upstream_gets_a_clear_502_and_cannot_stop_the_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cert = crate::upstream::TestCert::mint();
+    let port = cert.serve(&runtime, &[b"http/1.1"], |mut tls| async move {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tls.read(&mut buf).await {
+                Ok(n @ 1..) => head.extend_from_slice(&buf[..n]),
+                _ => return,
+            }
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let path = head.split_whitespace().nth(1).unwrap_or_default();
+        let key = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| value.trim())
+        });
+        let _ = tls.write_all(&broken_answer(path, key)).await;
+        let _ = tls.shutdown().await;
+    });
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), &cert.ca_pem).unwrap();
+    let rig = Rig::start_trusting(true, Upstream::start(), &[ca_file.path()]);
+    rig.add_services(&format!(
+        "services:\n  - host: 127.0.0.1\n    port: {port}\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n"
+    ));
+
+    for (path, reason) in [
+        ("/status", "invalid HTTP status-code"),
+        ("/header", "invalid HTTP header"),
+        ("/huge-head", "message head is too large"),
+        ("/close", "connection closed before message completed"),
+    ] {
+        let (status, body, _) = rig.curl(&[], &format!("https://127.0.0.1:{port}{path}"));
+        assert_eq!(status, 502, "{path}: {body}");
+        let error: Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        assert_eq!(error["error"], "upstream_error", "{path}: {body}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(reason), "{path}: {message}");
+    }
+
+    // A WebSocket whose upstream claims an impossible frame length: the agent gets nothing
+    // unscanned, and the relay ends.
+    let received = runtime.block_on(async {
+        let mut tls = tunnel(&rig, "127.0.0.1", port, &[b"http/1.1"]).await;
+        tls.write_all(
+            format!(
+                "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut received = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            tls.read_to_end(&mut received),
+        )
+        .await;
+        assert!(read.is_ok(), "the relay did not end");
+        String::from_utf8_lossy(&received).into_owned()
+    });
+    assert!(received.starts_with("HTTP/1.1 101"), "{received}");
+    assert!(!received.contains(BEARER), "{received}");
+
+    // Still serving, and nothing above panicked.
+    assert_eq!(rig.echo(&[], "/echo")["method"], "GET");
+    let (_, log) = rig.server.stop_with("TERM");
+    assert!(!log.contains("panicked"), "the server panicked:\n{log}");
+}
