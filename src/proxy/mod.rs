@@ -14,6 +14,7 @@ mod http1_hosts;
 mod http1_pool;
 pub mod listener;
 mod scrubbed;
+pub mod unread_body;
 pub mod upstream;
 mod websocket;
 
@@ -31,6 +32,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
+use unread_body::Watched;
 
 pub use forward::{Ingress, error_response, forward};
 pub use http1_hosts::Http1Hosts;
@@ -130,9 +132,12 @@ where
         let proxy = proxy.clone();
         service_fn(move |request| {
             let proxy = proxy.clone();
+            let (request, read) = unread_body::watch(request);
             async move {
                 let handle = std::pin::pin!(outer(proxy.clone(), peer, request));
-                Ok::<_, Infallible>(in_flight(&proxy, handle).await)
+                let mut response = in_flight(&proxy, handle).await;
+                read.close_if_unread(&mut response);
+                Ok::<_, Infallible>(response)
             }
         })
     };
@@ -230,7 +235,7 @@ fn presented<B>(request: &Request<B>) -> bool {
 async fn outer(
     proxy: Arc<Proxy>,
     peer: std::net::IpAddr,
-    request: Request<Incoming>,
+    request: Request<Watched<Incoming>>,
 ) -> Response<ProxyBody> {
     if request.method() == Method::CONNECT {
         return connect(proxy, peer, request).await;
@@ -263,7 +268,7 @@ async fn outer(
 async fn connect(
     proxy: Arc<Proxy>,
     peer: std::net::IpAddr,
-    request: Request<Incoming>,
+    request: Request<Watched<Incoming>>,
 ) -> Response<ProxyBody> {
     let Some(ca) = proxy.ca.clone() else {
         return refuse(BrokerError::internal("the MITM proxy has no CA"));
@@ -357,6 +362,7 @@ async fn serve_tunnel<IO>(
                 // An HTTP/2 WebSocket (RFC 8441) outlives its response: its relay keeps this.
                 request.extensions_mut().insert(in_flight_here.clone());
             }
+            let (request, read) = unread_body::watch(request);
             async move {
                 // Re-checked per request (a cache hit when warm), so revocation reaches open
                 // tunnels.
@@ -366,7 +372,8 @@ async fn serve_tunnel<IO>(
                         Err(err) => refuse(err),
                     }
                 });
-                let response = in_flight(&proxy, handle).await;
+                let mut response = in_flight(&proxy, handle).await;
+                read.close_if_unread(&mut response);
                 // In flight until the body is done: a long stream is not an idle tunnel.
                 Ok::<_, Infallible>(response.map(|body| {
                     body.map_frame(move |frame| {

@@ -317,7 +317,13 @@ async fn serve_api(listener: TcpListener, app: axum::Router, conn: ConnSettings,
             let service = service_fn(move |mut request: http::Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let mut app = app.clone();
-                async move { app.call(request.map(axum::body::Body::new)).await }
+                let (request, read) = crate::proxy::unread_body::watch(request);
+                let request = request.map(axum::body::Body::new);
+                async move {
+                    let mut response = app.call(request).await?;
+                    read.close_if_unread(&mut response);
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
             let _live = drain.track();
             let served = hyper::server::conn::http1::Builder::new()

@@ -134,3 +134,226 @@ fn malformed_traffic_is_refused_clearly_and_the_server_keeps_serving() {
     let (_, log) = rig.server.stop_with("TERM");
     assert!(!log.contains("panicked"), "the server panicked:\n{log}");
 }
+
+/// Every route of the API, as (method, path); `{…}` parameters are filled in by the test.
+/// Those that end the caller's session or account come last.
+const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/status"),
+    ("POST", "/v1/auth/register"),
+    ("POST", "/v1/auth/verify"),
+    ("POST", "/v1/auth/login"),
+    ("GET", "/v1/auth/me"),
+    ("POST", "/v1/auth/change-password"),
+    ("GET", "/v1/admin/users"),
+    ("GET", "/v1/admin/users/{email}"),
+    ("POST", "/v1/admin/users/{email}/role"),
+    ("GET", "/v1/admin/vaults"),
+    ("GET", "/v1/admin/settings"),
+    ("PUT", "/v1/admin/settings"),
+    ("POST", "/v1/admin/settings/rate-limit/preview"),
+    ("GET", "/v1/admin/email"),
+    ("POST", "/v1/admin/email/test"),
+    ("GET", "/v1/users"),
+    ("GET", "/v1/users/invites"),
+    ("POST", "/v1/users/invites"),
+    ("GET", "/v1/invites/{token}"),
+    ("POST", "/v1/invites/{token}/accept"),
+    ("GET", "/v1/vaults"),
+    ("POST", "/v1/vaults"),
+    ("GET", "/v1/vaults/{name}"),
+    ("POST", "/v1/vaults/{name}/rename"),
+    ("POST", "/v1/vaults/{name}/join"),
+    ("GET", "/v1/vaults/{name}/credentials"),
+    ("POST", "/v1/vaults/{name}/credentials"),
+    ("GET", "/v1/vaults/{name}/credentials/{key}"),
+    ("GET", "/v1/vaults/{name}/users"),
+    ("POST", "/v1/vaults/{name}/users"),
+    ("POST", "/v1/vaults/{name}/users/{email}/role"),
+    ("GET", "/v1/vaults/{name}/services"),
+    ("PUT", "/v1/vaults/{name}/services"),
+    ("POST", "/v1/vaults/{name}/services"),
+    ("PATCH", "/v1/vaults/{name}/services/{key}"),
+    ("GET", "/v1/service-catalog"),
+    ("GET", "/v1/vaults/{name}/settings"),
+    ("PUT", "/v1/vaults/{name}/settings"),
+    ("GET", "/v1/vaults/{name}/logs"),
+    ("POST", "/v1/proposals"),
+    ("GET", "/v1/vaults/{name}/proposals"),
+    ("GET", "/v1/vaults/{name}/proposals/{number}"),
+    ("POST", "/v1/vaults/{name}/proposals/{number}/approve"),
+    ("POST", "/v1/vaults/{name}/proposals/{number}/reject"),
+    ("POST", "/v1/sessions"),
+    ("POST", "/v1/sandbox/runs"),
+    ("GET", "/v1/discover"),
+    ("GET", "/v1/agents"),
+    ("GET", "/v1/agents/invites"),
+    ("POST", "/v1/agents/invites"),
+    ("GET", "/v1/agents/{name}"),
+    ("POST", "/v1/agents/{name}/rotate"),
+    ("POST", "/v1/agents/{name}/rename"),
+    ("POST", "/v1/agents/{name}/role"),
+    ("GET", "/v1/agent-invites/{token}"),
+    ("POST", "/v1/agent-invites/{token}/redeem"),
+    ("GET", "/v1/vaults/{name}/agents"),
+    ("POST", "/v1/vaults/{name}/agents"),
+    ("POST", "/v1/vaults/{name}/agents/{name}/role"),
+    ("DELETE", "/v1/vaults/{name}/agents/{name}"),
+    ("DELETE", "/v1/agents/invites/{token}"),
+    ("DELETE", "/v1/agents/{name}"),
+    ("DELETE", "/v1/vaults/{name}/services/{key}"),
+    ("DELETE", "/v1/vaults/{name}/services"),
+    ("DELETE", "/v1/vaults/{name}/users/{email}"),
+    ("DELETE", "/v1/vaults/{name}/credentials"),
+    ("DELETE", "/v1/users/invites/{token}"),
+    ("DELETE", "/v1/admin/users/{email}"),
+    ("DELETE", "/v1/vaults/{name}"),
+    ("DELETE", "/v1/admin/vaults/{name}"),
+    ("POST", "/v1/sessions/renew"),
+    ("POST", "/v1/auth/logout"),
+    ("DELETE", "/v1/auth/account"),
+];
+
+#[test]
+fn every_api_route_answers_malformed_input_with_a_4xx_never_a_5xx() {
+    let home = crate::harness::TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let api = crate::api::Api::new(&server.url);
+    let owner = api.register_owner("owner@example.com");
+    let client = crate::harness::http();
+
+    // Path parameters: an existing name, then what a hostile client might put there.
+    let long = "a".repeat(3000);
+    let params = [
+        ["default", "owner@example.com", "1"],
+        ["..", "%00", "-1"],
+        [long.as_str(), "%E2%80%AE%0A", "99999999999999999999"],
+    ];
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let huge = format!(r#"{{"name":"{}"}}"#, "x".repeat(200_000));
+    let bodies: [(&str, &str); 9] = [
+        ("", ""),
+        ("application/json", "not json"),
+        ("application/json", "{}"),
+        ("application/json", "[]"),
+        ("application/json", "null"),
+        (
+            "application/json",
+            r#"{"name":5,"email":[],"role":{},"password":null,"key":true,"value":1e400,"services":"x","limit":-1,"token":{"a":1}}"#,
+        ),
+        ("application/json", &deep),
+        ("application/json", &huge),
+        ("text/plain", "name=x&email=y"),
+    ];
+    let mut answered = 0;
+    for (method, template) in ROUTES {
+        for [name, email, number] in &params {
+            let path = template
+                .replace("{name}", name)
+                .replace("{email}", email)
+                .replace("{token}", name)
+                .replace("{key}", name)
+                .replace("{number}", number);
+            for (content_type, body) in &bodies {
+                let mut request = client
+                    .request(
+                        reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                        format!("{}{path}", server.url),
+                    )
+                    .bearer_auth(&owner);
+                if !content_type.is_empty() {
+                    request = request
+                        .header("content-type", *content_type)
+                        .body(body.to_string());
+                }
+                let what = format!("{method} {:.80} ({content_type} {body:.40})", path);
+                let response = request
+                    .send()
+                    .unwrap_or_else(|e| panic!("{what}: no answer: {e:?}"));
+                let status = response.status().as_u16();
+                let text = response.text().unwrap_or_default();
+                let what = format!(
+                    "{method} {} ({content_type} {:.40})",
+                    &path[..path.len().min(80)],
+                    body
+                );
+                assert!(
+                    status < 500 || (status == 503 && text.contains("\"error\"")),
+                    "{what} → {status}: {text:.300}"
+                );
+                if status >= 400 {
+                    let error: serde_json::Value =
+                        serde_json::from_str(&text).unwrap_or_else(|e| {
+                            panic!("{what} → {status}, not JSON ({e}): {text:.300}")
+                        });
+                    assert!(
+                        error["error"].is_string() && error["message"].is_string(),
+                        "{what} → {status}: {text:.300}"
+                    );
+                }
+                answered += 1;
+            }
+        }
+    }
+    assert_eq!(answered, ROUTES.len() * params.len() * bodies.len());
+    let (_, log) = server.stop_with("TERM");
+    assert!(!log.contains("panicked"), "the server panicked:\n{log}");
+}
+
+#[test]
+fn an_answer_that_leaves_the_body_unread_closes_the_connection_and_says_so() {
+    let home = crate::harness::TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    // One connection at most, so the second request would reuse the first's.
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    for path in ["/v1/no-such-route", "/v1/vaults"] {
+        let refused = client
+            .post(format!("{}{path}", server.url))
+            .header("content-type", "application/json")
+            .body("x".repeat(200_000))
+            .send()
+            .unwrap();
+        assert!(
+            refused.status().is_client_error(),
+            "{path}: {}",
+            refused.status()
+        );
+        assert_eq!(refused.headers()["connection"], "close", "{path}");
+        let next = client.get(format!("{}/v1/status", server.url)).send();
+        assert_eq!(next.unwrap().status(), 200, "the request after {path}");
+    }
+    // A body that was read keeps the connection.
+    crate::api::Api::new(&server.url).register_owner("owner@example.com");
+    let read = client
+        .post(format!("{}/v1/auth/login", server.url))
+        .json(&serde_json::json!({"email": "owner@example.com", "password": "wrong-password"}))
+        .send()
+        .unwrap();
+    assert_eq!(read.status(), 401, "{:?}", read.text());
+    assert!(read.headers().get("connection").is_none());
+}
+
+#[test]
+fn a_proxy_refusal_that_leaves_the_body_unread_closes_the_connection_and_says_so() {
+    let rig = Rig::start(true);
+    let plain = format!("{}:{}", rig.upstream.ip, rig.upstream.http_port);
+    let body = "x".repeat(200_000);
+    let answer = exchange(
+        rig.mitm,
+        format!(
+            "POST http://{plain}/echo HTTP/1.1\r\nHost: {plain}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status_of(&answer), 407, "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{answer}"
+    );
+}
