@@ -357,3 +357,128 @@ fn a_proxy_refusal_that_leaves_the_body_unread_closes_the_connection_and_says_so
         "{answer}"
     );
 }
+
+/// Every form of the web UI, as (method, path); `{…}` parameters are filled in by the test.
+/// Those that end the session, the vault or the account come last.
+const PAGES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("POST", "/setup"),
+    ("POST", "/register"),
+    ("POST", "/verify"),
+    ("GET", "/auth/google"),
+    ("GET", "/auth/google/callback"),
+    ("GET", "/invite/{name}"),
+    ("POST", "/invite/{name}"),
+    ("GET", "/approve/{name}/{number}"),
+    ("POST", "/approve/{name}/{number}"),
+    ("POST", "/vaults"),
+    ("GET", "/vaults/{name}"),
+    ("POST", "/vaults/{name}/join"),
+    ("POST", "/vaults/{name}/services"),
+    ("GET", "/vaults/{name}/services/edit"),
+    ("POST", "/vaults/{name}/services/toggle"),
+    ("POST", "/vaults/{name}/credentials"),
+    ("POST", "/vaults/{name}/credentials/reveal"),
+    ("GET", "/vaults/{name}/proposals/{number}"),
+    ("POST", "/vaults/{name}/proposals/{number}"),
+    ("GET", "/vaults/{name}/logs"),
+    ("GET", "/vaults/{name}/logs/tail"),
+    ("POST", "/vaults/{name}/members/users"),
+    ("POST", "/vaults/{name}/members/users/role"),
+    ("POST", "/vaults/{name}/members/agents"),
+    ("POST", "/vaults/{name}/members/agents/role"),
+    ("POST", "/vaults/{name}/settings/rename"),
+    ("POST", "/vaults/{name}/settings/policy"),
+    ("POST", "/agents/invite"),
+    ("POST", "/agents/{name}/rotate"),
+    ("POST", "/agents/{name}/rename"),
+    ("POST", "/agents/{name}/role"),
+    ("POST", "/manage/access"),
+    ("POST", "/account/password"),
+    ("POST", "/agents/invites/revoke"),
+    ("POST", "/agents/{name}/delete"),
+    ("POST", "/vaults/{name}/members/agents/remove"),
+    ("POST", "/vaults/{name}/members/users/remove"),
+    ("POST", "/vaults/{name}/credentials/delete"),
+    ("POST", "/vaults/{name}/services/delete"),
+    ("POST", "/vaults/{name}/settings/delete"),
+    ("POST", "/logout"),
+    ("POST", "/account/delete"),
+];
+
+#[test]
+fn every_web_form_answers_malformed_input_without_a_5xx() {
+    let home = crate::harness::TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    crate::api::Api::new(&server.url).register_owner("owner@example.com");
+    let browser = crate::harness::CurlBrowser::new();
+    browser.get(&format!("{}/login", server.url));
+    let (status, _) = browser.post(
+        &format!("{}/login", server.url),
+        &[("email", "owner@example.com"), ("password", "password-1")],
+    );
+    assert_eq!(status, 303);
+
+    let long = "a".repeat(3000);
+    let params = [
+        ["default", "1"],
+        ["%2e%2e", "-1"],
+        [long.as_str(), "99999999999999999999"],
+    ];
+    let huge = "x".repeat(100_000);
+    let fields: [&[(&str, &str)]; 4] = [
+        &[],
+        &[
+            ("name", ""),
+            ("email", "not an address"),
+            ("role", "superuser"),
+            ("key", "lower-case key"),
+            ("value", "\u{1}\r\n"),
+            ("password", "x"),
+            ("host", "https://[::1"),
+            ("port", "-1"),
+            ("path", "../.."),
+            ("policy", "sometimes"),
+            ("action", "explode"),
+            ("vault", "no such vault"),
+            ("services", ": : :"),
+        ],
+        &[
+            ("name", &huge),
+            ("email", &huge),
+            ("value", &huge),
+            ("host", &huge),
+        ],
+        &[
+            ("name", "é\u{202e}"),
+            ("name", "twice"),
+            ("role", "admin"),
+            ("email", "owner@example.com"),
+        ],
+    ];
+    for (method, template) in PAGES {
+        for [name, number] in &params {
+            let url = format!(
+                "{}{}",
+                server.url,
+                template.replace("{name}", name).replace("{number}", number)
+            );
+            if *method == "GET" {
+                let (status, body) = browser.get(&url);
+                assert!(status < 500, "GET {url:.120} → {status}: {body:.300}");
+                continue;
+            }
+            for form in &fields {
+                // A page first, for the form's CSRF token of this session.
+                browser.get(&format!("{}/account", server.url));
+                let (status, body) = browser.post(&url, form);
+                assert!(
+                    status < 500,
+                    "POST {url:.120} {form:.200?} → {status}: {body:.300}"
+                );
+            }
+        }
+    }
+    let (_, log) = server.stop_with("TERM");
+    assert!(!log.contains("panicked"), "the server panicked:\n{log}");
+}
