@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 
 use super::Proxy;
 use super::http1_hosts::Verdict;
-use super::scrubbed::ScrubbedBody;
+use super::scrubbed::{Inflate, ScrubbedBody};
 use super::upstream::{BoxError, ProxyBody};
 use super::websocket;
 use crate::broker::scrub::{self, BodyScrub, Scrubber};
@@ -331,18 +331,20 @@ fn scrub_head(parts: &mut http::response::Parts, scrubber: &Scrubber) {
 }
 
 /// The body with the service's credential values replaced as it streams: the marker in a
-/// text body, a filler of the value's own length in a binary one; a compressed body cannot be
-/// read and passes (its trailers scrubbed).
+/// text body, a filler of the value's own length in a binary one. A body compressed although
+/// the broker asked for none is decoded (gzip, deflate) and goes out decoded; one in another
+/// coding is refused, as it cannot be scanned.
 async fn scrub_body(
     mut parts: http::response::Parts,
     mut body: ProxyBody,
     scrubber: Arc<Scrubber>,
     head_only: bool,
 ) -> Response<ProxyBody> {
-    let encoded = parts
+    let encoding = parts
         .headers
         .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        .filter(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+        .cloned();
     let bodiless = head_only
         || parts.status.is_informational()
         || parts.status == http::StatusCode::NO_CONTENT
@@ -350,19 +352,33 @@ async fn scrub_body(
     if bodiless {
         return Response::from_parts(parts, body);
     }
-    if encoded {
-        tracing::debug!("compressed response despite identity request: not scrubbed");
-        // Trailers are headers (gRPC's status message, say), whatever the body is.
-        let body = body.map_frame(move |frame| match frame.into_trailers() {
-            Ok(mut trailers) => {
-                scrubber.scrub_headers(&mut trailers);
-                hyper::body::Frame::trailers(trailers)
-            }
-            Err(frame) => frame,
-        });
+    let text = scrub::is_text(parts.headers.get(header::CONTENT_TYPE));
+    if let Some(encoding) = encoding {
+        let Some(inflate) = Inflate::for_encoding(encoding.as_bytes()) else {
+            let coding = String::from_utf8_lossy(encoding.as_bytes()).into_owned();
+            return error_response(&BrokerError::upstream(format!(
+                "the upstream compressed its response ({coding:.40}) although the broker asked for none; the broker cannot read that coding to remove credentials from it, so it does not pass it on (a service whose responses may go unscanned can set scrub_responses: false)"
+            )));
+        };
+        // Decoded, it is another representation: no length or encoding of the compressed
+        // one, and its validator only weak.
+        parts.headers.remove(header::CONTENT_ENCODING);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        if let Some(etag) = parts.headers.get(header::ETAG)
+            && !etag.as_bytes().starts_with(b"W/")
+            && let Ok(weak) = HeaderValue::from_bytes(&[b"W/", etag.as_bytes()].concat())
+        {
+            parts.headers.insert(header::ETAG, weak);
+        }
+        let scan = if text {
+            BodyScrub::new(scrubber)
+        } else {
+            BodyScrub::same_length(scrubber)
+        };
+        let body = ScrubbedBody::inflating(body, inflate, scan);
         return Response::from_parts(parts, body.boxed_unsync());
     }
-    if !scrub::is_text(parts.headers.get(header::CONTENT_TYPE)) {
+    if !text {
         // Binary: the same scan, with replacements of the value's own length, so the body
         // keeps its Content-Length and a binary format its framing.
         let body = ScrubbedBody::new(None, body, BodyScrub::same_length(scrubber));

@@ -1572,3 +1572,78 @@ fn a_broken_upstream_gets_a_clear_502_and_cannot_stop_the_server() {
     let (_, log) = rig.server.stop_with("TERM");
     assert!(!log.contains("panicked"), "the server panicked:\n{log}");
 }
+
+#[test]
+fn a_reflection_compressed_against_the_brokers_ask_is_decoded_and_scrubbed() {
+    use std::io::Write;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cert = crate::upstream::TestCert::mint();
+    // Compresses its echo of the request's Authorization whatever Accept-Encoding says.
+    let port = cert.serve(&runtime, &[b"http/1.1"], |mut tls| async move {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tls.read(&mut buf).await {
+                Ok(n @ 1..) => head.extend_from_slice(&buf[..n]),
+                _ => return,
+            }
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let path = head.split_whitespace().nth(1).unwrap_or_default().to_owned();
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|line| {
+                    let (n, v) = line.split_once(':')?;
+                    n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                })
+                .unwrap_or_default()
+        };
+        let echo = format!(
+            r#"{{"authorization":"{}","accept-encoding":"{}"}}"#,
+            header("authorization"),
+            header("accept-encoding")
+        );
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(echo.as_bytes()).unwrap();
+        let (coding, body) = match path.as_str() {
+            "/gzip" => ("gzip", gzip.finish().unwrap()),
+            _ => ("br", b"\x1b\x00\x00 not really brotli".to_vec()),
+        };
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: {coding}\r\netag: \"v1\"\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let _ = tls.write_all(&[answer.as_bytes(), &body].concat()).await;
+        let _ = tls.shutdown().await;
+    });
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), &cert.ca_pem).unwrap();
+    let rig = Rig::start_trusting(true, Upstream::start(), &[ca_file.path()]);
+    rig.add_services(&format!(
+        "services:\n  - host: 127.0.0.1\n    port: {port}\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n"
+    ));
+
+    // curl without --compressed: what it prints is what the broker sent.
+    let (status, body, head) = rig.curl(&[], &format!("https://127.0.0.1:{port}/gzip"));
+    assert_eq!(status, 200, "{body}");
+    let echo: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(echo["authorization"], format!("Bearer {MARKER}"), "{body}");
+    assert_eq!(
+        echo["accept-encoding"], "identity",
+        "what the broker asked for"
+    );
+    assert!(
+        !body.contains(BEARER) && !head.contains(BEARER),
+        "{head}{body}"
+    );
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert!(
+        head.contains("etag: w/\"v1\""),
+        "a decoded body's validator is weak: {head}"
+    );
+
+    let (status, body, _) = rig.curl(&[], &format!("https://127.0.0.1:{port}/br"));
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("compressed its response (br)"), "{body}");
+}
