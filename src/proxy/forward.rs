@@ -340,11 +340,18 @@ async fn scrub_body(
     scrubber: Arc<Scrubber>,
     head_only: bool,
 ) -> Response<ProxyBody> {
-    let encoding = parts
+    // Codings listed on separate lines are a chain like `gzip, br`: one value stands for it.
+    let codings: Vec<&HeaderValue> = parts
         .headers
-        .get(header::CONTENT_ENCODING)
-        .filter(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
-        .cloned();
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .collect();
+    let encoding = match codings[..] {
+        [] => None,
+        [one] if one.as_bytes().eq_ignore_ascii_case(b"identity") => None,
+        [one] => Some(one.clone()),
+        _ => Some(HeaderValue::from_static("several codings")),
+    };
     let bodiless = head_only
         || parts.status.is_informational()
         || parts.status == http::StatusCode::NO_CONTENT

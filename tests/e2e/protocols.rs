@@ -1606,8 +1606,16 @@ fn a_reflection_compressed_against_the_brokers_ask_is_decoded_and_scrubbed() {
         );
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gzip.write_all(echo.as_bytes()).unwrap();
+        let gzipped = gzip.finish().unwrap();
         let (coding, body) = match path.as_str() {
-            "/gzip" => ("gzip", gzip.finish().unwrap()),
+            "/gzip" => ("gzip", gzipped),
+            // Compressed twice, each coding on a line of its own.
+            "/twice" => {
+                let mut again =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                again.write_all(&gzipped).unwrap();
+                ("gzip\r\ncontent-encoding: gzip", again.finish().unwrap())
+            }
             _ => ("br", b"\x1b\x00\x00 not really brotli".to_vec()),
         };
         let answer = format!(
@@ -1643,7 +1651,12 @@ fn a_reflection_compressed_against_the_brokers_ask_is_decoded_and_scrubbed() {
         "a decoded body's validator is weak: {head}"
     );
 
-    let (status, body, _) = rig.curl(&[], &format!("https://127.0.0.1:{port}/br"));
-    assert_eq!(status, 502, "{body}");
-    assert!(body.contains("compressed its response (br)"), "{body}");
+    for (path, named) in [("/br", "(br)"), ("/twice", "(several codings)")] {
+        let (status, body, _) = rig.curl(&[], &format!("https://127.0.0.1:{port}{path}"));
+        assert_eq!(status, 502, "{path}: {body}");
+        assert!(
+            body.contains(named) && !body.contains(BEARER),
+            "{path}: {body}"
+        );
+    }
 }
