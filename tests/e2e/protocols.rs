@@ -1466,6 +1466,36 @@ fn an_upstream_error_that_quotes_the_credential_is_scrubbed() {
     assert!(body.contains(BEARER), "{body}");
 }
 
+/// A request head read by an upstream the test runs.
+struct Head(String);
+
+impl Head {
+    /// Reads up to the blank line; `None` if the peer stops first.
+    async fn read<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<Self> {
+        use tokio::io::AsyncReadExt;
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(n @ 1..) => head.extend_from_slice(&buf[..n]),
+                _ => return None,
+            }
+        }
+        Some(Self(String::from_utf8_lossy(&head).into_owned()))
+    }
+
+    fn path(&self) -> &str {
+        self.0.split_whitespace().nth(1).unwrap_or_default()
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0.lines().find_map(|line| {
+            let (n, value) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
 /// What the broken upstream of the next test answers on each path.
 fn broken_answer(path: &str, websocket_key: Option<&str>) -> Vec<u8> {
     match path {
@@ -1503,22 +1533,11 @@ fn a_broken_upstream_gets_a_clear_502_and_cannot_stop_the_server() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cert = crate::upstream::TestCert::mint();
     let port = cert.serve(&runtime, &[b"http/1.1"], |mut tls| async move {
-        let mut head = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match tls.read(&mut buf).await {
-                Ok(n @ 1..) => head.extend_from_slice(&buf[..n]),
-                _ => return,
-            }
-        }
-        let head = String::from_utf8_lossy(&head).into_owned();
-        let path = head.split_whitespace().nth(1).unwrap_or_default();
-        let key = head.lines().find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("sec-websocket-key")
-                .then(|| value.trim())
-        });
-        let _ = tls.write_all(&broken_answer(path, key)).await;
+        let Some(head) = Head::read(&mut tls).await else {
+            return;
+        };
+        let answer = broken_answer(head.path(), head.header("sec-websocket-key"));
+        let _ = tls.write_all(&answer).await;
         let _ = tls.shutdown().await;
     });
     let ca_file = tempfile::NamedTempFile::new().unwrap();
@@ -1576,29 +1595,15 @@ fn a_broken_upstream_gets_a_clear_502_and_cannot_stop_the_server() {
 #[test]
 fn a_reflection_compressed_against_the_brokers_ask_is_decoded_and_scrubbed() {
     use std::io::Write;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cert = crate::upstream::TestCert::mint();
     // Compresses its echo of the request's Authorization whatever Accept-Encoding says.
     let port = cert.serve(&runtime, &[b"http/1.1"], |mut tls| async move {
-        let mut head = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match tls.read(&mut buf).await {
-                Ok(n @ 1..) => head.extend_from_slice(&buf[..n]),
-                _ => return,
-            }
-        }
-        let head = String::from_utf8_lossy(&head).into_owned();
-        let path = head.split_whitespace().nth(1).unwrap_or_default().to_owned();
-        let header = |name: &str| {
-            head.lines()
-                .find_map(|line| {
-                    let (n, v) = line.split_once(':')?;
-                    n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-                })
-                .unwrap_or_default()
+        let Some(head) = Head::read(&mut tls).await else {
+            return;
         };
+        let header = |name| head.header(name).unwrap_or_default();
         let echo = format!(
             r#"{{"authorization":"{}","accept-encoding":"{}"}}"#,
             header("authorization"),
@@ -1607,7 +1612,7 @@ fn a_reflection_compressed_against_the_brokers_ask_is_decoded_and_scrubbed() {
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gzip.write_all(echo.as_bytes()).unwrap();
         let gzipped = gzip.finish().unwrap();
-        let (coding, body) = match path.as_str() {
+        let (coding, body) = match head.path() {
             "/gzip" => ("gzip", gzipped),
             // Compressed twice, each coding on a line of its own.
             "/twice" => {
