@@ -341,16 +341,12 @@ async fn scrub_body(
     head_only: bool,
 ) -> Response<ProxyBody> {
     // Codings listed on separate lines are a chain like `gzip, br`: one value stands for it.
-    let codings: Vec<&HeaderValue> = parts
-        .headers
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .collect();
-    let encoding = match codings[..] {
-        [] => None,
-        [one] if one.as_bytes().eq_ignore_ascii_case(b"identity") => None,
-        [one] => Some(one.clone()),
-        _ => Some(HeaderValue::from_static("several codings")),
+    let mut codings = parts.headers.get_all(header::CONTENT_ENCODING).iter();
+    let encoding = match (codings.next(), codings.next()) {
+        (None, _) => None,
+        (Some(one), None) if one.as_bytes().eq_ignore_ascii_case(b"identity") => None,
+        (Some(one), None) => Some(one.clone()),
+        (Some(_), Some(_)) => Some(HeaderValue::from_static("several codings")),
     };
     let bodiless = head_only
         || parts.status.is_informational()

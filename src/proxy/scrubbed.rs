@@ -21,13 +21,9 @@ use crate::broker::scrub::BodyScrub;
 /// compressed body (deflate reaches about 1000:1) never becomes one large allocation.
 const INFLATE_STEP: usize = 1024;
 
-/// The decoder of a compressed response body.
-pub struct Inflate {
-    gzip: bool,
-    /// Chosen at the first bytes for `deflate`, which RFC 9110 defines as zlib but some
-    /// servers send raw.
-    decoder: Option<Decoder>,
-}
+/// The decoder of a compressed response body; for `deflate`, `None` until its first two
+/// bytes tell zlib (what RFC 9110 means) from the raw deflate some servers send.
+pub struct Inflate(Option<Decoder>);
 
 enum Decoder {
     Gzip(MultiGzDecoder<Vec<u8>>),
@@ -65,35 +61,32 @@ impl Inflate {
     /// For a `Content-Encoding` the broker can decode: `gzip` (or `x-gzip`) or `deflate`.
     pub fn for_encoding(encoding: &[u8]) -> Option<Self> {
         let encoding = std::str::from_utf8(encoding).ok()?.trim();
-        let gzip = encoding.eq_ignore_ascii_case("gzip") || encoding.eq_ignore_ascii_case("x-gzip");
-        (gzip || encoding.eq_ignore_ascii_case("deflate")).then_some(Self {
-            gzip,
-            decoder: None,
-        })
+        if encoding.eq_ignore_ascii_case("gzip") || encoding.eq_ignore_ascii_case("x-gzip") {
+            Some(Self(Some(Decoder::Gzip(MultiGzDecoder::new(Vec::new())))))
+        } else {
+            encoding
+                .eq_ignore_ascii_case("deflate")
+                .then_some(Self(None))
+        }
     }
 
     /// Decodes the start of `input`: how much it took (0 when it needs more than there is)
     /// and what came out.
     fn feed(&mut self, input: &[u8]) -> std::io::Result<(usize, Vec<u8>)> {
         let input = &input[..input.len().min(INFLATE_STEP)];
-        let decoder = match &mut self.decoder {
+        let decoder = match &mut self.0 {
             Some(decoder) => decoder,
             None => {
-                let decoder = if self.gzip {
-                    Decoder::Gzip(MultiGzDecoder::new(Vec::new()))
-                } else {
-                    let [first, second, ..] = *input else {
-                        return Ok((0, Vec::new()));
-                    };
-                    let zlib =
-                        first & 0x0f == 8 && (u16::from(first) << 8 | u16::from(second)) % 31 == 0;
-                    if zlib {
-                        Decoder::Zlib(ZlibDecoder::new(Vec::new()))
-                    } else {
-                        Decoder::Raw(DeflateDecoder::new(Vec::new()))
-                    }
+                let [first, second, ..] = *input else {
+                    return Ok((0, Vec::new()));
                 };
-                self.decoder.insert(decoder)
+                let zlib =
+                    first & 0x0f == 8 && (u16::from(first) << 8 | u16::from(second)) % 31 == 0;
+                self.0.insert(if zlib {
+                    Decoder::Zlib(ZlibDecoder::new(Vec::new()))
+                } else {
+                    Decoder::Raw(DeflateDecoder::new(Vec::new()))
+                })
             }
         };
         let taken = decoder.write(input)?;
@@ -108,7 +101,7 @@ impl Inflate {
 
     /// What is left once the input has ended; an error if the stream was cut short.
     fn finish(&mut self) -> std::io::Result<Vec<u8>> {
-        match &mut self.decoder {
+        match &mut self.0 {
             Some(decoder) => {
                 decoder.try_finish()?;
                 Ok(decoder.take_output())
