@@ -29,12 +29,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str, token: Option<SecretString>) -> anyhow::Result<Self> {
-        let base = base.trim().trim_end_matches('/').to_owned();
-        if crate::target::Target::from_url(&base).is_err() {
-            anyhow::bail!(
-                "server address \"{base}\" is not a valid http:// or https:// URL (for example http://127.0.0.1:14321)"
-            );
-        }
+        let base = server_address(base)?;
         super::listener::check(&base)?;
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -71,6 +66,7 @@ impl Client {
         &self,
         path: &str,
     ) -> anyhow::Result<(reqwest::header::HeaderMap, String)> {
+        check_path(path)?;
         let url = format!("{}{path}", self.base);
         let response = self
             .http
@@ -103,6 +99,7 @@ impl Client {
         path: &str,
         body: Option<&impl Serialize>,
     ) -> anyhow::Result<T> {
+        check_path(path)?;
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
@@ -151,6 +148,41 @@ impl Client {
     }
 }
 
+/// A server address as the client uses it (no trailing slash), or an error naming the form
+/// it must take.
+pub fn server_address(given: &str) -> anyhow::Result<String> {
+    let base = given.trim().trim_end_matches('/').to_owned();
+    if crate::target::Target::from_url(&base).is_err() {
+        anyhow::bail!(
+            "server address \"{base}\" is not a valid http:// or https:// URL (for example http://127.0.0.1:14321)"
+        );
+    }
+    Ok(base)
+}
+
+/// The longest path segment or query value a request carries: every name, key, email and
+/// token is far shorter.
+const MAX_ARGUMENT: usize = 1024;
+
+/// Refuses a request built from an empty or oversized command-line argument. An empty one
+/// would reach another route (`/v1/vaults/` for a vault named ""), answered "no such API
+/// route"; an oversized one would fail as an unbuildable URL.
+fn check_path(path: &str) -> anyhow::Result<()> {
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    if route.contains("//") || route.ends_with('/') || query.ends_with('=') {
+        anyhow::bail!("a name, key, email or token given is empty; pass a value");
+    }
+    let mut parts = route.split('/').chain(query.split('&'));
+    if let Some(long) = parts.find(|p| p.len() > MAX_ARGUMENT) {
+        let start: String = long.chars().take(24).collect();
+        anyhow::bail!(
+            "an argument is {} bytes long (it starts {start:?}); no name, key, email or token is longer than {MAX_ARGUMENT}",
+            long.len()
+        );
+    }
+    Ok(())
+}
+
 /// Percent-encodes one URL path segment.
 pub fn segment(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -162,4 +194,31 @@ pub fn segment(value: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_from_an_empty_or_oversized_argument_is_refused_before_sending() {
+        for fine in [
+            "/v1/vaults/default/credentials/KEY",
+            "/v1/discover?vault=default",
+            "/v1/status",
+        ] {
+            assert!(check_path(fine).is_ok(), "{fine}");
+        }
+        for empty in [
+            "/v1/vaults//rename",
+            "/v1/agents/",
+            "/v1/users/invites?status=",
+        ] {
+            let err = check_path(empty).unwrap_err().to_string();
+            assert!(err.contains("is empty"), "{empty}: {err}");
+        }
+        let long = format!("/v1/vaults/{}", "x".repeat(MAX_ARGUMENT + 1));
+        let err = check_path(&long).unwrap_err().to_string();
+        assert!(err.contains("1025 bytes long") && err.len() < 200, "{err}");
+    }
 }

@@ -160,9 +160,12 @@ impl Context {
         let saved = session::load_for(&self.paths()?, self.address.as_deref())?;
         match (saved, &self.address) {
             (Some(saved), _) => Client::new(&saved.address, Some(saved.token.clone())),
-            (None, Some(address)) => anyhow::bail!(
-                "you are not logged in to {address}; log in there first with `agent-vault auth login --address {address}`"
-            ),
+            (None, Some(address)) => {
+                let address = client::server_address(address)?;
+                anyhow::bail!(
+                    "you are not logged in to {address}; log in there first with `agent-vault auth login --address {address}`"
+                )
+            }
             (None, None) => anyhow::bail!(
                 "you are not logged in; run `agent-vault auth login` (or `agent-vault auth register` on a new server)"
             ),
@@ -177,7 +180,7 @@ pub struct PassThroughExit(pub u8);
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| output::exit_on_usage_error(e));
     let context = Context {
         address: cli.address,
     };

@@ -27,7 +27,39 @@ pub fn warn(message: impl AsRef<str>) {
 
 pub fn error(err: &anyhow::Error) {
     let label = paint("31", "error:", std::io::stderr().is_terminal());
-    eprintln!("{label} {err:#}");
+    eprintln!("{label} {}", shortened(&format!("{err:#}")));
+}
+
+/// Exits on a command-line error as clap does, but with any huge value it quotes cut short.
+pub fn exit_on_usage_error(err: clap::Error) -> ! {
+    let plain = err.render().to_string();
+    if !err.use_stderr() || plain.lines().all(|l| l.chars().count() <= LONGEST_LINE) {
+        err.exit()
+    }
+    eprintln!("{}", shortened(&plain));
+    std::process::exit(err.exit_code())
+}
+
+/// Longer lines of an error are cut in the middle.
+const LONGEST_LINE: usize = 600;
+
+/// `message` with each line over [`LONGEST_LINE`] characters cut in its middle: a value of
+/// tens of kilobytes quoted back would bury the advice after it.
+fn shortened(message: &str) -> String {
+    let keep = LONGEST_LINE / 2 - 20;
+    let lines: Vec<String> = message
+        .lines()
+        .map(|line| {
+            let count = line.chars().count();
+            if count <= LONGEST_LINE {
+                return line.to_owned();
+            }
+            let head: String = line.chars().take(keep).collect();
+            let tail: String = line.chars().skip(count - keep).collect();
+            format!("{head}…[{} characters]…{tail}", count - 2 * keep)
+        })
+        .collect();
+    lines.join("\n")
 }
 
 /// Prints rows under upper-case headers, columns aligned with two spaces. Empty cells show
@@ -76,4 +108,25 @@ pub fn raw_value(value: &str) {
         let _ = out.write_all(b"\n");
     }
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_value_quoted_in_an_error_keeps_the_advice_after_it() {
+        let message = format!(
+            "\"{}\" is not a valid vault name; use lowercase letters\nsecond line",
+            "x".repeat(70_000)
+        );
+        let short = shortened(&message);
+        assert!(short.len() < LONGEST_LINE + 40, "{}", short.len());
+        assert!(short.contains("…[69"), "{short}");
+        assert!(
+            short.ends_with("use lowercase letters\nsecond line"),
+            "{short}"
+        );
+        assert_eq!(shortened("short\nlines"), "short\nlines");
+    }
 }

@@ -343,12 +343,12 @@ pub async fn list(
 ) -> Result<Vec<(Invite, Option<String>)>, OpError> {
     let me = caller.user()?.id.clone();
     let owner = caller.is_owner();
-    if kind == InviteKind::User
-        && let Some(status) = status
-        && !["pending", "accepted", "revoked", "expired"].contains(&status)
+    let used = kind.used_status();
+    if let Some(status) = status
+        && !["pending", used, "revoked", "expired"].contains(&status)
     {
         return Err(OpError::invalid(format!(
-            "unknown status \"{status}\" (expected pending, accepted, revoked or expired)"
+            "unknown status \"{status}\" (expected pending, {used}, revoked or expired)"
         )));
     }
     let status = status.map(str::to_owned);

@@ -99,6 +99,13 @@ pub struct Invite {
     pub vaults: Vec<(String, String, VaultRole)>,
 }
 
+impl InviteKind {
+    /// The status word of a used invite: `accepted` for users, `redeemed` for agents.
+    pub fn used_status(self) -> &'static str {
+        self.tables().used
+    }
+}
+
 impl Invite {
     /// The status word of the API: `accepted` for users, `redeemed` for agents.
     pub fn status_str(&self) -> &'static str {

@@ -137,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         .route("/manage/users/role", post(manage::user_role))
         .route("/manage/users/remove", post(manage::remove_user))
         .layer(axum::middleware::from_fn(session::csrf_guard))
+        .layer(axum::middleware::map_response(rejections_as_pages))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::api::invalidate_on_change,
@@ -154,6 +155,37 @@ const WEB_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 async fn security_headers(mut response: Response) -> Response {
     crate::api::harden(response.headers_mut(), WEB_CSP);
     response
+}
+
+/// axum answers a request its extractors refuse (a form missing a field, a path parameter
+/// that is not UTF-8, a method the route lacks) in plain text; the browser gets the UI's
+/// error page instead, naming what was wrong. The original headers (`Allow`, cookies) stay.
+async fn rejections_as_pages(response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|t| t.as_bytes().starts_with(b"text/plain"));
+    if !response.status().is_client_error() || !plain {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Rejections are a line of text; anything longer is not one of them.
+    let detail = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let detail = String::from_utf8_lossy(&detail);
+    let detail = detail.trim().trim_end_matches('.');
+    let message = if detail.is_empty() {
+        format!(
+            "This address cannot answer that request ({}).",
+            parts.status
+        )
+    } else {
+        format!("{detail}. Go back, reload the page and try again.")
+    };
+    let title = parts.status.canonical_reason().unwrap_or("Request refused");
+    let (page, body) = layout::error_page(parts.status, title, &message).into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(page.headers);
+    Response::from_parts(parts, body)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

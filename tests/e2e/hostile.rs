@@ -138,6 +138,9 @@ fn malformed_traffic_is_refused_clearly_and_the_server_keeps_serving() {
 /// Every route of the API, as (method, path); `{…}` parameters are filled in by the test.
 /// Those that end the caller's session or account come last.
 const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/health"),
+    ("GET", "/metrics"),
+    ("GET", "/v1/mitm/ca.pem"),
     ("GET", "/v1/status"),
     ("POST", "/v1/auth/register"),
     ("POST", "/v1/auth/verify"),
@@ -362,8 +365,15 @@ fn a_proxy_refusal_that_leaves_the_body_unread_closes_the_connection_and_says_so
 /// Those that end the session, the vault or the account come last.
 const PAGES: &[(&str, &str)] = &[
     ("GET", "/"),
+    ("GET", "/static/app.css"),
+    ("GET", "/static/app.js"),
+    ("GET", "/setup"),
     ("POST", "/setup"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("GET", "/register"),
     ("POST", "/register"),
+    ("GET", "/verify"),
     ("POST", "/verify"),
     ("GET", "/auth/google"),
     ("GET", "/auth/google/callback"),
@@ -371,29 +381,44 @@ const PAGES: &[(&str, &str)] = &[
     ("POST", "/invite/{name}"),
     ("GET", "/approve/{name}/{number}"),
     ("POST", "/approve/{name}/{number}"),
+    ("GET", "/vaults"),
     ("POST", "/vaults"),
     ("GET", "/vaults/{name}"),
     ("POST", "/vaults/{name}/join"),
+    ("GET", "/vaults/{name}/services"),
     ("POST", "/vaults/{name}/services"),
+    ("GET", "/vaults/{name}/services/new"),
     ("GET", "/vaults/{name}/services/edit"),
     ("POST", "/vaults/{name}/services/toggle"),
+    ("GET", "/vaults/{name}/credentials"),
     ("POST", "/vaults/{name}/credentials"),
     ("POST", "/vaults/{name}/credentials/reveal"),
+    ("GET", "/vaults/{name}/proposals"),
     ("GET", "/vaults/{name}/proposals/{number}"),
     ("POST", "/vaults/{name}/proposals/{number}"),
     ("GET", "/vaults/{name}/logs"),
     ("GET", "/vaults/{name}/logs/tail"),
+    ("GET", "/vaults/{name}/members"),
     ("POST", "/vaults/{name}/members/users"),
     ("POST", "/vaults/{name}/members/users/role"),
     ("POST", "/vaults/{name}/members/agents"),
     ("POST", "/vaults/{name}/members/agents/role"),
+    ("GET", "/vaults/{name}/settings"),
     ("POST", "/vaults/{name}/settings/rename"),
     ("POST", "/vaults/{name}/settings/policy"),
+    ("GET", "/agents"),
     ("POST", "/agents/invite"),
     ("POST", "/agents/{name}/rotate"),
     ("POST", "/agents/{name}/rename"),
     ("POST", "/agents/{name}/role"),
+    ("GET", "/account"),
+    ("GET", "/manage"),
     ("POST", "/manage/access"),
+    ("POST", "/manage/retention"),
+    ("POST", "/manage/rate-limit"),
+    ("POST", "/manage/email-test"),
+    ("POST", "/manage/invites"),
+    ("POST", "/manage/invites/revoke"),
     ("POST", "/account/password"),
     ("POST", "/agents/invites/revoke"),
     ("POST", "/agents/{name}/delete"),
@@ -402,6 +427,8 @@ const PAGES: &[(&str, &str)] = &[
     ("POST", "/vaults/{name}/credentials/delete"),
     ("POST", "/vaults/{name}/services/delete"),
     ("POST", "/vaults/{name}/settings/delete"),
+    ("POST", "/manage/users/remove"),
+    ("POST", "/manage/users/role"),
     ("POST", "/logout"),
     ("POST", "/account/delete"),
 ];
@@ -424,6 +451,8 @@ fn every_web_form_answers_malformed_input_without_a_5xx() {
         ["default", "1"],
         ["%2e%2e", "-1"],
         [long.as_str(), "99999999999999999999"],
+        // Not UTF-8 once decoded.
+        ["%FF%FE", "%FF"],
     ];
     let huge = "x".repeat(100_000);
     let fields: [&[(&str, &str)]; 4] = [
@@ -466,6 +495,7 @@ fn every_web_form_answers_malformed_input_without_a_5xx() {
             if *method == "GET" {
                 let (status, body) = browser.get(&url);
                 assert!(status < 500, "GET {url:.120} → {status}: {body:.300}");
+                assert_page(status, &body, &url);
                 continue;
             }
             for form in &fields {
@@ -476,9 +506,91 @@ fn every_web_form_answers_malformed_input_without_a_5xx() {
                     status < 500,
                     "POST {url:.120} {form:.200?} → {status}: {body:.300}"
                 );
+                assert_page(status, &body, &url);
             }
         }
     }
     let (_, log) = server.stop_with("TERM");
     assert!(!log.contains("panicked"), "the server panicked:\n{log}");
+}
+
+/// A refusal reaches a browser as a page that says what was wrong, not as a bare line of
+/// text. (The log tail answers the page's script, in JSON.)
+fn assert_page(status: u16, body: &str, url: &str) {
+    if status >= 400 && !url.contains("/logs/tail") {
+        assert!(
+            body.to_ascii_lowercase().starts_with("<!doctype html>"),
+            "{url:.120} → {status}, not a page: {body:.300}"
+        );
+    }
+}
+
+/// The (method, path) pairs a router in `file` declares, each `{parameter}` written `{}`.
+fn declared_routes(file: &str) -> std::collections::BTreeSet<(String, String)> {
+    let source =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+            .unwrap();
+    let mut routes = std::collections::BTreeSet::new();
+    for declaration in source.split(".route(").skip(1) {
+        let path = declaration.split('"').nth(1).unwrap();
+        // The handlers run to the parenthesis that closes `.route(`.
+        let mut depth = 1;
+        let end = declaration
+            .find(|c| {
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                depth == 0
+            })
+            .unwrap();
+        let handlers = &declaration[..end];
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if [" ", ".", ":"]
+                .iter()
+                .any(|before| handlers.contains(&format!("{before}{method}(")))
+            {
+                routes.insert((method.to_uppercase(), unnamed(path)));
+            }
+        }
+    }
+    routes
+}
+
+/// `path` with each `{parameter}` written `{}`.
+fn unnamed(path: &str) -> String {
+    let mut out = String::new();
+    let mut in_parameter = false;
+    for c in path.chars() {
+        match c {
+            '{' => in_parameter = true,
+            '}' => {
+                in_parameter = false;
+                out.push_str("{}");
+            }
+            _ if !in_parameter => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A route added to a router without its place in the sweeps above would go untested.
+#[test]
+fn the_sweeps_cover_every_route_the_routers_declare() {
+    for (file, swept) in [("src/api/mod.rs", ROUTES), ("src/web/mod.rs", PAGES)] {
+        let swept: std::collections::BTreeSet<_> = swept
+            .iter()
+            .map(|(method, path)| (method.to_string(), unnamed(path)))
+            .collect();
+        let declared = declared_routes(file);
+        assert!(declared.len() > 30, "{file}: only {declared:?}");
+        let missing: Vec<_> = declared.difference(&swept).collect();
+        let stale: Vec<_> = swept.difference(&declared).collect();
+        assert!(
+            missing.is_empty() && stale.is_empty(),
+            "{file}: not swept {missing:?}; swept but not declared {stale:?}"
+        );
+    }
 }

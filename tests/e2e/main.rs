@@ -10,6 +10,7 @@ mod api;
 mod broker;
 mod browser;
 mod ceilings;
+mod cli_input;
 mod compose;
 mod email;
 mod hardening;

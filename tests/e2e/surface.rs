@@ -3,7 +3,7 @@
 use crate::harness::TestHome;
 
 /// Each command of the seed with the flags its help must show.
-const SURFACE: &[(&str, &[&str])] = &[
+pub const SURFACE: &[(&str, &[&str])] = &[
     (
         "server",
         &[

@@ -1,0 +1,184 @@
+//! Bad input on the command line: every seed command, each of its positional arguments and
+//! value flags given values no one should accept, answers with an error that names the
+//! problem (never a panic, a blamed server version or a page of echoed input), and changes
+//! nothing on the server.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use crate::harness::{TestHome, run_command};
+use crate::surface::SURFACE;
+
+/// Commands the sweep leaves out: they start or stop a server, run a program, prompt for a
+/// master password, or end the account the sweep runs as.
+const NOT_SWEPT: &[&str] = &[
+    "server",
+    "server stop",
+    "vault run",
+    "master-password set",
+    "master-password change",
+    "master-password remove",
+    "owner reset",
+    "account delete",
+];
+
+/// The sentinel stored before the sweep: no output may show it.
+const SENTINEL: &str = "sentinel-value-6f1c2a";
+
+/// The positional arguments and value flags (`--flag <VALUE>`) a command's help lists.
+fn slots(help: &str, command: &str) -> (usize, Vec<String>) {
+    let usage = help
+        .lines()
+        .find(|l| l.starts_with("Usage:"))
+        .unwrap_or_default();
+    let after = usage.split_once(command).map_or("", |(_, rest)| rest);
+    let mut positional = 0;
+    let mut words = after.split_whitespace().peekable();
+    while let Some(word) = words.next() {
+        if word.starts_with('-') {
+            // A flag's value placeholder is not a positional argument.
+            words.next_if(|w| w.starts_with('<'));
+            continue;
+        }
+        let name = word.trim_matches(|c| "<>[]".contains(c));
+        if !["OPTIONS", "COMMAND"].contains(&name) && word.len() > name.len() {
+            positional += 1;
+        }
+    }
+    let flags = help
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| {
+            let long = l.split_whitespace().find(|w| w.starts_with("--"))?;
+            let long = long.trim_end_matches(',');
+            l.contains(&format!("{long} <")).then(|| long.to_owned())
+        })
+        .collect();
+    (positional, flags)
+}
+
+/// What the server holds that a refused command must not have changed.
+fn snapshot(url: &str, token: &str) -> String {
+    let client = crate::harness::http();
+    let mut all = String::new();
+    for path in [
+        "/v1/vaults",
+        "/v1/vaults/default/credentials",
+        "/v1/vaults/default/services",
+        "/v1/vaults/default/users",
+        "/v1/vaults/default/agents",
+        "/v1/vaults/default/proposals",
+        "/v1/vaults/default/settings",
+        "/v1/users",
+        "/v1/users/invites",
+        "/v1/agents",
+        "/v1/agents/invites",
+        "/v1/admin/settings",
+    ] {
+        let body = client
+            .get(format!("{url}{path}"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        all.push_str(&format!("{path}: {body}\n"));
+    }
+    all
+}
+
+#[test]
+fn every_command_refuses_bad_arguments_clearly_and_changes_nothing() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    home.register(&server, "owner@example.com", "password-1")
+        .ok();
+    home.run(&[
+        "vault",
+        "credential",
+        "set",
+        &format!("SENTINEL={SENTINEL}"),
+    ])
+    .ok();
+    let before = snapshot(&server.url, &home.session_token());
+
+    let long = "x".repeat(70_000);
+    let bad: [&[u8]; 10] = [
+        b"",
+        b"-",
+        long.as_bytes(),
+        b"../../etc",
+        b"a\nb",
+        b"%00",
+        "\u{202e}".as_bytes(),
+        b"\xff\xfe",
+        b"https://[::1",
+        b"=v",
+    ];
+    let mut problems = Vec::new();
+    let mut runs = 0;
+    for (command, _) in SURFACE {
+        if NOT_SWEPT.contains(command) {
+            continue;
+        }
+        let words: Vec<&str> = command.split(' ').collect();
+        let help = home
+            .run(&[words.as_slice(), &["--help"]].concat())
+            .ok()
+            .stdout;
+        let (positional, mut flags) = slots(&help, command);
+        // `--address` is global: one command's sweep covers it.
+        if *command != "vault list" {
+            flags.retain(|f| f != "--address");
+        }
+        let mut cases: Vec<(Option<&str>, usize)> = (0..positional).map(|i| (None, i)).collect();
+        cases.extend(flags.iter().map(|f| (Some(f.as_str()), 0)));
+        for (flag, position) in cases {
+            for value in bad {
+                let mut cmd = home.command(&words);
+                if let Some(flag) = flag {
+                    cmd.arg(flag).arg(OsStr::from_bytes(value));
+                    cmd.args(std::iter::repeat_n("default", positional));
+                } else {
+                    cmd.args(std::iter::repeat_n("default", position));
+                    cmd.arg(OsStr::from_bytes(value));
+                    cmd.args(std::iter::repeat_n("default", positional - position - 1));
+                }
+                let run = run_command(cmd, "");
+                runs += 1;
+                let what = format!(
+                    "{command} {} {:?}",
+                    flag.map_or_else(|| format!("#{position}"), str::to_owned),
+                    String::from_utf8_lossy(&value[..value.len().min(20)])
+                );
+                let output = format!("{}{}", run.stdout, run.stderr);
+                let code = run.status.code();
+                if output.contains(SENTINEL) {
+                    problems.push(format!("{what}: printed the credential"));
+                }
+                if code == Some(0) {
+                    continue;
+                }
+                let first = run.stderr.lines().next().unwrap_or_default();
+                if !matches!(code, Some(1 | 2))
+                    || !first.starts_with("error:")
+                    || run.stderr.len() > 2000
+                    || ["panicked", "no such API route", "builder error"]
+                        .iter()
+                        .any(|bad| run.stderr.contains(bad))
+                {
+                    problems.push(format!("{what}: {code:?} {:.300}", run.stderr));
+                }
+            }
+        }
+    }
+    assert!(runs > 1000, "only {runs} runs: is the help parsed?");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // A filter that matches nothing is refused, not answered with an empty list.
+    home.run(&["agent", "invite", "list", "--status", "accepted"])
+        .fails_with("expected pending, redeemed, revoked or expired");
+    assert_eq!(snapshot(&server.url, &home.session_token()), before);
+    let (_, log) = server.stop_with("TERM");
+    assert!(!log.contains("panicked"), "the server panicked:\n{log}");
+}
