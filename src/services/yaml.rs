@@ -118,7 +118,12 @@ fn syntax_error(err: serde_saphyr::Error) -> ServiceError {
 /// The parser's message, reworded where it is terse about the fix in this schema.
 fn describe(err: &serde_saphyr::Error) -> String {
     use serde_saphyr::Error as E;
-    match err {
+    // An error met inside an alias's expansion comes wrapped with the alias's place.
+    let mut inner = err;
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = inner {
+        inner = error;
+    }
+    match inner {
         // `port` is the only integer field.
         E::InvalidScalar { ty: "u16", .. } => "expected a port number from 1 to 65535".into(),
         E::InvalidScalar { ty: "boolean", .. } | E::InvalidBooleanStrict { .. } => {
@@ -140,7 +145,10 @@ fn describe(err: &serde_saphyr::Error) -> String {
             expected: "sequence start",
             ..
         } => "expected a list here; start each item with \"- \"".into(),
-        other => DefaultMessageFormatter.format_message(other).into_owned(),
+        E::Budget { .. } => "the document is too large or too deeply nested once its aliases \
+             (`*name`) are expanded; a services file needs neither"
+            .into(),
+        _ => DefaultMessageFormatter.format_message(err).into_owned(),
     }
 }
 
@@ -266,6 +274,18 @@ services:
         let err = parse_yaml(text).unwrap_err().to_string();
         assert!(err.starts_with("line 3, column "), "{err}");
         assert!(err.contains("tokne"), "{err}");
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_with_a_readable_reason() {
+        let mut text = String::from("vault:\n  a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            text.push_str(&format!("  a{i}: &a{i} [{refs}]\n"));
+        }
+        text.push_str("services: *a9\n");
+        let err = parse_yaml(&text).unwrap_err().to_string();
+        assert!(err.contains("too large or too deeply nested"), "{err}");
     }
 
     #[test]
