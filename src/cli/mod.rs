@@ -178,12 +178,28 @@ impl Context {
 #[error("the command exited with status {0}")]
 pub struct PassThroughExit(pub u8);
 
+/// The first `AGENT_VAULT_*` variable whose value is not UTF-8. Read as text, such a value
+/// would count as unset (a database URL, an SMTP host) or, lossily converted, would collapse
+/// distinct bytes into one replacement character (a master password losing its entropy).
+fn not_utf8_setting() -> Option<String> {
+    std::env::vars_os().find_map(|(name, value)| {
+        let name = name.to_str()?;
+        (name.starts_with("AGENT_VAULT_") && value.to_str().is_none()).then(|| name.to_owned())
+    })
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::try_parse().unwrap_or_else(|e| output::exit_on_usage_error(e));
     let context = Context {
         address: cli.address,
     };
+    if let Some(name) = not_utf8_setting() {
+        output::error(&anyhow::anyhow!(
+            "{name} holds bytes that are not UTF-8 text; set it to text or unset it"
+        ));
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Server(args) => server::run(args, &context),
         Command::MasterPassword(command) => master_password::run(command),

@@ -119,8 +119,10 @@ pub fn take_env_secrets(
     received: Handoff,
 ) -> Result<EnvSecrets, ServerError> {
     let from_env = |name: &str| {
-        std::env::var_os(name)
-            .map(|value| SecretString::new(value.to_string_lossy().into_owned()))
+        // Text by now: the binary refuses to start with a setting that is not UTF-8.
+        std::env::var(name)
+            .ok()
+            .map(SecretString::new)
             .filter(|secret| !secret.is_empty())
     };
     let secrets = EnvSecrets {

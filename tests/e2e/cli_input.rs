@@ -182,3 +182,23 @@ fn every_command_refuses_bad_arguments_clearly_and_changes_nothing() {
     let (_, log) = server.stop_with("TERM");
     assert!(!log.contains("panicked"), "the server panicked:\n{log}");
 }
+
+#[test]
+fn a_setting_that_is_not_utf8_stops_the_start_and_is_named() {
+    let home = TestHome::new();
+    // Converted lossily, these bytes would be a password of two replacement characters.
+    for name in ["AGENT_VAULT_MASTER_PASSWORD", "AGENT_VAULT_DATABASE_URL"] {
+        let mut cmd = home.server_command(&[]);
+        cmd.env(name, OsStr::from_bytes(b"pass\xff\xfeword"));
+        match crate::harness::spawn_server(cmd, "") {
+            Ok(_) => panic!("the server started with {name} not UTF-8"),
+            Err(run) => {
+                let named = format!("{name} holds bytes that are not UTF-8 text");
+                assert!(
+                    !run.status.success() && run.stderr.contains(&named),
+                    "{run}"
+                );
+            }
+        }
+    }
+}
