@@ -28,6 +28,10 @@ pub const MARKER: &str = "[agent-vault:redacted]";
 /// Shorter values are left alone.
 pub const MIN_LEN: usize = 6;
 
+/// What replaces a credential value in a header *name* (the marker's brackets and colon are
+/// not allowed there).
+pub const NAME_MARKER: &str = "agent-vault-redacted";
+
 /// The secrets of one service, ready to search for.
 pub struct Scrubber {
     finders: Vec<Finder<'static>>,
@@ -36,6 +40,9 @@ pub struct Scrubber {
     /// First bytes of the needles, to find where a held-back tail could start.
     first_bytes: Vec<u8>,
     longest: usize,
+    /// The needles that could stand in a header name, lower-cased as hyper gives names,
+    /// longest first (a secret sent back as a name, `x-seen-<secret>: 1`).
+    name_needles: Vec<String>,
 }
 
 impl std::fmt::Debug for Scrubber {
@@ -89,6 +96,12 @@ impl Scrubber {
         if needles.is_empty() {
             return None;
         }
+        let mut name_needles: Vec<String> = needles
+            .iter()
+            .filter(|n| n.iter().all(|&b| is_token_byte(b)))
+            .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
+            .collect();
+        name_needles.dedup();
         let mut first_bytes: Vec<u8> = needles.iter().filter_map(|n| n.first().copied()).collect();
         first_bytes.sort_unstable();
         first_bytes.dedup();
@@ -100,6 +113,7 @@ impl Scrubber {
                 .map(|n| Finder::new(&n).into_owned())
                 .collect(),
             first_bytes,
+            name_needles,
         })
     }
 
@@ -143,8 +157,10 @@ impl Scrubber {
         HeaderValue::from_bytes(&replaced).ok()
     }
 
-    /// Replaces credential values in every header (or trailer) that carries one.
+    /// Replaces credential values in every header (or trailer) that carries one, in its
+    /// value or its name.
     pub fn scrub_headers(&self, headers: &mut http::HeaderMap) {
+        self.scrub_header_names(headers);
         let dirty: Vec<http::HeaderName> = headers
             .iter()
             .filter(|(_, value)| self.header(value).is_some())
@@ -159,6 +175,37 @@ impl Scrubber {
             headers.remove(&name);
             for value in values {
                 headers.append(name.clone(), value);
+            }
+        }
+    }
+
+    /// Renames each header whose name holds a secret, the secret replaced by [`NAME_MARKER`].
+    fn scrub_header_names(&self, headers: &mut http::HeaderMap) {
+        let shortest = self.name_needles.last().map_or(usize::MAX, String::len);
+        let holds_secret = |name: &str| {
+            name.len() >= shortest && self.name_needles.iter().any(|n| name.contains(n.as_str()))
+        };
+        let dirty: Vec<http::HeaderName> = headers
+            .keys()
+            .filter(|name| holds_secret(name.as_str()))
+            .cloned()
+            .collect();
+        for name in dirty {
+            let mut renamed = name.as_str().to_owned();
+            for needle in &self.name_needles {
+                renamed = renamed.replace(needle.as_str(), NAME_MARKER);
+            }
+            // Token characters replaced by token characters: still a valid name.
+            let Ok(renamed) = http::HeaderName::from_bytes(renamed.as_bytes()) else {
+                headers.remove(&name);
+                continue;
+            };
+            if let http::header::Entry::Occupied(entry) = headers.entry(&name) {
+                let (_, values) = entry.remove_entry_mult();
+                let values: Vec<HeaderValue> = values.collect();
+                for value in values {
+                    headers.append(renamed.clone(), value);
+                }
             }
         }
     }
@@ -185,6 +232,11 @@ impl Scrubber {
         }
         0
     }
+}
+
+/// Whether `byte` may stand in a header name (RFC 9110's `tchar`).
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 /// What replaces a match `len` bytes long: the marker, or with `same_length` the marker cut
@@ -342,6 +394,26 @@ mod tests {
             .header(&HeaderValue::from_static("Bearer sk-SECRET-123"))
             .unwrap();
         assert_eq!(header, format!("Bearer {MARKER}").as_str());
+    }
+
+    #[test]
+    fn a_secret_in_a_header_name_is_replaced_there_too() {
+        let s = scrubber();
+        let mut headers = http::HeaderMap::new();
+        headers.append("x-seen-sk-secret-123", HeaderValue::from_static("1"));
+        headers.append("x-seen-sk-secret-123", HeaderValue::from_static("2"));
+        headers.append("content-type", HeaderValue::from_static("text/plain"));
+        s.scrub_headers(&mut headers);
+        let mut names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-type", "x-seen-agent-vault-redacted"]);
+        let values: Vec<_> = headers
+            .get_all("x-seen-agent-vault-redacted")
+            .iter()
+            .collect();
+        assert_eq!(values, ["1", "2"]);
+        // A value with characters no name may hold cannot be in one.
+        assert!(s.name_needles.iter().all(|n| !n.contains(' ')));
     }
 
     #[test]

@@ -594,13 +594,16 @@ const MARKER: &str = "[agent-vault:redacted]";
 #[test]
 fn reflected_credentials_come_back_as_the_marker() {
     let rig = Rig::start(true);
-    // The echo reflects the injected Authorization in its body and, asked to, in a header.
+    // The echo reflects the injected Authorization in its body and, asked to, in a header's
+    // value and in a header's name.
     let (status, body, headers) = rig.curl(
         &[
             "-H",
             "Authorization: Bearer placeholder",
             "-H",
             "x-reflect: authorization",
+            "-H",
+            "x-reflect-name: authorization",
         ],
         &rig.https("/scrubbed/echo"),
     );
@@ -613,6 +616,10 @@ fn reflected_credentials_come_back_as_the_marker() {
     );
     assert!(
         headers.contains(&format!("x-reflected: bearer {}", MARKER.to_lowercase())),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("x-seen-agent-vault-redacted: 1"),
         "{headers}"
     );
     assert!(!body.contains(BEARER) && !headers.contains(&BEARER.to_lowercase()));

@@ -135,6 +135,18 @@ async fn handle(
             .headers_mut()
             .insert("x-reflected", value.parse().unwrap());
     }
+    // `x-reflect-name: <name>` sends the last word of that request header back in a header
+    // name, `x-seen-<word>`.
+    if let Some(name) = echo["headers"]["x-reflect-name"][0]
+        .as_str()
+        .and_then(|name| echo["headers"][name][0].as_str())
+        .and_then(|value| value.split(' ').next_back())
+        .and_then(|word| {
+            hyper::header::HeaderName::from_bytes(format!("x-seen-{word}").as_bytes()).ok()
+        })
+    {
+        response.headers_mut().insert(name, "1".parse().unwrap());
+    }
     // `?reason` puts the request's Authorization in an HTTP/1 reason phrase.
     if echo["query"].as_str() == Some("reason")
         && let Some(value) = echo["headers"]["authorization"][0].as_str()
