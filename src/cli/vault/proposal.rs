@@ -311,6 +311,8 @@ async fn pending(target: &Target) -> anyhow::Result<Vec<Detail>> {
 }
 
 async fn list(target: &Target, status: Option<&str>) -> anyhow::Result<()> {
+    // `--status ""` (like `all`) lists every status.
+    let status = status.filter(|s| !s.is_empty());
     let path = match status {
         Some(status) => target.path(&format!("/proposals?status={}", segment(status))),
         None => target.path("/proposals"),
