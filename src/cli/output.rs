@@ -62,11 +62,28 @@ fn shortened(message: &str) -> String {
     lines.join("\n")
 }
 
+/// Text from the server (an agent may have written it), safe for a terminal: control
+/// characters other than line breaks become `?`, so no escape sequence reaches it.
+pub fn terminal_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
+        .collect()
+}
+
 /// Prints rows under upper-case headers, columns aligned with two spaces. Empty cells show
-/// as `-` so columns stay parseable.
+/// as `-` so columns stay parseable; a cell's line breaks become spaces and its other control
+/// characters `?` (see [`terminal_safe`]).
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| terminal_safe(cell).replace('\n', " "))
+                .collect()
+        })
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             let width = if cell.is_empty() {
                 1
@@ -93,7 +110,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
         println!("{}", text.join("  "));
     };
     line(headers.to_vec());
-    for row in rows {
+    for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
 }
@@ -128,5 +145,10 @@ mod tests {
             "{short}"
         );
         assert_eq!(shortened("short\nlines"), "short\nlines");
+    }
+
+    #[test]
+    fn server_text_cannot_send_escape_sequences() {
+        assert_eq!(terminal_safe("a\u{1b}[2Jb\nc\rd"), "a?[2Jb\nc?d");
     }
 }

@@ -451,12 +451,22 @@ fn check_service(service: &Service, at: &str) -> Result<(), String> {
             "{at}.name: use one line of at most {MAX_NAME_LEN} characters"
         ));
     }
-    if let Some(description) = &service.description
-        && description.len() > MAX_DESCRIPTION_LEN
-    {
-        return Err(format!(
-            "{at}.description: longer than {MAX_DESCRIPTION_LEN} characters; shorten it"
-        ));
+    if let Some(description) = &service.description {
+        if description.len() > MAX_DESCRIPTION_LEN {
+            return Err(format!(
+                "{at}.description: longer than {MAX_DESCRIPTION_LEN} characters; shorten it"
+            ));
+        }
+        // An agent proposes descriptions; an escape sequence in one could rewrite the
+        // terminal of whoever lists the services later.
+        if description
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(format!(
+                "{at}.description: holds a control character (such as an escape); use plain text"
+            ));
+        }
     }
     check_auth(&service.auth, &format!("{at}.auth"))?;
     check_substitutions(&service.substitutions, at)
@@ -673,6 +683,20 @@ mod tests {
             key: key.into(),
             surfaces: Surface::ALL.to_vec(),
         }
+    }
+
+    #[test]
+    fn a_description_is_plain_text() {
+        let described = |text: &str| Service {
+            description: Some(text.into()),
+            ..bearer("api.example.com")
+        };
+        assert!(validate(&[described("Line one\n\tline two")]).is_ok());
+        let err = error(&[described("looks fine\u{1b}[1A\u{1b}[2K")]);
+        assert!(
+            err.contains("description: holds a control character"),
+            "{err}"
+        );
     }
 
     #[test]

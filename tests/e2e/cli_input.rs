@@ -202,3 +202,30 @@ fn a_setting_that_is_not_utf8_stops_the_start_and_is_named() {
         }
     }
 }
+
+#[test]
+fn a_description_with_an_escape_sequence_is_refused() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    home.register(&server, "owner@example.com", "password-1")
+        .ok();
+    // It would erase the line above it in the terminal of whoever lists the services.
+    let base = [
+        "vault",
+        "service",
+        "add",
+        "--host",
+        "api.example.com",
+        "--auth-type",
+        "bearer",
+        "--token-key",
+        "API_TOKEN",
+        "--description",
+    ];
+    home.run(&[base.as_slice(), &["hidden\u{1b}[1A\u{1b}[2K"]].concat())
+        .fails_with("description: holds a control character");
+    home.run(&[base.as_slice(), &["two\nlines"]].concat()).ok();
+    // A table keeps one row per service.
+    let listed = home.run(&["vault", "discover"]).ok();
+    assert!(listed.stdout.contains("two lines"), "{listed}");
+}

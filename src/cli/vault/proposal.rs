@@ -137,17 +137,9 @@ pub async fn run(target: Target, command: ProposalCommand) -> anyhow::Result<()>
     }
 }
 
-/// Text from a proposal, safe for a terminal: control characters other than line breaks
-/// become `?`.
-fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
-        .collect()
-}
-
 /// One line of text: line breaks become spaces, cut to `max` characters.
 fn one_line(text: &str, max: usize) -> String {
-    let flat: String = clean(text)
+    let flat: String = output::terminal_safe(text)
         .chars()
         .map(|c| if c == '\n' { ' ' } else { c })
         .collect();
@@ -160,7 +152,10 @@ fn one_line(text: &str, max: usize) -> String {
 }
 
 fn indent(text: &str) -> String {
-    clean(text).lines().map(|l| format!("  {l}\n")).collect()
+    output::terminal_safe(text)
+        .lines()
+        .map(|l| format!("  {l}\n"))
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -179,9 +174,9 @@ impl Actor {
                 || format!("a removed {}", a.kind),
                 |n| {
                     if a.kind == "agent" {
-                        format!("agent {}", clean(n))
+                        format!("agent {}", output::terminal_safe(n))
                     } else {
-                        clean(n)
+                        output::terminal_safe(n)
                     }
                 },
             )
@@ -683,7 +678,6 @@ mod tests {
 
     #[test]
     fn agent_text_cannot_drive_the_terminal() {
-        assert_eq!(clean("a\u{1b}[2Jb\nc\rd"), "a?[2Jb\nc?d");
         assert_eq!(one_line("one\ntwo", 60), "one two");
         assert_eq!(one_line(&"x".repeat(70), 60).chars().count(), 60);
         assert!(one_line(&"x".repeat(70), 60).ends_with('…'));
