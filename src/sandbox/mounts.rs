@@ -379,6 +379,12 @@ fn normalize_target(target: &str) -> Result<String, MountError> {
 
 /// Parses and checks `--mount src:dst[:ro|rw]`.
 pub fn parse(spec: &str, policy: &Policy) -> Result<Mount, MountError> {
+    // A line break would end up inside the container's path (and Docker's bind string).
+    if spec.chars().any(char::is_control) {
+        return Err(MountError(format!(
+            "{spec:?} holds a control character (a line break?); give the paths as they are"
+        )));
+    }
     let parts: Vec<&str> = spec.split(':').collect();
     let (source, target, read_only) = match parts.as_slice() {
         [source, target] => (*source, *target, false),
@@ -590,6 +596,8 @@ mod tests {
             &format!("{src}:relative"),
             &format!("{src}:/mnt/../etc"),
             &format!("{src}:/mnt:xx"),
+            &format!("{src}:/mnt\n"),
+            &format!("{src}\t:/mnt"),
         ] {
             assert!(parse(spec, &s.policy).is_err(), "{spec}");
         }
