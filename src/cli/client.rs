@@ -164,13 +164,20 @@ pub fn server_address(given: &str) -> anyhow::Result<String> {
 /// token is far shorter.
 const MAX_ARGUMENT: usize = 1024;
 
-/// Refuses a request built from an empty or oversized command-line argument. An empty one
-/// would reach another route (`/v1/vaults/` for a vault named ""), answered "no such API
-/// route"; an oversized one would fail as an unbuildable URL.
+/// Refuses a request built from an empty, dot or oversized command-line argument. An empty
+/// or dot one would reach another route (`/v1/vaults/` for a vault named "" or ".."),
+/// answered "no such API route"; an oversized one would fail as an unbuildable URL.
 fn check_path(path: &str) -> anyhow::Result<()> {
     let (route, query) = path.split_once('?').unwrap_or((path, ""));
     if route.contains("//") || route.ends_with('/') || query.ends_with('=') {
         anyhow::bail!("a name, key, email or token given is empty; pass a value");
+    }
+    // A URL's `.` and `..` segments are resolved away before sending: another route.
+    if route
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        anyhow::bail!("a name, key, email or token given is \".\" or \"..\"; none can be");
     }
     let mut parts = route.split('/').chain(query.split('&'));
     if let Some(long) = parts.find(|p| p.len() > MAX_ARGUMENT) {
@@ -216,6 +223,10 @@ mod tests {
         ] {
             let err = check_path(empty).unwrap_err().to_string();
             assert!(err.contains("is empty"), "{empty}: {err}");
+        }
+        for dots in ["/v1/vaults/..", "/v1/agents/./rotate"] {
+            let err = check_path(dots).unwrap_err().to_string();
+            assert!(err.contains("none can be"), "{dots}: {err}");
         }
         let long = format!("/v1/vaults/{}", "x".repeat(MAX_ARGUMENT + 1));
         let err = check_path(&long).unwrap_err().to_string();

@@ -104,8 +104,9 @@ fn every_command_refuses_bad_arguments_clearly_and_changes_nothing() {
     let before = snapshot(&server.url, &home.session_token());
 
     let long = "x".repeat(70_000);
-    let bad: [&[u8]; 10] = [
+    let bad: [&[u8]; 11] = [
         b"",
+        b"..",
         b"-",
         long.as_bytes(),
         b"../../etc",
