@@ -101,6 +101,7 @@ impl Scrubber {
             .filter(|n| n.iter().all(|&b| is_token_byte(b)))
             .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
             .collect();
+        name_needles.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         name_needles.dedup();
         let mut first_bytes: Vec<u8> = needles.iter().filter_map(|n| n.first().copied()).collect();
         first_bytes.sort_unstable();

@@ -38,6 +38,11 @@ struct Tables {
 }
 
 impl InviteKind {
+    /// The status word of a used invite: `accepted` for users, `redeemed` for agents.
+    pub fn used_status(self) -> &'static str {
+        self.tables().used
+    }
+
     fn tables(self) -> Tables {
         match self {
             Self::User => Tables {
@@ -99,19 +104,12 @@ pub struct Invite {
     pub vaults: Vec<(String, String, VaultRole)>,
 }
 
-impl InviteKind {
-    /// The status word of a used invite: `accepted` for users, `redeemed` for agents.
-    pub fn used_status(self) -> &'static str {
-        self.tables().used
-    }
-}
-
 impl Invite {
     /// The status word of the API: `accepted` for users, `redeemed` for agents.
     pub fn status_str(&self) -> &'static str {
         match self.status {
             InviteStatus::Pending => "pending",
-            InviteStatus::Used => self.kind.tables().used,
+            InviteStatus::Used => self.kind.used_status(),
             InviteStatus::Revoked => "revoked",
             InviteStatus::Expired => "expired",
         }

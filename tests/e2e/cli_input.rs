@@ -176,7 +176,7 @@ fn every_command_refuses_bad_arguments_clearly_and_changes_nothing() {
     }
     assert!(runs > 1000, "only {runs} runs: is the help parsed?");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    // A filter that matches nothing is refused, not answered with an empty list.
+    // A status agent invites never have is refused, not answered with an empty list.
     home.run(&["agent", "invite", "list", "--status", "accepted"])
         .fails_with("expected pending, redeemed, revoked or expired");
     assert_eq!(snapshot(&server.url, &home.session_token()), before);
