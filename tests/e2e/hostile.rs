@@ -526,7 +526,7 @@ fn assert_page(status: u16, body: &str, url: &str) {
 }
 
 /// The (method, path) pairs a router in `file` declares, each `{parameter}` written `{}`.
-fn declared_routes(file: &str) -> std::collections::BTreeSet<(String, String)> {
+pub fn declared_routes(file: &str) -> std::collections::BTreeSet<(String, String)> {
     let source =
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
             .unwrap();
@@ -559,7 +559,7 @@ fn declared_routes(file: &str) -> std::collections::BTreeSet<(String, String)> {
 }
 
 /// `path` with each `{parameter}` written `{}`.
-fn unnamed(path: &str) -> String {
+pub fn unnamed(path: &str) -> String {
     let mut out = String::new();
     let mut in_parameter = false;
     for c in path.chars() {

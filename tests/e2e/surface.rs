@@ -211,3 +211,72 @@ fn version_prints_the_crate_version_commit_and_build_date() {
         "build date {built} (today {today})"
     );
 }
+
+/// The (method, path) pairs the first column of `docs/api.md`'s tables names, each
+/// `{parameter}` written `{}`. A cell may list several (`` `GET`/`PUT /a` ``, `` `GET /a`,
+/// `POST …/b` ``, where `…` stands for the previous path up to where the rest takes over),
+/// with optional parts in brackets (`/a[/{b}]`, `[?status=]`).
+fn documented_routes() -> std::collections::BTreeSet<(String, String)> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+    let mut routes = std::collections::BTreeSet::new();
+    for row in doc.lines().filter_map(|l| l.strip_prefix("| `")) {
+        let cell = row.split(" | ").next().unwrap_or_default();
+        let (mut methods, mut previous) = (Vec::new(), String::new());
+        // Backticked spans: the odd pieces between backticks.
+        for span in format!("`{cell}").split('`').skip(1).step_by(2) {
+            let Some((method, path)) = span.split_once(' ') else {
+                methods.push(span.to_owned());
+                continue;
+            };
+            methods.push(method.to_owned());
+            let mut path = crate::hostile::unnamed(&path.replace("\\|", "|"));
+            if let Some(at) = path.find("[?") {
+                let end = path[at..].find(']').map_or(path.len(), |e| at + e + 1);
+                path.replace_range(at..end, "");
+            }
+            if let Some(rest) = path.strip_prefix('…') {
+                let first = rest.split('/').nth(1).unwrap_or_default();
+                let at = previous
+                    .rfind(&format!("/{first}"))
+                    .unwrap_or(previous.len());
+                path = format!("{}{rest}", &previous[..at]);
+            }
+            let mut variants = vec![path.clone()];
+            if let (Some(open), Some(close)) = (path.find('['), path.find(']')) {
+                let (before, optional, after) =
+                    (&path[..open], &path[open + 1..close], &path[close + 1..]);
+                variants = vec![
+                    format!("{before}{after}"),
+                    format!("{before}{optional}{after}"),
+                ];
+            }
+            for variant in &variants {
+                for method in &methods {
+                    routes.insert((method.clone(), variant.clone()));
+                }
+            }
+            previous = variants.pop().unwrap_or_default();
+            methods.clear();
+        }
+    }
+    routes
+}
+
+/// docs/api.md stays the whole reference: it names every route the API router declares, and
+/// only routes the server has.
+#[test]
+fn the_api_reference_lists_every_route() {
+    let api = crate::hostile::declared_routes("src/api/mod.rs");
+    let web = crate::hostile::declared_routes("src/web/mod.rs");
+    let documented = documented_routes();
+    let missing: Vec<_> = api.difference(&documented).collect();
+    let unknown: Vec<_> = documented
+        .iter()
+        .filter(|route| !api.contains(*route) && !web.contains(*route))
+        .collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "docs/api.md lacks {missing:?}; it names routes the server does not have: {unknown:?}"
+    );
+    assert!(documented.len() > 60, "{documented:?}");
+}
