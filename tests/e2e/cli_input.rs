@@ -176,6 +176,9 @@ fn every_command_refuses_bad_arguments_clearly_and_changes_nothing() {
     }
     assert!(runs > 1000, "only {runs} runs: is the help parsed?");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // An address that is no URL is named as such, not as a server one is not logged in to.
+    home.run(&["vault", "list", "--address", "../../etc"])
+        .fails_with("\"../../etc\" is not a valid http:// or https:// URL");
     // A status agent invites never have is refused, not answered with an empty list.
     home.run(&["agent", "invite", "list", "--status", "accepted"])
         .fails_with("expected pending, redeemed, revoked or expired");
