@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use crate::harness::{TestHome, run_command};
+use crate::harness::{OWNER_EMAIL, OWNER_PASSWORD, Server, TestHome, run_command};
 use crate::surface::SURFACE;
 
 /// Commands the sweep leaves out: they start or stop a server, run a program, prompt for a
@@ -58,6 +58,14 @@ fn slots(help: &str, command: &str) -> (usize, Vec<String>) {
     (positional, flags)
 }
 
+/// A server, and a home signed in to it as its owner.
+fn signed_in_owner() -> (TestHome, Server) {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    home.register(&server, OWNER_EMAIL, OWNER_PASSWORD).ok();
+    (home, server)
+}
+
 /// What the server holds that a refused command must not have changed.
 fn snapshot(url: &str, token: &str) -> String {
     let client = crate::harness::http();
@@ -90,10 +98,7 @@ fn snapshot(url: &str, token: &str) -> String {
 
 #[test]
 fn every_command_refuses_bad_arguments_clearly_and_changes_nothing() {
-    let home = TestHome::new();
-    let server = home.start_server(&[], "", &[]);
-    home.register(&server, "owner@example.com", "password-1")
-        .ok();
+    let (home, server) = signed_in_owner();
     home.run(&[
         "vault",
         "credential",
@@ -209,10 +214,7 @@ fn a_setting_that_is_not_utf8_stops_the_start_and_is_named() {
 
 #[test]
 fn a_description_with_an_escape_sequence_is_refused() {
-    let home = TestHome::new();
-    let server = home.start_server(&[], "", &[]);
-    home.register(&server, "owner@example.com", "password-1")
-        .ok();
+    let (home, _server) = signed_in_owner();
     // It would erase the line above it in the terminal of whoever lists the services.
     let base = [
         "vault",

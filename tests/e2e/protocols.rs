@@ -1473,6 +1473,21 @@ fn an_upstream_error_that_quotes_the_credential_is_scrubbed() {
     assert!(body.contains(BEARER), "{body}");
 }
 
+/// A rig whose broker trusts `cert`'s CA and injects the bearer token for the raw upstream
+/// on `port`; the CA file is returned to live as long as the rig.
+fn rig_for_raw_upstream(
+    cert: &crate::upstream::TestCert,
+    port: u16,
+) -> (Rig, tempfile::NamedTempFile) {
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), &cert.ca_pem).unwrap();
+    let rig = Rig::start_trusting(true, Upstream::start(), &[ca_file.path()]);
+    rig.add_services(&format!(
+        "services:\n  - host: 127.0.0.1\n    port: {port}\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n"
+    ));
+    (rig, ca_file)
+}
+
 /// A request head read by an upstream the test runs.
 struct Head(String);
 
@@ -1547,12 +1562,7 @@ fn a_broken_upstream_gets_a_clear_502_and_cannot_stop_the_server() {
         let _ = tls.write_all(&answer).await;
         let _ = tls.shutdown().await;
     });
-    let ca_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(ca_file.path(), &cert.ca_pem).unwrap();
-    let rig = Rig::start_trusting(true, Upstream::start(), &[ca_file.path()]);
-    rig.add_services(&format!(
-        "services:\n  - host: 127.0.0.1\n    port: {port}\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n"
-    ));
+    let (rig, _ca_file) = rig_for_raw_upstream(&cert, port);
 
     for (path, reason) in [
         ("/status", "invalid HTTP status-code"),
@@ -1616,18 +1626,19 @@ fn a_reflection_compressed_against_the_brokers_ask_is_decoded_and_scrubbed() {
             header("authorization"),
             header("accept-encoding")
         );
-        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gzip.write_all(echo.as_bytes()).unwrap();
-        let gzipped = gzip.finish().unwrap();
+        let gzip = |data: &[u8]| {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(data).unwrap();
+            encoder.finish().unwrap()
+        };
         let (coding, body) = match head.path() {
-            "/gzip" => ("gzip", gzipped),
+            "/gzip" => ("gzip", gzip(echo.as_bytes())),
             // Compressed twice, each coding on a line of its own.
-            "/twice" => {
-                let mut again =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                again.write_all(&gzipped).unwrap();
-                ("gzip\r\ncontent-encoding: gzip", again.finish().unwrap())
-            }
+            "/twice" => (
+                "gzip\r\ncontent-encoding: gzip",
+                gzip(&gzip(echo.as_bytes())),
+            ),
             _ => ("br", b"\x1b\x00\x00 not really brotli".to_vec()),
         };
         let answer = format!(
@@ -1637,12 +1648,7 @@ fn a_reflection_compressed_against_the_brokers_ask_is_decoded_and_scrubbed() {
         let _ = tls.write_all(&[answer.as_bytes(), &body].concat()).await;
         let _ = tls.shutdown().await;
     });
-    let ca_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(ca_file.path(), &cert.ca_pem).unwrap();
-    let rig = Rig::start_trusting(true, Upstream::start(), &[ca_file.path()]);
-    rig.add_services(&format!(
-        "services:\n  - host: 127.0.0.1\n    port: {port}\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n"
-    ));
+    let (rig, _ca_file) = rig_for_raw_upstream(&cert, port);
 
     // curl without --compressed: what it prints is what the broker sent.
     let (status, body, head) = rig.curl(&[], &format!("https://127.0.0.1:{port}/gzip"));
