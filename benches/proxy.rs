@@ -158,9 +158,14 @@ fn rss_kib(pid: u32) -> Option<u64> {
 // ---- the agent-vault server ----
 
 fn start_agent_vault(home: &Path, mitm: u16, ca_file: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command.env_clear();
+    // The one setting passed through: to bench other worker counts than the default.
+    if let Ok(workers) = std::env::var("AGENT_VAULT_WORKER_THREADS") {
+        command.env("AGENT_VAULT_WORKER_THREADS", workers);
+    }
+    let mut child = command
         .args(["server", "--port", "0", "--mitm-port", &mitm.to_string()])
-        .env_clear()
         .env("HOME", home)
         .env("SSL_CERT_FILE", ca_file)
         .env("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.0/8")

@@ -64,6 +64,7 @@ pub struct Metrics {
     pub db_connections_idle: Gauge,
     pub db_waiting: Gauge,
     pub start_time: Gauge<f64, AtomicU64>,
+    pub worker_threads: Gauge,
     hot: HotSeries,
 }
 
@@ -177,6 +178,12 @@ impl Metrics {
             "When this server started, in seconds since the Unix epoch",
             start_time.clone(),
         );
+        let worker_threads = Gauge::default();
+        registry.register(
+            "worker_threads",
+            "Threads serving connections (AGENT_VAULT_WORKER_THREADS)",
+            worker_threads.clone(),
+        );
         Self {
             registry,
             proxied,
@@ -190,6 +197,7 @@ impl Metrics {
             db_connections_idle,
             db_waiting,
             start_time,
+            worker_threads,
             hot: HotSeries::default(),
         }
     }

@@ -12,6 +12,7 @@ mod options;
 pub mod pidfile;
 mod run;
 mod unlock;
+mod workers;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -95,8 +96,10 @@ pub fn start(options: ServerOptions) -> Result<(), ServerError> {
     // so the running server's environment never held them.
     let mut secrets = handoff::take_env_secrets(&options, handoff)?;
     let integrations = Integrations::from_env(&secrets)?;
-    // A bad AGENT_VAULT_RATELIMIT_* value stops the start here, before anything is written.
+    // A bad AGENT_VAULT_RATELIMIT_* value or worker count stops the start here, before
+    // anything is written.
     run::rate_limit_env()?;
+    workers::from_env()?;
 
     if let Some(pid) = pidfile::running_server(&paths) {
         return Err(ServerError::AlreadyRunning(pid));

@@ -34,7 +34,12 @@ pub fn serve(
     integrations: Integrations,
 ) -> Result<(), ServerError> {
     init_logging(options);
+    let workers = super::workers::from_env()?;
+    crate::metrics::global()
+        .worker_threads
+        .set(i64::try_from(workers).unwrap_or(i64::MAX));
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
         .map_err(ServerError::io("cannot start the async runtime"))?;

@@ -420,3 +420,43 @@ fn wait_response(url: &str) -> reqwest::blocking::Response {
 fn wait_json(url: &str) -> serde_json::Value {
     wait_response(url).json().unwrap()
 }
+
+#[test]
+fn worker_threads_are_half_the_cores_or_as_set() {
+    let home = TestHome::new();
+    let workers = |server: &crate::harness::Server, owner: &crate::harness::Cli| {
+        let text = crate::harness::http()
+            .get(format!("{}/metrics", server.url))
+            .bearer_auth(owner.home.session_token())
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        crate::agents::metric(&text, "agent_vault_worker_threads")
+    };
+    let server = home.start_server(&[], "", &[("AGENT_VAULT_WORKER_THREADS", "3")]);
+    let owner = crate::harness::Cli::owner(home, &server);
+    assert_eq!(workers(&server, &owner), 3.0);
+    drop(server);
+    let server = owner.home.start_server(&[], "", &[]);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    #[allow(clippy::cast_precision_loss)]
+    let default = (cores / 2).max(1) as f64;
+    assert_eq!(workers(&server, &owner), default);
+    drop(server);
+    // A bad count stops the start before anything is written.
+    let fresh = TestHome::new();
+    let mut cmd = fresh.server_command(&[]);
+    cmd.env("AGENT_VAULT_WORKER_THREADS", "0");
+    match crate::harness::spawn_server(cmd, "") {
+        Ok(_) => panic!("the server started with 0 worker threads"),
+        Err(run) => assert!(
+            !run.status.success()
+                && run
+                    .stderr
+                    .contains("AGENT_VAULT_WORKER_THREADS=0 is not a thread count"),
+            "{run}"
+        ),
+    }
+    assert!(!fresh.state().join("agent-vault.db").exists());
+}
