@@ -526,9 +526,14 @@ pub fn metric(text: &str, series: &str) -> f64 {
 }
 
 pub fn metrics_text(rig: &Rig) -> String {
+    server_metrics(&rig.server, &rig.home)
+}
+
+/// `/metrics` of `server`, read with the session of `home`'s owner.
+pub fn server_metrics(server: &crate::harness::Server, home: &crate::harness::TestHome) -> String {
     crate::harness::http()
-        .get(format!("{}/metrics", rig.server.url))
-        .bearer_auth(rig.home.session_token())
+        .get(format!("{}/metrics", server.url))
+        .bearer_auth(home.session_token())
         .send()
         .unwrap()
         .text()

@@ -425,13 +425,7 @@ fn wait_json(url: &str) -> serde_json::Value {
 fn worker_threads_are_half_the_cores_or_as_set() {
     let home = TestHome::new();
     let workers = |server: &crate::harness::Server, owner: &crate::harness::Cli| {
-        let text = crate::harness::http()
-            .get(format!("{}/metrics", server.url))
-            .bearer_auth(owner.home.session_token())
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
+        let text = crate::agents::server_metrics(server, &owner.home);
         crate::agents::metric(&text, "agent_vault_worker_threads")
     };
     let server = home.start_server(&[], "", &[("AGENT_VAULT_WORKER_THREADS", "3")]);

@@ -189,13 +189,7 @@ fn authed_tier_is_per_principal() {
     // Each vault-scoped token has a budget of its own.
     assert_eq!(me(&token_b).status(), 200);
     // The refusal is counted for dashboards.
-    let metrics = client
-        .get(format!("{}/metrics", server.url))
-        .bearer_auth(owner.home.session_token())
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = crate::agents::server_metrics(&server, &owner.home);
     assert!(
         metrics.contains("agent_vault_rate_limited_requests_total{limit=\"AUTHED\"} 1"),
         "{metrics}"
