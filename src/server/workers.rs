@@ -2,10 +2,10 @@
 //!
 //! The default is half the machine's cores, at least one. The broker shares its machine with
 //! the agents it serves (and, with `--sandbox=container`, their containers), and on a small
-//! machine a second worker mostly adds hand-overs between threads: on two cores, one worker
+//! machine a second worker mostly adds wake-ups between threads: on two cores, one worker
 //! spent about 10% less CPU per proxied request than two (`just profile-proxy ab`, broker CPU
-//! over nginx's and oha's), with the same system calls per request. Hashing and database
-//! writes do not count against it: they run on the blocking pool.
+//! over nginx's and oha's), with the same reads and writes per request. Password hashing and
+//! database work do not count against it: they run on the blocking pool.
 
 use super::ServerError;
 
@@ -16,14 +16,14 @@ const MOST_WORKERS: usize = 1024;
 
 /// The worker count from `AGENT_VAULT_WORKER_THREADS`, or the default for `cores` cores.
 pub fn worker_threads(setting: Option<&str>, cores: usize) -> Result<usize, ServerError> {
+    let default = (cores / 2).max(1);
     let Some(text) = setting.map(str::trim).filter(|t| !t.is_empty()) else {
-        return Ok((cores / 2).max(1));
+        return Ok(default);
     };
     match text.parse::<usize>() {
         Ok(n) if (1..=MOST_WORKERS).contains(&n) => Ok(n),
         _ => Err(ServerError::Input(format!(
-            "{WORKERS_ENV}={text} is not a thread count; give a whole number from 1 to {MOST_WORKERS}, or unset it for half the cores ({})",
-            (cores / 2).max(1)
+            "{WORKERS_ENV}={text} is not a thread count; give a whole number from 1 to {MOST_WORKERS}, or unset it for half the cores ({default})"
         ))),
     }
 }
