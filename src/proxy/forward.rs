@@ -2,16 +2,15 @@
 //! upstream, stream the answer back, and record what happened.
 
 use std::borrow::Cow;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
 use http::{HeaderValue, Method, Request, Response, header};
 use http_body_util::{BodyExt, Full};
 
 use super::Proxy;
+use super::deadline;
 use super::http1_hosts::Verdict;
 use super::scrubbed::{Inflate, ScrubbedBody};
 use super::upstream::{BoxError, ProxyBody};
@@ -298,16 +297,18 @@ where
     } else {
         Verdict::Other
     };
+    let (body, uploading) = deadline::watch(body);
     let request = Request::from_parts(parts, body);
-    let sent = async {
+    let sent = std::pin::pin!(async {
         if http1 == Verdict::Http1 {
             proxy.http1_pool.send(target, request).await
         } else {
             let response = proxy.upstream.request(request).await?;
             Ok(response.map(|body| body.map_err(Into::into).boxed_unsync()))
         }
-    };
-    let upstream = within_response_timeout(proxy, target, "answer", sent)
+    });
+    let limit = proxy.timeouts.response;
+    let upstream = deadline::within(limit, target, "answer", uploading.as_ref(), sent)
         .await?
         .map_err(|e: BoxError| upstream_error(target.host_port(), &*e, &plan))?;
     if http1 == Verdict::Unknown {
@@ -421,27 +422,6 @@ async fn scrub_body(
     )
 }
 
-/// `sent` given the upstream response timeout; `what` says what the upstream did not do in time.
-/// A combinator, not an `async` block: one would hold the timed future twice (captured, then
-/// awaited), and the pipeline's future, which holds this one, is moved per request.
-fn within_response_timeout<'a, T>(
-    proxy: &Proxy,
-    target: &'a Target,
-    what: &'a str,
-    sent: impl Future<Output = T> + 'a,
-) -> impl Future<Output = Result<T, BrokerError>> + 'a {
-    let limit = proxy.timeouts.response;
-    tokio::time::timeout(limit, sent).map(move |timed| {
-        timed.map_err(|_| {
-            BrokerError::upstream_timeout(format!(
-                "{} did not {what} within {} s",
-                target.host_port(),
-                limit.as_secs()
-            ))
-        })
-    })
-}
-
 /// A WebSocket upgrade: sent on an HTTP/1.1 connection of its own; on 101 both sides are
 /// upgraded and a task relays frames until either side closes. An HTTP/2 agent's extended
 /// CONNECT goes upstream as that same upgrade and is answered 200.
@@ -485,8 +465,9 @@ where
         to_upstream.is_some() || to_client.is_some(),
     );
     let request = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
-    let sent = proxy.upgrade_client.request(request);
-    let mut response = within_response_timeout(proxy, target, "answer the WebSocket upgrade", sent)
+    let sent = std::pin::pin!(proxy.upgrade_client.request(request));
+    let what = "answer the WebSocket upgrade";
+    let mut response = deadline::within(proxy.timeouts.response, target, what, None, sent)
         .await?
         .map_err(|e| upstream_error(target.host_port(), &e, plan))?;
     let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;

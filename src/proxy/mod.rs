@@ -8,6 +8,7 @@
 //! broker's cache) on every request inside a tunnel, so a revoked token stops working on
 //! connections that are already open.
 
+mod deadline;
 pub mod explicit;
 mod forward;
 mod http1_hosts;

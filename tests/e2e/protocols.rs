@@ -394,6 +394,24 @@ fn an_upstream_that_stops_answering_gets_a_504_after_the_response_timeout() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
 
+#[test]
+fn an_upload_slower_than_the_response_timeout_is_not_cut() {
+    let rig = Rig::start_env(&[("AGENT_VAULT_UPSTREAM_RESPONSE_TIMEOUT", "1")]);
+    // 24 KiB at 8 KiB/s: three times the timeout, and never silent for as long as it.
+    let upload = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(upload.path(), vec![b'u'; 24 * 1024]).unwrap();
+    let data = format!("@{}", upload.path().display());
+    let started = std::time::Instant::now();
+    let (status, body, _) = rig.curl(
+        &["--limit-rate", "8K", "--data-binary", &data],
+        &rig.https("/bearer/upload"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() > std::time::Duration::from_secs(2));
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo["body"].as_str().unwrap().len(), 24 * 1024);
+}
+
 /// A TLS stream to `host:port` through a CONNECT tunnel of the rig's MITM, trusting the
 /// broker's CA and offering `alpn`.
 pub async fn tunnel(
