@@ -1,6 +1,7 @@
 //! Connection timeouts and shutdown through the real binary: silent and header-trickling
-//! API connections are closed, idle CONNECT tunnels are closed while long requests are not,
-//! and `server stop` lets open streams finish.
+//! connections are closed on the API and proxy ports, idle CONNECT tunnels are closed while long requests are not,
+//! a token revoked after its CONNECT is refused inside the tunnel, and `server stop` lets
+//! open streams finish.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -55,26 +56,24 @@ fn read_until(stream: &mut TcpStream, needle: &str) -> String {
     String::from_utf8_lossy(&seen).into_owned()
 }
 
-#[test]
-fn silent_keep_alive_and_header_trickling_api_connections_are_closed() {
-    let home = TestHome::new();
-    let server = home.start_server(&[], "", &[("AGENT_VAULT_HEADER_READ_TIMEOUT", "1")]);
-    let addr = server.url.trim_start_matches("http://").to_owned();
-
+/// With a header-read timeout of 1 s at `addr`, a connection that never sends a byte, one
+/// kept alive after `request` was answered, and one whose headers trickle in are all closed.
+fn assert_slow_clients_are_closed(addr: &str, request: &str) {
     // Connected, never a byte.
-    let mut silent = TcpStream::connect(&addr).unwrap();
+    let mut silent = TcpStream::connect(addr).unwrap();
     wait_closed(&mut silent, "a silent connection");
 
     // One request, then silence on the kept-alive connection.
-    let mut kept = TcpStream::connect(&addr).unwrap();
-    kept.write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .unwrap();
+    let mut kept = TcpStream::connect(addr).unwrap();
+    kept.write_all(request.as_bytes()).unwrap();
     let answered = wait_closed(&mut kept, "an idle keep-alive connection");
-    assert!(String::from_utf8_lossy(&answered).starts_with("HTTP/1.1 200"));
+    let answered = String::from_utf8_lossy(&answered);
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
 
     // Headers trickling in, a line every 200 ms, never finished.
-    let mut trickle = TcpStream::connect(&addr).unwrap();
-    trickle.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
+    let mut trickle = TcpStream::connect(addr).unwrap();
+    let start_line = request.split_inclusive("\r\n").next().unwrap();
+    trickle.write_all(start_line.as_bytes()).unwrap();
     trickle
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -99,6 +98,17 @@ fn silent_keep_alive_and_header_trickling_api_connections_are_closed() {
             "the trickling connection was never closed"
         );
     }
+}
+
+#[test]
+fn silent_keep_alive_and_header_trickling_api_connections_are_closed() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[("AGENT_VAULT_HEADER_READ_TIMEOUT", "1")]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    assert_slow_clients_are_closed(
+        &addr,
+        &format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+    );
     // The server still serves.
     let health = crate::harness::http()
         .get(format!("{}/health", server.url))
@@ -107,8 +117,23 @@ fn silent_keep_alive_and_header_trickling_api_connections_are_closed() {
     assert_eq!(health.status(), 200);
 }
 
-/// A CONNECT tunnel through the MITM proxy to the upstream's plain-HTTP port.
-fn open_tunnel(rig: &Rig) -> TcpStream {
+#[test]
+fn silent_keep_alive_and_header_trickling_proxy_connections_are_closed() {
+    let rig = Rig::start_env(&[("AGENT_VAULT_HEADER_READ_TIMEOUT", "1")]);
+    let target = format!("127.0.0.1:{}", rig.upstream.http_port);
+    let auth = base64_encode(&format!("{}:default", rig.token.trim()));
+    let request = format!(
+        "GET http://{target}/kept HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n"
+    );
+    assert_slow_clients_are_closed(&format!("127.0.0.1:{}", rig.mitm), &request);
+    // The proxy still serves.
+    let (status, body, _) = rig.curl(&[], &format!("http://{target}/after"));
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A CONNECT tunnel through the MITM proxy to the upstream's plain-HTTP port, and that
+/// port's authority.
+fn connect_tunnel(rig: &Rig) -> (TcpStream, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", rig.mitm)).unwrap();
     let target = format!("127.0.0.1:{}", rig.upstream.http_port);
     let auth = base64_encode(&format!("{}:default", rig.token.trim()));
@@ -120,6 +145,12 @@ fn open_tunnel(rig: &Rig) -> TcpStream {
         .unwrap();
     let answer = read_until(&mut stream, "\r\n\r\n");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    (stream, target)
+}
+
+/// A tunnel from `connect_tunnel` with an SSE stream open on it (its first event read).
+fn open_tunnel(rig: &Rig) -> TcpStream {
+    let (mut stream, target) = connect_tunnel(rig);
     stream
         .write_all(format!("GET /sse HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
         .unwrap();
@@ -142,6 +173,26 @@ fn idle_tunnels_are_closed_but_a_long_stream_keeps_its_tunnel() {
     read_until(&mut tunnel, "data: three");
     // Then nothing is in flight: the tunnel is closed.
     wait_closed(&mut tunnel, "an idle tunnel");
+}
+
+#[test]
+fn a_token_revoked_after_its_connect_is_refused_on_the_open_tunnel() {
+    let rig = Rig::start(true);
+    let (mut tunnel, target) = connect_tunnel(&rig);
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    tunnel.write_all(get("/before").as_bytes()).unwrap();
+    let first = read_until(&mut tunnel, "\"version\"");
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // The token's session ends while the tunnel it opened stays up.
+    let logout = crate::harness::http()
+        .post(format!("{}/v1/auth/logout", rig.server.url))
+        .bearer_auth(rig.token.trim())
+        .send()
+        .unwrap();
+    assert!(logout.status().is_success(), "{}", logout.status());
+    tunnel.write_all(get("/after").as_bytes()).unwrap();
+    let second = read_until(&mut tunnel, "proxy_auth_required");
+    assert!(second.contains("HTTP/1.1 407"), "{second}");
 }
 
 #[test]
