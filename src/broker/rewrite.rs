@@ -439,7 +439,7 @@ mod tests {
                 prop_assert!(!rewritten.contains(['#', '\r', '\n', ' ']));
             }
 
-            /// In a JSON or form body the value lands inside the string or field the agent
+            /// In a JSON (or `+json`) or form body the value lands inside the string or field the agent
             /// wrote, whatever quotes, escapes or separators it holds: no key or field added.
             #[test]
             fn a_value_stays_inside_its_json_string_or_form_field(
@@ -450,9 +450,11 @@ mod tests {
                 let subs = [sub("__k__", &value, &[Surface::Body])];
                 let expected = format!("{pre}{value}{post}");
                 let json = serde_json::json!({"a": format!("{pre}__k__{post}"), "b": 1}).to_string();
-                let out = rewrite_body(json.as_bytes(), Some("application/json; charset=utf-8"), &subs);
-                let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
-                prop_assert_eq!(parsed, serde_json::json!({"a": expected, "b": 1}));
+                for media in ["application/json; charset=utf-8", "application/vnd.api+JSON"] {
+                    let out = rewrite_body(json.as_bytes(), Some(media), &subs);
+                    let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                    prop_assert_eq!(parsed, serde_json::json!({"a": &expected, "b": 1}));
+                }
                 let form = format!("a={}__k__{}&b=1", pre.replace(' ', "+"), post.replace(' ', "+"));
                 let out = rewrite_body(form.as_bytes(), Some("application/x-www-form-urlencoded"), &subs);
                 let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&out).unwrap();

@@ -264,6 +264,55 @@ mod tests {
         }
     }
 
+    /// The root signs leaves only (path length 0): a CA certificate it signed cannot issue
+    /// certificates that OpenSSL's clients (curl, Python, git) accept. webpki, rustls's
+    /// verifier, reads a trust anchor's key and name only, so this is checked with OpenSSL.
+    #[test]
+    fn a_ca_signed_by_the_root_cannot_issue_trusted_leaves() {
+        use rcgen::{BasicConstraints, IsCa, Issuer};
+        let (dir, ca) = ca();
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "intermediate");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let intermediate = params.signed_by(&key, &ca.issuer).unwrap();
+        let issuer = Issuer::new(params, key);
+        let mut leaf_params = CertificateParams::new(vec!["api.example.com".to_owned()]).unwrap();
+        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+
+        let file = |name: &str, pem: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        let root = file("root.pem", ca.root_pem());
+        let verify = |leaf: &std::path::Path, untrusted: &[&std::path::Path]| {
+            let mut openssl = std::process::Command::new("openssl");
+            openssl.arg("verify").arg("-CAfile").arg(&root);
+            for path in untrusted {
+                openssl.arg("-untrusted").arg(path);
+            }
+            let out = openssl.arg(leaf).output().expect("openssl runs");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            (out.status.success(), text)
+        };
+        // A leaf the root signs itself verifies, so the refusal below is the path length's.
+        let own = leaf_params.signed_by(&leaf_key, &ca.issuer).unwrap();
+        let (ok, text) = verify(&file("own.pem", &own.pem()), &[]);
+        assert!(ok, "{text}");
+        let intermediate = file("intermediate.pem", &intermediate.pem());
+        let leaf = file("leaf.pem", &leaf.pem());
+        let (ok, text) = verify(&leaf, &[&intermediate]);
+        assert!(!ok, "{text}");
+        assert!(text.contains("path length"), "{text}");
+    }
+
     #[test]
     fn cache_reuses_and_evicts_the_least_recently_used() {
         let (_dir, ca) = ca();

@@ -75,6 +75,16 @@ pub async fn connect(
             host: host.to_string(),
             after: timeout,
         })??;
+    connect_first(host, port, addrs, timeout).await
+}
+
+/// The first of `addrs` that accepts a connection within `timeout`, or why the last failed.
+async fn connect_first(
+    host: &Host,
+    port: u16,
+    addrs: Vec<SocketAddr>,
+    timeout: Duration,
+) -> Result<(TcpStream, SocketAddr), GuardError> {
     // Only reported if there were no addresses, which `resolve` already rules out.
     let mut last = GuardError::NoAddresses {
         host: host.to_string(),
@@ -286,6 +296,29 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!("cannot connect to 127.0.0.1:{port}: connection refused")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_address_falls_through_to_the_next() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap();
+        let closed = {
+            let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            gone.local_addr().unwrap()
+        };
+        let timeout = Duration::from_secs(5);
+        let name = host("api.example.com");
+        for addrs in [vec![closed, open], vec![open, closed]] {
+            let (_, reached) = connect_first(&name, 443, addrs, timeout).await.unwrap();
+            assert_eq!(reached, open);
+        }
+        let err = connect_first(&name, 443, vec![closed], timeout)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot connect to api.example.com:443: connection refused"
         );
     }
 }

@@ -190,6 +190,7 @@ mod tests {
         ("100.64.0.1", CGNAT, OK, CGNAT),
         ("100.128.0.1", OK, OK, OK),
         ("0.0.0.0", UNSPECIFIED, OK, UNSPECIFIED),
+        ("0.1.2.3", UNSPECIFIED, OK, UNSPECIFIED),
         ("::", UNSPECIFIED, OK, UNSPECIFIED),
         ("::1", LOOPBACK, OK, LOOPBACK),
         ("fe80::1", LINK_LOCAL, OK, LINK_LOCAL),
