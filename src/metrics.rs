@@ -65,6 +65,7 @@ pub struct Metrics {
     pub db_waiting: Gauge,
     pub start_time: Gauge<f64, AtomicU64>,
     pub worker_threads: Gauge,
+    pub request_log_dropped: Counter,
     hot: HotSeries,
 }
 
@@ -184,6 +185,12 @@ impl Metrics {
             "Threads serving connections (AGENT_VAULT_WORKER_THREADS)",
             worker_threads.clone(),
         );
+        let request_log_dropped = Counter::default();
+        registry.register(
+            "request_log_dropped_records",
+            "Request-log records dropped because the database fell behind the data path",
+            request_log_dropped.clone(),
+        );
         Self {
             registry,
             proxied,
@@ -198,6 +205,7 @@ impl Metrics {
             db_waiting,
             start_time,
             worker_threads,
+            request_log_dropped,
             hot: HotSeries::default(),
         }
     }

@@ -1,6 +1,6 @@
 //! The request log writer: the data path hands records to a bounded channel and never waits
 //! for the database; a background task writes them in batches and trims old rows. Dropped
-//! records (only when the channel is full) are counted and reported.
+//! records (only when the channel is full) are counted in `/metrics` and warned of.
 //!
 //! Under load, batching is by time: when records were already queueing, the writer sleeps
 //! [`GATHER`] and then takes everything, so a request costs a channel push, not a wake-up of
@@ -8,7 +8,6 @@
 //! is written at once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -33,7 +32,6 @@ const RETENTION_AFTER_ROWS: std::ops::RangeInclusive<usize> = 100..=100_000;
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Record>,
-    dropped: Arc<AtomicU64>,
 }
 
 impl AuditLog {
@@ -46,24 +44,19 @@ impl AuditLog {
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let handle = tokio::spawn(write_loop(store, rx, retention, shutdown));
-        (
-            Self {
-                tx,
-                dropped: Arc::new(AtomicU64::new(0)),
-            },
-            handle,
-        )
+        (Self { tx }, handle)
     }
 
     pub fn record(&self, record: Record) {
-        crate::metrics::global().proxied(
+        let metrics = crate::metrics::global();
+        metrics.proxied(
             record.ingress,
             record.status,
             record.error_code,
             record.duration_ms,
         );
         if self.tx.try_send(record).is_err() {
-            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let dropped = metrics.request_log_dropped.inc() + 1;
             if dropped.is_power_of_two() {
                 tracing::warn!(dropped, "request log is falling behind; records dropped");
             }
@@ -226,5 +219,24 @@ async fn flush(store: &Arc<Store>, batch: &mut Vec<Record>) {
     .await;
     if let Ok(Err(e)) = written {
         tracing::warn!(error = %e, "cannot write the request log");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::request_log::tests::record;
+
+    #[test]
+    fn records_the_writer_has_no_room_for_are_counted() {
+        let (tx, _held) = mpsc::channel(1);
+        let log = AuditLog { tx };
+        let dropped = || crate::metrics::global().request_log_dropped.get();
+        let before = dropped();
+        log.record(record("v", 1));
+        assert_eq!(dropped(), before);
+        log.record(record("v", 2));
+        log.record(record("v", 3));
+        assert_eq!(dropped(), before + 2);
     }
 }

@@ -374,11 +374,11 @@ pub fn trim(store: &super::Store, trim: Trim<'_>) -> Result<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::{Store, vaults};
 
-    fn record(vault_id: &str, created_at: i64) -> Record {
+    pub(crate) fn record(vault_id: &str, created_at: i64) -> Record {
         Record {
             vault_id: vault_id.into(),
             actor_type: Some("scoped"),

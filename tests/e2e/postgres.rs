@@ -64,6 +64,7 @@ fn data_lives_in_postgres_not_in_the_home() {
         "agent_vault_proxied_request_duration_seconds_bucket",
         "agent_vault_broker_cache_lookups_total{cache=\"snapshot\",result=\"hit\"}",
         "agent_vault_process_start_time_seconds",
+        "agent_vault_request_log_dropped_records_total 0\n",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
