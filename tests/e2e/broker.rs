@@ -611,7 +611,7 @@ fn large_responses_stream_with_flat_memory() {
 #[test]
 fn credential_values_never_leak_into_logs_or_files() {
     let rig = Rig::start(true);
-    for path in [
+    let answered: Vec<(&str, u16)> = [
         "/bearer",
         "/basic",
         "/apikey",
@@ -620,11 +620,22 @@ fn credential_values_never_leak_into_logs_or_files() {
         "/missing",
         "/off",
         "/elsewhere",
-    ] {
-        rig.curl(&["-H", "X-Token: __sub_value__"], &rig.https(path));
-    }
+    ]
+    .into_iter()
+    .map(|path| {
+        let (status, _, _) = rig.curl(&["-H", "X-Token: __sub_value__"], &rig.https(path));
+        (path, status)
+    })
+    .collect();
     // The writer flushes in batches (every 100 ms under load).
     let rows = log_rows(&rig, 8);
+    // Each row has the status the agent got, refusals included (403 off, 502 missing).
+    for (path, status) in &answered {
+        let row = rows.iter().find(|r| r["path"] == *path);
+        let row = row.unwrap_or_else(|| panic!("no row for {path}: {rows:?}"));
+        assert_eq!(row["status"], *status, "{path}: {row}");
+    }
+    assert!(answered.contains(&("/off", 403)) && answered.contains(&("/missing", 502)));
     let bearer = rows.iter().find(|r| r["path"] == "/bearer").unwrap();
     assert_eq!(
         bearer["credential_keys"],
