@@ -1491,15 +1491,16 @@ fn an_upstream_error_that_quotes_the_credential_is_scrubbed() {
     assert!(body.contains(BEARER), "{body}");
 }
 
-/// A rig whose broker trusts `cert`'s CA and injects the bearer token for the raw upstream
-/// on `port`; the CA file is returned to live as long as the rig.
+/// A rig whose broker (with `env`) trusts `cert`'s CA and injects the bearer token for the
+/// raw upstream on `port`; the CA file is returned to live as long as the rig.
 fn rig_for_raw_upstream(
     cert: &crate::upstream::TestCert,
     port: u16,
+    env: &[(&str, &str)],
 ) -> (Rig, tempfile::NamedTempFile) {
     let ca_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(ca_file.path(), &cert.ca_pem).unwrap();
-    let rig = Rig::start_trusting(true, Upstream::start(), &[ca_file.path()]);
+    let rig = Rig::start_with_env(true, Upstream::start(), &[ca_file.path()], env);
     rig.add_services(&format!(
         "services:\n  - host: 127.0.0.1\n    port: {port}\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n"
     ));
@@ -1536,6 +1537,21 @@ impl Head {
     }
 }
 
+/// An upstream's `101` to a WebSocket upgrade that sent `key`.
+fn switching_protocols(key: Option<&str>) -> Vec<u8> {
+    use base64::Engine;
+    use sha1::Digest;
+    let digest = sha1::Sha1::digest(format!(
+        "{}258EAFA5-E914-47DA-95CA-C5AB0DC85B11",
+        key.unwrap_or_default()
+    ));
+    let accept = base64::engine::general_purpose::STANDARD.encode(digest);
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 /// What the broken upstream of the next test answers on each path.
 fn broken_answer(path: &str, websocket_key: Option<&str>) -> Vec<u8> {
     match path {
@@ -1545,17 +1561,7 @@ fn broken_answer(path: &str, websocket_key: Option<&str>) -> Vec<u8> {
             format!("HTTP/1.1 200 OK\r\nx-big: {}\r\n\r\n", "a".repeat(1 << 20)).into_bytes()
         }
         "/ws" => {
-            use base64::Engine;
-            use sha1::Digest;
-            let digest = sha1::Sha1::digest(format!(
-                "{}258EAFA5-E914-47DA-95CA-C5AB0DC85B11",
-                websocket_key.unwrap_or_default()
-            ));
-            let accept = base64::engine::general_purpose::STANDARD.encode(digest);
-            let mut answer = format!(
-                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
-            )
-            .into_bytes();
+            let mut answer = switching_protocols(websocket_key);
             // A text frame claiming 2^64 - 1 bytes, the credential in what follows.
             answer.extend_from_slice(&[0x81, 127]);
             answer.extend_from_slice(&u64::MAX.to_be_bytes());
@@ -1580,7 +1586,7 @@ fn a_broken_upstream_gets_a_clear_502_and_cannot_stop_the_server() {
         let _ = tls.write_all(&answer).await;
         let _ = tls.shutdown().await;
     });
-    let (rig, _ca_file) = rig_for_raw_upstream(&cert, port);
+    let (rig, _ca_file) = rig_for_raw_upstream(&cert, port, &[]);
 
     for (path, reason) in [
         ("/status", "invalid HTTP status-code"),
@@ -1627,6 +1633,64 @@ fn a_broken_upstream_gets_a_clear_502_and_cannot_stop_the_server() {
     assert!(!log.contains("panicked"), "the server panicked:\n{log}");
 }
 
+/// PROXY's ceiling on requests in flight counts a streaming response until it ends, but a
+/// WebSocket only until its handshake: an agent's open socket does not stall its requests.
+#[test]
+fn an_open_websocket_does_not_hold_a_proxy_concurrency_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cert = crate::upstream::TestCert::mint();
+    let port = cert.serve(&runtime, &[b"http/1.1"], |mut tls| async move {
+        let Some(head) = Head::read(&mut tls).await else {
+            return;
+        };
+        let answer = match head.path() {
+            "/ws" => switching_protocols(head.header("sec-websocket-key")),
+            "/stream" => {
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n".to_vec()
+            }
+            _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok".to_vec(),
+        };
+        let _ = tls.write_all(&answer).await;
+        // Held open until the broker hangs up.
+        let mut rest = [0u8; 1024];
+        while let Ok(1..) = tls.read(&mut rest).await {}
+    });
+    let one = [("AGENT_VAULT_RATELIMIT_PROXY_CONCURRENCY", "1")];
+    let (rig, _ca_file) = rig_for_raw_upstream(&cert, port, &one);
+    let url = format!("https://127.0.0.1:{port}/plain");
+    // Opens `path` on a tunnel of its own and reads the answer's head.
+    let open = |request: String| {
+        runtime.block_on(async {
+            let mut tls = tunnel(&rig, "127.0.0.1", port, &[b"http/1.1"]).await;
+            tls.write_all(request.as_bytes()).await.unwrap();
+            let head = Head::read(&mut tls).await.expect("an answer");
+            (tls, head.0)
+        })
+    };
+    let host = format!("Host: 127.0.0.1:{port}");
+
+    // A response still streaming holds the one slot: the next request is refused.
+    let (stream, head) = open(format!("GET /stream HTTP/1.1\r\n{host}\r\n\r\n"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (status, body, _) = rig.curl(&[], &url);
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("too_many_requests"), "{body}");
+    drop(stream);
+
+    // An open WebSocket does not.
+    let upgrade = format!(
+        "GET /ws HTTP/1.1\r\n{host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let (socket, head) = open(upgrade);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    for _ in 0..2 {
+        let (status, body, _) = rig.curl(&[], &url);
+        assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+    drop(socket);
+}
+
 #[test]
 fn a_reflection_compressed_against_the_brokers_ask_is_decoded_and_scrubbed() {
     use std::io::Write;
@@ -1666,7 +1730,7 @@ fn a_reflection_compressed_against_the_brokers_ask_is_decoded_and_scrubbed() {
         let _ = tls.write_all(&[answer.as_bytes(), &body].concat()).await;
         let _ = tls.shutdown().await;
     });
-    let (rig, _ca_file) = rig_for_raw_upstream(&cert, port);
+    let (rig, _ca_file) = rig_for_raw_upstream(&cert, port, &[]);
 
     // curl without --compressed: what it prints is what the broker sent.
     let (status, body, head) = rig.curl(&[], &format!("https://127.0.0.1:{port}/gzip"));
