@@ -8,6 +8,7 @@
 mod detach;
 mod handoff;
 mod housekeeping;
+mod open_files;
 mod options;
 pub mod pidfile;
 mod run;

@@ -34,6 +34,7 @@ pub fn serve(
     integrations: Integrations,
 ) -> Result<(), ServerError> {
     init_logging(options);
+    super::open_files::raise_to_hard_limit();
     let workers = super::workers::from_env()?;
     crate::metrics::global()
         .worker_threads

@@ -164,22 +164,35 @@ impl TestHome {
         }
         let hosts_file = self.path().join("hosts");
         std::fs::write(&hosts_file, hosts).unwrap();
-        let server = self.server_command(extra);
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        let mut unshare = Command::new("unshare");
+        unshare
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
             .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
-            .arg(&hosts_file)
+            .arg(&hosts_file);
+        self.start_server_under(unshare, extra, envs)
+    }
+
+    /// Starts a server run by `wrapper`, a command that executes the arguments appended to
+    /// it (`unshare …`, `prlimit …`), with the server's environment.
+    pub fn start_server_under(
+        &self,
+        mut wrapper: Command,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Server {
+        let server = self.server_command(extra);
+        wrapper
             .arg(server.get_program())
             .args(server.get_args())
             .env_clear()
             .current_dir(self.path());
         for (key, value) in server.get_envs() {
             if let Some(value) = value {
-                cmd.env(key, value);
+                wrapper.env(key, value);
             }
         }
-        cmd.envs(envs.iter().copied());
-        spawn_server(cmd, "").unwrap_or_else(|run| panic!("server did not start:\n{run}"))
+        wrapper.envs(envs.iter().copied());
+        spawn_server(wrapper, "").unwrap_or_else(|run| panic!("server did not start:\n{run}"))
     }
 }
 

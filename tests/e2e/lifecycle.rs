@@ -421,6 +421,33 @@ fn wait_json(url: &str) -> serde_json::Value {
     wait_response(url).json().unwrap()
 }
 
+/// Started with a soft limit of 256 open files (below what 300 connections need), the server
+/// raises it to the hard limit and keeps serving with 300 connections open.
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let home = TestHome::new();
+    let mut prlimit = std::process::Command::new("prlimit");
+    prlimit.args(["--nofile=256:", "--"]);
+    let server = home.start_server_under(prlimit, &[], &[]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(open_files[0], open_files[1], "soft and hard:\n{limits}");
+    assert_ne!(open_files[0], "256", "{limits}");
+
+    let addr = server.url.trim_start_matches("http://");
+    let held: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let health = http().get(format!("{}/health", server.url)).send().unwrap();
+    assert_eq!(health.status(), 200);
+    drop(held);
+}
+
 #[test]
 fn worker_threads_are_half_the_cores_or_as_set() {
     let home = TestHome::new();
