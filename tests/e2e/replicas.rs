@@ -123,7 +123,8 @@ fn through(port: u16, token: &str, ca: &Path, url: &str) -> (u16, String) {
     through_as(port, &format!("{token}:default"), ca, url)
 }
 
-/// [`through`] with the proxy credentials `user` (`token:vault`).
+/// [`through`] with the proxy credentials `user` (`token:vault`): the status (0 when nothing
+/// was answered) and the body (curl's error then).
 pub fn through_as(port: u16, user: &str, ca: &Path, url: &str) -> (u16, String) {
     let out = Command::new("curl")
         .args([
@@ -145,7 +146,11 @@ pub fn through_as(port: u16, user: &str, ca: &Path, url: &str) -> (u16, String) 
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
+    match code.trim().parse() {
+        Ok(code @ 1..) => (code, body.to_owned()),
+        // No answer: curl's own error is what a failing assertion should show.
+        _ => (0, format!("curl: {}", String::from_utf8_lossy(&out.stderr))),
+    }
 }
 
 fn bearer_seen(body: &str) -> String {
