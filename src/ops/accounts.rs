@@ -39,13 +39,19 @@ pub fn validate_email(email: &str) -> Result<(), String> {
             email.len()
         ));
     }
+    // No display-name or quoted forms (`Name <a@b.c>`, `"a b"@c.d`): they would make a second
+    // account for one mailbox. A domain is dot-separated labels of letters, digits and `-`.
+    let domain_is_a_host = |domain: &str| {
+        domain.contains('.')
+            && domain.split('.').all(|label| {
+                !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            })
+    };
     let valid = !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && matches!(email.split_once('@'), Some((local, domain))
             if !local.is_empty()
-                && !domain.contains('@')
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.'));
+                && !local.contains(['<', '>', '(', ')', '[', ']', '\\', ',', ';', ':', '"'])
+                && domain_is_a_host(domain));
     if valid {
         Ok(())
     } else {
@@ -493,7 +499,12 @@ mod tests {
 
     #[test]
     fn email_rules() {
-        for ok in ["a@b.co", "first.last+tag@example.com"] {
+        for ok in [
+            "a@b.co",
+            "first.last+tag@example.com",
+            "o'brien@mail-1.example.org",
+            "josé@bücher.example",
+        ] {
             assert!(validate_email(ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -506,6 +517,13 @@ mod tests {
             "a b@c.com",
             "a@b@c.com",
             "a@b.com.",
+            "<a@x.io>",
+            "Name <a@x.io>",
+            "\"a\"@x.io",
+            "a@x_y.io",
+            "a@x..io",
+            "a@[10.0.0.1]",
+            "a(comment)@x.io",
         ] {
             assert!(validate_email(bad).is_err(), "{bad}");
         }

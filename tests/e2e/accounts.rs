@@ -411,6 +411,18 @@ fn register_and_login_input_errors() {
         &[],
     )
     .fails_with("not a valid email");
+    // The server applies the same rule: a display-name or bracketed form of an address would
+    // be a second account for one mailbox.
+    for email in ["<a@example.com>", "a@example_host.com"] {
+        let refused = http()
+            .post(format!("{}/v1/auth/register", server.url))
+            .json(&serde_json::json!({"email": email, "password": "password-1"}))
+            .send()
+            .unwrap();
+        assert_eq!(refused.status(), 400, "{email}");
+        let body = refused.text().unwrap();
+        assert!(body.contains("not a valid email"), "{email}: {body}");
+    }
     home.run_with(
         &[
             "auth",
