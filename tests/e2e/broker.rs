@@ -665,8 +665,25 @@ fn credential_values_never_leak_into_logs_or_files() {
     assert!(bearer["actor_id"].is_string(), "{bearer}");
     assert_eq!(bearer["actor"], crate::harness::OWNER_EMAIL, "{bearer}");
 
+    // A proposal filed with the vault token records who filed it, never the token itself.
+    let filed = crate::harness::http()
+        .post(format!("{}/v1/proposals", rig.server.url))
+        .bearer_auth(rig.token.trim())
+        .json(&serde_json::json!({"credentials": ["NEW_KEY"], "message": "need it"}))
+        .send()
+        .unwrap();
+    assert_eq!(filed.status(), 201, "{}", filed.text().unwrap_or_default());
+    let token = rig.token.trim().to_owned();
+
     let Rig { home, server, .. } = rig;
     let (_, output) = server.stop_with("TERM");
+    for (path, bytes) in all_files(&home.state()) {
+        assert!(
+            !contains(&bytes, &token),
+            "{} holds the raw vault token",
+            path.display()
+        );
+    }
     assert!(
         output.contains("proxied request"),
         "debug line per request:\n{output}"
