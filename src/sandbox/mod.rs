@@ -169,10 +169,19 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
         tty: std::io::stdin().is_terminal(),
         broker: &broker,
     };
-    let result = tokio::select! {
-        result = plan.execute(&docker, &mut resources) => result,
-        _ = interrupted() => Err(SandboxError::Io("finish setting up".into(), std::io::Error::other("interrupted"))),
-    };
+    let result = async {
+        // A signal during the setup ends it; once the agent runs, signals are its own
+        // (`attach::wait` forwards them), so it can finish and its exit code is the run's.
+        let running = tokio::select! {
+            running = plan.start(&docker, &mut resources) => running?,
+            _ = interrupted() => return Err(SandboxError::Io(
+                "finish setting up".into(),
+                std::io::Error::other("interrupted"),
+            )),
+        };
+        running.wait(&docker).await
+    }
+    .await;
     if resources.keep_agent
         && let Some(agent) = &resources.agent
     {
@@ -218,15 +227,33 @@ fn report_git_changes(workspace: &Path, since: std::time::SystemTime, guarded: O
 /// Resolves on Ctrl-C or SIGTERM (while setting up: the agent's own signals are handled later).
 async fn interrupted() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         return std::future::pending().await;
     };
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+        _ = hup.recv() => {}
+    }
+}
+
+/// The agent's container, started and through its gate; the relay and the gate live as long.
+struct Running {
+    started: attach::Started,
+    agent: String,
+    _relay: Relay,
+    _gate: std::fs::File,
+}
+
+impl Running {
+    /// Waits for the agent, relaying stdin and signals to it; its exit code.
+    async fn wait(self, docker: &Docker) -> Result<u8, SandboxError> {
+        let code = attach::wait(self.started, docker, &self.agent).await?;
+        Ok(u8::try_from(code).unwrap_or(if code < 0 { 1 } else { 255 }))
     }
 }
 
@@ -247,11 +274,12 @@ struct Plan<'a> {
 }
 
 impl Plan<'_> {
-    async fn execute(
+    /// Sets the run up, up to letting the agent's command through its gate.
+    async fn start(
         &self,
         docker: &Docker,
         resources: &mut Resources,
-    ) -> Result<u8, SandboxError> {
+    ) -> Result<Running, SandboxError> {
         let (slot, relay, run_dir, agent, taken) =
             match self.take_ready_slot(docker, resources).await? {
                 Some((slot, relay, run_dir, agent)) => (slot, relay, run_dir, agent, true),
@@ -278,16 +306,19 @@ impl Plan<'_> {
             resources.keep_agent = false;
             return Err(err);
         }
-        let _gate = gate::open(&run_dir.gate())
+        let gate = gate::open(&run_dir.gate())
             .map_err(|e| SandboxError::Io("open the start gate".into(), e))?;
         if let Some(started) = self.spec.started {
             started.notify_one();
         }
         // Off this run's path: prune what dead runs left, make the next run's slot.
         maintain::spawn(None);
-        let code = attach::wait(started, docker, &agent).await?;
-        drop(relay);
-        Ok(u8::try_from(code).unwrap_or(if code < 0 { 1 } else { 255 }))
+        Ok(Running {
+            started,
+            agent,
+            _relay: relay,
+            _gate: gate,
+        })
     }
 
     fn relay_target(&self, subnet: ipnet::IpNet) -> relay::Target {

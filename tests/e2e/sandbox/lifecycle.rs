@@ -323,6 +323,45 @@ fn a_killed_run_leaves_nothing_once_the_next_run_prunes() {
     }
 }
 
+/// SIGTERM, SIGHUP and SIGINT sent to `vault run` reach the agent, which may finish its work: its
+/// exit code is the run's, and the run cleans up after it (docs/sandbox.md, Lifecycle).
+#[test]
+fn signals_to_the_run_reach_the_agent_and_the_run_cleans_up() {
+    use std::process::Stdio;
+    use std::time::Duration;
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    for signal in ["TERM", "HUP", "INT"] {
+        let dir = workspace(&rig, &format!("signal-{signal}"));
+        let script = format!(
+            "trap 'echo {signal} > /workspace/caught; exit 7' {signal}; touch /workspace/ready; while :; do sleep 0.1; done"
+        );
+        let mut cmd = sandboxed_command(&rig, &dir, &[], &["sh", "-c", &script]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let run = cmd.spawn().unwrap();
+        poll("the agent", Duration::from_millis(100), || {
+            dir.join("ready").exists().then_some(())
+        });
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &run.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let out = run.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(7), "SIG{signal}: {stderr}");
+        assert_eq!(
+            written(&dir.join("caught")).as_deref(),
+            Some(&*format!("{signal}\n"))
+        );
+        assert_eq!(
+            turn.leftovers(),
+            "",
+            "SIG{signal}: the run left resources behind"
+        );
+    }
+}
+
 #[test]
 fn limits_by_default_and_overridable() {
     let turn = docker_turn();
