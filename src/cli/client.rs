@@ -31,13 +31,17 @@ impl Client {
     pub fn new(base: &str, token: Option<SecretString>) -> anyhow::Result<Self> {
         let base = server_address(base)?;
         super::listener::check(&base)?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
-            .user_agent(format!("agent-vault-cli/{}", crate::VERSION))
-            .build()
-            .context("cannot build the HTTP client")?;
+            .user_agent(format!("agent-vault-cli/{}", crate::VERSION));
+        if base.starts_with("https://") {
+            for root in system_roots() {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let http = builder.build().context("cannot build the HTTP client")?;
         Ok(Self { base, token, http })
     }
 
@@ -150,6 +154,21 @@ impl Client {
 
 /// A server address as the client uses it (no trailing slash), or an error naming the form
 /// it must take.
+/// The roots the system trusts, with `SSL_CERT_FILE` and `SSL_CERT_DIR` (as curl and git
+/// read them), on top of the built-in ones: a server behind a company's own CA is reached
+/// like any other. A file the environment names but that cannot be read is said once.
+fn system_roots() -> impl Iterator<Item = reqwest::Certificate> {
+    let (roots, warnings) = crate::roots::trusted_root_certs();
+    for warning in warnings {
+        super::output::warn(warning);
+    }
+    // One certificate rustls cannot take as a root would fail the whole client.
+    roots
+        .into_iter()
+        .filter(|der| rustls::RootCertStore::empty().add(der.clone()).is_ok())
+        .filter_map(|der| reqwest::Certificate::from_der(&der).ok())
+}
+
 pub fn server_address(given: &str) -> anyhow::Result<String> {
     let base = given.trim().trim_end_matches('/').to_owned();
     if crate::target::Target::from_url(&base).is_err() {

@@ -22,8 +22,7 @@ pub const TLS_PORT_HEADER: &str = "x-proxy-tls-port";
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-/// TLS to the broker's proxy: the connector trusting only the server's CA, and the name
-/// its certificate must carry.
+/// TLS to the broker: the connector and the name its certificate must carry.
 #[derive(Clone)]
 pub struct Tls {
     connector: tokio_rustls::TlsConnector,
@@ -31,16 +30,29 @@ pub struct Tls {
 }
 
 impl Tls {
-    /// TLS to `host` (a name or an address), trusting only `ca_pem`.
+    /// TLS to the proxy's TLS port on `host` (a name or an address), trusting only the
+    /// server's CA, `ca_pem`.
     pub fn new(host: &str, ca_pem: &str) -> anyhow::Result<Self> {
-        // A DNS name, or an address (checked against the certificate's IP entries).
-        let bare = host.trim_matches(['[', ']']);
-        let name = ServerName::try_from(bare.to_owned())
-            .map_err(|e| anyhow::anyhow!("{bare} is not a server name for TLS: {e}"))?;
         let mut roots = rustls::RootCertStore::empty();
         let root = CertificateDer::from_pem_slice(ca_pem.as_bytes())
             .map_err(|e| anyhow::anyhow!("the server's CA certificate does not parse: {e}"))?;
         roots.add(root)?;
+        Self::with_roots(host, roots)
+    }
+
+    /// TLS to an `https://` API on `host`, trusting the system's roots and those of
+    /// `SSL_CERT_FILE`/`SSL_CERT_DIR`, as the CLI does there (see `cli::client`).
+    pub fn to_api(host: &str) -> anyhow::Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(crate::roots::trusted_root_certs().0);
+        Self::with_roots(host, roots)
+    }
+
+    fn with_roots(host: &str, roots: rustls::RootCertStore) -> anyhow::Result<Self> {
+        // A DNS name, or an address (checked against the certificate's IP entries).
+        let bare = host.trim_matches(['[', ']']);
+        let name = ServerName::try_from(bare.to_owned())
+            .map_err(|e| anyhow::anyhow!("{bare} is not a server name for TLS: {e}"))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
@@ -53,7 +65,7 @@ impl Tls {
         })
     }
 
-    /// Wraps a connection to the broker's TLS port.
+    /// Wraps a connection to the broker's TLS port or API.
     pub async fn wrap(&self, tcp: TcpStream) -> std::io::Result<Box<dyn Stream>> {
         Ok(Box::new(
             self.connector.connect(self.name.clone(), tcp).await?,
@@ -62,7 +74,7 @@ impl Tls {
 }
 
 /// Where a relay's connections go: one of the broker's ports, inside TLS with `tls` (the
-/// proxy's TLS port).
+/// proxy's TLS port, or an `https://` API).
 #[derive(Clone)]
 pub struct Hop {
     /// A name or an address, without brackets.
@@ -97,7 +109,7 @@ impl Hop {
     pub fn unreachable(&self, err: &std::io::Error) {
         if !self.warned.swap(true, Ordering::Relaxed) {
             let what = if self.tls.is_some() {
-                "TLS proxy"
+                "TLS port"
             } else {
                 "port"
             };

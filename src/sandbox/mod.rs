@@ -139,6 +139,7 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
     let user_mounts: Vec<mounts::Mount> = user_mounts.into_iter().chain(git_guard).collect();
 
     let broker = crate::target::Target::from_url(spec.api_url)?;
+    let api = api_hop(&broker)?;
     let docker = docker::connect().await?;
     let args = images::build_args();
     let (agent_image, image_entrypoint) = match spec.image {
@@ -167,7 +168,7 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
         limits: &limits,
         user: agent_user(),
         tty: std::io::stdin().is_terminal(),
-        broker: &broker,
+        api: &api,
     };
     let result = async {
         // A signal during the setup ends it; once the agent runs, signals are its own
@@ -225,6 +226,21 @@ fn report_git_changes(workspace: &Path, since: std::time::SystemTime, guarded: O
 }
 
 /// Resolves on Ctrl-C or SIGTERM (while setting up: the agent's own signals are handled later).
+/// The relay's hop to the broker's API: inside TLS for an `https://` address (the agent
+/// speaks plain HTTP to the relay, which only the run's own network reaches).
+fn api_hop(broker: &crate::target::Target) -> Result<hop::Hop, SandboxError> {
+    let tls = match broker.is_https() {
+        true => Some(hop::Tls::to_api(broker.bare_host()).map_err(|e| {
+            SandboxError::Io(
+                "set up TLS to the server's API".into(),
+                std::io::Error::other(e.to_string()),
+            )
+        })?),
+        false => None,
+    };
+    Ok(hop::Hop::new(broker.bare_host(), broker.port(), tls))
+}
+
 async fn interrupted() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
@@ -269,8 +285,8 @@ struct Plan<'a> {
     limits: &'a limits::Limits,
     user: (u32, u32),
     tty: bool,
-    /// The broker's API, which the relay forwards to (its proxy port is in `spec`).
-    broker: &'a crate::target::Target,
+    /// The broker's API, which the relay forwards to (its proxy is in `spec`).
+    api: &'a hop::Hop,
 }
 
 impl Plan<'_> {
@@ -324,8 +340,7 @@ impl Plan<'_> {
     fn relay_target(&self, subnet: ipnet::IpNet) -> relay::Target {
         relay::Target {
             allowed: subnet,
-            broker_host: self.broker.bare_host().to_owned(),
-            api_port: self.broker.port(),
+            api: self.api.clone(),
             proxy: self.spec.proxy.clone(),
         }
     }

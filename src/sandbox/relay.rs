@@ -36,8 +36,8 @@ pub struct Relay {
 pub struct Target {
     /// Only peers in this network (the run's) are served.
     pub allowed: IpNet,
-    pub broker_host: String,
-    pub api_port: u16,
+    /// The broker's API, inside TLS for an `https://` address.
+    pub api: Hop,
     /// The broker's proxy: its plain port, or its TLS port (see [`super::hop`]).
     pub proxy: Hop,
 }
@@ -130,9 +130,8 @@ impl Relay {
         let mut tasks = vec![tokio::spawn(accept_and_drop(canary))];
         match target {
             Some(t) => {
-                let api_hop = Hop::new(&t.broker_host, t.api_port, None);
                 let source = run_source();
-                tasks.push(tokio::spawn(forward_loop(api, t.allowed, api_hop, source)));
+                tasks.push(tokio::spawn(forward_loop(api, t.allowed, t.api, source)));
                 tasks.push(tokio::spawn(forward_loop(
                     proxy, t.allowed, t.proxy, source,
                 )));
@@ -176,8 +175,7 @@ mod tests {
     fn target(allowed: &str, port: u16) -> Target {
         Target {
             allowed: allowed.parse().unwrap(),
-            broker_host: "127.0.0.1".into(),
-            api_port: port,
+            api: Hop::new("127.0.0.1", port, None),
             proxy: Hop::new("127.0.0.1", port, None),
         }
     }

@@ -380,3 +380,80 @@ fn a_remote_broker_is_reached_through_its_tls_proxy() {
     );
     assert_eq!(turn.leftovers(), "", "resources left behind");
 }
+
+/// A TLS front for a loopback port, as a team server puts its API behind one: listens on
+/// `ip` with a leaf of `cert` and relays each connection to `127.0.0.1:port`. Returns its port.
+fn tls_front(
+    runtime: &tokio::runtime::Runtime,
+    cert: &crate::upstream::TestCert,
+    ip: &str,
+    port: u16,
+) -> u16 {
+    let acceptor = cert.acceptor(&[b"http/1.1"]);
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind((ip, 0)))
+        .unwrap();
+    let front = listener.local_addr().unwrap().port();
+    runtime.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let (Ok(mut tls), Ok(mut back)) = (
+                    acceptor.accept(tcp).await,
+                    tokio::net::TcpStream::connect(("127.0.0.1", port)).await,
+                ) else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut back).await;
+            });
+        }
+    });
+    front
+}
+
+/// A remote broker whose API is served over `https://` (behind a TLS front, as on a team
+/// server): the agent reaches it at its plain `AGENT_VAULT_ADDR` on the run's network, the
+/// relay carrying it on inside TLS, verified as the CLI verifies it (`SSL_CERT_FILE` here).
+#[test]
+fn a_remote_brokers_https_api_is_reached_from_the_sandbox() {
+    use crate::harness::{OWNER_EMAIL, OWNER_PASSWORD};
+    let turn = docker_turn();
+    let rig = crate::broker::Rig::start_with_args(
+        crate::upstream::Upstream::start_on("127.0.0.2"),
+        &["--host", "0.0.0.0", "--proxy-tls-port", "auto"],
+    );
+    let ip = crate::agents::non_loopback_address();
+    let api_port: u16 = rig.server.url.rsplit(':').next().unwrap().parse().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cert = crate::upstream::TestCert::mint_for(&[&ip]);
+    let front = tls_front(&runtime, &cert, &ip, api_port);
+    let front_ca = rig.home.path().join("front-ca.pem");
+    std::fs::write(&front_ca, &cert.ca_pem).unwrap();
+    let trust = [("SSL_CERT_FILE", front_ca.to_str().unwrap())];
+    let remote = format!("https://{ip}:{front}");
+    let login = [
+        "auth",
+        "login",
+        "--address",
+        &remote,
+        "--email",
+        OWNER_EMAIL,
+        "--password-stdin",
+    ];
+    rig.home
+        .run_with(&login, &format!("{OWNER_PASSWORD}\n"), &trust)
+        .ok();
+
+    let dir = workspace(&rig, "https-api");
+    let script = "set -e; curl -sS -H \"Authorization: Bearer $AGENT_VAULT_SESSION_TOKEN\" \"$AGENT_VAULT_ADDR/v1/discover\" > /workspace/discover.json";
+    let mut cmd =
+        super::sandboxed_command(&rig, &dir, &["--address", &remote], &["sh", "-c", script]);
+    cmd.envs(trust);
+    let run = crate::harness::run_command(cmd, "");
+    assert!(run.status.success(), "{run}");
+    let discover = std::fs::read_to_string(dir.join("discover.json")).unwrap();
+    let discover: Value =
+        serde_json::from_str(&discover).unwrap_or_else(|e| panic!("{e}: {discover}"));
+    assert_eq!(discover["vault"], "default", "{discover}");
+    assert_eq!(turn.leftovers(), "", "resources left behind");
+}
