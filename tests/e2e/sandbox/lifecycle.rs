@@ -324,7 +324,8 @@ fn a_killed_run_leaves_nothing_once_the_next_run_prunes() {
 }
 
 /// SIGTERM, SIGHUP and SIGINT sent to `vault run` reach the agent, which may finish its work: its
-/// exit code is the run's, and the run cleans up after it (docs/sandbox.md, Lifecycle).
+/// exit code is the run's, and the run cleans up after it (docs/sandbox.md, Lifecycle). The
+/// run's network is `--internal` meanwhile.
 #[test]
 fn signals_to_the_run_reach_the_agent_and_the_run_cleans_up() {
     use std::process::Stdio;
@@ -342,6 +343,10 @@ fn signals_to_the_run_reach_the_agent_and_the_run_cleans_up() {
         poll("the agent", Duration::from_millis(100), || {
             dir.join("ready").exists().then_some(())
         });
+        // The run's network has no route off the host, whatever the firewall's rules do.
+        let network = super::network_of_run(run.id()).expect("the run's network");
+        let internal = docker(&["network", "inspect", "-f", "{{.Internal}}", &network]);
+        assert_eq!(internal.trim(), "true", "{network}");
         let sent = Command::new("kill")
             .args([&format!("-{signal}"), &run.id().to_string()])
             .status()
