@@ -396,6 +396,17 @@ fn passwordless_mode_and_master_password_set_remove() {
     home.run_with(&["master-password", "remove"], "a-new-master-1\n", &[])
         .ok();
     home.start_server(&[], "", &[]);
+    // A password given to an instance that has none is not silently taken for protection.
+    let server = home.start_server(
+        &[],
+        "",
+        &[("AGENT_VAULT_MASTER_PASSWORD", "unused-master-1")],
+    );
+    let (_, output) = server.stop_with("TERM");
+    assert!(
+        output.contains("has no master password, so the one given was not used"),
+        "{output}"
+    );
 }
 
 fn server_stderr_warned(server: crate::harness::Server) -> bool {
