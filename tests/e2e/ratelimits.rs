@@ -349,6 +349,17 @@ fn an_owner_override_applies_at_once_and_the_lock_ignores_it() {
     let shown = owner.run(&["owner", "config", "get"]).ok();
     assert!(shown.stdout.contains("strict (override)"), "{shown}");
     assert!(shown.stdout.contains("max=15 (profile)"), "{shown}");
+    // The override outlives a restart: strict's AUTH budget of 15 holds from the start.
+    drop(server);
+    let server = owner.home.start_server(&[], "", &[]);
+    for _ in 0..15 {
+        assert_eq!(
+            login(&server, "127.0.2.3", "a@example.com", "x").status(),
+            401
+        );
+    }
+    refused(login(&server, "127.0.2.3", "a@example.com", "x"), "AUTH");
+    drop(server);
 
     // Locked: the same change is refused, and the limits stay the environment's.
     let home = TestHome::new();
