@@ -419,6 +419,9 @@ impl Plan<'_> {
         };
         let target = |subnet| Some(self.relay_target(subnet));
         let (slot, relay) = slots::make(docker, recipe, target, resources).await?;
+        if self.firewall_image.is_none() {
+            slots::give_home_to(docker, self.agent_image, &slot, self.user).await;
+        }
         let run_dir = gate::RunDir::create(&id, self.spec.ca_pem, self.user)
             .map_err(|e| SandboxError::Io("create the run's folder".into(), e))?;
         resources.run_dir = Some(run_dir.clone());

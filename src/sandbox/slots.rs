@@ -198,6 +198,61 @@ async fn create_network(
     })
 }
 
+/// Gives a slot's home volume to the agent's user where no firewall helper does
+/// (`--no-firewall`): a one-off container of the agent's image runs `chown` as root with no
+/// capability but `CHOWN` and no network. A failure (an image without `chown`) is a
+/// warning: the home may then not be writable, which a debugging run can live with.
+pub async fn give_home_to(docker: &Docker, image: &str, slot: &Slot, (uid, gid): (u32, u32)) {
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    use bollard::query_parameters::RemoveContainerOptionsBuilder;
+    use futures_util::StreamExt;
+    let body = ContainerCreateBody {
+        image: Some(image.to_owned()),
+        entrypoint: Some(vec!["chown".into()]),
+        cmd: Some(vec![format!("{uid}:{gid}"), "/agent-home".into()]),
+        user: Some("0".into()),
+        labels: Some(slot_labels(&slot.id, "home-owner")),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(vec!["CHOWN".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            binds: Some(vec![format!("{}:/agent-home", slot.home_volume)]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let outcome = async {
+        let id = docker
+            .create_container(None, body)
+            .await
+            .map_err(|e| e.to_string())?
+            .id;
+        let ran = async {
+            docker
+                .start_container(&id, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            match docker.wait_container(&id, None).next().await {
+                Some(Ok(done)) if done.status_code == 0 => Ok(()),
+                Some(Ok(done)) => Err(format!("chown exited {}", done.status_code)),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("the engine ended the wait".into()),
+            }
+        }
+        .await;
+        let force = RemoveContainerOptionsBuilder::default().force(true).build();
+        let _ = docker.remove_container(&id, Some(force)).await;
+        ran
+    }
+    .await;
+    if let Err(why) = outcome {
+        eprintln!(
+            "agent-vault: warning: could not give the agent's home to its user ({why}); it may not be writable"
+        );
+    }
+}
+
 async fn create_home(
     docker: &Docker,
     id: &str,

@@ -525,3 +525,18 @@ fn ready_slots_serve_one_run_each_and_are_refilled() {
         "a used slot is ready again: {ready:?} then {refilled:?}"
     );
 }
+
+/// `--no-firewall` (debugging) warns loudly, and the agent's home is still its own: the helper
+/// that otherwise hands it over is not there.
+#[test]
+fn a_run_without_the_firewall_warns_and_its_home_is_writable() {
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = workspace(&rig, "no-firewall");
+    let script = "touch $HOME/.claude/written && echo wrote";
+    let run = sandboxed(&rig, &dir, &["--no-firewall"], &["sh", "-c", script]);
+    assert!(run.status.success(), "{run}");
+    assert!(run.stdout.contains("wrote"), "{run}");
+    assert!(run.stderr.contains("egress is NOT restricted"), "{run}");
+    assert_eq!(turn.leftovers(), "", "resources left behind");
+}
