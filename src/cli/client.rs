@@ -152,8 +152,6 @@ impl Client {
     }
 }
 
-/// A server address as the client uses it (no trailing slash), or an error naming the form
-/// it must take.
 /// The roots the system trusts, with `SSL_CERT_FILE` and `SSL_CERT_DIR` (as curl and git
 /// read them), on top of the built-in ones: a server behind a company's own CA is reached
 /// like any other. A file the environment names but that cannot be read is said once.
@@ -169,6 +167,8 @@ fn system_roots() -> impl Iterator<Item = reqwest::Certificate> {
         .filter_map(|der| reqwest::Certificate::from_der(&der).ok())
 }
 
+/// A server address as the client uses it (no trailing slash), or an error naming the form
+/// it must take.
 pub fn server_address(given: &str) -> anyhow::Result<String> {
     let base = given.trim().trim_end_matches('/').to_owned();
     if crate::target::Target::from_url(&base).is_err() {

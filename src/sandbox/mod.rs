@@ -225,7 +225,6 @@ fn report_git_changes(workspace: &Path, since: std::time::SystemTime, guarded: O
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM (while setting up: the agent's own signals are handled later).
 /// The relay's hop to the broker's API: inside TLS for an `https://` address (the agent
 /// speaks plain HTTP to the relay, which only the run's own network reaches).
 fn api_hop(broker: &crate::target::Target) -> Result<hop::Hop, SandboxError> {
@@ -241,6 +240,8 @@ fn api_hop(broker: &crate::target::Target) -> Result<hop::Hop, SandboxError> {
     Ok(hop::Hop::new(broker.bare_host(), broker.port(), tls))
 }
 
+/// Resolves on Ctrl-C, SIGTERM or SIGHUP (while setting up: the agent's own signals are
+/// handled later).
 async fn interrupted() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
