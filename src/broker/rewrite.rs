@@ -439,8 +439,9 @@ mod tests {
                 prop_assert!(!rewritten.contains(['#', '\r', '\n', ' ']));
             }
 
-            /// In a JSON (or `+json`) or form body the value lands inside the string or field the agent
-            /// wrote, whatever quotes, escapes or separators it holds: no key or field added.
+            /// In a JSON (also `+json`) or form body the value lands inside the string or field
+            /// the agent wrote, whatever quotes, escapes or separators it holds: no key or field
+            /// added.
             #[test]
             fn a_value_stays_inside_its_json_string_or_form_field(
                 value in "(\\PC|[\"\\\\&=+%\u{0}-\u{1f}])*",
