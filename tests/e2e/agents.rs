@@ -319,6 +319,48 @@ fn env_of(run: &Run) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Against an `https://` server (here a TLS front with its own CA, trusted through
+/// `SSL_CERT_FILE`), a process-mode agent reaches the API directly and verifies it: the CA
+/// file its clients are pointed at holds this machine's roots after the servers'.
+#[test]
+fn a_process_agent_verifies_an_https_api_it_reaches_directly() {
+    use crate::harness::{OWNER_EMAIL, OWNER_PASSWORD};
+    let rig = Rig::start_with(true, Upstream::start_on("127.0.0.2"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cert = crate::upstream::TestCert::mint();
+    let api_port: u16 = rig.server.url.rsplit(':').next().unwrap().parse().unwrap();
+    let front = cert.tls_front(&runtime, "127.0.0.1", api_port);
+    let front_ca = rig.home.path().join("front-ca.pem");
+    std::fs::write(&front_ca, &cert.ca_pem).unwrap();
+    let trust = [("SSL_CERT_FILE", front_ca.to_str().unwrap())];
+    let address = format!("https://127.0.0.1:{front}");
+    let login = [
+        "auth",
+        "login",
+        "--address",
+        &address,
+        "--email",
+        OWNER_EMAIL,
+        "--password-stdin",
+    ];
+    rig.home
+        .run_with(&login, &format!("{OWNER_PASSWORD}\n"), &trust)
+        .ok();
+    let script = "curl -sS --fail \"$AGENT_VAULT_ADDR/health\"";
+    let args = [
+        "vault",
+        "run",
+        "--address",
+        &address,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ];
+    let run = rig.home.run_with(&args, "", &trust).ok();
+    assert!(run.stdout.contains("\"database\""), "{run}");
+}
+
 #[test]
 fn vault_run_builds_the_environment_and_cleans_up() {
     // The upstream is on 127.0.0.2 so NO_PROXY (loopback names, 127.0.0.1) does not skip it.

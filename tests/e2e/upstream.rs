@@ -251,6 +251,31 @@ impl TestCert {
         port
     }
 
+    /// A TLS front for a loopback port, as a team server puts its API behind one: listens on
+    /// `ip` with the leaf and relays each connection to `127.0.0.1:port`. Returns its port.
+    pub fn tls_front(&self, runtime: &tokio::runtime::Runtime, ip: &str, port: u16) -> u16 {
+        let acceptor = self.acceptor(&[b"http/1.1"]);
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind((ip, 0)))
+            .unwrap();
+        let front = listener.local_addr().unwrap().port();
+        runtime.spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let (Ok(mut tls), Ok(mut back)) = (
+                        acceptor.accept(tcp).await,
+                        tokio::net::TcpStream::connect(("127.0.0.1", port)).await,
+                    ) else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut back).await;
+                });
+            }
+        });
+        front
+    }
+
     /// A CA and a leaf it signed for `names`.
     pub fn mint_for(names: &[&str]) -> Self {
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();

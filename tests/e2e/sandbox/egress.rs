@@ -381,36 +381,6 @@ fn a_remote_broker_is_reached_through_its_tls_proxy() {
     assert_eq!(turn.leftovers(), "", "resources left behind");
 }
 
-/// A TLS front for a loopback port, as a team server puts its API behind one: listens on
-/// `ip` with a leaf of `cert` and relays each connection to `127.0.0.1:port`. Returns its port.
-fn tls_front(
-    runtime: &tokio::runtime::Runtime,
-    cert: &crate::upstream::TestCert,
-    ip: &str,
-    port: u16,
-) -> u16 {
-    let acceptor = cert.acceptor(&[b"http/1.1"]);
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind((ip, 0)))
-        .unwrap();
-    let front = listener.local_addr().unwrap().port();
-    runtime.spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let (Ok(mut tls), Ok(mut back)) = (
-                    acceptor.accept(tcp).await,
-                    tokio::net::TcpStream::connect(("127.0.0.1", port)).await,
-                ) else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut back).await;
-            });
-        }
-    });
-    front
-}
-
 /// A remote broker whose API is served over `https://` (behind a TLS front, as on a team
 /// server): the agent reaches it at its plain `AGENT_VAULT_ADDR` on the run's network, the
 /// relay carrying it on inside TLS, verified as the CLI verifies it (`SSL_CERT_FILE` here).
@@ -426,7 +396,7 @@ fn a_remote_brokers_https_api_is_reached_from_the_sandbox() {
     let api_port: u16 = rig.server.url.rsplit(':').next().unwrap().parse().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cert = crate::upstream::TestCert::mint_for(&[&ip]);
-    let front = tls_front(&runtime, &cert, &ip, api_port);
+    let front = cert.tls_front(&runtime, &ip, api_port);
     let front_ca = rig.home.path().join("front-ca.pem");
     std::fs::write(&front_ca, &cert.ca_pem).unwrap();
     let trust = [("SSL_CERT_FILE", front_ca.to_str().unwrap())];
