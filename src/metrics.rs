@@ -66,6 +66,7 @@ pub struct Metrics {
     pub start_time: Gauge<f64, AtomicU64>,
     pub worker_threads: Gauge,
     pub request_log_dropped: Counter,
+    pub connections_refused: Counter,
     hot: HotSeries,
 }
 
@@ -191,6 +192,12 @@ impl Metrics {
             "Request-log records dropped because the database fell behind the data path",
             request_log_dropped.clone(),
         );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed as accepted: their address held AGENT_VAULT_CONNECTIONS_PER_ADDRESS",
+            connections_refused.clone(),
+        );
         Self {
             registry,
             proxied,
@@ -206,6 +213,7 @@ impl Metrics {
             start_time,
             worker_threads,
             request_log_dropped,
+            connections_refused,
             hot: HotSeries::default(),
         }
     }

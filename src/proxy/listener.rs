@@ -5,13 +5,18 @@
 //!   HTTP/1 keep-alive connection that stays silent that long);
 //! - a CONNECT tunnel with no request in flight for [`ConnSettings::tunnel_idle`] is closed
 //!   (a request waiting for a slow answer, or a response still streaming, keeps it open);
+//! - one client address holds at most [`ConnSettings::per_address`] connections across the
+//!   listeners (IPv6: per /64); a connection past that is closed as it is accepted, so one
+//!   client cannot take every descriptor and the memory they cost;
 //! - an accept error that is not about one connection (`EMFILE`, `ENFILE`, `ENOBUFS`) backs off
 //!   (10 ms doubling to 1 s) instead of spinning;
 //! - on shutdown, connections are told to finish: idle ones close at once, requests in flight
 //!   and open streams get up to [`ConnSettings::grace`] before the process exits.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -21,6 +26,7 @@ use tokio::time::Instant;
 pub const HEADER_READ_ENV: &str = "AGENT_VAULT_HEADER_READ_TIMEOUT";
 pub const TUNNEL_IDLE_ENV: &str = "AGENT_VAULT_TUNNEL_IDLE_TIMEOUT";
 pub const GRACE_ENV: &str = "AGENT_VAULT_SHUTDOWN_GRACE";
+pub const PER_ADDRESS_ENV: &str = "AGENT_VAULT_CONNECTIONS_PER_ADDRESS";
 
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -31,6 +37,8 @@ pub struct ConnSettings {
     pub header_read: Duration,
     pub tunnel_idle: Duration,
     pub grace: Duration,
+    /// Open connections one client address may hold (0: no cap).
+    pub per_address: usize,
 }
 
 impl Default for ConnSettings {
@@ -39,6 +47,9 @@ impl Default for ConnSettings {
             header_read: Duration::from_secs(30),
             tunnel_idle: Duration::from_secs(300),
             grace: Duration::from_secs(30),
+            // Far above what an agent's connection pools hold (a browser keeps six per host),
+            // far below the descriptors a raised limit gives (see `server::open_files`).
+            per_address: 4096,
         }
     }
 }
@@ -67,10 +78,25 @@ impl ConnSettings {
                 }
             }
         };
+        let header_read = read(HEADER_READ_ENV, defaults.header_read, false);
+        let tunnel_idle = read(TUNNEL_IDLE_ENV, defaults.tunnel_idle, false);
+        let grace = read(GRACE_ENV, defaults.grace, true);
+        let per_address = match get(PER_ADDRESS_ENV).filter(|v| !v.trim().is_empty()) {
+            None => defaults.per_address,
+            Some(text) => text.trim().parse::<usize>().unwrap_or_else(|_| {
+                warnings.push(format!(
+                    "{PER_ADDRESS_ENV}={} is not a whole number of connections; using {}",
+                    crate::ceilings::excerpt(text.trim(), 32),
+                    defaults.per_address
+                ));
+                defaults.per_address
+            }),
+        };
         let settings = Self {
-            header_read: read(HEADER_READ_ENV, defaults.header_read, false),
-            tunnel_idle: read(TUNNEL_IDLE_ENV, defaults.tunnel_idle, false),
-            grace: read(GRACE_ENV, defaults.grace, true),
+            header_read,
+            tunnel_idle,
+            grace,
+            per_address,
         };
         (settings, warnings)
     }
@@ -81,6 +107,41 @@ impl ConnSettings {
 pub struct Drain {
     stop: watch::Receiver<bool>,
     live: Arc<(AtomicUsize, Notify)>,
+    per_address: Arc<PerAddress>,
+}
+
+/// The connections each client address holds open, against their cap.
+struct PerAddress {
+    cap: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One accepted connection, counted against its client's address until dropped.
+pub struct Admitted(Option<(Arc<PerAddress>, IpAddr)>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Some((counts, key)) = self.0.take() {
+            let mut open = counts.open.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = open.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// The address a cap counts by: IPv4 as is, IPv6 by its /64 (one host's usual share).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !(u128::from(u64::MAX))).into()),
+        },
+        v4 => v4,
+    }
 }
 
 /// One live connection; counted until dropped.
@@ -95,11 +156,32 @@ impl Drop for Live {
 }
 
 impl Drain {
-    pub fn new(stop: watch::Receiver<bool>) -> Self {
+    /// `per_address`: the connections one client address may hold (0: no cap).
+    pub fn new(stop: watch::Receiver<bool>, per_address: usize) -> Self {
         Self {
             stop,
             live: Arc::new((AtomicUsize::new(0), Notify::new())),
+            per_address: Arc::new(PerAddress {
+                cap: per_address,
+                open: Mutex::default(),
+            }),
         }
+    }
+
+    /// Counts a new connection from `peer`, or `None` when its address holds its cap already.
+    pub fn admit(&self, peer: IpAddr) -> Option<Admitted> {
+        let counts = &self.per_address;
+        if counts.cap == 0 {
+            return Some(Admitted(None));
+        }
+        let key = client_key(peer);
+        let mut open = counts.open.lock().unwrap_or_else(|e| e.into_inner());
+        let held = open.entry(key).or_insert(0);
+        if *held >= counts.cap {
+            return None;
+        }
+        *held += 1;
+        Some(Admitted(Some((counts.clone(), key))))
     }
 
     pub fn track(&self) -> Live {
@@ -137,7 +219,7 @@ pub async fn accept_loop(
     listener: TcpListener,
     drain: Drain,
     what: &'static str,
-    mut serve: impl FnMut(TcpStream, std::net::SocketAddr),
+    mut serve: impl FnMut(TcpStream, std::net::SocketAddr, Admitted),
 ) {
     let mut backoff = Duration::ZERO;
     loop {
@@ -148,7 +230,10 @@ pub async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::ZERO;
-                serve(stream, peer);
+                match drain.admit(peer.ip()) {
+                    Some(admitted) => serve(stream, peer, admitted),
+                    None => refuse_over_cap(what, stream, peer),
+                }
             }
             // About one connection that went away before we took it: take the next.
             Err(e) if per_connection(&e) => {}
@@ -163,6 +248,20 @@ pub async fn accept_loop(
                 }
             }
         }
+    }
+}
+
+/// Closes a connection whose address holds its cap already: counted in `/metrics`, and
+/// warned of at the 1st, 2nd, 4th, 8th… refusal (a flood must not flood the log too).
+fn refuse_over_cap(what: &str, stream: TcpStream, peer: std::net::SocketAddr) {
+    drop(stream);
+    let refused = crate::metrics::global().connections_refused.inc() + 1;
+    if refused.is_power_of_two() {
+        tracing::warn!(
+            refused,
+            "{what}: {} holds {PER_ADDRESS_ENV} connections already; closed a new one",
+            peer.ip()
+        );
     }
 }
 
@@ -272,13 +371,49 @@ mod tests {
             HEADER_READ_ENV => Some("5".into()),
             TUNNEL_IDLE_ENV => Some("soon".into()),
             GRACE_ENV => Some("0".into()),
+            PER_ADDRESS_ENV => Some("many".into()),
             _ => None,
         });
         assert_eq!(settings.header_read, Duration::from_secs(5));
         assert_eq!(settings.tunnel_idle, ConnSettings::default().tunnel_idle);
         assert_eq!(settings.grace, Duration::ZERO);
-        assert_eq!(warnings.len(), 1);
+        assert_eq!(settings.per_address, 4096);
+        assert_eq!(warnings.len(), 2);
         assert!(warnings[0].contains(TUNNEL_IDLE_ENV), "{warnings:?}");
+        assert!(warnings[1].contains(PER_ADDRESS_ENV), "{warnings:?}");
+        let (settings, _) =
+            ConnSettings::from_lookup(|name| (name == PER_ADDRESS_ENV).then(|| "0".to_owned()));
+        assert_eq!(settings.per_address, 0);
+    }
+
+    #[test]
+    fn each_address_holds_at_most_its_cap_and_ipv6_counts_by_64() {
+        let (_tx, rx) = watch::channel(false);
+        let drain = Drain::new(rx, 2);
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let first = drain.admit(ip("10.0.0.1")).unwrap();
+        let _second = drain.admit(ip("::ffff:10.0.0.1")).unwrap();
+        assert!(
+            drain.admit(ip("10.0.0.1")).is_none(),
+            "the third is over the cap"
+        );
+        assert!(
+            drain.admit(ip("10.0.0.2")).is_some(),
+            "another address has its own"
+        );
+        drop(first);
+        assert!(
+            drain.admit(ip("10.0.0.1")).is_some(),
+            "a closed one frees its place"
+        );
+        let _a = drain.admit(ip("2001:db8:1:2::a")).unwrap();
+        let _b = drain.admit(ip("2001:db8:1:2:ffff::b")).unwrap();
+        assert!(drain.admit(ip("2001:db8:1:2::c")).is_none(), "one /64");
+        assert!(drain.admit(ip("2001:db8:1:3::a")).is_some(), "another /64");
+        let (_tx, rx) = watch::channel(false);
+        let uncapped = Drain::new(rx, 0);
+        let held: Vec<_> = (0..10).map(|_| uncapped.admit(ip("10.0.0.1"))).collect();
+        assert!(held.iter().all(Option::is_some));
     }
 
     #[tokio::test]
@@ -302,7 +437,7 @@ mod tests {
     #[tokio::test]
     async fn the_drain_waits_for_live_connections_up_to_the_grace() {
         let (_tx, rx) = watch::channel(false);
-        let drain = Drain::new(rx);
+        let drain = Drain::new(rx, 0);
         assert!(drain.finished(Duration::from_millis(10)).await);
         let live = drain.track();
         assert!(!drain.finished(Duration::from_millis(10)).await);

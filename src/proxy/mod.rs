@@ -75,14 +75,20 @@ pub struct Proxy {
 /// Accepts forward-proxy connections until shutdown begins (see [`listener`]).
 pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
     let drain = proxy.drain.clone();
-    listener::accept_loop(listener, drain, "MITM proxy", move |stream, peer| {
-        let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        tokio::spawn(async move {
-            let _live = proxy.drain.track();
-            serve_outer(proxy, stream, peer.ip()).await;
-        });
-    })
+    listener::accept_loop(
+        listener,
+        drain,
+        "MITM proxy",
+        move |stream, peer, admitted| {
+            let _ = stream.set_nodelay(true);
+            let proxy = proxy.clone();
+            tokio::spawn(async move {
+                let _admitted = admitted;
+                let _live = proxy.drain.track();
+                serve_outer(proxy, stream, peer.ip()).await;
+            });
+        },
+    )
     .await;
 }
 
@@ -97,10 +103,11 @@ pub async fn serve_tls(listener: TcpListener, proxy: Arc<Proxy>, ca: Arc<Certifi
         listener,
         drain,
         "MITM proxy over TLS",
-        move |stream, peer| {
+        move |stream, peer, admitted| {
             let _ = stream.set_nodelay(true);
             let (proxy, ca, leaves) = (proxy.clone(), ca.clone(), leaves.clone());
             tokio::spawn(async move {
+                let _admitted = admitted;
                 let _live = proxy.drain.track();
                 let Ok(local) = stream.local_addr() else {
                     return;

@@ -208,7 +208,7 @@ async fn serve_async(
     }
     let clients = upstream::clients(Arc::new(policy), roots, timeouts)
         .map_err(|e| ServerError::Input(format!("cannot set up upstream TLS: {e}")))?;
-    let drain = Drain::new(stop_rx.clone());
+    let drain = Drain::new(stop_rx.clone(), conn_settings.per_address);
     let proxy = Arc::new(Proxy {
         broker,
         upstream: clients.pooled,
@@ -317,37 +317,43 @@ async fn serve_async(
 /// `ConnectInfo<SocketAddr>`.
 async fn serve_api(listener: TcpListener, app: axum::Router, conn: ConnSettings, drain: Drain) {
     let accept_drain = drain.clone();
-    listener::accept_loop(listener, accept_drain, "API", move |stream, peer| {
-        let (app, drain) = (app.clone(), drain.clone());
-        tokio::spawn(async move {
-            let service = service_fn(move |mut request: http::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                let mut app = app.clone();
-                let (request, read) = crate::proxy::unread_body::watch(request);
-                let request = request.map(axum::body::Body::new);
-                async move {
-                    let mut response = app.call(request).await?;
-                    read.close_if_unread(&mut response);
-                    Ok::<_, std::convert::Infallible>(response)
+    listener::accept_loop(
+        listener,
+        accept_drain,
+        "API",
+        move |stream, peer, admitted| {
+            let (app, drain) = (app.clone(), drain.clone());
+            tokio::spawn(async move {
+                let _admitted = admitted;
+                let service = service_fn(move |mut request: http::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    let mut app = app.clone();
+                    let (request, read) = crate::proxy::unread_body::watch(request);
+                    let request = request.map(axum::body::Body::new);
+                    async move {
+                        let mut response = app.call(request).await?;
+                        read.close_if_unread(&mut response);
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                let _live = drain.track();
+                let served = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(conn.header_read)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                tokio::pin!(served);
+                let ended = tokio::select! {
+                    _ = served.as_mut() => Ended::Done,
+                    ended = listener::stop_or_idle(&drain, None) => ended,
+                };
+                if ended == Ended::Stopping {
+                    served.as_mut().graceful_shutdown();
+                    let _ = served.await;
                 }
             });
-            let _live = drain.track();
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(conn.header_read)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(served);
-            let ended = tokio::select! {
-                _ = served.as_mut() => Ended::Done,
-                ended = listener::stop_or_idle(&drain, None) => ended,
-            };
-            if ended == Ended::Stopping {
-                served.as_mut().graceful_shutdown();
-                let _ = served.await;
-            }
-        });
-    })
+        },
+    )
     .await;
 }
 

@@ -175,6 +175,40 @@ fn idle_tunnels_are_closed_but_a_long_stream_keeps_its_tunnel() {
     wait_closed(&mut tunnel, "an idle tunnel");
 }
 
+/// One address holds at most `AGENT_VAULT_CONNECTIONS_PER_ADDRESS` connections across the
+/// API and proxy ports: the next is closed as it is accepted, other addresses are served
+/// meanwhile, and a closed connection frees its place.
+#[test]
+fn one_address_holds_at_most_its_cap_of_connections() {
+    let rig = Rig::start_env(&[("AGENT_VAULT_CONNECTIONS_PER_ADDRESS", "4")]);
+    let api = rig.server.url.trim_start_matches("http://").to_owned();
+    let mitm = format!("127.0.0.1:{}", rig.mitm);
+    // Two silent connections on each port: the cap counts across the listeners.
+    let mut held: Vec<TcpStream> = [&api, &api, &mitm, &mitm]
+        .into_iter()
+        .map(|addr| TcpStream::connect(addr).unwrap())
+        .collect();
+    for addr in [&api, &mitm] {
+        let mut over = TcpStream::connect(addr).unwrap();
+        let _ = over.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+        let answer = wait_closed(&mut over, "a connection over the cap");
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    }
+    let health = format!("{}/health", rig.server.url);
+    let other = crate::ratelimits::client_from("127.0.0.9");
+    assert_eq!(other.get(&health).send().unwrap().status(), 200);
+    // One closed: its place is free again (once the server has seen it close).
+    held.pop();
+    crate::harness::poll("a freed place", Duration::from_millis(100), || {
+        let answer = crate::harness::http().get(&health).send().ok()?;
+        (answer.status() == 200).then_some(())
+    });
+    drop(held);
+    let text = crate::agents::server_metrics(&rig.server, &rig.home);
+    let refused = crate::agents::metric(&text, "agent_vault_connections_refused_total");
+    assert!(refused >= 2.0, "{text}");
+}
+
 #[test]
 fn a_token_revoked_after_its_connect_is_refused_on_the_open_tunnel() {
     let rig = Rig::start(true);

@@ -13,7 +13,8 @@ use crate::broker::Rig;
 use crate::harness::{Cli, CurlBrowser, OWNER_EMAIL, OWNER_PASSWORD, Server, TestHome};
 
 /// A client whose connections come from `source` (any 127.0.0.x is loopback).
-fn client_from(source: &str) -> reqwest::blocking::Client {
+/// A blocking client whose connections come from `source` (a loopback address).
+pub fn client_from(source: &str) -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .no_proxy()
         .local_address(source.parse::<IpAddr>().unwrap())
