@@ -1,7 +1,7 @@
-//! Connection timeouts and shutdown through the real binary: silent and header-trickling
-//! connections are closed on the API and proxy ports, idle CONNECT tunnels are closed while long requests are not,
-//! a token revoked after its CONNECT is refused inside the tunnel, and `server stop` lets
-//! open streams finish.
+//! Connections through the real binary: silent and header-trickling ones are closed on the
+//! API and proxy ports, idle CONNECT tunnels are closed while long requests are not, one
+//! address holds at most its cap of connections, a token revoked after its CONNECT is
+//! refused inside the tunnel, and `server stop` lets open streams finish.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
