@@ -324,7 +324,6 @@ fn env_of(run: &Run) -> Vec<(String, String)> {
 /// file its clients are pointed at holds this machine's roots after the servers'.
 #[test]
 fn a_process_agent_verifies_an_https_api_it_reaches_directly() {
-    use crate::harness::{OWNER_EMAIL, OWNER_PASSWORD};
     let rig = Rig::start_with(true, Upstream::start_on("127.0.0.2"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cert = crate::upstream::TestCert::mint();
@@ -334,18 +333,7 @@ fn a_process_agent_verifies_an_https_api_it_reaches_directly() {
     std::fs::write(&front_ca, &cert.ca_pem).unwrap();
     let trust = [("SSL_CERT_FILE", front_ca.to_str().unwrap())];
     let address = format!("https://127.0.0.1:{front}");
-    let login = [
-        "auth",
-        "login",
-        "--address",
-        &address,
-        "--email",
-        OWNER_EMAIL,
-        "--password-stdin",
-    ];
-    rig.home
-        .run_with(&login, &format!("{OWNER_PASSWORD}\n"), &trust)
-        .ok();
+    login_at_with(&rig, &address, &trust);
     let script = "curl -sS --fail \"$AGENT_VAULT_ADDR/health\"";
     let args = [
         "vault",
@@ -756,6 +744,11 @@ pub fn non_loopback_address() -> String {
 
 /// The rig's owner logs in at `address` too (the CLI keeps a login per server address).
 pub fn login_at(rig: &Rig, address: &str) {
+    login_at_with(rig, address, &[]);
+}
+
+/// [`login_at`] with more environment for the CLI (`SSL_CERT_FILE` for a front's CA, say).
+pub fn login_at_with(rig: &Rig, address: &str, env: &[(&str, &str)]) {
     use crate::harness::{OWNER_EMAIL, OWNER_PASSWORD};
     let args = [
         "auth",
@@ -768,10 +761,10 @@ pub fn login_at(rig: &Rig, address: &str) {
     ];
     let login = rig
         .home
-        .run_with(&args, &format!("{OWNER_PASSWORD}\n"), &[])
+        .run_with(&args, &format!("{OWNER_PASSWORD}\n"), env)
         .ok();
     // A plain-HTTP address off this machine: the password's trip is named (never loopback's).
-    let remote = !address.starts_with("http://127.");
+    let remote = address.starts_with("http://") && !address.starts_with("http://127.");
     assert_eq!(
         login.stderr.contains("plain HTTP off this machine"),
         remote,

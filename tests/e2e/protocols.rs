@@ -1659,7 +1659,7 @@ fn an_open_websocket_does_not_hold_a_proxy_concurrency_slot() {
     let one = [("AGENT_VAULT_RATELIMIT_PROXY_CONCURRENCY", "1")];
     let (rig, _ca_file) = rig_for_raw_upstream(&cert, port, &one);
     let url = format!("https://127.0.0.1:{port}/plain");
-    // Opens `path` on a tunnel of its own and reads the answer's head.
+    // Sends `request` on a tunnel of its own and reads the answer's head.
     let open = |request: String| {
         runtime.block_on(async {
             let mut tls = tunnel(&rig, "127.0.0.1", port, &[b"http/1.1"]).await;

@@ -386,7 +386,6 @@ fn a_remote_broker_is_reached_through_its_tls_proxy() {
 /// relay carrying it on inside TLS, verified as the CLI verifies it (`SSL_CERT_FILE` here).
 #[test]
 fn a_remote_brokers_https_api_is_reached_from_the_sandbox() {
-    use crate::harness::{OWNER_EMAIL, OWNER_PASSWORD};
     let turn = docker_turn();
     let rig = crate::broker::Rig::start_with_args(
         crate::upstream::Upstream::start_on("127.0.0.2"),
@@ -401,18 +400,7 @@ fn a_remote_brokers_https_api_is_reached_from_the_sandbox() {
     std::fs::write(&front_ca, &cert.ca_pem).unwrap();
     let trust = [("SSL_CERT_FILE", front_ca.to_str().unwrap())];
     let remote = format!("https://{ip}:{front}");
-    let login = [
-        "auth",
-        "login",
-        "--address",
-        &remote,
-        "--email",
-        OWNER_EMAIL,
-        "--password-stdin",
-    ];
-    rig.home
-        .run_with(&login, &format!("{OWNER_PASSWORD}\n"), &trust)
-        .ok();
+    crate::agents::login_at_with(&rig, &remote, &trust);
 
     let dir = workspace(&rig, "https-api");
     let script = "set -e; curl -sS -H \"Authorization: Bearer $AGENT_VAULT_SESSION_TOKEN\" \"$AGENT_VAULT_ADDR/v1/discover\" > /workspace/discover.json";
