@@ -396,20 +396,37 @@ fn an_upstream_that_stops_answering_gets_a_504_after_the_response_timeout() {
 
 #[test]
 fn an_upload_slower_than_the_response_timeout_is_not_cut() {
-    let rig = Rig::start_env(&[("AGENT_VAULT_UPSTREAM_RESPONSE_TIMEOUT", "1")]);
-    // 24 KiB at 8 KiB/s: three times the timeout, and never silent for as long as it.
-    let upload = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(upload.path(), vec![b'u'; 24 * 1024]).unwrap();
-    let data = format!("@{}", upload.path().display());
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rig = Rig::start_env(&[("AGENT_VAULT_UPSTREAM_RESPONSE_TIMEOUT", "2")]);
+    let (ip, port) = (rig.upstream.ip.clone(), rig.upstream.https_port);
+    // A 1 KiB chunk every 250 ms for 5 s: 2.5 times the timeout, never silent for long.
+    // (curl's --limit-rate sends in bursts with pauses that can outlast a short timeout.)
+    let chunks = 20;
     let started = std::time::Instant::now();
-    let (status, body, _) = rig.curl(
-        &["--limit-rate", "8K", "--data-binary", &data],
-        &rig.https("/bearer/upload"),
-    );
-    assert_eq!(status, 200, "{body}");
-    assert!(started.elapsed() > std::time::Duration::from_secs(2));
-    let echo: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(echo["body"].as_str().unwrap().len(), 24 * 1024);
+    let answer = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut tls = tunnel(&rig, &ip, port, &[b"http/1.1"]).await;
+        let head = format!(
+            "POST /bearer/upload HTTP/1.1\r\nHost: {ip}:{port}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        for _ in 0..chunks {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            let chunk = format!("400\r\n{}\r\n", "u".repeat(1024));
+            tls.write_all(chunk.as_bytes()).await.unwrap();
+        }
+        tls.write_all(b"0\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(started.elapsed() > std::time::Duration::from_secs(4));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    let echo: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    assert_eq!(echo["body"].as_str().unwrap().len(), chunks * 1024);
 }
 
 /// A TLS stream to `host:port` through a CONNECT tunnel of the rig's MITM, trusting the
