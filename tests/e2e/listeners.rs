@@ -175,6 +175,22 @@ fn idle_tunnels_are_closed_but_a_long_stream_keeps_its_tunnel() {
     wait_closed(&mut tunnel, "an idle tunnel");
 }
 
+/// A connection to `addr` from the loopback address `source`.
+fn connect_from(source: &str, addr: &str) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(addr.parse().unwrap()).await.unwrap()
+    });
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
 /// One address holds at most `AGENT_VAULT_CONNECTIONS_PER_ADDRESS` connections across the
 /// API and proxy ports: the next is closed as it is accepted, other addresses are served
 /// meanwhile, and a closed connection frees its place.
@@ -183,13 +199,32 @@ fn one_address_holds_at_most_its_cap_of_connections() {
     let rig = Rig::start_env(&[("AGENT_VAULT_CONNECTIONS_PER_ADDRESS", "4")]);
     let api = rig.server.url.trim_start_matches("http://").to_owned();
     let mitm = format!("127.0.0.1:{}", rig.mitm);
-    // Two silent connections on each port: the cap counts across the listeners.
-    let mut held: Vec<TcpStream> = [&api, &api, &mitm, &mitm]
-        .into_iter()
-        .map(|addr| TcpStream::connect(addr).unwrap())
-        .collect();
+    // From an address of its own (no other connection counts there): two kept-alive
+    // connections on each port, each answered once so the server has surely
+    // accepted it (the two listeners accept independently): the cap counts across them.
+    let target = format!("127.0.0.1:{}", rig.upstream.http_port);
+    let auth = base64_encode(&format!("{}:default", rig.token.trim()));
+    let through_proxy = format!(
+        "GET http://{target}/held HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n"
+    );
+    let to_api = format!("GET /health HTTP/1.1\r\nHost: {api}\r\n\r\n");
+    let mut held: Vec<TcpStream> = [
+        (&api, &to_api),
+        (&api, &to_api),
+        (&mitm, &through_proxy),
+        (&mitm, &through_proxy),
+    ]
+    .into_iter()
+    .map(|(addr, request)| {
+        let mut stream = connect_from("127.0.0.3", addr);
+        stream.write_all(request.as_bytes()).unwrap();
+        let answer = read_until(&mut stream, "\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        stream
+    })
+    .collect();
     for addr in [&api, &mitm] {
-        let mut over = TcpStream::connect(addr).unwrap();
+        let mut over = connect_from("127.0.0.3", addr);
         let _ = over.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
         let answer = wait_closed(&mut over, "a connection over the cap");
         assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
@@ -200,7 +235,10 @@ fn one_address_holds_at_most_its_cap_of_connections() {
     // One closed: its place is free again (once the server has seen it close).
     held.pop();
     crate::harness::poll("a freed place", Duration::from_millis(100), || {
-        let answer = crate::harness::http().get(&health).send().ok()?;
+        let answer = crate::ratelimits::client_from("127.0.0.3")
+            .get(&health)
+            .send()
+            .ok()?;
         (answer.status() == 200).then_some(())
     });
     drop(held);
