@@ -116,12 +116,16 @@ struct PerAddress {
     open: Mutex<HashMap<IpAddr, usize>>,
 }
 
-/// One accepted connection, counted against its client's address until dropped.
-pub struct Admitted(Option<(Arc<PerAddress>, IpAddr)>);
+/// One accepted connection: live for the drain, and counted against its client's address,
+/// until dropped.
+pub struct Admitted {
+    _live: Live,
+    address: Option<(Arc<PerAddress>, IpAddr)>,
+}
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        if let Some((counts, key)) = self.0.take() {
+        if let Some((counts, key)) = self.address.take() {
             let mut open = counts.open.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(n) = open.get_mut(&key) {
                 *n -= 1;
@@ -168,20 +172,26 @@ impl Drain {
         }
     }
 
-    /// Counts a new connection from `peer`, or `None` when its address holds its cap already.
+    /// Counts a new connection from `peer` (live, and against its address), or `None` when
+    /// its address holds its cap already.
     pub fn admit(&self, peer: IpAddr) -> Option<Admitted> {
         let counts = &self.per_address;
-        if counts.cap == 0 {
-            return Some(Admitted(None));
-        }
-        let key = client_key(peer);
-        let mut open = counts.open.lock().unwrap_or_else(|e| e.into_inner());
-        let held = open.entry(key).or_insert(0);
-        if *held >= counts.cap {
-            return None;
-        }
-        *held += 1;
-        Some(Admitted(Some((counts.clone(), key))))
+        let address = if counts.cap == 0 {
+            None
+        } else {
+            let key = client_key(peer);
+            let mut open = counts.open.lock().unwrap_or_else(|e| e.into_inner());
+            let held = open.entry(key).or_insert(0);
+            if *held >= counts.cap {
+                return None;
+            }
+            *held += 1;
+            Some((counts.clone(), key))
+        };
+        Some(Admitted {
+            _live: self.track(),
+            address,
+        })
     }
 
     pub fn track(&self) -> Live {

@@ -84,7 +84,6 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
             let proxy = proxy.clone();
             tokio::spawn(async move {
                 let _admitted = admitted;
-                let _live = proxy.drain.track();
                 serve_outer(proxy, stream, peer.ip()).await;
             });
         },
@@ -108,7 +107,6 @@ pub async fn serve_tls(listener: TcpListener, proxy: Arc<Proxy>, ca: Arc<Certifi
             let (proxy, ca, leaves) = (proxy.clone(), ca.clone(), leaves.clone());
             tokio::spawn(async move {
                 let _admitted = admitted;
-                let _live = proxy.drain.track();
                 let Ok(local) = stream.local_addr() else {
                     return;
                 };

@@ -336,7 +336,6 @@ async fn serve_api(listener: TcpListener, app: axum::Router, conn: ConnSettings,
                         Ok::<_, std::convert::Infallible>(response)
                     }
                 });
-                let _live = drain.track();
                 let served = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(conn.header_read)
