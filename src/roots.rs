@@ -50,6 +50,21 @@ pub fn trusted_root_certs() -> (Vec<CertificateDer<'static>>, Vec<String>) {
     (certs, warnings)
 }
 
+/// [`trusted_root_certs`] read once per process, each certificate once. A CLI command may
+/// build several API clients and write the agent's CA file, and the files do not change
+/// meanwhile; inside `vault run`, `SSL_CERT_FILE` names that CA file, which already repeats
+/// the system's roots.
+pub fn trusted_root_certs_once() -> &'static (Vec<CertificateDer<'static>>, Vec<String>) {
+    static ONCE: std::sync::OnceLock<(Vec<CertificateDer<'static>>, Vec<String>)> =
+        std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let (mut certs, warnings) = trusted_root_certs();
+        let mut seen = std::collections::HashSet::new();
+        certs.retain(|der| seen.insert(der.to_vec()));
+        (certs, warnings)
+    })
+}
+
 /// The rustls error in `e`, also inside I/O errors wrapping I/O errors (hyper-rustls and
 /// tokio-postgres wrap tokio-rustls's, whose inner error is the rustls one).
 pub fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {

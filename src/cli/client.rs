@@ -156,15 +156,14 @@ impl Client {
 /// read them), on top of the built-in ones: a server behind a company's own CA is reached
 /// like any other. A file the environment names but that cannot be read is said once.
 fn system_roots() -> impl Iterator<Item = reqwest::Certificate> {
-    let (roots, warnings) = crate::roots::trusted_root_certs();
-    for warning in warnings {
-        super::output::warn(warning);
-    }
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let (roots, warnings) = crate::roots::trusted_root_certs_once();
+    WARNED.call_once(|| warnings.iter().for_each(super::output::warn));
     // One certificate rustls cannot take as a root would fail the whole client.
     roots
-        .into_iter()
-        .filter(|der| rustls::RootCertStore::empty().add(der.clone()).is_ok())
-        .filter_map(|der| reqwest::Certificate::from_der(&der).ok())
+        .iter()
+        .filter(|der| rustls::RootCertStore::empty().add((*der).clone()).is_ok())
+        .filter_map(|der| reqwest::Certificate::from_der(der).ok())
 }
 
 /// A server address as the client uses it (no trailing slash), or an error naming the form

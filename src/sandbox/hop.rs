@@ -44,7 +44,7 @@ impl Tls {
     /// `SSL_CERT_FILE`/`SSL_CERT_DIR`, as the CLI does there (see `cli::client`).
     pub fn to_api(host: &str) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(crate::roots::trusted_root_certs().0);
+        roots.add_parsable_certificates(crate::roots::trusted_root_certs_once().0.clone());
         Self::with_roots(host, roots)
     }
 

@@ -42,7 +42,11 @@ pub fn add(path: &Path, pem: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot lock {}", lock_path.display()))?;
     let existing = read_own(path).unwrap_or_default();
     let servers = existing.split(MACHINE_ROOTS).next().unwrap_or_default();
-    let machine: String = machine_roots().iter().map(|der| pem_of(der)).collect();
+    let machine: String = crate::roots::trusted_root_certs_once()
+        .0
+        .iter()
+        .map(|der| pem_of(der))
+        .collect();
     let merged = format!("{}{MACHINE_ROOTS}\n{machine}", merge(pem, servers));
     if merged != existing {
         crate::paths::write_private(path, merged.as_bytes())
@@ -66,15 +70,6 @@ fn read_own(path: &Path) -> Option<String> {
     let mut text = String::new();
     file.read_to_string(&mut text).ok()?;
     Some(text)
-}
-
-/// The roots this machine trusts, each once: inside a run, `SSL_CERT_FILE` names this very
-/// file, whose roots would otherwise come back again with every nested run.
-fn machine_roots() -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    let mut seen = std::collections::HashSet::new();
-    let mut roots = crate::roots::trusted_root_certs().0;
-    roots.retain(|der| seen.insert(der.to_vec()));
-    roots
 }
 
 /// A certificate in PEM, its base64 in lines of 64 characters.
@@ -176,7 +171,7 @@ mod tests {
         use rustls::pki_types::pem::PemObject;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mitm-ca.pem");
-        let machine = machine_roots();
+        let machine = &crate::roots::trusted_root_certs_once().0;
         for server in ["1", "2", "3", "4", "5", "6"] {
             add(&path, &cert(server)).unwrap();
         }
@@ -186,6 +181,6 @@ mod tests {
         let read: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(rest.as_bytes())
             .map(|c| c.unwrap())
             .collect();
-        assert_eq!(read, machine);
+        assert_eq!(&read, machine);
     }
 }
