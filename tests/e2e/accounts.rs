@@ -127,16 +127,7 @@ fn registration_squatting_does_not_take_over_the_account() {
     let victim = TestHome::new();
     register(&victim, &server, "victim@example.com", "victim-password").ok();
     // The owner relays the newest code (the victim's registration) to the victim.
-    let info = owner
-        .run(&["owner", "user", "info", "victim@example.com"])
-        .ok();
-    let code = info
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Verification code: "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let code = owner.verification_code("victim@example.com");
     victim
         .run(&[
             "auth",
@@ -257,27 +248,7 @@ fn account_delete_refuses_owners_and_removes_members() {
     owner.run(&["account", "delete"]).fails_with("--yes");
 
     let member = TestHome::new();
-    register(&member, &server, "m@example.com", "member-password").ok();
-    let info = owner.run(&["owner", "user", "info", "m@example.com"]).ok();
-    let code = info
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Verification code: "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_owned();
-    member
-        .run(&[
-            "auth",
-            "verify",
-            "--address",
-            &server.url,
-            "--email",
-            "m@example.com",
-            "--code",
-            &code,
-        ])
-        .ok();
+    member.register_verified(&server, &owner, "m@example.com", "member-password");
     let token = member.session_token();
     // The only admin of a vault stays until someone else is admin there.
     member.run(&["vault", "create", "mine"]).ok();

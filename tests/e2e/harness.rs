@@ -120,6 +120,41 @@ impl TestHome {
         )
     }
 
+    /// The verification code `owner user info` shows for `email` (this home is an owner's).
+    pub fn verification_code(&self, email: &str) -> String {
+        let info = self.run(&["owner", "user", "info", email]).ok();
+        info.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Verification code: "))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no verification code for {email}:\n{info}"))
+            .to_owned()
+    }
+
+    /// Registers `email` at `server` from this home and verifies it with the code `owner`
+    /// reads, so the account is active.
+    pub fn register_verified(
+        &self,
+        server: &Server,
+        owner: &TestHome,
+        email: &str,
+        password: &str,
+    ) {
+        self.register(server, email, password).ok();
+        let code = owner.verification_code(email);
+        self.run(&[
+            "auth",
+            "verify",
+            "--address",
+            &server.url,
+            "--email",
+            email,
+            "--code",
+            &code,
+        ])
+        .ok();
+    }
+
     /// Starts `agent-vault server` (on ports the OS picks unless `extra` names them; the MITM
     /// proxy off unless `extra` names `--mitm-port`) and waits until it listens.
     pub fn start_server(&self, extra: &[&str], stdin: &str, envs: &[(&str, &str)]) -> Server {

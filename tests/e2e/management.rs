@@ -373,6 +373,110 @@ fn invite_revocation_by_suffix() {
 }
 
 #[test]
+fn an_invite_expires_after_its_week_and_frees_its_address() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let owner = Cli::owner(home, &server);
+    let stale_link = owner.invite("bob@example.com", &["default:member"]);
+    // The week passes for this invite.
+    let store =
+        agent_vault::store::Store::open(&owner.home.state().join("agent-vault.db")).unwrap();
+    store
+        .write(|tx| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            let changed = tx.execute(
+                "UPDATE user_invites SET expires_at = ?1 WHERE email = 'bob@example.com'",
+                [now - 1],
+            )?;
+            assert_eq!(changed, 1);
+            Ok(())
+        })
+        .unwrap();
+
+    let expired = owner
+        .run(&["user", "invite", "list", "--status", "expired"])
+        .ok();
+    assert!(expired.stdout.contains("bob@example.com"), "{expired}");
+    let pending = owner
+        .run(&["user", "invite", "list", "--status", "pending"])
+        .ok();
+    assert!(!pending.stdout.contains("bob@example.com"), "{pending}");
+    let members = owner
+        .run(&["vault", "user", "list", "--vault", "default"])
+        .ok();
+    assert!(!members.stdout.contains("bob@example.com"), "{members}");
+    TestHome::new()
+        .run_with(
+            &["auth", "accept-invite", &stale_link, "--password-stdin"],
+            "bob-password-1\n",
+            &[],
+        )
+        .fails_with("this invite is expired; ask for a new one");
+
+    // The address is free for a new invite, which works; the old link stays dead.
+    let bob = owner.add_person("bob@example.com", &["default:member"], "bob-password-1");
+    bob.run(&["vault", "creds", "list", "--vault", "default"])
+        .ok();
+    TestHome::new()
+        .run_with(
+            &["auth", "accept-invite", &stale_link, "--password-stdin"],
+            "bob-password-2\n",
+            &[],
+        )
+        .fails_with("this invite is expired");
+}
+
+#[test]
+fn an_account_made_after_its_invite_accepts_it_only_with_its_password() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let owner = Cli::owner(home, &server);
+    owner.run(&["vault", "create", "ops"]).ok();
+    let link = owner.invite("bob@example.com", &["ops:member"]);
+    // Bob signs up on his own before he opens the link.
+    TestHome::new().register_verified(&server, &owner.home, "bob@example.com", "bob-own-password");
+
+    // Whoever else holds the link (the inviter sees it too) cannot set a password with it.
+    TestHome::new()
+        .run_with(
+            &["auth", "accept-invite", &link, "--password-stdin"],
+            "a-password-of-my-choosing\n",
+            &[],
+        )
+        .fails_with(
+            "bob@example.com already has an account; give its current password to accept the invite",
+        );
+    let pending = owner
+        .run(&["user", "invite", "list", "--status", "pending"])
+        .ok();
+    assert!(pending.stdout.contains("bob@example.com"), "{pending}");
+    TestHome::new()
+        .run_with(
+            &[
+                "auth",
+                "login",
+                "--address",
+                &server.url,
+                "--email",
+                "bob@example.com",
+                "--password-stdin",
+            ],
+            "a-password-of-my-choosing\n",
+            &[],
+        )
+        .fails_with("invalid email or password");
+
+    // Bob's own password accepts it, and he joins the invite's vault.
+    let bob = owner.accept(&link, "bob-own-password");
+    let whoami = bob.run(&["account", "whoami"]).ok();
+    assert!(whoami.stdout.contains("bob@example.com"), "{whoami}");
+    bob.run(&["vault", "creds", "list", "--vault", "ops"]).ok();
+}
+
+#[test]
 fn owner_administration() {
     let home = TestHome::new();
     let server = home.start_server(&[], "", &[]);
