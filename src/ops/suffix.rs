@@ -20,6 +20,13 @@ impl SuffixQuery {
     /// that shows suffixes.
     pub fn parse(given: &str, prefix: &str, list: &str) -> Result<Self, OpError> {
         let given = given.trim().trim_start_matches('…');
+        // Tokens are ASCII; anything else is not one, and would make the byte cut below
+        // land inside a character.
+        if !given.is_ascii() {
+            return Err(OpError::invalid(format!(
+                "\"{given}\" is not part of an invite token: tokens are letters, digits and _ (see `{list}`)"
+            )));
+        }
         if given.len() < MIN_SUFFIX {
             return Err(OpError::invalid(format!(
                 "give at least the last {MIN_SUFFIX} characters of the invite token (see `{list}`)"
@@ -54,6 +61,39 @@ impl SuffixQuery {
                 self.shown,
                 candidates.iter().map(&label).collect::<Vec<_>>().join(", ")
             ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIST: &str = "agent-vault user invite list";
+
+    #[test]
+    fn a_suffix_keeps_the_last_characters_and_a_whole_token_its_hash() {
+        let query = SuffixQuery::parse("…0123456789abcdef", "av_uinv_", LIST).unwrap();
+        assert!(query.full_hash.is_none());
+        assert!(query.matches("456789abcdef"));
+        assert!(!query.matches("456789abcdee"));
+        let whole = SuffixQuery::parse("av_uinv_0123456789abcdef", "av_uinv_", LIST).unwrap();
+        assert_eq!(
+            whole.full_hash.as_deref(),
+            Some(hash_token("av_uinv_0123456789abcdef").as_str())
+        );
+    }
+
+    #[test]
+    fn short_or_non_ascii_input_is_refused_not_cut() {
+        for given in [
+            "1234567",
+            "ééééééa",
+            "0123456789aé",
+            "ab\u{10FFFF}defghijklm",
+        ] {
+            let refused = SuffixQuery::parse(given, "av_uinv_", LIST).err();
+            assert!(refused.is_some(), "{given:?} was accepted");
         }
     }
 }

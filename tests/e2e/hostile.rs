@@ -230,6 +230,12 @@ fn every_api_route_answers_malformed_input_with_a_4xx_never_a_5xx() {
         ["default", "owner@example.com", "1"],
         ["..", "%00", "-1"],
         [long.as_str(), "%E2%80%AE%0A", "99999999999999999999"],
+        // Characters of two bytes, cut by a byte count anywhere but between them.
+        [
+            "%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9a",
+            "%C3%A9%C3%A9%C3%A9@example.com",
+            "%C3%A9",
+        ],
     ];
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
     let huge = format!(r#"{{"name":"{}"}}"#, "x".repeat(200_000));
@@ -481,6 +487,7 @@ fn every_web_form_answers_malformed_input_without_a_5xx() {
         &[
             ("name", "é\u{202e}"),
             ("name", "twice"),
+            ("suffix", "ééééééa"),
             ("role", "admin"),
             ("email", "owner@example.com"),
         ],
