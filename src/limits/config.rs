@@ -236,6 +236,10 @@ impl TierLimits {
     }
 }
 
+/// The slowest rate a limit may have (one request in about 17 minutes): a slower one is no
+/// limit anyone means, and its period times a burst would not fit the limiter's clock.
+pub const MIN_RATE: f64 = 0.001;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum KnobValue {
     Rate(f64),
@@ -250,11 +254,10 @@ impl KnobValue {
             Knob::Rate => text
                 .parse::<f64>()
                 .ok()
-                .filter(|v| v.is_finite() && *v >= 0.0 && *v <= 1_000_000.0)
+                .filter(|v| *v == 0.0 || (MIN_RATE..=1_000_000.0).contains(v))
                 .map(KnobValue::Rate)
                 .ok_or_else(|| {
-                    "must be requests per second, a number from 0 (off) to 1000000 such as 20 or 0.5"
-                        .to_owned()
+                    format!("must be requests per second: 0 (off), or from {MIN_RATE} to 1000000, such as 20 or 0.5")
                 }),
             Knob::Window => parse_window(text).map(KnobValue::Window),
             Knob::Burst => match text.parse::<u32>() {
@@ -712,6 +715,26 @@ mod tests {
     }
 
     #[test]
+    fn a_rate_too_slow_to_mean_a_limit_is_refused_and_the_slowest_kept_works() {
+        for rate in ["1e-12", "1e-25", "0.0009"] {
+            let stored: StoredRateLimit = serde_json::from_str(&format!(
+                r#"{{"overrides":{{"PROXY":{{"rate":{rate},"burst":100000}}}}}}"#
+            ))
+            .unwrap();
+            let err = stored.validate().unwrap_err().0;
+            assert!(err.contains("from 0.001"), "{rate}: {err}");
+        }
+        let slowest = TierLimits {
+            rate: MIN_RATE,
+            burst: 100_000,
+            ..Profile::Default.limits(Tier::Proxy).unwrap()
+        };
+        let quota = super::super::rate_quota(&slowest).unwrap();
+        let limiter = governor::RateLimiter::direct(quota);
+        assert!(limiter.check().is_ok());
+    }
+
+    #[test]
     fn the_lock_ignores_the_owner() {
         let env = env(&[("AGENT_VAULT_RATELIMIT_LOCK", "true")]).unwrap();
         let stored: StoredRateLimit =
@@ -747,6 +770,7 @@ mod tests {
                 "-1",
                 "requests per second",
             ),
+            ("AGENT_VAULT_RATELIMIT_PROXY_RATE", "1e-12", "from 0.001"),
         ] {
             let err = env(&[(var, value)]).unwrap_err().to_string();
             assert!(err.starts_with(&format!("{var}={value}")), "{err}");

@@ -137,7 +137,9 @@ fn rate_quota(limits: &TierLimits) -> Option<Quota> {
     if limits.rate <= 0.0 {
         return None;
     }
-    let period = Duration::from_secs_f64(1.0 / limits.rate);
+    // Rates are checked to be at least `config::MIN_RATE`; should one slip past, no quota
+    // beats a panic on every request.
+    let period = Duration::try_from_secs_f64(1.0 / limits.rate).ok()?;
     let burst = NonZeroU32::new(limits.burst.max(1))?;
     Quota::with_period(period).map(|q| q.allow_burst(burst))
 }
