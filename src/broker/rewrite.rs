@@ -131,11 +131,13 @@ pub fn apply_headers(headers: &mut HeaderMap, plan: &Plan) -> Result<(), BrokerE
             }
             headers.remove(&name);
             for value in values {
-                let replaced = replace_bytes(
+                let replaced = replace_all(
                     value.as_bytes(),
                     sub.placeholder.as_bytes(),
                     sub.value.expose().as_bytes(),
-                );
+                    field_room,
+                )?
+                .unwrap_or_else(|| value.as_bytes().to_vec());
                 if replaced.iter().any(|b| *b == b'\r' || *b == b'\n') {
                     return Err(BrokerError::credential(
                         "credential_invalid",
@@ -161,7 +163,7 @@ pub fn apply_headers(headers: &mut HeaderMap, plan: &Plan) -> Result<(), BrokerE
 pub fn rewrite_path_and_query<'a>(
     path_and_query: &'a str,
     substitutions: &[ResolvedSubstitution],
-) -> Cow<'a, str> {
+) -> Result<Cow<'a, str>, BrokerError> {
     let touches = |surface: Surface| {
         substitutions
             .iter()
@@ -169,7 +171,7 @@ pub fn rewrite_path_and_query<'a>(
     };
     // Most requests carry no placeholder: the path is used as it came, without a copy.
     if !touches(Surface::Path) && !touches(Surface::Query) {
-        return Cow::Borrowed(path_and_query);
+        return Ok(Cow::Borrowed(path_and_query));
     }
     let (mut path, mut query) = match path_and_query.split_once('?') {
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
@@ -177,79 +179,134 @@ pub fn rewrite_path_and_query<'a>(
     };
     for sub in substitutions {
         if sub.surfaces.contains(&Surface::Path) && path.contains(&sub.placeholder) {
-            path = path.replace(&sub.placeholder, &encode(sub.value.expose(), false));
+            path = replace_str(&path, &sub.placeholder, &encode(sub.value.expose(), false))?;
         }
         if sub.surfaces.contains(&Surface::Query)
             && let Some(q) = &mut query
             && q.contains(&sub.placeholder)
         {
-            *q = q.replace(&sub.placeholder, &encode(sub.value.expose(), true));
+            *q = replace_str(q, &sub.placeholder, &encode(sub.value.expose(), true))?;
         }
     }
-    Cow::Owned(match query {
+    Ok(Cow::Owned(match query {
         Some(q) => format!("{path}?{q}"),
         None => path,
-    })
+    }))
 }
 
 /// Replaces placeholders in a buffered body, escaped for its media type: JSON string
-/// escaping for JSON, form encoding for forms, raw otherwise.
-pub fn rewrite_body(
+/// escaping for JSON, form encoding for forms, raw otherwise. `room` is asked for each size
+/// the body is about to grow to, before the memory is taken, and may refuse: a credential
+/// value is up to 64 KiB and a placeholder a few bytes, so a body of placeholders would
+/// otherwise grow thousands of times over.
+pub fn rewrite_body<E>(
     body: &[u8],
     content_type: Option<&str>,
     substitutions: &[ResolvedSubstitution],
-) -> Vec<u8> {
-    rewrite_text(Surface::Body, body, content_type, substitutions)
+    room: impl FnMut(usize) -> Result<(), E>,
+) -> Result<Vec<u8>, E> {
+    rewrite_text(Surface::Body, body, content_type, substitutions, room)
 }
 
 /// Like [`rewrite_body`] for the substitutions declared on `surface` (`body`, or `ws` for
 /// WebSocket text messages).
-pub fn rewrite_text(
+pub fn rewrite_text<E>(
     surface: Surface,
     body: &[u8],
     content_type: Option<&str>,
     substitutions: &[ResolvedSubstitution],
-) -> Vec<u8> {
+    mut room: impl FnMut(usize) -> Result<(), E>,
+) -> Result<Vec<u8>, E> {
     let media = content_type
         .and_then(|c| c.split(';').next())
         .map(|m| m.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let mut out = body.to_vec();
+    let mut out = Cow::Borrowed(body);
     for sub in substitutions
         .iter()
         .filter(|s| s.surfaces.contains(&surface))
     {
-        if !contains(&out, sub.placeholder.as_bytes()) {
+        let needle = sub.placeholder.as_bytes();
+        if !contains(&out, needle) {
             continue;
         }
         let value = sub.value.expose();
         let escaped = if media == "application/json" || media.ends_with("+json") {
             let quoted = serde_json::to_string(value).unwrap_or_default();
-            quoted[1..quoted.len().saturating_sub(1)].to_owned()
+            quoted
+                .get(1..quoted.len().saturating_sub(1))
+                .unwrap_or_default()
+                .to_owned()
         } else if media == "application/x-www-form-urlencoded" {
             encode(value, true)
         } else {
             value.to_owned()
         };
-        out = replace_bytes(&out, sub.placeholder.as_bytes(), escaped.as_bytes());
+        if let Some(replaced) = replace_all(&out, needle, escaped.as_bytes(), &mut room)? {
+            out = Cow::Owned(replaced);
+        }
     }
-    out
+    Ok(out.into_owned())
+}
+
+/// The most one header value, path or query may hold once placeholders are replaced: room
+/// for the largest credential value (64 KiB) percent-encoded, or for several raw. A request
+/// head of placeholders would otherwise grow thousands of times over.
+pub const MAX_SUBSTITUTED_FIELD: usize = 256 * 1024;
+
+fn field_room(len: usize) -> Result<(), BrokerError> {
+    match len <= MAX_SUBSTITUTED_FIELD {
+        true => Ok(()),
+        false => Err(BrokerError::too_large(format!(
+            "substituting credentials would make a header, path or query over {} KiB",
+            MAX_SUBSTITUTED_FIELD / 1024
+        ))),
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && memchr::memmem::find(haystack, needle).is_some()
 }
 
-fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(haystack.len());
+/// `text` with every `needle` replaced by `with` (`None`: there was none), once `room` has
+/// agreed to the length that makes, before the memory is taken.
+fn replace_all<E>(
+    text: &[u8],
+    needle: &[u8],
+    with: &[u8],
+    room: impl FnOnce(usize) -> Result<(), E>,
+) -> Result<Option<Vec<u8>>, E> {
+    if needle.is_empty() {
+        return Ok(None);
+    }
+    // Counted first, so nothing is allocated for a result `room` refuses.
+    let found = memchr::memmem::find_iter(text, needle).count();
+    if found == 0 {
+        return Ok(None);
+    }
+    let len = replaced_len(text.len(), found, needle.len(), with.len());
+    room(len)?;
+    let mut out = Vec::with_capacity(len);
     let mut rest = 0;
-    for at in memchr::memmem::find_iter(haystack, needle) {
-        out.extend_from_slice(&haystack[rest..at]);
+    for at in memchr::memmem::find_iter(text, needle) {
+        out.extend_from_slice(&text[rest..at]);
         out.extend_from_slice(with);
         rest = at + needle.len();
     }
-    out.extend_from_slice(&haystack[rest..]);
-    out
+    out.extend_from_slice(&text[rest..]);
+    Ok(Some(out))
+}
+
+/// [`replace_all`] for a path or query, within [`MAX_SUBSTITUTED_FIELD`].
+fn replace_str(text: &str, needle: &str, with: &str) -> Result<String, BrokerError> {
+    let found = text.matches(needle).count();
+    field_room(replaced_len(text.len(), found, needle.len(), with.len()))?;
+    Ok(text.replace(needle, with))
+}
+
+/// The length of `len` bytes in which `found` needles become `with`.
+fn replaced_len(len: usize, found: usize, needle: usize, with: usize) -> usize {
+    (len - found * needle).saturating_add(found.saturating_mul(with))
 }
 
 /// Everything but RFC 3986 unreserved characters is percent-encoded.
@@ -277,6 +334,47 @@ pub(crate) fn encode(value: &str, query: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`super::rewrite_body`] with all the room it asks for.
+    fn rewrite_body(body: &[u8], media: Option<&str>, subs: &[ResolvedSubstitution]) -> Vec<u8> {
+        super::rewrite_body(body, media, subs, |_| Ok::<(), ()>(())).unwrap()
+    }
+
+    fn rewrite_path_and_query<'a>(pq: &'a str, subs: &[ResolvedSubstitution]) -> Cow<'a, str> {
+        super::rewrite_path_and_query(pq, subs).unwrap()
+    }
+
+    #[test]
+    fn growth_is_sized_before_it_is_made_and_may_be_refused() {
+        let value = "v".repeat(64 * 1024);
+        let subs = [sub("__k__", &value, &Surface::ALL)];
+        let placeholders = "__k__".repeat(5);
+        let mut asked = Vec::new();
+        let refused = super::rewrite_body(placeholders.as_bytes(), None, &subs, |len| {
+            asked.push(len);
+            Err("no room")
+        });
+        assert_eq!(refused, Err("no room"));
+        assert_eq!(asked, [5 * value.len()]);
+
+        // Four values fit a header, a path or a query; five do not.
+        let plan = Plan {
+            substitutions: subs.to_vec(),
+            ..Plan::default()
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-four", "__k__".repeat(4).parse().unwrap());
+        apply_headers(&mut h, &plan).unwrap();
+        assert_eq!(h["x-four"].len(), 4 * value.len());
+        h.insert("x-five", placeholders.parse().unwrap());
+        let err = apply_headers(&mut h, &plan).unwrap_err();
+        assert_eq!(err.status, http::StatusCode::PAYLOAD_TOO_LARGE);
+        let query = format!("/a?k={placeholders}");
+        let err = super::rewrite_path_and_query(&query, &subs).unwrap_err();
+        assert_eq!(err.status, http::StatusCode::PAYLOAD_TOO_LARGE);
+        let path = format!("/{placeholders}");
+        assert!(super::rewrite_path_and_query(&path, &subs).is_err());
+    }
     use crate::crypto::SecretString;
 
     fn sub(placeholder: &str, value: &str, surfaces: &[Surface]) -> ResolvedSubstitution {

@@ -100,22 +100,27 @@ where
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        match budget.reserve(&mut reservation, bytes.len() + data.len()) {
-            Ok(()) => bytes.extend_from_slice(&data),
-            Err(Refused::TooLarge { limit }) => {
-                return Err(BrokerError::too_large(format!(
-                    "the request body is over {} MiB; body substitution needs it whole in memory",
-                    limit / (1024 * 1024)
-                )));
-            }
-            Err(Refused::Busy) => {
-                return Err(BrokerError::busy(
-                    "the server is holding as many request bodies for substitution as it may; retry shortly",
-                ));
-            }
-        }
+        budget
+            .reserve(&mut reservation, bytes.len() + data.len())
+            .map_err(|refused| {
+                body_refusal(refused, |mib| {
+                    format!("the request body is over {mib} MiB; body substitution needs it whole in memory")
+                })
+            })?;
+        bytes.extend_from_slice(&data);
     }
     Ok((bytes, reservation))
+}
+
+/// The agent's answer when the body budget refuses a body; `too_large` says it for a limit
+/// in MiB.
+fn body_refusal(refused: Refused, too_large: impl FnOnce(usize) -> String) -> BrokerError {
+    match refused {
+        Refused::TooLarge { limit } => BrokerError::too_large(too_large(limit / (1024 * 1024))),
+        Refused::Busy => BrokerError::busy(
+            "the server is holding as many request bodies for substitution as it may; retry shortly",
+        ),
+    }
 }
 
 /// Sends `request` (already authenticated as `scope`) to `target`.
@@ -223,7 +228,7 @@ where
         let rewritten = rewrite::rewrite_path_and_query(
             parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
             &plan.substitutions,
-        );
+        )?;
         target.uri(&rewritten).map_err(|_| {
             BrokerError::bad_request("invalid_request", "the request path is not a valid URI")
         })?
@@ -262,12 +267,21 @@ where
     let substitute_body =
         plan.wants(Surface::Body) && !parts.headers.contains_key(header::CONTENT_ENCODING);
     let body: ProxyBody = if substitute_body {
-        let (bytes, reservation) = buffer_body(&proxy.body_budget, body).await?;
+        let (bytes, mut reservation) = buffer_body(&proxy.body_budget, body).await?;
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        let replaced = rewrite::rewrite_body(&bytes, content_type, &plan.substitutions);
+        // The rewritten body counts against the budget too, before it is made: credential
+        // values are longer than their placeholders.
+        let replaced = rewrite::rewrite_body(&bytes, content_type, &plan.substitutions, |len| {
+            proxy.body_budget.reserve(&mut reservation, len)
+        })
+        .map_err(|refused| {
+            body_refusal(refused, |mib| {
+                format!("the request body would be over {mib} MiB with its credentials substituted")
+            })
+        })?;
         drop(bytes);
         parts
             .headers

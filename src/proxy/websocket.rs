@@ -19,6 +19,7 @@
 //! - **Substitution** (client to server, surface `ws`) replaces placeholders in text frames
 //!   that are whole (FIN set), uncompressed and at most [`MAX_REWRITTEN_FRAME`] bytes; others
 //!   pass unchanged (the placeholder then reaches the upstream, never a secret the agent).
+//!   A frame its substitutions would grow past [`MAX_SUBSTITUTED_FRAME`] ends the connection.
 
 use std::sync::Arc;
 
@@ -34,6 +35,9 @@ use crate::services::Surface;
 
 /// Frames larger than this are relayed without placeholder substitution.
 pub const MAX_REWRITTEN_FRAME: u64 = 1024 * 1024;
+/// The most a frame may hold once its placeholders are credential values (up to 64 KiB
+/// each): a frame of placeholders would otherwise grow thousands of times over.
+pub const MAX_SUBSTITUTED_FRAME: usize = 2 * 1024 * 1024;
 
 const OPCODE_CONTINUATION: u8 = 0;
 const OPCODE_TEXT: u8 = 1;
@@ -130,15 +134,23 @@ pub enum Rewrite {
     Scrub(Arc<Scrubber>),
 }
 
-/// Placeholders replaced in one text frame (JSON-escaped in a payload that looks like JSON).
-fn substitute(text: &[u8], subs: &[ResolvedSubstitution]) -> Option<Vec<u8>> {
+/// Placeholders replaced in one text frame (JSON-escaped in a payload that looks like JSON);
+/// `None` when it holds none.
+fn substitute(text: &[u8], subs: &[ResolvedSubstitution]) -> std::io::Result<Option<Vec<u8>>> {
     let json = text
         .iter()
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|b| *b == b'{' || *b == b'[');
     let content_type = json.then_some("application/json");
-    let replaced = crate::broker::rewrite::rewrite_text(Surface::Ws, text, content_type, subs);
-    (replaced != text).then_some(replaced)
+    let room = |len| match len <= MAX_SUBSTITUTED_FRAME {
+        true => Ok(()),
+        false => Err(protocol_error(
+            "the agent's text frame would be over 2 MiB with its credentials substituted",
+        )),
+    };
+    let replaced =
+        crate::broker::rewrite::rewrite_text(Surface::Ws, text, content_type, subs, room)?;
+    Ok((replaced != text).then_some(replaced))
 }
 
 /// Relays frames both ways until both directions end. An error on either side ends both.
@@ -392,7 +404,7 @@ where
         if frame.masked {
             unmask(&mut payload, frame.mask);
         }
-        let mut payload = substitute(&payload, subs).unwrap_or_else(|| payload.to_vec());
+        let mut payload = substitute(&payload, subs)?.unwrap_or_else(|| payload.to_vec());
         if frame.masked {
             unmask(&mut payload, frame.mask);
         }
@@ -660,6 +672,23 @@ mod tests {
             value: SecretString::from("se\"cret"),
             surfaces: vec![Surface::Ws],
         }]))
+    }
+
+    #[test]
+    fn a_frame_its_substitutions_would_swell_ends_the_connection() {
+        let subs = [ResolvedSubstitution {
+            placeholder: "__token__".into(),
+            value: SecretString::from("v".repeat(64 * 1024).as_str()),
+            surfaces: vec![Surface::Ws],
+        }];
+        let fits = "__token__".repeat(32);
+        assert_eq!(
+            substitute(fits.as_bytes(), &subs).unwrap().map(|v| v.len()),
+            Some(MAX_SUBSTITUTED_FRAME)
+        );
+        let swells = "__token__".repeat(33);
+        let err = substitute(swells.as_bytes(), &subs).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     }
 
     #[tokio::test]

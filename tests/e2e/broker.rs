@@ -359,6 +359,46 @@ fn substitution_in_header_query_path_and_body() {
 }
 
 #[test]
+fn placeholders_cannot_swell_a_request_past_its_limits() {
+    let rig = Rig::start(true);
+    // The largest credential value the store takes, behind a placeholder of 13 bytes.
+    let value = "v".repeat(64 * 1024);
+    rig.home
+        .run(&["vault", "credential", "set", &format!("SUB_KEY={value}")])
+        .ok();
+    let one = rig.echo(
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            r#"{"s":"__sub_value__"}"#,
+        ],
+        "/sub/one",
+    );
+    assert_eq!(one["body"], format!(r#"{{"s":"{value}"}}"#));
+
+    // Five in a header would make it 320 KiB; 600 in an 8 KB body, 39 MB.
+    let header = format!("X-Token: {}", "__sub_value__".repeat(5));
+    let (status, body, _) = rig.curl(&["-H", &header], &rig.https("/sub/header"));
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("over 256 KiB"), "{body}");
+    let swelling = format!(r#"{{"s":"{}"}}"#, "__sub_value__".repeat(600));
+    let (status, body, _) = rig.curl(
+        &["-H", "Content-Type: application/json", "--data", &swelling],
+        &rig.https("/sub/body"),
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body.contains("over 32 MiB with its credentials substituted"),
+        "{body}"
+    );
+    assert!(!body.contains(&value[..64]));
+    // The server still serves.
+    let after = rig.echo(&[], "/sub/after");
+    assert_eq!(after["path"], "/sub/after");
+}
+
+#[test]
 fn refusals_are_json_broker_errors() {
     let rig = Rig::start(true);
     let (status, body, headers) = rig.curl(&[], &rig.https("/off"));
