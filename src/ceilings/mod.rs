@@ -16,6 +16,18 @@ use std::borrow::Cow;
 /// Longest piece of caller input an error message repeats.
 pub const ECHO_CHARS: usize = 64;
 
+/// The longest time a setting in seconds may name: a year. Beyond it no one means it, and a
+/// deadline that far ahead would not fit the clock (adding it panics).
+pub const MAX_SETTING_SECS: u64 = 365 * 24 * 3600;
+
+/// A setting's whole seconds: above 0 (or 0 too, when `zero_ok`) and at most
+/// [`MAX_SETTING_SECS`]; `None` for anything else.
+pub fn setting_secs(text: &str, zero_ok: bool) -> Option<std::time::Duration> {
+    let secs = text.trim().parse::<u64>().ok()?;
+    ((secs > 0 || zero_ok) && secs <= MAX_SETTING_SECS)
+        .then(|| std::time::Duration::from_secs(secs))
+}
+
 /// `text` as an error message may repeat it: at most `max` characters, and when cut, marked
 /// with how long the whole was, so a megabyte of input never comes back whole.
 pub fn excerpt(text: &str, max: usize) -> Cow<'_, str> {
@@ -28,6 +40,20 @@ pub fn excerpt(text: &str, max: usize) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_settings_stop_at_a_year() {
+        assert_eq!(
+            setting_secs(" 30 ", false),
+            Some(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(setting_secs("0", false), None);
+        assert_eq!(setting_secs("0", true), Some(std::time::Duration::ZERO));
+        assert!(setting_secs("31536000", false).is_some());
+        for bad in ["31536001", "18446744073709551615", "-1", "1.5", "30s"] {
+            assert_eq!(setting_secs(bad, true), None, "{bad}");
+        }
+    }
 
     #[test]
     fn short_text_is_kept_long_text_is_cut_on_a_char_boundary() {

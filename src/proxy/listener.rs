@@ -65,13 +65,14 @@ impl ConnSettings {
             let Some(text) = get(name).filter(|v| !v.trim().is_empty()) else {
                 return default;
             };
-            match text.trim().parse::<u64>() {
-                Ok(secs) if secs > 0 || zero_ok => Duration::from_secs(secs),
-                _ => {
+            match crate::ceilings::setting_secs(&text, zero_ok) {
+                Some(secs) => secs,
+                None => {
                     warnings.push(format!(
-                        "{name}={} is not a {} number of seconds; using {}",
+                        "{name}={} is not a whole number of seconds from {} to {}; using {}",
                         crate::ceilings::excerpt(text.trim(), 32),
-                        if zero_ok { "whole" } else { "positive" },
+                        if zero_ok { 0 } else { 1 },
+                        crate::ceilings::MAX_SETTING_SECS,
                         default.as_secs()
                     ));
                     default

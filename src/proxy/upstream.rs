@@ -35,11 +35,13 @@ impl Timeouts {
     pub fn from_env() -> (Self, Vec<String>) {
         let mut warnings = Vec::new();
         let mut read = |name: &str, default: u64| match std::env::var(name) {
-            Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
-                Ok(secs) if secs > 0 => Duration::from_secs(secs),
-                _ => {
+            Ok(v) if !v.trim().is_empty() => match crate::ceilings::setting_secs(&v, false) {
+                Some(limit) => limit,
+                None => {
                     warnings.push(format!(
-                        "{name}={v} is not a positive number of seconds; using {default}"
+                        "{name}={} is not a whole number of seconds from 1 to {}; using {default}",
+                        crate::ceilings::excerpt(v.trim(), 32),
+                        crate::ceilings::MAX_SETTING_SECS
                     ));
                     Duration::from_secs(default)
                 }

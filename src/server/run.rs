@@ -415,18 +415,18 @@ impl ShutdownSignals {
 pub const CACHE_MAX_AGE_ENV: &str = "AGENT_VAULT_CACHE_MAX_AGE";
 const DEFAULT_CACHE_MAX_AGE: u64 = 30;
 
-/// `AGENT_VAULT_CACHE_MAX_AGE`: whole seconds above 0; anything else stops the start.
+/// `AGENT_VAULT_CACHE_MAX_AGE`: whole seconds from 1 to a year; anything else stops the start.
 fn cache_max_age() -> Result<std::time::Duration, ServerError> {
     let Ok(text) = std::env::var(CACHE_MAX_AGE_ENV) else {
         return Ok(std::time::Duration::from_secs(DEFAULT_CACHE_MAX_AGE));
     };
-    match text.trim().parse::<u64>() {
-        Ok(secs) if secs > 0 => Ok(std::time::Duration::from_secs(secs)),
-        _ => Err(ServerError::Input(format!(
-            "{CACHE_MAX_AGE_ENV} must be a whole number of seconds above 0 (default \
-             {DEFAULT_CACHE_MAX_AGE}); fix or unset it"
-        ))),
-    }
+    crate::ceilings::setting_secs(&text, false).ok_or_else(|| {
+        ServerError::Input(format!(
+            "{CACHE_MAX_AGE_ENV} must be a whole number of seconds from 1 to {} (default \
+             {DEFAULT_CACHE_MAX_AGE}); fix or unset it",
+            crate::ceilings::MAX_SETTING_SECS
+        ))
+    })
 }
 
 /// Several brokers, one database: each applies the changes the others announce (LISTEN), and
