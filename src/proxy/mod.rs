@@ -431,8 +431,12 @@ impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<T> {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        if let Some(byte) = self.first.take() {
-            buf.put_slice(&[byte]);
+        if let Some(byte) = self.first {
+            // An empty buffer asks for nothing; putting the byte in it would panic.
+            if buf.remaining() > 0 {
+                buf.put_slice(&[byte]);
+                self.first = None;
+            }
             return std::task::Poll::Ready(Ok(()));
         }
         std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
@@ -472,5 +476,20 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<T> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn the_prefix_waits_for_a_buffer_with_room() {
+        let mut prefixed = super::Prefixed::new(b'G', &b"ET /"[..]);
+        let mut none = [0u8; 0];
+        assert_eq!(prefixed.read(&mut none).await.unwrap(), 0);
+        let mut all = Vec::new();
+        prefixed.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, b"GET /");
     }
 }
