@@ -118,18 +118,14 @@ impl Scrubber {
         })
     }
 
-    /// The earliest match at or after `from`: (start, length); the longest needle wins a tie.
-    fn next_match(&self, haystack: &[u8], from: usize) -> Option<(usize, usize)> {
-        let rest = haystack.get(from..)?;
-        let mut best: Option<(usize, usize)> = None;
-        for finder in &self.finders {
-            if let Some(at) = finder.find(rest)
-                && best.is_none_or(|(start, _)| at < start)
-            {
-                best = Some((at, finder.needle().len()));
-            }
+    /// Every match in `haystack`, in order and not overlapping: (start, length).
+    fn matches<'h>(&'h self, haystack: &'h [u8]) -> Matches<'h> {
+        Matches {
+            next: self.finders.iter().map(|f| f.find(haystack)).collect(),
+            scrubber: self,
+            haystack,
+            pos: 0,
         }
-        best.map(|(at, len)| (from + at, len))
     }
 
     /// `text` with every secret replaced; `None` when there was nothing to replace.
@@ -139,7 +135,7 @@ impl Scrubber {
         }
         let mut out = Vec::new();
         let mut pos = 0;
-        while let Some((at, len)) = self.next_match(text, pos) {
+        for (at, len) in self.matches(text) {
             out.extend_from_slice(text.get(pos..at)?);
             out.extend_from_slice(&replacement(len, false));
             pos = at + len;
@@ -236,6 +232,43 @@ impl Scrubber {
 }
 
 /// Whether `byte` may stand in a header name (RFC 9110's `tchar`).
+/// The matches of a [`Scrubber`] in one haystack. Each needle's next position is kept and
+/// searched again only once a match has passed it, so the scan stays linear however many
+/// matches there are (searching every needle again after each match was quadratic).
+struct Matches<'h> {
+    scrubber: &'h Scrubber,
+    haystack: &'h [u8],
+    /// Per needle, its first occurrence at or after the last search's start.
+    next: Vec<Option<usize>>,
+    pos: usize,
+}
+
+impl Iterator for Matches<'_> {
+    type Item = (usize, usize);
+
+    /// The earliest match at or after the end of the last; the longest needle wins a tie.
+    fn next(&mut self) -> Option<(usize, usize)> {
+        let mut best: Option<(usize, usize)> = None;
+        for (finder, next) in self.scrubber.finders.iter().zip(self.next.iter_mut()) {
+            if next.is_some_and(|at| at < self.pos) {
+                *next = self
+                    .haystack
+                    .get(self.pos..)
+                    .and_then(|rest| finder.find(rest))
+                    .map(|at| self.pos + at);
+            }
+            if let Some(at) = *next
+                && best.is_none_or(|(start, _)| at < start)
+            {
+                best = Some((at, finder.needle().len()));
+            }
+        }
+        let (at, len) = best?;
+        self.pos = at + len;
+        Some((at, len))
+    }
+}
+
 fn is_token_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
@@ -291,7 +324,7 @@ impl BodyScrub {
         };
         let mut out = BytesMut::new();
         let mut pos = 0;
-        while let Some((at, len)) = self.scrubber.next_match(&data, pos) {
+        for (at, len) in self.scrubber.matches(&data) {
             out.extend_from_slice(&data[pos..at]);
             out.extend_from_slice(&replacement(len, self.same_length));
             pos = at + len;
@@ -375,6 +408,19 @@ mod tests {
         }
         emitted.push(String::from_utf8(scrub.finish().to_vec()).unwrap());
         (emitted.concat(), emitted)
+    }
+
+    #[test]
+    fn many_matches_of_some_needles_beside_others_far_off_are_all_found() {
+        let s = Scrubber::new(["s3cret-value", "other-v4lue"], []).unwrap();
+        let text = format!("{}other-v4lue", "s3cret-value ".repeat(20_000));
+        let out = String::from_utf8(s.replace(text.as_bytes()).unwrap()).unwrap();
+        let marker = String::from_utf8(replacement(12, false).to_vec()).unwrap();
+        let other = String::from_utf8(replacement(11, false).to_vec()).unwrap();
+        assert_eq!(
+            out,
+            format!("{}{other}", format!("{marker} ").repeat(20_000))
+        );
     }
 
     #[test]
