@@ -36,34 +36,10 @@ fn later_users_verify_with_a_code_the_owner_can_read() {
         "not logged in before verifying"
     );
 
-    bob.run_with(
-        &[
-            "auth",
-            "login",
-            "--address",
-            &server.url,
-            "--email",
-            "bob@example.com",
-            "--password-stdin",
-        ],
-        "bob-password\n",
-        &[],
-    )
-    .fails_with("not verified");
-    bob.run_with(
-        &[
-            "auth",
-            "login",
-            "--address",
-            &server.url,
-            "--email",
-            "bob@example.com",
-            "--password-stdin",
-        ],
-        "wrong-password\n",
-        &[],
-    )
-    .fails_with("invalid email or password");
+    bob.login(&server, "bob@example.com", "bob-password")
+        .fails_with("not verified");
+    bob.login(&server, "bob@example.com", "wrong-password")
+        .fails_with("invalid email or password");
 
     let info = owner
         .run(&["owner", "user", "info", "bob@example.com"])
@@ -78,28 +54,9 @@ fn later_users_verify_with_a_code_the_owner_can_read() {
         .to_owned();
     assert_eq!(code.len(), 6);
 
-    bob.run(&[
-        "auth",
-        "verify",
-        "--address",
-        &server.url,
-        "--email",
-        "bob@example.com",
-        "--code",
-        "000000x",
-    ])
-    .fails_with("invalid or expired verification code");
-    bob.run(&[
-        "auth",
-        "verify",
-        "--address",
-        &server.url,
-        "--email",
-        "bob@example.com",
-        "--code",
-        &code,
-    ])
-    .ok();
+    bob.verify(&server, "bob@example.com", "000000x")
+        .fails_with("invalid or expired verification code");
+    bob.verify(&server, "bob@example.com", &code).ok();
     let whoami = bob.run(&["account", "whoami"]).ok();
     assert!(
         whoami.stdout.contains("bob@example.com") && whoami.stdout.contains("Role:     member")
@@ -128,48 +85,13 @@ fn registration_squatting_does_not_take_over_the_account() {
     register(&victim, &server, "victim@example.com", "victim-password").ok();
     // The owner relays the newest code (the victim's registration) to the victim.
     let code = owner.verification_code("victim@example.com");
-    victim
-        .run(&[
-            "auth",
-            "verify",
-            "--address",
-            &server.url,
-            "--email",
-            "victim@example.com",
-            "--code",
-            &code,
-        ])
-        .ok();
+    victim.verify(&server, "victim@example.com", &code).ok();
     // The account carries the victim's password, not the attacker's.
     attacker
-        .run_with(
-            &[
-                "auth",
-                "login",
-                "--address",
-                &server.url,
-                "--email",
-                "victim@example.com",
-                "--password-stdin",
-            ],
-            "attacker-password\n",
-            &[],
-        )
+        .login(&server, "victim@example.com", "attacker-password")
         .fails_with("invalid email or password");
     victim
-        .run_with(
-            &[
-                "auth",
-                "login",
-                "--address",
-                &server.url,
-                "--email",
-                "victim@example.com",
-                "--password-stdin",
-            ],
-            "victim-password\n",
-            &[],
-        )
+        .login(&server, "victim@example.com", "victim-password")
         .ok();
 }
 
@@ -181,19 +103,7 @@ fn change_password_ends_every_session() {
     let first = home.session_token();
     let other = TestHome::new();
     other
-        .run_with(
-            &[
-                "auth",
-                "login",
-                "--address",
-                &server.url,
-                "--email",
-                "owner@example.com",
-                "--password-stdin",
-            ],
-            "owner-password\n",
-            &[],
-        )
+        .login(&server, "owner@example.com", "owner-password")
         .ok();
     let second = other.session_token();
 
@@ -221,19 +131,7 @@ fn change_password_ends_every_session() {
     assert_eq!(me_status(&server, &third), 200);
     home.run(&["account", "whoami"]).ok();
     other
-        .run_with(
-            &[
-                "auth",
-                "login",
-                "--address",
-                &server.url,
-                "--email",
-                "owner@example.com",
-                "--password-stdin",
-            ],
-            "new-password-1\n",
-            &[],
-        )
+        .login(&server, "owner@example.com", "new-password-1")
         .ok();
 }
 
@@ -340,20 +238,8 @@ fn register_and_login_input_errors() {
     let home = TestHome::new();
     let server = home.start_server(&[], "", &[]);
     // Before any account exists, login says how to start.
-    home.run_with(
-        &[
-            "auth",
-            "login",
-            "--address",
-            &server.url,
-            "--email",
-            "a@example.com",
-            "--password-stdin",
-        ],
-        "whatever-pass\n",
-        &[],
-    )
-    .fails_with("auth register");
+    home.login(&server, "a@example.com", "whatever-pass")
+        .fails_with("auth register");
     home.run_with(
         &[
             "auth",

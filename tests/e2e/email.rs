@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Cli, OWNER_EMAIL, OWNER_PASSWORD, Run, Server, TestHome, contains, free_port, http,
+    Cli, OWNER_EMAIL, OWNER_PASSWORD, Server, TestHome, contains, free_port, http,
 };
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/smtp_server.py");
@@ -208,19 +208,6 @@ fn link_in(message: &Value, prefix: &str) -> String {
         .to_owned()
 }
 
-fn verify(home: &TestHome, server: &Server, email: &str, code: &str) -> Run {
-    home.run(&[
-        "auth",
-        "verify",
-        "--address",
-        &server.url,
-        "--email",
-        email,
-        "--code",
-        code,
-    ])
-}
-
 /// Polls `owner user info` until it shows a verification code (its delivery failed).
 fn owner_sees_code(owner: &Cli, email: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -281,7 +268,7 @@ fn each_message_arrives_and_its_code_or_link_works() {
         !info.stdout.contains("Verification code") && !info.stdout.contains(&bob_code),
         "an emailed code is not shown to the owner:\n{info}"
     );
-    verify(&bob, &server, "bob@example.com", &bob_code).ok();
+    bob.verify(&server, "bob@example.com", &bob_code).ok();
 
     // An invite: the command prints the link and the same link arrives by email.
     let invited = owner
@@ -463,7 +450,7 @@ fn refusals_retries_and_what_the_owner_sees() {
         .run(&["owner", "user", "info", "nobody@example.com"])
         .ok();
     assert!(info.stdout.contains("Emailing it failed"), "{info}");
-    verify(&nobody, &server, "nobody@example.com", &code).ok();
+    nobody.verify(&server, "nobody@example.com", &code).ok();
     let config = status(&owner);
     assert!(
         config.contains("(verification code to nobody@example.com): the SMTP server 127.0.0.1")
@@ -528,7 +515,7 @@ fn starttls_with_a_login_checks_the_certificate_unless_told_not_to() {
         .register(&server, "frank@example.com", "frank-password")
         .ok();
     let code = code_in(&smtp.wait_for("frank@example.com", "Verify"));
-    verify(&frank, &server, "frank@example.com", &code).ok();
+    frank.verify(&server, "frank@example.com", &code).ok();
     let (_, log) = server.stop_with("TERM");
     assert!(log.contains("email sent"), "{log}");
     for secret in [SMTP_PASSWORD, code.as_str()] {

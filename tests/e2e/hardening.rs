@@ -286,11 +286,7 @@ s.serve_forever()
         .unwrap()
         .unwrap();
     let link = format!("http://127.0.0.1:{port}/invite/av_uinv_fake");
-    let run = home.run_with(
-        &["auth", "accept-invite", &link, "--password-stdin"],
-        "my-real-password\n",
-        &[],
-    );
+    let run = home.accept_invite(&link, "my-real-password");
     assert!(!run.status.success(), "{run}");
     assert!(
         run.stderr.contains(&format!(

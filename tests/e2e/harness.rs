@@ -120,6 +120,46 @@ impl TestHome {
         )
     }
 
+    /// `auth login` at `server`, the password on stdin.
+    pub fn login(&self, server: &Server, email: &str, password: &str) -> Run {
+        self.run_with(
+            &[
+                "auth",
+                "login",
+                "--address",
+                &server.url,
+                "--email",
+                email,
+                "--password-stdin",
+            ],
+            &format!("{password}\n"),
+            &[],
+        )
+    }
+
+    /// `auth verify` of `email` at `server` with `code`.
+    pub fn verify(&self, server: &Server, email: &str, code: &str) -> Run {
+        self.run(&[
+            "auth",
+            "verify",
+            "--address",
+            &server.url,
+            "--email",
+            email,
+            "--code",
+            code,
+        ])
+    }
+
+    /// `auth accept-invite` of `link`, the password on stdin.
+    pub fn accept_invite(&self, link: &str, password: &str) -> Run {
+        self.run_with(
+            &["auth", "accept-invite", link, "--password-stdin"],
+            &format!("{password}\n"),
+            &[],
+        )
+    }
+
     /// The verification code `owner user info` shows for `email` (this home is an owner's).
     pub fn verification_code(&self, email: &str) -> String {
         let info = self.run(&["owner", "user", "info", email]).ok();
@@ -142,17 +182,7 @@ impl TestHome {
     ) {
         self.register(server, email, password).ok();
         let code = owner.verification_code(email);
-        self.run(&[
-            "auth",
-            "verify",
-            "--address",
-            &server.url,
-            "--email",
-            email,
-            "--code",
-            &code,
-        ])
-        .ok();
+        self.verify(server, email, &code).ok();
     }
 
     /// Starts `agent-vault server` (on ports the OS picks unless `extra` names them; the MITM
@@ -528,12 +558,7 @@ impl Cli {
     /// Another person accepting `link` in their own home.
     pub fn accept(&self, link: &str, password: &str) -> Cli {
         let home = TestHome::new();
-        home.run_with(
-            &["auth", "accept-invite", link, "--password-stdin"],
-            &format!("{password}\n"),
-            &[],
-        )
-        .ok();
+        home.accept_invite(link, password).ok();
         Cli { home }
     }
 

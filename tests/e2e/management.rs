@@ -237,11 +237,7 @@ fn invited_member_sees_only_their_vaults() {
     bob.run(&["owner", "config", "get"])
         .fails_with("only an instance owner");
     TestHome::new()
-        .run_with(
-            &["auth", "accept-invite", &link, "--password-stdin"],
-            "again-password\n",
-            &[],
-        )
+        .accept_invite(&link, "again-password")
         .fails_with("this invite is accepted");
 
     let members = owner
@@ -364,11 +360,7 @@ fn invite_revocation_by_suffix() {
     // A revoked invite cannot be accepted.
     let other = TestHome::new();
     other
-        .run_with(
-            &["auth", "accept-invite", &first, "--password-stdin"],
-            "password-123\n",
-            &[],
-        )
+        .accept_invite(&first, "password-123")
         .fails_with("revoked");
 }
 
@@ -409,11 +401,7 @@ fn an_invite_expires_after_its_week_and_frees_its_address() {
         .ok();
     assert!(!members.stdout.contains("bob@example.com"), "{members}");
     TestHome::new()
-        .run_with(
-            &["auth", "accept-invite", &stale_link, "--password-stdin"],
-            "bob-password-1\n",
-            &[],
-        )
+        .accept_invite(&stale_link, "bob-password-1")
         .fails_with("this invite is expired; ask for a new one");
 
     // The address is free for a new invite, which works; the old link stays dead.
@@ -421,11 +409,7 @@ fn an_invite_expires_after_its_week_and_frees_its_address() {
     bob.run(&["vault", "creds", "list", "--vault", "default"])
         .ok();
     TestHome::new()
-        .run_with(
-            &["auth", "accept-invite", &stale_link, "--password-stdin"],
-            "bob-password-2\n",
-            &[],
-        )
+        .accept_invite(&stale_link, "bob-password-2")
         .fails_with("this invite is expired");
 }
 
@@ -441,11 +425,7 @@ fn an_account_made_after_its_invite_accepts_it_only_with_its_password() {
 
     // Whoever else holds the link (the inviter sees it too) cannot set a password with it.
     TestHome::new()
-        .run_with(
-            &["auth", "accept-invite", &link, "--password-stdin"],
-            "a-password-of-my-choosing\n",
-            &[],
-        )
+        .accept_invite(&link, "a-password-of-my-choosing")
         .fails_with(
             "bob@example.com already has an account; give its current password to accept the invite",
         );
@@ -454,19 +434,7 @@ fn an_account_made_after_its_invite_accepts_it_only_with_its_password() {
         .ok();
     assert!(pending.stdout.contains("bob@example.com"), "{pending}");
     TestHome::new()
-        .run_with(
-            &[
-                "auth",
-                "login",
-                "--address",
-                &server.url,
-                "--email",
-                "bob@example.com",
-                "--password-stdin",
-            ],
-            "a-password-of-my-choosing\n",
-            &[],
-        )
+        .login(&server, "bob@example.com", "a-password-of-my-choosing")
         .fails_with("invalid email or password");
 
     // Bob's own password accepts it, and he joins the invite's vault.
@@ -625,19 +593,7 @@ fn owner_reset_wipes_only_its_own_instance() {
     let elsewhere = TestHome::new();
     drop(elsewhere.start_server(&[], "", &[]));
     elsewhere
-        .run_with(
-            &[
-                "auth",
-                "login",
-                "--address",
-                &server.url,
-                "--email",
-                "owner@example.com",
-                "--password-stdin",
-            ],
-            "owner-password\n",
-            &[],
-        )
+        .login(&server, "owner@example.com", "owner-password")
         .ok();
     elsewhere
         .run(&["owner", "reset", "--yes"])
@@ -1070,19 +1026,7 @@ fn invite_link_works_in_a_browser() {
     assert!(!done.contains("carol-password-1"), "{done}");
     let carol = TestHome::new();
     carol
-        .run_with(
-            &[
-                "auth",
-                "login",
-                "--address",
-                &server.url,
-                "--email",
-                "carol@example.com",
-                "--password-stdin",
-            ],
-            "carol-password-1\n",
-            &[],
-        )
+        .login(&server, "carol@example.com", "carol-password-1")
         .ok();
     assert!(carol.run(&["vault", "list"]).ok().stdout.contains("web"));
     // The browser is signed in as carol now; a used link says so.
