@@ -28,6 +28,29 @@ pub fn setting_secs(text: &str, zero_ok: bool) -> Option<std::time::Duration> {
         .then(|| std::time::Duration::from_secs(secs))
 }
 
+/// The setting `name` in seconds, from `text` (unset or blank: `default`); a value
+/// [`setting_secs`] refuses is named in `warnings` and `default` used.
+pub fn setting_secs_or(
+    name: &str,
+    text: Option<&str>,
+    zero_ok: bool,
+    default: std::time::Duration,
+    warnings: &mut Vec<String>,
+) -> std::time::Duration {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return default;
+    };
+    setting_secs(text, zero_ok).unwrap_or_else(|| {
+        warnings.push(format!(
+            "{name}={} is not a whole number of seconds from {} to {MAX_SETTING_SECS}; using {}",
+            excerpt(text, 32),
+            u8::from(!zero_ok),
+            default.as_secs()
+        ));
+        default
+    })
+}
+
 /// `text` as an error message may repeat it: at most `max` characters, and when cut, marked
 /// with how long the whole was, so a megabyte of input never comes back whole.
 pub fn excerpt(text: &str, max: usize) -> Cow<'_, str> {

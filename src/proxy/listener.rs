@@ -62,22 +62,8 @@ impl ConnSettings {
         let defaults = Self::default();
         let mut warnings = Vec::new();
         let mut read = |name: &str, default: Duration, zero_ok: bool| {
-            let Some(text) = get(name).filter(|v| !v.trim().is_empty()) else {
-                return default;
-            };
-            match crate::ceilings::setting_secs(&text, zero_ok) {
-                Some(secs) => secs,
-                None => {
-                    warnings.push(format!(
-                        "{name}={} is not a whole number of seconds from {} to {}; using {}",
-                        crate::ceilings::excerpt(text.trim(), 32),
-                        if zero_ok { 0 } else { 1 },
-                        crate::ceilings::MAX_SETTING_SECS,
-                        default.as_secs()
-                    ));
-                    default
-                }
-            }
+            let text = get(name);
+            crate::ceilings::setting_secs_or(name, text.as_deref(), zero_ok, default, &mut warnings)
         };
         let header_read = read(HEADER_READ_ENV, defaults.header_read, false);
         let tunnel_idle = read(TUNNEL_IDLE_ENV, defaults.tunnel_idle, false);

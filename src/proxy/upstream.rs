@@ -34,19 +34,10 @@ impl Timeouts {
     /// `AGENT_VAULT_UPSTREAM_RESPONSE_TIMEOUT` (default 600 s), in seconds.
     pub fn from_env() -> (Self, Vec<String>) {
         let mut warnings = Vec::new();
-        let mut read = |name: &str, default: u64| match std::env::var(name) {
-            Ok(v) if !v.trim().is_empty() => match crate::ceilings::setting_secs(&v, false) {
-                Some(limit) => limit,
-                None => {
-                    warnings.push(format!(
-                        "{name}={} is not a whole number of seconds from 1 to {}; using {default}",
-                        crate::ceilings::excerpt(v.trim(), 32),
-                        crate::ceilings::MAX_SETTING_SECS
-                    ));
-                    Duration::from_secs(default)
-                }
-            },
-            _ => Duration::from_secs(default),
+        let mut read = |name: &str, default: u64| {
+            let text = std::env::var(name).ok();
+            let default = Duration::from_secs(default);
+            crate::ceilings::setting_secs_or(name, text.as_deref(), false, default, &mut warnings)
         };
         let timeouts = Self {
             connect: read("AGENT_VAULT_UPSTREAM_CONNECT_TIMEOUT", 10),

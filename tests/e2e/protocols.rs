@@ -395,6 +395,23 @@ fn an_upstream_that_stops_answering_gets_a_504_after_the_response_timeout() {
 }
 
 #[test]
+fn a_response_timeout_past_a_year_is_refused_at_start_and_requests_still_flow() {
+    // Added to the clock, u64::MAX seconds overflowed it on every proxied request.
+    let rig = Rig::start_env(&[(
+        "AGENT_VAULT_UPSTREAM_RESPONSE_TIMEOUT",
+        "18446744073709551615",
+    )]);
+    let echo = rig.echo(&[], "/bearer/after");
+    assert_eq!(echo["path"], "/bearer/after");
+    let (_, log) = rig.server.stop_with("TERM");
+    assert!(
+        log.contains("AGENT_VAULT_UPSTREAM_RESPONSE_TIMEOUT=18446744073709551615 is not a whole number of seconds from 1 to 31536000; using 600"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
 fn an_upload_slower_than_the_response_timeout_is_not_cut() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rig = Rig::start_env(&[("AGENT_VAULT_UPSTREAM_RESPONSE_TIMEOUT", "2")]);

@@ -323,6 +323,10 @@ fn an_owner_override_applies_at_once_and_the_lock_ignores_it() {
             "global.concurrency=1",
         ])
         .fails_with("GLOBAL.concurrency");
+    // Nor to a rate too slow for the limiter's clock.
+    owner
+        .run(&["owner", "config", "set", "--rate-limit", "proxy.rate=1e-12"])
+        .fails_with("from 0.001");
     // Reset returns to the profile.
     owner
         .run(&["owner", "config", "set", "--rate-limit-reset"])
