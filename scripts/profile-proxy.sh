@@ -7,8 +7,8 @@
 #   scripts/profile-proxy.sh ab BIN_A BIN_B [ROUNDS]   oha through each in turn (16 conns, 5 s,
 #       1 KiB, scrubbed): req/s and CPU µs per request of the broker, nginx and oha, and the
 #       broker's over nginx's + oha's (steady when the VM's speed is not: compare that)
-#   scripts/profile-proxy.sh ratio BIN [ROUNDS]        oha direct to nginx and through the broker
-#       in turn: the throughput ratio, and each process's CPU per request in both (the ratio
+#   scripts/profile-proxy.sh ratio BIN [BIN...] [ROUNDS]   oha direct to nginx and through each
+#       broker in turn: each one's throughput ratio to the direct round before it, and each process's CPU per request in both (the ratio
 #       the CPU alone would allow is (nginx + oha direct) / (nginx + oha + broker brokered))
 #   scripts/profile-proxy.sh perf BIN [SECONDS]        where the broker's time goes under oha,
 #       kernel included (Debian's linux-perf; cpu-clock samples with call graphs)
@@ -185,15 +185,25 @@ ab)
   for _ in $(seq "${4:-3}"); do load A; load B; done
   ;;
 ratio)
-  [ $# -ge 2 ] || { echo "usage: $0 ratio BIN [ROUNDS]" >&2; exit 2; }
+  [ $# -ge 2 ] || { echo "usage: $0 ratio BIN [BIN...] [ROUNDS]" >&2; exit 2; }
+  shift
+  rounds=3
+  if [ $# -ge 2 ] && [[ ${!#} =~ ^[0-9]+$ ]]; then rounds=${!#}; set -- "${@:1:$#-1}"; fi
   start_nginx
-  start_server R "$(realpath "$2")"
-  load R 2 >/dev/null
-  for _ in $(seq "${3:-3}"); do
+  names=()
+  for bin in "$@"; do
+    name=$(basename "$bin")
+    start_server "$name" "$(realpath "$bin")"
+    load "$name" 2 >/dev/null
+    names+=("$name")
+  done
+  for _ in $(seq "$rounds"); do
     direct
-    load R
-    python3 -c 'import json, sys; d, b = (json.load(open(f))["summary"]["requestsPerSec"] for f in sys.argv[1:]); print("%12s: %.2f" % ("ratio", b / d))' \
-      "$dir/direct.json" "$dir/oha.json"
+    for name in "${names[@]}"; do
+      load "$name"
+      python3 -c 'import json, sys; d, b = (json.load(open(f))["summary"]["requestsPerSec"] for f in sys.argv[2:]); print("%12s: %.2f" % ("ratio " + sys.argv[1], b / d))' \
+        "$name" "$dir/direct.json" "$dir/oha.json"
+    done
   done
   ;;
 perf)
