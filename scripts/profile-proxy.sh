@@ -7,9 +7,10 @@
 #   scripts/profile-proxy.sh ab BIN_A BIN_B [ROUNDS]   oha through each in turn (16 conns, 5 s,
 #       1 KiB, scrubbed): req/s and CPU µs per request of the broker, nginx and oha, and the
 #       broker's over nginx's + oha's (steady when the VM's speed is not: compare that)
-#   scripts/profile-proxy.sh ratio BIN [BIN...] [ROUNDS]   oha direct to nginx and through each
-#       broker in turn: each one's throughput ratio to the direct round before it, and each process's CPU per request in both (the ratio
-#       the CPU alone would allow is (nginx + oha direct) / (nginx + oha + broker brokered))
+#   scripts/profile-proxy.sh ratio BIN [BIN...] [ROUNDS]   oha direct to nginx, then through
+#       each broker in turn: each one's throughput ratio to that direct round, and each
+#       process's CPU per request (the ratio the CPU alone would allow is
+#       (nginx + oha direct) / (nginx + oha + broker brokered))
 #   scripts/profile-proxy.sh perf BIN [SECONDS]        where the broker's time goes under oha,
 #       kernel included (Debian's linux-perf; cpu-clock samples with call graphs)
 #   scripts/profile-proxy.sh syscalls BIN              system calls and context switches per
@@ -194,6 +195,8 @@ ratio)
   names=()
   for bin in "$@"; do
     name=$(basename "$bin")
+    # Two builds of one name (target/release of two checkouts) each get their own server.
+    [[ " ${names[*]} " == *" $name "* ]] && name="$name-${#names[@]}"
     start_server "$name" "$(realpath "$bin")"
     load "$name" 2 >/dev/null
     names+=("$name")
