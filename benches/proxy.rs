@@ -142,11 +142,9 @@ fn paced_latency(oha_bin: &Path, route: &Route, url: &str, dir: &Path) -> Option
         .filter_map(Result::ok)
         .map(|s| s * 1e3)
         .collect();
-    let at = |q: f64| {
-        ms.get(((ms.len() as f64 * q) as usize).min(ms.len().checked_sub(1)?))
-            .copied()
-    };
-    at(0.5).zip(at(0.99))
+    let last = ms.len().checked_sub(1)?;
+    let at = |q: f64| ms[((ms.len() as f64 * q) as usize).min(last)];
+    Some((at(0.5), at(0.99)))
 }
 
 fn curl_speed(route: &Route, url: &str) -> Option<f64> {

@@ -105,36 +105,26 @@ impl TestHome {
 
     /// `auth register` against `server`, the password on stdin.
     pub fn register(&self, server: &Server, email: &str, password: &str) -> Run {
-        self.run_with(
-            &[
-                "auth",
-                "register",
-                "--address",
-                &server.url,
-                "--email",
-                email,
-                "--password-stdin",
-            ],
-            &format!("{password}\n"),
-            &[],
-        )
+        self.with_password("register", server, email, password)
     }
 
     /// `auth login` at `server`, the password on stdin.
     pub fn login(&self, server: &Server, email: &str, password: &str) -> Run {
-        self.run_with(
-            &[
-                "auth",
-                "login",
-                "--address",
-                &server.url,
-                "--email",
-                email,
-                "--password-stdin",
-            ],
-            &format!("{password}\n"),
-            &[],
-        )
+        self.with_password("login", server, email, password)
+    }
+
+    /// `auth COMMAND` at `server` for `email`, the password on stdin.
+    fn with_password(&self, command: &str, server: &Server, email: &str, password: &str) -> Run {
+        let args = [
+            "auth",
+            command,
+            "--address",
+            &server.url,
+            "--email",
+            email,
+            "--password-stdin",
+        ];
+        self.run_with(&args, &format!("{password}\n"), &[])
     }
 
     /// `auth verify` of `email` at `server` with `code`.
