@@ -1,28 +1,35 @@
-//! The request log writer: the data path hands records to a bounded channel and never waits
-//! for the database; a background task writes them in batches and trims old rows. Dropped
-//! records (only when the channel is full) are counted in `/metrics` and warned of.
+//! The request log writer: the data path appends each record to a shared [`Batch`] and never
+//! waits for the database; a background task takes the batch, writes it, and trims old rows.
+//! Records that find the batch full (the writer far behind) are dropped, counted in
+//! `/metrics` and warned of.
 //!
-//! Under load, batching is by time: when records were already queueing, the writer sleeps
-//! [`GATHER`] and then takes everything, so a request costs a channel push, not a wake-up of
-//! the writer, a blocking-pool hand-off and a SQLite transaction of its own. Light traffic
-//! is written at once.
+//! Under load, batching is by time: while gathers keep finding [`BUSY`] or more records, the
+//! writer sleeps [`GATHER`] between them, so a request costs an append under a lock, not a
+//! wake-up of the writer, a blocking-pool hand-off and a SQLite transaction of its own.
+//! Light traffic is written at once: the first record into an empty batch wakes the writer.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 use super::retention::{Retention, RetentionEnv};
-use crate::store::request_log::{self, Record};
+use crate::store::request_log::{self, Batch, Record};
 use crate::store::{Store, now};
 
-/// Room for a few seconds of heavy traffic, so the writer's pauses drop nothing.
-const CHANNEL: usize = 65_536;
-const BATCH: usize = 5_000;
+/// Records the batch holds at most: a few seconds of heavy traffic, so the writer's pauses
+/// drop nothing.
+const MAX_RECORDS: usize = 65_536;
+/// Its bound in bytes, for long paths.
+const MAX_BYTES: usize = 64 << 20;
+/// Room a written batch keeps for the next one (a gather at heavy load is a few hundred KiB).
+const KEEP_BYTES: usize = 1 << 20;
 /// How long the writer gathers records once traffic is heavy.
 const GATHER: Duration = Duration::from_millis(100);
-/// Records already waiting that mean heavy traffic.
+/// Records in one gather that mean heavy traffic.
 const BUSY: usize = 32;
+/// How often an idle writer looks whether a retention pass is due.
+const IDLE_TICK: Duration = Duration::from_millis(250);
 const RETENTION_EVERY: Duration = Duration::from_secs(15 * 60);
 /// Rows written that bring the next retention pass forward, so heavy traffic cannot grow the
 /// log far past its caps between passes (1,000 req/s would add 900,000 rows in 15 minutes):
@@ -31,20 +38,44 @@ const RETENTION_AFTER_ROWS: std::ops::RangeInclusive<usize> = 100..=100_000;
 
 #[derive(Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Record>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pending: Mutex<Batch>,
+    /// Told when a record lands in an empty batch.
+    wake: Notify,
+    max_records: usize,
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, Batch> {
+        // Appending cannot leave a batch half-written in a way reading trips on.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl AuditLog {
-    /// Starts the writer on the current runtime. It stops when `shutdown` turns true (or
-    /// every `AuditLog` is dropped), after writing what it holds.
+    /// Starts the writer on the current runtime. It stops when `shutdown` turns true (or its
+    /// sender is dropped), after writing what it holds.
     pub fn start(
         store: Arc<Store>,
         retention: RetentionEnv,
         shutdown: watch::Receiver<bool>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(CHANNEL);
-        let handle = tokio::spawn(write_loop(store, rx, retention, shutdown));
-        (Self { tx }, handle)
+        let log = Self::with_room(MAX_RECORDS);
+        let handle = tokio::spawn(write_loop(store, log.shared.clone(), retention, shutdown));
+        (log, handle)
+    }
+
+    fn with_room(max_records: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                pending: Mutex::default(),
+                wake: Notify::new(),
+                max_records,
+            }),
+        }
     }
 
     pub fn record(&self, record: Record) {
@@ -55,55 +86,59 @@ impl AuditLog {
             record.error_code,
             record.duration_ms,
         );
-        if self.tx.try_send(record).is_err() {
+        let mut pending = self.shared.pending();
+        if pending.len() >= self.shared.max_records || pending.size() >= MAX_BYTES {
+            drop(pending);
             let dropped = metrics.request_log_dropped.inc() + 1;
             if dropped.is_power_of_two() {
                 tracing::warn!(dropped, "request log is falling behind; records dropped");
             }
+            return;
+        }
+        let first = pending.is_empty();
+        pending.push(&record);
+        drop(pending);
+        if first {
+            self.shared.wake.notify_one();
         }
     }
 }
 
 async fn write_loop(
     store: Arc<Store>,
-    mut rx: mpsc::Receiver<Record>,
+    shared: Arc<Shared>,
     retention: RetentionEnv,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut next_trim = tokio::time::Instant::now();
     let mut since_trim = Logged::default();
     let mut trim_after = *RETENTION_AFTER_ROWS.end();
-    let mut batch = Vec::with_capacity(BATCH);
+    // Swapped with the shared batch: the two take turns, keeping their room.
+    let mut batch = Batch::default();
+    let mut busy = false;
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
     tokio::pin!(stop);
     loop {
-        let received = tokio::select! {
-            received = gather(&mut rx, &mut batch) => received,
-            () = &mut stop => {
-                rx.close();
-                while rx.recv_many(&mut batch, BATCH).await > 0 {
-                    flush(&store, &mut batch).await;
-                }
-                // What a gather in progress had already taken.
-                flush(&store, &mut batch).await;
-                return;
-            }
+        let stopping = tokio::select! {
+            biased;
+            () = &mut stop => true,
+            () = wait(busy, &shared.wake) => false,
         };
-        if matches!(received, Ok(0)) {
-            flush(&store, &mut batch).await;
+        std::mem::swap(&mut batch, &mut *shared.pending());
+        busy = batch.len() >= BUSY;
+        since_trim.add(&batch);
+        batch = flush(&store, batch).await;
+        if stopping {
             return;
         }
-        since_trim.add(&batch);
-        flush(&store, &mut batch).await;
         let now = tokio::time::Instant::now();
         let due = now >= next_trim;
         if due || since_trim.rows >= trim_after {
             // The periodic pass checks every vault; one brought forward, those that logged.
             let logged = std::mem::take(&mut since_trim);
-            let vaults: Option<Vec<String>> =
-                (!due).then(|| logged.vaults.iter().map(|v| v.to_string()).collect());
+            let vaults: Option<Vec<String>> = (!due).then(|| logged.vaults.into_iter().collect());
             if due {
                 next_trim = now + RETENTION_EVERY;
             }
@@ -123,28 +158,14 @@ async fn write_loop(
     }
 }
 
-/// Waits (up to 250 ms) for records; when [`BUSY`] or more were already waiting, gathers for
-/// [`GATHER`] more. `Ok(0)` when the channel closed.
-async fn gather(
-    rx: &mut mpsc::Receiver<Record>,
-    batch: &mut Vec<Record>,
-) -> Result<usize, tokio::time::error::Elapsed> {
-    let first =
-        tokio::time::timeout(Duration::from_millis(250), rx.recv_many(batch, BATCH)).await?;
-    if first < BUSY {
-        // Light traffic (or a closed channel: 0): written at once, so the log is current
-        // when someone looks.
-        return Ok(first);
+/// Until the next batch is worth taking: after a busy one, [`GATHER`] (asleep, so records
+/// wake nobody meanwhile); otherwise the first record, or [`IDLE_TICK`] without one.
+async fn wait(busy: bool, wake: &Notify) {
+    if busy {
+        tokio::time::sleep(GATHER).await;
+    } else {
+        let _ = tokio::time::timeout(IDLE_TICK, wake.notified()).await;
     }
-    // Asleep rather than waiting on the channel, so senders wake nobody meanwhile.
-    tokio::time::sleep(GATHER).await;
-    while batch.len() < BATCH {
-        match rx.try_recv() {
-            Ok(record) => batch.push(record),
-            Err(_) => break,
-        }
-    }
-    Ok(batch.len())
 }
 
 /// Rows logged that bring the next pass forward under `retention`.
@@ -160,18 +181,20 @@ fn rows_before_pass(retention: Retention) -> usize {
 #[derive(Default)]
 struct Logged {
     rows: usize,
-    vaults: std::collections::HashSet<Arc<str>>,
+    vaults: std::collections::HashSet<String>,
 }
 
 impl Logged {
-    fn add(&mut self, batch: &[Record]) {
+    fn add(&mut self, batch: &Batch) {
         self.rows += batch.len();
-        let mut last: Option<&Arc<str>> = None;
-        for record in batch {
-            // Runs of one vault's records share its id: one lookup per run.
-            if last.is_none_or(|last| !Arc::ptr_eq(last, &record.vault_id)) {
-                self.vaults.insert(record.vault_id.clone());
-                last = Some(&record.vault_id);
+        let mut last = None;
+        for entry in batch.entries() {
+            // Runs of one vault's records: one lookup per run.
+            if last != Some(entry.vault_id) {
+                if !self.vaults.contains(entry.vault_id) {
+                    self.vaults.insert(entry.vault_id.to_owned());
+                }
+                last = Some(entry.vault_id);
             }
         }
     }
@@ -207,18 +230,28 @@ fn trim_vaults(
     )
 }
 
-async fn flush(store: &Arc<Store>, batch: &mut Vec<Record>) {
+/// Writes `batch` and hands it back empty, for the next swap.
+async fn flush(store: &Arc<Store>, mut batch: Batch) -> Batch {
     if batch.is_empty() {
-        return;
+        return batch;
     }
-    let records = std::mem::take(batch);
     let store = store.clone();
     let written = tokio::task::spawn_blocking(move || {
-        store.write(|tx| request_log::insert_all(tx, &records))
+        let written = store.write(|tx| request_log::insert_all(tx, &batch));
+        batch.clear(KEEP_BYTES);
+        (written, batch)
     })
     .await;
-    if let Ok(Err(e)) = written {
-        tracing::warn!(error = %e, "cannot write the request log");
+    match written {
+        Ok((Ok(()), batch)) => batch,
+        Ok((Err(e), batch)) => {
+            tracing::warn!(error = %e, "cannot write the request log");
+            batch
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the request-log write stopped");
+            Batch::default()
+        }
     }
 }
 
@@ -229,8 +262,7 @@ mod tests {
 
     #[test]
     fn records_the_writer_has_no_room_for_are_counted() {
-        let (tx, _held) = mpsc::channel(1);
-        let log = AuditLog { tx };
+        let log = AuditLog::with_room(1);
         let dropped = || crate::metrics::global().request_log_dropped.get();
         let before = dropped();
         log.record(record("v", 1));
@@ -238,5 +270,6 @@ mod tests {
         log.record(record("v", 2));
         log.record(record("v", 3));
         assert_eq!(dropped(), before + 2);
+        assert_eq!(log.shared.pending().len(), 1);
     }
 }
