@@ -49,10 +49,11 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
         seconds += value * scale;
         rest = &after[unit.len()..];
     }
-    if !seconds.is_finite() || seconds <= 0.0 || seconds > u64::MAX as f64 {
+    if seconds <= 0.0 {
         return Err(bad());
     }
-    Ok(Duration::from_secs_f64(seconds))
+    // `try_`: a sum of 2^64 seconds or more (`18446744073709551616s`) does not fit a Duration.
+    Duration::try_from_secs_f64(seconds).map_err(|_| bad())
 }
 
 /// Whole seconds, rounded up (an API that counts seconds never gets less than asked).
@@ -89,7 +90,23 @@ mod tests {
     #[test]
     fn everything_else_is_refused() {
         for bad in [
-            "", "15", "m", "1x", "0s", "-5m", "1..5h", ".h", "1h 30m", "1e3s", "5mm", "h1",
+            "",
+            "15",
+            "m",
+            "1x",
+            "0s",
+            "-5m",
+            "1..5h",
+            ".h",
+            "1h 30m",
+            "1e3s",
+            "5mm",
+            "h1",
+            // Too long for a Duration: refused, not a panic.
+            "18446744073709551616s",
+            "213503982334602d",
+            &format!("{}s", "9".repeat(400)),
+            "99999999999999999999999h",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
