@@ -7,9 +7,10 @@
 //! length does (see [`BodyScrub::same_length`]), so the body's length and framing hold.
 //!
 //! Bodies are scanned as they stream, with `memchr::memmem`: a chunk goes out at once except
-//! for a tail that could be the start of a secret completed by the next chunk, so a value
-//! split across chunks is still caught and server-sent events still arrive one by one (an
-//! event's final newline cannot start a credential). Nothing is buffered beyond that tail.
+//! for its last line (at most the longest needle's length less one byte), held until the
+//! next chunk so that a value split across chunks is still caught. Server-sent events still
+//! arrive one by one: an event ends with a line break. What is held never depends on
+//! whether it begins a secret (see [`Scrubber::held_back`]). Nothing is buffered beyond it.
 //!
 //! Stance: values shorter than [`MIN_LEN`] bytes are not scrubbed (they would rewrite
 //! ordinary text, and are not credentials worth the name); a compressed body cannot be read,
@@ -37,8 +38,8 @@ pub struct Scrubber {
     finders: Vec<Finder<'static>>,
     /// Shorter text cannot hold a secret (most header values are).
     shortest: usize,
-    /// First bytes of the needles, to find where a held-back tail could start.
-    first_bytes: Vec<u8>,
+    /// The most line breaks in one needle (a PEM key has many; most have none).
+    line_breaks: usize,
     longest: usize,
     /// The needles that could stand in a header name, lower-cased as hyper gives names,
     /// longest first (a secret sent back as a name, `x-seen-<secret>: 1`).
@@ -103,17 +104,18 @@ impl Scrubber {
             .collect();
         name_needles.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         name_needles.dedup();
-        let mut first_bytes: Vec<u8> = needles.iter().filter_map(|n| n.first().copied()).collect();
-        first_bytes.sort_unstable();
-        first_bytes.dedup();
         Some(Self {
             longest: needles.iter().map(Vec::len).max().unwrap_or(0),
             shortest: needles.iter().map(Vec::len).min().unwrap_or(0),
+            line_breaks: needles
+                .iter()
+                .map(|n| memchr::memchr_iter(b'\n', n).count())
+                .max()
+                .unwrap_or(0),
             finders: needles
                 .into_iter()
                 .map(|n| Finder::new(&n).into_owned())
                 .collect(),
-            first_bytes,
             name_needles,
         })
     }
@@ -207,27 +209,20 @@ impl Scrubber {
         }
     }
 
-    /// How many trailing bytes of `tail` could begin a secret that the next chunk completes.
-    fn partial_suffix(&self, tail: &[u8]) -> usize {
+    /// How many trailing bytes of `tail` to hold until the next chunk, so that a secret the
+    /// next chunk completes is still caught. The count depends on where `tail`'s line breaks
+    /// fall and on the needles' lengths, never on whether `tail` begins a secret: a hold that
+    /// did would tell an agent, by where its echoed guesses come back cut, how much of a
+    /// credential it had guessed right, and guessing on byte by byte gives the whole value.
+    fn held_back(&self, tail: &[u8]) -> usize {
         let window = self.longest.saturating_sub(1).min(tail.len());
-        let start = tail.len() - window;
-        let candidates = tail
-            .get(start..)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| self.first_bytes.binary_search(b).is_ok());
-        for (offset, _) in candidates {
-            let suffix = tail.get(start + offset..).unwrap_or_default();
-            if self
-                .finders
-                .iter()
-                .any(|f| f.needle().len() > suffix.len() && f.needle().starts_with(suffix))
-            {
-                return suffix.len();
-            }
+        let recent = tail.get(tail.len() - window..).unwrap_or_default();
+        // A secret's proper prefix holds at most `line_breaks` line breaks, so it starts after
+        // the one before them; text up to that one goes out now (an event's final newline).
+        match memchr::memrchr_iter(b'\n', recent).nth(self.line_breaks) {
+            Some(at) => recent.len() - at - 1,
+            None => recent.len(),
         }
-        0
     }
 }
 
@@ -330,7 +325,7 @@ impl BodyScrub {
             pos = at + len;
         }
         let tail = data.slice(pos..);
-        let hold = self.scrubber.partial_suffix(&tail);
+        let hold = self.scrubber.held_back(&tail);
         let ready = tail.slice(..tail.len() - hold);
         self.carry.extend_from_slice(&tail[tail.len() - hold..]);
         if out.is_empty() {
@@ -399,7 +394,10 @@ mod tests {
     }
 
     fn stream(chunks: &[&str]) -> (String, Vec<String>) {
-        let mut scrub = BodyScrub::new(scrubber());
+        stream_with(BodyScrub::new(scrubber()), chunks)
+    }
+
+    fn stream_with(mut scrub: BodyScrub, chunks: &[&str]) -> (String, Vec<String>) {
         let mut emitted = Vec::new();
         for chunk in chunks {
             emitted.push(
@@ -492,8 +490,9 @@ mod tests {
         let long = "x".repeat(30);
         let s = Scrubber::new([long.as_str()], []).unwrap();
         let mut scrub = BodyScrub::same_length(Arc::new(s));
-        let out = scrub.push(Bytes::from(format!("<{long}>")));
-        assert_eq!(out, format!("<{MARKER}********>"));
+        let mut out = scrub.push(Bytes::from(format!("<{long}>"))).to_vec();
+        out.extend_from_slice(&scrub.finish());
+        assert_eq!(out, format!("<{MARKER}********>").as_bytes());
     }
 
     #[test]
@@ -512,10 +511,26 @@ mod tests {
     fn events_are_not_held_back() {
         let (_, emitted) = stream(&["data: one\n\n", "data: two\n\n"]);
         assert_eq!(emitted, ["data: one\n\n", "data: two\n\n", ""]);
-        // A tail that only looks like the start of a secret is released at the end.
-        let (out, emitted) = stream(&["ends with sk-SE"]);
-        assert_eq!(emitted[0], "ends with ");
-        assert_eq!(out, "ends with sk-SE");
+        // A last line is held until the next chunk, or the end.
+        let (out, emitted) = stream(&["line\nends with sk-SE"]);
+        assert_eq!(emitted, ["line\n", "ends with sk-SE"]);
+        assert_eq!(out, "line\nends with sk-SE");
+    }
+
+    #[test]
+    fn what_is_held_back_does_not_tell_a_guess_from_a_secret() {
+        // An upstream echoing the agent's guesses, cut where the agent asks: a right guess
+        // and a wrong one come back cut in the same place, so no cut confirms a guess.
+        for guess in ["sk-SE", "sk-SX", "xx-xx", "sk-SECRET-12"] {
+            let (out, emitted) = stream(&[&format!("one\nitem: {guess}"), "\"}\n"]);
+            assert_eq!(emitted, ["one\n", &format!("item: {guess}\"}}\n"), ""]);
+            assert_eq!(out, format!("one\nitem: {guess}\"}}\n"));
+        }
+        // A secret of several lines: as many lines held back as it could span.
+        let pem = "-----BEGIN KEY-----\nabcdefgh\n-----END KEY-----";
+        let scrub = BodyScrub::new(Arc::new(Scrubber::new([pem], []).unwrap()));
+        let (_, emitted) = stream_with(scrub, &["a\nb\nc\nd\n", "e\n"]);
+        assert_eq!(emitted, ["a\nb\n", "c\n", "d\ne\n"]);
     }
 
     mod properties {
@@ -524,7 +539,7 @@ mod tests {
 
         /// Secrets that overlap and share starts, and bodies made of their pieces, their
         /// encoded forms and filler: where a streaming scan could go wrong.
-        const SECRETS: [&str; 3] = ["sk-SECRET-123", "SECRET-12x", "a b&c/d"];
+        const SECRETS: [&str; 4] = ["sk-SECRET-123", "SECRET-12x", "a b&c/d", "x y\nsk-S\n"];
 
         fn body() -> impl Strategy<Value = Vec<u8>> {
             let piece = prop_oneof![
