@@ -93,7 +93,11 @@ sha256_of() {
 install_binary() { # FILE
   run mkdir -p "$bindir"
   run install -m 0755 "$1" "$bindir/agent-vault"
-  say "installed $bindir/agent-vault"
+  if [ "$dry_run" = 1 ]; then
+    say "would install $bindir/agent-vault"
+  else
+    say "installed $bindir/agent-vault"
+  fi
   case ":${PATH:-}:" in
     *":$bindir:"*) ;;
     *) say "note: $bindir is not on your PATH; add it, e.g. export PATH=\"$bindir:\$PATH\"" ;;
@@ -130,13 +134,13 @@ done
 
 script_dir=$(cd "$(dirname "$0")" 2>/dev/null && pwd || true)
 if [ -n "$script_dir" ] && grep -qs '^name = "agent-vault"' "$script_dir/Cargo.toml"; then
-  say "building from this checkout ($script_dir) with cargo (a few minutes)"
+  say "building from this checkout ($script_dir) with cargo (about 15-20 minutes on two cores)"
   # From inside the checkout, so cargo reads its .cargo/config.toml (SQLite's build flags).
   cd "$script_dir"
   run cargo build --release --locked --manifest-path "$script_dir/Cargo.toml"
   install_binary "$script_dir/target/release/agent-vault"
 elif [ -n "${AGENT_VAULT_SOURCE:-}" ]; then
-  say "building from $AGENT_VAULT_SOURCE with cargo (a few minutes)"
+  say "building from $AGENT_VAULT_SOURCE with cargo (about 15-20 minutes on two cores)"
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   run cargo install --locked --git "$AGENT_VAULT_SOURCE" --root "$work" agent-vault
