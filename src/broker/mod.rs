@@ -86,10 +86,11 @@ impl VaultSnapshot {
         credentials: HashMap<String, SecretString>,
         policy: UnmatchedPolicy,
     ) -> Self {
+        let scrubber = vault_scrubber(&services, &credentials);
         let plans = services
             .iter()
             .map(|service| {
-                let scrubber = scrubber_for(service, &credentials);
+                let scrubber = scrubber.clone().filter(|_| service.scrub_responses);
                 plan::prepare(&vault_name, service, &credentials, scrubber)
             })
             .collect();
@@ -100,24 +101,33 @@ impl VaultSnapshot {
             credentials,
             policy,
             plans,
-            unmatched: Arc::new(Plan::default()),
+            unmatched: Arc::new(Plan {
+                scrubber,
+                ..Plan::default()
+            }),
         }
     }
 }
 
-fn scrubber_for(
-    service: &Service,
+/// One scrubber for every response of the vault (each service that has not opted out, and
+/// hosts no service matches): every credential value any service sends. A value that one
+/// service's upstream stored can be read back through another route of that host, or
+/// through a path or host no service matches, so scanning only the matched service's own
+/// values would let it through.
+fn vault_scrubber(
+    services: &[Service],
     credentials: &HashMap<String, SecretString>,
 ) -> Option<Arc<scrub::Scrubber>> {
-    if !service.scrub_responses {
-        return None;
-    }
     let value = |key: &str| credentials.get(key).map(SecretString::expose);
-    let values = service.credential_keys().into_iter().filter_map(value);
-    let basic = match &service.auth {
+    let values: std::collections::BTreeSet<&str> = services
+        .iter()
+        .flat_map(Service::credential_keys)
+        .filter_map(value)
+        .collect();
+    let basic = services.iter().filter_map(|service| match &service.auth {
         crate::services::Auth::Basic { username, password } => value(username).zip(value(password)),
         _ => None,
-    };
+    });
     scrub::Scrubber::new(values, basic).map(Arc::new)
 }
 
@@ -473,6 +483,51 @@ fn load_snapshot(store: &Store, dek: &Key, vault_id: &str) -> Result<VaultSnapsh
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_response_of_a_vault_is_scanned_for_every_value_its_services_send() {
+        let services = crate::services::parse_yaml(
+            "services:\n\
+             - {host: a.example.com, auth: {type: bearer, token: A_KEY}}\n\
+             - {host: b.example.com, scrub_responses: false, auth: {type: basic, username: B_USER, password: B_PASS}}\n",
+        )
+        .unwrap();
+        let credentials: HashMap<String, SecretString> = [
+            ("A_KEY", "value-of-a"),
+            ("B_USER", "user-of-b"),
+            ("B_PASS", "pass-of-b"),
+            ("UNUSED", "value-unused"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), SecretString::from(v)))
+        .collect();
+        let snapshot = VaultSnapshot::new(
+            "id".into(),
+            "v".into(),
+            services,
+            credentials,
+            UnmatchedPolicy::Forward,
+        );
+        let text = "value-of-a user-of-b pass-of-b value-unused";
+        let scrubber = |host: &str| {
+            plan(&snapshot, host, 443, "/", true)
+                .1
+                .unwrap()
+                .scrubber
+                .clone()
+        };
+        let scrubbed = |host: &str| {
+            let replaced = scrubber(host).expect("a scrubber").replace(text.as_bytes());
+            String::from_utf8(replaced.unwrap()).unwrap()
+        };
+        let m = scrub::MARKER;
+        let everything = format!("{m} {m} {m} value-unused");
+        // A's service, and hosts no service matches: B's values too.
+        assert_eq!(scrubbed("a.example.com"), everything);
+        assert_eq!(scrubbed("elsewhere.example.com"), everything);
+        // B opted out of scrubbing.
+        assert!(scrubber("b.example.com").is_none());
+    }
 
     #[test]
     fn invalidations_survive_the_trip_between_replicas() {

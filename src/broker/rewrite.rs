@@ -77,9 +77,28 @@ pub fn strip_request_headers(headers: &mut HeaderMap) {
 /// carried a vault credential — a cookie set in answer to it is a session derived from that
 /// credential, which the agent must not hold any more than the credential itself.
 pub fn strip_response_headers(headers: &mut HeaderMap, plan: &Plan) {
+    keep_transfer_codings(headers);
     strip_hop_by_hop(headers);
     if plan.uses_credentials {
         headers.remove(header::SET_COOKIE);
+    }
+}
+
+/// Transfer codings besides `chunked` (`Transfer-Encoding: gzip, chunked`) become content
+/// codings: hyper takes off only the chunking, so the body is still in the others, and once
+/// the hop-by-hop header goes, `Content-Encoding` must say so. Otherwise a compressed body
+/// would pass for plain text, unreadable to the agent and unscanned by the scrubber.
+fn keep_transfer_codings(headers: &mut HeaderMap) {
+    let codings: Vec<HeaderValue> = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("unreadable").split(','))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("chunked"))
+        .filter_map(|c| HeaderValue::from_str(c).ok())
+        .collect();
+    for coding in codings {
+        headers.append(header::CONTENT_ENCODING, coding);
     }
 }
 
@@ -310,7 +329,7 @@ fn replaced_len(len: usize, found: usize, needle: usize, with: usize) -> usize {
 }
 
 /// Everything but RFC 3986 unreserved characters is percent-encoded.
-const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
@@ -342,6 +361,28 @@ mod tests {
 
     fn rewrite_path_and_query<'a>(pq: &'a str, subs: &[ResolvedSubstitution]) -> Cow<'a, str> {
         super::rewrite_path_and_query(pq, subs).unwrap()
+    }
+
+    #[test]
+    fn transfer_codings_besides_chunked_become_content_codings() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("gzip, chunked"),
+        );
+        strip_response_headers(&mut headers, &Plan::default());
+        let codings: Vec<_> = headers.get_all(header::CONTENT_ENCODING).iter().collect();
+        assert_eq!(codings, ["br", "gzip"]);
+        assert!(!headers.contains_key(header::TRANSFER_ENCODING));
+
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        strip_response_headers(&mut headers, &Plan::default());
+        assert!(headers.is_empty());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Response scrubbing: the credential values of the matched service (and the encoded forms
+//! Response scrubbing: the credential values a vault's services send (and the encoded forms
 //! they take on the way out: basic-auth base64, percent-, query- and JSON-escaped, with the
 //! escapes other encoders add — `\/`, Go's `\u0026` — and HTML entities) are replaced by
 //! [`MARKER`] in response headers and bodies, so an upstream that reflects a request header,
@@ -64,8 +64,10 @@ impl Scrubber {
         let mut needles: Vec<Vec<u8>> = Vec::new();
         for value in values {
             needles.push(value.as_bytes().to_vec());
-            needles.push(super::rewrite::encode(value, false).into_bytes());
-            needles.push(super::rewrite::encode(value, true).into_bytes());
+            for percent in percent_forms(value) {
+                needles.push(lower_hex(&percent).into_bytes());
+                needles.push(percent.into_bytes());
+            }
             if let Ok(json) = serde_json::to_string(value)
                 && let Some(inner) = json.get(1..json.len().saturating_sub(1))
             {
@@ -73,18 +75,14 @@ impl Scrubber {
                     .replace('&', "\\u0026")
                     .replace('<', "\\u003c")
                     .replace('>', "\\u003e");
-                for escaped in [inner.to_owned(), go] {
+                // Python's `json.dumps` writes non-ASCII characters as `\u00e9`.
+                let ascii = ascii_json(inner);
+                for escaped in [inner.to_owned(), go, ascii] {
                     needles.push(escaped.replace('/', "\\/").into_bytes());
                     needles.push(escaped.into_bytes());
                 }
             }
-            let html = value
-                .replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('"', "&quot;")
-                .replace('\'', "&#39;");
-            needles.push(html.into_bytes());
+            needles.extend(html_forms(value).map(String::into_bytes));
         }
         for (user, pass) in basic_pairs {
             let blob = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
@@ -224,6 +222,81 @@ impl Scrubber {
             None => recent.len(),
         }
     }
+}
+
+/// The percent-encoded forms encoders produce: every byte but the unreserved `-._~`, in a
+/// path and, with `+` for space, in a query (as the broker encodes a substitution), and as
+/// JavaScript's `encodeURIComponent` (which also leaves `!'()*`) and Python's `quote` (which
+/// also leaves `/`) write it.
+fn percent_forms(value: &str) -> [String; 4] {
+    use super::rewrite::{NOT_UNRESERVED, encode};
+    use percent_encoding::{AsciiSet, utf8_percent_encode};
+    const JAVASCRIPT: &AsciiSet = &NOT_UNRESERVED
+        .remove(b'!')
+        .remove(b'\'')
+        .remove(b'(')
+        .remove(b')')
+        .remove(b'*');
+    const PYTHON: &AsciiSet = &NOT_UNRESERVED.remove(b'/');
+    [
+        encode(value, false),
+        encode(value, true),
+        utf8_percent_encode(value, JAVASCRIPT).to_string(),
+        utf8_percent_encode(value, PYTHON).to_string(),
+    ]
+}
+
+/// `%3C` as `%3c`: the hex digits of each escape in lower case, the rest as it is.
+fn lower_hex(percent: &str) -> String {
+    let mut out = String::with_capacity(percent.len());
+    let mut hex_left = 0;
+    for c in percent.chars() {
+        if hex_left > 0 {
+            out.push(c.to_ascii_lowercase());
+            hex_left -= 1;
+        } else {
+            out.push(c);
+            if c == '%' {
+                hex_left = 2;
+            }
+        }
+    }
+    out
+}
+
+/// A JSON string's inside with every non-ASCII character as `\uXXXX` (UTF-16, lower-case
+/// hex), as Python's `json.dumps` writes it by default.
+fn ascii_json(escaped: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(escaped.len());
+    for c in escaped.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        }
+    }
+    out
+}
+
+/// HTML and XML escapes: `&amp;`, `&lt;`, `&gt;`, and quotes as `&quot;` and `&#39;` (the
+/// common pair), `&quot;` and `&#x27;` (Python's `html.escape`), `&#34;` and `&#39;` (Go's
+/// templates), or left alone (XML text).
+fn html_forms(value: &str) -> impl Iterator<Item = String> {
+    let base = value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    [
+        ("&quot;", "&#39;"),
+        ("&quot;", "&#x27;"),
+        ("&#34;", "&#39;"),
+        ("\"", "'"),
+    ]
+    .into_iter()
+    .map(move |(double, single)| base.replace('"', double).replace('\'', single))
 }
 
 /// Whether `byte` may stand in a header name (RFC 9110's `tchar`).
@@ -469,6 +542,24 @@ mod tests {
             r"SENTINEL-sub-44\u0026x/y\u003cz\u003e'q",
             r"SENTINEL-sub-44\u0026x\/y\u003cz\u003e'q",
             "SENTINEL-sub-44&amp;x/y&lt;z&gt;&#39;q",
+        ] {
+            let out = s.replace(format!("[{form}]").as_bytes());
+            assert_eq!(
+                out.as_deref(),
+                Some(format!("[{MARKER}]").as_bytes()),
+                "{form}"
+            );
+        }
+        // What a red team's reflecting upstream sent back with other encoders' escapes.
+        let s = Scrubber::new([r#"Pw'd"q&r<s>t/u+v!*(x)"#, "SENTINEL-éü-91b7"], []).unwrap();
+        for form in [
+            "Pw&#x27;d&quot;q&amp;r&lt;s&gt;t/u+v!*(x)", // Python's html.escape
+            "Pw&#39;d&#34;q&amp;r&lt;s&gt;t/u+v!*(x)",   // Go's templates
+            r#"Pw'd"q&amp;r&lt;s&gt;t/u+v!*(x)"#,        // XML text
+            "Pw'd%22q%26r%3Cs%3Et%2Fu%2Bv!*(x)",         // encodeURIComponent
+            "Pw%27d%22q%26r%3Cs%3Et/u%2Bv%21%2A%28x%29", // Python's quote
+            "Pw%27d%22q%26r%3cs%3et%2fu%2bv%21%2a%28x%29", // lower-case hex
+            r"SENTINEL-\u00e9\u00fc-91b7",               // Python's json.dumps
         ] {
             let out = s.replace(format!("[{form}]").as_bytes());
             assert_eq!(

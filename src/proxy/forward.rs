@@ -368,7 +368,9 @@ async fn scrub_body(
         || parts.status == http::StatusCode::NO_CONTENT
         || parts.status == http::StatusCode::NOT_MODIFIED;
     if bodiless {
-        return Response::from_parts(parts, body);
+        // Whatever the upstream sent after such a head goes no further: HTTP/2 carries DATA
+        // after a 204 or 304 that has no Content-Length, and it would reach the agent unscanned.
+        return Response::from_parts(parts, empty_body());
     }
     let text = scrub::is_text(parts.headers.get(header::CONTENT_TYPE));
     if let Some(encoding) = encoding {
@@ -530,12 +532,13 @@ where
             Err(e) => tracing::debug!(%host, "WebSocket upgrade did not complete: {e}"),
         }
     });
-    Ok(Response::from_parts(
-        parts,
-        http_body_util::Empty::new()
-            .map_err(|e| -> BoxError { match e {} })
-            .boxed_unsync(),
-    ))
+    Ok(Response::from_parts(parts, empty_body()))
+}
+
+fn empty_body() -> ProxyBody {
+    http_body_util::Empty::new()
+        .map_err(|e| -> BoxError { match e {} })
+        .boxed_unsync()
 }
 
 /// The agent's request body broke off or was malformed while it streamed upstream: the
@@ -622,4 +625,24 @@ fn with_sources(err: &(dyn std::error::Error + 'static)) -> String {
         source = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn nothing_follows_a_head_that_has_no_body() {
+        let scrubber = Arc::new(Scrubber::new(["sk-SECRET-123"], []).unwrap());
+        for status in [http::StatusCode::NO_CONTENT, http::StatusCode::NOT_MODIFIED] {
+            let (mut parts, ()) = Response::new(()).into_parts();
+            parts.status = status;
+            let body = Full::new(Bytes::from_static(b"echo: sk-SECRET-123"))
+                .map_err(|e| -> BoxError { match e {} })
+                .boxed_unsync();
+            let response = scrub_body(parts, body, scrubber.clone(), false).await;
+            let sent = response.into_body().collect().await.unwrap().to_bytes();
+            assert!(sent.is_empty(), "{status}: {sent:?}");
+        }
+    }
 }

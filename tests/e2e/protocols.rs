@@ -690,6 +690,15 @@ fn reflected_credentials_come_back_as_the_marker() {
     assert_eq!(echo["query"], format!("key={MARKER}"), "{body}");
     assert_eq!(echo["body"], format!("note={MARKER}"), "{body}");
     assert!(!body.contains("SENTINEL-sub-44"), "{body}");
+    // What an upstream stored, read back through a path no service matches: scanned for
+    // every value the vault's services send (the echo stands in for the store).
+    let (status, body, _) = rig.curl(
+        &["--data", r#"{"note":"SENTINEL-sub-44&x/y"}"#],
+        &rig.https("/no-service-here/readback"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo["body"], format!(r#"{{"note":"{MARKER}"}}"#), "{body}");
     // A request that asks to switch to WebSocket, refused by an upstream that answers 200
     // as to any request: an ordinary response, scrubbed like one.
     let (status, body, _) = rig.curl(
@@ -1748,6 +1757,19 @@ fn a_reflection_compressed_against_the_brokers_ask_is_decoded_and_scrubbed() {
             encoder.write_all(data).unwrap();
             encoder.finish().unwrap()
         };
+        if head.path() == "/te-gzip" {
+            // Compressed as a transfer coding: hyper takes off only the chunking.
+            let body = gzip(echo.as_bytes());
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: gzip, chunked\r\n\r\n{:x}\r\n",
+                body.len()
+            );
+            let _ = tls
+                .write_all(&[answer.as_bytes(), &body, b"\r\n0\r\n\r\n"].concat())
+                .await;
+            let _ = tls.shutdown().await;
+            return;
+        }
         let (coding, body) = match head.path() {
             "/gzip" => ("gzip", gzip(echo.as_bytes())),
             // Compressed twice, each coding on a line of its own.
@@ -1784,6 +1806,13 @@ fn a_reflection_compressed_against_the_brokers_ask_is_decoded_and_scrubbed() {
         head.contains("etag: w/\"v1\""),
         "a decoded body's validator is weak: {head}"
     );
+
+    // Compressed as a transfer coding (`gzip, chunked`): decoded and scrubbed the same way.
+    let (status, body, head) = rig.curl(&[], &format!("https://127.0.0.1:{port}/te-gzip"));
+    assert_eq!(status, 200, "{body}");
+    let echo: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(echo["authorization"], format!("Bearer {MARKER}"), "{body}");
+    assert!(!head.contains("encoding: gzip"), "{head}");
 
     for (path, named) in [("/br", "(br)"), ("/twice", "(several codings)")] {
         let (status, body, _) = rig.curl(&[], &format!("https://127.0.0.1:{port}{path}"));
