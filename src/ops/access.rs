@@ -87,12 +87,15 @@ pub async fn vault_access(
     // a missing one does, word for word: vault names say things too.
     let (vault, role) = found
         .filter(|(_, role)| owner || role.is_some())
-        .ok_or_else(|| {
-            OpError::not_found(format!(
-                "vault \"{name}\" does not exist, or you are not a member of it; see your vaults with `agent-vault vault list`"
-            ))
-        })?;
+        .ok_or_else(|| unknown_vault(name))?;
     Ok(VaultAccess { vault, role, owner })
+}
+
+/// The answer for a vault that does not exist, and for one the caller has no part in.
+fn unknown_vault(name: &str) -> OpError {
+    OpError::not_found(format!(
+        "vault \"{name}\" does not exist, or you are not a member of it; see your vaults with `agent-vault vault list`"
+    ))
 }
 
 /// Checks a vault name: lowercase letters, digits and single hyphens, 1–64 characters.
@@ -128,17 +131,17 @@ pub fn assignable_vaults(
     let mut out = Vec::new();
     for (name, role) in wanted {
         let Some(vault) = vaults::by_name(conn, name)? else {
-            return Ok(Err(OpError::not_found(format!(
-                "vault \"{name}\" does not exist"
-            ))));
+            return Ok(Err(unknown_vault(name)));
         };
-        let admin = match caller.actor() {
-            Some((actor, id)) => {
-                vaults::role_of(conn, &vault.id, actor, id)? == Some(VaultRole::Admin)
-            }
-            None => false,
+        let held = match caller.actor() {
+            Some((actor, id)) => vaults::role_of(conn, &vault.id, actor, id)?,
+            None => None,
         };
-        if !(admin || caller.is_owner()) {
+        if held.is_none() && !caller.is_owner() {
+            // Word for word as a missing vault: an outsider learns no vault names here.
+            return Ok(Err(unknown_vault(name)));
+        }
+        if !(held == Some(VaultRole::Admin) || caller.is_owner()) {
             return Ok(Err(OpError::forbidden(format!(
                 "only admins of vault \"{name}\" (or an owner) can give access to it"
             ))));

@@ -334,6 +334,8 @@ pub struct ProposalView {
     pub reviewed_by: Option<ActorName>,
     /// Credential keys the vault already holds.
     pub existing: Vec<String>,
+    /// The vault's current services that approving would replace (same host, port and path).
+    pub replaced: Vec<Service>,
 }
 
 impl ProposalView {
@@ -365,14 +367,28 @@ impl ProposalView {
 
 /// Who filed a proposal, in words (for notices).
 pub fn filed_by_text(conn: &Connection, proposal: &Proposal) -> store::Result<String> {
-    Ok(view(conn, "", proposal.clone(), &[])?.filed_by_text())
+    Ok(view(conn, "", proposal.clone(), &Current::default())?.filed_by_text())
+}
+
+/// What a vault holds now, beside which a proposal is shown.
+#[derive(Default)]
+struct Current {
+    keys: Vec<String>,
+    services: Vec<Service>,
+}
+
+fn current(conn: &Connection, vault_id: &str) -> store::Result<Current> {
+    Ok(Current {
+        keys: credentials::keys(conn, vault_id)?,
+        services: store::services::list(conn, vault_id)?,
+    })
 }
 
 fn view(
     conn: &Connection,
     vault: &str,
     proposal: Proposal,
-    existing: &[String],
+    current: &Current,
 ) -> store::Result<ProposalView> {
     let filed_by = match &proposal.proposer {
         Proposer::User(id) => FiledBy::Actor(actor_name(conn, ActorType::User, id)?),
@@ -386,12 +402,19 @@ fn view(
         Some((kind, id)) => Some(actor_name(conn, *kind, id)?),
         None => None,
     };
+    let replaced = current
+        .services
+        .iter()
+        .filter(|s| proposal.services.iter().any(|p| p.matcher() == s.matcher()))
+        .cloned()
+        .collect();
     Ok(ProposalView {
         vault: vault.to_owned(),
         proposal,
         filed_by,
         reviewed_by,
-        existing: existing.to_vec(),
+        existing: current.keys.clone(),
+        replaced,
     })
 }
 
@@ -425,10 +448,10 @@ pub async fn list(
     let items = state
         .db(move |store, _| {
             store.read(|conn| {
-                let existing = credentials::keys(conn, &vault_id)?;
+                let current = current(conn, &vault_id)?;
                 proposals::list(conn, &vault_id, status)?
                     .into_iter()
-                    .map(|p| view(conn, &name, p, &existing))
+                    .map(|p| view(conn, &name, p, &current))
                     .collect::<store::Result<Vec<_>>>()
             })
         })
@@ -452,8 +475,7 @@ pub async fn get(
                 let Some(p) = proposals::get(conn, &vault_id, number)? else {
                     return Ok(None);
                 };
-                let existing = credentials::keys(conn, &vault_id)?;
-                view(conn, &name, p, &existing).map(Some)
+                view(conn, &name, p, &current(conn, &vault_id)?).map(Some)
             })
         })
         .await?;
@@ -481,8 +503,7 @@ pub async fn by_link(
                 if !proposal.link_accepts(&token, now()) {
                     return Ok(None);
                 }
-                let existing = credentials::keys(conn, &vault.id)?;
-                let view = view(conn, &vault.name, proposal, &existing)?;
+                let view = view(conn, &vault.name, proposal, &current(conn, &vault.id)?)?;
                 Ok(Some((vault, view)))
             })
         })

@@ -72,15 +72,24 @@ async fn bind_proxy_tls(options: &ServerOptions, have_ca: bool) -> Option<TcpLis
 }
 
 fn init_logging(options: &ServerOptions) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = match options.log_level {
         super::LogLevel::Info => tracing::Level::INFO,
         super::LogLevel::Debug => tracing::Level::DEBUG,
     };
+    // Debug is for this crate's own lines, which never carry a credential; the libraries'
+    // debug lines can (h2 prints a GOAWAY's debug data, a frame's path), so they stay at info.
+    let own_lines = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::Level::INFO)
+        .with_target(env!("CARGO_CRATE_NAME"), level);
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(level)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
+        .finish()
+        .with(own_lines)
         .try_init();
 }
 

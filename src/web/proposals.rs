@@ -77,6 +77,9 @@ pub fn service_text(service: &Service) -> Markup {
             (s.surfaces.iter().map(surface_text).collect::<Vec<_>>().join(", "))
         }
         @if !service.enabled { " — " em { "added disabled" } }
+        @if !service.scrub_responses {
+            " — " strong { "responses not scrubbed" } ": the upstream can send the credential back to the agent"
+        }
         @if let Some(description) = &service.description { br; span.muted { (description) } }
     }
 }
@@ -96,7 +99,16 @@ pub fn details(view: &ProposalView) -> Markup {
         }
         @if !p.services.is_empty() {
             h2 { "Services" }
-            ul { @for s in &p.services { li { (service_text(s)) } } }
+            ul {
+                @for s in &p.services {
+                    li {
+                        (service_text(s))
+                        @if let Some(current) = view.replaced.iter().find(|c| c.matcher() == s.matcher()) {
+                            br; em { "Replaces the current service: " } (service_text(current))
+                        }
+                    }
+                }
+            }
         }
         @if !keys.is_empty() {
             h2 { "Credentials" }

@@ -417,6 +417,21 @@ fn every_action_with_every_role() {
         (status, body.to_string().replace(vault, "<vault>"))
     };
     assert_eq!(answer("default"), answer("no-such-vault"));
+    // Also when the outsider names the vault in an invite.
+    for path in ["/v1/users/invites", "/v1/agents/invites"] {
+        let invite = |vault: &str| {
+            let body = serde_json::json!({
+                "email": "someone@example.com",
+                "name": "someone",
+                "vaults": [{"vault": vault, "role": "member"}],
+            });
+            let (status, body) = api.call("POST", path, Some(&users.outsider), Some(body));
+            (status, body.to_string().replace(vault, "<vault>"))
+        };
+        let existing = invite("default");
+        assert_eq!(existing.0, 404, "{path}: {existing:?}");
+        assert_eq!(existing, invite("no-such-vault"), "{path}");
+    }
 }
 
 #[test]

@@ -667,12 +667,20 @@ fn approval_page_shows_and_applies_a_proposal() {
     );
     assert!(!again.contains("value_EXAMPLE_TOKEN"), "{again}");
 
-    // Rejection from the page.
+    // Rejection from the page, of a proposal that would replace the approved service with
+    // one whose responses go unscrubbed: the page says both.
     let (_, second) = curl_json(
         "POST",
         &format!("{}/v1/proposals", server.url),
         &token,
-        Some(json!({"credentials": [{"key": "SECOND_KEY"}]})),
+        Some(json!({
+            "services": [{
+                "host": "api.example.com",
+                "scrub_responses": false,
+                "auth": { "type": "bearer", "token": "EXAMPLE_TOKEN" }
+            }],
+            "credentials": [{"key": "SECOND_KEY"}],
+        })),
     );
     let second_token = second["approval_url"]
         .as_str()
@@ -682,10 +690,15 @@ fn approval_page_shows_and_applies_a_proposal() {
         .unwrap()
         .to_owned();
     // The browser signed in with the approval above: it acts without a password now.
-    browser.get(&format!(
+    let (_, page) = browser.get(&format!(
         "{}/approve/default/2?token={second_token}",
         server.url
     ));
+    assert!(
+        page.contains("<strong>responses not scrubbed</strong>")
+            && page.contains("Replaces the current service"),
+        "{page}"
+    );
     let (status, rejected) = browser.post(
         &format!("{}/approve/default/2", server.url),
         &[
