@@ -193,20 +193,65 @@ fn build_error(tag: &str, base: &str, message: &str, log: &str) -> SandboxError 
         format!(
             "\nThe base image {base} is not available locally and no registry answered. Build or import a Debian-like image (for example with debootstrap and `docker import`) and name it in {BASE_IMAGE_ENV}."
         )
+    } else if message.contains("claude-code") {
+        format!(
+            "\nClaude Code is installed from the npm registry. Where it cannot be reached, set {CLAUDE_CODE_VERSION_ENV}=none to build without it, or run an image that has it with --image."
+        )
     } else {
         String::new()
     };
-    let tail: Vec<&str> = log.lines().rev().take(15).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    let tail: Vec<String> = log.lines().rev().take(15).map(without_escapes).collect();
+    let tail: Vec<String> = tail.into_iter().rev().collect();
     SandboxError::Image(format!(
         "building {tag} failed: {message}{hint}\n{}",
         tail.join("\n")
     ))
 }
 
+/// A build's output line without its terminal colour codes (`ESC[91m`) or other control
+/// characters: it is quoted in an error message, which may not go to a terminal.
+fn without_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: `[`, parameters, then a final letter.
+            if chars.clone().next() == Some('[') {
+                chars.by_ref().find(char::is_ascii_alphabetic);
+            }
+        } else if !c.is_control() || c == '\t' {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_claude_code_install_names_the_way_round_and_quotes_plain_text() {
+        let error = build_error(
+            "agent-vault/agent:1",
+            "debian",
+            "The command '/bin/sh -c npm install -g \"@anthropic-ai/claude-code@latest\"' returned a non-zero code: 1",
+            "step 7\n\u{1b}[91mnpm error getaddrinfo ENOTFOUND registry.npmjs.org\u{1b}[0m\n",
+        )
+        .to_string();
+        assert!(
+            error.contains("AGENT_VAULT_CLAUDE_CODE_VERSION=none"),
+            "{error}"
+        );
+        assert!(
+            error.contains("\nnpm error getaddrinfo ENOTFOUND registry.npmjs.org"),
+            "{error}"
+        );
+        assert!(
+            !error.contains('\u{1b}') && !error.contains("[91m"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn tags_follow_content_and_arguments() {
