@@ -13,7 +13,8 @@
 //!   holds back at most a possible start of a secret, and a long frame goes out as fragments,
 //!   which RFC 6455 (5.4) lets an intermediary do when no extension is negotiated — and the
 //!   payload of every control frame (a close reason; a ping the client would echo back).
-//!   Binary messages pass, like binary response bodies. The broker removes
+//!   Binary messages are scanned the same way, a value replaced by a filler of its own
+//!   length, like binary response bodies. The broker removes
 //!   `Sec-WebSocket-Extensions` from the upgrade, so a compressed frame (RSV bits) from the
 //!   upstream is a protocol error that ends the connection rather than a way past the scan.
 //! - **Substitution** (client to server, surface `ws`) replaces placeholders in text frames
@@ -41,6 +42,7 @@ pub const MAX_SUBSTITUTED_FRAME: usize = 2 * 1024 * 1024;
 
 const OPCODE_CONTINUATION: u8 = 0;
 const OPCODE_TEXT: u8 = 1;
+const OPCODE_BINARY: u8 = 2;
 const OPCODE_CLOSE: u8 = 8;
 /// Control frames (close, ping, pong) carry at most this much.
 const MAX_CONTROL_PAYLOAD: usize = 125;
@@ -415,15 +417,15 @@ where
 }
 
 /// Server to client: every text message scanned as one stream, every control frame's payload
-/// scanned; binary messages pass (see the module's notes).
+/// scanned; binary messages too, with fillers of the values' own length.
 async fn pump_scrubbing<R, W>(reader: R, writer: W, scrubber: Arc<Scrubber>) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut io = Frames::new(reader, writer);
-    // The text message in progress: its scan, and whether a frame of it has gone out.
-    let mut text: Option<(BodyScrub, bool)> = None;
+    // The message in progress: its opcode, its scan, and whether a frame of it has gone out.
+    let mut message: Option<(u8, BodyScrub, bool)> = None;
     while let Some(frame) = io.next_header().await? {
         if frame.rsv() != 0 {
             return Err(protocol_error(
@@ -454,16 +456,20 @@ where
         }
         let scanned = match opcode {
             OPCODE_TEXT => {
-                text = Some((BodyScrub::new(scrubber.clone()), false));
+                message = Some((opcode, BodyScrub::new(scrubber.clone()), false));
                 true
             }
-            OPCODE_CONTINUATION => text.is_some(),
+            OPCODE_BINARY => {
+                message = Some((opcode, BodyScrub::same_length(scrubber.clone()), false));
+                true
+            }
+            OPCODE_CONTINUATION => message.is_some(),
             _ => {
-                text = None;
+                message = None;
                 false
             }
         };
-        let Some((scan, started)) = text.as_mut().filter(|_| scanned) else {
+        let Some((first_opcode, scan, started)) = message.as_mut().filter(|_| scanned) else {
             io.pass(&frame);
             continue;
         };
@@ -487,7 +493,7 @@ where
             }
             frame.encode(clean.len(), &mut io.out);
             io.out.put_slice(&clean);
-            text = None;
+            message = None;
             continue;
         }
         io.buf.advance(frame.size);
@@ -522,7 +528,7 @@ where
                 let opcode = if *started {
                     OPCODE_CONTINUATION
                 } else {
-                    OPCODE_TEXT
+                    *first_opcode
                 };
                 let header = FrameHeader {
                     first: (if last { 0x80 } else { 0 }) | opcode,
@@ -546,7 +552,7 @@ where
             }
         }
         if frame.fin() {
-            text = None;
+            message = None;
         }
     }
     io.finish().await
@@ -811,8 +817,8 @@ mod tests {
         assert!(got[3] == (OPCODE_TEXT, big_clean), "the large frame");
         assert_eq!(
             got[4],
-            (2, b"binary sk-live-123456".to_vec()),
-            "binary passes"
+            (2, b"binary [agent-vault:r".to_vec()),
+            "binary keeps its length"
         );
         assert_eq!(got[5], text(format!("masked {MARKER}")));
         let (opcode, close) = &got[6];
@@ -1026,7 +1032,7 @@ mod tests {
 
             /// What the client must get, in order: the pings sent between fragments, then
             /// the message with its text scrubbed.
-            fn expected(&self, scrubber: &Scrubber) -> Vec<(u8, Vec<u8>)> {
+            fn expected(&self, scrubber: &Arc<Scrubber>) -> Vec<(u8, Vec<u8>)> {
                 let scrubbed = || {
                     scrubber
                         .replace(&self.payload)
@@ -1040,7 +1046,12 @@ mod tests {
                 out.push(match self.opcode {
                     OPCODE_TEXT => (self.opcode, scrubbed()),
                     9 => (9, scrub_control(9, self.payload.clone(), scrubber)),
-                    _ => (self.opcode, self.payload.clone()),
+                    _ => {
+                        let mut scan = BodyScrub::same_length(scrubber.clone());
+                        let mut payload = scan.push(self.payload.clone().into()).to_vec();
+                        payload.extend_from_slice(&scan.finish());
+                        (self.opcode, payload)
+                    }
                 });
                 out
             }
@@ -1048,13 +1059,13 @@ mod tests {
 
         proptest! {
             /// Whatever the framing and however the bytes arrive, the client gets the same
-            /// messages with every text and control payload scrubbed and binary untouched.
+            /// messages with every payload scrubbed (a binary one keeping its length).
             #[test]
             fn scrubbing_keeps_messages_and_removes_the_secret(
                 sent in prop::collection::vec(message(), 1..6),
                 piece in 1usize..200,
             ) {
-                let scrubber = Scrubber::new(["sk-live-123456"], []).unwrap();
+                let scrubber = Arc::new(Scrubber::new(["sk-live-123456"], []).unwrap());
                 let wire: Vec<u8> = sent.iter().flat_map(Message::wire).collect();
                 let (ended, out) = block_on(pump_all(wire, scrub(), piece));
                 prop_assert!(ended.is_ok(), "{ended:?}");
