@@ -75,9 +75,27 @@ impl Scrubber {
                     .replace('&', "\\u0026")
                     .replace('<', "\\u003c")
                     .replace('>', "\\u003e");
-                // Python's `json.dumps` writes non-ASCII characters as `\u00e9`.
-                let ascii = ascii_json(inner);
-                for escaped in [inner.to_owned(), go, ascii] {
+                // Python's `json.dumps` writes non-ASCII characters as `\u00e9`, Jackson as
+                // `\u00E9`; .NET's System.Text.Json escapes HTML-sensitive ones too.
+                let dotnet = ascii_json(
+                    &inner
+                        .replace("\\\"", "\\u0022")
+                        .replace('&', "\\u0026")
+                        .replace('\'', "\\u0027")
+                        .replace('+', "\\u002B")
+                        .replace('<', "\\u003C")
+                        .replace('>', "\\u003E")
+                        .replace('`', "\\u0060"),
+                    true,
+                );
+                let forms = [
+                    inner.to_owned(),
+                    go,
+                    ascii_json(inner, false),
+                    ascii_json(inner, true),
+                    dotnet,
+                ];
+                for escaped in forms {
                     needles.push(escaped.replace('/', "\\/").into_bytes());
                     needles.push(escaped.into_bytes());
                 }
@@ -264,9 +282,9 @@ fn lower_hex(percent: &str) -> String {
     out
 }
 
-/// A JSON string's inside with every non-ASCII character as `\uXXXX` (UTF-16, lower-case
-/// hex), as Python's `json.dumps` writes it by default.
-fn ascii_json(escaped: &str) -> String {
+/// A JSON string's inside with every non-ASCII character as `\uXXXX` (UTF-16), in lower-
+/// or upper-case hex.
+fn ascii_json(escaped: &str, upper: bool) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(escaped.len());
     for c in escaped.chars() {
@@ -274,7 +292,10 @@ fn ascii_json(escaped: &str) -> String {
             out.push(c);
         } else {
             for unit in c.encode_utf16(&mut [0; 2]) {
-                let _ = write!(out, "\\u{unit:04x}");
+                let _ = match upper {
+                    true => write!(out, "\\u{unit:04X}"),
+                    false => write!(out, "\\u{unit:04x}"),
+                };
             }
         }
     }
@@ -282,8 +303,8 @@ fn ascii_json(escaped: &str) -> String {
 }
 
 /// HTML and XML escapes: `&amp;`, `&lt;`, `&gt;`, and quotes as `&quot;` and `&#39;` (the
-/// common pair), `&quot;` and `&#x27;` (Python's `html.escape`), `&#34;` and `&#39;` (Go's
-/// templates), or left alone (XML text).
+/// common pair), `&quot;` and `&#x27;` (Python's `html.escape`), `&quot;` and `&#039;`
+/// (PHP's `htmlspecialchars`), `&#34;` and `&#39;` (Go's templates), or left alone (XML).
 fn html_forms(value: &str) -> impl Iterator<Item = String> {
     let base = value
         .replace('&', "&amp;")
@@ -292,6 +313,7 @@ fn html_forms(value: &str) -> impl Iterator<Item = String> {
     [
         ("&quot;", "&#39;"),
         ("&quot;", "&#x27;"),
+        ("&quot;", "&#039;"),
         ("&#34;", "&#39;"),
         ("\"", "'"),
     ]
@@ -560,6 +582,9 @@ mod tests {
             "Pw%27d%22q%26r%3Cs%3Et/u%2Bv%21%2A%28x%29", // Python's quote
             "Pw%27d%22q%26r%3cs%3et%2fu%2bv%21%2a%28x%29", // lower-case hex
             r"SENTINEL-\u00e9\u00fc-91b7",               // Python's json.dumps
+            r"SENTINEL-\u00E9\u00FC-91b7",               // Jackson
+            r"Pw\u0027d\u0022q\u0026r\u003Cs\u003Et/u\u002Bv!*(x)", // .NET's System.Text.Json
+            "Pw&#039;d&quot;q&amp;r&lt;s&gt;t/u+v!*(x)", // PHP's htmlspecialchars
         ] {
             let out = s.replace(format!("[{form}]").as_bytes());
             assert_eq!(
