@@ -44,6 +44,13 @@ profile-proxy *ARGS:
 bench-sandbox:
     scripts/bench-sandbox.sh
 
+# Coverage-guided fuzzing of the parsers that read untrusted input (fuzz/; libFuzzer through
+# cargo-fuzz, without a sanitizer, so the stable toolchain builds it): each target for SECS
+# seconds, or `just fuzz 600 scrub` for one. Findings land in fuzz/artifacts/<target>/.
+fuzz SECS="120" *TARGETS="authority services scrub rewrite proxy_auth settings":
+    cargo install --locked cargo-fuzz
+    for t in {{TARGETS}}; do cargo fuzz run -s none --fuzz-dir fuzz "$t" -- -max_total_time={{SECS}} || exit 1; done
+
 # Everything CI does, from a fresh machine
 ci:
     .ci/run

@@ -12,7 +12,7 @@ mod auth;
 mod ca;
 mod catalog;
 mod client;
-mod duration;
+pub mod duration;
 mod email;
 mod listener;
 mod master_password;
