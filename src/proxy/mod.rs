@@ -220,6 +220,16 @@ pub(crate) fn auth_failed(
     err: BrokerError,
     presented: bool,
 ) -> Response<ProxyBody> {
+    // The agent sees this as a bare `CONNECT` failure; the operator should see why. (The
+    // message names vaults and the fix, never the token.)
+    if presented {
+        tracing::debug!(
+            ?peer,
+            code = err.code,
+            "proxy sign-in refused: {}",
+            err.message
+        );
+    }
     if let Some(peer) = peer {
         if let Err(refusal) = proxy.limits.proxy_auth_gate(peer) {
             return refuse_limited(&refusal);

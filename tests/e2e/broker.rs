@@ -605,6 +605,35 @@ fn explicit_endpoint_and_plain_http() {
 }
 
 #[test]
+fn a_token_given_another_vaults_name_is_refused_and_the_log_says_why() {
+    let rig = Rig::start(true);
+    let proxy = format!("http://{}:other@127.0.0.1:{}", rig.token, rig.mitm);
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_connect}",
+            "--proxy",
+            &proxy,
+        ])
+        .arg("--cacert")
+        .arg(&rig.ca)
+        .arg(rig.https("/bearer"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+    // The agent's curl says only that CONNECT failed; the server's debug log says why.
+    let (_, log) = rig.server.stop_with("TERM");
+    assert!(
+        log.contains("vault_mismatch") && log.contains("not \"other\""),
+        "{log}"
+    );
+    assert!(!log.contains(rig.token.as_str()), "{log}");
+}
+
+#[test]
 fn private_destinations_need_the_allowlist() {
     let rig = Rig::start(false);
     let (status, body, _) = rig.curl(&[], &rig.https("/bearer"));
