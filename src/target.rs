@@ -205,7 +205,11 @@ impl Target {
             url::Host::Ipv6(v6) => Host::Ip(IpAddr::V6(v6)),
             url::Host::Domain(name) => Host::parse(name)?,
         };
-        let port = url.port_or_known_default().ok_or_else(invalid)?;
+        // Port 0 is refused as in an authority: nothing listens there.
+        let port = url
+            .port_or_known_default()
+            .filter(|p| *p != 0)
+            .ok_or_else(invalid)?;
         Ok(Self::new(scheme, host, port))
     }
 
@@ -400,6 +404,9 @@ mod tests {
             "127.0.0.1:14321",
             "http://u:p@x.example",
             "http://",
+            // Found by `just fuzz`: read as https://https:0, which no authority accepts.
+            "https:https:0",
+            "http://x.example:0/",
         ] {
             assert!(Target::from_url(bad).is_err(), "{bad:?} should be refused");
         }

@@ -52,8 +52,12 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
     if seconds <= 0.0 {
         return Err(bad());
     }
-    // `try_`: a sum of 2^64 seconds or more (`18446744073709551616s`) does not fit a Duration.
-    Duration::try_from_secs_f64(seconds).map_err(|_| bad())
+    // `try_`: a sum of 2^64 seconds or more (`18446744073709551616s`) does not fit a Duration;
+    // less than a nanosecond (`.1ns`) rounds to zero.
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(bad)
 }
 
 /// Whole seconds, rounded up (an API that counts seconds never gets less than asked).
@@ -102,7 +106,8 @@ mod tests {
             "1e3s",
             "5mm",
             "h1",
-            // Too long for a Duration: refused, not a panic.
+            // Under a nanosecond, or too long for a Duration: refused, not a panic.
+            ".1ns",
             "18446744073709551616s",
             "213503982334602d",
             &format!("{}s", "9".repeat(400)),
