@@ -363,6 +363,21 @@ async fn scrub_body(
         (Some(one), None) => Some(one.clone()),
         (Some(_), Some(_)) => Some(HeaderValue::from_static("several codings")),
     };
+    let inflate = encoding
+        .as_ref()
+        .and_then(|encoding| Inflate::for_encoding(encoding.as_bytes()));
+    if inflate.is_some() {
+        // Decoded, it is another representation: no length or encoding of the compressed
+        // one, and its validator only weak. A HEAD or a 304 says the same as the GET would.
+        parts.headers.remove(header::CONTENT_ENCODING);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        if let Some(etag) = parts.headers.get(header::ETAG)
+            && !etag.as_bytes().starts_with(b"W/")
+            && let Ok(weak) = HeaderValue::from_bytes(&[b"W/", etag.as_bytes()].concat())
+        {
+            parts.headers.insert(header::ETAG, weak);
+        }
+    }
     let bodiless = head_only
         || parts.status.is_informational()
         || parts.status == http::StatusCode::NO_CONTENT
@@ -374,22 +389,12 @@ async fn scrub_body(
     }
     let text = scrub::is_text(parts.headers.get(header::CONTENT_TYPE));
     if let Some(encoding) = encoding {
-        let Some(inflate) = Inflate::for_encoding(encoding.as_bytes()) else {
+        let Some(inflate) = inflate else {
             let coding = String::from_utf8_lossy(encoding.as_bytes()).into_owned();
             return error_response(&BrokerError::upstream(format!(
                 "the upstream compressed its response ({coding:.40}) although the broker asked for none; the broker cannot read that coding to remove credentials from it, so it does not pass it on (a service whose responses may go unscanned can set scrub_responses: false)"
             )));
         };
-        // Decoded, it is another representation: no length or encoding of the compressed
-        // one, and its validator only weak.
-        parts.headers.remove(header::CONTENT_ENCODING);
-        parts.headers.remove(header::CONTENT_LENGTH);
-        if let Some(etag) = parts.headers.get(header::ETAG)
-            && !etag.as_bytes().starts_with(b"W/")
-            && let Ok(weak) = HeaderValue::from_bytes(&[b"W/", etag.as_bytes()].concat())
-        {
-            parts.headers.insert(header::ETAG, weak);
-        }
         let scan = if text {
             BodyScrub::new(scrubber)
         } else {

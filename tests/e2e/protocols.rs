@@ -1823,6 +1823,14 @@ fn a_reflection_compressed_against_the_brokers_ask_is_decoded_and_scrubbed() {
         head.contains("etag: w/\"v1\""),
         "a decoded body's validator is weak: {head}"
     );
+    // A HEAD gets the head the GET would: decoded, of no stated length.
+    let (status, _, head) = rig.curl(&["-I"], &format!("https://127.0.0.1:{port}/gzip"));
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        !head.contains("content-encoding") && !head.contains("content-length"),
+        "{head}"
+    );
+    assert!(head.contains("etag: w/\"v1\""), "{head}");
 
     // Compressed as a transfer coding (`gzip, chunked`): decoded and scrubbed the same way.
     let (status, body, head) = rig.curl(&[], &format!("https://127.0.0.1:{port}/te-gzip"));
