@@ -161,6 +161,9 @@ enum AuthRoute {
     LinkToken,
     /// The address only.
     Address,
+    /// A password check by a signed-in user: the session (bearer token or cookie) that asks,
+    /// so a stolen session guesses its account's password no faster than a sign-in would.
+    Session,
 }
 
 fn auth_route(method: &Method, path: &str) -> Option<(AuthRoute, Option<String>)> {
@@ -179,6 +182,7 @@ fn auth_route(method: &Method, path: &str) -> Option<(AuthRoute, Option<String>)
             return Some((AuthRoute::PathToken, Some((*token).to_owned())));
         }
         ["approve", _, _] if get || post => AuthRoute::LinkToken,
+        ["v1", "auth", "change-password"] | ["account", "password"] if post => AuthRoute::Session,
         ["auth", "google", "callback"] if get => AuthRoute::Address,
         _ => return None,
     };
@@ -281,6 +285,17 @@ async fn charge_auth(
     let mut keys = vec![address];
     let request = match route {
         AuthRoute::Address => request,
+        AuthRoute::Session => {
+            use crate::web::session::{SESSION_COOKIE, cookie};
+            let headers = request.headers();
+            let session = crate::api::auth::bearer_token_of(headers)
+                .map(str::to_owned)
+                .or_else(|| cookie(headers, SESSION_COOKIE));
+            if let Some(session) = session {
+                keys.push(token_key(&session));
+            }
+            request
+        }
         AuthRoute::PathToken => {
             if let Some(token) = path_token {
                 keys.push(token_key(&token));
@@ -359,6 +374,14 @@ mod tests {
         assert_eq!(
             auth_route(&Method::GET, "/approve/default/3").map(|r| r.0),
             Some(AuthRoute::LinkToken)
+        );
+        assert_eq!(
+            auth_route(&post, "/v1/auth/change-password").map(|r| r.0),
+            Some(AuthRoute::Session)
+        );
+        assert_eq!(
+            auth_route(&post, "/account/password").map(|r| r.0),
+            Some(AuthRoute::Session)
         );
         assert_eq!(auth_route(&Method::GET, "/login"), None);
         assert_eq!(auth_route(&post, "/v1/auth/logout"), None);

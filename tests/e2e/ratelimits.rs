@@ -130,6 +130,52 @@ fn auth_tier_keys_address_and_account_and_says_nothing_about_existence() {
 }
 
 #[test]
+fn a_password_change_is_charged_like_a_sign_in_to_its_session() {
+    // A signed-in user's password checks share the hashing slots with everyone's sign-ins:
+    // uncharged, a stolen session could guess at hashing speed and hold up every login.
+    let home = TestHome::new();
+    let server = home.start_server(
+        &[],
+        "",
+        &[
+            ("AGENT_VAULT_RATELIMIT_AUTH_MAX", "3"),
+            ("AGENT_VAULT_RATELIMIT_AUTH_WINDOW", "1h"),
+        ],
+    );
+    let _owner = Cli::owner(home, &server);
+    let session: Value = login(&server, "127.0.2.1", OWNER_EMAIL, OWNER_PASSWORD)
+        .json()
+        .unwrap();
+    let session = session["token"].as_str().unwrap().to_owned();
+    // From a new address each time: the session itself is what is charged.
+    let change = |n: u32| {
+        client_from(&format!("127.0.2.{}", 10 + n))
+            .post(format!("{}/v1/auth/change-password", server.url))
+            .bearer_auth(&session)
+            .json(&json!({ "current_password": "a-wrong-guess", "new_password": "whatever-new-1" }))
+            .send()
+            .unwrap()
+    };
+    for n in 0..3 {
+        assert_eq!(change(n).status(), 401, "guess {n}");
+    }
+    refused(change(3), "AUTH");
+    // The web form is the same check, charged to its session cookie.
+    let web = client_from("127.0.2.30")
+        .post(format!("{}/account/password", server.url))
+        .header("cookie", format!("av_session={session}"))
+        .form(&[("current_password", "a-wrong-guess")])
+        .send()
+        .unwrap();
+    assert_eq!(web.status(), 429);
+    // Other people still sign in.
+    assert_eq!(
+        login(&server, "127.0.2.40", OWNER_EMAIL, OWNER_PASSWORD).status(),
+        200
+    );
+}
+
+#[test]
 fn auth_tier_recovers_after_its_window() {
     // No account yet: login answers 503 (not initialized) after the limiter let it through.
     let home = TestHome::new();
