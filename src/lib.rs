@@ -9,12 +9,13 @@
 //! Lower layers never import upper ones:
 //!
 //! ```text
-//! ceilings → roots → target → netguard → paths → metrics → crypto → services → store → ca → broker → limits → proxy → mail → ops → api | web → server → cli → main
+//! ceilings → text → roots → target → netguard → paths → metrics → crypto → services → store → ca → broker → limits → proxy → mail → ops → api | web → server → cli → main
 //! ```
 //!
 //! | module   | owns |
 //! |----------|------|
 //! | [`ceilings`] | resource ceilings: password-hashing slots, the substitution body budget, verification-guess budgets, short echoes of input |
+//! | [`text`]   | characters that make text show as something it is not: invisible ones, bidi controls, lookalike scripts |
 //! | [`roots`]  | trusted TLS roots for our own clients: the system bundle plus `SSL_CERT_FILE` / `SSL_CERT_DIR` |
 //! | [`target`] | where a proxied request goes (scheme, host, port), parsed once; the one host-name validator |
 //! | [`netguard`] | SSRF guard for upstream dials: deny policy, checked resolution, dialing the checked address |
@@ -57,6 +58,7 @@ pub mod server;
 pub mod services;
 pub mod store;
 pub mod target;
+pub mod text;
 pub mod web;
 
 /// The version printed by `agent-vault version` and sent by the CLI.

@@ -52,14 +52,21 @@ pub fn validate_email(email: &str) -> Result<(), String> {
             if !local.is_empty()
                 && !local.contains(['<', '>', '(', ')', '[', ']', '\\', ',', ';', ':', '"'])
                 && domain_is_a_host(domain));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
+    if !valid {
+        return Err(format!(
             "\"{}\" is not a valid email address",
             excerpt(email, ECHO_CHARS)
-        ))
+        ));
     }
+    // An address is how people recognise each other in member lists and reviews: one that
+    // prints like another's (`alice\u{200B}@x.com`, a Cyrillic `а`) would stand in for it.
+    if email.chars().any(crate::text::is_invisible) {
+        return Err("the email address holds an invisible character (a zero-width space or a direction mark); type the address plainly".into());
+    }
+    if crate::text::mixes_lookalike_scripts(email) {
+        return Err("the email address mixes Latin, Greek or Cyrillic letters, which look alike; type the address in one script (a domain can be written in its xn-- form)".into());
+    }
+    Ok(())
 }
 
 /// Checks a new password's length (the only rule: long passphrases beat composition rules).
@@ -524,6 +531,9 @@ mod tests {
             "a@x..io",
             "a@[10.0.0.1]",
             "a(comment)@x.io",
+            "alice\u{200B}@x.com",
+            "alice@x.com\u{202E}",
+            "\u{0430}lice@x.com",
         ] {
             assert!(validate_email(bad).is_err(), "{bad}");
         }

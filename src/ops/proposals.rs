@@ -123,6 +123,11 @@ fn text_field(value: Option<String>, field: &str, max: usize) -> Result<Option<S
                 "{field} contains control characters; send plain text (line breaks are fine)"
             )))
         }
+        Some(text) if text.chars().any(crate::text::is_bidi_control) => {
+            Err(OpError::invalid(format!(
+                "{field} contains a text-direction control (such as U+202E), which reorders what a reviewer sees; send plain text"
+            )))
+        }
         Some(text) if text.trim().is_empty() => Ok(None),
         other => Ok(other),
     }

@@ -461,10 +461,10 @@ fn check_service(service: &Service, at: &str) -> Result<(), String> {
         // terminal of whoever lists the services later.
         if description
             .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
+            .any(|c| (c.is_control() && c != '\n' && c != '\t') || crate::text::is_bidi_control(c))
         {
             return Err(format!(
-                "{at}.description: holds a control character (such as an escape); use plain text"
+                "{at}.description: holds a control character (such as an escape or a text-direction override); use plain text"
             ));
         }
     }

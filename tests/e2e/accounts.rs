@@ -280,6 +280,20 @@ fn register_and_login_input_errors() {
         let body = refused.text().unwrap();
         assert!(body.contains("not a valid email"), "{email}: {body}");
     }
+    // Nor may an address print like another's: invisible characters, lookalike letters.
+    for (email, named) in [
+        ("a\u{200B}@example.com", "invisible character"),
+        ("\u{0430}@example.com", "mixes Latin, Greek or Cyrillic"),
+    ] {
+        let refused = http()
+            .post(format!("{}/v1/auth/register", server.url))
+            .json(&serde_json::json!({"email": email, "password": "password-1"}))
+            .send()
+            .unwrap();
+        assert_eq!(refused.status(), 400, "{email}");
+        let body = refused.text().unwrap();
+        assert!(body.contains(named), "{email}: {body}");
+    }
     home.run_with(
         &[
             "auth",

@@ -233,6 +233,8 @@ fn a_description_with_an_escape_sequence_is_refused() {
     ];
     home.run(&[base.as_slice(), &["hidden\u{1b}[1A\u{1b}[2K"]].concat())
         .fails_with("description: holds a control character");
+    home.run(&[base.as_slice(), &["safe \u{202E}gnp.exe"]].concat())
+        .fails_with("text-direction override");
     home.run(&[base.as_slice(), &["two\nlines"]].concat()).ok();
     // A table keeps one row per service.
     let listed = home.run(&["vault", "discover"]).ok();

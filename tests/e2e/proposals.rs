@@ -430,6 +430,10 @@ fn bad_proposals_are_refused() {
             json!({"credentials": ["K_ONE"], "message": "hi\u{1b}[2J"}),
             "control characters",
         ),
+        (
+            json!({"credentials": ["K_ONE"], "message": "approve \u{202E}txt.exe"}),
+            "text-direction control",
+        ),
         (json!({"services": [], "credentials": []}), "at least one"),
     ] {
         let (status, reply) = curl_json("POST", &url, &token, Some(body));
