@@ -445,6 +445,9 @@ pub async fn delete_account(state: &AppState, caller: &Caller) -> Result<String,
                 if let Err(refused) = super::members::keeps_every_vault_administered(tx, member)? {
                     return Ok(Err(refused));
                 }
+                if let Err(refused) = super::members::release_agents_of_deleted(tx, &id, &shown)? {
+                    return Ok(Err(refused));
+                }
                 sessions::delete_all_for_user(tx, &id)?;
                 users::delete(tx, &id)?;
                 Ok(Ok(()))

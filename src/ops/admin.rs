@@ -63,6 +63,11 @@ pub async fn remove_user(
                 if let Err(refused) = super::members::keeps_every_vault_administered(tx, member)? {
                     return Ok(Err(refused));
                 }
+                if let Err(refused) =
+                    super::members::release_agents_of_deleted(tx, &user.id, &user.email)?
+                {
+                    return Ok(Err(refused));
+                }
                 sessions::delete_all_for_user(tx, &user.id)?;
                 users::delete(tx, &user.id)?;
                 Ok(Ok(user.email))
@@ -89,7 +94,17 @@ pub async fn set_user_role(
                 if demoting && user.active && users::count_active_owners(tx)? <= 1 {
                     return Ok(Err(last_owner(&user.email)));
                 }
+                let change = super::members::UserChange::NoLongerOwner;
+                let caps = if demoting {
+                    match super::members::agent_caps(tx, &user.id, &user.email, &change)? {
+                        Ok(caps) => caps,
+                        Err(refused) => return Ok(Err(refused)),
+                    }
+                } else {
+                    Vec::new()
+                };
                 users::set_role(tx, &user.id, role)?;
+                super::members::apply_agent_caps(tx, &caps)?;
                 Ok(Ok(()))
             })
         })

@@ -6,7 +6,7 @@ use super::access::{VaultAccess, vault_access};
 use super::caller::Caller;
 use super::{AppState, OpError};
 use crate::store::vaults::{self, ActorType};
-use crate::store::{VaultRole, invites, users};
+use crate::store::{InstanceRole, VaultRole, invites, users};
 
 /// Users hold admin or member on a vault; proxy is for agents and scoped tokens.
 pub fn user_role(role: &str) -> Result<VaultRole, OpError> {
@@ -237,11 +237,153 @@ fn set_grant(
             "{shown} is the last admin of vault \"{vault_name}\"; make another member admin first"
         ))));
     }
+    let caps = match actor {
+        ActorType::User => {
+            match agent_caps(tx, id, shown, &UserChange::Vault(vault_id, new_role))? {
+                Ok(caps) => caps,
+                Err(refused) => return Ok(Err(refused)),
+            }
+        }
+        ActorType::Agent => Vec::new(),
+    };
     match new_role {
         Some(role) => vaults::grant(tx, vault_id, actor, id, role)?,
         None => {
             vaults::revoke(tx, vault_id, actor, id)?;
         }
+    }
+    apply_agent_caps(tx, &caps)?;
+    Ok(Ok(()))
+}
+
+/// What happens to a user, for the agents they invited.
+pub enum UserChange<'a> {
+    /// Their role on one vault becomes this (`None`: removed from it).
+    Vault(&'a str, Option<VaultRole>),
+    /// They are no longer an owner: they keep only their own grants.
+    NoLongerOwner,
+    /// Their account goes.
+    Deleted,
+}
+
+/// One agent grant to lower or remove.
+pub struct AgentCap {
+    agent_id: String,
+    vault_id: String,
+    role: Option<VaultRole>,
+}
+
+/// An agent is its inviter's tool: on a vault it holds at most what its inviter holds there,
+/// so taking access from a person (lowered, removed, account deleted, no longer an owner)
+/// takes it from the agents they invited, as it does from the tokens they minted; otherwise
+/// whoever holds the agent's token keeps the access and can even add themselves back. An
+/// owner's agents are not capped while they stay one (an owner may give any vault).
+///
+/// Returns the grants to change, or a refusal when that would leave a vault without an admin
+/// (checked before anything is written, in the caller's transaction); apply them with
+/// [`apply_agent_caps`].
+pub fn agent_caps(
+    tx: &crate::store::Connection,
+    user_id: &str,
+    who: &str,
+    change: &UserChange<'_>,
+) -> crate::store::Result<Result<Vec<AgentCap>, OpError>> {
+    let owner = users::by_id(tx, user_id)?.is_some_and(|u| u.role == InstanceRole::Owner);
+    if owner && matches!(change, UserChange::Vault(..)) {
+        return Ok(Ok(Vec::new()));
+    }
+    let will_hold = |vault_id: &str| -> crate::store::Result<Option<VaultRole>> {
+        match change {
+            UserChange::Vault(changed, role) if *changed == vault_id => Ok(*role),
+            UserChange::Deleted => Ok(None),
+            _ => vaults::role_of(tx, vault_id, ActorType::User, user_id),
+        }
+    };
+    let mut caps = Vec::new();
+    // Per vault: its name and the agents that would lose admin there.
+    let mut losing_admin: Vec<(String, String, Vec<String>)> = Vec::new();
+    let agents = crate::store::agents::list(tx)?;
+    for agent in agents
+        .iter()
+        .filter(|a| a.created_by.as_deref() == Some(user_id))
+    {
+        for (vault, role) in vaults::grants_of(tx, ActorType::Agent, &agent.id)? {
+            if let UserChange::Vault(changed, _) = change
+                && *changed != vault.id
+            {
+                continue;
+            }
+            let allowed = will_hold(&vault.id)?;
+            if allowed.is_some_and(|allowed| role <= allowed) {
+                continue;
+            }
+            if role == VaultRole::Admin {
+                match losing_admin.iter_mut().find(|(id, _, _)| *id == vault.id) {
+                    Some((_, _, names)) => names.push(agent.name.clone()),
+                    None => losing_admin.push((
+                        vault.id.clone(),
+                        vault.name.clone(),
+                        vec![agent.name.clone()],
+                    )),
+                }
+            }
+            caps.push(AgentCap {
+                agent_id: agent.id.clone(),
+                vault_id: vault.id,
+                role: allowed,
+            });
+        }
+    }
+    for (vault_id, vault_name, names) in losing_admin {
+        let user_too = vaults::role_of(tx, &vault_id, ActorType::User, user_id)?
+            == Some(VaultRole::Admin)
+            && will_hold(&vault_id)? != Some(VaultRole::Admin);
+        let lost = names.len() + usize::from(user_too);
+        if vaults::admin_count(tx, &vault_id)? <= lost as i64 {
+            return Ok(Err(OpError::conflict(format!(
+                "the agents {who} invited ({}) hold admin of vault \"{vault_name}\" through {who} and would lose it too, leaving the vault without an admin; make another member admin there first",
+                names.join(", ")
+            ))));
+        }
+    }
+    Ok(Ok(caps))
+}
+
+/// Lowers or removes the agent grants [`agent_caps`] found (their minted tokens above the
+/// new role end with them).
+pub fn apply_agent_caps(
+    tx: &crate::store::Connection,
+    caps: &[AgentCap],
+) -> crate::store::Result<()> {
+    for cap in caps {
+        match cap.role {
+            Some(role) => vaults::grant(tx, &cap.vault_id, ActorType::Agent, &cap.agent_id, role)?,
+            None => {
+                vaults::revoke(tx, &cap.vault_id, ActorType::Agent, &cap.agent_id)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Before a user's account is deleted: the agents they invited lose every vault grant and
+/// their tokens (an owner can still see, rotate or delete them). Refuses, writing nothing,
+/// when a vault would be left without an admin.
+pub fn release_agents_of_deleted(
+    tx: &crate::store::Connection,
+    user_id: &str,
+    who: &str,
+) -> crate::store::Result<Result<(), OpError>> {
+    let caps = match agent_caps(tx, user_id, who, &UserChange::Deleted)? {
+        Ok(caps) => caps,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    apply_agent_caps(tx, &caps)?;
+    for agent in crate::store::agents::list(tx)?
+        .iter()
+        .filter(|a| a.created_by.as_deref() == Some(user_id))
+    {
+        crate::store::agents::end_sessions(tx, &agent.id)?;
     }
     Ok(Ok(()))
 }

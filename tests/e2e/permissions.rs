@@ -555,6 +555,97 @@ fn vault_tokens_end_with_the_grant_they_were_minted_under() {
     assert_eq!(status, 200);
 }
 
+/// An agent is its inviter's tool: lowering, removing or deleting the person lowers or
+/// removes the agents they invited, so whoever holds an agent's token keeps nothing the
+/// person lost (nor can use it to add them back).
+#[test]
+fn agents_lose_what_their_inviter_loses() {
+    let (api, owner, x, _running) = admin_x();
+    let agent = |inviter: &str, name: &str, vault: &str| {
+        let invite = api.ok(
+            "POST",
+            "/v1/agents/invites",
+            Some(inviter),
+            Some(json!({"name": name, "vaults": [{"vault": vault, "role": "admin"}]})),
+        );
+        let token = invite["token"].as_str().unwrap();
+        let redeemed = api.ok(
+            "POST",
+            &format!("/v1/agent-invites/{token}/redeem"),
+            None,
+            None,
+        );
+        redeemed["agent_token"].as_str().unwrap().to_owned()
+    };
+    let reveal = |token: &str, vault: &str| {
+        let path = format!("/v1/vaults/{vault}/credentials?reveal=true");
+        api.call("GET", &path, Some(token), None).0
+    };
+    let add_x_as_admin = |token: &str| {
+        let body = json!({"email": "x@example.com", "role": "admin"});
+        api.call("POST", "/v1/vaults/default/users", Some(token), Some(body))
+            .0
+    };
+    let set_x = |role: &str| {
+        api.ok(
+            "POST",
+            "/v1/vaults/default/users/x@example.com/role",
+            Some(&owner),
+            Some(json!({"role": role})),
+        );
+    };
+    let bot = agent(&x, "xbot", "default");
+    assert_eq!(reveal(&bot, "default"), 200);
+
+    set_x("member");
+    assert_eq!(reveal(&bot, "default"), 200, "a member still reads values");
+    assert_eq!(add_x_as_admin(&bot), 403, "the agent kept admin");
+    api.ok(
+        "DELETE",
+        "/v1/vaults/default/users/x@example.com",
+        Some(&owner),
+        None,
+    );
+    assert_eq!(reveal(&bot, "default"), 404, "the agent kept the vault");
+    assert_eq!(add_x_as_admin(&bot), 404);
+
+    // Deleting the person ends their agents' grants and tokens.
+    api.ok(
+        "POST",
+        "/v1/vaults/default/users",
+        Some(&owner),
+        Some(json!({"email": "x@example.com", "role": "admin"})),
+    );
+    let second = agent(&x, "xbot2", "default");
+    assert_eq!(reveal(&second, "default"), 200);
+    api.ok(
+        "DELETE",
+        "/v1/admin/users/x@example.com",
+        Some(&owner),
+        None,
+    );
+    assert_eq!(api.call("GET", "/v1/vaults", Some(&second), None).0, 401);
+
+    // A vault whose only admins are a person and their agent keeps both: refused, unchanged.
+    let z = api.add_user(&owner, "z@example.com", json!([]));
+    api.ok("POST", "/v1/vaults", Some(&z), Some(json!({"name": "zv"})));
+    let zbot = agent(&z, "zbot", "zv");
+    let (status, body) = api.call(
+        "DELETE",
+        "/v1/admin/users/z@example.com",
+        Some(&owner),
+        None,
+    );
+    assert_eq!(status, 409, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("zbot") && message.contains("\"zv\""),
+        "{message}"
+    );
+    assert_eq!(reveal(&zbot, "zv"), 200, "a refusal changes nothing");
+    assert_eq!(api.call("GET", "/v1/vaults", Some(&z), None).0, 200);
+}
+
 /// An invite hands out only what its creator may still give: one made by a vault admin who
 /// has since lost the vault, or by a person since removed, is refused when used.
 #[test]
