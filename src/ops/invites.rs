@@ -481,6 +481,17 @@ pub async fn accept_user_invite(
                 if let Err(refusal) = creator_may_still_give(tx, &invite)? {
                     return Ok(Err(refusal));
                 }
+                // A registration waiting for its emailed code is someone's claim to the
+                // address that the code will prove; an invite link proves nothing (its
+                // creator sees it too), so it does not take that account over.
+                if let Some(pending) = users::by_email(tx, &invite.subject)?.filter(|u| !u.active)
+                    && !verifications::pending(tx, &pending.id)?.is_empty()
+                {
+                    return Ok(Err(OpError::conflict(format!(
+                        "{0} has registered and is waiting for the code sent to that address; verify it first (`agent-vault auth verify --email {0} --code <code>`), then accept this invite with that password. If that registration is not yours, register again (the newest registration's code is the one that counts)",
+                        invite.subject
+                    ))));
+                }
                 if !invites::finish(tx, InviteKind::User, &invite.id, true)? {
                     return Ok(Err(OpError::gone(
                         "invite_used",

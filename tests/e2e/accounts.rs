@@ -96,6 +96,62 @@ fn registration_squatting_does_not_take_over_the_account() {
 }
 
 #[test]
+fn an_invite_link_does_not_take_over_a_registration_waiting_for_its_code() {
+    use crate::api::Api;
+    use serde_json::json;
+    let owner = TestHome::new();
+    let server = owner.start_server(&[], "", &[]);
+    register(&owner, &server, "owner@example.com", "owner-password").ok();
+    let api = Api::new(&server.url);
+    let owner_token = owner.session_token();
+    let eve = api.add_user(&owner_token, "eve@example.com", json!([]));
+    // Carol registers; before she verifies, Eve invites her address and accepts the link.
+    register(
+        &TestHome::new(),
+        &server,
+        "carol@example.com",
+        "carol-password",
+    )
+    .ok();
+    let invite = api.ok(
+        "POST",
+        "/v1/users/invites",
+        Some(&eve),
+        Some(json!({"email": "carol@example.com"})),
+    );
+    let token = invite["invite_link"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let accept = |password: &str| {
+        api.call(
+            "POST",
+            &format!("/v1/invites/{token}/accept"),
+            None,
+            Some(json!({"password": password})),
+        )
+    };
+    let (status, body) = accept("eve-chosen-password");
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("auth verify"),
+        "{body}"
+    );
+    // Carol's code still works, with her password; then the invite is hers to accept.
+    let code = owner.verification_code("carol@example.com");
+    let carol = TestHome::new();
+    carol.verify(&server, "carol@example.com", &code).ok();
+    assert_eq!(accept("eve-chosen-password").0, 401);
+    assert_eq!(accept("carol-password").0, 200);
+    carol
+        .login(&server, "carol@example.com", "carol-password")
+        .ok();
+}
+
+#[test]
 fn change_password_ends_every_session() {
     let home = TestHome::new();
     let server = home.start_server(&[], "", &[]);
