@@ -50,11 +50,12 @@ pub async fn add(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<AddBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (email, role) = members::add_user(&state, &caller, &name, &body.email, &body.role).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({ "vault": name, "email": email, "role": role })),
-    ))
+    let added = members::add_user(&state, &caller, &name, &body.email, &body.role).await?;
+    let mut reply = json!({ "vault": name, "email": added.email, "role": added.role });
+    if let Some(caution) = added.caution {
+        reply["caution"] = json!(caution);
+    }
+    Ok((StatusCode::CREATED, axum::Json(reply)))
 }
 
 /// `DELETE /v1/vaults/{name}/users/{email}`.

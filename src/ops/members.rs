@@ -58,6 +58,14 @@ pub async fn list(state: &AppState, caller: &Caller, vault: &str) -> Result<Memb
     })
 }
 
+/// A user added to a vault: their email, the role, and a caution when their account's
+/// address is unproven (see [`unproven_address`]).
+pub struct AddedUser {
+    pub email: String,
+    pub role: VaultRole,
+    pub caution: Option<String>,
+}
+
 /// Grants an existing, active user a role on the vault.
 pub async fn add_user(
     state: &AppState,
@@ -65,7 +73,7 @@ pub async fn add_user(
     vault: &str,
     email: &str,
     role: &str,
-) -> Result<(String, VaultRole), OpError> {
+) -> Result<AddedUser, OpError> {
     let access = vault_access(state, caller, vault).await?;
     access.require(VaultRole::Admin)?;
     let role = user_role(role)?;
@@ -81,23 +89,58 @@ pub async fn add_user(
             ))
         })?;
     let vault_id = access.vault.id.clone();
+    let adder = caller.actor().map(|(_, id)| id.to_owned());
     let added = state
         .db(move |store, _| {
             store.write(|tx| {
                 if vaults::role_of(tx, &vault_id, ActorType::User, &user.id)?.is_some() {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 vaults::grant(tx, &vault_id, ActorType::User, &user.id, role)?;
-                Ok(true)
+                Ok(Some(unproven_address(tx, &user, adder.as_deref())?))
             })
         })
         .await?;
-    if !added {
+    let Some(caution) = added else {
         return Err(OpError::conflict(format!(
             "{email} is already a member of vault \"{vault}\"; change the role with `agent-vault vault user set-role`"
         )));
+    };
+    Ok(AddedUser {
+        email,
+        role,
+        caution,
+    })
+}
+
+/// Why `user`'s address may not be theirs, for whoever is about to trust it: an account made
+/// from an invite link proves nothing about its address, since anyone signed in may invite
+/// any address and is shown the link (the seed's contract), so its creator could have
+/// accepted it. Silent when the address was proven (a code, Google) or `adder` made the
+/// invite themselves.
+fn unproven_address(
+    tx: &crate::store::Connection,
+    user: &users::User,
+    adder: Option<&str>,
+) -> crate::store::Result<Option<String>> {
+    if users::email_proven(tx, &user.id)? {
+        return Ok(None);
     }
-    Ok((email, role))
+    let invite = invites::last_used_for(tx, invites::InviteKind::User, &user.email)?;
+    let creator = invite.and_then(|i| i.created_by);
+    if creator.is_some() && creator.as_deref() == adder {
+        return Ok(None);
+    }
+    let by = match creator {
+        Some(id) => {
+            users::by_id(tx, &id)?.map_or_else(|| "a person since removed".to_owned(), |u| u.email)
+        }
+        None => "someone".to_owned(),
+    };
+    Ok(Some(format!(
+        "{0}'s account was made from an invite link that {by} created and was shown, so it proves nothing about the address: make sure the account is the person you mean (for example, ask them to sign in with Google, which proves it)",
+        user.email
+    )))
 }
 
 /// Removes a user from the vault (`None`) or changes their role; the last admin stays.

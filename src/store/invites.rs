@@ -280,6 +280,16 @@ pub fn pending_for(conn: &Connection, kind: InviteKind, subject: &str) -> Result
     one(conn, kind, &filter, params![subject, now()])
 }
 
+/// The latest used invite of `subject`: for a user, the invite their account was made from.
+pub fn last_used_for(conn: &Connection, kind: InviteKind, subject: &str) -> Result<Option<Invite>> {
+    let t = kind.tables();
+    let filter = format!(
+        "{} = ?1 AND status = ?2 ORDER BY {} DESC LIMIT 1",
+        t.subject, t.used_at
+    );
+    one(conn, kind, &filter, params![subject, t.used])
+}
+
 /// Pending user invites that pre-assign a vault: (email, role) for `vault user list`.
 pub fn pending_users_for_vault(
     conn: &Connection,

@@ -134,7 +134,10 @@ pub async fn add_user(web: Web, Path(vault): Path<String>, Form(form): Form<User
     let role = form.role.as_deref().unwrap_or("member");
     let outcome = members::add_user(&web.state, &caller, &vault, &form.email, role)
         .await
-        .map(|(email, role)| format!("{email} added as {role}."));
+        .map(|added| match added.caution {
+            Some(caution) => format!("{} added as {}. Note: {caution}.", added.email, added.role),
+            None => format!("{} added as {}.", added.email, added.role),
+        });
     web.finish(&back(&vault), outcome)
 }
 

@@ -152,6 +152,39 @@ fn an_invite_link_does_not_take_over_a_registration_waiting_for_its_code() {
 }
 
 #[test]
+fn adding_an_account_made_from_someone_elses_invite_link_says_its_address_is_unproven() {
+    use crate::api::Api;
+    use serde_json::json;
+    let owner = TestHome::new();
+    let server = owner.start_server(&[], "", &[]);
+    let api = Api::new(&server.url);
+    let owner_token = api.register_owner("owner@example.com");
+    // Anyone signed in may invite any address and is shown the link: Eve accepts her own.
+    let eve = api.add_user(&owner_token, "eve@example.com", json!([]));
+    api.add_user(&eve, "bob@example.com", json!([]));
+    let added = api.ok(
+        "POST",
+        "/v1/vaults/default/users",
+        Some(&owner_token),
+        Some(json!({"email": "bob@example.com", "role": "member"})),
+    );
+    let caution = added["caution"].as_str().unwrap_or_default();
+    assert!(
+        caution.contains("eve@example.com") && caution.contains("proves nothing"),
+        "{added}"
+    );
+    // An account made from the adder's own invite carries no caution.
+    api.add_user(&owner_token, "dan@example.com", json!([]));
+    let added = api.ok(
+        "POST",
+        "/v1/vaults/default/users",
+        Some(&owner_token),
+        Some(json!({"email": "dan@example.com", "role": "member"})),
+    );
+    assert!(added.get("caution").is_none(), "{added}");
+}
+
+#[test]
 fn change_password_ends_every_session() {
     let home = TestHome::new();
     let server = home.start_server(&[], "", &[]);

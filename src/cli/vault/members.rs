@@ -87,13 +87,16 @@ pub async fn run_users(target: Target, command: VaultUserCommand) -> anyhow::Res
             output::table(&["EMAIL", "ROLE", "STATUS"], &rows);
         }
         VaultUserCommand::Add { email, role } => {
-            let _: serde_json::Value = client
+            let added: serde_json::Value = client
                 .post(
                     &target.path("/users"),
                     &json!({ "email": email, "role": role }),
                 )
                 .await?;
             output::success(format!("Added {email} to vault \"{vault}\" as {role}."));
+            if let Some(caution) = added["caution"].as_str() {
+                output::warn(caution);
+            }
         }
         VaultUserCommand::Remove { email } => {
             let _: serde_json::Value = client
