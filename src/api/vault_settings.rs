@@ -70,12 +70,19 @@ pub async fn logs(
         Some(text) => vault_settings::parse_status(text)?,
         None => None,
     };
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=vault_settings::MAX_LOG_ROWS).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "`limit` is {limit}; give 1 to {} rows (page on with `before`)",
+            vault_settings::MAX_LOG_ROWS
+        )));
+    }
     let page = vault_settings::logs(
         &state,
         &caller,
         &name,
         request_log::Query {
-            limit: query.limit.unwrap_or(50),
+            limit,
             host: query.host.filter(|h| !h.trim().is_empty()),
             status,
             since: query.since,

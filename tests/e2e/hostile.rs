@@ -102,6 +102,18 @@ fn malformed_traffic_is_refused_clearly_and_the_server_keeps_serving() {
             "`limit` has the wrong type or value",
         ),
         (
+            "a log limit of 0",
+            api("/v1/vaults/default/logs?limit=0"),
+            400,
+            "give 1 to 1000 rows",
+        ),
+        (
+            "a log limit over the page size",
+            api("/v1/vaults/default/logs?limit=1001"),
+            400,
+            "`limit` is 1001",
+        ),
+        (
             "the explicit proxy without a host",
             api("/proxy/"),
             400,

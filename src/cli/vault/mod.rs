@@ -94,8 +94,8 @@ enum VaultCommand {
     Settings(settings::SettingsCommand),
     /// Recent requests the broker handled for this vault (metadata only)
     Logs {
-        /// How many requests to show (newest first)
-        #[arg(long, default_value_t = 50)]
+        /// How many requests to show (newest first), 1 to 1000
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
         /// Output as JSON
         #[arg(long)]
