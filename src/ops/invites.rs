@@ -554,7 +554,10 @@ fn creator_may_still_give(
     };
     let owner = user.role == InstanceRole::Owner;
     if invite.role == InstanceRole::Owner && !owner {
-        return Ok(stale(format!("{} is no longer an owner", user.email)));
+        return Ok(stale(format!(
+            "it gives owner rights and {} is not an owner",
+            user.email
+        )));
     }
     for (vault_id, name, _) in &invite.vaults {
         let admin =
