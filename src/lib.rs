@@ -15,7 +15,7 @@
 //! | module   | owns |
 //! |----------|------|
 //! | [`ceilings`] | resource ceilings: password-hashing slots, the substitution body budget, verification-guess budgets, short echoes of input |
-//! | [`text`]   | characters that make text show as something it is not: invisible ones, bidi controls, lookalike scripts |
+//! | [`text`]   | characters that make text show as something it is not: bidi controls, spoofable addresses (UTS #39) |
 //! | [`roots`]  | trusted TLS roots for our own clients: the system bundle plus `SSL_CERT_FILE` / `SSL_CERT_DIR` |
 //! | [`target`] | where a proxied request goes (scheme, host, port), parsed once; the one host-name validator |
 //! | [`netguard`] | SSRF guard for upstream dials: deny policy, checked resolution, dialing the checked address |

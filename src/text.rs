@@ -1,68 +1,34 @@
 //! Text that people read as identity or as instructions: characters that let it show as
-//! something it is not. An address with a zero-width space prints like another person's; a
-//! right-to-left override reorders what a reviewer sees ("Trojan Source").
+//! something it is not. An address with a zero-width space, or a Cyrillic `а`, prints like
+//! another person's; a right-to-left override reorders what a reviewer sees ("Trojan Source").
+
+use unicode_security::{RestrictionLevel, RestrictionLevelDetection};
 
 /// Bidirectional controls: they reorder how the text around them is displayed.
 pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// Characters that print as nothing (zero-width spaces and joiners, soft hyphens, variation
-/// selectors, tag characters, fillers), bidirectional controls included.
-pub fn is_invisible(c: char) -> bool {
-    is_bidi_control(c)
-        || matches!(
-            c,
-            '\u{00AD}'
-                | '\u{034F}'
-                | '\u{115F}'
-                | '\u{1160}'
-                | '\u{17B4}'
-                | '\u{17B5}'
-                | '\u{180B}'..='\u{180F}'
-                | '\u{200B}'..='\u{200D}'
-                | '\u{2060}'..='\u{2065}'
-                | '\u{206A}'..='\u{206F}'
-                | '\u{3164}'
-                | '\u{FE00}'..='\u{FE0F}'
-                | '\u{FEFF}'
-                | '\u{FFA0}'
-                | '\u{FFF0}'..='\u{FFF8}'
-                | '\u{1D173}'..='\u{1D17A}'
-                | '\u{E0000}'..='\u{E0FFF}'
-        )
+/// Whether agent-written text (a description, a message, a name) holds a character that
+/// would let it display otherwise than it reads: a control or a bidirectional control.
+/// Line breaks and tabs are allowed where `multiline`.
+pub fn misleads_display(text: &str, multiline: bool) -> bool {
+    text.chars()
+        .any(|c| (c.is_control() && !(multiline && matches!(c, '\n' | '\t'))) || is_bidi_control(c))
 }
 
-/// The scripts whose letters look alike (`а` is Cyrillic, `ο` Greek): text mixing two of them
-/// is how a name is made to look like another.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum LookalikeScript {
-    Latin,
-    Greek,
-    Cyrillic,
-}
-
-fn lookalike_script(c: char) -> Option<LookalikeScript> {
-    match c {
-        'a'..='z' | 'A'..='Z' | '\u{00C0}'..='\u{024F}' | '\u{1E00}'..='\u{1EFF}' => {
-            Some(LookalikeScript::Latin)
-        }
-        '\u{0370}'..='\u{03FF}' | '\u{1F00}'..='\u{1FFF}' => Some(LookalikeScript::Greek),
-        '\u{0400}'..='\u{052F}'
-        | '\u{1C80}'..='\u{1C8F}'
-        | '\u{2DE0}'..='\u{2DFF}'
-        | '\u{A640}'..='\u{A69F}' => Some(LookalikeScript::Cyrillic),
-        _ => None,
-    }
-}
-
-/// Whether `text` has letters of more than one of Latin, Greek and Cyrillic.
-pub fn mixes_lookalike_scripts(text: &str) -> bool {
-    let mut scripts = text.chars().filter_map(lookalike_script);
-    let Some(first) = scripts.next() else {
-        return false;
-    };
-    scripts.any(|script| script != first)
+/// Whether an address could print like another: a character outside Unicode's profile for
+/// identifiers (UTS #39: invisible and format characters, blanks, compatibility forms such as
+/// `𝐚` or `ⅼ`), or letters of scripts mixed beyond "highly restrictive" (Latin with Cyrillic,
+/// Greek or Armenian letters; Latin with Han, Kana or Hangul is ordinary and allowed). ASCII
+/// punctuation (`@ . + - _ '`) is set aside first, as the profile does not cover it.
+pub fn is_spoofable_address(address: &str) -> bool {
+    let letters: String = address
+        .chars()
+        .filter(|c| !c.is_ascii_punctuation())
+        .collect();
+    !letters.is_ascii()
+        && letters.as_str().detect_restriction_level() > RestrictionLevel::HighlyRestrictive
 }
 
 #[cfg(test)]
@@ -70,30 +36,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn invisible_and_reordering_characters_are_named() {
-        for c in [
-            '\u{200B}',
-            '\u{202E}',
-            '\u{2066}',
-            '\u{FEFF}',
-            '\u{00AD}',
-            '\u{E0041}',
+    fn reordering_and_control_characters_mislead() {
+        // A lone carriage return lets later text overwrite earlier text on a terminal.
+        for text in [
+            "a\u{202E}b",
+            "a\u{2066}b",
+            "a\u{200E}b",
+            "a\u{1b}[2Jb",
+            "evil\rsafe",
         ] {
-            assert!(is_invisible(c), "{:04X}", c as u32);
+            assert!(misleads_display(text, true), "{text:?}");
         }
-        assert!(is_bidi_control('\u{202E}') && !is_bidi_control('\u{200B}'));
-        for c in ['a', 'é', 'ж', ' ', '-', '😀'] {
-            assert!(!is_invisible(c), "{c}");
+        assert!(misleads_display("two\nlines", false));
+        for text in ["two\nlines\ttabbed", "emoji 👩‍💻 joined", "ünïcödé"] {
+            assert!(!misleads_display(text, true), "{text:?}");
         }
     }
 
     #[test]
-    fn lookalike_scripts_are_told_apart() {
-        assert!(mixes_lookalike_scripts("\u{0430}lice@x.com"));
-        assert!(mixes_lookalike_scripts("alice@\u{03BF}x.com"));
-        assert!(!mixes_lookalike_scripts("josé@bücher.example"));
-        assert!(!mixes_lookalike_scripts("иван@пример.рф"));
-        assert!(!mixes_lookalike_scripts("用户@example.com"));
-        assert!(!mixes_lookalike_scripts("1234@5678"));
+    fn addresses_that_print_like_others_are_told_apart() {
+        for spoof in [
+            "\u{0430}lice@x.com",  // Cyrillic а
+            "alice@\u{03BF}x.com", // Greek ο
+            "b\u{0585}b@x.com",    // Armenian օ
+            "a\u{217C}ice@x.com",  // Roman numeral ⅼ
+            "\u{1D41A}lice@x.com", // mathematical bold 𝐚
+            "alic\u{212F}@x.com",  // script ℯ
+            "alice\u{200B}@x.com", // zero-width space
+            "alice\u{2800}@x.com", // Braille blank
+            "alice\u{FFF9}@x.com", // interlinear annotation anchor
+            "alice@x.com\u{202E}", // right-to-left override
+            "\u{13AA}lice@x.com",  // Cherokee Ꭺ
+        ] {
+            assert!(is_spoofable_address(spoof), "{spoof:?}");
+        }
+        for fine in [
+            "first.last+tag@example.com",
+            "o'brien@mail-1.example.org",
+            "josé@bücher.example",
+            "иван@пример.рф",
+            "用户@example.com",
+        ] {
+            assert!(!is_spoofable_address(fine), "{fine:?}");
+        }
     }
 }

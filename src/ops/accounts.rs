@@ -60,11 +60,8 @@ pub fn validate_email(email: &str) -> Result<(), String> {
     }
     // An address is how people recognise each other in member lists and reviews: one that
     // prints like another's (`alice\u{200B}@x.com`, a Cyrillic `а`) would stand in for it.
-    if email.chars().any(crate::text::is_invisible) {
-        return Err("the email address holds an invisible character (a zero-width space or a direction mark); type the address plainly".into());
-    }
-    if crate::text::mixes_lookalike_scripts(email) {
-        return Err("the email address mixes Latin, Greek or Cyrillic letters, which look alike; type the address in one script (a domain can be written in its xn-- form)".into());
+    if crate::text::is_spoofable_address(email) {
+        return Err("the email address holds characters that could make it print like another address (an invisible character, a lookalike form such as a mathematical or Cyrillic letter, or letters of scripts that look alike mixed together); type it plainly in one script (a domain can be written in its xn-- form)".into());
     }
     Ok(())
 }

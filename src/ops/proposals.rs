@@ -88,10 +88,10 @@ fn parse_credentials(raw: Vec<Value>) -> Result<Vec<RequestedCredential>, OpErro
         };
         validate_credential_key(&key).map_err(|e| OpError::invalid(format!("{at}.key: {e}")))?;
         if let Some(d) = &description
-            && (d.chars().count() > MAX_DESCRIPTION || d.chars().any(char::is_control))
+            && (d.chars().count() > MAX_DESCRIPTION || crate::text::misleads_display(d, false))
         {
             return Err(OpError::invalid(format!(
-                "{at}.description: use one line of at most {MAX_DESCRIPTION} characters"
+                "{at}.description: use one line of plain text (no control or text-direction characters) of at most {MAX_DESCRIPTION} characters"
             )));
         }
         if !seen.insert(key.clone()) {
@@ -114,18 +114,9 @@ fn text_field(value: Option<String>, field: &str, max: usize) -> Result<Option<S
         Some(text) if text.chars().count() > max => Err(OpError::invalid(format!(
             "{field} is longer than {max} characters; shorten it"
         ))),
-        Some(text)
-            if text
-                .chars()
-                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
-        {
+        Some(text) if crate::text::misleads_display(&text.replace("\r\n", "\n"), true) => {
             Err(OpError::invalid(format!(
-                "{field} contains control characters; send plain text (line breaks are fine)"
-            )))
-        }
-        Some(text) if text.chars().any(crate::text::is_bidi_control) => {
-            Err(OpError::invalid(format!(
-                "{field} contains a text-direction control (such as U+202E), which reorders what a reviewer sees; send plain text"
+                "{field} contains control characters or text-direction controls (such as U+202E, which reorders what a reviewer sees); send plain text (line breaks are fine)"
             )))
         }
         Some(text) if text.trim().is_empty() => Ok(None),

@@ -331,8 +331,11 @@ fn is_token(name: &str) -> bool {
 
 /// Literal header text (an api-key prefix): no control characters, which could inject lines.
 fn check_header_text(text: &str) -> Result<(), String> {
-    if text.chars().any(|c| c.is_control()) {
-        return Err("cannot contain control characters (such as a newline)".into());
+    if crate::text::misleads_display(text, false) {
+        return Err(
+            "cannot contain control characters (such as a newline) or text-direction controls"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -445,10 +448,10 @@ fn check_service(service: &Service, at: &str) -> Result<(), String> {
         check_path(path).map_err(|e| format!("{at}.path: {e}"))?;
     }
     if let Some(name) = &service.name
-        && (name.len() > MAX_NAME_LEN || name.chars().any(char::is_control))
+        && (name.len() > MAX_NAME_LEN || crate::text::misleads_display(name, false))
     {
         return Err(format!(
-            "{at}.name: use one line of at most {MAX_NAME_LEN} characters"
+            "{at}.name: use one line of plain text (no control or text-direction characters) of at most {MAX_NAME_LEN} characters"
         ));
     }
     if let Some(description) = &service.description {
@@ -459,10 +462,7 @@ fn check_service(service: &Service, at: &str) -> Result<(), String> {
         }
         // An agent proposes descriptions; an escape sequence in one could rewrite the
         // terminal of whoever lists the services later.
-        if description
-            .chars()
-            .any(|c| (c.is_control() && c != '\n' && c != '\t') || crate::text::is_bidi_control(c))
-        {
+        if crate::text::misleads_display(description, true) {
             return Err(format!(
                 "{at}.description: holds a control character (such as an escape or a text-direction override); use plain text"
             ));

@@ -434,6 +434,10 @@ fn bad_proposals_are_refused() {
             json!({"credentials": ["K_ONE"], "message": "approve \u{202E}txt.exe"}),
             "text-direction control",
         ),
+        (
+            json!({"credentials": [{"key": "K_ONE", "description": "read-only \u{202E}nimda"}]}),
+            "no control or text-direction characters",
+        ),
         (json!({"services": [], "credentials": []}), "at least one"),
     ] {
         let (status, reply) = curl_json("POST", &url, &token, Some(body));
