@@ -105,6 +105,9 @@ pub async fn set_user_role(
                 };
                 users::set_role(tx, &user.id, role)?;
                 super::members::apply_agent_caps(tx, &caps)?;
+                if demoting {
+                    super::members::demote_owner_agents_of(tx, &user.id)?;
+                }
                 Ok(Ok(()))
             })
         })

@@ -19,7 +19,7 @@ use crate::store::agents::{self, Agent};
 use crate::store::invites::{self, INVITE_TTL, Invite, InviteKind, InviteStatus, NewInvite};
 use crate::store::sessions::{self, Session, SessionKind};
 use crate::store::vaults::{self, ActorType, Vault};
-use crate::store::{InstanceRole, VaultRole, now, settings, users, verifications};
+use crate::store::{InstanceRole, VaultRole, now, settings, users};
 
 const DEFAULT_AGENT_INVITE_TTL: i64 = 15 * 60;
 const MAX_AGENT_INVITE_TTL: i64 = 7 * 24 * 3600;
@@ -458,7 +458,7 @@ pub async fn accept_user_invite(
         .db(move |store, _| store.read(|conn| users::by_email(conn, &email)))
         .await?;
     // An existing active account joins only by proving its password; otherwise the invite
-    // sets the password of a new (or never verified) account.
+    // sets the password of a new account.
     let new_hash = match &existing {
         Some(user) if user.active => {
             let hashes = user.password_hash.clone().into_iter().collect();
@@ -481,35 +481,37 @@ pub async fn accept_user_invite(
                 if let Err(refusal) = creator_may_still_give(tx, &invite)? {
                     return Ok(Err(refusal));
                 }
-                // A registration waiting for its emailed code is someone's claim to the
-                // address that the code will prove; an invite link proves nothing (its
-                // creator sees it too), so it does not take that account over.
-                if let Some(pending) = users::by_email(tx, &invite.subject)?.filter(|u| !u.active)
-                    && !verifications::pending(tx, &pending.id)?.is_empty()
-                {
-                    return Ok(Err(OpError::conflict(format!(
-                        "{0} has registered and is waiting for the code sent to that address; verify it first (`agent-vault auth verify --email {0} --code <code>`), then accept this invite with that password. If that registration is not yours, register again (the newest registration's code is the one that counts)",
-                        invite.subject
-                    ))));
-                }
+                // A registration not yet verified is a claim to the address that only its
+                // emailed code can prove; an invite link proves nothing (its creator sees it
+                // too), so it never takes that account over, whatever became of the codes
+                // (wrong guesses void them).
+                let user = match (users::by_email(tx, &invite.subject)?, &new_hash) {
+                    (Some(user), None) if user.active => Some(user),
+                    (None, Some(_)) => None,
+                    (Some(user), _) if !user.active => {
+                        return Ok(Err(OpError::conflict(format!(
+                            "{0} has registered but not verified the address yet; verify with the code sent to it (`agent-vault auth verify --email {0} --code <code>`; register again for a new code), then accept this invite with that password",
+                            invite.subject
+                        ))));
+                    }
+                    _ => {
+                        return Ok(Err(OpError::conflict(format!(
+                            "the account of {} changed while this invite was being accepted; accept it again",
+                            invite.subject
+                        ))));
+                    }
+                };
                 if !invites::finish(tx, InviteKind::User, &invite.id, true)? {
                     return Ok(Err(OpError::gone(
                         "invite_used",
                         "this invite was used or revoked a moment ago",
                     )));
                 }
-                let user = match (users::by_email(tx, &invite.subject)?, &new_hash) {
-                    (Some(user), None) => user,
-                    (Some(user), Some(hash)) => {
-                        users::activate(tx, &user.id, hash)?;
-                        users::set_role(tx, &user.id, invite.role)?;
-                        verifications::void_all(tx, &user.id)?;
-                        users::set_email_proven(tx, &user.id, false)?;
-                        user
-                    }
-                    (None, hash) => {
-                        let user =
-                            users::insert(tx, &invite.subject, invite.role, true, hash.as_deref())?;
+                let user = match user {
+                    Some(user) => user,
+                    None => {
+                        let hash = new_hash.as_deref();
+                        let user = users::insert(tx, &invite.subject, invite.role, true, hash)?;
                         // Whoever held the link chose the password, not necessarily the
                         // address's owner (the inviter sees the link too).
                         users::set_email_proven(tx, &user.id, false)?;

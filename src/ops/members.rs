@@ -345,11 +345,7 @@ pub fn agent_caps(
     let mut caps = Vec::new();
     // Per vault: its name and the agents that would lose admin there.
     let mut losing_admin: Vec<(String, String, Vec<String>)> = Vec::new();
-    let agents = crate::store::agents::list(tx)?;
-    for agent in agents
-        .iter()
-        .filter(|a| a.created_by.as_deref() == Some(user_id))
-    {
+    for agent in agents_invited_by(tx, user_id)? {
         for (vault, role) in vaults::grants_of(tx, ActorType::Agent, &agent.id)? {
             if let UserChange::Vault(changed, _) = change
                 && *changed != vault.id
@@ -409,9 +405,34 @@ pub fn apply_agent_caps(
     Ok(())
 }
 
-/// Before a user's account is deleted: the agents they invited lose every vault grant and
-/// their tokens (an owner can still see, rotate or delete them). Refuses, writing nothing,
-/// when a vault would be left without an admin.
+/// The agents `user_id` invited.
+fn agents_invited_by(
+    tx: &crate::store::Connection,
+    user_id: &str,
+) -> crate::store::Result<Vec<crate::store::agents::Agent>> {
+    let mut agents = crate::store::agents::list(tx)?;
+    agents.retain(|a| a.created_by.as_deref() == Some(user_id));
+    Ok(agents)
+}
+
+/// When a person stops being an owner (or goes): the owner agents they invited become
+/// members, or their tokens would keep every owner power, down to making the person owner
+/// again.
+pub fn demote_owner_agents_of(
+    tx: &crate::store::Connection,
+    user_id: &str,
+) -> crate::store::Result<()> {
+    for agent in agents_invited_by(tx, user_id)? {
+        if agent.role == InstanceRole::Owner {
+            crate::store::agents::set_role(tx, &agent.id, InstanceRole::Member)?;
+        }
+    }
+    Ok(())
+}
+
+/// Before a user's account is deleted: the agents they invited lose every vault grant, any
+/// owner role and their tokens (an owner can still see, rotate or delete them). Refuses,
+/// writing nothing, when a vault would be left without an admin.
 pub fn release_agents_of_deleted(
     tx: &crate::store::Connection,
     user_id: &str,
@@ -422,10 +443,8 @@ pub fn release_agents_of_deleted(
         Err(refused) => return Ok(Err(refused)),
     };
     apply_agent_caps(tx, &caps)?;
-    for agent in crate::store::agents::list(tx)?
-        .iter()
-        .filter(|a| a.created_by.as_deref() == Some(user_id))
-    {
+    demote_owner_agents_of(tx, user_id)?;
+    for agent in agents_invited_by(tx, user_id)? {
         crate::store::agents::end_sessions(tx, &agent.id)?;
     }
     Ok(Ok(()))

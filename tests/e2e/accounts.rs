@@ -149,6 +149,37 @@ fn an_invite_link_does_not_take_over_a_registration_waiting_for_its_code() {
     carol
         .login(&server, "carol@example.com", "carol-password")
         .ok();
+    // Wrong guesses void a registration's codes; the invite still does not take it over.
+    register(
+        &TestHome::new(),
+        &server,
+        "dave@example.com",
+        "dave-password",
+    )
+    .ok();
+    for _ in 0..6 {
+        let (status, _) = api.call(
+            "POST",
+            "/v1/auth/verify",
+            None,
+            Some(json!({"email": "dave@example.com", "code": "000000"})),
+        );
+        assert_ne!(status, 200);
+    }
+    let invite = api.ok(
+        "POST",
+        "/v1/users/invites",
+        Some(&eve),
+        Some(json!({"email": "dave@example.com"})),
+    );
+    let link = invite["invite_link"].as_str().unwrap();
+    let (status, body) = api.call(
+        "POST",
+        &format!("/v1/invites/{}/accept", link.rsplit('/').next().unwrap()),
+        None,
+        Some(json!({"password": "eve-chosen-password"})),
+    );
+    assert_eq!(status, 409, "{body}");
 }
 
 #[test]

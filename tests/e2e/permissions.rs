@@ -644,6 +644,37 @@ fn agents_lose_what_their_inviter_loses() {
     );
     assert_eq!(reveal(&zbot, "zv"), 200, "a refusal changes nothing");
     assert_eq!(api.call("GET", "/v1/vaults", Some(&z), None).0, 200);
+
+    // An owner agent of a person demoted from owner is an owner no more: its token cannot
+    // make the person owner again.
+    let set_role = |token: &str, role: &str| {
+        api.call(
+            "POST",
+            "/v1/admin/users/z@example.com/role",
+            Some(token),
+            Some(json!({"role": role})),
+        )
+        .0
+    };
+    assert_eq!(set_role(&owner, "owner"), 200);
+    let invite = api.ok(
+        "POST",
+        "/v1/agents/invites",
+        Some(&z),
+        Some(json!({"name": "zowner", "role": "owner"})),
+    );
+    let token = invite["token"].as_str().unwrap();
+    let redeemed = api.ok(
+        "POST",
+        &format!("/v1/agent-invites/{token}/redeem"),
+        None,
+        None,
+    );
+    let zowner = redeemed["agent_token"].as_str().unwrap().to_owned();
+    assert_eq!(set_role(&owner, "member"), 200);
+    assert_eq!(set_role(&zowner, "owner"), 403, "the agent stayed an owner");
+    let shown = api.ok("GET", "/v1/agents/zowner", Some(&owner), None);
+    assert_eq!(shown["role"], "member", "{shown}");
 }
 
 /// An invite hands out only what its creator may still give: one made by a vault admin who
