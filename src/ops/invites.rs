@@ -75,6 +75,9 @@ impl CreatedInvite {
     }
 }
 
+/// Pending user invites one person other than an owner may have at once.
+pub const MAX_PENDING_USER_INVITES: i64 = 20;
+
 /// Invites a person: only owners may invite owners, and only a vault's admins (or an owner)
 /// may pre-assign it.
 pub async fn invite_user(
@@ -121,6 +124,20 @@ pub async fn invite_user(
                     return Ok(Err(OpError::conflict(format!(
                         "{email} already has an account; add them to a vault with `agent-vault vault user add {email}`"
                     ))));
+                }
+                // Each invite emails a stranger in the server's name: without a bound, any
+                // account could make the server send mail to thousands of addresses.
+                if !owner
+                    && invites::pending_count_by(tx, InviteKind::User, &inviter.id)?
+                        >= MAX_PENDING_USER_INVITES
+                {
+                    return Ok(Err(OpError::new(
+                        http::StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_pending",
+                        format!(
+                            "you already have {MAX_PENDING_USER_INVITES} pending user invites; wait until some are accepted, or revoke some (`agent-vault user invite list`, `agent-vault user invite revoke`)"
+                        ),
+                    )));
                 }
                 if let Some(pending) = invites::pending_for(tx, InviteKind::User, &email)? {
                     return Ok(Err(OpError::conflict(format!(

@@ -280,6 +280,18 @@ pub fn pending_for(conn: &Connection, kind: InviteKind, subject: &str) -> Result
     one(conn, kind, &filter, params![subject, now()])
 }
 
+/// How many invites of `kind` that `created_by` made are still pending (and unexpired).
+pub fn pending_count_by(conn: &Connection, kind: InviteKind, created_by: &str) -> Result<i64> {
+    Ok(conn.query_row(
+        &format!(
+            "SELECT COUNT(*) FROM {} WHERE created_by = ?1 AND status = 'pending' AND expires_at > ?2",
+            kind.tables().invites
+        ),
+        params![created_by, now()],
+        |r| r.get(0),
+    )?)
+}
+
 /// The latest used invite of `subject`: for a user, the invite their account was made from.
 pub fn last_used_for(conn: &Connection, kind: InviteKind, subject: &str) -> Result<Option<Invite>> {
     let t = kind.tables();

@@ -216,6 +216,48 @@ fn adding_an_account_made_from_someone_elses_invite_link_says_its_address_is_unp
 }
 
 #[test]
+fn one_person_has_at_most_twenty_pending_user_invites() {
+    use crate::api::Api;
+    use serde_json::json;
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let api = Api::new(&server.url);
+    let owner = api.register_owner("owner@example.com");
+    let member = api.add_user(&owner, "member@example.com", json!([]));
+    let invite = |token: &str, n: usize| {
+        let body = json!({"email": format!("person{n}@example.com")});
+        api.call("POST", "/v1/users/invites", Some(token), Some(body))
+    };
+    for n in 0..20 {
+        assert_eq!(invite(&member, n).0, 201, "invite {n}");
+    }
+    let (status, body) = invite(&member, 20);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("too_many_pending")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("revoke"),
+        "{body}"
+    );
+    // Owners are not bound; a revoked invite frees a slot.
+    assert_eq!(invite(&owner, 21).0, 201);
+    let listed = api.ok("GET", "/v1/users/invites", Some(&member), None);
+    let suffix = listed["invites"][0]["token_suffix"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.ok(
+        "DELETE",
+        &format!("/v1/users/invites/{suffix}"),
+        Some(&member),
+        None,
+    );
+    assert_eq!(invite(&member, 22).0, 201);
+}
+
+#[test]
 fn change_password_ends_every_session() {
     let home = TestHome::new();
     let server = home.start_server(&[], "", &[]);
