@@ -50,9 +50,15 @@ pub async fn remove_user(
 ) -> Result<String, OpError> {
     require_owner(caller)?;
     let user = find_user(state, email).await?;
+    let caller = caller.clone();
     state
         .db(move |store, _| {
             store.write(|tx| {
+                if !caller.is_owner_in(tx)? {
+                    return Ok(Err(OpError::forbidden(
+                        "only an instance owner can do this",
+                    )));
+                }
                 if user.role == InstanceRole::Owner
                     && user.active
                     && users::count_active_owners(tx)? <= 1
@@ -87,9 +93,22 @@ pub async fn set_user_role(
     let role: InstanceRole = role.parse().map_err(OpError::invalid)?;
     let user = find_user(state, email).await?;
     let email = user.email.clone();
+    let caller = caller.clone();
     state
         .db(move |store, _| {
             store.write(|tx| {
+                if !caller.is_owner_in(tx)? {
+                    return Ok(Err(OpError::forbidden(
+                        "only an instance owner can do this",
+                    )));
+                }
+                // As it is now, not as it was read before the transaction.
+                let Some(user) = users::by_id(tx, &user.id)? else {
+                    return Ok(Err(OpError::not_found(format!(
+                        "no user with email \"{}\"",
+                        user.email
+                    ))));
+                };
                 let demoting = user.role == InstanceRole::Owner && role != InstanceRole::Owner;
                 if demoting && user.active && users::count_active_owners(tx)? <= 1 {
                     return Ok(Err(last_owner(&user.email)));

@@ -57,6 +57,19 @@ impl Caller {
         }
     }
 
+    /// Whether the caller is an owner *now*, read inside the caller's write transaction: the
+    /// role loaded when the request began may have been taken away since, and a change that
+    /// restores rights (making someone owner) must not slip in after a demotion.
+    pub fn is_owner_in(&self, tx: &crate::store::Connection) -> crate::store::Result<bool> {
+        Ok(match &self.principal {
+            Principal::User(u) => crate::store::users::by_id(tx, &u.id)?
+                .is_some_and(|u| u.active && u.role == InstanceRole::Owner),
+            Principal::Agent(a) => crate::store::agents::by_id(tx, &a.id)?
+                .is_some_and(|a| a.role == InstanceRole::Owner),
+            Principal::Scoped { .. } => false,
+        })
+    }
+
     /// The caller as a grant holder: (actor type, id), or `None` for a scoped token.
     pub fn actor(&self) -> Option<(ActorType, &str)> {
         match &self.principal {

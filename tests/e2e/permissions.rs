@@ -677,6 +677,64 @@ fn agents_lose_what_their_inviter_loses() {
     assert_eq!(shown["role"], "member", "{shown}");
 }
 
+/// An owner's right is checked again inside the write it allows: requests from a demoted
+/// person's owner agent that were already in flight cannot make the person owner again.
+#[test]
+fn a_demotion_wins_over_owner_requests_already_in_flight() {
+    let (api, owner, _x, _running) = admin_x();
+    let z = api.add_user(&owner, "z@example.com", json!([]));
+    let role_of_z = |token: &str, role: &str| {
+        api.call(
+            "POST",
+            "/v1/admin/users/z@example.com/role",
+            Some(token),
+            Some(json!({"role": role})),
+        )
+        .0
+    };
+    for round in 0..4 {
+        assert_eq!(role_of_z(&owner, "owner"), 200);
+        let invite = api.ok(
+            "POST",
+            "/v1/agents/invites",
+            Some(&z),
+            Some(json!({"name": format!("zowner{round}"), "role": "owner"})),
+        );
+        let token = invite["token"].as_str().unwrap();
+        let path = format!("/v1/agent-invites/{token}/redeem");
+        let agent = api.ok("POST", &path, None, None)["agent_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let demoted = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|threads| {
+            for _ in 0..3 {
+                threads.spawn(|| {
+                    // Until a little after the demotion has answered.
+                    let mut after = 0;
+                    while after < 5 {
+                        role_of_z(&agent, "owner");
+                        if demoted.load(std::sync::atomic::Ordering::SeqCst) {
+                            after += 1;
+                        }
+                    }
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert_eq!(role_of_z(&owner, "member"), 200);
+            demoted.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let users = api.ok("GET", "/v1/admin/users", Some(&owner), None);
+        let z_role = users["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == "z@example.com")
+            .map(|u| u["role"].clone());
+        assert_eq!(z_role, Some(json!("member")), "round {round}: {users}");
+    }
+}
+
 /// An invite hands out only what its creator may still give: one made by a vault admin who
 /// has since lost the vault, or by a person since removed, is refused when used.
 #[test]
