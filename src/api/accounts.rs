@@ -63,14 +63,22 @@ pub async fn register(
 pub struct VerifyBody {
     email: String,
     code: SecretString,
+    password: SecretString,
 }
 
-/// `POST /v1/auth/verify`: activates an account with the password bound to the code.
+/// `POST /v1/auth/verify`: the code proves the address; the account gets the password given.
 pub async fn verify(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let login = accounts::verify(&state, &body.email, &body.code, SessionUse::Cli).await?;
+    let login = accounts::verify(
+        &state,
+        &body.email,
+        &body.code,
+        body.password,
+        SessionUse::Cli,
+    )
+    .await?;
     let mut body = session_body(&login);
     body["email"] = json!(login.email);
     body["authenticated"] = json!(true);

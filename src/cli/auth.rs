@@ -41,6 +41,10 @@ pub enum AuthCommand {
         /// The 6-digit code (prompted for when omitted)
         #[arg(long)]
         code: Option<String>,
+        /// Read the account's password from stdin (the code proves the address; the account
+        /// takes this password)
+        #[arg(long)]
+        password_stdin: bool,
     },
     /// Accept an invite link: creates your account with the invite's role and vaults (or adds
     /// them to your existing account) and logs you in
@@ -78,10 +82,16 @@ pub async fn run(command: AuthCommand, context: &Context) -> anyhow::Result<()> 
             email,
             password_stdin,
         } => login(context, email, password_stdin).await,
-        AuthCommand::Verify { email, code } => {
+        AuthCommand::Verify {
+            email,
+            code,
+            password_stdin,
+        } => {
             let client = context.anonymous_client()?;
-            let email = email_arg(email, false)?;
-            verify(context, &client, &email, code).await
+            let email = email_arg(email, password_stdin)?;
+            let code = code_arg(code)?;
+            let password = password_arg(password_stdin, true)?;
+            verify(context, &client, &email, &code, &password).await
         }
         AuthCommand::AcceptInvite {
             link,
@@ -178,26 +188,32 @@ async fn register(
     }
     println!("{}", reply.message);
     if !password_stdin && prompt::stdin_is_tty() {
-        return verify(context, &client, &email, None).await;
+        let code = code_arg(None)?;
+        return verify(context, &client, &email, &code, &password).await;
     }
     Ok(())
+}
+
+/// The code from --code, or a prompt on a terminal.
+fn code_arg(code: Option<String>) -> anyhow::Result<String> {
+    match code {
+        Some(code) => Ok(code),
+        None if prompt::stdin_is_tty() => prompt::line("Verification code: "),
+        None => bail!("--code is required when stdin is not a terminal"),
+    }
 }
 
 async fn verify(
     context: &Context,
     client: &Client,
     email: &str,
-    code: Option<String>,
+    code: &str,
+    password: &SecretString,
 ) -> anyhow::Result<()> {
-    let code = match code {
-        Some(code) => code,
-        None if prompt::stdin_is_tty() => prompt::line("Verification code: ")?,
-        None => bail!("--code is required when stdin is not a terminal"),
-    };
     let reply: SessionReply = client
         .post(
             "/v1/auth/verify",
-            &json!({ "email": email, "code": code.trim() }),
+            &json!({ "email": email, "code": code.trim(), "password": password.expose() }),
         )
         .await
         .context("verification failed")?;

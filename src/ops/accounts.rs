@@ -248,15 +248,20 @@ pub async fn register(
     })
 }
 
-/// `auth verify`: activates an account with the password bound to the code.
+/// `auth verify`: the code proves the address, and activates its account with the password
+/// given *here*. Every code of an address went to that address, so whoever holds one owns it;
+/// a password stored at registration could be anyone's (a stranger who registered the address
+/// first, or last, would otherwise own the account its owner verified).
 pub async fn verify(
     state: &AppState,
     email: &str,
     code: &SecretString,
+    password: SecretString,
     used_by: SessionUse,
 ) -> Result<NewLogin, OpError> {
     let email = users::normalize_email(email);
     validate_email(&email).map_err(OpError::invalid)?;
+    validate_password(password.expose()).map_err(OpError::invalid)?;
     // Guesses are counted per address across registrations, whether or not it has an account.
     let guesses = GuessBudget::process();
     if let Err(spent) = guesses.check(&email) {
@@ -269,6 +274,7 @@ pub async fn verify(
         ));
     }
     let code = code.expose().trim().to_owned();
+    let hash = hash_password_async(password).await?;
     let address = email.clone();
     let verified = state
         .db(move |store, dek| {
@@ -283,7 +289,7 @@ pub async fn verify(
                     let expected = pending.code(dek)?;
                     if bool::from(expected.expose().as_bytes().ct_eq(code.as_bytes())) {
                         verifications::consume(tx, &user.id, pending.id)?;
-                        users::activate(tx, &user.id, &pending.password_hash)?;
+                        users::activate(tx, &user.id, &hash)?;
                         return Ok(Some(new_login(tx, &user, used_by)?));
                     }
                 }

@@ -295,6 +295,8 @@ fn verify_form(web: &Web, email: &str, info: Option<&str>, error: Option<&str>) 
             input #email type="email" name="email" value=(email) required autocomplete="username";
             label for="code" { "Verification code" span.hint { "6 digits." } }
             input #code type="text" name="code" required inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,8}";
+            label for="password" { "Password" span.hint { "The one you registered with, or a new one: the code proves the address, and the account takes this password." } }
+            input #password type="password" name="password" required minlength="8" autocomplete="new-password";
             div.actions { button type="submit" { "Verify and sign in" } }
         }
     };
@@ -311,12 +313,21 @@ pub async fn verify_page(web: Web) -> Response {
 pub struct VerifyForm {
     email: String,
     code: SecretString,
+    password: SecretString,
 }
 
 /// `POST /verify`.
 pub async fn verify(mut web: Web, Form(form): Form<VerifyForm>) -> Response {
     let state = web.state.clone();
-    match accounts::verify(&state, &form.email, &form.code, SessionUse::Browser).await {
+    match accounts::verify(
+        &state,
+        &form.email,
+        &form.code,
+        form.password,
+        SessionUse::Browser,
+    )
+    .await
+    {
         Ok(login) => {
             web.sign_in(login.token.expose());
             web.notice(format!("Account {} verified.", login.email));

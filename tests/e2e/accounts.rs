@@ -54,9 +54,10 @@ fn later_users_verify_with_a_code_the_owner_can_read() {
         .to_owned();
     assert_eq!(code.len(), 6);
 
-    bob.verify(&server, "bob@example.com", "000000x")
+    bob.verify(&server, "bob@example.com", "000000x", "bob-password")
         .fails_with("invalid or expired verification code");
-    bob.verify(&server, "bob@example.com", &code).ok();
+    bob.verify(&server, "bob@example.com", &code, "bob-password")
+        .ok();
     let whoami = bob.run(&["account", "whoami"]).ok();
     assert!(
         whoami.stdout.contains("bob@example.com") && whoami.stdout.contains("Role:     member")
@@ -72,20 +73,26 @@ fn registration_squatting_does_not_take_over_the_account() {
     let owner = TestHome::new();
     let server = owner.start_server(&[], "", &[]);
     register(&owner, &server, "owner@example.com", "owner-password").ok();
-    // An attacker registers the victim's address first, then the victim registers.
+    // An attacker registers the victim's address first, as often as a registration makes a
+    // code (so the victim's own registration makes none), then the victim registers.
     let attacker = TestHome::new();
-    register(
-        &attacker,
-        &server,
-        "victim@example.com",
-        "attacker-password",
-    )
-    .ok();
+    for _ in 0..3 {
+        register(
+            &attacker,
+            &server,
+            "victim@example.com",
+            "attacker-password",
+        )
+        .ok();
+    }
     let victim = TestHome::new();
     register(&victim, &server, "victim@example.com", "victim-password").ok();
-    // The owner relays the newest code (the victim's registration) to the victim.
+    // Every code went to the victim's address (here the owner relays one): the code proves
+    // the address, and the account takes the password given with it.
     let code = owner.verification_code("victim@example.com");
-    victim.verify(&server, "victim@example.com", &code).ok();
+    victim
+        .verify(&server, "victim@example.com", &code, "victim-password")
+        .ok();
     // The account carries the victim's password, not the attacker's.
     attacker
         .login(&server, "victim@example.com", "attacker-password")
@@ -143,7 +150,9 @@ fn an_invite_link_does_not_take_over_a_registration_waiting_for_its_code() {
     // Carol's code still works, with her password; then the invite is hers to accept.
     let code = owner.verification_code("carol@example.com");
     let carol = TestHome::new();
-    carol.verify(&server, "carol@example.com", &code).ok();
+    carol
+        .verify(&server, "carol@example.com", &code, "carol-password")
+        .ok();
     assert_eq!(accept("eve-chosen-password").0, 401);
     assert_eq!(accept("carol-password").0, 200);
     carol
@@ -162,7 +171,7 @@ fn an_invite_link_does_not_take_over_a_registration_waiting_for_its_code() {
             "POST",
             "/v1/auth/verify",
             None,
-            Some(json!({"email": "dave@example.com", "code": "000000"})),
+            Some(json!({"email": "dave@example.com", "code": "000000", "password": "eve-chosen-password"})),
         );
         assert_ne!(status, 200);
     }

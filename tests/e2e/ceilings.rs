@@ -124,7 +124,12 @@ fn verification_guesses_are_limited_per_address_across_registrations() {
         json!({"email": pending, "password": "pending-password"}),
     );
     assert!(status < 300, "{status} {body}");
-    let guess = |email: &str| post(&verify, json!({"email": email, "code": "not-a-code"}));
+    let guess = |email: &str| {
+        post(
+            &verify,
+            json!({"email": email, "code": "not-a-code", "password": "guessing-password"}),
+        )
+    };
     // Registering again between guesses makes new codes but does not refill the budget.
     for i in 0..10 {
         if i == 5 {

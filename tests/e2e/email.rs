@@ -268,7 +268,8 @@ fn each_message_arrives_and_its_code_or_link_works() {
         !info.stdout.contains("Verification code") && !info.stdout.contains(&bob_code),
         "an emailed code is not shown to the owner:\n{info}"
     );
-    bob.verify(&server, "bob@example.com", &bob_code).ok();
+    bob.verify(&server, "bob@example.com", &bob_code, "bob-password")
+        .ok();
 
     // An invite: the command prints the link and the same link arrives by email.
     let invited = owner
@@ -450,7 +451,9 @@ fn refusals_retries_and_what_the_owner_sees() {
         .run(&["owner", "user", "info", "nobody@example.com"])
         .ok();
     assert!(info.stdout.contains("Emailing it failed"), "{info}");
-    nobody.verify(&server, "nobody@example.com", &code).ok();
+    nobody
+        .verify(&server, "nobody@example.com", &code, "nobody-password")
+        .ok();
     let config = status(&owner);
     assert!(
         config.contains("(verification code to nobody@example.com): the SMTP server 127.0.0.1")
@@ -515,7 +518,9 @@ fn starttls_with_a_login_checks_the_certificate_unless_told_not_to() {
         .register(&server, "frank@example.com", "frank-password")
         .ok();
     let code = code_in(&smtp.wait_for("frank@example.com", "Verify"));
-    frank.verify(&server, "frank@example.com", &code).ok();
+    frank
+        .verify(&server, "frank@example.com", &code, "frank-password")
+        .ok();
     let (_, log) = server.stop_with("TERM");
     assert!(log.contains("email sent"), "{log}");
     for secret in [SMTP_PASSWORD, code.as_str()] {

@@ -127,9 +127,9 @@ impl TestHome {
         self.run_with(&args, &format!("{password}\n"), &[])
     }
 
-    /// `auth verify` of `email` at `server` with `code`.
-    pub fn verify(&self, server: &Server, email: &str, code: &str) -> Run {
-        self.run(&[
+    /// `auth verify` of `email` at `server` with `code`, the account's password on stdin.
+    pub fn verify(&self, server: &Server, email: &str, code: &str, password: &str) -> Run {
+        let args = [
             "auth",
             "verify",
             "--address",
@@ -138,7 +138,9 @@ impl TestHome {
             email,
             "--code",
             code,
-        ])
+            "--password-stdin",
+        ];
+        self.run_with(&args, &format!("{password}\n"), &[])
     }
 
     /// `auth accept-invite` of `link`, the password on stdin.
@@ -172,7 +174,7 @@ impl TestHome {
     ) {
         self.register(server, email, password).ok();
         let code = owner.verification_code(email);
-        self.verify(server, email, &code).ok();
+        self.verify(server, email, &code, password).ok();
     }
 
     /// Starts `agent-vault server` (on ports the OS picks unless `extra` names them; the MITM
