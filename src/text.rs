@@ -4,9 +4,10 @@
 
 use unicode_security::{RestrictionLevel, RestrictionLevelDetection};
 
-/// Bidirectional controls: they reorder how the text around them is displayed.
+/// Bidirectional controls: they reorder how the text around them is displayed (with the
+/// deprecated format characters beside them, U+206A–U+206F, which shape it).
 pub fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{206F}')
 }
 
 /// Whether agent-written text (a description, a message, a name) holds a character that
@@ -23,12 +24,31 @@ pub fn misleads_display(text: &str, multiline: bool) -> bool {
 /// Greek or Armenian letters; Latin with Han, Kana or Hangul is ordinary and allowed). ASCII
 /// punctuation (`@ . + - _ '`) is set aside first, as the profile does not cover it.
 pub fn is_spoofable_address(address: &str) -> bool {
+    if address.is_ascii() {
+        return false;
+    }
     let letters: String = address
         .chars()
         .filter(|c| !c.is_ascii_punctuation())
         .collect();
-    !letters.is_ascii()
-        && letters.as_str().detect_restriction_level() > RestrictionLevel::HighlyRestrictive
+    if letters.as_str().detect_restriction_level() > RestrictionLevel::HighlyRestrictive {
+        return true;
+    }
+    // Within one script: an address whose confusable skeleton (UTS #39, decomposed) is plain
+    // ASCII only imitates one (`alıce`, `o’brien`, `first‐last`); and marks that add nothing
+    // visible, a dot on a letter that has one or a mark repeated (`ali̇ce`), hide the same way.
+    let skeleton: Vec<char> = unicode_security::skeleton(address).collect();
+    skeleton.iter().all(char::is_ascii)
+        || skeleton.windows(2).any(|pair| {
+            let [before, mark] = [pair[0], pair[1]];
+            is_combining_mark(mark)
+                && (before == mark || (mark == '\u{0307}' && matches!(before, 'i' | 'j' | 'l')))
+        })
+}
+
+/// The common blocks of combining marks (diacritics placed on the letter before them).
+fn is_combining_mark(c: char) -> bool {
+    matches!(c, '\u{0300}'..='\u{036F}' | '\u{1AB0}'..='\u{1AFF}' | '\u{1DC0}'..='\u{1DFF}' | '\u{20D0}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}')
 }
 
 #[cfg(test)]
@@ -56,17 +76,23 @@ mod tests {
     #[test]
     fn addresses_that_print_like_others_are_told_apart() {
         for spoof in [
-            "\u{0430}lice@x.com",  // Cyrillic а
-            "alice@\u{03BF}x.com", // Greek ο
-            "b\u{0585}b@x.com",    // Armenian օ
-            "a\u{217C}ice@x.com",  // Roman numeral ⅼ
-            "\u{1D41A}lice@x.com", // mathematical bold 𝐚
-            "alic\u{212F}@x.com",  // script ℯ
-            "alice\u{200B}@x.com", // zero-width space
-            "alice\u{2800}@x.com", // Braille blank
-            "alice\u{FFF9}@x.com", // interlinear annotation anchor
-            "alice@x.com\u{202E}", // right-to-left override
-            "\u{13AA}lice@x.com",  // Cherokee Ꭺ
+            "\u{0430}lice@x.com",      // Cyrillic а
+            "alice@\u{03BF}x.com",     // Greek ο
+            "b\u{0585}b@x.com",        // Armenian օ
+            "a\u{217C}ice@x.com",      // Roman numeral ⅼ
+            "\u{1D41A}lice@x.com",     // mathematical bold 𝐚
+            "alic\u{212F}@x.com",      // script ℯ
+            "alice\u{200B}@x.com",     // zero-width space
+            "alice\u{2800}@x.com",     // Braille blank
+            "alice\u{FFF9}@x.com",     // interlinear annotation anchor
+            "alice@x.com\u{202E}",     // right-to-left override
+            "\u{13AA}lice@x.com",      // Cherokee Ꭺ
+            "al\u{0131}ce@x.com",      // dotless ı
+            "al\u{0269}ce@x.com",      // Latin iota ɩ
+            "o\u{2019}brien@x.com",    // right single quote
+            "first\u{2010}last@x.com", // hyphen
+            "ali\u{0307}ce@x.com",     // i with a second dot
+            "a\u{0300}\u{0300}@x.com", // a mark repeated
         ] {
             assert!(is_spoofable_address(spoof), "{spoof:?}");
         }
@@ -76,6 +102,8 @@ mod tests {
             "josé@bücher.example",
             "иван@пример.рф",
             "用户@example.com",
+            "müller@x.de",
+            "a\u{0300}@x.com",
         ] {
             assert!(!is_spoofable_address(fine), "{fine:?}");
         }

@@ -535,8 +535,13 @@ pub async fn accept_user_invite(
                         user
                     }
                 };
+                // An invite only adds: a role the account already holds at or above the
+                // invite's stays (a lower one would demote, perhaps a vault's only admin).
                 for (vault_id, _, role) in &invite.vaults {
-                    vaults::grant(tx, vault_id, ActorType::User, &user.id, *role)?;
+                    let held = vaults::role_of(tx, vault_id, ActorType::User, &user.id)?;
+                    if held.is_none_or(|held| held < *role) {
+                        vaults::grant(tx, vault_id, ActorType::User, &user.id, *role)?;
+                    }
                 }
                 let (token, session) = match used_by {
                     SessionUse::Cli => sessions::create_for_user(tx, &user.id)?,

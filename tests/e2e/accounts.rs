@@ -267,6 +267,44 @@ fn one_person_has_at_most_twenty_pending_user_invites() {
 }
 
 #[test]
+fn an_invite_accepted_by_an_existing_account_never_lowers_its_role() {
+    use crate::api::Api;
+    use serde_json::json;
+    let owner = TestHome::new();
+    let server = owner.start_server(&[], "", &[]);
+    register(&owner, &server, "owner@example.com", "owner-password").ok();
+    let api = Api::new(&server.url);
+    let owner_token = owner.session_token();
+    // An invite into "default" as member waits while Yan registers and is made admin there.
+    let invite = api.ok(
+        "POST",
+        "/v1/users/invites",
+        Some(&owner_token),
+        Some(
+            json!({"email": "yan@example.com", "vaults": [{"vault": "default", "role": "member"}]}),
+        ),
+    );
+    let link = invite["invite_link"].as_str().unwrap().to_owned();
+    TestHome::new().register_verified(&server, &owner, "yan@example.com", "yan-password");
+    api.ok(
+        "POST",
+        "/v1/vaults/default/users",
+        Some(&owner_token),
+        Some(json!({"email": "yan@example.com", "role": "admin"})),
+    );
+    let yan = TestHome::new();
+    yan.accept_invite(&link, "yan-password").ok();
+    let members = api.ok("GET", "/v1/vaults/default/users", Some(&owner_token), None);
+    let yan_role = members["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "yan@example.com" && m["status"] == "active")
+        .map(|m| m["role"].clone());
+    assert_eq!(yan_role, Some(json!("admin")), "{members}");
+}
+
+#[test]
 fn change_password_ends_every_session() {
     let home = TestHome::new();
     let server = home.start_server(&[], "", &[]);
