@@ -62,11 +62,34 @@ impl Caller {
     /// restores rights (making someone owner) must not slip in after a demotion.
     pub fn is_owner_in(&self, tx: &crate::store::Connection) -> crate::store::Result<bool> {
         Ok(match &self.principal {
-            Principal::User(u) => crate::store::users::by_id(tx, &u.id)?
-                .is_some_and(|u| u.active && u.role == InstanceRole::Owner),
-            Principal::Agent(a) => crate::store::agents::by_id(tx, &a.id)?
-                .is_some_and(|a| a.role == InstanceRole::Owner),
+            Principal::User(u) => {
+                users::by_id(tx, &u.id)?.is_some_and(|u| u.active && u.role == InstanceRole::Owner)
+            }
+            Principal::Agent(a) => {
+                agents::by_id(tx, &a.id)?.is_some_and(|a| a.role == InstanceRole::Owner)
+            }
             Principal::Scoped { .. } => false,
+        })
+    }
+
+    /// The caller's role on `vault_id` *now*, read inside the caller's write transaction (see
+    /// [`Self::is_owner_in`]): a scoped token whose minter lost the role has been deleted.
+    pub fn vault_role_in(
+        &self,
+        tx: &crate::store::Connection,
+        vault_id: &str,
+    ) -> crate::store::Result<Option<VaultRole>> {
+        use crate::store::vaults::role_of;
+        Ok(match &self.principal {
+            Principal::User(u) => role_of(tx, vault_id, ActorType::User, &u.id)?,
+            Principal::Agent(a) => role_of(tx, vault_id, ActorType::Agent, &a.id)?,
+            Principal::Scoped {
+                vault_id: own,
+                role,
+            } => {
+                let alive = sessions::by_token_hash(tx, &self.session.token_hash)?.is_some();
+                (own == vault_id && alive).then_some(*role)
+            }
         })
     }
 

@@ -90,17 +90,21 @@ pub async fn add_user(
         })?;
     let vault_id = access.vault.id.clone();
     let adder = caller.actor().map(|(_, id)| id.to_owned());
+    let caller = caller.clone();
     let added = state
         .db(move |store, _| {
             store.write(|tx| {
+                if let Err(refused) = still_admin(tx, &caller, &vault_id)? {
+                    return Ok(Err(refused));
+                }
                 if vaults::role_of(tx, &vault_id, ActorType::User, &user.id)?.is_some() {
-                    return Ok(None);
+                    return Ok(Ok(None));
                 }
                 vaults::grant(tx, &vault_id, ActorType::User, &user.id, role)?;
-                Ok(Some(unproven_address(tx, &user, adder.as_deref())?))
+                Ok(Ok(Some(unproven_address(tx, &user, adder.as_deref())?)))
             })
         })
-        .await?;
+        .await??;
     let Some(caution) = added else {
         return Err(OpError::conflict(format!(
             "{email} is already a member of vault \"{vault}\"; change the role with `agent-vault vault user set-role`"
@@ -157,9 +161,13 @@ pub async fn change_user(
     let new_role = new_role.map(user_role).transpose()?;
     let email = users::normalize_email(email);
     let (vault_id, lookup, vault_name) = (access.vault.id.clone(), email.clone(), vault.to_owned());
+    let caller = caller.clone();
     state
         .db(move |store, _| {
             store.write(|tx| {
+                if let Err(refused) = still_admin(tx, &caller, &vault_id)? {
+                    return Ok(Err(refused));
+                }
                 let Some(user) = users::by_email(tx, &lookup)? else {
                     return Ok(Err(OpError::not_found(format!(
                         "no user with email \"{}\"",
@@ -197,17 +205,21 @@ pub async fn add_agent(
         )));
     }
     let vault_id = access.vault.id.clone();
+    let caller = caller.clone();
     let added = state
         .db(move |store, _| {
             store.write(|tx| {
+                if let Err(refused) = still_admin(tx, &caller, &vault_id)? {
+                    return Ok(Err(refused));
+                }
                 if vaults::role_of(tx, &vault_id, ActorType::Agent, &agent.id)?.is_some() {
-                    return Ok(false);
+                    return Ok(Ok(false));
                 }
                 vaults::grant(tx, &vault_id, ActorType::Agent, &agent.id, role)?;
-                Ok(true)
+                Ok(Ok(true))
             })
         })
-        .await?;
+        .await??;
     if !added {
         return Err(OpError::conflict(format!(
             "agent \"{name}\" is already in vault \"{vault}\"; change its role with `agent-vault vault agent set-role`"
@@ -229,9 +241,13 @@ pub async fn change_agent(
     let agent = super::agents::by_name(state, name).await?;
     let (vault_id, vault_name, agent_name) =
         (access.vault.id.clone(), vault.to_owned(), name.to_owned());
+    let caller = caller.clone();
     state
         .db(move |store, _| {
             store.write(|tx| {
+                if let Err(refused) = still_admin(tx, &caller, &vault_id)? {
+                    return Ok(Err(refused));
+                }
                 let shown = format!("agent \"{agent_name}\"");
                 let member = (ActorType::Agent, agent.id.as_str(), shown.as_str());
                 set_grant(tx, (&vault_id, &vault_name), member, new_role)
@@ -258,6 +274,25 @@ pub fn keeps_every_vault_administered(
             .collect::<Vec<_>>()
             .join(", ")
     ))))
+}
+
+/// Refuses, inside the write, a caller no longer admin of the vault: the role was checked when
+/// the request began, and a membership change authorised before a demotion must not land after
+/// it (a lowered admin's in-flight requests re-adding or raising themselves).
+fn still_admin(
+    tx: &crate::store::Connection,
+    caller: &Caller,
+    vault_id: &str,
+) -> crate::store::Result<Result<(), OpError>> {
+    Ok(
+        if caller.vault_role_in(tx, vault_id)? >= Some(VaultRole::Admin) {
+            Ok(())
+        } else {
+            Err(OpError::forbidden(
+                "you are no longer an admin of this vault",
+            ))
+        },
+    )
 }
 
 /// Removes a member (`None`) or changes its role, in the caller's write transaction so that

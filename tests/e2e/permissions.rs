@@ -735,6 +735,50 @@ fn a_demotion_wins_over_owner_requests_already_in_flight() {
     }
 }
 
+/// The same for a vault's admins: a lowered admin's requests already in flight cannot raise
+/// them back.
+#[test]
+fn a_vault_demotion_wins_over_admin_requests_already_in_flight() {
+    let (api, owner, x, _running) = admin_x();
+    let role_of_x = |token: &str, role: &str| {
+        api.call(
+            "POST",
+            "/v1/vaults/default/users/x@example.com/role",
+            Some(token),
+            Some(json!({"role": role})),
+        )
+        .0
+    };
+    for round in 0..4 {
+        assert_eq!(role_of_x(&owner, "admin"), 200);
+        let demoted = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|threads| {
+            for _ in 0..3 {
+                threads.spawn(|| {
+                    let mut after = 0;
+                    while after < 5 {
+                        role_of_x(&x, "admin");
+                        if demoted.load(std::sync::atomic::Ordering::SeqCst) {
+                            after += 1;
+                        }
+                    }
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert_eq!(role_of_x(&owner, "member"), 200);
+            demoted.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let members = api.ok("GET", "/v1/vaults/default/users", Some(&owner), None);
+        let x_role = members["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == "x@example.com")
+            .map(|u| u["role"].clone());
+        assert_eq!(x_role, Some(json!("member")), "round {round}: {members}");
+    }
+}
+
 /// An invite hands out only what its creator may still give: one made by a vault admin who
 /// has since lost the vault, or by a person since removed, is refused when used.
 #[test]
