@@ -145,9 +145,13 @@ pub async fn set_role(
     super::admin::require_owner(caller)?;
     let role = parse_instance_role(Some(role))?;
     let agent = managed_agent(state, caller, name).await?;
+    let caller = caller.clone();
     state
         .db(move |store, _| {
             store.write(|tx| {
+                if let Err(refused) = super::admin::still_owner(tx, &caller)? {
+                    return Ok(Err(refused));
+                }
                 let demoting = agent.role == InstanceRole::Owner && role != InstanceRole::Owner;
                 if demoting && users::count_active_owners(tx)? <= 1 {
                     return Ok(Err(last_owner(&agent.name)));

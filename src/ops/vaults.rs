@@ -143,11 +143,18 @@ pub async fn join(state: &AppState, caller: &Caller, name: &str) -> Result<(), O
         )));
     }
     let id = access.vault.id.clone();
+    let caller = caller.clone();
     state
         .db(move |store, _| {
-            store.write(|tx| vaults::grant(tx, &id, ActorType::User, &user.id, VaultRole::Admin))
+            store.write(|tx| {
+                if let Err(refused) = super::admin::still_owner(tx, &caller)? {
+                    return Ok(Err(refused));
+                }
+                vaults::grant(tx, &id, ActorType::User, &user.id, VaultRole::Admin)?;
+                Ok(Ok(()))
+            })
         })
-        .await
+        .await?
 }
 
 /// Every vault with its number of user members (owners).

@@ -677,8 +677,9 @@ fn agents_lose_what_their_inviter_loses() {
     assert_eq!(shown["role"], "member", "{shown}");
 }
 
-/// An owner's right is checked again inside the write it allows: requests from a demoted
-/// person's owner agent that were already in flight cannot make the person owner again.
+/// An owner's right is checked again inside the write it allows: requests already in flight
+/// from a demoted person (re-promoting their agent) or from their owner agent (re-promoting
+/// them) cannot make either an owner again.
 #[test]
 fn a_demotion_wins_over_owner_requests_already_in_flight() {
     let (api, owner, _x, _running) = admin_x();
@@ -706,6 +707,11 @@ fn a_demotion_wins_over_owner_requests_already_in_flight() {
             .as_str()
             .unwrap()
             .to_owned();
+        let agent_path = format!("/v1/agents/zowner{round}/role");
+        let promote_agent = || {
+            let body = json!({"role": "owner"});
+            api.call("POST", &agent_path, Some(&z), Some(body))
+        };
         let demoted = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|threads| {
             for _ in 0..3 {
@@ -714,6 +720,7 @@ fn a_demotion_wins_over_owner_requests_already_in_flight() {
                     let mut after = 0;
                     while after < 5 {
                         role_of_z(&agent, "owner");
+                        promote_agent();
                         if demoted.load(std::sync::atomic::Ordering::SeqCst) {
                             after += 1;
                         }
@@ -732,6 +739,13 @@ fn a_demotion_wins_over_owner_requests_already_in_flight() {
             .find(|u| u["email"] == "z@example.com")
             .map(|u| u["role"].clone());
         assert_eq!(z_role, Some(json!("member")), "round {round}: {users}");
+        let shown = api.ok(
+            "GET",
+            &format!("/v1/agents/zowner{round}"),
+            Some(&owner),
+            None,
+        );
+        assert_eq!(shown["role"], "member", "round {round}: {shown}");
     }
 }
 
