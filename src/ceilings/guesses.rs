@@ -64,33 +64,36 @@ impl GuessBudget {
         BUDGET.get_or_init(Self::default)
     }
 
-    /// Whether `address` may try a code now.
-    pub fn check(&self, address: &str) -> Result<(), Exhausted> {
-        self.check_at(address, Instant::now())
+    /// Takes one guess of `address` before its code is checked, or refuses when none is left.
+    /// Taken up front, under one lock: guesses sent at once cannot all pass a check made
+    /// before any of them is counted. A guess that turns out right is given back
+    /// ([`Self::refund`]).
+    pub fn spend(&self, address: &str) -> Result<(), Exhausted> {
+        self.spend_at(address, Instant::now())
     }
 
-    /// Spends one guess of `address`.
-    pub fn wrong_guess(&self, address: &str) {
-        self.wrong_guess_at(address, Instant::now());
-    }
-
-    fn check_at(&self, address: &str, now: Instant) -> Result<(), Exhausted> {
-        let table = self.spent.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(spent) = table.get(address) else {
-            return Ok(());
-        };
-        let over = spent.now(now) - (ALLOWANCE - 1.0);
-        if over <= 0.0 {
-            return Ok(());
-        }
-        Err(Exhausted {
-            retry_after_secs: (over * REFILL.as_secs_f64()).ceil().max(1.0) as u64,
-        })
-    }
-
-    fn wrong_guess_at(&self, address: &str, now: Instant) {
+    /// Gives back a guess taken by [`Self::spend`] that was not a wrong code.
+    pub fn refund(&self, address: &str) {
+        let now = Instant::now();
         let mut table = self.spent.lock().unwrap_or_else(|e| e.into_inner());
-        if !table.contains_key(address) && table.len() >= self.capacity {
+        if let Some(entry) = table.get_mut(address) {
+            *entry = Spent {
+                guesses: (entry.now(now) - 1.0).max(0.0),
+                at: now,
+            };
+        }
+    }
+
+    fn spend_at(&self, address: &str, now: Instant) -> Result<(), Exhausted> {
+        let mut table = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(spent) = table.get(address) {
+            let over = spent.now(now) - (ALLOWANCE - 1.0);
+            if over > 0.0 {
+                return Err(Exhausted {
+                    retry_after_secs: (over * REFILL.as_secs_f64()).ceil().max(1.0) as u64,
+                });
+            }
+        } else if table.len() >= self.capacity {
             make_room(&mut table, self.capacity, now);
         }
         let entry = table.entry(address.to_owned()).or_insert(Spent {
@@ -101,6 +104,7 @@ impl GuessBudget {
             guesses: (entry.now(now) + 1.0).min(ALLOWANCE),
             at: now,
         };
+        Ok(())
     }
 }
 
@@ -127,20 +131,28 @@ mod tests {
         let budget = GuessBudget::default();
         let start = Instant::now();
         for _ in 0..ALLOWANCE as usize {
-            assert!(budget.check_at("a@x.io", start).is_ok());
-            budget.wrong_guess_at("a@x.io", start);
+            assert!(budget.spend_at("a@x.io", start).is_ok());
         }
-        let refused = budget.check_at("a@x.io", start).unwrap_err();
+        let refused = budget.spend_at("a@x.io", start).unwrap_err();
         assert_eq!(refused.retry_after_secs, REFILL.as_secs());
         // Other addresses are unaffected.
-        assert!(budget.check_at("b@x.io", start).is_ok());
+        assert!(budget.spend_at("b@x.io", start).is_ok());
         // One refill later, exactly one more guess.
         let later = start + REFILL;
-        assert!(budget.check_at("a@x.io", later).is_ok());
-        budget.wrong_guess_at("a@x.io", later);
-        assert!(budget.check_at("a@x.io", later).is_err());
+        assert!(budget.spend_at("a@x.io", later).is_ok());
+        assert!(budget.spend_at("a@x.io", later).is_err());
         // Never locked for good.
-        assert!(budget.check_at("a@x.io", later + REFILL * 20).is_ok());
+        assert!(budget.spend_at("a@x.io", later + REFILL * 20).is_ok());
+    }
+
+    #[test]
+    fn a_right_guess_is_given_back() {
+        let budget = GuessBudget::default();
+        for _ in 0..ALLOWANCE as usize * 3 {
+            budget.spend("a@x.io").unwrap();
+            budget.refund("a@x.io");
+        }
+        assert!(budget.spend("a@x.io").is_ok());
     }
 
     #[test]
@@ -148,12 +160,12 @@ mod tests {
         let budget = GuessBudget::with_capacity(8);
         let now = Instant::now();
         for _ in 0..ALLOWANCE as usize {
-            budget.wrong_guess_at("victim@x.io", now);
+            budget.spend_at("victim@x.io", now).unwrap();
         }
         for i in 0..100 {
-            budget.wrong_guess_at(&format!("spray{i}@x.io"), now);
+            budget.spend_at(&format!("spray{i}@x.io"), now).unwrap();
         }
         assert!(budget.spent.lock().unwrap().len() <= 8);
-        assert!(budget.check_at("victim@x.io", now).is_err());
+        assert!(budget.spend_at("victim@x.io", now).is_err());
     }
 }

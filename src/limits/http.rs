@@ -214,7 +214,7 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// Accounts and tokens are keyed by a hash: the table never holds a token, and a huge email
 /// makes a key of fixed size. The same key whether or not the account exists.
 fn account_key(email: &str) -> String {
-    let normalized = email.trim().to_lowercase();
+    let normalized = crate::store::users::normalize_email(email);
     format!("acct:{}", &crate::crypto::hash_token(&normalized)[..32])
 }
 
@@ -413,6 +413,10 @@ mod tests {
         );
         assert!(!token_key("av_uinv_secret").contains("secret"));
         assert_eq!(account_key(" A@Example.com"), account_key("a@example.com"));
+        assert_eq!(
+            account_key("rene\u{301}e@x.com"),
+            account_key("ren\u{e9}e@x.com")
+        );
     }
 
     #[test]

@@ -44,7 +44,10 @@ pub fn validate_email(email: &str) -> Result<(), String> {
     let domain_is_a_host = |domain: &str| {
         domain.contains('.')
             && domain.split('.').all(|label| {
-                !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+                !label.is_empty()
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
             })
     };
     let valid = !email.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -264,7 +267,7 @@ pub async fn verify(
     validate_password(password.expose()).map_err(OpError::invalid)?;
     // Guesses are counted per address across registrations, whether or not it has an account.
     let guesses = GuessBudget::process();
-    if let Err(spent) = guesses.check(&email) {
+    if let Err(spent) = guesses.spend(&email) {
         return Err(OpError::too_many(
             format!(
                 "too many wrong codes for this address; try again in {} minutes (a new registration does not reset this)",
@@ -274,8 +277,14 @@ pub async fn verify(
         ));
     }
     let code = code.expose().trim().to_owned();
-    let hash = hash_password_async(password).await?;
     let address = email.clone();
+    let hash = match hash_password_async(password).await {
+        Ok(hash) => hash,
+        Err(busy) => {
+            guesses.refund(&address);
+            return Err(busy);
+        }
+    };
     let verified = state
         .db(move |store, dek| {
             store.write(|tx| {
@@ -297,9 +306,10 @@ pub async fn verify(
                 Ok(None)
             })
         })
-        .await?;
-    if verified.is_none() {
-        guesses.wrong_guess(&address);
+        .await
+        .inspect_err(|_| guesses.refund(&address))?;
+    if verified.is_some() {
+        guesses.refund(&address);
     }
     verified.ok_or_else(|| {
         OpError::invalid(
@@ -537,6 +547,8 @@ mod tests {
             "a@x..io",
             "a@[10.0.0.1]",
             "a(comment)@x.io",
+            "ann@-x.com",
+            "ann@x-.com",
             "alice\u{200B}@x.com",
             "alice@x.com\u{202E}",
             "\u{0430}lice@x.com",

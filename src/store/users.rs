@@ -31,7 +31,16 @@ fn from_row(r: &Row<'_>) -> super::db::Result<User> {
 
 /// Normalises an email for storage and lookup.
 pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
+    use unicode_normalization::UnicodeNormalization;
+    // Composed after lower-casing too: `renée` typed precomposed or decomposed is one address
+    // (it prints the same), never two accounts.
+    email
+        .trim()
+        .nfc()
+        .collect::<String>()
+        .to_lowercase()
+        .nfc()
+        .collect()
 }
 
 pub fn insert(
@@ -176,6 +185,24 @@ pub fn count_active_owners(conn: &Connection) -> Result<i64> {
 mod tests {
     use super::*;
     use crate::store::{Store, StoreError};
+
+    #[test]
+    fn an_address_has_one_form_however_its_accents_were_typed() {
+        let composed = normalize_email("Ren\u{e9}e@X.com");
+        assert_eq!(normalize_email(" RENE\u{301}E@x.com "), composed);
+        assert_eq!(composed, "ren\u{e9}e@x.com");
+        // Three spellings of ẹ́ (marks in either order, or one precomposed).
+        let forms = [
+            "e\u{301}\u{323}@x.io",
+            "e\u{323}\u{301}@x.io",
+            "\u{1eb9}\u{301}@x.io",
+        ];
+        assert!(
+            forms
+                .iter()
+                .all(|f| normalize_email(f) == normalize_email(forms[0]))
+        );
+    }
 
     crate::on_both_backends!(emails_are_case_insensitive_and_unique);
     fn emails_are_case_insensitive_and_unique(store: Store) {

@@ -222,6 +222,15 @@ fn adding_an_account_made_from_someone_elses_invite_link_says_its_address_is_unp
         Some(json!({"email": "dan@example.com", "role": "member"})),
     );
     assert!(added.get("caution").is_none(), "{added}");
+    // One address however its accents were typed: a decomposed `é` is the same account.
+    api.add_user(&owner_token, "ren\u{e9}e@example.com", json!([]));
+    let (status, body) = api.call(
+        "POST",
+        "/v1/users/invites",
+        Some(&eve),
+        Some(json!({"email": "rene\u{301}e@example.com"})),
+    );
+    assert_eq!(status, 409, "{body}");
 }
 
 #[test]

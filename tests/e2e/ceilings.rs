@@ -162,6 +162,22 @@ fn verification_guesses_are_limited_per_address_across_registrations() {
         guess("nobody@example.com");
     }
     assert_eq!(guess("nobody@example.com").0, 429);
+    // Guesses sent at once are each counted before any is checked: no more than the budget.
+    let statuses: Vec<u16> = std::thread::scope(|threads| {
+        let sent: Vec<_> = (0..16)
+            .map(|_| threads.spawn(|| guess("burst@example.com").0))
+            .collect();
+        sent.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let checked = statuses.iter().filter(|s| **s == 400).count();
+    assert!(
+        checked <= 10,
+        "{checked} guesses checked at once: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [400, 429].contains(s)),
+        "{statuses:?}"
+    );
 }
 
 #[test]
