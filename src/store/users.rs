@@ -34,13 +34,24 @@ pub fn normalize_email(email: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
     // Composed after lower-casing too: `renée` typed precomposed or decomposed is one address
     // (it prints the same), never two accounts.
-    email
+    let email: String = email
         .trim()
         .nfc()
         .collect::<String>()
         .to_lowercase()
         .nfc()
-        .collect()
+        .collect();
+    // A domain in Punycode (`xn--bcher-kva.de`) is the Unicode name it encodes: one mailbox,
+    // one account, and the lookalike rules see what the name really shows.
+    match email.rsplit_once('@') {
+        Some((local, domain)) if domain.split('.').any(|label| label.starts_with("xn--")) => {
+            match idna::domain_to_unicode(domain) {
+                (unicode, Ok(())) => format!("{local}@{unicode}"),
+                _ => email,
+            }
+        }
+        _ => email,
+    }
 }
 
 pub fn insert(
@@ -202,6 +213,12 @@ mod tests {
                 .iter()
                 .all(|f| normalize_email(f) == normalize_email(forms[0]))
         );
+        // A Punycode domain is the name it encodes.
+        assert_eq!(
+            normalize_email("Bob@XN--BCHER-KVA.de"),
+            "bob@b\u{fc}cher.de"
+        );
+        assert_eq!(normalize_email("bob@xn--.de"), "bob@xn--.de");
     }
 
     crate::on_both_backends!(emails_are_case_insensitive_and_unique);
