@@ -106,17 +106,26 @@ pub async fn mint(
         .as_ref()
         .map(|(key, seconds)| (key.hash.clone(), now + seconds));
     let token_hash = token.hash.clone();
+    let (minter, vault_id) = (caller.clone(), access.vault.id.clone());
     state
         .db(move |store, _| {
             store.write(|tx| {
+                // The role again, inside the write: a token minted by a request in flight
+                // while its minter is lowered or removed would otherwise outlive the change
+                // (the change ends the tokens that exist when it is made).
+                if minter.vault_role_in(tx, &vault_id)? < Some(role) {
+                    return Ok(Err(ApiError::forbidden(
+                        "your role on this vault changed while the token was being made; ask for one within your current role",
+                    )));
+                }
                 sessions::insert_created_by(tx, &session, creator.0, &creator.1)?;
                 if let Some((lease_hash, expires_at)) = &lease_row {
                     sessions::set_lease(tx, &token_hash, lease_hash, *expires_at, now + ttl)?;
                 }
-                Ok(())
+                Ok(Ok(()))
             })
         })
-        .await?;
+        .await??;
     let mut answer = json!({
         "token": token.raw.expose(),
         "vault": access.vault.name,

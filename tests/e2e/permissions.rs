@@ -793,6 +793,61 @@ fn a_vault_demotion_wins_over_admin_requests_already_in_flight() {
     }
 }
 
+/// Tokens minted by requests in flight while their minter is removed end with the grant too.
+#[test]
+fn tokens_minted_during_a_removal_do_not_outlive_it() {
+    let (api, owner, x, _running) = admin_x();
+    for round in 0..3 {
+        if round > 0 {
+            let body = json!({"email": "x@example.com", "role": "admin"});
+            api.ok("POST", "/v1/vaults/default/users", Some(&owner), Some(body));
+        }
+        let removed = std::sync::atomic::AtomicBool::new(false);
+        let minted = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|threads| {
+            for _ in 0..3 {
+                threads.spawn(|| {
+                    let mut after = 0;
+                    while after < 5 {
+                        let body = json!({"vault": "default", "role": "admin"});
+                        let (status, reply) =
+                            api.call("POST", "/v1/sessions", Some(&x), Some(body));
+                        if status == 201 {
+                            let token = reply["token"].as_str().unwrap().to_owned();
+                            minted.lock().unwrap().push(token);
+                        }
+                        if removed.load(std::sync::atomic::Ordering::SeqCst) {
+                            after += 1;
+                        }
+                    }
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            api.ok(
+                "DELETE",
+                "/v1/vaults/default/users/x@example.com",
+                Some(&owner),
+                None,
+            );
+            removed.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let minted = minted.into_inner().unwrap();
+        assert!(
+            !minted.is_empty(),
+            "round {round}: nothing minted before the removal"
+        );
+        for token in minted {
+            let (status, _) = api.call(
+                "GET",
+                "/v1/vaults/default/credentials?reveal=true",
+                Some(&token),
+                None,
+            );
+            assert_eq!(status, 401, "round {round}: a token outlived the removal");
+        }
+    }
+}
+
 /// An invite hands out only what its creator may still give: one made by a vault admin who
 /// has since lost the vault, or by a person since removed, is refused when used.
 #[test]
