@@ -96,14 +96,17 @@ pub async fn set(
     let vault_id = access.vault.id.clone();
     let keys: Vec<String> = values.keys().cloned().collect();
     state
-        .db(move |store, dek| {
-            store.write(|tx| {
+        .vault_write(
+            caller,
+            &access.vault.id,
+            VaultRole::Member,
+            move |tx, dek| {
                 for (key, value) in &values {
                     credentials::upsert(tx, dek, &vault_id, key, value)?;
                 }
                 Ok(())
-            })
-        })
+            },
+        )
         .await?;
     Ok(keys)
 }
@@ -125,21 +128,19 @@ pub async fn delete(
     let vault_id = access.vault.id.clone();
     let wanted = keys.clone();
     let missing = state
-        .db(move |store, _| {
-            store.write(|tx| {
-                let existing = credentials::keys(tx, &vault_id)?;
-                let missing: Vec<String> = wanted
-                    .iter()
-                    .filter(|k| !existing.contains(k))
-                    .cloned()
-                    .collect();
-                if missing.is_empty() {
-                    for key in &wanted {
-                        credentials::delete(tx, &vault_id, key)?;
-                    }
+        .vault_write(caller, &access.vault.id, VaultRole::Member, move |tx, _| {
+            let existing = credentials::keys(tx, &vault_id)?;
+            let missing: Vec<String> = wanted
+                .iter()
+                .filter(|k| !existing.contains(k))
+                .cloned()
+                .collect();
+            if missing.is_empty() {
+                for key in &wanted {
+                    credentials::delete(tx, &vault_id, key)?;
                 }
-                Ok(missing)
-            })
+            }
+            Ok(missing)
         })
         .await?;
     if !missing.is_empty() {

@@ -83,6 +83,33 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// A write on a vault by `caller`, who must still hold `needed` there when it runs:
+    /// rights are checked when a request arrives and again here, inside the write, so a
+    /// request in flight when its sender is lowered or removed cannot land after that change
+    /// (a demoted admin's service edit sending a credential to a host of their choosing).
+    pub async fn vault_write<R: Send + 'static>(
+        &self,
+        caller: &Caller,
+        vault_id: &str,
+        needed: store::VaultRole,
+        work: impl FnOnce(&store::Connection, &Key) -> store::Result<R> + Send + 'static,
+    ) -> Result<R, OpError> {
+        let (caller, vault_id) = (caller.clone(), vault_id.to_owned());
+        self.db(move |store, dek| {
+            store.write(|tx| {
+                if caller.vault_role_in(tx, &vault_id)? < Some(needed) {
+                    return Ok(Err(OpError::forbidden(format!(
+                        "this needs the {needed} role on the vault, which you no longer hold"
+                    ))));
+                }
+                work(tx, dek).map(Ok)
+            })
+        })
+        .await?
+    }
+}
+
 /// Seconds since the epoch as RFC 3339 (UTC), the timestamp format of every response.
 pub fn rfc3339(ts: i64) -> String {
     chrono::DateTime::from_timestamp(ts, 0)

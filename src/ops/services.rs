@@ -114,8 +114,8 @@ pub async fn replace(
     let (vault_id, count) = (access.vault.id.clone(), services.len());
     let upserted = services.iter().map(Service::matcher).collect();
     state
-        .db(move |store, _| {
-            store.write(|tx| store::services::replace_all(tx, &vault_id, &services))
+        .vault_write(caller, &access.vault.id, VaultRole::Admin, move |tx, _| {
+            store::services::replace_all(tx, &vault_id, &services)
         })
         .await?;
     Ok(Written {
@@ -151,7 +151,9 @@ pub async fn upsert(
     let upserted: Vec<String> = incoming.iter().map(Service::matcher).collect();
     let (vault_id, count) = (access.vault.id.clone(), merged.len());
     state
-        .db(move |store, _| store.write(|tx| store::services::upsert(tx, &vault_id, &incoming)))
+        .vault_write(caller, &access.vault.id, VaultRole::Admin, move |tx, _| {
+            store::services::upsert(tx, &vault_id, &incoming)
+        })
         .await?;
     Ok(Written {
         vault: access.vault.name,
@@ -189,7 +191,9 @@ pub async fn edit(
     let (vault_id, count) = (access.vault.id.clone(), all.len());
     let upserted = vec![service.matcher()];
     state
-        .db(move |store, _| store.write(|tx| store::services::replace_all(tx, &vault_id, &all)))
+        .vault_write(caller, &access.vault.id, VaultRole::Admin, move |tx, _| {
+            store::services::replace_all(tx, &vault_id, &all)
+        })
         .await?;
     Ok(Written {
         vault: access.vault.name,
@@ -215,7 +219,9 @@ pub async fn set_enabled(
     let matcher = service.matcher();
     let vault_id = access.vault.id.clone();
     state
-        .db(move |store, _| store.write(|tx| store::services::upsert(tx, &vault_id, &[service])))
+        .vault_write(caller, &access.vault.id, VaultRole::Admin, move |tx, _| {
+            store::services::upsert(tx, &vault_id, &[service])
+        })
         .await?;
     Ok((access.vault.name, matcher))
 }
@@ -234,7 +240,9 @@ pub async fn remove(
     let matcher = service.matcher();
     let vault_id = access.vault.id.clone();
     state
-        .db(move |store, _| store.write(|tx| store::services::remove(tx, &vault_id, &service)))
+        .vault_write(caller, &access.vault.id, VaultRole::Admin, move |tx, _| {
+            store::services::remove(tx, &vault_id, &service)
+        })
         .await?;
     Ok((access.vault.name, matcher, services.len() - 1))
 }
@@ -249,7 +257,9 @@ pub async fn clear(
     access.require(VaultRole::Admin)?;
     let vault_id = access.vault.id.clone();
     let removed = state
-        .db(move |store, _| store.write(|tx| store::services::clear(tx, &vault_id)))
+        .vault_write(caller, &access.vault.id, VaultRole::Admin, move |tx, _| {
+            store::services::clear(tx, &vault_id)
+        })
         .await?;
     Ok((access.vault.name, removed))
 }

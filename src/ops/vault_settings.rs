@@ -54,9 +54,8 @@ pub async fn set_policy(
     })?;
     let id = access.vault.id.clone();
     state
-        .db(move |store, _| {
-            store
-                .write(|tx| vaults::set_setting(tx, &id, UnmatchedPolicy::SETTING, policy.as_str()))
+        .vault_write(caller, &access.vault.id, VaultRole::Admin, move |tx, _| {
+            vaults::set_setting(tx, &id, UnmatchedPolicy::SETTING, policy.as_str())
         })
         .await?;
     Ok((access.vault.name, policy))
