@@ -285,24 +285,26 @@ async fn charge_auth(
     let mut keys = vec![address];
     let request = match route {
         AuthRoute::Address => request,
-        AuthRoute::Session => {
-            use crate::web::session::{SESSION_COOKIE, cookie};
-            let headers = request.headers();
-            let session = crate::api::auth::bearer_token_of(headers)
-                .map(str::to_owned)
-                .or_else(|| cookie(headers, SESSION_COOKIE));
-            if let Some(session) = session {
-                keys.push(token_key(&session));
-            }
-            request
-        }
         AuthRoute::PathToken => {
             if let Some(token) = path_token {
                 keys.push(token_key(&token));
             }
             request
         }
-        AuthRoute::Account | AuthRoute::LinkToken => {
+        // The body is read (it is small) even where nothing in it is charged: a refusal sent
+        // before the body was read closes the connection, and a client still sending it
+        // would see a broken pipe instead of the 429.
+        AuthRoute::Account | AuthRoute::LinkToken | AuthRoute::Session => {
+            if route == AuthRoute::Session {
+                use crate::web::session::{SESSION_COOKIE, cookie};
+                let headers = request.headers();
+                let session = crate::api::auth::bearer_token_of(headers)
+                    .map(str::to_owned)
+                    .or_else(|| cookie(headers, SESSION_COOKIE));
+                if let Some(session) = session {
+                    keys.push(token_key(&session));
+                }
+            }
             let query_token = request.uri().query().and_then(|q| {
                 serde_urlencoded::from_str::<Vec<(String, String)>>(q)
                     .ok()?
@@ -337,7 +339,10 @@ async fn charge_auth(
             {
                 keys.push(token_key(token));
             }
-            if let Some(email) = field(&fields, "email") {
+            // A password change is charged to its session, not to an address in its form.
+            if route != AuthRoute::Session
+                && let Some(email) = field(&fields, "email")
+            {
                 keys.push(account_key(email));
             }
             Request::from_parts(parts, Body::from(bytes))

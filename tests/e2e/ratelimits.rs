@@ -168,6 +168,14 @@ fn a_password_change_is_charged_like_a_sign_in_to_its_session() {
         .send()
         .unwrap();
     assert_eq!(web.status(), 429);
+    // Its small body was read before the refusal, so the connection stays open (a client
+    // still sending would otherwise see a broken pipe, not the 429).
+    assert_ne!(
+        web.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..]),
+        "{:?}",
+        web.headers()
+    );
     // Other people still sign in.
     assert_eq!(
         login(&server, "127.0.2.40", OWNER_EMAIL, OWNER_PASSWORD).status(),
