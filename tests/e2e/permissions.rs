@@ -677,6 +677,38 @@ fn agents_lose_what_their_inviter_loses() {
     assert_eq!(shown["role"], "member", "{shown}");
 }
 
+/// Runs `attack` from three threads until a little after `demote` has answered, so that some
+/// attacks are in flight while the attacker loses the right they use.
+fn race_against(demote: impl FnOnce(), attack: impl Fn() + Sync) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let demoted = AtomicBool::new(false);
+    std::thread::scope(|threads| {
+        for _ in 0..3 {
+            threads.spawn(|| {
+                let mut after = 0;
+                while after < 5 {
+                    attack();
+                    if demoted.load(Ordering::SeqCst) {
+                        after += 1;
+                    }
+                }
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        demote();
+        demoted.store(true, Ordering::SeqCst);
+    });
+}
+
+/// The role `email` holds in a listing of users (`{"users": [{email, role}, …]}`).
+fn role_in(listing: &serde_json::Value, email: &str) -> Option<serde_json::Value> {
+    listing["users"]
+        .as_array()?
+        .iter()
+        .find(|u| u["email"] == email)
+        .map(|u| u["role"].clone())
+}
+
 /// An owner's right is checked again inside the write it allows: requests already in flight
 /// from a demoted person (re-promoting their agent) or from their owner agent (re-promoting
 /// them) cannot make either an owner again.
@@ -712,32 +744,15 @@ fn a_demotion_wins_over_owner_requests_already_in_flight() {
             let body = json!({"role": "owner"});
             api.call("POST", &agent_path, Some(&z), Some(body))
         };
-        let demoted = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|threads| {
-            for _ in 0..3 {
-                threads.spawn(|| {
-                    // Until a little after the demotion has answered.
-                    let mut after = 0;
-                    while after < 5 {
-                        role_of_z(&agent, "owner");
-                        promote_agent();
-                        if demoted.load(std::sync::atomic::Ordering::SeqCst) {
-                            after += 1;
-                        }
-                    }
-                });
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            assert_eq!(role_of_z(&owner, "member"), 200);
-            demoted.store(true, std::sync::atomic::Ordering::SeqCst);
-        });
+        race_against(
+            || assert_eq!(role_of_z(&owner, "member"), 200),
+            || {
+                role_of_z(&agent, "owner");
+                promote_agent();
+            },
+        );
         let users = api.ok("GET", "/v1/admin/users", Some(&owner), None);
-        let z_role = users["users"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["email"] == "z@example.com")
-            .map(|u| u["role"].clone());
+        let z_role = role_in(&users, "z@example.com");
         assert_eq!(z_role, Some(json!("member")), "round {round}: {users}");
         let shown = api.ok(
             "GET",
@@ -765,30 +780,14 @@ fn a_vault_demotion_wins_over_admin_requests_already_in_flight() {
     };
     for round in 0..4 {
         assert_eq!(role_of_x(&owner, "admin"), 200);
-        let demoted = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|threads| {
-            for _ in 0..3 {
-                threads.spawn(|| {
-                    let mut after = 0;
-                    while after < 5 {
-                        role_of_x(&x, "admin");
-                        if demoted.load(std::sync::atomic::Ordering::SeqCst) {
-                            after += 1;
-                        }
-                    }
-                });
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            assert_eq!(role_of_x(&owner, "member"), 200);
-            demoted.store(true, std::sync::atomic::Ordering::SeqCst);
-        });
+        race_against(
+            || assert_eq!(role_of_x(&owner, "member"), 200),
+            || {
+                role_of_x(&x, "admin");
+            },
+        );
         let members = api.ok("GET", "/v1/vaults/default/users", Some(&owner), None);
-        let x_role = members["users"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["email"] == "x@example.com")
-            .map(|u| u["role"].clone());
+        let x_role = role_in(&members, "x@example.com");
         assert_eq!(x_role, Some(json!("member")), "round {round}: {members}");
     }
 }
@@ -802,35 +801,21 @@ fn tokens_minted_during_a_removal_do_not_outlive_it() {
             let body = json!({"email": "x@example.com", "role": "admin"});
             api.ok("POST", "/v1/vaults/default/users", Some(&owner), Some(body));
         }
-        let removed = std::sync::atomic::AtomicBool::new(false);
         let minted = std::sync::Mutex::new(Vec::new());
-        std::thread::scope(|threads| {
-            for _ in 0..3 {
-                threads.spawn(|| {
-                    let mut after = 0;
-                    while after < 5 {
-                        let body = json!({"vault": "default", "role": "admin"});
-                        let (status, reply) =
-                            api.call("POST", "/v1/sessions", Some(&x), Some(body));
-                        if status == 201 {
-                            let token = reply["token"].as_str().unwrap().to_owned();
-                            minted.lock().unwrap().push(token);
-                        }
-                        if removed.load(std::sync::atomic::Ordering::SeqCst) {
-                            after += 1;
-                        }
-                    }
-                });
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            api.ok(
-                "DELETE",
-                "/v1/vaults/default/users/x@example.com",
-                Some(&owner),
-                None,
-            );
-            removed.store(true, std::sync::atomic::Ordering::SeqCst);
-        });
+        race_against(
+            || {
+                let path = "/v1/vaults/default/users/x@example.com";
+                api.ok("DELETE", path, Some(&owner), None);
+            },
+            || {
+                let body = json!({"vault": "default", "role": "admin"});
+                let (status, reply) = api.call("POST", "/v1/sessions", Some(&x), Some(body));
+                if status == 201 {
+                    let token = reply["token"].as_str().unwrap().to_owned();
+                    minted.lock().unwrap().push(token);
+                }
+            },
+        );
         let minted = minted.into_inner().unwrap();
         assert!(
             !minted.is_empty(),
