@@ -597,11 +597,19 @@ async fn decide(
                         "you filed proposal #{number} yourself; another member of vault \"{name}\" must review it"
                     ))));
                 }
+                // The reviewer's role again, inside the write: a review in flight when its
+                // sender is removed or lowered must not land after that change.
+                let held = vaults::role_of(tx, &vault_id, kind, id)?;
+                if held < Some(VaultRole::Member) {
+                    return Ok(Err(OpError::forbidden(format!(
+                        "you no longer hold a role on vault \"{name}\" that reviews proposals"
+                    ))));
+                }
                 // Approving applies the services, so it needs the right to change them:
                 // otherwise a member could add services by approving a proposal.
                 if matches!(decision, Decision::Approve(_))
                     && !proposal.services.is_empty()
-                    && !may_change_services
+                    && !(may_change_services && held >= Some(VaultRole::Admin))
                 {
                     return Ok(Err(OpError::forbidden(format!(
                         "proposal #{number} adds or changes services, which needs the admin role on vault \"{name}\"; ask a vault admin to approve it (members may approve proposals that only request credentials)"
