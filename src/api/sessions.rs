@@ -113,10 +113,8 @@ pub async fn mint(
                 // The role again, inside the write: a token minted by a request in flight
                 // while its minter is lowered or removed would otherwise outlive the change
                 // (the change ends the tokens that exist when it is made).
-                if minter.vault_role_in(tx, &vault_id)? < Some(role) {
-                    return Ok(Err(ApiError::forbidden(
-                        "your role on this vault changed while the token was being made; ask for one within your current role",
-                    )));
+                if let Err(refused) = minter.still_holds(tx, &vault_id, role)? {
+                    return Ok(Err(refused));
                 }
                 sessions::insert_created_by(tx, &session, creator.0, &creator.1)?;
                 if let Some((lease_hash, expires_at)) = &lease_row {

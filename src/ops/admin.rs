@@ -23,18 +23,6 @@ pub fn require_owner(caller: &Caller) -> Result<(), OpError> {
     }
 }
 
-/// [`require_owner`] again inside the write it allows (see [`Caller::is_owner_in`]).
-pub fn still_owner(
-    tx: &crate::store::Connection,
-    caller: &Caller,
-) -> crate::store::Result<Result<(), OpError>> {
-    Ok(if caller.is_owner_in(tx)? {
-        Ok(())
-    } else {
-        Err(OpError::forbidden("you are no longer an instance owner"))
-    })
-}
-
 fn last_owner(email: &str) -> OpError {
     OpError::conflict(format!(
         "{email} is the last owner of this instance; make another user owner first"
@@ -66,7 +54,7 @@ pub async fn remove_user(
     state
         .db(move |store, _| {
             store.write(|tx| {
-                if let Err(refused) = still_owner(tx, &caller)? {
+                if let Err(refused) = caller.still_owner(tx)? {
                     return Ok(Err(refused));
                 }
                 if user.role == InstanceRole::Owner
@@ -107,7 +95,7 @@ pub async fn set_user_role(
     state
         .db(move |store, _| {
             store.write(|tx| {
-                if let Err(refused) = still_owner(tx, &caller)? {
+                if let Err(refused) = caller.still_owner(tx)? {
                     return Ok(Err(refused));
                 }
                 // As it is now, not as it was read before the transaction.

@@ -149,7 +149,7 @@ pub async fn set_role(
     state
         .db(move |store, _| {
             store.write(|tx| {
-                if let Err(refused) = super::admin::still_owner(tx, &caller)? {
+                if let Err(refused) = caller.still_owner(tx)? {
                     return Ok(Err(refused));
                 }
                 let demoting = agent.role == InstanceRole::Owner && role != InstanceRole::Owner;

@@ -57,11 +57,14 @@ impl Caller {
         }
     }
 
-    /// Whether the caller is an owner *now*, read inside the caller's write transaction: the
-    /// role loaded when the request began may have been taken away since, and a change that
-    /// restores rights (making someone owner) must not slip in after a demotion.
-    pub fn is_owner_in(&self, tx: &crate::store::Connection) -> crate::store::Result<bool> {
-        Ok(match &self.principal {
+    /// Refuses, inside the write it guards, a caller who is no longer an owner. Rights are
+    /// checked when a request arrives and again here: a request in flight when its sender is
+    /// demoted must not land after the demotion (and undo it).
+    pub fn still_owner(
+        &self,
+        tx: &crate::store::Connection,
+    ) -> crate::store::Result<Result<(), OpError>> {
+        let owner = match &self.principal {
             Principal::User(u) => {
                 users::by_id(tx, &u.id)?.is_some_and(|u| u.active && u.role == InstanceRole::Owner)
             }
@@ -69,18 +72,23 @@ impl Caller {
                 agents::by_id(tx, &a.id)?.is_some_and(|a| a.role == InstanceRole::Owner)
             }
             Principal::Scoped { .. } => false,
+        };
+        Ok(match owner {
+            true => Ok(()),
+            false => Err(OpError::forbidden("you are no longer an instance owner")),
         })
     }
 
-    /// The caller's role on `vault_id` *now*, read inside the caller's write transaction (see
-    /// [`Self::is_owner_in`]): a scoped token whose minter lost the role has been deleted.
-    pub fn vault_role_in(
+    /// Refuses, inside the write it guards, a caller who no longer holds `needed` on the vault
+    /// (see [`Self::still_owner`]). A scoped token whose minter lost the role has been deleted.
+    pub fn still_holds(
         &self,
         tx: &crate::store::Connection,
         vault_id: &str,
-    ) -> crate::store::Result<Option<VaultRole>> {
+        needed: VaultRole,
+    ) -> crate::store::Result<Result<(), OpError>> {
         use crate::store::vaults::role_of;
-        Ok(match &self.principal {
+        let held = match &self.principal {
             Principal::User(u) => role_of(tx, vault_id, ActorType::User, &u.id)?,
             Principal::Agent(a) => role_of(tx, vault_id, ActorType::Agent, &a.id)?,
             Principal::Scoped {
@@ -90,6 +98,12 @@ impl Caller {
                 let alive = sessions::by_token_hash(tx, &self.session.token_hash)?.is_some();
                 (own == vault_id && alive).then_some(*role)
             }
+        };
+        Ok(match held >= Some(needed) {
+            true => Ok(()),
+            false => Err(OpError::forbidden(format!(
+                "this needs the {needed} role on the vault, which you no longer hold"
+            ))),
         })
     }
 

@@ -94,7 +94,7 @@ pub async fn add_user(
     let added = state
         .db(move |store, _| {
             store.write(|tx| {
-                if let Err(refused) = still_admin(tx, &caller, &vault_id)? {
+                if let Err(refused) = caller.still_holds(tx, &vault_id, VaultRole::Admin)? {
                     return Ok(Err(refused));
                 }
                 if vaults::role_of(tx, &vault_id, ActorType::User, &user.id)?.is_some() {
@@ -165,7 +165,7 @@ pub async fn change_user(
     state
         .db(move |store, _| {
             store.write(|tx| {
-                if let Err(refused) = still_admin(tx, &caller, &vault_id)? {
+                if let Err(refused) = caller.still_holds(tx, &vault_id, VaultRole::Admin)? {
                     return Ok(Err(refused));
                 }
                 let Some(user) = users::by_email(tx, &lookup)? else {
@@ -209,7 +209,7 @@ pub async fn add_agent(
     let added = state
         .db(move |store, _| {
             store.write(|tx| {
-                if let Err(refused) = still_admin(tx, &caller, &vault_id)? {
+                if let Err(refused) = caller.still_holds(tx, &vault_id, VaultRole::Admin)? {
                     return Ok(Err(refused));
                 }
                 if vaults::role_of(tx, &vault_id, ActorType::Agent, &agent.id)?.is_some() {
@@ -245,7 +245,7 @@ pub async fn change_agent(
     state
         .db(move |store, _| {
             store.write(|tx| {
-                if let Err(refused) = still_admin(tx, &caller, &vault_id)? {
+                if let Err(refused) = caller.still_holds(tx, &vault_id, VaultRole::Admin)? {
                     return Ok(Err(refused));
                 }
                 let shown = format!("agent \"{agent_name}\"");
@@ -274,25 +274,6 @@ pub fn keeps_every_vault_administered(
             .collect::<Vec<_>>()
             .join(", ")
     ))))
-}
-
-/// Refuses, inside the write, a caller no longer admin of the vault: the role was checked when
-/// the request began, and a membership change authorised before a demotion must not land after
-/// it (a lowered admin's in-flight requests re-adding or raising themselves).
-fn still_admin(
-    tx: &crate::store::Connection,
-    caller: &Caller,
-    vault_id: &str,
-) -> crate::store::Result<Result<(), OpError>> {
-    Ok(
-        if caller.vault_role_in(tx, vault_id)? >= Some(VaultRole::Admin) {
-            Ok(())
-        } else {
-            Err(OpError::forbidden(
-                "you are no longer an admin of this vault",
-            ))
-        },
-    )
 }
 
 /// Removes a member (`None`) or changes its role, in the caller's write transaction so that

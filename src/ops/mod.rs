@@ -98,10 +98,8 @@ impl AppState {
         let (caller, vault_id) = (caller.clone(), vault_id.to_owned());
         self.db(move |store, dek| {
             store.write(|tx| {
-                if caller.vault_role_in(tx, &vault_id)? < Some(needed) {
-                    return Ok(Err(OpError::forbidden(format!(
-                        "this needs the {needed} role on the vault, which you no longer hold"
-                    ))));
+                if let Err(refused) = caller.still_holds(tx, &vault_id, needed)? {
+                    return Ok(Err(refused));
                 }
                 work(tx, dek).map(Ok)
             })

@@ -147,7 +147,7 @@ pub async fn join(state: &AppState, caller: &Caller, name: &str) -> Result<(), O
     state
         .db(move |store, _| {
             store.write(|tx| {
-                if let Err(refused) = super::admin::still_owner(tx, &caller)? {
+                if let Err(refused) = caller.still_owner(tx)? {
                     return Ok(Err(refused));
                 }
                 vaults::grant(tx, &id, ActorType::User, &user.id, VaultRole::Admin)?;
