@@ -360,9 +360,13 @@ pub async fn change_settings(
         .allowed_email_domains
         .map(clean_domains)
         .transpose()?;
+    let caller = caller.clone();
     let settings = state
         .db(move |store, _| {
             let settings = store.write(|tx| {
+                if let Err(refused) = caller.still_owner(tx)? {
+                    return Ok(Err(refused));
+                }
                 if let Some(flag) = change.invite_only {
                     settings::set(tx, "invite_only", if flag { "true" } else { "false" })?;
                 }
@@ -381,15 +385,19 @@ pub async fn change_settings(
                 if let Some(rate_limit) = &change.rate_limit {
                     ratelimit_config::store(tx, rate_limit)?;
                 }
-                Settings::read(tx)
+                Settings::read(tx).map(Ok)
             })?;
+            let settings = match settings {
+                Ok(settings) => settings,
+                Err(refused) => return Ok(Err(refused)),
+            };
             if change.logs_retention.is_some() {
                 // Applied at once, a chunk at a time (not inside the settings' transaction).
                 trim_request_log(store, store.read(|c| env.effective(c))?)?;
             }
-            Ok(settings)
+            Ok(Ok(settings))
         })
-        .await?;
+        .await??;
     // Applied at once: the new budgets hold from the next request.
     state
         .proxy

@@ -107,6 +107,21 @@ impl Caller {
         })
     }
 
+    /// Refuses, inside the write it guards, a caller who is neither an instance owner any more
+    /// nor still an admin of the vault (rename, delete).
+    pub fn still_admin_or_owner(
+        &self,
+        tx: &crate::store::Connection,
+        vault_id: &str,
+    ) -> crate::store::Result<Result<(), OpError>> {
+        if self.still_owner(tx)?.is_ok() {
+            return Ok(Ok(()));
+        }
+        Ok(self
+            .still_holds(tx, vault_id, VaultRole::Admin)?
+            .map_err(|_| OpError::forbidden("you are no longer an admin of this vault")))
+    }
+
     /// The caller as a grant holder: (actor type, id), or `None` for a scoped token.
     pub fn actor(&self) -> Option<(ActorType, &str)> {
         match &self.principal {
@@ -159,4 +174,49 @@ pub async fn resolve(state: &AppState, token: &str) -> Result<Option<Caller>, Op
             })
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, vaults};
+
+    /// The in-write checks read the store, not the caller's snapshot taken on arrival.
+    #[test]
+    fn in_write_checks_see_rights_taken_away_since_arrival() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .write(|tx| {
+                let user = users::insert(tx, "a@example.com", InstanceRole::Owner, true, None)?;
+                let vault = vaults::insert(tx, "team")?;
+                vaults::grant(tx, &vault.id, ActorType::User, &user.id, VaultRole::Admin)?;
+                let (_, session) = sessions::create_for_user(tx, &user.id)?;
+                let caller = Caller {
+                    session,
+                    principal: Principal::User(user.clone()),
+                };
+                let vault_id = vault.id.as_str();
+                assert!(caller.still_owner(tx)?.is_ok());
+                assert!(caller.still_admin_or_owner(tx, vault_id)?.is_ok());
+
+                users::set_role(tx, &user.id, InstanceRole::Member)?;
+                assert!(caller.still_owner(tx)?.is_err(), "demoted from owner");
+                assert!(
+                    caller.still_admin_or_owner(tx, vault_id)?.is_ok(),
+                    "still admin"
+                );
+
+                vaults::grant(tx, &vault.id, ActorType::User, &user.id, VaultRole::Member)?;
+                assert!(caller.still_holds(tx, vault_id, VaultRole::Member)?.is_ok());
+                assert!(
+                    caller.still_admin_or_owner(tx, vault_id)?.is_err(),
+                    "lowered"
+                );
+
+                vaults::revoke(tx, &vault.id, ActorType::User, &user.id)?;
+                assert!(caller.still_holds(tx, vault_id, VaultRole::Proxy)?.is_err());
+                Ok(())
+            })
+            .unwrap();
+    }
 }

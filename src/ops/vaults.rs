@@ -9,7 +9,7 @@ use super::admin::require_owner;
 use super::caller::{Caller, Principal};
 use super::{AppState, OpError};
 use crate::store::vaults::{self, ActorType, Vault};
-use crate::store::{DEFAULT_VAULT, VaultRole, proposals};
+use crate::store::{Connection, DEFAULT_VAULT, VaultRole, proposals};
 
 /// A vault in a listing: the caller's role (none for an owner without a grant) and how many
 /// proposals wait for review.
@@ -104,31 +104,57 @@ pub async fn rename(
     access.refuse_default("renamed")?;
     validate_vault_name(new_name)?;
     let (id, new_name) = (access.vault.id.clone(), new_name.to_owned());
+    let caller = caller.clone();
     state
-        .db(move |store, _| store.write(|tx| vaults::rename(tx, &id, &new_name)))
-        .await
+        .db(move |store, _| {
+            store.write(|tx| {
+                if let Err(refused) = caller.still_admin_or_owner(tx, &id)? {
+                    return Ok(Err(refused));
+                }
+                vaults::rename(tx, &id, &new_name).map(Ok)
+            })
+        })
+        .await?
 }
 
 /// Deletes a vault with everything in it (vault admins and owners; never the default vault).
 pub async fn delete(state: &AppState, caller: &Caller, name: &str) -> Result<Vault, OpError> {
     let access = vault_access(state, caller, name).await?;
     access.require_admin_or_owner()?;
-    delete_vault(state, access).await
+    delete_vault(state, caller, access, Caller::still_admin_or_owner).await
 }
 
 /// `owner vault delete`: owners only.
 pub async fn owner_delete(state: &AppState, caller: &Caller, name: &str) -> Result<Vault, OpError> {
     require_owner(caller)?;
     let access = vault_access(state, caller, name).await?;
-    delete_vault(state, access).await
+    delete_vault(state, caller, access, |caller, tx, _| {
+        caller.still_owner(tx)
+    })
+    .await
 }
 
-async fn delete_vault(state: &AppState, access: VaultAccess) -> Result<Vault, OpError> {
+/// Deletes the vault if `still_allowed` holds inside the write (the right checked on arrival
+/// may have been taken away since).
+async fn delete_vault(
+    state: &AppState,
+    caller: &Caller,
+    access: VaultAccess,
+    still_allowed: fn(&Caller, &Connection, &str) -> crate::store::Result<Result<(), OpError>>,
+) -> Result<Vault, OpError> {
     access.refuse_default("deleted")?;
     let id = access.vault.id.clone();
+    let caller = caller.clone();
     state
-        .db(move |store, _| store.write(|tx| vaults::delete(tx, &id)))
-        .await?;
+        .db(move |store, _| {
+            store.write(|tx| {
+                if let Err(refused) = still_allowed(&caller, tx, &id)? {
+                    return Ok(Err(refused));
+                }
+                vaults::delete(tx, &id).map(Ok)
+            })
+        })
+        .await??;
     Ok(access.vault)
 }
 
