@@ -535,11 +535,13 @@ fn register_and_login_input_errors() {
         "--password-stdin",
     ])
     .fails_with("--email is required");
+    // Nothing listens there (a fixed port such as 9 may be in use on a developer's machine).
+    let nowhere = format!("http://127.0.0.1:{}", crate::harness::free_port());
     home.run(&[
         "auth",
         "login",
         "--address",
-        "http://127.0.0.1:9",
+        &nowhere,
         "--email",
         "a@example.com",
         "--password-stdin",
@@ -550,7 +552,7 @@ fn register_and_login_input_errors() {
             "auth",
             "login",
             "--address",
-            "http://127.0.0.1:9",
+            &nowhere,
             "--email",
             "a@example.com",
             "--password-stdin",
