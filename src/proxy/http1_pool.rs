@@ -1,7 +1,8 @@
 //! HTTP/1.1 to HTTPS upstreams, pooled by origin: the route of HTTP/1.1 agents' requests to
 //! hosts that agree to HTTP/1.1 (see [`super::http1_hosts`]), the data path's busiest. A
 //! connection is checked out for one request and goes back to the pool once its response
-//! body has been read to the end; each connection is driven by a task of its own.
+//! body has been read to the end and its request body written to the end; each connection is
+//! driven by a task of its own.
 //!
 //! Written here rather than taken from hyper-util's pool, which per request hashed its key
 //! with SipHash twice, formatted the `Host` header and spawned a task to watch for the
@@ -9,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
@@ -69,6 +71,18 @@ impl Http1Pool {
         request.headers_mut().insert(header::HOST, host.clone());
         let origin_form = request.uri().path_and_query().cloned();
         *request.uri_mut() = origin_form.map_or_else(|| Uri::from_static("/"), Uri::from);
+        // An upstream may answer before it has read the body (an early 401 or 413 to an
+        // upload); until the agent's body has been written to the end, the connection is
+        // theirs, and another request given it would wait for as long as they like.
+        let body_written = match request.body().is_end_stream() {
+            true => None,
+            false => {
+                let done = Arc::new(AtomicBool::new(false));
+                let tracked = done.clone();
+                request = request.map(|body| Written::new(body, tracked).boxed_unsync());
+                Some(done)
+            }
+        };
 
         let (mut sender, reused) = match self.checkout(target.host_port()).await {
             Some(sender) => (sender, true),
@@ -86,10 +100,13 @@ impl Http1Pool {
             },
         };
         let origin = target.host_port_shared();
-        Ok(
-            response
-                .map(|body| Returning::new(body, self.0.clone(), origin, sender).boxed_unsync()),
-        )
+        let back = Back {
+            pool: self.0.clone(),
+            origin,
+            sender,
+            body_written,
+        };
+        Ok(response.map(|body| Returning::new(body, back).boxed_unsync()))
     }
 
     /// The most recently used idle connection to `origin` that is still open.
@@ -154,18 +171,28 @@ impl Inner {
     }
 }
 
-/// A response body that returns its connection to the pool once read to the end; dropped
-/// before that, the connection closes with it.
+/// Where a connection goes back to, and whether its request body has been written.
+struct Back {
+    pool: Arc<Inner>,
+    origin: Arc<str>,
+    sender: Sender,
+    /// `None` for a request without a body.
+    body_written: Option<Arc<AtomicBool>>,
+}
+
+/// A response body that returns its connection to the pool once read to the end, if the
+/// request's body was written to the end by then; otherwise, or dropped before its end, the
+/// connection closes when the exchange is over.
 struct Returning {
     body: Incoming,
-    back: Option<(Arc<Inner>, Arc<str>, Sender)>,
+    back: Option<Back>,
 }
 
 impl Returning {
-    fn new(body: Incoming, pool: Arc<Inner>, origin: Arc<str>, sender: Sender) -> Self {
+    fn new(body: Incoming, back: Back) -> Self {
         let mut returning = Self {
             body,
-            back: Some((pool, origin, sender)),
+            back: Some(back),
         };
         if returning.body.is_end_stream() {
             returning.give_back();
@@ -174,8 +201,12 @@ impl Returning {
     }
 
     fn give_back(&mut self) {
-        if let Some((pool, origin, sender)) = self.back.take() {
-            pool.put_back(origin, sender);
+        let Some(back) = self.back.take() else { return };
+        let written = back
+            .body_written
+            .is_none_or(|done| done.load(Ordering::Acquire));
+        if written {
+            back.pool.put_back(back.origin, back.sender);
         }
     }
 }
@@ -199,6 +230,52 @@ impl Body for Returning {
     }
 
     fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request body that records when it has been read to the end (by the connection that
+/// writes it upstream).
+struct Written {
+    body: ProxyBody,
+    done: Arc<AtomicBool>,
+}
+
+impl Written {
+    fn new(body: ProxyBody, done: Arc<AtomicBool>) -> Self {
+        Self { body, done }
+    }
+
+    fn mark_if_ended(&self) {
+        if self.body.is_end_stream() {
+            self.done.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl Body for Written {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        match &frame {
+            None => self.done.store(true, Ordering::Release),
+            Some(Ok(_)) => self.mark_if_ended(),
+            Some(Err(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.mark_if_ended();
         self.body.is_end_stream()
     }
 

@@ -268,8 +268,36 @@ fn http1_upstream_connections_are_reused_and_replaced_once_closed() {
 /// agent's request, which would wait for the first agent's body (for as long as it likes).
 #[test]
 fn a_connection_busy_with_another_agents_body_is_not_handed_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (rig, port, _close_all) = keepalive_rig(&runtime);
+    // Answers each request as soon as its head is in and reads nothing of a body, keeping the
+    // connection open (as an API answering an upload with an early 401 or 413 may).
+    let cert = crate::upstream::TestCert::mint();
+    let port = cert.serve(&runtime, &[b"http/1.1"], |mut tls| async move {
+        let peer = tls.get_ref().0.peer_addr().unwrap().port();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = tls.read(&mut buf).await {
+            head.extend_from_slice(&buf[..n]);
+            if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                head.clear();
+                let seen = serde_json::json!({ "peer": peer }).to_string();
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{seen}",
+                    seen.len()
+                );
+                if tls.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), &cert.ca_pem).unwrap();
+    let rig = Rig::start_trusting(true, Upstream::start(), &[ca_file.path()]);
+    rig.add_services(&format!(
+        "services:\n  - host: 127.0.0.1\n    port: {port}\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n"
+    ));
     let url = format!("https://127.0.0.1:{port}/");
     // Teaches the broker that the host speaks HTTP/1.1: the pool serves it from now on.
     curl_http1_on_one_tunnel(&rig, std::slice::from_ref(&url));
@@ -299,6 +327,7 @@ fn a_connection_busy_with_another_agents_body_is_not_handed_out() {
             .method("POST")
             .uri("/")
             .header("host", format!("127.0.0.1:{port}"))
+            .header("content-length", "100000000")
             .body(body)
             .unwrap();
         let response = sender.send_request(request).await.unwrap();
