@@ -75,11 +75,14 @@ pub async fn connect(
             host: host.to_string(),
             after: timeout,
         })??;
-    connect_first(host, port, addrs, timeout).await
+    connect_first(policy, host, port, addrs, timeout).await
 }
 
-/// The first of `addrs` that accepts a connection within `timeout`, or why the last failed.
+/// The first of `addrs` that accepts a connection within `timeout`, or why the last failed;
+/// a connection that turns out to reach this machine is refused (see
+/// [`NetworkPolicy::check_connected`]).
 async fn connect_first(
+    policy: &NetworkPolicy,
     host: &Host,
     port: u16,
     addrs: Vec<SocketAddr>,
@@ -92,7 +95,20 @@ async fn connect_first(
     for addr in addrs {
         let name = host.to_string();
         last = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => return Ok((stream, addr)),
+            Ok(Ok(stream)) => {
+                let local = stream.local_addr().map_err(|source| GuardError::Connect {
+                    host: name.clone(),
+                    port,
+                    source,
+                })?;
+                policy
+                    .check_connected(local.ip(), addr.ip())
+                    .map_err(|blocked| GuardError::Blocked {
+                        host: name.clone(),
+                        blocked,
+                    })?;
+                return Ok((stream, addr));
+            }
             Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 GuardError::Refused { host: name, port }
             }
@@ -310,15 +326,42 @@ mod tests {
         let timeout = Duration::from_secs(5);
         let name = host("api.example.com");
         for addrs in [vec![closed, open], vec![open, closed]] {
-            let (_, reached) = connect_first(&name, 443, addrs, timeout).await.unwrap();
+            let (_, reached) = connect_first(&allowing_loopback(), &name, 443, addrs, timeout)
+                .await
+                .unwrap();
             assert_eq!(reached, open);
         }
-        let err = connect_first(&name, 443, vec![closed], timeout)
+        let err = connect_first(&allowing_loopback(), &name, 443, vec![closed], timeout)
             .await
             .unwrap_err();
         assert_eq!(
             err.to_string(),
             "cannot connect to api.example.com:443: connection refused"
         );
+    }
+
+    /// A connection whose source and destination are one address reached this machine. With
+    /// a real socket on loopback (the only address of its own a test can count on; the
+    /// range check alone would refuse it before, so this calls the connect step directly).
+    #[tokio::test]
+    async fn a_connection_to_this_machine_is_refused_unless_allowed() {
+        let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let here: SocketAddr = ([127, 0, 0, 1], port).into();
+        let timeout = Duration::from_secs(5);
+        let name = host("looks-public.example");
+        let err = connect_first(&NetworkPolicy::default(), &name, 443, vec![here], timeout)
+            .await
+            .unwrap_err();
+        assert_eq!(category(&err), Some(Category::ThisMachine), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "cannot connect to looks-public.example: blocked by network policy (this machine's own address)"
+        );
+        for allowed in [allowing_loopback(), NetworkPolicy::new(true, vec![])] {
+            connect_first(&allowed, &name, 443, vec![here], timeout)
+                .await
+                .unwrap();
+        }
     }
 }

@@ -91,6 +91,21 @@ impl NetworkPolicy {
         Err(Blocked { category })
     }
 
+    /// Whether a connection made from `local` to `peer` may be used. The broker's own machine
+    /// is reached on any address it holds, public ones included (a public IP on a server's
+    /// interface, a bridge Docker made in a public range), and its services listening on all
+    /// addresses would answer there: the kernel picks that same address as the source of a
+    /// connection to one of its own, which is how such a connection shows.
+    pub fn check_connected(&self, local: IpAddr, peer: IpAddr) -> Result<(), Blocked> {
+        let this_machine = local.to_canonical() == peer.to_canonical();
+        if !this_machine || self.allow_private || self.is_allowlisted(peer) {
+            return Ok(());
+        }
+        Err(Blocked {
+            category: Category::ThisMachine,
+        })
+    }
+
     /// An entry matches the address as given or the IPv4 address it carries, so allowing
     /// `10.1.0.0/16` also allows `::ffff:10.1.2.3` and `64:ff9b::a01:203`.
     fn is_allowlisted(&self, ip: IpAddr) -> bool {
@@ -341,5 +356,25 @@ mod tests {
         assert_eq!(warnings.len(), 2);
         assert!(warnings[0].contains("0.0.0.0/0") && warnings[0].contains("metadata"));
         assert!(warnings[1].contains("::/0"));
+    }
+
+    #[test]
+    fn a_connection_to_an_address_of_this_machine_is_refused() {
+        let public: IpAddr = "11.77.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:11.77.0.1".parse().unwrap();
+        let elsewhere: IpAddr = "11.77.0.2".parse().unwrap();
+        let policy = NetworkPolicy::default();
+        let refused = Err(Blocked {
+            category: Category::ThisMachine,
+        });
+        assert_eq!(policy.check_connected(public, public), refused);
+        assert_eq!(policy.check_connected(mapped, public), refused);
+        assert_eq!(policy.check_connected(elsewhere, public), Ok(()));
+        let allowlisted = NetworkPolicy::new(false, vec!["11.77.0.0/24".parse().unwrap()]);
+        assert_eq!(allowlisted.check_connected(public, public), Ok(()));
+        assert_eq!(
+            NetworkPolicy::new(true, vec![]).check_connected(public, public),
+            Ok(())
+        );
     }
 }

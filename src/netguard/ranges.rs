@@ -29,6 +29,8 @@ pub enum Category {
     Reserved,
     Teredo,
     Nat64LocalUse,
+    /// An address of the machine the broker runs on, whatever its range.
+    ThisMachine,
 }
 
 impl Category {
@@ -50,6 +52,7 @@ impl Category {
             Self::Reserved => "reserved",
             Self::Teredo => "Teredo tunnel",
             Self::Nat64LocalUse => "local-use NAT64",
+            Self::ThisMachine => "this machine's own address",
         }
     }
 }

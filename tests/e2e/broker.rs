@@ -645,6 +645,75 @@ fn private_destinations_need_the_allowlist() {
     assert!(output.contains("network guard refused"), "{output}");
 }
 
+/// A Docker network the test made, removed when dropped.
+struct DockerNetwork(String);
+
+impl Drop for DockerNetwork {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.0])
+            .output();
+    }
+}
+
+/// The broker's own machine is refused on any address it holds, public ones included: here a
+/// bridge the test has Docker make in a public range gives the host such an address, and a
+/// service listening on all of the host's addresses must not be reached through it.
+#[test]
+fn this_machines_own_public_address_is_refused() {
+    use std::io::{Read, Write};
+    // A second octet of our own keeps parallel runs of the suite apart.
+    let (name, gateway) = (0..20)
+        .find_map(|n| {
+            let octet = (std::process::id() as usize + n) % 200 + 20;
+            let name = format!("avtest-this-machine-{}-{n}", std::process::id());
+            let made = Command::new("docker")
+                .args(["network", "create", "--subnet"])
+                .arg(format!("11.{octet}.7.0/24"))
+                .arg(&name)
+                .output()
+                .unwrap();
+            made.status
+                .success()
+                .then(|| (name, format!("11.{octet}.7.1")))
+        })
+        .expect("docker network create");
+    let _network = DockerNetwork(name);
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::spawn({
+        let reached = reached.clone();
+        move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut buf = [0u8; 1024];
+                if stream.read(&mut buf).is_ok_and(|n| n > 0) {
+                    reached.store(true, std::sync::atomic::Ordering::SeqCst);
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 16\r\n\r\nhost-only secret",
+                    );
+                }
+            }
+        }
+    });
+    let rig = Rig::start(true);
+    for url in [
+        format!("http://{gateway}:{port}/"),
+        format!("https://{gateway}:{port}/"),
+    ] {
+        let (status, body, _) = rig.curl(&[], &url);
+        assert_eq!(status, 403, "{url}: {body}");
+        assert!(body.contains("blocked_destination"), "{url}: {body}");
+        assert!(
+            !body.contains("this machine"),
+            "the range is for the log: {body}"
+        );
+    }
+    assert!(!reached.load(std::sync::atomic::Ordering::SeqCst));
+    let (_, log) = rig.server.stop_with("TERM");
+    assert!(log.contains("this machine's own address"), "{log}");
+}
+
 #[test]
 fn large_responses_stream_with_flat_memory() {
     let rig = Rig::start(true);
