@@ -8,6 +8,9 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// The file that binds a directory (and those below it) to a vault (`vault init`).
+pub const PROJECT_FILE: &str = "agent-vault.json";
+
 #[derive(Debug, thiserror::Error)]
 pub enum PathsError {
     #[error(

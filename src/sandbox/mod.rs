@@ -135,8 +135,22 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
         true => None,
         false => mounts::git_guard(&workspace, WORKSPACE, &policy)?,
     };
-    let guarded = git_guard.as_ref().map(|_| workspace.real.join(".git"));
-    let user_mounts: Vec<mounts::Mount> = user_mounts.into_iter().chain(git_guard).collect();
+    let project_file_guard = mounts::project_file_guard(&workspace, WORKSPACE, &policy)?;
+    // What the agent could not write, hence need not be named after the run.
+    let guarded: Vec<PathBuf> = [
+        git_guard.as_ref().map(|_| workspace.real.join(".git")),
+        project_file_guard
+            .as_ref()
+            .map(|_| workspace.real.join(crate::paths::PROJECT_FILE)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let user_mounts: Vec<mounts::Mount> = user_mounts
+        .into_iter()
+        .chain(git_guard)
+        .chain(project_file_guard)
+        .collect();
 
     let broker = crate::target::Target::from_url(spec.api_url)?;
     let api = api_hop(&broker)?;
@@ -202,25 +216,35 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
     }
     resources.remove(&docker).await;
     if result.is_ok() {
-        report_git_changes(&workspace.real, began, guarded.as_deref());
+        report_planted(&workspace.real, began, &guarded);
     }
     result
 }
 
-/// Names the git directories the agent made or changed in the workspace: git on the host runs
-/// their hooks and what their config names, so they deserve a look before you use git there.
-fn report_git_changes(workspace: &Path, since: std::time::SystemTime, guarded: Option<&Path>) {
-    let (mut changed, partial) = mounts::git_dirs_changed_since(workspace, since, 200_000);
-    changed.retain(|dir| Some(dir.as_path()) != guarded);
-    for dir in &changed {
+/// Names the git directories and `agent-vault.json` files the agent made or changed in the
+/// workspace: git on the host runs the first's hooks and what their config names, and the
+/// second choose the vault of later commands (the next sandbox's credentials included), so
+/// they deserve a look before you use git or agent-vault there.
+fn report_planted(workspace: &Path, since: std::time::SystemTime, guarded: &[PathBuf]) {
+    let mut planted = mounts::planted_since(workspace, since, 200_000);
+    planted.git_dirs.retain(|dir| !guarded.contains(dir));
+    planted.project_files.retain(|file| !guarded.contains(file));
+    for dir in &planted.git_dirs {
         eprintln!(
             "agent-vault: warning: the agent made or changed git metadata at {}: git on this machine runs its hooks and what its config names (core.fsmonitor, core.hooksPath, filters) when used there; check them first",
             dir.display()
         );
     }
-    if partial {
+    for file in &planted.project_files {
         eprintln!(
-            "agent-vault: the workspace is too large to check every directory for git metadata the agent may have written"
+            "agent-vault: warning: the agent made or changed {}: it chooses the vault of agent-vault commands run in {} and below (the next `vault run` there included); delete it unless you meant it",
+            file.display(),
+            file.parent().unwrap_or(workspace).display()
+        );
+    }
+    if planted.partial {
+        eprintln!(
+            "agent-vault: the workspace is too large to check every directory for git metadata or agent-vault.json files the agent may have written"
         );
     }
 }

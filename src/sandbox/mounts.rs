@@ -16,6 +16,8 @@ use std::fs::File;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use crate::paths::PROJECT_FILE;
+
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct MountError(pub String);
@@ -81,14 +83,41 @@ pub fn git_guard(
     }))
 }
 
-/// Git directories under `root` made or changed since `since` (the agent's run), by their
-/// change time, which no program can set back: a directory git would treat as a repository
-/// and whose hooks or config the agent could have written. Stops after `budget` entries.
-pub fn git_dirs_changed_since(
-    root: &Path,
-    since: std::time::SystemTime,
-    budget: usize,
-) -> (Vec<PathBuf>, bool) {
+/// The workspace's `agent-vault.json`, mounted read-only like `.git` (see [`git_guard`]): it
+/// chooses the vault of every `agent-vault` command run there, the next sandbox's included,
+/// so an agent that could rewrite it would pick which vault's credentials it gets next time.
+pub fn project_file_guard(
+    workspace: &Source,
+    target: &str,
+    policy: &Policy,
+) -> Result<Option<Mount>, MountError> {
+    let file = workspace.real.join(PROJECT_FILE);
+    if !std::fs::symlink_metadata(&file).is_ok_and(|m| m.is_file()) {
+        return Ok(None);
+    }
+    Ok(Some(Mount {
+        source: policy.check(&file, "the workspace's agent-vault.json")?,
+        target: format!("{target}/{PROJECT_FILE}"),
+        read_only: true,
+    }))
+}
+
+/// What the agent left in the workspace that programs on the host act on.
+#[derive(Debug, Default)]
+pub struct Planted {
+    /// Git directories whose hooks or config may have been written.
+    pub git_dirs: Vec<PathBuf>,
+    /// `agent-vault.json` files: each chooses the vault for commands run below it.
+    pub project_files: Vec<PathBuf>,
+    /// The walk stopped at its budget.
+    pub partial: bool,
+}
+
+/// Git directories and `agent-vault.json` files under `root` made or changed since `since`
+/// (the agent's run), by their change time, which no program can set back: a directory git
+/// would treat as a repository and whose hooks or config the agent could have written, and
+/// files that would choose the vault of later commands. Stops after `budget` entries.
+pub fn planted_since(root: &Path, since: std::time::SystemTime, budget: usize) -> Planted {
     // File times come from the kernel's coarse clock, a tick behind the precise one.
     let since = (since - std::time::Duration::from_millis(100))
         .duration_since(std::time::UNIX_EPOCH)
@@ -98,7 +127,7 @@ pub fn git_dirs_changed_since(
     let changed = |path: &Path| {
         std::fs::symlink_metadata(path).is_ok_and(|m| (m.ctime(), m.ctime_nsec()) >= since)
     };
-    let mut found = Vec::new();
+    let mut planted = Planted::default();
     let mut pending = vec![root.to_owned()];
     let mut seen = 0usize;
     while let Some(dir) = pending.pop() {
@@ -108,7 +137,8 @@ pub fn git_dirs_changed_since(
         for entry in entries.flatten() {
             seen += 1;
             if seen > budget {
-                return (found, true);
+                planted.partial = true;
+                return planted;
             }
             let path = entry.path();
             let Ok(kind) = entry.file_type() else {
@@ -127,17 +157,20 @@ pub fn git_dirs_changed_since(
                         .chain(hooks)
                         .any(|p| changed(&p));
                 if touched {
-                    found.push(path);
+                    planted.git_dirs.push(path);
                 }
                 continue;
             }
-            if kind.is_dir() {
+            if entry.file_name() == PROJECT_FILE && changed(&path) {
+                planted.project_files.push(path);
+            } else if kind.is_dir() {
                 pending.push(path);
             }
         }
     }
-    found.sort();
-    (found, false)
+    planted.git_dirs.sort();
+    planted.project_files.sort();
+    planted
 }
 
 /// A file or directory's identity: the same pair means the same object, whatever its path.
@@ -512,23 +545,38 @@ mod tests {
     }
 
     #[test]
-    fn git_metadata_written_during_a_run_is_found() {
+    fn git_metadata_and_project_files_written_during_a_run_are_found() {
         let s = setup();
         let root = s.home.join("project");
         let old_repo = root.join("data/old/.git");
         std::fs::create_dir_all(old_repo.join("hooks")).unwrap();
         std::fs::write(old_repo.join("hooks/pre-commit"), "true").unwrap();
+        std::fs::write(root.join("data/old/agent-vault.json"), "{}").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(300));
         let began = std::time::SystemTime::now();
-        let (found, partial) = git_dirs_changed_since(&root, began, 1000);
-        assert!(found.is_empty() && !partial, "{found:?}");
-        // A new repository, and a hook changed in place in an old one.
+        let planted = planted_since(&root, began, 1000);
+        assert!(planted.git_dirs.is_empty(), "{planted:?}");
+        assert!(
+            planted.project_files.is_empty() && !planted.partial,
+            "{planted:?}"
+        );
+        // A new repository, and a hook changed in place in an old one; a project file made
+        // in a subdirectory, and one rewritten in place.
         std::fs::create_dir_all(root.join("data/new/.git")).unwrap();
         std::fs::write(old_repo.join("hooks/pre-commit"), "evil").unwrap();
-        let (found, _) = git_dirs_changed_since(&root, began, 1000);
-        assert_eq!(found, [root.join("data/new/.git"), old_repo]);
+        std::fs::write(root.join("data/new/agent-vault.json"), "{}").unwrap();
+        std::fs::write(root.join("data/old/agent-vault.json"), "{}").unwrap();
+        let planted = planted_since(&root, began, 1000);
+        assert_eq!(planted.git_dirs, [root.join("data/new/.git"), old_repo]);
+        assert_eq!(
+            planted.project_files,
+            [
+                root.join("data/new/agent-vault.json"),
+                root.join("data/old/agent-vault.json")
+            ]
+        );
         assert!(
-            git_dirs_changed_since(&root, began, 2).1,
+            planted_since(&root, began, 2).partial,
             "the budget ends the walk"
         );
     }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::paths::{Paths, write_private};
 use crate::store::DEFAULT_VAULT;
 
-pub const PROJECT_FILE: &str = "agent-vault.json";
+pub use crate::paths::PROJECT_FILE;
 pub use crate::sandbox::env::VAULT_ENV;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,24 +42,33 @@ struct ProjectFile {
 }
 
 /// The nearest `agent-vault.json` from `start` upwards, with the vault it names. A file owned
-/// by another user (planted in a shared directory such as `/tmp`) is passed over, with a
-/// warning: it must not choose where your secrets go.
+/// by another user (planted in a shared directory such as `/tmp`) or a symlink is passed
+/// over, with a warning: it must not choose where your secrets go.
 pub fn find_project_file(start: &Path) -> anyhow::Result<Option<(PathBuf, String)>> {
     use std::os::unix::fs::MetadataExt;
     let me = nix::unistd::getuid().as_raw();
     for dir in start.ancestors() {
         let path = dir.join(PROJECT_FILE);
-        if let Ok(meta) = std::fs::metadata(&path)
-            && meta.is_file()
-            && meta.uid() != me
-        {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        // A link would pass the owner check with its target's owner: anyone who can write
+        // the directory could point it at someone's file naming another vault.
+        if meta.is_symlink() {
+            crate::cli::output::warn(format!(
+                "ignoring {}: it is a symlink; bind this directory with `agent-vault vault init`, or pass --vault",
+                path.display()
+            ));
+            continue;
+        }
+        if meta.is_file() && meta.uid() != me {
             crate::cli::output::warn(format!(
                 "ignoring {}: it belongs to another user; bind this directory with `agent-vault vault init`, or pass --vault",
                 path.display()
             ));
             continue;
         }
-        if path.is_file() {
+        if meta.is_file() {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let file: ProjectFile = serde_json::from_str(&text).with_context(|| {

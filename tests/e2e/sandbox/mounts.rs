@@ -343,3 +343,53 @@ fn the_workspace_git_metadata_is_read_only_and_new_repositories_are_named() {
     crate::harness::run_command(cmd, "").fails_with("shared temporary directory");
     assert_eq!(turn.leftovers(), "");
 }
+
+/// `agent-vault.json` chooses the vault of later commands, the next `vault run`'s included:
+/// the agent cannot rewrite nor move the workspace's, and one it makes is named when the run
+/// ends; a symlinked one is passed over.
+#[test]
+fn the_agent_cannot_choose_the_vault_of_the_next_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let bound = super::workspace(&rig, "bound");
+    let project = bound.join("agent-vault.json");
+    std::fs::write(&project, "{\"vault\": \"default\"}\n").unwrap();
+    // Writable by the agent's user (these tests may run as root): only the mount protects it.
+    std::fs::set_permissions(&project, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let script = "echo '{\"vault\": \"prod\"}' > agent-vault.json; echo w=$?; \
+        mv agent-vault.json moved.json; echo m=$?; \
+        mkdir -p sub; echo '{\"vault\": \"prod\"}' > sub/agent-vault.json";
+    let run = sandboxed(&rig, &bound, &[], &["sh", "-c", script]);
+    assert!(run.status.success(), "{run}");
+    for allowed in ["w=0", "m=0"] {
+        assert!(!run.stdout.contains(allowed), "{allowed}: {run}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&project).unwrap(),
+        "{\"vault\": \"default\"}\n"
+    );
+    let warned = |run: &Run, path: &Path| {
+        run.stderr
+            .contains(&format!("the agent made or changed {}", path.display()))
+    };
+    assert!(warned(&run, &bound.join("sub/agent-vault.json")), "{run}");
+    assert!(!warned(&run, &project), "{run}");
+
+    // Where there was none, the one the agent makes is named.
+    let unbound = super::workspace(&rig, "unbound");
+    let write = "echo '{\"vault\": \"prod\"}' > agent-vault.json";
+    let run = sandboxed(&rig, &unbound, &[], &["sh", "-c", write]);
+    assert!(run.status.success(), "{run}");
+    assert!(warned(&run, &unbound.join("agent-vault.json")), "{run}");
+
+    // A symlink (to someone's file naming another vault) is not followed.
+    std::fs::remove_file(unbound.join("agent-vault.json")).unwrap();
+    std::os::unix::fs::symlink(&project, unbound.join("agent-vault.json")).unwrap();
+    let mut current = rig.home.command(&["vault", "current"]);
+    current.current_dir(&unbound);
+    let shown = crate::harness::run_command(current, "").ok();
+    assert!(shown.stderr.contains("it is a symlink"), "{shown}");
+    assert!(!shown.stdout.contains("agent-vault.json"), "{shown}");
+    assert_eq!(turn.leftovers(), "");
+}
