@@ -86,14 +86,17 @@ impl VaultSnapshot {
         credentials: HashMap<String, SecretString>,
         policy: UnmatchedPolicy,
     ) -> Self {
-        let scrubber = vault_scrubber(&services, &credentials);
         let plans = services
             .iter()
             .map(|service| {
-                let scrubber = scrubber.clone().filter(|_| service.scrub_responses);
+                let scrubber = service
+                    .scrub_responses
+                    .then(|| vault_scrubber(&services, &credentials, Some(service)))
+                    .flatten();
                 plan::prepare(&vault_name, service, &credentials, scrubber)
             })
             .collect();
+        let scrubber = vault_scrubber(&services, &credentials, None);
         Self {
             vault_id,
             vault_name,
@@ -109,23 +112,43 @@ impl VaultSnapshot {
     }
 }
 
-/// One scrubber for every response of the vault (each service that has not opted out, and
-/// hosts no service matches): every credential value any service sends. A value that one
-/// service's upstream stored can be read back through another route of that host, or
-/// through a path or host no service matches, so scanning only the matched service's own
-/// values would let it through.
+/// Values shorter than this are scrubbed only from the responses of the service that sends
+/// them. See [`vault_scrubber`].
+pub const GUESSABLE_BELOW: usize = 20;
+
+/// The scrubber for the responses of `own` (a service that has not opted out), or of hosts no
+/// service matches (`None`): every credential value `own` sends, and every value any other
+/// service of the vault sends that is at least [`GUESSABLE_BELOW`] bytes long. A value that
+/// one service's upstream stored can be read back through another route of that host, or
+/// through a host no service matches, so scanning only the matched service's own values would
+/// let it through. But a scrubber also answers "is this the secret?" for whatever an upstream
+/// reflects, and the agent runs upstreams of its own (any host the vault forwards to): one
+/// that echoed a list of guesses read which came back redacted, at hundreds of thousands of
+/// guesses per request. Against a long machine-made key that answer is worthless; against a
+/// password or user name it is a dictionary attack. So short values, the guessable kind, are
+/// scrubbed only where their own service's upstream, which the agent does not run, answers.
 fn vault_scrubber(
     services: &[Service],
     credentials: &HashMap<String, SecretString>,
+    own: Option<&Service>,
 ) -> Option<Arc<scrub::Scrubber>> {
     let value = |key: &str| credentials.get(key).map(SecretString::expose);
+    let mine = |service: &Service| own.is_some_and(|own| std::ptr::eq(own, service));
+    let keep = |service: &Service, value: &str| mine(service) || value.len() >= GUESSABLE_BELOW;
     let values: std::collections::BTreeSet<&str> = services
         .iter()
-        .flat_map(Service::credential_keys)
-        .filter_map(value)
+        .flat_map(|service| {
+            service
+                .credential_keys()
+                .into_iter()
+                .filter_map(value)
+                .filter(move |v| keep(service, v))
+        })
         .collect();
     let basic = services.iter().filter_map(|service| match &service.auth {
-        crate::services::Auth::Basic { username, password } => value(username).zip(value(password)),
+        crate::services::Auth::Basic { username, password } => value(username)
+            .zip(value(password))
+            .filter(|(_, password)| keep(service, password)),
         _ => None,
     });
     scrub::Scrubber::new(values, basic).map(Arc::new)
@@ -485,7 +508,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_response_of_a_vault_is_scanned_for_every_value_its_services_send() {
+    fn responses_are_scanned_for_their_services_values_and_every_unguessable_one() {
         let services = crate::services::parse_yaml(
             "services:\n\
              - {host: a.example.com, auth: {type: bearer, token: A_KEY}}\n\
@@ -495,7 +518,7 @@ mod tests {
         let credentials: HashMap<String, SecretString> = [
             ("A_KEY", "value-of-a"),
             ("B_USER", "user-of-b"),
-            ("B_PASS", "pass-of-b"),
+            ("B_PASS", "pass-of-b-long-enough-to-scrub"),
             ("UNUSED", "value-unused"),
         ]
         .into_iter()
@@ -508,7 +531,7 @@ mod tests {
             credentials,
             UnmatchedPolicy::Forward,
         );
-        let text = "value-of-a user-of-b pass-of-b value-unused";
+        let text = "value-of-a user-of-b pass-of-b-long-enough-to-scrub value-unused";
         let scrubber = |host: &str| {
             plan(&snapshot, host, 443, "/", true)
                 .1
@@ -521,10 +544,16 @@ mod tests {
             String::from_utf8(replaced.unwrap()).unwrap()
         };
         let m = scrub::MARKER;
-        let everything = format!("{m} {m} {m} value-unused");
-        // A's service, and hosts no service matches: B's values too.
-        assert_eq!(scrubbed("a.example.com"), everything);
-        assert_eq!(scrubbed("elsewhere.example.com"), everything);
+        // A's service: A's value, and B's that is too long to guess.
+        assert_eq!(
+            scrubbed("a.example.com"),
+            format!("{m} user-of-b {m} value-unused")
+        );
+        // Hosts no service matches (the agent may run them): only what is too long to guess.
+        assert_eq!(
+            scrubbed("elsewhere.example.com"),
+            format!("value-of-a user-of-b {m} value-unused")
+        );
         // B opted out of scrubbing.
         assert!(scrubber("b.example.com").is_none());
     }

@@ -13,7 +13,7 @@ pub const BEARER: &str = "SENTINEL-bearer-7f3a";
 const USER: &str = "SENTINEL-user-11";
 const PASS: &str = "SENTINEL-pass-22";
 const API_KEY: &str = "SENTINEL-apikey-33";
-const SUBST: &str = "SENTINEL-sub-44&x/y";
+pub const SUBST: &str = "SENTINEL-sub-44&x/y";
 const SECRETS: [&str; 5] = [BEARER, USER, PASS, API_KEY, "SENTINEL-sub-44"];
 
 pub struct Rig {
