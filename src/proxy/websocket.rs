@@ -454,23 +454,33 @@ where
             io.out.put_slice(&payload);
             continue;
         }
-        let scanned = match opcode {
-            OPCODE_TEXT => {
+        // Only frames read as parts of a message are scanned, so whatever does not fit one
+        // ends the relay rather than pass unread (RFC 6455 makes each a protocol error).
+        match (opcode, message.is_some()) {
+            (OPCODE_TEXT | OPCODE_BINARY, true) => {
+                return Err(protocol_error(
+                    "the upstream began a WebSocket message inside another",
+                ));
+            }
+            (OPCODE_TEXT, false) => {
                 message = Some((opcode, BodyScrub::new(scrubber.clone()), false));
-                true
             }
-            OPCODE_BINARY => {
+            (OPCODE_BINARY, false) => {
                 message = Some((opcode, BodyScrub::same_length(scrubber.clone()), false));
-                true
             }
-            OPCODE_CONTINUATION => message.is_some(),
+            (OPCODE_CONTINUATION, true) => {}
+            (OPCODE_CONTINUATION, false) => {
+                return Err(protocol_error(
+                    "the upstream sent a WebSocket continuation frame outside a message",
+                ));
+            }
             _ => {
-                message = None;
-                false
+                return Err(protocol_error(
+                    "the upstream sent a WebSocket frame of a reserved type",
+                ));
             }
-        };
-        let Some((first_opcode, scan, started)) = message.as_mut().filter(|_| scanned) else {
-            io.pass(&frame);
+        }
+        let Some((first_opcode, scan, started)) = message.as_mut() else {
             continue;
         };
         // Saturating: a length near 2^64 is the peer's to claim, never all here.
@@ -873,6 +883,43 @@ mod tests {
         drop(feed);
         let ended = pump(reader, writer, Some(scrub())).await;
         assert_eq!(ended.unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+    }
+
+    /// Frames that fit no message would pass unscanned: each ends the relay, and nothing of
+    /// the secret they carry goes out.
+    #[tokio::test]
+    async fn frames_outside_a_message_end_the_relay() {
+        let secret = b"sk-live-123456";
+        let cases = [
+            ("reserved type", frame(3, true, None, secret)),
+            (
+                "orphan continuation",
+                frame(OPCODE_CONTINUATION, true, None, secret),
+            ),
+            (
+                "a message inside another",
+                [
+                    frame(OPCODE_TEXT, false, None, b"a"),
+                    frame(OPCODE_TEXT, true, None, secret),
+                ]
+                .concat(),
+            ),
+            (
+                "a continuation after a reserved frame",
+                [
+                    frame(OPCODE_TEXT, false, None, b"a"),
+                    frame(5, true, None, b"b"),
+                    frame(OPCODE_CONTINUATION, true, None, secret),
+                ]
+                .concat(),
+            ),
+        ];
+        for (case, input) in cases {
+            let (ended, out) = pump_all(input, scrub(), 7).await;
+            let err = ended.expect_err(case);
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{case}");
+            assert!(memchr::memmem::find(&out, secret).is_none(), "{case}");
+        }
     }
 
     #[tokio::test]
