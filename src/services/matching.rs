@@ -89,8 +89,9 @@ const DECODE_ROUNDS: usize = 3;
 /// Whether `path` could reach another path once some server on the way reads it: a `.` or
 /// `..` segment after undoing percent-encoding (again and again: `%252e`), dropping `;`
 /// parameters (`..;`, as Tomcat and Jetty do) and NUL-truncation, and reading full-width
-/// and other look-alike dots and slashes as `.` and `/`, and trailing spaces of a segment as
-/// nothing (Windows servers trim them); or any backslash (raw, encoded, look-alike); or IIS's
+/// and other look-alike dots and slashes as `.` and `/`, and white space, control and
+/// zero-width characters at either end of a segment as nothing (Windows servers trim trailing
+/// spaces, Java's `trim` and Python's `strip` more); or any backslash (raw, encoded, look-alike); or IIS's
 /// `%uXXXX` escapes; or bytes that are not UTF-8 once decoded (overlong forms such as
 /// `%c0%ae`).
 fn has_dot_segment(path: &str) -> bool {
@@ -139,7 +140,11 @@ fn has_dot_segment(path: &str) -> bool {
     }
     normalized.split('/').any(|segment| {
         let segment = segment.split([';', '\0']).next().unwrap_or(segment);
-        let segment = segment.trim_end_matches([' ', '\t']);
+        let segment = segment.trim_matches(|c: char| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}')
+        });
         segment == "." || segment == ".."
     })
 }
@@ -293,6 +298,32 @@ mod tests {
             ),
             ("api.example.com", 443, "/v1/..%20/admin", Some("exact")),
             ("api.example.com", 443, "/v1/.. %09/admin", Some("exact")),
+            // White space, controls and zero-width marks at either end, as `trim`/`strip` read.
+            ("api.example.com", 443, "/v1/..%0d/admin", Some("exact")),
+            ("api.example.com", 443, "/v1/%0a../admin", Some("exact")),
+            ("api.example.com", 443, "/v1/..%0b/admin", Some("exact")),
+            ("api.example.com", 443, "/v1/..%1f/admin", Some("exact")),
+            ("api.example.com", 443, "/v1/%20../admin", Some("exact")),
+            ("api.example.com", 443, "/v1/..%c2%a0/admin", Some("exact")),
+            (
+                "api.example.com",
+                443,
+                "/v1/..%e3%80%80/admin",
+                Some("exact"),
+            ),
+            (
+                "api.example.com",
+                443,
+                "/v1/%e2%80%8b../admin",
+                Some("exact"),
+            ),
+            (
+                "api.example.com",
+                443,
+                "/v1/..%ef%bb%bf/admin",
+                Some("exact"),
+            ),
+            ("api.example.com", 443, "/v1/a%20b/c", Some("v1")),
             // Any backslash, even without dots.
             ("api.example.com", 443, "/v1\\admin", Some("exact")),
             ("api.example.com", 443, "/v1/%5cadmin", Some("exact")),
