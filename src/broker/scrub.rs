@@ -1,6 +1,7 @@
 //! Response scrubbing: the credential values a vault's services send (and the encoded forms
 //! they take on the way out: basic-auth base64, percent-, query- and JSON-escaped, with the
-//! escapes other encoders add — `\/`, Go's `\u0026` — and HTML entities) are replaced by
+//! escapes other encoders add — `\/`, Go's `\u0026` — or escaped twice, and HTML entities;
+//! for a non-ASCII value, also its UTF-8 bytes read as Latin-1) are replaced by
 //! [`MARKER`] in response headers and bodies, so an upstream that reflects a request header,
 //! or stores and returns a substituted placeholder, cannot hand the secret to the agent. In a
 //! text body the marker replaces the value; in a binary one a filler of the value's own
@@ -63,44 +64,13 @@ impl Scrubber {
     ) -> Option<Self> {
         let mut needles: Vec<Vec<u8>> = Vec::new();
         for value in values {
-            needles.push(value.as_bytes().to_vec());
-            for percent in percent_forms(value) {
-                needles.push(lower_hex(&percent).into_bytes());
-                needles.push(percent.into_bytes());
+            push_forms(value, &mut needles);
+            // An upstream that reads the bytes as Latin-1 (Python's http.server and WSGI do
+            // with headers) and writes them back as UTF-8 returns each byte as a character.
+            if !value.is_ascii() {
+                let latin1: String = value.bytes().map(char::from).collect();
+                push_forms(&latin1, &mut needles);
             }
-            if let Ok(json) = serde_json::to_string(value)
-                && let Some(inner) = json.get(1..json.len().saturating_sub(1))
-            {
-                let go = inner
-                    .replace('&', "\\u0026")
-                    .replace('<', "\\u003c")
-                    .replace('>', "\\u003e");
-                // Python's `json.dumps` writes non-ASCII characters as `\u00e9`, Jackson as
-                // `\u00E9`; .NET's System.Text.Json escapes HTML-sensitive ones too.
-                let dotnet = ascii_json(
-                    &inner
-                        .replace("\\\"", "\\u0022")
-                        .replace('&', "\\u0026")
-                        .replace('\'', "\\u0027")
-                        .replace('+', "\\u002B")
-                        .replace('<', "\\u003C")
-                        .replace('>', "\\u003E")
-                        .replace('`', "\\u0060"),
-                    true,
-                );
-                let forms = [
-                    inner.to_owned(),
-                    go,
-                    ascii_json(inner, false),
-                    ascii_json(inner, true),
-                    dotnet,
-                ];
-                for escaped in forms {
-                    needles.push(escaped.replace('/', "\\/").into_bytes());
-                    needles.push(escaped.into_bytes());
-                }
-            }
-            needles.extend(html_forms(value).map(String::into_bytes));
         }
         for (user, pass) in basic_pairs {
             let blob = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
@@ -240,6 +210,54 @@ impl Scrubber {
             None => recent.len(),
         }
     }
+}
+
+/// `value` and the encoded forms it takes on the way out, onto `needles`.
+fn push_forms(value: &str, needles: &mut Vec<Vec<u8>>) {
+    needles.push(value.as_bytes().to_vec());
+    for percent in percent_forms(value) {
+        needles.push(lower_hex(&percent).into_bytes());
+        needles.push(percent.into_bytes());
+    }
+    if let Ok(json) = serde_json::to_string(value)
+        && let Some(inner) = json.get(1..json.len().saturating_sub(1))
+    {
+        let go = inner
+            .replace('&', "\\u0026")
+            .replace('<', "\\u003c")
+            .replace('>', "\\u003e");
+        // Python's `json.dumps` writes non-ASCII characters as `\u00e9`, Jackson as
+        // `\u00E9`; .NET's System.Text.Json escapes HTML-sensitive ones too.
+        let dotnet = ascii_json(
+            &inner
+                .replace("\\\"", "\\u0022")
+                .replace('&', "\\u0026")
+                .replace('\'', "\\u0027")
+                .replace('+', "\\u002B")
+                .replace('<', "\\u003C")
+                .replace('>', "\\u003E")
+                .replace('`', "\\u0060"),
+            true,
+        );
+        // A value substituted into a JSON string and echoed inside another JSON string (an
+        // echo service's `"body": "…"`) is escaped twice.
+        let twice = serde_json::to_string(inner)
+            .ok()
+            .and_then(|json| json.get(1..json.len().saturating_sub(1)).map(str::to_owned))
+            .filter(|twice| twice != inner);
+        let forms = [
+            inner.to_owned(),
+            go,
+            ascii_json(inner, false),
+            ascii_json(inner, true),
+            dotnet,
+        ];
+        for escaped in forms.into_iter().chain(twice) {
+            needles.push(escaped.replace('/', "\\/").into_bytes());
+            needles.push(escaped.into_bytes());
+        }
+    }
+    needles.extend(html_forms(value).map(String::into_bytes));
 }
 
 /// The percent-encoded forms encoders produce: every byte but the unreserved `-._~`, in a
@@ -585,6 +603,9 @@ mod tests {
             r"SENTINEL-\u00E9\u00FC-91b7",               // Jackson
             r"Pw\u0027d\u0022q\u0026r\u003Cs\u003Et/u\u002Bv!*(x)", // .NET's System.Text.Json
             "Pw&#039;d&quot;q&amp;r&lt;s&gt;t/u+v!*(x)", // PHP's htmlspecialchars
+            r#"Pw'd\\\"q&r<s>t/u+v!*(x)"#,               // JSON in a JSON string (an echo)
+            "SENTINEL-\u{c3}\u{a9}\u{c3}\u{bc}-91b7",    // UTF-8 read as Latin-1
+            r"SENTINEL-\u00c3\u00a9\u00c3\u00bc-91b7",   // and then as json.dumps writes it
         ] {
             let out = s.replace(format!("[{form}]").as_bytes());
             assert_eq!(
