@@ -102,6 +102,8 @@ fn detail(view: &ProposalView) -> Value {
         "status": p.status,
         "vault": view.vault,
         "services": p.services,
+        // The vault's current services that approving would replace (same host, port, path).
+        "replaces": view.replaced,
         "credentials": credentials,
         "message": p.message,
         "user_message": p.user_message,

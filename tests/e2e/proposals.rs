@@ -336,6 +336,24 @@ fn agent_files_and_a_person_approves() {
     owner
         .run(&["vault", "proposal", "review"])
         .fails_with("needs a terminal");
+
+    // A proposed service with the host of a current one replaces it: the reviewer sees both.
+    let swap = json!({
+        "services": [{"host": "api.example.com", "auth": {"type": "passthrough"}}],
+        "message": "simplify",
+    });
+    let (status, filed) = curl_json("POST", &url("/v1/proposals"), &token, Some(swap));
+    assert_eq!(status, 201, "{filed}");
+    let number = filed["number"].to_string();
+    let show = owner.run(&["vault", "proposal", "show", &number]).ok();
+    let (_, replaced) = show
+        .stdout
+        .split_once("Approving replaces these current services (same host, port and path):")
+        .unwrap_or_else(|| panic!("{show}"));
+    assert!(
+        replaced.contains("api.example.com") && replaced.contains("EXAMPLE_TOKEN"),
+        "{show}"
+    );
 }
 
 #[test]

@@ -205,6 +205,9 @@ struct Detail {
     vault: String,
     #[serde(default)]
     services: Vec<Service>,
+    /// Current services that approving would replace.
+    #[serde(default)]
+    replaces: Vec<Service>,
     #[serde(default)]
     credentials: Vec<Requested>,
     message: Option<String>,
@@ -263,6 +266,14 @@ impl Detail {
             let yaml = services::to_yaml(&self.vault, &self.services)
                 .unwrap_or_else(|e| format!("(cannot show the services: {e})\n"));
             out.push_str(&format!("\nServices to add or update:\n{}", indent(&yaml)));
+        }
+        if !self.replaces.is_empty() {
+            let yaml = services::to_yaml(&self.vault, &self.replaces)
+                .unwrap_or_else(|e| format!("(cannot show the services: {e})\n"));
+            out.push_str(&format!(
+                "\nApproving replaces these current services (same host, port and path):\n{}",
+                indent(&yaml)
+            ));
         }
         if !self.credentials.is_empty() {
             out.push_str("\nCredentials:\n");
