@@ -131,26 +131,35 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
             source.real.display()
         );
     }
-    let git_guard = match spec.writable_git {
-        true => None,
-        false => mounts::git_guard(&workspace, WORKSPACE, &policy)?,
-    };
-    let project_file_guard = mounts::project_file_guard(&workspace, WORKSPACE, &policy)?;
-    // What the agent could not write, hence need not be named after the run.
-    let guarded: Vec<PathBuf> = [
-        git_guard.as_ref().map(|_| workspace.real.join(".git")),
-        project_file_guard
-            .as_ref()
-            .map(|_| workspace.real.join(crate::paths::PROJECT_FILE)),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let user_mounts: Vec<mounts::Mount> = user_mounts
-        .into_iter()
-        .chain(git_guard)
-        .chain(project_file_guard)
+    // Every directory the agent may write: the workspace and writable --mount sources. Each
+    // gets its `.git` and `agent-vault.json` mounted read-only, and is checked after the run.
+    let writable: Vec<(&mounts::Source, &str)> = std::iter::once((&workspace, WORKSPACE))
+        .chain(
+            user_mounts
+                .iter()
+                .filter(|m| !m.read_only)
+                .map(|m| (&m.source, m.target.as_str())),
+        )
         .collect();
+    let mut guards = Vec::new();
+    // What the agent could not write, hence need not be named after the run.
+    let mut guarded: Vec<PathBuf> = Vec::new();
+    for (source, target) in &writable {
+        let git_guard = match spec.writable_git {
+            true => None,
+            false => mounts::git_guard(source, target, &policy)?,
+        };
+        let project_file_guard = mounts::project_file_guard(source, target, &policy)?;
+        guarded.extend(git_guard.as_ref().map(|_| source.real.join(".git")));
+        guarded.extend(
+            project_file_guard
+                .as_ref()
+                .map(|_| source.real.join(crate::paths::PROJECT_FILE)),
+        );
+        guards.extend(git_guard.into_iter().chain(project_file_guard));
+    }
+    let checked_after: Vec<PathBuf> = writable.iter().map(|(s, _)| s.real.clone()).collect();
+    let user_mounts: Vec<mounts::Mount> = user_mounts.into_iter().chain(guards).collect();
 
     let broker = crate::target::Target::from_url(spec.api_url)?;
     let api = api_hop(&broker)?;
@@ -216,37 +225,63 @@ pub async fn run(spec: ContainerRun<'_>) -> Result<u8, SandboxError> {
     }
     resources.remove(&docker).await;
     if result.is_ok() {
-        report_planted(&workspace.real, began, &guarded);
+        report_planted(&checked_after, began, &guarded);
     }
     result
 }
 
 /// Names the git directories and `agent-vault.json` files the agent made or changed in the
-/// workspace: git on the host runs the first's hooks and what their config names, and the
-/// second choose the vault of later commands (the next sandbox's credentials included), so
-/// they deserve a look before you use git or agent-vault there.
-fn report_planted(workspace: &Path, since: std::time::SystemTime, guarded: &[PathBuf]) {
-    let mut planted = mounts::planted_since(workspace, since, 200_000);
+/// directories it could write: git on the host runs the first's hooks and what their config
+/// names, and the second choose the vault of later commands (the next sandbox's credentials
+/// included), so they deserve a look before you use git or agent-vault there.
+fn report_planted(roots: &[PathBuf], since: std::time::SystemTime, guarded: &[PathBuf]) {
+    let mut planted = mounts::planted_since(roots, since, 200_000);
     planted.git_dirs.retain(|dir| !guarded.contains(dir));
     planted.project_files.retain(|file| !guarded.contains(file));
+    let mut warnings: Vec<String> = Vec::new();
     for dir in &planted.git_dirs {
-        eprintln!(
-            "agent-vault: warning: the agent made or changed git metadata at {}: git on this machine runs its hooks and what its config names (core.fsmonitor, core.hooksPath, filters) when used there; check them first",
-            dir.display()
-        );
+        warnings.push(format!(
+            "the agent made or changed git metadata at {}: git on this machine runs its hooks and what its config names (core.fsmonitor, core.hooksPath, core.pager, filters) when used there; check them first",
+            shown(dir)
+        ));
     }
     for file in &planted.project_files {
-        eprintln!(
-            "agent-vault: warning: the agent made or changed {}: it chooses the vault of agent-vault commands run in {} and below (the next `vault run` there included); delete it unless you meant it",
-            file.display(),
-            file.parent().unwrap_or(workspace).display()
-        );
+        warnings.push(format!(
+            "the agent made or changed {}: it chooses the vault of agent-vault commands run in {} and below (the next `vault run` there included); delete it unless you meant it",
+            shown(file),
+            file.parent().map(shown).unwrap_or_default()
+        ));
+    }
+    for dir in &planted.unreadable {
+        warnings.push(format!(
+            "the agent changed {} so that it cannot be listed: look inside before using git or agent-vault there",
+            shown(dir)
+        ));
     }
     if planted.partial {
-        eprintln!(
-            "agent-vault: the workspace is too large to check every directory for git metadata or agent-vault.json files the agent may have written"
-        );
+        warnings.push("the workspace is too large to check every directory for git metadata or agent-vault.json files the agent may have written".to_owned());
     }
+    if warnings.is_empty() {
+        return;
+    }
+    // The agent's last output may have left the terminal hiding text (black on black,
+    // concealed, the alternate screen): back to plain before these are printed.
+    if std::io::stderr().is_terminal() {
+        eprint!("\x1b[0m\x1b[?1049l\x1b[?25h");
+    }
+    for warning in warnings {
+        eprintln!("agent-vault: warning: {warning}");
+    }
+}
+
+/// A path the agent named, safe to print: a name may hold escape sequences or line breaks
+/// that would erase or forge the warnings around it.
+fn shown(path: &Path) -> String {
+    path.display()
+        .to_string()
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// The relay's hop to the broker's API: inside TLS for an `https://` address (the agent

@@ -102,22 +102,27 @@ pub fn project_file_guard(
     }))
 }
 
-/// What the agent left in the workspace that programs on the host act on.
+/// What the agent left in the directories it could write that programs on the host act on.
 #[derive(Debug, Default)]
 pub struct Planted {
-    /// Git directories whose hooks or config may have been written.
+    /// Git directories (`.git`, or a bare repository) whose hooks or config may have been
+    /// written.
     pub git_dirs: Vec<PathBuf>,
     /// `agent-vault.json` files: each chooses the vault for commands run below it.
     pub project_files: Vec<PathBuf>,
+    /// Directories changed during the run that cannot be listed (the agent, running as the
+    /// user, can take the read right away): what they hold is unknown.
+    pub unreadable: Vec<PathBuf>,
     /// The walk stopped at its budget.
     pub partial: bool,
 }
 
-/// Git directories and `agent-vault.json` files under `root` made or changed since `since`
+/// Git directories and `agent-vault.json` files under `roots` made or changed since `since`
 /// (the agent's run), by their change time, which no program can set back: a directory git
-/// would treat as a repository and whose hooks or config the agent could have written, and
-/// files that would choose the vault of later commands. Stops after `budget` entries.
-pub fn planted_since(root: &Path, since: std::time::SystemTime, budget: usize) -> Planted {
+/// would treat as a repository (a `.git`, or any directory laid out as a bare repository,
+/// which git also uses) and whose hooks or config the agent could have written, and files that
+/// would choose the vault of later commands. Stops after `budget` entries.
+pub fn planted_since(roots: &[PathBuf], since: std::time::SystemTime, budget: usize) -> Planted {
     // File times come from the kernel's coarse clock, a tick behind the precise one.
     let since = (since - std::time::Duration::from_millis(100))
         .duration_since(std::time::UNIX_EPOCH)
@@ -127,12 +132,41 @@ pub fn planted_since(root: &Path, since: std::time::SystemTime, budget: usize) -
     let changed = |path: &Path| {
         std::fs::symlink_metadata(path).is_ok_and(|m| (m.ctime(), m.ctime_nsec()) >= since)
     };
+    let git_touched = |git: &Path| {
+        let hooks = std::fs::read_dir(git.join("hooks"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|hook| hook.path());
+        changed(git)
+            || ["config", "config.worktree", "hooks"]
+                .iter()
+                .map(|name| git.join(name))
+                .chain(hooks)
+                .any(|p| changed(&p))
+    };
     let mut planted = Planted::default();
-    let mut pending = vec![root.to_owned()];
+    let mut pending = roots.to_vec();
     let mut seen = 0usize;
     while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
+        let is_root = roots.contains(&dir);
+        if is_bare_repository(&dir) {
+            if git_touched(&dir) {
+                planted.git_dirs.push(dir.clone());
+            }
+            if !is_root {
+                continue;
+            }
+        }
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => {
+                if changed(&dir) {
+                    planted.unreadable.push(dir);
+                }
+                continue;
+            }
         };
         for entry in entries.flatten() {
             seen += 1;
@@ -145,24 +179,13 @@ pub fn planted_since(root: &Path, since: std::time::SystemTime, budget: usize) -
                 continue;
             };
             if entry.file_name() == ".git" {
-                let hooks = std::fs::read_dir(path.join("hooks"))
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .map(|hook| hook.path());
-                let touched = changed(&path)
-                    || ["config", "config.worktree", "hooks"]
-                        .iter()
-                        .map(|name| path.join(name))
-                        .chain(hooks)
-                        .any(|p| changed(&p));
-                if touched {
+                if git_touched(&path) {
                     planted.git_dirs.push(path);
                 }
-                continue;
-            }
-            if entry.file_name() == PROJECT_FILE && changed(&path) {
-                planted.project_files.push(path);
+            } else if entry.file_name() == PROJECT_FILE {
+                if changed(&path) {
+                    planted.project_files.push(path);
+                }
             } else if kind.is_dir() {
                 pending.push(path);
             }
@@ -170,7 +193,14 @@ pub fn planted_since(root: &Path, since: std::time::SystemTime, budget: usize) -
     }
     planted.git_dirs.sort();
     planted.project_files.sort();
+    planted.unreadable.sort();
     planted
+}
+
+/// Whether git would take `dir` for a repository of its own (as it checks: a `HEAD` file,
+/// and `objects` and `refs` directories).
+fn is_bare_repository(dir: &Path) -> bool {
+    dir.join("HEAD").is_file() && dir.join("objects").is_dir() && dir.join("refs").is_dir()
 }
 
 /// A file or directory's identity: the same pair means the same object, whatever its path.
@@ -544,6 +574,31 @@ mod tests {
         }
     }
 
+    /// A directory the agent made unreadable (it runs as the user, who may then still `cd`
+    /// into it) is named, since what it holds cannot be checked. Root reads any directory,
+    /// so this can only be seen as another user (CI runs the suite as root: there the walk
+    /// lists it, and the other assertions above cover what it finds inside).
+    #[test]
+    fn a_directory_made_unreadable_during_a_run_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let s = setup();
+        let root = s.home.join("project");
+        let began = std::time::SystemTime::now();
+        let hidden = root.join("hidden");
+        std::fs::create_dir_all(hidden.join("inner")).unwrap();
+        std::fs::write(hidden.join("inner/agent-vault.json"), "{}").unwrap();
+        std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o311)).unwrap();
+        let planted = planted_since(std::slice::from_ref(&root), began, 1000);
+        std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o755)).unwrap();
+        match nix::unistd::geteuid().is_root() {
+            true => assert_eq!(
+                planted.project_files,
+                [hidden.join("inner/agent-vault.json")]
+            ),
+            false => assert_eq!(planted.unreadable, [hidden]),
+        }
+    }
+
     #[test]
     fn git_metadata_and_project_files_written_during_a_run_are_found() {
         let s = setup();
@@ -554,7 +609,8 @@ mod tests {
         std::fs::write(root.join("data/old/agent-vault.json"), "{}").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(300));
         let began = std::time::SystemTime::now();
-        let planted = planted_since(&root, began, 1000);
+        let roots = [root.clone()];
+        let planted = planted_since(&roots, began, 1000);
         assert!(planted.git_dirs.is_empty(), "{planted:?}");
         assert!(
             planted.project_files.is_empty() && !planted.partial,
@@ -566,8 +622,17 @@ mod tests {
         std::fs::write(old_repo.join("hooks/pre-commit"), "evil").unwrap();
         std::fs::write(root.join("data/new/agent-vault.json"), "{}").unwrap();
         std::fs::write(root.join("data/old/agent-vault.json"), "{}").unwrap();
-        let planted = planted_since(&root, began, 1000);
-        assert_eq!(planted.git_dirs, [root.join("data/new/.git"), old_repo]);
+        // A directory laid out as a bare repository, which git uses as one.
+        let bare = root.join("vendor/bare");
+        for dir in ["objects", "refs"] {
+            std::fs::create_dir_all(bare.join(dir)).unwrap();
+        }
+        std::fs::write(bare.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        let planted = planted_since(&roots, began, 1000);
+        assert_eq!(
+            planted.git_dirs,
+            [root.join("data/new/.git"), old_repo, bare]
+        );
         assert_eq!(
             planted.project_files,
             [
@@ -576,9 +641,10 @@ mod tests {
             ]
         );
         assert!(
-            planted_since(&root, began, 2).partial,
+            planted_since(&roots, began, 2).partial,
             "the budget ends the walk"
         );
+        assert!(planted.unreadable.is_empty(), "{planted:?}");
     }
 
     #[test]

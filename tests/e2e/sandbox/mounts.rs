@@ -393,3 +393,59 @@ fn the_agent_cannot_choose_the_vault_of_the_next_run() {
     assert!(!shown.stdout.contains("agent-vault.json"), "{shown}");
     assert_eq!(turn.leftovers(), "");
 }
+
+/// The end-of-run check covers writable `--mount` sources like the workspace (their `.git`
+/// and `agent-vault.json` read-only too), finds bare repositories, and prints the names the
+/// agent chose with their control characters replaced (an escape sequence in a directory's
+/// name could otherwise erase or forge the warnings).
+#[test]
+fn what_the_agent_plants_anywhere_it_can_write_is_named_safely() {
+    let turn = docker_turn();
+    let rig = sandbox_rig();
+    let dir = super::workspace(&rig, "plain");
+    let data = super::workspace(&rig, "data");
+    let mut git = std::process::Command::new("git");
+    git.args(["init", "-q"]).current_dir(&data);
+    crate::harness::run_command(git, "").ok();
+    let opened = std::process::Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(data.join(".git"))
+        .status()
+        .unwrap();
+    assert!(opened.success());
+    let script = "mkdir -p \"$(printf 'evil\\033[2Kname')\" && \
+        echo '{\"vault\": \"prod\"}' > \"$(printf 'evil\\033[2Kname')/agent-vault.json\"; \
+        mkdir -p vendor/bare/objects vendor/bare/refs && echo 'ref: refs/heads/main' > vendor/bare/HEAD; \
+        echo '[core]' > vendor/bare/config; \
+        echo true > /data/.git/hooks/pre-commit; echo h=$?; \
+        mkdir -p /data/sub && echo '{\"vault\": \"prod\"}' > /data/sub/agent-vault.json";
+    let mount = format!("{}:/data", data.display());
+    let run = sandboxed(&rig, &dir, &["--mount", &mount], &["sh", "-c", script]);
+    assert!(run.status.success(), "{run}");
+    assert!(!run.stdout.contains("h=0"), "{run}");
+    assert!(!data.join(".git/hooks/pre-commit").exists());
+    let warned = |what: &str| {
+        run.stderr
+            .contains(&format!("the agent made or changed {what}"))
+    };
+    assert!(
+        warned(&format!(
+            "{}",
+            dir.join("evil?[2Kname/agent-vault.json").display()
+        )),
+        "{run}"
+    );
+    assert!(!run.stderr.contains('\u{1b}'), "{run}");
+    assert!(
+        warned(&format!(
+            "git metadata at {}",
+            dir.join("vendor/bare").display()
+        )),
+        "{run}"
+    );
+    assert!(
+        warned(&format!("{}", data.join("sub/agent-vault.json").display())),
+        "{run}"
+    );
+    assert_eq!(turn.leftovers(), "");
+}
