@@ -315,9 +315,12 @@ where
     let request = Request::from_parts(parts, body);
     let sent = std::pin::pin!(async {
         if http1 == Verdict::Http1 {
-            proxy.http1_pool.send(target, request).await
+            proxy
+                .http1_pool
+                .send(&scope.vault_id, target, request)
+                .await
         } else {
-            let response = proxy.upstream.request(request).await?;
+            let response = proxy.upstream.of(&scope.vault_id).request(request).await?;
             Ok(response.map(|body| body.map_err(Into::into).boxed_unsync()))
         }
     });

@@ -1,4 +1,4 @@
-//! HTTP/1.1 to HTTPS upstreams, pooled by origin: the route of HTTP/1.1 agents' requests to
+//! HTTP/1.1 to HTTPS upstreams, pooled by vault and origin: the route of HTTP/1.1 agents' requests to
 //! hosts that agree to HTTP/1.1 (see [`super::http1_hosts`]), the data path's busiest. A
 //! connection is checked out for one request and goes back to the pool once its response
 //! body has been read to the end and its request body written to the end; each connection is
@@ -38,11 +38,15 @@ struct Inner {
 
 #[derive(Default)]
 struct Pool {
-    /// Idle connections by `host:port`, the most recently used last.
-    by_origin: HashMap<Arc<str>, Vec<Idle>, foldhash::fast::RandomState>,
+    /// Idle connections by vault, then `host:port`, the most recently used last. Vaults never
+    /// share a connection: whatever one's traffic left in it (an upstream that answered
+    /// twice, say) must not become another vault's response.
+    by_vault: HashMap<Arc<str>, ByOrigin, foldhash::fast::RandomState>,
     /// When every origin's expired connections were last dropped.
     swept: Option<Instant>,
 }
+
+type ByOrigin = HashMap<Arc<str>, Vec<Idle>, foldhash::fast::RandomState>;
 
 struct Idle {
     sender: Sender,
@@ -62,6 +66,7 @@ impl Http1Pool {
     /// new one, once.
     pub async fn send(
         &self,
+        vault_id: &Arc<str>,
         target: &Target,
         mut request: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, BoxError> {
@@ -84,7 +89,7 @@ impl Http1Pool {
             }
         };
 
-        let (mut sender, reused) = match self.checkout(target.host_port()).await {
+        let (mut sender, reused) = match self.checkout(vault_id, target.host_port()).await {
             Some(sender) => (sender, true),
             // Boxed: a handshake's future is large and rare; the request's is moved often.
             None => (Box::pin(self.connect(target)).await?, false),
@@ -102,6 +107,7 @@ impl Http1Pool {
         let origin = target.host_port_shared();
         let back = Back {
             pool: self.0.clone(),
+            vault: vault_id.clone(),
             origin,
             sender,
             body_written,
@@ -109,12 +115,12 @@ impl Http1Pool {
         Ok(response.map(|body| Returning::new(body, back).boxed_unsync()))
     }
 
-    /// The most recently used idle connection to `origin` that is still open.
-    async fn checkout(&self, origin: &str) -> Option<Sender> {
+    /// The most recently used idle connection of the vault to `origin` that is still open.
+    async fn checkout(&self, vault_id: &str, origin: &str) -> Option<Sender> {
         loop {
             let idle = {
                 let mut pool = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
-                pool.by_origin.get_mut(origin)?.pop()?
+                pool.by_vault.get_mut(vault_id)?.get_mut(origin)?.pop()?
             };
             let mut sender = idle.sender;
             if idle.since.elapsed() < IDLE_TIMEOUT && sender.ready().await.is_ok() {
@@ -143,25 +149,34 @@ impl Http1Pool {
 }
 
 impl Inner {
-    fn put_back(&self, origin: Arc<str>, sender: Sender) {
+    fn put_back(&self, vault: Arc<str>, origin: Arc<str>, sender: Sender) {
         if sender.is_closed() {
             return;
         }
         let now = Instant::now();
         let expired = |c: &Idle| now.duration_since(c.since) >= IDLE_TIMEOUT;
         let mut pool = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        // Once per idle timeout, origins no longer used are forgotten with their connections.
+        // Once per idle timeout, origins and vaults no longer used are forgotten with their
+        // connections.
         if pool
             .swept
             .is_none_or(|at| now.duration_since(at) >= IDLE_TIMEOUT)
         {
             pool.swept = Some(now);
-            pool.by_origin.retain(|_, idle| {
-                idle.retain(|c| !expired(c));
-                !idle.is_empty()
+            pool.by_vault.retain(|_, by_origin| {
+                by_origin.retain(|_, idle| {
+                    idle.retain(|c| !expired(c));
+                    !idle.is_empty()
+                });
+                !by_origin.is_empty()
             });
         }
-        let idle = pool.by_origin.entry(origin).or_default();
+        let idle = pool
+            .by_vault
+            .entry(vault)
+            .or_default()
+            .entry(origin)
+            .or_default();
         // The least recently used come first: only a prefix can have expired.
         let stale = idle.iter().take_while(|c| expired(c)).count();
         idle.drain(..stale);
@@ -174,6 +189,7 @@ impl Inner {
 /// Where a connection goes back to, and whether its request body has been written.
 struct Back {
     pool: Arc<Inner>,
+    vault: Arc<str>,
     origin: Arc<str>,
     sender: Sender,
     /// `None` for a request without a body.
@@ -206,7 +222,7 @@ impl Returning {
             .body_written
             .is_none_or(|done| done.load(Ordering::Acquire));
         if written {
-            back.pool.put_back(back.origin, back.sender);
+            back.pool.put_back(back.vault, back.origin, back.sender);
         }
     }
 }

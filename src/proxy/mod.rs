@@ -53,7 +53,8 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the data path needs, shared by every connection.
 pub struct Proxy {
     pub broker: Arc<Broker>,
-    pub upstream: upstream::UpstreamClient,
+    /// Pools offering HTTP/2 and HTTP/1.1, one per vault (see [`upstream::VaultClients`]).
+    pub upstream: upstream::VaultClients,
     /// Offers only HTTP/1.1: HTTP/1.1 agents' requests to hosts that agree to it.
     pub http1_pool: Http1Pool,
     pub http1_hosts: Http1Hosts,

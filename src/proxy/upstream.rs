@@ -1,10 +1,11 @@
-//! The upstream client: one pooled HTTP/1.1 + HTTP/2 client for the whole process, dialing
+//! The upstream clients: a pooled HTTP/1.1 + HTTP/2 client per vault, dialing
 //! through the network guard (resolve, check every address, connect to a checked one) and
 //! verifying upstream TLS against the system roots plus `SSL_CERT_FILE` / `SSL_CERT_DIR`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -95,6 +96,45 @@ impl tower_service::Service<Uri> for GuardedConnector {
 
 pub type UpstreamClient = Client<HttpsConnector<GuardedConnector>, ProxyBody>;
 
+/// The pool that offers HTTP/2 and HTTP/1.1, one per vault. An HTTP/2 connection carries
+/// many requests at once, and one agent can hold all of it: responses it never reads fill the
+/// connection's flow-control window, uploads it never finishes take every stream the server
+/// allows. Shared by vaults, that stalled every other vault's requests to the host (a red
+/// team held them past the response timeout); a vault's agents now share only their own.
+#[derive(Clone)]
+pub struct VaultClients {
+    connector: HttpsConnector<GuardedConnector>,
+    by_vault: Arc<RwLock<HashMap<Arc<str>, UpstreamClient, foldhash::fast::RandomState>>>,
+}
+
+impl VaultClients {
+    fn new(connector: HttpsConnector<GuardedConnector>) -> Self {
+        Self {
+            connector,
+            by_vault: Arc::default(),
+        }
+    }
+
+    /// The pool of `vault_id`'s requests, made on its first request.
+    pub fn of(&self, vault_id: &Arc<str>) -> UpstreamClient {
+        let known = self.by_vault.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = known.get(vault_id) {
+            return client.clone();
+        }
+        drop(known);
+        let mut by_vault = self.by_vault.write().unwrap_or_else(|e| e.into_inner());
+        by_vault
+            .entry(vault_id.clone())
+            .or_insert_with(|| {
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(IDLE_TIMEOUT)
+                    .pool_max_idle_per_host(MAX_IDLE_PER_ORIGIN)
+                    .build(self.connector.clone())
+            })
+            .clone()
+    }
+}
+
 /// Both pools close an idle connection older than this rather than reuse it (servers close
 /// theirs after a minute or so; a request must not race that), and keep at most
 /// `MAX_IDLE_PER_ORIGIN` idle connections to one origin.
@@ -103,12 +143,12 @@ pub const MAX_IDLE_PER_ORIGIN: usize = 64;
 /// Opens connections through the guard; for `https://`, TLS offering only `http/1.1`.
 pub type H1Connector = HttpsConnector<GuardedConnector>;
 
-/// The ways upstream: a pool that offers HTTP/2 and HTTP/1.1 (the upstream chooses), and
+/// The ways upstream: pools that offer HTTP/2 and HTTP/1.1 (the upstream chooses), and
 /// HTTP/1.1 without a pool for WebSocket upgrades (an upgraded connection is never reused).
 /// `h1_connector` offers only HTTP/1.1: the probe of [`super::http1_hosts`] and the pool of
 /// [`super::http1_pool`] for HTTP/1.1 agents use it.
 pub struct Clients {
-    pub pooled: UpstreamClient,
+    pub pooled: VaultClients,
     pub upgrade: UpstreamClient,
     pub h1_connector: H1Connector,
 }
@@ -141,10 +181,7 @@ pub fn clients(
     http1_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let h1_connector = HttpsConnector::from((connector, http1_tls));
     Ok(Clients {
-        pooled: Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(IDLE_TIMEOUT)
-            .pool_max_idle_per_host(MAX_IDLE_PER_ORIGIN)
-            .build(pooled),
+        pooled: VaultClients::new(pooled),
         upgrade: Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
             .build(h1_connector.clone()),

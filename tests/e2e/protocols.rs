@@ -49,6 +49,80 @@ fn curl_version(rig: &Rig, flag: &str, url: &str) -> (u16, String, String) {
     (status.parse().unwrap(), version.to_owned(), body.to_owned())
 }
 
+/// Vaults never share an upstream HTTP/2 connection: an agent that stops reading large
+/// responses fills its connection's flow-control window, and another vault's requests to the
+/// same host must not wait behind it.
+#[test]
+fn an_agent_that_stops_reading_does_not_stall_another_vaults_http2_requests() {
+    let nginx = Nginx::start("127.0.0.1", 1);
+    // Sparse: nginx reads zeros, the disk holds nothing.
+    let big = std::fs::File::create(nginx.www().join("big")).unwrap();
+    big.set_len(256 << 20).unwrap();
+    let rig = Rig::start_trusting(true, Upstream::start(), &[&nginx.ca_file]);
+    let service = format!(
+        "services:\n  - host: 127.0.0.1\n    port: {}\n    scrub_responses: false\n    auth: {{type: bearer, token: BEARER_TOKEN}}\n",
+        nginx.h2_port
+    );
+    rig.add_services(&service);
+    let home = &rig.home;
+    home.run(&["vault", "create", "other"]).ok();
+    let other = ["--vault", "other"];
+    let set = [
+        "vault",
+        "credential",
+        "set",
+        "BEARER_TOKEN=other-bearer-0123456789",
+    ];
+    home.run(&[&set[..], &other[..]].concat()).ok();
+    std::fs::write(home.path().join("other.yaml"), &service).unwrap();
+    let add = ["vault", "service", "set", "-f", "other.yaml"];
+    home.run(&[&add[..], &other[..]].concat()).ok();
+    let other_token = home
+        .run(&["vault", "token", "--vault", "other"])
+        .ok()
+        .stdout;
+    let url = |path: &str| format!("https://127.0.0.1:{}{path}", nginx.h2_port);
+    let curl = |proxy: &str, args: &[&str], path: &str| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--http2", "--cacert"])
+            .arg(&rig.ca)
+            .args(args)
+            .arg(url(path))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HTTPS_PROXY", proxy);
+        cmd
+    };
+    // Downloads read at a trickle hold their streams' windows, and with them the connection's.
+    let mut stalling: Vec<std::process::Child> = (0..4)
+        .map(|_| {
+            curl(
+                &rig.proxy_url(),
+                &["-o", "/dev/null", "--limit-rate", "1k"],
+                "/big",
+            )
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let other_proxy = format!("http://{}:other@127.0.0.1:{}", other_token.trim(), rig.mitm);
+    let answered = curl(&other_proxy, &["-m", "20", "-w", "%{http_code}"], "/echo")
+        .output()
+        .unwrap();
+    for child in &mut stalling {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let stdout = String::from_utf8_lossy(&answered.stdout);
+    assert!(
+        answered.status.success() && stdout.ends_with("200"),
+        "the other vault's request waited: {stdout} {}",
+        String::from_utf8_lossy(&answered.stderr)
+    );
+    assert!(stdout.contains("other-bearer-0123456789"), "{stdout}");
+}
+
 #[test]
 fn http2_and_http1_both_ways_to_nginx() {
     let nginx = Nginx::start("127.0.0.1", 1);
