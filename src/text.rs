@@ -10,6 +10,26 @@ pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{206F}')
 }
 
+/// Whether a character in text an agent chose would change how what is around it displays
+/// (reordering, or a line break where none shows): a control, a bidirectional control, or a
+/// line or paragraph separator.
+pub fn disturbs_display(c: char) -> bool {
+    c.is_control() || is_bidi_control(c) || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// `text` with every character that [`disturbs_display`] as `?`: for agent-chosen text shown
+/// in a row (a request's path in the log).
+pub fn for_display(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.chars().any(disturbs_display) {
+        false => std::borrow::Cow::Borrowed(text),
+        true => text
+            .chars()
+            .map(|c| if disturbs_display(c) { '?' } else { c })
+            .collect::<String>()
+            .into(),
+    }
+}
+
 /// Whether agent-written text (a description, a message, a name) holds a character that
 /// would let it display otherwise than it reads: a control or a bidirectional control.
 /// Line breaks and tabs are allowed where `multiline`.
@@ -71,6 +91,15 @@ mod tests {
         for text in ["two\nlines\ttabbed", "emoji 👩‍💻 joined", "ünïcödé"] {
             assert!(!misleads_display(text, true), "{text:?}");
         }
+    }
+
+    #[test]
+    fn text_shown_in_a_row_keeps_its_order_and_line() {
+        assert_eq!(for_display("/v1/files"), "/v1/files");
+        assert_eq!(
+            for_display("/a\u{202E}txt.exe\u{2066}/b\u{2028}c\u{1b}[2K"),
+            "/a?txt.exe?/b?c?[2K"
+        );
     }
 
     #[test]

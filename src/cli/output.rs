@@ -63,10 +63,14 @@ fn shortened(message: &str) -> String {
 }
 
 /// Text from the server (an agent may have written it), safe for a terminal: control
-/// characters other than line breaks become `?`, so no escape sequence reaches it.
+/// characters other than line breaks become `?`, so no escape sequence reaches it, and so do
+/// bidirectional controls and line separators, which would reorder or break what is shown.
 pub fn terminal_safe(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
+        .map(|c| match c != '\n' && crate::text::disturbs_display(c) {
+            true => '?',
+            false => c,
+        })
         .collect()
 }
 

@@ -17,6 +17,7 @@ use crate::ops::vault_settings::{self, LogPage, parse_status};
 use crate::ops::{Caller, OpError};
 use crate::store::now;
 use crate::store::request_log::{Query as LogQuery, Row};
+use crate::text::for_display;
 
 const PAGE_SIZE: u32 = 50;
 const PERIODS: [(&str, &str, i64); 5] = [
@@ -113,7 +114,7 @@ fn rows(page: &LogPage) -> Markup {
             tr {
                 td.nowrap { (when_short(row.created_at)) }
                 td.nowrap { (actor(page, row)) }
-                td { (row.method) " " span.mono { (row.host) (row.path) } }
+                td { (row.method) " " span.mono { (for_display(&row.host)) (for_display(&row.path)) } }
                 td { (row.service.as_deref().unwrap_or("")) }
                 td class={ "num status-" (row.status / 100) } { (row.status) }
                 td.num { (row.duration_ms) " ms" }
