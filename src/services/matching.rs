@@ -129,8 +129,9 @@ fn has_dot_segment(path: &str) -> bool {
             continue;
         }
         normalized.push(match c {
-            // FULLWIDTH FULL STOP, SMALL FULL STOP, ONE DOT LEADER (NFKC reads them as `.`).
-            '\u{ff0e}' | '\u{fe52}' | '\u{2024}' => '.',
+            // FULLWIDTH FULL STOP, SMALL FULL STOP, ONE DOT LEADER (NFKC reads them as `.`),
+            // IDEOGRAPHIC FULL STOP and its halfwidth form (IDNA reads them as `.`).
+            '\u{ff0e}' | '\u{fe52}' | '\u{2024}' | '\u{3002}' | '\u{ff61}' => '.',
             // FULLWIDTH SOLIDUS, DIVISION SLASH, FRACTION SLASH.
             '\u{ff0f}' | '\u{2215}' | '\u{2044}' => '/',
             // Backslash and its FULLWIDTH and SMALL forms, SET MINUS.
@@ -140,13 +141,35 @@ fn has_dot_segment(path: &str) -> bool {
     }
     normalized.split('/').any(|segment| {
         let segment = segment.split([';', '\0']).next().unwrap_or(segment);
-        let segment = segment.trim_matches(|c: char| {
-            c.is_whitespace()
-                || c.is_control()
-                || matches!(c, '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}')
-        });
+        let segment = segment
+            .trim_matches(|c: char| c.is_whitespace() || c.is_control() || is_default_ignorable(c));
         segment == "." || segment == ".."
     })
+}
+
+/// Unicode's Default_Ignorable_Code_Point: characters that display as nothing (soft hyphen,
+/// joiners, direction marks, variation selectors, tags…), which a server may drop.
+fn is_default_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{034f}'
+            | '\u{061c}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff0}'..='\u{fff8}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e0fff}'
+    )
 }
 
 #[cfg(test)]
@@ -321,6 +344,38 @@ mod tests {
                 "api.example.com",
                 443,
                 "/v1/..%ef%bb%bf/admin",
+                Some("exact"),
+            ),
+            ("api.example.com", 443, "/v1/%c2%ad../admin", Some("exact")),
+            (
+                "api.example.com",
+                443,
+                "/v1/..%e2%80%8e/admin",
+                Some("exact"),
+            ),
+            ("api.example.com", 443, "/v1/..%cd%8f/admin", Some("exact")),
+            (
+                "api.example.com",
+                443,
+                "/v1/..%f3%a0%80%81/admin",
+                Some("exact"),
+            ),
+            (
+                "api.example.com",
+                443,
+                "/v1/..%ef%b8%8f/admin",
+                Some("exact"),
+            ),
+            (
+                "api.example.com",
+                443,
+                "/v1/%e3%80%82%e3%80%82/admin",
+                Some("exact"),
+            ),
+            (
+                "api.example.com",
+                443,
+                "/v1/%ef%bd%a1%ef%bd%a1/admin",
                 Some("exact"),
             ),
             ("api.example.com", 443, "/v1/a%20b/c", Some("v1")),
