@@ -15,6 +15,7 @@ mod credentials;
 mod discover;
 mod email;
 mod error;
+pub mod hosts;
 mod invites;
 mod json;
 mod members;

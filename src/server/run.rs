@@ -286,6 +286,10 @@ async fn serve_async(
     let app = crate::web::router(state.clone())
         .merge(api::router(state))
         .layer(axum::middleware::from_fn_with_state(
+            api::hosts::KnownHosts::new(&base_url),
+            api::hosts::check,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             limits,
             crate::limits::http::gate,
         ));

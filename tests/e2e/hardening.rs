@@ -295,3 +295,51 @@ s.serve_forever()
         "{run}"
     );
 }
+
+/// DNS rebinding: a page that points a name of its own at the server reads it as its own
+/// origin, and its requests name it in `Host`. The API port answers only the server's names
+/// (here `localhost`) and IP addresses; the web UI too, before any account exists.
+#[test]
+fn the_api_port_answers_only_its_own_names() {
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[]);
+    let port = server.url.rsplit(':').next().unwrap().to_owned();
+    let ask = |host: &str, path: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+            .arg(format!("Host: {host}"))
+            .arg(format!("{}{path}", server.url))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for path in ["/v1/status", "/", "/v1/auth/register"] {
+        assert_eq!(
+            ask(&format!("rebound.example:{port}"), path),
+            "421",
+            "{path}"
+        );
+    }
+    assert_eq!(ask(&format!("localhost:{port}"), "/v1/status"), "200");
+    assert_eq!(ask(&format!("127.0.0.1:{port}"), "/v1/status"), "200");
+    assert_eq!(ask("rebound.example", "/health"), "200");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-H",
+            "Host: rebound.example",
+            "-H",
+            "Content-Type: application/json",
+        ])
+        .args([
+            "--data",
+            r#"{"email":"a@example.com","password":"password-1234"}"#,
+        ])
+        .arg(format!("{}/v1/auth/register", server.url))
+        .output()
+        .unwrap();
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["error"], "unknown_host", "{reply}");
+    // Nothing was registered: the first owner is still to come.
+    home.register(&server, OWNER_EMAIL, OWNER_PASSWORD).ok();
+}
