@@ -118,7 +118,8 @@ pub const GUESSABLE_BELOW: usize = 20;
 
 /// The scrubber for the responses of `own` (a service that has not opted out), or of hosts no
 /// service matches (`None`): every credential value `own` sends, and every value any other
-/// service of the vault sends that is at least [`GUESSABLE_BELOW`] bytes long. A value that
+/// service of the vault sends that is at least [`GUESSABLE_BELOW`] characters long (not bytes:
+/// a short password in another script is no harder to guess). A value that
 /// one service's upstream stored can be read back through another route of that host, or
 /// through a host no service matches, so scanning only the matched service's own values would
 /// let it through. But a scrubber also answers "is this the secret?" for whatever an upstream
@@ -134,7 +135,8 @@ fn vault_scrubber(
 ) -> Option<Arc<scrub::Scrubber>> {
     let value = |key: &str| credentials.get(key).map(SecretString::expose);
     let mine = |service: &Service| own.is_some_and(|own| std::ptr::eq(own, service));
-    let keep = |service: &Service, value: &str| mine(service) || value.len() >= GUESSABLE_BELOW;
+    let keep =
+        |service: &Service, value: &str| mine(service) || value.chars().count() >= GUESSABLE_BELOW;
     let values: std::collections::BTreeSet<&str> = services
         .iter()
         .flat_map(|service| {
@@ -517,7 +519,7 @@ mod tests {
         .unwrap();
         let credentials: HashMap<String, SecretString> = [
             ("A_KEY", "value-of-a"),
-            ("B_USER", "user-of-b"),
+            ("B_USER", "üsér-öf-bé-ñäöüß"),
             ("B_PASS", "pass-of-b-long-enough-to-scrub"),
             ("UNUSED", "value-unused"),
         ]
@@ -531,7 +533,7 @@ mod tests {
             credentials,
             UnmatchedPolicy::Forward,
         );
-        let text = "value-of-a user-of-b pass-of-b-long-enough-to-scrub value-unused";
+        let text = "value-of-a üsér-öf-bé-ñäöüß pass-of-b-long-enough-to-scrub value-unused";
         let scrubber = |host: &str| {
             plan(&snapshot, host, 443, "/", true)
                 .1
@@ -547,12 +549,12 @@ mod tests {
         // A's service: A's value, and B's that is too long to guess.
         assert_eq!(
             scrubbed("a.example.com"),
-            format!("{m} user-of-b {m} value-unused")
+            format!("{m} üsér-öf-bé-ñäöüß {m} value-unused")
         );
         // Hosts no service matches (the agent may run them): only what is too long to guess.
         assert_eq!(
             scrubbed("elsewhere.example.com"),
-            format!("value-of-a user-of-b {m} value-unused")
+            format!("value-of-a üsér-öf-bé-ñäöüß {m} value-unused")
         );
         // B opted out of scrubbing.
         assert!(scrubber("b.example.com").is_none());
