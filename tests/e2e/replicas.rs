@@ -49,9 +49,10 @@ fn haproxy() -> PathBuf {
 
 fn start_replica(database_url: &str, upstream_ca: &Path) -> Replica {
     let home = TestHome::on_database(database_url);
-    let (api, mitm) = (free_port(), free_port());
+    // Ports the server picks: a port found free and bound later can be taken meanwhile by
+    // another test (it was, once, in CI).
     let server = home.start_server(
-        &["--port", &api.to_string(), "--mitm-port", &mitm.to_string()],
+        &["--mitm-port", "auto"],
         "",
         &[
             ("SSL_CERT_FILE", upstream_ca.to_str().unwrap()),
@@ -59,6 +60,8 @@ fn start_replica(database_url: &str, upstream_ca: &Path) -> Replica {
             ("AGENT_VAULT_MASTER_PASSWORD", MASTER),
         ],
     );
+    let api = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    let mitm = server.mitm_port.expect("the MITM proxy listens");
     Replica {
         home,
         server,
