@@ -1,61 +1,118 @@
 //! The upstream's response deadline: how long the broker waits for a response head. It
 //! counts from the request body's last progress, so an upload slower than the deadline is
-//! not cut while its bytes still move, and an upstream that stops reading one is.
+//! not cut while its bytes still move, and an upstream that stops reading one is. The same
+//! watch tells when the body has been read to the end (see [`Progress::ended`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
-use super::upstream::ProxyBody;
+use super::upstream::{BoxError, ProxyBody};
 use crate::broker::BrokerError;
 use crate::target::Target;
 
-/// When the request body last gave the upstream connection a frame.
+/// When the request body last gave the upstream connection a frame, and whether it has
+/// given its last.
 #[derive(Clone)]
 pub struct Progress {
     start: Instant,
-    last_micros: Arc<AtomicU64>,
+    seen: Arc<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    last_micros: AtomicU64,
+    ended: AtomicBool,
 }
 
 impl Progress {
     fn new() -> Self {
         Self {
             start: Instant::now(),
-            last_micros: Arc::default(),
+            seen: Arc::default(),
         }
     }
 
     fn touch(&self) {
         let micros = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.last_micros.store(micros, Ordering::Relaxed);
+        self.seen.last_micros.store(micros, Ordering::Relaxed);
     }
 
     fn last(&self) -> Instant {
-        self.start + Duration::from_micros(self.last_micros.load(Ordering::Relaxed))
+        self.start + Duration::from_micros(self.seen.last_micros.load(Ordering::Relaxed))
+    }
+
+    fn end(&self) {
+        self.seen.ended.store(true, Ordering::Release);
+    }
+
+    /// Whether the body has been read to the end (by the connection writing it upstream).
+    pub fn ended(&self) -> bool {
+        self.seen.ended.load(Ordering::Acquire)
     }
 }
 
 /// The body, watched for progress; `None` for a body that is already complete (most
 /// requests), which costs nothing to watch.
 pub fn watch(body: ProxyBody) -> (ProxyBody, Option<Progress>) {
-    use hyper::body::Body as _;
     if body.is_end_stream() {
         return (body, None);
     }
     let progress = Progress::new();
-    let touch = progress.clone();
-    let body = body
-        .map_frame(move |frame| {
-            touch.touch();
-            frame
-        })
-        .boxed_unsync();
-    (body, Some(progress))
+    let watched = Watched {
+        body,
+        progress: progress.clone(),
+    };
+    (watched.boxed_unsync(), Some(progress))
+}
+
+struct Watched {
+    body: ProxyBody,
+    progress: Progress,
+}
+
+impl Body for Watched {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        match &frame {
+            Some(Ok(_)) => {
+                self.progress.touch();
+                if self.body.is_end_stream() {
+                    self.progress.end();
+                }
+            }
+            None => self.progress.end(),
+            Some(Err(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // A writer that knows the length may stop asking once it has it all.
+        let ended = self.body.is_end_stream();
+        if ended {
+            self.progress.end();
+        }
+        ended
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// `sent` (the wait for the response head), ended with `upstream_timeout` once `limit` has
@@ -123,6 +180,7 @@ mod tests {
             .boxed_unsync(),
         );
         let progress = progress.expect("a streaming body is watched");
+        let ended = progress.clone();
         let started = Instant::now();
         // The body moves every 4 s for 12 s: longer than the limit, never silent that long.
         let upload = async move {
@@ -138,6 +196,7 @@ mod tests {
         assert!(answer.is_err());
         // The last frame went at 8 s; the deadline is 5 s after it.
         assert_eq!(started.elapsed(), Duration::from_secs(13));
+        assert!(ended.ended(), "the body was read to its end");
     }
 
     #[test]

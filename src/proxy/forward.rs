@@ -317,7 +317,7 @@ where
         if http1 == Verdict::Http1 {
             proxy
                 .http1_pool
-                .send(&scope.vault_id, target, request)
+                .send(&scope.vault_id, target, request, uploading.clone())
                 .await
         } else {
             let response = proxy.upstream.of(&scope.vault_id).request(request).await?;

@@ -1,8 +1,8 @@
-//! HTTP/1.1 to HTTPS upstreams, pooled by vault and origin: the route of HTTP/1.1 agents' requests to
-//! hosts that agree to HTTP/1.1 (see [`super::http1_hosts`]), the data path's busiest. A
-//! connection is checked out for one request and goes back to the pool once its response
-//! body has been read to the end and its request body written to the end; each connection is
-//! driven by a task of its own.
+//! HTTP/1.1 to HTTPS upstreams, pooled by vault and origin: the route of HTTP/1.1 agents'
+//! requests to hosts that agree to HTTP/1.1 (see [`super::http1_hosts`]), the data path's
+//! busiest. A connection is checked out for one request and goes back to the pool once its
+//! response body has been read to the end and its request body written to the end (as the
+//! upload's [`Progress`] tells); each connection is driven by a task of its own.
 //!
 //! Written here rather than taken from hyper-util's pool, which per request hashed its key
 //! with SipHash twice, formatted the `Host` header and spawned a task to watch for the
@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
@@ -22,6 +21,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use tower_service::Service;
 
+use super::deadline::Progress;
 use super::upstream::{BoxError, H1Connector, IDLE_TIMEOUT, MAX_IDLE_PER_ORIGIN, ProxyBody};
 use crate::target::Target;
 
@@ -63,12 +63,16 @@ impl Http1Pool {
 
     /// Sends `request` (its URI absolute, for `target`) over a pooled or new connection. A
     /// pooled connection the upstream closed before the request was written is replaced by a
-    /// new one, once.
+    /// new one, once. `uploading` watches the request's body (`None` for one already whole):
+    /// an upstream may answer before it has read it all (an early 401 or 413 to an upload),
+    /// and until the body has been written to the end the connection is the agent's; given
+    /// to another request, it would hold that one for as long as the agent liked.
     pub async fn send(
         &self,
         vault_id: &Arc<str>,
         target: &Target,
         mut request: Request<ProxyBody>,
+        uploading: Option<Progress>,
     ) -> Result<Response<ProxyBody>, BoxError> {
         let host = target
             .host_header()
@@ -76,18 +80,6 @@ impl Http1Pool {
         request.headers_mut().insert(header::HOST, host.clone());
         let origin_form = request.uri().path_and_query().cloned();
         *request.uri_mut() = origin_form.map_or_else(|| Uri::from_static("/"), Uri::from);
-        // An upstream may answer before it has read the body (an early 401 or 413 to an
-        // upload); until the agent's body has been written to the end, the connection is
-        // theirs, and another request given it would wait for as long as they like.
-        let body_written = match request.body().is_end_stream() {
-            true => None,
-            false => {
-                let done = Arc::new(AtomicBool::new(false));
-                let tracked = done.clone();
-                request = request.map(|body| Written::new(body, tracked).boxed_unsync());
-                Some(done)
-            }
-        };
 
         let (mut sender, reused) = match self.checkout(vault_id, target.host_port()).await {
             Some(sender) => (sender, true),
@@ -110,7 +102,7 @@ impl Http1Pool {
             vault: vault_id.clone(),
             origin,
             sender,
-            body_written,
+            uploading,
         };
         Ok(response.map(|body| Returning::new(body, back).boxed_unsync()))
     }
@@ -192,8 +184,8 @@ struct Back {
     vault: Arc<str>,
     origin: Arc<str>,
     sender: Sender,
-    /// `None` for a request without a body.
-    body_written: Option<Arc<AtomicBool>>,
+    /// The request body's watch; `None` for a request sent whole.
+    uploading: Option<Progress>,
 }
 
 /// A response body that returns its connection to the pool once read to the end, if the
@@ -218,9 +210,7 @@ impl Returning {
 
     fn give_back(&mut self) {
         let Some(back) = self.back.take() else { return };
-        let written = back
-            .body_written
-            .is_none_or(|done| done.load(Ordering::Acquire));
+        let written = back.uploading.as_ref().is_none_or(Progress::ended);
         if written {
             back.pool.put_back(back.vault, back.origin, back.sender);
         }
@@ -246,52 +236,6 @@ impl Body for Returning {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// A request body that records when it has been read to the end (by the connection that
-/// writes it upstream).
-struct Written {
-    body: ProxyBody,
-    done: Arc<AtomicBool>,
-}
-
-impl Written {
-    fn new(body: ProxyBody, done: Arc<AtomicBool>) -> Self {
-        Self { body, done }
-    }
-
-    fn mark_if_ended(&self) {
-        if self.body.is_end_stream() {
-            self.done.store(true, Ordering::Release);
-        }
-    }
-}
-
-impl Body for Written {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
-        match &frame {
-            None => self.done.store(true, Ordering::Release),
-            Some(Ok(_)) => self.mark_if_ended(),
-            Some(Err(_)) => {}
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.mark_if_ended();
         self.body.is_end_stream()
     }
 
