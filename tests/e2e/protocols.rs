@@ -337,34 +337,45 @@ fn http1_upstream_connections_are_reused_and_replaced_once_closed() {
     assert_ne!(after[0], before[2], "a new connection after the close");
 }
 
+/// Reads requests from `tls` and, once each head is in (never reading a body), writes what
+/// `answer` gives for it, if anything, until the peer closes.
+async fn answer_heads<S>(mut tls: S, mut answer: impl FnMut() -> Option<Vec<u8>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = tls.read(&mut buf).await {
+        head.extend_from_slice(&buf[..n]);
+        if head.windows(4).any(|w| w == b"\r\n\r\n") {
+            head.clear();
+            if let Some(bytes) = answer()
+                && tls.write_all(&bytes).await.is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
 /// An agent whose request body is still streaming when the upstream has already answered
 /// holds that upstream connection until the body ends: the pool must not hand it to another
 /// agent's request, which would wait for the first agent's body (for as long as it likes).
 #[test]
 fn a_connection_busy_with_another_agents_body_is_not_handed_out() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // Answers each request as soon as its head is in and reads nothing of a body, keeping the
     // connection open (as an API answering an upload with an early 401 or 413 may).
     let cert = crate::upstream::TestCert::mint();
-    let port = cert.serve(&runtime, &[b"http/1.1"], |mut tls| async move {
+    let port = cert.serve(&runtime, &[b"http/1.1"], |tls| async move {
         let peer = tls.get_ref().0.peer_addr().unwrap().port();
-        let mut head = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = tls.read(&mut buf).await {
-            head.extend_from_slice(&buf[..n]);
-            if head.windows(4).any(|w| w == b"\r\n\r\n") {
-                head.clear();
-                let seen = serde_json::json!({ "peer": peer }).to_string();
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{seen}",
-                    seen.len()
-                );
-                if tls.write_all(answer.as_bytes()).await.is_err() {
-                    return;
-                }
-            }
-        }
+        let seen = serde_json::json!({ "peer": peer }).to_string();
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{seen}",
+            seen.len()
+        );
+        answer_heads(tls, || Some(answer.clone().into_bytes())).await;
     });
     let ca_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(ca_file.path(), &cert.ca_pem).unwrap();
@@ -444,28 +455,17 @@ fn a_connection_busy_with_another_agents_body_is_not_handed_out() {
 #[test]
 fn an_upstream_that_stops_answering_gets_a_504_after_the_response_timeout() {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cert = crate::upstream::TestCert::mint();
     // Answers the first request (so the broker learns the host speaks HTTP/1.1 and sends the
     // next through its HTTP/1.1 pool), then reads requests and never answers.
     let requests = std::sync::Arc::new(AtomicUsize::new(0));
-    let port = cert.serve(&runtime, &[b"http/1.1"], move |mut tls| {
+    let port = cert.serve(&runtime, &[b"http/1.1"], move |tls| {
         let requests = requests.clone();
-        async move {
-            let mut head = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = tls.read(&mut buf).await {
-                head.extend_from_slice(&buf[..n]);
-                if head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    head.clear();
-                    if requests.fetch_add(1, Ordering::SeqCst) == 0 {
-                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        let _ = tls.write_all(answer).await;
-                    }
-                }
-            }
-        }
+        answer_heads(tls, move || {
+            let first = requests.fetch_add(1, Ordering::SeqCst) == 0;
+            first.then(|| b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec())
+        })
     });
     let ca_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(ca_file.path(), &cert.ca_pem).unwrap();

@@ -276,6 +276,20 @@ fn a_swap_race_from_inside_another_sandbox_never_mounts_the_store() {
     assert_eq!(turn.leftovers(), "");
 }
 
+/// A new git repository in `dir` whose `.git` the agent's user could write (these tests may
+/// run as root): only the sandbox's read-only mount protects it.
+fn open_repository(dir: &Path) {
+    let mut init = std::process::Command::new("git");
+    init.args(["init", "-q"]).current_dir(dir);
+    crate::harness::run_command(init, "").ok();
+    let opened = std::process::Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(dir.join(".git"))
+        .status()
+        .unwrap();
+    assert!(opened.success());
+}
+
 /// Git on the host runs a repository's hooks and config: the agent cannot write the
 /// workspace's `.git` (nor rename it away), a repository it makes elsewhere is named when the
 /// run ends, and `--writable-git` hands `.git` over with the same warning. `/tmp` itself is
@@ -285,19 +299,7 @@ fn the_workspace_git_metadata_is_read_only_and_new_repositories_are_named() {
     let turn = docker_turn();
     let rig = sandbox_rig();
     let dir = super::workspace(&rig, "repo");
-    let git = |args: &[&str]| {
-        let mut cmd = std::process::Command::new("git");
-        cmd.args(args).current_dir(&dir);
-        crate::harness::run_command(cmd, "").ok();
-    };
-    git(&["init", "-q"]);
-    // Writable by the agent's user (these tests may run as root): only the mount protects it.
-    let opened = std::process::Command::new("chmod")
-        .args(["-R", "a+rwX"])
-        .arg(dir.join(".git"))
-        .status()
-        .unwrap();
-    assert!(opened.success());
+    open_repository(&dir);
     let config = std::fs::read_to_string(dir.join(".git/config")).unwrap();
     let script = "echo 'touch /workspace/pwned' > .git/hooks/pre-commit; echo h=$?; \
         printf '[core]\\n\\tfsmonitor = touch /workspace/pwned\\n' >> .git/config; echo c=$?; \
@@ -404,15 +406,7 @@ fn what_the_agent_plants_anywhere_it_can_write_is_named_safely() {
     let rig = sandbox_rig();
     let dir = super::workspace(&rig, "plain");
     let data = super::workspace(&rig, "data");
-    let mut git = std::process::Command::new("git");
-    git.args(["init", "-q"]).current_dir(&data);
-    crate::harness::run_command(git, "").ok();
-    let opened = std::process::Command::new("chmod")
-        .args(["-R", "a+rwX"])
-        .arg(data.join(".git"))
-        .status()
-        .unwrap();
-    assert!(opened.success());
+    open_repository(&data);
     let script = "mkdir -p \"$(printf 'evil\\033[2Kname')\" && \
         echo '{\"vault\": \"prod\"}' > \"$(printf 'evil\\033[2Kname')/agent-vault.json\"; \
         mkdir -p vendor/bare/objects vendor/bare/refs && echo 'ref: refs/heads/main' > vendor/bare/HEAD; \
