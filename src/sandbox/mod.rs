@@ -274,14 +274,10 @@ fn report_planted(roots: &[PathBuf], since: std::time::SystemTime, guarded: &[Pa
     }
 }
 
-/// A path the agent named, safe to print: a name may hold escape sequences or line breaks
-/// that would erase or forge the warnings around it.
+/// A path the agent named, safe to print: a name may hold escape sequences, line breaks or
+/// direction controls that would erase, forge or reorder the warnings around it.
 fn shown(path: &Path) -> String {
-    path.display()
-        .to_string()
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::text::for_display(&path.display().to_string()).into_owned()
 }
 
 /// The relay's hop to the broker's API: inside TLS for an `https://` address (the agent
