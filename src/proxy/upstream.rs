@@ -5,16 +5,17 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Uri;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::netguard::{self, GuardError, NetworkPolicy};
 use crate::target::Host;
@@ -104,34 +105,69 @@ pub type UpstreamClient = Client<HttpsConnector<GuardedConnector>, ProxyBody>;
 #[derive(Clone)]
 pub struct VaultClients {
     connector: HttpsConnector<GuardedConnector>,
-    by_vault: Arc<RwLock<HashMap<Arc<str>, UpstreamClient, foldhash::fast::RandomState>>>,
+    /// What `last_used` counts seconds from.
+    epoch: Instant,
+    by_vault: Arc<RwLock<HashMap<Arc<str>, VaultClient, foldhash::fast::RandomState>>>,
+}
+
+struct VaultClient {
+    client: UpstreamClient,
+    /// Seconds after `epoch` of the vault's latest request.
+    last_used: AtomicU64,
 }
 
 impl VaultClients {
     fn new(connector: HttpsConnector<GuardedConnector>) -> Self {
         Self {
             connector,
+            epoch: Instant::now(),
             by_vault: Arc::default(),
         }
     }
 
     /// The pool of `vault_id`'s requests, made on its first request.
     pub fn of(&self, vault_id: &Arc<str>) -> UpstreamClient {
+        self.of_at(vault_id, self.epoch.elapsed().as_secs())
+    }
+
+    /// [`Self::of`] at `now` seconds after `epoch`. The map grows only here, so this is
+    /// where the pools of vaults idle for longer than [`IDLE_TIMEOUT`] (deleted ones among
+    /// them) are dropped; their idle connections close with them, and a request still
+    /// running on one keeps its connection until it ends.
+    fn of_at(&self, vault_id: &Arc<str>, now: u64) -> UpstreamClient {
         let known = self.by_vault.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(client) = known.get(vault_id) {
-            return client.clone();
+        if let Some(known) = known.get(vault_id) {
+            known.last_used.store(now, Ordering::Relaxed);
+            return known.client.clone();
         }
         drop(known);
         let mut by_vault = self.by_vault.write().unwrap_or_else(|e| e.into_inner());
-        by_vault
+        by_vault.retain(|_, other| {
+            now.saturating_sub(other.last_used.load(Ordering::Relaxed)) < IDLE_TIMEOUT.as_secs()
+        });
+        let entry = by_vault
             .entry(vault_id.clone())
-            .or_insert_with(|| {
-                Client::builder(TokioExecutor::new())
+            .or_insert_with(|| VaultClient {
+                client: Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(IDLE_TIMEOUT)
                     .pool_max_idle_per_host(MAX_IDLE_PER_ORIGIN)
-                    .build(self.connector.clone())
-            })
-            .clone()
+                    // Without a timer hyper only drops expired connections when it next looks
+                    // for one to the same origin; with it they close once expired.
+                    .pool_timer(TokioTimer::new())
+                    .build(self.connector.clone()),
+                last_used: AtomicU64::new(now),
+            });
+        entry.last_used.store(now, Ordering::Relaxed);
+        entry.client.clone()
+    }
+
+    /// How many vaults have a pool.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_vault
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 }
 
@@ -187,4 +223,38 @@ pub fn clients(
             .build(h1_connector.clone()),
         h1_connector,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_of_vaults_idle_past_the_timeout_are_dropped_when_another_vault_arrives() {
+        let clients = clients(
+            Arc::new(NetworkPolicy::new(false, Vec::new())),
+            rustls::RootCertStore::empty(),
+            Timeouts {
+                connect: Duration::from_secs(1),
+                response: Duration::from_secs(1),
+            },
+        )
+        .expect("clients")
+        .pooled;
+        let (deleted, busy, new): (Arc<str>, Arc<str>, Arc<str>) =
+            ("deleted".into(), "busy".into(), "new".into());
+        let idle = IDLE_TIMEOUT.as_secs();
+        clients.of_at(&deleted, 0);
+        clients.of_at(&busy, 0);
+        clients.of_at(&busy, idle);
+        assert_eq!(clients.len(), 2, "a known vault's request sweeps nothing");
+        clients.of_at(&new, idle);
+        assert_eq!(clients.len(), 2, "the idle vault's pool is gone");
+        clients.of_at(&deleted, idle);
+        assert_eq!(
+            clients.len(),
+            3,
+            "a vault back after its pool went gets a new one"
+        );
+    }
 }
