@@ -493,13 +493,32 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 /// A port that is free right now, for servers that must keep one address across restarts
-/// (anything else lets the server pick: `--port 0`, `--mitm-port auto`).
+/// (anything else lets the server pick: `--port 0`, `--mitm-port auto`). It comes from below
+/// the kernel's ephemeral range, which the kernel never hands out by itself: a port from
+/// `bind(0)` could be taken by any test's outgoing connection before the server bound it
+/// (seen in CI). Within this process each port is handed out once; another process on the
+/// machine could still take one, which the bind check makes unlikely rather than impossible.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    // Ports [low - SPAN, low), starting at a place this process's id picks, so that two test
+    // runs side by side start apart.
+    const SPAN: u32 = 8192;
+    let low = ephemeral_low.saturating_sub(SPAN).max(1024);
+    let span = ephemeral_low - low;
+    let start = std::process::id() % span;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(low + offset).expect("port");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{ephemeral_low}");
 }
 
 pub const OWNER_EMAIL: &str = "owner@example.com";
