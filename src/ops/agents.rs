@@ -37,6 +37,45 @@ pub async fn managed_agent(
     Ok(agent)
 }
 
+/// Why `user` may not take `agent` over, if they may not. A rotation hands whoever redeems it
+/// the agent's token, and with it every vault role the agent holds: so it is a taking over,
+/// and once redeemed the agent counts as its rotator's (its roles then follow theirs, as any
+/// agent's follow its inviter's). An owner may take over someone else's agent only where they
+/// already hold, visibly, each role it holds: otherwise an owner with no part in a vault
+/// could read its secrets by rotating a member's agent, unseen by the vault's admins (a red
+/// team did), and keep them after being demoted.
+pub(super) fn may_take_over(
+    conn: &crate::store::Connection,
+    user: &users::User,
+    agent: &Agent,
+) -> crate::store::Result<Result<(), String>> {
+    if agent.created_by.as_deref() == Some(user.id.as_str()) {
+        return Ok(Ok(()));
+    }
+    if user.role != InstanceRole::Owner {
+        return Ok(Err(format!(
+            "only an owner or whoever invited agent \"{}\" can rotate it",
+            agent.name
+        )));
+    }
+    let mut beyond = Vec::new();
+    for (vault, role) in vaults::grants_of(conn, ActorType::Agent, &agent.id)? {
+        let held = vaults::role_of(conn, &vault.id, ActorType::User, &user.id)?;
+        if held.is_none_or(|held| held < role) {
+            beyond.push(format!("\"{}\" ({})", vault.name, role.as_str()));
+        }
+    }
+    if beyond.is_empty() {
+        return Ok(Ok(()));
+    }
+    Ok(Err(format!(
+        "agent \"{}\" holds roles on vaults where {} does not: {}; rotating it would hand that access over unseen. Join them first (`agent-vault owner vault join <vault>`) or ask whoever invited the agent to rotate it",
+        agent.name,
+        user.email,
+        beyond.join(", ")
+    )))
+}
+
 /// An agent with what the listing shows about it.
 pub struct AgentView {
     pub agent: Agent,

@@ -327,7 +327,14 @@ pub async fn rotation_invite(
     let (invite, token) = state
         .db(move |store, _| {
             store.write(|tx| {
-                invites::create(
+                // Rights as they stand in this write, not as the request found them.
+                let Some(user) = users::by_id(tx, &user.id)?.filter(|u| u.active) else {
+                    return Ok(Err(OpError::forbidden("this account was removed")));
+                };
+                if let Err(refused) = super::agents::may_take_over(tx, &user, &agent)? {
+                    return Ok(Err(OpError::forbidden(refused)));
+                }
+                let created = invites::create(
                     tx,
                     &NewInvite {
                         kind: InviteKind::Agent,
@@ -338,10 +345,11 @@ pub async fn rotation_invite(
                         created_by: &user.id,
                         ttl_secs: ttl,
                     },
-                )
+                )?;
+                Ok(Ok(created))
             })
         })
-        .await?;
+        .await??;
     Ok(CreatedInvite {
         invite,
         token,
@@ -596,6 +604,31 @@ fn creator_may_still_give(
     Ok(Ok(()))
 }
 
+/// For a rotation invite, whether its creator may still take the agent over (see
+/// [`super::agents::may_take_over`]): rights may have been lost since it was made.
+fn rotator_may_still_take_over(
+    conn: &crate::store::Connection,
+    invite: &Invite,
+) -> crate::store::Result<Result<(), OpError>> {
+    let (Some(agent_id), Some(creator)) = (&invite.agent_id, &invite.created_by) else {
+        return Ok(Ok(()));
+    };
+    // A creator since removed is refused by `creator_may_still_give`, a deleted agent later.
+    let (Some(agent), Some(rotator)) =
+        (agents::by_id(conn, agent_id)?, users::by_id(conn, creator)?)
+    else {
+        return Ok(Ok(()));
+    };
+    Ok(
+        super::agents::may_take_over(conn, &rotator, &agent)?.map_err(|refused| {
+            OpError::gone(
+                "invite_stale",
+                format!("this invite can no longer be used: {refused}"),
+            )
+        }),
+    )
+}
+
 /// An agent invite by its raw token.
 pub async fn agent_invite(state: &AppState, token: &str) -> Result<Invite, OpError> {
     let hash = hash_token(token);
@@ -630,6 +663,9 @@ pub async fn redeem_agent_invite(state: &AppState, token: &str) -> Result<Redeem
                 if let Err(refusal) = creator_may_still_give(tx, &invite)? {
                     return Ok(Err(refusal));
                 }
+                if let Err(refusal) = rotator_may_still_take_over(tx, &invite)? {
+                    return Ok(Err(refusal));
+                }
                 if !invites::finish(tx, InviteKind::Agent, &invite.id, true)? {
                     return Ok(Err(used(&invite, "agent invite")));
                 }
@@ -641,6 +677,9 @@ pub async fn redeem_agent_invite(state: &AppState, token: &str) -> Result<Redeem
                             )));
                         };
                         agents::end_sessions(tx, &agent.id)?;
+                        if let Some(rotator) = &invite.created_by {
+                            agents::set_created_by(tx, &agent.id, rotator)?;
+                        }
                         agent
                     }
                     None => {

@@ -91,6 +91,15 @@ pub fn rename(conn: &Connection, id: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Makes `user_id` the agent's inviter: whose rights its vault roles follow.
+pub fn set_created_by(conn: &Connection, id: &str, user_id: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE agents SET created_by = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, user_id, now()],
+    )?;
+    Ok(())
+}
+
 pub fn set_role(conn: &Connection, id: &str, role: InstanceRole) -> Result<()> {
     conn.execute(
         "UPDATE agents SET role = ?2, updated_at = ?3 WHERE id = ?1",

@@ -908,6 +908,88 @@ fn invites_are_checked_again_when_used() {
     );
 }
 
+/// Rotating hands the agent's token, and every vault role it holds, to whoever redeems it. An
+/// owner may rotate someone else's agent only where they visibly hold those roles (checked
+/// when the invite is made and again when it is redeemed), and the agent is theirs after: its
+/// roles follow their rights from then on, demotion included.
+#[test]
+fn rotating_someone_else_s_agent_takes_it_over_only_where_the_owner_is_seen() {
+    let (api, owner, x, _running) = admin_x();
+    // The rotator: an owner, demoted at the end.
+    let o2 = api.add_user(&owner, "o2@example.com", json!([]));
+    let set_o2 = |role: &str| {
+        let path = "/v1/admin/users/o2@example.com/role";
+        api.ok("POST", path, Some(&owner), Some(json!({"role": role})));
+    };
+    set_o2("owner");
+    api.ok("POST", "/v1/vaults", Some(&x), Some(json!({"name": "xv"})));
+    api.ok(
+        "POST",
+        "/v1/vaults/xv/credentials",
+        Some(&x),
+        Some(json!({"credentials": {"KEY": "x-only"}})),
+    );
+    let invite = api.ok(
+        "POST",
+        "/v1/agents/invites",
+        Some(&x),
+        Some(json!({"name": "xbot", "vaults": [{"vault": "xv", "role": "member"}]})),
+    );
+    let redeem = |token: &str| {
+        api.call(
+            "POST",
+            &format!("/v1/agent-invites/{token}/redeem"),
+            None,
+            None,
+        )
+    };
+    assert_eq!(redeem(invite["token"].as_str().unwrap()).0, 200);
+    let rotate = || api.call("POST", "/v1/agents/xbot/rotate", Some(&o2), None);
+    let reveal = |token: &str| {
+        let path = "/v1/vaults/xv/credentials?reveal=true";
+        api.call("GET", path, Some(token), None).0
+    };
+
+    let (status, body) = rotate();
+    assert_eq!(status, 403, "an owner with no part in xv: {body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"xv\" (member)") && message.contains("owner vault join"),
+        "{message}"
+    );
+
+    api.ok("POST", "/v1/vaults/xv/join", Some(&o2), None);
+    let (status, rotation) = rotate();
+    assert_eq!(status, 201, "a member of xv may: {rotation}");
+    let token = rotation["token"].as_str().unwrap();
+    let leave = || {
+        api.ok(
+            "DELETE",
+            "/v1/vaults/xv/users/o2@example.com",
+            Some(&x),
+            None,
+        )
+    };
+    leave();
+    let (status, body) = redeem(token);
+    assert_eq!(status, 410, "left xv before redeeming: {body}");
+    assert_eq!(body["error"], "invite_stale", "{body}");
+
+    api.ok("POST", "/v1/vaults/xv/join", Some(&o2), None);
+    let (status, redeemed) = redeem(token);
+    assert_eq!(status, 200, "a refused rotation stays pending: {redeemed}");
+    let taken = redeemed["agent_token"].as_str().unwrap().to_owned();
+    assert_eq!(reveal(&taken), 200);
+    let shown = api.ok("GET", "/v1/agents/xbot", Some(&owner), None);
+    assert_eq!(shown["created_by"], "o2@example.com", "{shown}");
+    // Demoted and out of xv, the rotator takes the agent out with them (the agent had been
+    // x's, whose rights it no longer follows).
+    set_o2("member");
+    assert_eq!(reveal(&taken), 200, "o2 is still in xv");
+    leave();
+    assert_eq!(reveal(&taken), 404, "the agent left xv with o2");
+}
+
 /// A vault's admins decide who is in it, and an agent's manager where it goes: an admin
 /// cannot pull someone else's agent into their vault (it would become the agent's default,
 /// with its traffic in that vault's log); the agent's inviter or an owner can.
