@@ -231,7 +231,10 @@ const AUTH_BODY_LIMIT: usize = 1024 * 1024;
 pub async fn gate(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let audience = Audience::of_path(path);
-    let global = match limits.global_api(audience != Audience::Proxy).await {
+    // `/proxy/…` is the data path: its PROXY tier shares it out per vault instead.
+    let data_path = audience == Audience::Proxy;
+    let address = peer_of(&request).filter(|_| !data_path).map(address_key);
+    let global = match limits.global_api(!data_path, address.as_deref()).await {
         Ok(admitted) => admitted,
         Err(refusal) => return too_many_requests(&refusal, audience).map(Body::from),
     };
@@ -255,12 +258,35 @@ pub async fn gate(State(limits): State<Arc<Limits>>, request: Request, next: Nex
 
 /// The API's own answer to an unreadable or oversized body, in its error shape.
 fn too_large() -> Response {
-    let body = serde_json::json!({
-        "error": "payload_too_large",
-        "message": "the request body is too large or could not be read (limit 1 MiB)",
-    });
+    refused_body(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is too large or could not be read (limit 1 MiB)",
+    )
+}
+
+/// How long a sign-in form's body may take once its headers are in. These bodies are a few
+/// hundred bytes; until they arrive the request holds its slots, and a red team held every
+/// slot of the API port with bodies it never sent.
+const AUTH_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn too_slow() -> Response {
+    let mut response = refused_body(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request body did not arrive within 10 s of its headers; send it whole",
+    );
+    // The rest of the body may still come; it is not read.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn refused_body(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "error": code, "message": message });
     let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -329,9 +355,11 @@ async fn charge_auth(
                     )),
                 };
             }
-            let bytes = match axum::body::to_bytes(body, AUTH_BODY_LIMIT).await {
-                Ok(bytes) => bytes,
-                Err(_) => return Err(Box::new(too_large())),
+            let read = axum::body::to_bytes(body, AUTH_BODY_LIMIT);
+            let bytes = match tokio::time::timeout(AUTH_BODY_WAIT, read).await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(_)) => return Err(Box::new(too_large())),
+                Err(_) => return Err(Box::new(too_slow())),
             };
             let fields = body_fields(&bytes);
             if route == AuthRoute::LinkToken
@@ -431,6 +459,7 @@ mod tests {
             limit: 5,
             retry_after: std::time::Duration::from_millis(1200),
             concurrency: false,
+            shared: false,
         };
         let response = too_many_requests(&refusal, Audience::Proxy);
         assert_eq!(response.status(), 429);

@@ -47,6 +47,9 @@ pub struct Refusal {
     pub retry_after: Duration,
     /// A ceiling on requests in flight refused (rather than a rate).
     pub concurrency: bool,
+    /// That ceiling is a share: one vault's of the proxy port (PROXY), one client address's
+    /// of the API port (GLOBAL).
+    pub shared: bool,
 }
 
 impl Refusal {
@@ -58,6 +61,7 @@ impl Refusal {
                 limit,
                 retry_after,
                 concurrency: false,
+                shared: false,
             }),
         }
     }
@@ -68,6 +72,14 @@ impl Refusal {
             limit,
             retry_after: Duration::from_secs(1),
             concurrency: true,
+            shared: false,
+        }
+    }
+
+    fn busy_share(tier: Tier, limit: u32) -> Refusal {
+        Refusal {
+            shared: true,
+            ..Refusal::busy(tier, limit)
         }
     }
 
@@ -88,6 +100,14 @@ impl Refusal {
     pub fn message(&self) -> String {
         let wait = self.retry_after_secs();
         match (self.tier, self.concurrency) {
+            (Tier::Proxy, true) if self.shared => format!(
+                "this vault's tokens and agents already have {} requests in flight; retry when some finish",
+                self.limit
+            ),
+            (Tier::Global, true) if self.shared => format!(
+                "this address already has {} requests in flight to the server; retry in {wait} s",
+                self.limit
+            ),
             (Tier::Auth, _) => format!(
                 "too many attempts from this address or for this account or link; try again in {wait} s"
             ),
@@ -131,6 +151,21 @@ struct Active {
     api_inflight: Option<Arc<Semaphore>>,
     proxy_inflight: Option<Arc<Semaphore>>,
     global_concurrency: u32,
+    /// Each client address's share of `api_inflight`, and each vault's of `proxy_inflight`.
+    api_per_address: Option<Arc<Table>>,
+    proxy_per_vault: Option<Arc<Table>>,
+}
+
+/// What one client address may hold of the API port's requests in flight, and one vault of
+/// the proxy port's: a share, so that no one takes all. A red team held all 1,024 API slots
+/// from one address, anonymously, with login bodies it never sent; and all of the proxy
+/// port's with nine tokens of one vault, starving every other vault's agents.
+fn address_share(global: u32) -> u32 {
+    (global / 8).max(1)
+}
+
+fn vault_share(global: u32) -> u32 {
+    (global / 4).max(1)
 }
 
 fn rate_quota(limits: &TierLimits) -> Option<Quota> {
@@ -177,27 +212,33 @@ impl Active {
                 .map(|q| Arc::new(Table::new(Some(q), 0, capacity))),
         };
         let global_concurrency = effective.tier(Tier::Global).map_or(0, |g| g.concurrency);
-        let (global_rate, api_inflight, proxy_inflight) = match kept(Tier::Global) {
-            Some(p) => (
-                p.global_rate.clone(),
-                p.api_inflight.clone(),
-                p.proxy_inflight.clone(),
-            ),
-            None => {
-                let ceiling = || {
-                    (global_concurrency > 0)
-                        .then(|| Arc::new(Semaphore::new(global_concurrency as usize)))
-                };
-                (
-                    effective
-                        .tier(Tier::Global)
-                        .and_then(rate_quota)
-                        .map(|q| Arc::new(Bucket::new(Some(q), 0))),
-                    ceiling(),
-                    ceiling(),
-                )
-            }
-        };
+        let (global_rate, api_inflight, proxy_inflight, api_per_address, proxy_per_vault) =
+            match kept(Tier::Global) {
+                Some(p) => (
+                    p.global_rate.clone(),
+                    p.api_inflight.clone(),
+                    p.proxy_inflight.clone(),
+                    p.api_per_address.clone(),
+                    p.proxy_per_vault.clone(),
+                ),
+                None => {
+                    let on = global_concurrency > 0;
+                    let ceiling =
+                        || on.then(|| Arc::new(Semaphore::new(global_concurrency as usize)));
+                    let shares =
+                        |share: u32| on.then(|| Arc::new(Table::new(None, share, capacity)));
+                    (
+                        effective
+                            .tier(Tier::Global)
+                            .and_then(rate_quota)
+                            .map(|q| Arc::new(Bucket::new(Some(q), 0))),
+                        ceiling(),
+                        ceiling(),
+                        shares(address_share(global_concurrency)),
+                        shares(vault_share(global_concurrency)),
+                    )
+                }
+            };
         Active {
             effective,
             auth,
@@ -207,6 +248,8 @@ impl Active {
             api_inflight,
             proxy_inflight,
             global_concurrency,
+            api_per_address,
+            proxy_per_vault,
         }
     }
 }
@@ -341,9 +384,22 @@ impl Limits {
     }
 
     /// PROXY: one request charged to `key` (principal and vault), and a slot among its
-    /// requests in flight, held by the caller until the response is finished.
-    pub async fn proxy(&self, key: &str) -> Result<Admitted, Refusal> {
+    /// requests in flight and among its vault's (`vault_id`), held by the caller until the
+    /// response is finished.
+    pub async fn proxy(&self, key: &str, vault_id: &str) -> Result<Admitted, Refusal> {
         let active = self.active();
+        let mut admitted = self.proxy_key(&active, key).await?;
+        if let Some(shares) = &active.proxy_per_vault {
+            let share = vault_share(active.global_concurrency);
+            match shares.bucket(vault_id).slot(PROXY_SLOT_WAIT).await {
+                Ok(slot) => admitted.slots.extend(slot),
+                Err(()) => return Err(Refusal::busy_share(Tier::Proxy, share)),
+            }
+        }
+        Ok(admitted)
+    }
+
+    async fn proxy_key(&self, active: &Active, key: &str) -> Result<Admitted, Refusal> {
         let Some(table) = &active.proxy else {
             return Ok(Admitted::default());
         };
@@ -373,12 +429,24 @@ impl Limits {
         Ok(admitted)
     }
 
-    /// GLOBAL on the API listener: the request rate, then a slot among requests in flight.
-    pub async fn global_api(&self, counts_rate: bool) -> Result<Admitted, Refusal> {
+    /// GLOBAL on the API listener: the request rate, then a slot among the requests in flight
+    /// of `address` (the client's, when known) and among all.
+    pub async fn global_api(
+        &self,
+        counts_rate: bool,
+        address: Option<&str>,
+    ) -> Result<Admitted, Refusal> {
         let active = self.active();
         let mut admitted = Admitted::default();
         if counts_rate && let Some(bucket) = &active.global_rate {
             admitted.remaining = Refusal::from_outcome(Tier::Global, bucket.check())?;
+        }
+        if let (Some(shares), Some(address)) = (&active.api_per_address, address) {
+            let share = address_share(active.global_concurrency);
+            match shares.bucket(address).slot(GLOBAL_SLOT_WAIT).await {
+                Ok(slot) => admitted.slots.extend(slot),
+                Err(()) => return Err(Refusal::busy_share(Tier::Global, share)),
+            }
         }
         if let Some(ceiling) = &active.api_inflight {
             admitted.slots.push(
@@ -417,6 +485,7 @@ impl Limits {
                 limit,
                 retry_after: until - Instant::now(),
                 concurrency: false,
+                shared: false,
             }),
             Some(_) => {
                 map.pop(&peer);
@@ -521,13 +590,57 @@ mod tests {
         l.proxy_auth_gate("127.0.0.2".parse().unwrap()).unwrap();
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn one_address_holds_only_its_share_of_the_api_port() {
+        let l = limits(&[("AGENT_VAULT_RATELIMIT_GLOBAL_CONCURRENCY", "16")]);
+        let held: Vec<_> =
+            futures_util::future::join_all((0..2).map(|_| l.global_api(true, Some("ip:10.0.0.1"))))
+                .await;
+        assert!(held.iter().all(Result::is_ok));
+        let refused = l.global_api(true, Some("ip:10.0.0.1")).await.unwrap_err();
+        assert!(refused.concurrency && refused.shared, "{refused:?}");
+        assert_eq!(refused.limit, 2);
+        assert!(
+            refused.message().contains("this address"),
+            "{}",
+            refused.message()
+        );
+        l.global_api(true, Some("ip:10.0.0.2")).await.unwrap();
+        drop(held);
+        l.global_api(true, Some("ip:10.0.0.1")).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_vault_holds_only_its_share_of_the_proxy_port() {
+        let l = limits(&[("AGENT_VAULT_RATELIMIT_GLOBAL_CONCURRENCY", "8")]);
+        // Each token of the vault is under its own ceiling; together they meet the vault's.
+        let first = l.proxy("token:a/v", "v").await.unwrap();
+        let second = l.proxy("token:b/v", "v").await.unwrap();
+        let refused = l.proxy("token:c/v", "v").await.unwrap_err();
+        assert!(refused.concurrency && refused.shared, "{refused:?}");
+        assert!(
+            refused.message().contains("this vault"),
+            "{}",
+            refused.message()
+        );
+        l.proxy("token:d/w", "w").await.unwrap();
+        drop((first, second));
+        l.proxy("token:c/v", "v").await.unwrap();
+    }
+
     #[tokio::test]
     async fn off_admits_everything() {
         let l = Limits::off();
         for _ in 0..10_000 {
             l.auth(&["ip:1"]).unwrap();
-            l.proxy("k").await.unwrap();
+            l.proxy("k", "v").await.unwrap();
         }
-        assert!(l.global_api(true).await.unwrap().slots.is_empty());
+        assert!(
+            l.global_api(true, Some("ip:1"))
+                .await
+                .unwrap()
+                .slots
+                .is_empty()
+        );
     }
 }

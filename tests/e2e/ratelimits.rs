@@ -290,6 +290,72 @@ fn global_tier_caps_the_api_port_but_not_the_proxy_port() {
     assert_eq!(health().status(), 200);
 }
 
+/// A sign-in body that never arrives holds its slots for 10 s at most (then 408), and one
+/// address holds at most its share of the API port's requests in flight (an eighth of the
+/// GLOBAL ceiling): a red team held all 1,024 slots from one address with login bodies it
+/// never sent, shutting every user out for as long as it liked.
+#[test]
+fn unsent_sign_in_bodies_hold_one_address_s_share_for_ten_seconds_at_most() {
+    use std::io::{Read, Write};
+    let home = TestHome::new();
+    let server = home.start_server(
+        &[],
+        "",
+        &[("AGENT_VAULT_RATELIMIT_GLOBAL_CONCURRENCY", "16")],
+    );
+    let authority = server.url.trim_start_matches("http://").to_owned();
+    let started = std::time::Instant::now();
+    let mut stalled: Vec<_> = (0..2)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&authority).unwrap();
+            write!(
+                stream,
+                "POST /v1/auth/login HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{{"
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    let health = |source: &str| {
+        client_from(source)
+            .get(format!("{}/health", server.url))
+            .send()
+            .unwrap()
+    };
+    // Polled: the two stalled requests take this address's share (2 of 16) once they are read.
+    let refusal = crate::harness::poll(
+        "the address's share to be taken",
+        Duration::from_millis(50),
+        || Some(health("127.0.0.1")).filter(|r| r.status() == 429),
+    );
+    let body = refused(refusal, "GLOBAL");
+    assert!(
+        body["message"].as_str().unwrap().contains("this address"),
+        "{body}"
+    );
+    assert_eq!(
+        health("127.0.0.2").status(),
+        200,
+        "other addresses are served"
+    );
+
+    for stream in &mut stalled {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("request_timeout"), "{answer}");
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(20),
+        "{waited:?}"
+    );
+    assert_eq!(health("127.0.0.1").status(), 200, "the share is back");
+}
+
 #[test]
 fn env_knob_beats_the_profile_and_off_turns_everything_off() {
     // loose allows 120 attempts; the knob says 2.
