@@ -77,6 +77,9 @@ impl CreatedInvite {
 
 /// Pending user invites one person other than an owner may have at once.
 pub const MAX_PENDING_USER_INVITES: i64 = 20;
+/// Nor more than this many a day: revoking one and inviting again emails again, and a red
+/// team sent thirty invite mails in seconds that way while never holding more than one.
+pub const MAX_USER_INVITES_PER_DAY: i64 = 50;
 
 /// Invites a person: only owners may invite owners, and only a vault's admins (or an owner)
 /// may pre-assign it.
@@ -136,6 +139,18 @@ pub async fn invite_user(
                         "too_many_pending",
                         format!(
                             "you already have {MAX_PENDING_USER_INVITES} pending user invites; wait until some are accepted, or revoke some (`agent-vault user invite list`, `agent-vault user invite revoke`)"
+                        ),
+                    )));
+                }
+                if !owner
+                    && invites::created_count_since(tx, InviteKind::User, &inviter.id, now() - 86_400)?
+                        >= MAX_USER_INVITES_PER_DAY
+                {
+                    return Ok(Err(OpError::new(
+                        http::StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_invites",
+                        format!(
+                            "you have made {MAX_USER_INVITES_PER_DAY} user invites in the last 24 hours, each one an email; try again tomorrow, or ask an owner to invite"
                         ),
                     )));
                 }

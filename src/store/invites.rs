@@ -292,6 +292,24 @@ pub fn pending_count_by(conn: &Connection, kind: InviteKind, created_by: &str) -
     )?)
 }
 
+/// How many invites of `kind` `created_by` has made since `since` (unix seconds), whatever
+/// became of them.
+pub fn created_count_since(
+    conn: &Connection,
+    kind: InviteKind,
+    created_by: &str,
+    since: i64,
+) -> Result<i64> {
+    Ok(conn.query_row(
+        &format!(
+            "SELECT COUNT(*) FROM {} WHERE created_by = ?1 AND created_at > ?2",
+            kind.tables().invites
+        ),
+        params![created_by, since],
+        |r| r.get(0),
+    )?)
+}
+
 /// The latest used invite of `subject`: for a user, the invite their account was made from.
 pub fn last_used_for(conn: &Connection, kind: InviteKind, subject: &str) -> Result<Option<Invite>> {
     let t = kind.tables();

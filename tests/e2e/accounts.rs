@@ -234,7 +234,7 @@ fn adding_an_account_made_from_someone_elses_invite_link_says_its_address_is_unp
 }
 
 #[test]
-fn one_person_has_at_most_twenty_pending_user_invites() {
+fn one_person_has_at_most_twenty_pending_user_invites_and_fifty_a_day() {
     use crate::api::Api;
     use serde_json::json;
     let home = TestHome::new();
@@ -273,6 +273,38 @@ fn one_person_has_at_most_twenty_pending_user_invites() {
         None,
     );
     assert_eq!(invite(&member, 22).0, 201);
+
+    // Revoking and inviting again emails again: at most 50 a day (21 made so far).
+    let revoke_one = || {
+        let listed = api.ok(
+            "GET",
+            "/v1/users/invites?status=pending",
+            Some(&member),
+            None,
+        );
+        let suffix = listed["invites"][0]["token_suffix"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        api.ok(
+            "DELETE",
+            &format!("/v1/users/invites/{suffix}"),
+            Some(&member),
+            None,
+        );
+    };
+    for n in 23..52 {
+        revoke_one();
+        assert_eq!(invite(&member, n).0, 201, "invite {n}");
+    }
+    revoke_one();
+    let (status, body) = invite(&member, 52);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("too_many_invites")),
+        "{body}"
+    );
+    assert_eq!(invite(&owner, 53).0, 201, "owners are not bound");
 }
 
 #[test]
