@@ -6,8 +6,10 @@
 //! - a CONNECT tunnel with no request in flight for [`ConnSettings::tunnel_idle`] is closed
 //!   (a request waiting for a slow answer, or a response still streaming, keeps it open);
 //! - one client address holds at most [`ConnSettings::per_address`] connections across the
-//!   listeners (IPv6: per /64); a connection past that is closed as it is accepted, so one
-//!   client cannot take every descriptor and the memory they cost;
+//!   listeners (IPv6: per /64), and all clients together at most half the open-file limit; a
+//!   connection past either is closed as it is accepted, so one client cannot take every
+//!   descriptor and the memory they cost, and many cannot take the ones the server needs for
+//!   upstream connections and its database;
 //! - an accept error that is not about one connection (`EMFILE`, `ENFILE`, `ENOBUFS`) backs off
 //!   (10 ms doubling to 1 s) instead of spinning;
 //! - on shutdown, connections are told to finish: idle ones close at once, requests in flight
@@ -97,23 +99,36 @@ pub struct Drain {
     per_address: Arc<PerAddress>,
 }
 
-/// The connections each client address holds open, against their cap.
+/// The connections each client address holds open, and all of them, against their caps.
 struct PerAddress {
     cap: usize,
     open: Mutex<HashMap<IpAddr, usize>>,
+    total_cap: usize,
+    total: AtomicUsize,
 }
 
-/// One accepted connection: live for the drain, and counted against its client's address,
-/// until dropped.
+/// Why a connection was closed as it was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverCap {
+    /// Its client address holds `per_address` connections already.
+    Address,
+    /// Clients hold the connections the server allows in all.
+    Total,
+}
+
+/// One accepted connection: live for the drain, and counted against its client's address
+/// and the total, until dropped.
 pub struct Admitted {
     _live: Live,
-    address: Option<(Arc<PerAddress>, IpAddr)>,
+    counts: Arc<PerAddress>,
+    address: Option<IpAddr>,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        if let Some((counts, key)) = self.address.take() {
-            let mut open = counts.open.lock().unwrap_or_else(|e| e.into_inner());
+        self.counts.total.fetch_sub(1, Ordering::AcqRel);
+        if let Some(key) = self.address.take() {
+            let mut open = self.counts.open.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(n) = open.get_mut(&key) {
                 *n -= 1;
                 if *n == 0 {
@@ -147,38 +162,46 @@ impl Drop for Live {
 }
 
 impl Drain {
-    /// `per_address`: the connections one client address may hold (0: no cap).
-    pub fn new(stop: watch::Receiver<bool>, per_address: usize) -> Self {
+    /// `per_address`: the connections one client address may hold; `total`: all clients
+    /// together (0: no cap).
+    pub fn new(stop: watch::Receiver<bool>, per_address: usize, total: usize) -> Self {
         Self {
             stop,
             live: Arc::new((AtomicUsize::new(0), Notify::new())),
             per_address: Arc::new(PerAddress {
                 cap: per_address,
                 open: Mutex::default(),
+                total_cap: total,
+                total: AtomicUsize::new(0),
             }),
         }
     }
 
-    /// Counts a new connection from `peer` (live, and against its address), or `None` when
-    /// its address holds its cap already.
-    pub fn admit(&self, peer: IpAddr) -> Option<Admitted> {
+    /// Counts a new connection from `peer` (live, against its address and the total), or
+    /// says which cap it is over.
+    pub fn admit(&self, peer: IpAddr) -> Result<Admitted, OverCap> {
         let counts = &self.per_address;
-        let address = if counts.cap == 0 {
-            None
-        } else {
+        let total = counts.total.fetch_add(1, Ordering::AcqRel);
+        // Counted from here on: dropping `admitted` undoes it, whatever refuses below.
+        let mut admitted = Admitted {
+            _live: self.track(),
+            counts: counts.clone(),
+            address: None,
+        };
+        if counts.total_cap != 0 && total >= counts.total_cap {
+            return Err(OverCap::Total);
+        }
+        if counts.cap != 0 {
             let key = client_key(peer);
             let mut open = counts.open.lock().unwrap_or_else(|e| e.into_inner());
             let held = open.entry(key).or_insert(0);
             if *held >= counts.cap {
-                return None;
+                return Err(OverCap::Address);
             }
             *held += 1;
-            Some((counts.clone(), key))
-        };
-        Some(Admitted {
-            _live: self.track(),
-            address,
-        })
+            admitted.address = Some(key);
+        }
+        Ok(admitted)
     }
 
     pub fn track(&self) -> Live {
@@ -228,8 +251,8 @@ pub async fn accept_loop(
             Ok((stream, peer)) => {
                 backoff = Duration::ZERO;
                 match drain.admit(peer.ip()) {
-                    Some(admitted) => serve(stream, peer, admitted),
-                    None => refuse_over_cap(what, stream, peer),
+                    Ok(admitted) => serve(stream, peer, admitted),
+                    Err(over) => refuse_over_cap(what, stream, peer, over),
                 }
             }
             // About one connection that went away before we took it: take the next.
@@ -248,17 +271,25 @@ pub async fn accept_loop(
     }
 }
 
-/// Closes a connection whose address holds its cap already: counted in `/metrics`, and
-/// warned of at the 1st, 2nd, 4th, 8th… refusal (a flood must not flood the log too).
-fn refuse_over_cap(what: &str, stream: TcpStream, peer: std::net::SocketAddr) {
+/// Closes a connection over a cap: counted in `/metrics`, and warned of at the 1st, 2nd,
+/// 4th, 8th… refusal (a flood must not flood the log too).
+fn refuse_over_cap(what: &str, stream: TcpStream, peer: std::net::SocketAddr, over: OverCap) {
     drop(stream);
     let refused = crate::metrics::global().connections_refused.inc() + 1;
-    if refused.is_power_of_two() {
-        tracing::warn!(
+    if !refused.is_power_of_two() {
+        return;
+    }
+    match over {
+        OverCap::Address => tracing::warn!(
             refused,
             "{what}: {} holds {PER_ADDRESS_ENV} connections already; closed a new one",
             peer.ip()
-        );
+        ),
+        OverCap::Total => tracing::warn!(
+            refused,
+            "{what}: clients hold half the open-file limit in connections (the rest is kept for upstream connections and the database); closed a new one from {}",
+            peer.ip()
+        ),
     }
 }
 
@@ -386,31 +417,49 @@ mod tests {
     #[test]
     fn each_address_holds_at_most_its_cap_and_ipv6_counts_by_64() {
         let (_tx, rx) = watch::channel(false);
-        let drain = Drain::new(rx, 2);
+        let drain = Drain::new(rx, 2, 0);
         let ip = |text: &str| text.parse::<IpAddr>().unwrap();
         let first = drain.admit(ip("10.0.0.1")).unwrap();
         let _second = drain.admit(ip("::ffff:10.0.0.1")).unwrap();
-        assert!(
-            drain.admit(ip("10.0.0.1")).is_none(),
+        assert_eq!(
+            drain.admit(ip("10.0.0.1")).err(),
+            Some(OverCap::Address),
             "the third is over the cap"
         );
         assert!(
-            drain.admit(ip("10.0.0.2")).is_some(),
+            drain.admit(ip("10.0.0.2")).is_ok(),
             "another address has its own"
         );
         drop(first);
         assert!(
-            drain.admit(ip("10.0.0.1")).is_some(),
+            drain.admit(ip("10.0.0.1")).is_ok(),
             "a closed one frees its place"
         );
         let _a = drain.admit(ip("2001:db8:1:2::a")).unwrap();
         let _b = drain.admit(ip("2001:db8:1:2:ffff::b")).unwrap();
-        assert!(drain.admit(ip("2001:db8:1:2::c")).is_none(), "one /64");
-        assert!(drain.admit(ip("2001:db8:1:3::a")).is_some(), "another /64");
+        assert!(drain.admit(ip("2001:db8:1:2::c")).is_err(), "one /64");
+        assert!(drain.admit(ip("2001:db8:1:3::a")).is_ok(), "another /64");
         let (_tx, rx) = watch::channel(false);
-        let uncapped = Drain::new(rx, 0);
+        let uncapped = Drain::new(rx, 0, 0);
         let held: Vec<_> = (0..10).map(|_| uncapped.admit(ip("10.0.0.1"))).collect();
-        assert!(held.iter().all(Option::is_some));
+        assert!(held.iter().all(Result::is_ok));
+    }
+
+    #[test]
+    fn all_addresses_together_hold_at_most_the_total() {
+        let (_tx, rx) = watch::channel(false);
+        let drain = Drain::new(rx, 2, 3);
+        let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
+        let held: Vec<_> = (1..=3).map(|n| drain.admit(ip(n)).unwrap()).collect();
+        assert_eq!(drain.admit(ip(4)).err(), Some(OverCap::Total));
+        assert_eq!(
+            drain.admit(ip(4)).err(),
+            Some(OverCap::Total),
+            "a refusal frees its count"
+        );
+        drop(held);
+        let _again: Vec<_> = (4..=6).map(|n| drain.admit(ip(n)).unwrap()).collect();
+        assert_eq!(drain.admit(ip(1)).err(), Some(OverCap::Total));
     }
 
     #[tokio::test]
@@ -434,7 +483,7 @@ mod tests {
     #[tokio::test]
     async fn the_drain_waits_for_live_connections_up_to_the_grace() {
         let (_tx, rx) = watch::channel(false);
-        let drain = Drain::new(rx, 0);
+        let drain = Drain::new(rx, 0, 0);
         assert!(drain.finished(Duration::from_millis(10)).await);
         let live = drain.track();
         assert!(!drain.finished(Duration::from_millis(10)).await);

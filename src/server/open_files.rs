@@ -20,3 +20,17 @@ pub fn raise_to_hard_limit() {
         Err(e) => tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}"),
     }
 }
+
+/// How many client connections the listeners take in all: half the open-file limit, since
+/// each proxied one may need an upstream descriptor too, and the database and the listeners
+/// need theirs (0, no cap, when the limit cannot be read or is unlimited). Without it, clients
+/// from many addresses (each under its per-address cap) took every descriptor, and the server
+/// could open neither upstream connections nor files.
+pub fn connection_cap() -> usize {
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) if soft != nix::sys::resource::RLIM_INFINITY => {
+            usize::try_from(soft / 2).unwrap_or(0)
+        }
+        _ => 0,
+    }
+}

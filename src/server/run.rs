@@ -217,7 +217,11 @@ async fn serve_async(
     }
     let clients = upstream::clients(Arc::new(policy), roots, timeouts)
         .map_err(|e| ServerError::Input(format!("cannot set up upstream TLS: {e}")))?;
-    let drain = Drain::new(stop_rx.clone(), conn_settings.per_address);
+    let drain = Drain::new(
+        stop_rx.clone(),
+        conn_settings.per_address,
+        super::open_files::connection_cap(),
+    );
     let proxy = Arc::new(Proxy {
         broker,
         upstream: clients.pooled,

@@ -459,6 +459,50 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
     drop(held);
 }
 
+/// Clients together hold at most half the open-file limit in connections, whatever their
+/// addresses (the rest stays for upstream connections and the database): with a hard limit of
+/// 256, of 200 connections about 128 are kept and the rest closed as accepted; once they go,
+/// the server serves again.
+#[test]
+fn clients_together_hold_at_most_half_the_open_file_limit() {
+    use std::io::Read;
+    let home = TestHome::new();
+    let mut prlimit = std::process::Command::new("prlimit");
+    prlimit.args(["--nofile=256:256", "--"]);
+    let server = home.start_server_under(prlimit, &[], &[]);
+    let addr = server.url.trim_start_matches("http://");
+    let held: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    // Time for the server to take them all; then a closed one reads its end at once, a kept
+    // one (silent, within the header timeout) has nothing to read.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let closed = held
+        .iter()
+        .filter(|stream| {
+            let mut stream: &std::net::TcpStream = stream;
+            stream.set_nonblocking(true).unwrap();
+            match stream.read(&mut [0u8; 1]) {
+                Ok(0) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+                Ok(_) => false,
+            }
+        })
+        .count();
+    assert!(
+        (60..=80).contains(&closed),
+        "{closed} of 200 closed as accepted (128 kept, besides the test's own)"
+    );
+    drop(held);
+    let health = wait_response(&format!("{}/health", server.url));
+    assert_eq!(health.status(), 200);
+    let (_, output) = server.stop_with("TERM");
+    assert!(
+        output.contains("clients hold half the open-file limit"),
+        "{output}"
+    );
+}
+
 #[test]
 fn worker_threads_are_half_the_cores_or_as_set() {
     let home = TestHome::new();
