@@ -388,42 +388,12 @@ impl Limits {
     /// response is finished.
     pub async fn proxy(&self, key: &str, vault_id: &str) -> Result<Admitted, Refusal> {
         let active = self.active();
-        let mut admitted = self.proxy_key(&active, key).await?;
+        let mut admitted = charge_proxy_key(&active, key).await?;
         if let Some(shares) = &active.proxy_per_vault {
             let share = vault_share(active.global_concurrency);
             match shares.bucket(vault_id).slot(PROXY_SLOT_WAIT).await {
                 Ok(slot) => admitted.slots.extend(slot),
                 Err(()) => return Err(Refusal::busy_share(Tier::Proxy, share)),
-            }
-        }
-        Ok(admitted)
-    }
-
-    async fn proxy_key(&self, active: &Active, key: &str) -> Result<Admitted, Refusal> {
-        let Some(table) = &active.proxy else {
-            return Ok(Admitted::default());
-        };
-        let bucket = table.bucket(key);
-        let outcome = bucket.check();
-        let remaining = Refusal::from_outcome(Tier::Proxy, outcome)?;
-        let limit = match outcome {
-            Outcome::Allowed { limit, .. } => limit,
-            Outcome::Refused { .. } => 0,
-        };
-        let mut admitted = Admitted {
-            limit,
-            remaining,
-            slots: Vec::new(),
-        };
-        if bucket.has_ceiling() {
-            let ceiling = active
-                .effective
-                .tier(Tier::Proxy)
-                .map_or(0, |l| l.concurrency);
-            match bucket.slot(PROXY_SLOT_WAIT).await {
-                Ok(Some(slot)) => admitted.slots.push(slot),
-                Ok(None) => {}
-                Err(()) => return Err(Refusal::busy(Tier::Proxy, ceiling)),
             }
         }
         Ok(admitted)
@@ -521,6 +491,37 @@ impl Limits {
         map.put(peer, (Instant::now() + wait, limit));
         self.penalties.any.store(true, Ordering::Relaxed);
     }
+}
+
+/// PROXY for one key: its rate, and a slot among its requests in flight.
+async fn charge_proxy_key(active: &Active, key: &str) -> Result<Admitted, Refusal> {
+    let Some(table) = &active.proxy else {
+        return Ok(Admitted::default());
+    };
+    let bucket = table.bucket(key);
+    let outcome = bucket.check();
+    let remaining = Refusal::from_outcome(Tier::Proxy, outcome)?;
+    let limit = match outcome {
+        Outcome::Allowed { limit, .. } => limit,
+        Outcome::Refused { .. } => 0,
+    };
+    let mut admitted = Admitted {
+        limit,
+        remaining,
+        slots: Vec::new(),
+    };
+    if bucket.has_ceiling() {
+        let ceiling = active
+            .effective
+            .tier(Tier::Proxy)
+            .map_or(0, |l| l.concurrency);
+        match bucket.slot(PROXY_SLOT_WAIT).await {
+            Ok(Some(slot)) => admitted.slots.push(slot),
+            Ok(None) => {}
+            Err(()) => return Err(Refusal::busy(Tier::Proxy, ceiling)),
+        }
+    }
+    Ok(admitted)
 }
 
 async fn global_slot(ceiling: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
