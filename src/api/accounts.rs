@@ -10,6 +10,7 @@ use serde_json::json;
 use super::auth::Caller;
 use super::{ApiError, ApiJson, AppState, rfc3339};
 use crate::crypto::SecretString;
+use crate::limits::http::ClientIp;
 use crate::ops::accounts::{self, NewLogin, Registered, SessionUse};
 use crate::store::InstanceRole;
 
@@ -89,9 +90,10 @@ pub async fn verify(
 /// `POST /v1/auth/login`.
 pub async fn login(
     State(state): State<AppState>,
+    ClientIp(from): ClientIp,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let login = accounts::login(&state, &body.email, body.password, SessionUse::Cli).await?;
+    let login = accounts::login(&state, &body.email, body.password, SessionUse::Cli, from).await?;
     Ok(axum::Json(session_body(&login)))
 }
 

@@ -4,7 +4,12 @@
 //! acceptance, the web sign-in and approval pages, which all go through `ops::accounts`) runs
 //! in one of [`HashSlots::slots`] slots; a few more callers may wait for one, briefly; the
 //! rest are refused at once with [`Busy`] (a `429` with `Retry-After`), which keeps resident
-//! memory under `slots × 64 MiB` plus the server's own.
+//! memory under `(slots + 1) × 64 MiB` plus the server's own.
+//!
+//! The one more is a lane of its own for sign-ins already known to succeed (an address and
+//! account that signed in before, see `ops::accounts`): anyone can keep the shared slots busy
+//! with wrong passwords from enough addresses (a red team refused every login that way), but
+//! not this lane, which takes only a password that has worked from that address before.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,20 +41,49 @@ pub enum HashError {
 }
 
 pub struct HashSlots {
-    permits: Semaphore,
+    shared: Lane,
+    known: Lane,
     slots: usize,
+}
+
+/// Slots, and how many callers may wait for one.
+struct Lane {
+    permits: Semaphore,
     waiting: AtomicUsize,
     max_waiting: usize,
+}
+
+impl Lane {
+    fn new(slots: usize) -> Self {
+        Self {
+            permits: Semaphore::new(slots),
+            waiting: AtomicUsize::new(0),
+            max_waiting: slots * WAITERS_PER_SLOT,
+        }
+    }
+
+    async fn wait_for_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Busy> {
+        // Counted before waiting, so a burst beyond the queue is refused without waiting.
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Busy);
+        }
+        let acquired = tokio::time::timeout(MAX_WAIT, self.permits.acquire()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        match acquired {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Busy),
+        }
+    }
 }
 
 impl HashSlots {
     pub fn new(slots: usize) -> Self {
         let slots = slots.max(1);
         Self {
-            permits: Semaphore::new(slots),
+            shared: Lane::new(slots),
+            known: Lane::new(1),
             slots,
-            waiting: AtomicUsize::new(0),
-            max_waiting: slots * WAITERS_PER_SLOT,
         }
     }
 
@@ -69,27 +103,24 @@ impl HashSlots {
         &self,
         work: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, HashError> {
-        let permit = match self.permits.try_acquire() {
+        self.run_as(false, work).await
+    }
+
+    /// [`Self::run`]; `known`: a sign-in known to succeed, which waits in its own lane when
+    /// the shared slots are taken.
+    pub async fn run_as<R: Send + 'static>(
+        &self,
+        known: bool,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, HashError> {
+        let permit = match self.shared.permits.try_acquire() {
             Ok(permit) => permit,
-            Err(_) => self.wait_for_slot().await?,
+            Err(_) if known => self.known.wait_for_slot().await?,
+            Err(_) => self.shared.wait_for_slot().await?,
         };
         let result = tokio::task::spawn_blocking(work).await;
         drop(permit);
         result.map_err(|_| HashError::Failed)
-    }
-
-    async fn wait_for_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Busy> {
-        // Counted before waiting, so a burst beyond the queue is refused without waiting.
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(Busy);
-        }
-        let acquired = tokio::time::timeout(MAX_WAIT, self.permits.acquire()).await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        match acquired {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(Busy),
-        }
     }
 }
 
@@ -121,7 +152,7 @@ mod tests {
                     .await
             })
         };
-        while slots.permits.available_permits() > 0 {
+        while slots.shared.permits.available_permits() > 0 {
             tokio::task::yield_now().await;
         }
         // Four may wait; the fifth is refused at once.
@@ -131,10 +162,12 @@ mod tests {
                 tokio::spawn(async move { slots.run(move || i).await })
             })
             .collect();
-        while slots.waiting.load(Ordering::Acquire) < WAITERS_PER_SLOT {
+        while slots.shared.waiting.load(Ordering::Acquire) < WAITERS_PER_SLOT {
             tokio::task::yield_now().await;
         }
         assert_eq!(slots.run(|| ()).await, Err(HashError::Busy(Busy)));
+        // A known sign-in has a lane of its own.
+        assert_eq!(slots.run_as(true, || 7).await, Ok(7));
         release_tx.send(()).unwrap();
         holder.await.unwrap().unwrap();
         for (i, waiter) in waiters.into_iter().enumerate() {

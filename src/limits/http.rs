@@ -143,11 +143,29 @@ pub fn address_key(ip: IpAddr) -> String {
 }
 
 /// The peer of a request on the API port (set by the listener); unknown peers share a key.
-pub fn peer_of(request: &Request) -> Option<IpAddr> {
-    request
-        .extensions()
+/// The client's address as a handler argument (`None` where the server was built without
+/// connection info, as in tests of a router alone).
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(client_ip(&parts.extensions)))
+    }
+}
+
+pub fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
+}
+
+pub fn peer_of(request: &Request) -> Option<IpAddr> {
+    client_ip(request.extensions())
 }
 
 /// Which anonymous route this is, and what besides the address it is charged to.

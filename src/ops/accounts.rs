@@ -98,8 +98,18 @@ pub async fn verify_password_async(
     password: SecretString,
     hashes: Vec<String>,
 ) -> Result<bool, OpError> {
+    verify_password_as(false, password, hashes).await
+}
+
+/// [`verify_password_async`]; `known`: a sign-in from an address where the account signed
+/// in before, checked in the hashing lane kept for those.
+async fn verify_password_as(
+    known: bool,
+    password: SecretString,
+    hashes: Vec<String>,
+) -> Result<bool, OpError> {
     Ok(HashSlots::process()
-        .run(move || {
+        .run_as(known, move || {
             if hashes.is_empty() {
                 waste_password_check(password.expose());
                 return false;
@@ -319,17 +329,61 @@ pub async fn verify(
 }
 
 /// A password login. Unknown emails cost the same time as known ones.
+/// Addresses and accounts that signed in with a password in this process (the newest 4,096,
+/// as keyed hashes): their next sign-in has a hashing lane of its own, which a flood of wrong
+/// passwords from other addresses cannot fill (see `ceilings::hashing`). Being in it takes a
+/// password that worked from that address, so it says nothing about other accounts.
+struct KnownSignIns {
+    seed: foldhash::quality::RandomState,
+    seen: std::sync::Mutex<lru::LruCache<u64, ()>>,
+}
+
+impl KnownSignIns {
+    fn process() -> &'static Self {
+        static KNOWN: std::sync::OnceLock<KnownSignIns> = std::sync::OnceLock::new();
+        KNOWN.get_or_init(|| KnownSignIns {
+            seed: Default::default(),
+            seen: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
+        })
+    }
+
+    fn key(&self, from: std::net::IpAddr, email: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.seed
+            .hash_one((crate::limits::http::address_key(from), email))
+    }
+
+    fn contains(&self, from: Option<std::net::IpAddr>, email: &str) -> bool {
+        let Some(from) = from else { return false };
+        let key = self.key(from, email);
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.contains(&key)
+    }
+
+    fn remember(&self, from: Option<std::net::IpAddr>, email: &str) {
+        let Some(from) = from else { return };
+        let key = self.key(from, email);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.put(key, ());
+    }
+}
+
+/// Signs in with a password; `from`, the client's address, when known.
 pub async fn login(
     state: &AppState,
     email: &str,
     password: SecretString,
     used_by: SessionUse,
+    from: Option<std::net::IpAddr>,
 ) -> Result<NewLogin, OpError> {
     let email = users::normalize_email(email);
     if email.len() > MAX_EMAIL_LEN {
         // No account can have this address: refuse before spending a hash on it.
         return Err(OpError::unauthorized("invalid email or password"));
     }
+    let known = KnownSignIns::process().contains(from, &email);
     let lookup_email = email.clone();
     let (count, user, pending_hashes) = state
         .db(move |store, _| {
@@ -355,11 +409,11 @@ pub async fn login(
     }
     let invalid = || OpError::unauthorized("invalid email or password");
     let Some(user) = user else {
-        verify_password_async(password, Vec::new()).await?;
+        verify_password_as(known, password, Vec::new()).await?;
         return Err(invalid());
     };
     if !user.active {
-        if verify_password_async(password, pending_hashes).await? {
+        if verify_password_as(known, password, pending_hashes).await? {
             return Err(OpError::new(
                 StatusCode::FORBIDDEN,
                 "account_not_verified",
@@ -376,9 +430,10 @@ pub async fn login(
         return Err(invalid());
     }
     let hashes = user.password_hash.clone().into_iter().collect();
-    if !verify_password_async(password, hashes).await? {
+    if !verify_password_as(known, password, hashes).await? {
         return Err(invalid());
     }
+    KnownSignIns::process().remember(from, &email);
     state
         .db(move |store, _| store.write(|tx| new_login(tx, &user, used_by)))
         .await

@@ -93,7 +93,7 @@ async fn reviewer(web: &mut Web, submitted: &Submitted) -> Result<Caller, OpErro
     let email = submitted.text("email").unwrap_or_default();
     let password = SecretString::new(submitted.text("password").unwrap_or_default());
     let state = web.state.clone();
-    let login = accounts::login(&state, &email, password, SessionUse::Browser).await?;
+    let login = accounts::login(&state, &email, password, SessionUse::Browser, web.peer).await?;
     web.sign_in(login.token.expose());
     crate::ops::caller::resolve(&state, login.token.expose())
         .await?

@@ -176,7 +176,16 @@ pub async fn login_page(web: Web, Query(query): Query<NextQuery>) -> Response {
 pub async fn login(mut web: Web, Form(form): Form<Credentials>) -> Response {
     let next = safe_next(form.next.as_deref());
     let state = web.state.clone();
-    match accounts::login(&state, &form.email, form.password, SessionUse::Browser).await {
+    let from = web.peer;
+    match accounts::login(
+        &state,
+        &form.email,
+        form.password,
+        SessionUse::Browser,
+        from,
+    )
+    .await
+    {
         Ok(login) => {
             web.sign_in(login.token.expose());
             web.redirect(&next)

@@ -169,6 +169,8 @@ pub struct Web {
     pub flash: Option<Flash>,
     /// The path of this request (navigation highlights, `next` after login).
     pub path: String,
+    /// The client's address, when known.
+    pub peer: Option<std::net::IpAddr>,
     secure: bool,
     set_cookies: Vec<String>,
 }
@@ -224,6 +226,7 @@ impl FromRequestParts<AppState> for Web {
             csrf,
             flash,
             path: parts.uri.path().to_owned(),
+            peer: crate::limits::http::client_ip(&parts.extensions),
             secure,
             set_cookies,
         })

@@ -356,6 +356,59 @@ fn unsent_sign_in_bodies_hold_one_address_s_share_for_ten_seconds_at_most() {
     assert_eq!(health("127.0.0.1").status(), 200, "the share is back");
 }
 
+/// Wrong passwords from many addresses can keep every shared hashing slot busy (a red team
+/// refused every login that way); a sign-in from an address where the account signed in
+/// before has a lane of its own and gets through.
+#[test]
+fn a_flood_of_wrong_passwords_does_not_lock_out_a_known_sign_in() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let home = TestHome::new();
+    let server = home.start_server(&[], "", &[("AGENT_VAULT_RATELIMIT_AUTH_MAX", "100000")]);
+    Cli::owner(home, &server);
+    assert_eq!(
+        login(&server, "127.0.0.5", OWNER_EMAIL, OWNER_PASSWORD).status(),
+        200
+    );
+
+    let (stop, busy) = (AtomicBool::new(false), AtomicUsize::new(0));
+    let url = format!("{}/v1/auth/login", server.url);
+    std::thread::scope(|scope| {
+        for n in 0..24 {
+            let (stop, busy, url) = (&stop, &busy, &url);
+            scope.spawn(move || {
+                let client = client_from(&format!("127.0.1.{}", n + 1));
+                let body = json!({ "email": format!("nobody{n}@example.com"), "password": "wrong-password" });
+                while !stop.load(Ordering::Relaxed) {
+                    if client.post(url).json(&body).send().unwrap().status() == 429 {
+                        busy.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        // Stops the flood however this ends: a failed assertion must not leave it running.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        crate::harness::poll(
+            "the shared slots to be full",
+            Duration::from_millis(20),
+            || (busy.load(Ordering::Relaxed) > 0).then_some(()),
+        );
+        for _ in 0..3 {
+            let response = login(&server, "127.0.0.5", OWNER_EMAIL, OWNER_PASSWORD);
+            assert_eq!(response.status(), 200, "{:?}", response.text());
+        }
+    });
+    assert!(
+        busy.load(Ordering::Relaxed) > 0,
+        "the flood filled the shared slots"
+    );
+}
+
 #[test]
 fn env_knob_beats_the_profile_and_off_turns_everything_off() {
     // loose allows 120 attempts; the knob says 2.
