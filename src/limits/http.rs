@@ -249,9 +249,11 @@ const AUTH_BODY_LIMIT: usize = 1024 * 1024;
 pub async fn gate(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let audience = Audience::of_path(path);
-    // `/proxy/…` is the data path: its PROXY tier shares it out per vault instead.
+    // `/proxy/…` is the data path: no rate here (its PROXY tier has one), but it counts
+    // against its address's share like the rest, or one member's slow upstreams would hold
+    // every slot of the port (a red team's did, from one address).
     let data_path = audience == Audience::Proxy;
-    let address = peer_of(&request).filter(|_| !data_path).map(address_key);
+    let address = peer_of(&request).map(address_key);
     let global = match limits.global_api(!data_path, address.as_deref()).await {
         Ok(admitted) => admitted,
         Err(refusal) => return too_many_requests(&refusal, audience).map(Body::from),
