@@ -258,6 +258,18 @@ pub async fn gate(State(limits): State<Arc<Limits>>, request: Request, next: Nex
         Ok(admitted) => admitted,
         Err(refusal) => return too_many_requests(&refusal, audience).map(Body::from),
     };
+    let request = if data_path {
+        request
+    } else {
+        request.map(|body| {
+            if hyper::body::Body::is_end_stream(&body) {
+                body
+            } else {
+                Body::new(BodyDeadline::new(body, API_BODY_WAIT))
+            }
+        })
+    };
+    let path = request.uri().path();
     let (response, admitted) = match auth_route(request.method(), path) {
         None => (next.run(request).await, None),
         Some(route) => match charge_auth(&limits, route, request).await {
@@ -273,6 +285,53 @@ pub async fn gate(State(limits): State<Arc<Limits>>, request: Request, next: Nex
         response
     } else {
         response.map(|body| Body::new(HoldBody::new(body, global.slots)))
+    }
+}
+
+/// How long any other body on the API port (at most 1 MiB; `/proxy/…` aside) may take once
+/// its headers are in: a red team held slots with bodies it never sent on every route the
+/// sign-in deadline did not cover (invite acceptance, session renewal, web forms).
+const API_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A request body that fails once its deadline passes before it has ended: whatever reads it
+/// then answers (413, "could not be read"), and its slots are free.
+struct BodyDeadline {
+    body: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl BodyDeadline {
+    fn new(body: Body, wait: std::time::Duration) -> Self {
+        Self {
+            body,
+            deadline: Box::pin(tokio::time::sleep(wait)),
+        }
+    }
+}
+
+impl hyper::body::Body for BodyDeadline {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Pending if this.deadline.as_mut().poll(cx).is_ready() => Poll::Ready(Some(Err(
+                axum::Error::new("the request body did not arrive in time"),
+            ))),
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -470,6 +529,20 @@ mod tests {
             account_key("rene\u{301}e@x.com"),
             account_key("ren\u{e9}e@x.com")
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_never_ends_fails_at_its_deadline() {
+        let silent = Body::from_stream(futures_util::stream::pending::<
+            Result<bytes::Bytes, std::io::Error>,
+        >());
+        let wait = std::time::Duration::from_secs(30);
+        let started = tokio::time::Instant::now();
+        let read = axum::body::to_bytes(Body::new(BodyDeadline::new(silent, wait)), 1024).await;
+        assert!(read.is_err());
+        assert_eq!(started.elapsed(), wait);
+        let whole = Body::new(BodyDeadline::new(Body::from("{}"), wait));
+        assert_eq!(axum::body::to_bytes(whole, 1024).await.unwrap(), "{}");
     }
 
     #[test]
