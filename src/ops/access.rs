@@ -123,10 +123,16 @@ pub fn validate_slug(kind: &str, name: &str) -> Result<(), OpError> {
 
 /// Resolves vault pre-assignments of an invite: every vault must exist, and only its admins
 /// (or an owner) may hand out access to it. Returns (vault id, role) pairs.
+/// An owner gives anyone access to any vault, except where the one given it is in effect the
+/// owner: an agent invite's token goes to whoever made it. There the owner must already hold
+/// the role they give ([`owner_gives_itself`]), so that an owner's access to a vault's secrets
+/// is always a membership the vault's people can see (a red team read a vault's secrets
+/// through an agent it invited there).
 pub fn assignable_vaults(
     conn: &crate::store::Connection,
     caller: &Caller,
     wanted: &[(String, VaultRole)],
+    to_its_creator: bool,
 ) -> crate::store::Result<Result<Vec<(String, VaultRole)>, OpError>> {
     let mut out = Vec::new();
     for (name, role) in wanted {
@@ -146,9 +152,28 @@ pub fn assignable_vaults(
                 "only admins of vault \"{name}\" (or an owner) can give access to it"
             ))));
         }
+        if to_its_creator && let Err(refused) = owner_gives_itself(name, held, *role) {
+            return Ok(Err(OpError::forbidden(refused)));
+        }
         out.push((vault.id, *role));
     }
     Ok(Ok(out))
+}
+
+/// Whether one who holds `held` on vault `name` may give `role` there to an agent they will
+/// hold the token of.
+pub fn owner_gives_itself(
+    name: &str,
+    held: Option<VaultRole>,
+    role: VaultRole,
+) -> Result<(), String> {
+    if held.is_some_and(|held| held >= role) || held == Some(VaultRole::Admin) {
+        return Ok(());
+    }
+    Err(format!(
+        "an agent invite hands its maker the agent's access, and its maker does not hold the {} role on vault \"{name}\"; an owner joins it first (`agent-vault owner vault join {name}`), which its members see",
+        role.as_str()
+    ))
 }
 
 #[cfg(test)]

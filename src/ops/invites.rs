@@ -160,7 +160,7 @@ pub async fn invite_user(
                         pending.token_suffix, pending.token_suffix
                     ))));
                 }
-                let vault_ids = match assignable_vaults(tx, &caller, &assignments)? {
+                let vault_ids = match assignable_vaults(tx, &caller, &assignments, false)? {
                     Ok(ids) => ids,
                     Err(refusal) => return Ok(Err(refusal)),
                 };
@@ -301,7 +301,7 @@ pub async fn invite_agent(
                         pending.token_suffix, pending.token_suffix
                     ))));
                 }
-                let vault_ids = match assignable_vaults(tx, &caller, &wanted)? {
+                let vault_ids = match assignable_vaults(tx, &caller, &wanted, true)? {
                     Ok(ids) => ids,
                     Err(refusal) => return Ok(Err(refusal)),
                 };
@@ -606,14 +606,19 @@ fn creator_may_still_give(
             user.email
         )));
     }
-    for (vault_id, name, _) in &invite.vaults {
-        let admin =
-            vaults::role_of(conn, vault_id, ActorType::User, &user.id)? == Some(VaultRole::Admin);
-        if !(owner || admin) {
+    for (vault_id, name, role) in &invite.vaults {
+        let held = vaults::role_of(conn, vault_id, ActorType::User, &user.id)?;
+        if !(owner || held == Some(VaultRole::Admin)) {
             return Ok(stale(format!(
                 "{} can no longer give access to vault \"{name}\"",
                 user.email
             )));
+        }
+        // An agent invite's token goes to whoever made it (see `assignable_vaults`).
+        if invite.kind == InviteKind::Agent
+            && let Err(refused) = super::access::owner_gives_itself(name, held, *role)
+        {
+            return Ok(stale(refused));
         }
     }
     Ok(Ok(()))

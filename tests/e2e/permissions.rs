@@ -990,6 +990,46 @@ fn rotating_someone_else_s_agent_takes_it_over_only_where_the_owner_is_seen() {
     assert_eq!(reveal(&taken), 404, "the agent left xv with o2");
 }
 
+/// An agent invite hands its maker the agent's token: an owner puts an agent only into a
+/// vault where they hold its role themselves (at invite and again at redemption), so an
+/// owner's access to a vault's secrets is always a membership its people see.
+#[test]
+fn an_owner_invites_an_agent_only_into_vaults_they_are_seen_in() {
+    let (api, owner, x, _running) = admin_x();
+    api.ok("POST", "/v1/vaults", Some(&x), Some(json!({"name": "xv"})));
+    let invite = || {
+        let body = json!({"name": "obot", "vaults": [{"vault": "xv", "role": "member"}]});
+        api.call("POST", "/v1/agents/invites", Some(&owner), Some(body))
+    };
+    let (status, body) = invite();
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("owner vault join xv"),
+        "{body}"
+    );
+    api.ok("POST", "/v1/vaults/xv/join", Some(&owner), None);
+    let (status, made) = invite();
+    assert_eq!(status, 201, "{made}");
+    api.ok(
+        "DELETE",
+        "/v1/vaults/xv/users/owner@example.com",
+        Some(&x),
+        None,
+    );
+    let token = made["token"].as_str().unwrap();
+    let (status, body) = api.call(
+        "POST",
+        &format!("/v1/agent-invites/{token}/redeem"),
+        None,
+        None,
+    );
+    assert_eq!(status, 410, "left xv before it was redeemed: {body}");
+    assert_eq!(body["error"], "invite_stale", "{body}");
+}
+
 /// A vault's admins decide who is in it, and an agent's manager where it goes: an admin
 /// cannot pull someone else's agent into their vault (it would become the agent's default,
 /// with its traffic in that vault's log); the agent's inviter or an owner can.
