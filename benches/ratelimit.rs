@@ -210,7 +210,7 @@ fn main() {
         for _ in 0..CALLS {
             let global = limits.global_proxy().await.unwrap();
             let admitted = limits
-                .proxy("token:0123456789abcdef0123/vault-id", "vault-id")
+                .proxy("token:0123456789abcdef0123/vault-id", "user:user-id")
                 .await
                 .unwrap();
             drop((global, admitted));
@@ -219,7 +219,7 @@ fn main() {
     });
     let per_request = Duration::from_secs_f64(1.0 / b);
     println!(
-        "limiter per request (PROXY check + slot, the vault's slot, GLOBAL slot, in process): {} ns; the proxy's wall time per request at {b:.0} req/s: {} ns ({:.2}%)",
+        "limiter per request (PROXY check + slot, the person's slot, GLOBAL slot, in process): {} ns; the proxy's wall time per request at {b:.0} req/s: {} ns ({:.2}%)",
         per_call.as_nanos(),
         per_request.as_nanos(),
         per_call.as_secs_f64() / per_request.as_secs_f64() * 100.0

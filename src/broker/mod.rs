@@ -170,6 +170,30 @@ pub struct Scope {
     /// The PROXY rate-limit key: the agent, or this very vault-scoped token (never the user
     /// who minted it: two `vault run`s have two budgets), and the vault.
     pub limit_key: Arc<str>,
+    /// Whose share of the proxy port's requests in flight this takes: the person behind it
+    /// (the user, or the person who invited the agent), whatever vault or token it uses.
+    pub share_key: Arc<str>,
+}
+
+/// The person behind an actor, for the proxy port's shares: a user is themselves, an agent
+/// the person who invited it (or itself, when nobody did). A red team held the whole port
+/// with tokens of four vaults of its own; shares by vault did not stop one person.
+fn share_key(
+    conn: &crate::store::Connection,
+    actor_type: &str,
+    actor_id: Option<&str>,
+    vault_id: &str,
+) -> crate::store::Result<Arc<str>> {
+    Ok(match (actor_type, actor_id) {
+        ("user", Some(id)) => format!("user:{id}").into(),
+        ("agent", Some(id)) => {
+            match crate::store::agents::by_id(conn, id)?.and_then(|a| a.created_by) {
+                Some(inviter) => format!("user:{inviter}").into(),
+                None => format!("agent:{id}").into(),
+            }
+        }
+        _ => format!("vault:{vault_id}").into(),
+    })
 }
 
 pub struct Broker {
@@ -428,8 +452,10 @@ fn resolve_scope(
                                 Some((kind, id)) if kind == "agent" => ("agent", Some(id.into())),
                                 _ => ("scoped", None),
                             };
+                            let share_key = share_key(conn, actor_type, actor_id.as_deref(), &vault.id)?;
                             Ok(Scope {
                                 limit_key: format!("token:{}/{}", session.public_id, vault.id).into(),
+                                share_key,
                                 vault_id: vault.id.into(),
                                 vault_name: vault.name,
                                 role,
@@ -467,8 +493,10 @@ fn resolve_scope(
                             )),
                         },
                     };
+                    let share_key = share_key(conn, "agent", Some(&agent_id), "")?;
                     chosen.map(|(vault, role)| Scope {
                         limit_key: format!("agent:{agent_id}/{}", vault.id).into(),
+                        share_key,
                         vault_id: vault.id.into(),
                         vault_name: vault.name,
                         role,

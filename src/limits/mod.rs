@@ -47,7 +47,7 @@ pub struct Refusal {
     pub retry_after: Duration,
     /// A ceiling on requests in flight refused (rather than a rate).
     pub concurrency: bool,
-    /// That ceiling is a share: one vault's of the proxy port (PROXY), one client address's
+    /// That ceiling is a share: one person's of the proxy port (PROXY), one client address's
     /// of the API port (GLOBAL).
     pub shared: bool,
 }
@@ -101,7 +101,7 @@ impl Refusal {
         let wait = self.retry_after_secs();
         match (self.tier, self.concurrency) {
             (Tier::Proxy, true) if self.shared => format!(
-                "this vault's tokens and agents already have {} requests in flight; retry when some finish",
+                "the tokens and agents of the person behind this one already have {} requests in flight; retry when some finish",
                 self.limit
             ),
             (Tier::Global, true) if self.shared => format!(
@@ -151,20 +151,21 @@ struct Active {
     api_inflight: Option<Arc<Semaphore>>,
     proxy_inflight: Option<Arc<Semaphore>>,
     global_concurrency: u32,
-    /// Each client address's share of `api_inflight`, and each vault's of `proxy_inflight`.
+    /// Each client address's share of `api_inflight`, and each person's of `proxy_inflight`.
     api_per_address: Option<Arc<Table>>,
-    proxy_per_vault: Option<Arc<Table>>,
+    proxy_per_person: Option<Arc<Table>>,
 }
 
-/// What one client address may hold of the API port's requests in flight, and one vault of
-/// the proxy port's: a share, so that no one takes all. A red team held all 1,024 API slots
-/// from one address, anonymously, with login bodies it never sent; and all of the proxy
-/// port's with nine tokens of one vault, starving every other vault's agents.
+/// What one client address may hold of the API port's requests in flight, and one person
+/// (with their tokens and the agents they invited) of the proxy port's: a share, so that no
+/// one takes all. A red team held all 1,024 API slots from one address, anonymously, with
+/// login bodies it never sent; and all of the proxy port's with tokens of its own vaults,
+/// starving every other vault's agents.
 fn address_share(global: u32) -> u32 {
     (global / 8).max(1)
 }
 
-fn vault_share(global: u32) -> u32 {
+fn person_share(global: u32) -> u32 {
     (global / 4).max(1)
 }
 
@@ -212,14 +213,14 @@ impl Active {
                 .map(|q| Arc::new(Table::new(Some(q), 0, capacity))),
         };
         let global_concurrency = effective.tier(Tier::Global).map_or(0, |g| g.concurrency);
-        let (global_rate, api_inflight, proxy_inflight, api_per_address, proxy_per_vault) =
+        let (global_rate, api_inflight, proxy_inflight, api_per_address, proxy_per_person) =
             match kept(Tier::Global) {
                 Some(p) => (
                     p.global_rate.clone(),
                     p.api_inflight.clone(),
                     p.proxy_inflight.clone(),
                     p.api_per_address.clone(),
-                    p.proxy_per_vault.clone(),
+                    p.proxy_per_person.clone(),
                 ),
                 None => {
                     let on = global_concurrency > 0;
@@ -235,7 +236,7 @@ impl Active {
                         ceiling(),
                         ceiling(),
                         shares(address_share(global_concurrency)),
-                        shares(vault_share(global_concurrency)),
+                        shares(person_share(global_concurrency)),
                     )
                 }
             };
@@ -249,7 +250,7 @@ impl Active {
             proxy_inflight,
             global_concurrency,
             api_per_address,
-            proxy_per_vault,
+            proxy_per_person,
         }
     }
 }
@@ -384,14 +385,14 @@ impl Limits {
     }
 
     /// PROXY: one request charged to `key` (principal and vault), and a slot among its
-    /// requests in flight and among its vault's (`vault_id`), held by the caller until the
+    /// requests in flight and among its person's (`share_key`), held by the caller until the
     /// response is finished.
-    pub async fn proxy(&self, key: &str, vault_id: &str) -> Result<Admitted, Refusal> {
+    pub async fn proxy(&self, key: &str, share_key: &str) -> Result<Admitted, Refusal> {
         let active = self.active();
         let mut admitted = charge_proxy_key(&active, key).await?;
-        if let Some(shares) = &active.proxy_per_vault {
-            let share = vault_share(active.global_concurrency);
-            match shares.bucket(vault_id).slot(PROXY_SLOT_WAIT).await {
+        if let Some(shares) = &active.proxy_per_person {
+            let share = person_share(active.global_concurrency);
+            match shares.bucket(share_key).slot(PROXY_SLOT_WAIT).await {
                 Ok(slot) => admitted.slots.extend(slot),
                 Err(()) => return Err(Refusal::busy_share(Tier::Proxy, share)),
             }
@@ -612,21 +613,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn one_vault_holds_only_its_share_of_the_proxy_port() {
+    async fn one_person_holds_only_their_share_of_the_proxy_port() {
         let l = limits(&[("AGENT_VAULT_RATELIMIT_GLOBAL_CONCURRENCY", "8")]);
-        // Each token of the vault is under its own ceiling; together they meet the vault's.
-        let first = l.proxy("token:a/v", "v").await.unwrap();
-        let second = l.proxy("token:b/v", "v").await.unwrap();
-        let refused = l.proxy("token:c/v", "v").await.unwrap_err();
+        // Each token is under its own ceiling, in whichever vault; together they meet the
+        // person's.
+        let first = l.proxy("token:a/v", "user:1").await.unwrap();
+        let second = l.proxy("token:b/w", "user:1").await.unwrap();
+        let refused = l.proxy("token:c/x", "user:1").await.unwrap_err();
         assert!(refused.concurrency && refused.shared, "{refused:?}");
         assert!(
-            refused.message().contains("this vault"),
+            refused.message().contains("person"),
             "{}",
             refused.message()
         );
-        l.proxy("token:d/w", "w").await.unwrap();
+        l.proxy("token:d/v", "user:2").await.unwrap();
         drop((first, second));
-        l.proxy("token:c/v", "v").await.unwrap();
+        l.proxy("token:c/x", "user:1").await.unwrap();
     }
 
     #[tokio::test]

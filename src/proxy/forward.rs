@@ -155,7 +155,7 @@ where
         created_at: now(),
     };
     // PROXY: charged per principal and vault; the slot in flight is held by the body.
-    let response = match proxy.limits.proxy(&scope.limit_key, &scope.vault_id).await {
+    let response = match proxy.limits.proxy(&scope.limit_key, &scope.share_key).await {
         Err(refusal) => {
             record.error_code = Some(refusal.code());
             super::refuse_limited(&refusal)
