@@ -3,9 +3,13 @@
 //! cap, and many at once exhaust memory. A body reserves twice its size as it arrives (the
 //! bytes received and the rewritten copy), and gives it back when the request is sent or
 //! dropped; a request that would exceed the budget is refused at once (`503` with
-//! `Retry-After`), never queued. `AGENT_VAULT_BODY_BUFFER_MB` sets the budget.
+//! `Retry-After`), never queued. `AGENT_VAULT_BODY_BUFFER_MB` sets the budget. One person
+//! (the share key of the proxy port: a user with their tokens and agents) holds at most half
+//! of it, or one largest body where that is more: a red team held it all with eight bodies
+//! sent to within a byte of their end, and every other vault's substitutions failed.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -22,12 +26,36 @@ const MIB: usize = 1024 * 1024;
 pub struct BodyBudget {
     bytes: Arc<Semaphore>,
     total: usize,
+    by_person: ByPerson,
 }
+
+/// Bytes held by each person's reservations.
+type ByPerson = Arc<Mutex<HashMap<Arc<str>, usize, foldhash::fast::RandomState>>>;
 
 /// Bytes of the budget held by one request; returned on drop.
 #[derive(Default)]
 pub struct Reservation {
     permit: Option<OwnedSemaphorePermit>,
+    /// Whose share the bytes count against, and the table they are counted in.
+    person: Option<(Arc<str>, ByPerson)>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let (Some((person, by_person)), Some(permit)) = (&self.person, &self.permit) {
+            give_back(by_person, person, permit.num_permits());
+        }
+    }
+}
+
+fn give_back(by_person: &ByPerson, person: &Arc<str>, bytes: usize) {
+    let mut by_person = by_person.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(held) = by_person.get_mut(person) {
+        *held = held.saturating_sub(bytes);
+        if *held == 0 {
+            by_person.remove(person);
+        }
+    }
 }
 
 /// Why a body cannot be buffered.
@@ -46,7 +74,21 @@ impl BodyBudget {
         Self {
             bytes: Arc::new(Semaphore::new(total)),
             total,
+            by_person: Arc::default(),
         }
+    }
+
+    /// An empty reservation whose bytes count against `person`'s share.
+    pub fn reservation_for(&self, person: Arc<str>) -> Reservation {
+        Reservation {
+            permit: None,
+            person: Some((person, self.by_person.clone())),
+        }
+    }
+
+    /// What one person may hold at once: half the total, or one largest body.
+    fn person_share(&self) -> usize {
+        (self.total / 2).max(self.per_request() * COPIES)
     }
 
     /// The budget from `AGENT_VAULT_BODY_BUFFER_MB` (default [`DEFAULT_MB`]), with a warning
@@ -90,12 +132,24 @@ impl BodyBudget {
         let Some(more) = wanted.checked_sub(held).filter(|more| *more > 0) else {
             return Ok(());
         };
-        let more = u32::try_from(more).map_err(|_| Refused::TooLarge { limit })?;
-        let permit = self
-            .bytes
-            .clone()
-            .try_acquire_many_owned(more)
-            .map_err(|_| Refused::Busy)?;
+        let more_permits = u32::try_from(more).map_err(|_| Refused::TooLarge { limit })?;
+        // The person's count is taken first, under its lock, so two of their requests cannot
+        // both pass the check; given back if the total refuses.
+        let person = reservation.person.as_ref();
+        if let Some((person, by_person)) = person {
+            let mut by_person = by_person.lock().unwrap_or_else(|e| e.into_inner());
+            let held = by_person.get(person).copied().unwrap_or(0);
+            if held + more > self.person_share() {
+                return Err(Refused::Busy);
+            }
+            by_person.insert(person.clone(), held + more);
+        }
+        let Ok(permit) = self.bytes.clone().try_acquire_many_owned(more_permits) else {
+            if let Some((person, by_person)) = person {
+                give_back(by_person, person, more);
+            }
+            return Err(Refused::Busy);
+        };
         match &mut reservation.permit {
             Some(held) => held.merge(permit),
             none => *none = Some(permit),
@@ -126,6 +180,28 @@ mod tests {
         drop(first);
         drop(second);
         assert_eq!(budget.available(), 1000);
+    }
+
+    #[test]
+    fn one_person_holds_at_most_half_the_budget() {
+        let budget = BodyBudget::new(256 * MIB);
+        let largest = budget.per_request();
+        let person = |name: &str| budget.reservation_for(Arc::from(name));
+        let (mut a1, mut a2, mut a3) = (person("a"), person("a"), person("a"));
+        budget.reserve(&mut a1, largest).unwrap();
+        budget.reserve(&mut a2, largest).unwrap();
+        assert_eq!(
+            budget.reserve(&mut a3, 1),
+            Err(Refused::Busy),
+            "a's half is held"
+        );
+        let mut b = person("b");
+        budget.reserve(&mut b, largest).unwrap();
+        drop(a1);
+        budget.reserve(&mut a3, 1).unwrap();
+        drop((a2, a3, b));
+        assert_eq!(budget.available(), 256 * MIB);
+        assert!(budget.by_person.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -87,13 +87,17 @@ fn tls_reason(err: &rustls::Error) -> &'static str {
 
 /// Reads a whole request body for a substitution, reserving it from the process-wide
 /// [`BodyBudget`] as it arrives.
-async fn buffer_body<B>(budget: &BodyBudget, body: B) -> Result<(Vec<u8>, Reservation), BrokerError>
+async fn buffer_body<B>(
+    budget: &BodyBudget,
+    person: Arc<str>,
+    body: B,
+) -> Result<(Vec<u8>, Reservation), BrokerError>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let mut body = std::pin::pin!(body);
-    let mut reservation = Reservation::default();
+    let mut reservation = budget.reservation_for(person);
     let mut bytes = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| agent_body_error(&AgentBodyError(e.into())))?;
@@ -267,7 +271,8 @@ where
     let substitute_body =
         plan.wants(Surface::Body) && !parts.headers.contains_key(header::CONTENT_ENCODING);
     let body: ProxyBody = if substitute_body {
-        let (bytes, mut reservation) = buffer_body(&proxy.body_budget, body).await?;
+        let (bytes, mut reservation) =
+            buffer_body(&proxy.body_budget, scope.share_key.clone(), body).await?;
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
