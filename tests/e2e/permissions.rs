@@ -486,6 +486,12 @@ fn the_last_admin_and_the_last_owner_are_kept() {
     );
 }
 
+/// Redeems an agent invite by its token: the status and the reply.
+fn redeem_agent_invite(api: &Api, token: &str) -> (u16, Value) {
+    let path = format!("/v1/agent-invites/{token}/redeem");
+    api.call("POST", &path, None, None)
+}
+
 /// A server with its owner and X, admin of the vault "default" (and nothing more): the API,
 /// both tokens, and what keeps the server running.
 fn admin_x() -> (Api, String, String, (crate::harness::Server, TestHome)) {
@@ -848,14 +854,7 @@ fn invites_are_checked_again_when_used() {
         reply["token"].as_str().unwrap().to_owned()
     };
     let (kept, stale) = (invite("kept"), invite("backdoor"));
-    let redeem = |token: &str| {
-        api.call(
-            "POST",
-            &format!("/v1/agent-invites/{token}/redeem"),
-            None,
-            None,
-        )
-    };
+    let redeem = |token: &str| redeem_agent_invite(&api, token);
     assert_eq!(redeem(&kept).0, 200, "the control redeems while X is admin");
     api.ok(
         "POST",
@@ -935,14 +934,7 @@ fn rotating_someone_else_s_agent_takes_it_over_only_where_the_owner_is_seen() {
         Some(&x),
         Some(json!({"name": "xbot", "vaults": [{"vault": "xv", "role": "member"}]})),
     );
-    let redeem = |token: &str| {
-        api.call(
-            "POST",
-            &format!("/v1/agent-invites/{token}/redeem"),
-            None,
-            None,
-        )
-    };
+    let redeem = |token: &str| redeem_agent_invite(&api, token);
     assert_eq!(redeem(invite["token"].as_str().unwrap()).0, 200);
     let rotate = || api.call("POST", "/v1/agents/xbot/rotate", Some(&o2), None);
     let reveal = |token: &str| {
@@ -1019,13 +1011,7 @@ fn an_owner_invites_an_agent_only_into_vaults_they_are_seen_in() {
         Some(&x),
         None,
     );
-    let token = made["token"].as_str().unwrap();
-    let (status, body) = api.call(
-        "POST",
-        &format!("/v1/agent-invites/{token}/redeem"),
-        None,
-        None,
-    );
+    let (status, body) = redeem_agent_invite(&api, made["token"].as_str().unwrap());
     assert_eq!(status, 410, "left xv before it was redeemed: {body}");
     assert_eq!(body["error"], "invite_stale", "{body}");
 }
