@@ -175,24 +175,17 @@ pub struct Scope {
     pub share_key: Arc<str>,
 }
 
-/// The person behind an actor, for the proxy port's shares: a user is themselves, an agent
-/// the person who invited it (or itself, when nobody did). A red team held the whole port
-/// with tokens of four vaults of its own; shares by vault did not stop one person.
-fn share_key(
+/// The person behind an agent, for the proxy port's shares: whoever invited it (or the agent
+/// itself, when nobody did). A user is their own person. A red team held the whole port with
+/// tokens of four vaults of its own; shares by vault did not stop one person.
+fn agent_share_key(
     conn: &crate::store::Connection,
-    actor_type: &str,
-    actor_id: Option<&str>,
-    vault_id: &str,
+    agent_id: &str,
 ) -> crate::store::Result<Arc<str>> {
-    Ok(match (actor_type, actor_id) {
-        ("user", Some(id)) => format!("user:{id}").into(),
-        ("agent", Some(id)) => {
-            match crate::store::agents::by_id(conn, id)?.and_then(|a| a.created_by) {
-                Some(inviter) => format!("user:{inviter}").into(),
-                None => format!("agent:{id}").into(),
-            }
-        }
-        _ => format!("vault:{vault_id}").into(),
+    let inviter = crate::store::agents::by_id(conn, agent_id)?.and_then(|a| a.created_by);
+    Ok(match inviter {
+        Some(inviter) => format!("user:{inviter}").into(),
+        None => format!("agent:{agent_id}").into(),
     })
 }
 
@@ -452,7 +445,12 @@ fn resolve_scope(
                                 Some((kind, id)) if kind == "agent" => ("agent", Some(id.into())),
                                 _ => ("scoped", None),
                             };
-                            let share_key = share_key(conn, actor_type, actor_id.as_deref(), &vault.id)?;
+                            let share_key = match (actor_type, actor_id.as_deref()) {
+                                ("user", Some(id)) => format!("user:{id}").into(),
+                                ("agent", Some(id)) => agent_share_key(conn, id)?,
+                                // A token whose minter is not known shares its vault's.
+                                _ => format!("vault:{}", vault.id).into(),
+                            };
                             Ok(Scope {
                                 limit_key: format!("token:{}/{}", session.public_id, vault.id).into(),
                                 share_key,
@@ -493,7 +491,7 @@ fn resolve_scope(
                             )),
                         },
                     };
-                    let share_key = share_key(conn, "agent", Some(&agent_id), "")?;
+                    let share_key = agent_share_key(conn, &agent_id)?;
                     chosen.map(|(vault, role)| Scope {
                         limit_key: format!("agent:{agent_id}/{}", vault.id).into(),
                         share_key,

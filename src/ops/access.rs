@@ -161,13 +161,13 @@ pub fn assignable_vaults(
 }
 
 /// Whether one who holds `held` on vault `name` may give `role` there to an agent they will
-/// hold the token of.
+/// hold the token of: only a role they hold themselves.
 pub fn owner_gives_itself(
     name: &str,
     held: Option<VaultRole>,
     role: VaultRole,
 ) -> Result<(), String> {
-    if held.is_some_and(|held| held >= role) || held == Some(VaultRole::Admin) {
+    if held.is_some_and(|held| held >= role) {
         return Ok(());
     }
     Err(format!(

@@ -697,7 +697,9 @@ pub async fn redeem_agent_invite(state: &AppState, token: &str) -> Result<Redeem
                             )));
                         };
                         agents::end_sessions(tx, &agent.id)?;
-                        if let Some(rotator) = &invite.created_by {
+                        if let Some(rotator) = &invite.created_by
+                            && agent.created_by.as_ref() != Some(rotator)
+                        {
                             agents::set_created_by(tx, &agent.id, rotator)?;
                         }
                         agent
