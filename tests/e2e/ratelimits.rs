@@ -578,7 +578,17 @@ fn a_bad_environment_value_stops_the_server_naming_it() {
 
 /// A plain-http request through the MITM port as `token`; returns the status and headers.
 fn through_proxy(rig: &Rig, token: &str) -> reqwest::blocking::Response {
-    let proxy = reqwest::Proxy::http(format!("http://127.0.0.1:{}", rig.mitm))
+    let url = format!("http://127.0.0.1:{}/plain", rig.upstream.http_port);
+    through_proxy_to(rig.mitm, token, &url).unwrap()
+}
+
+/// A GET of `url` through the proxy on port `mitm`, with `token` for the vault "default".
+fn through_proxy_to(
+    mitm: u16,
+    token: &str,
+    url: &str,
+) -> reqwest::Result<reqwest::blocking::Response> {
+    let proxy = reqwest::Proxy::http(format!("http://127.0.0.1:{mitm}"))
         .unwrap()
         .basic_auth(token, "default");
     reqwest::blocking::Client::builder()
@@ -586,9 +596,74 @@ fn through_proxy(rig: &Rig, token: &str) -> reqwest::blocking::Response {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
-        .get(format!("http://127.0.0.1:{}/plain", rig.upstream.http_port))
+        .get(url)
         .send()
+}
+
+/// One person, with every vault token they mint, holds at most a quarter of the proxy
+/// port's requests in flight (2 of 8 here); another person's agents are still served. A red
+/// team held the whole port with tokens of vaults of its own, to an upstream that never
+/// answered.
+#[test]
+fn one_person_holds_only_their_share_of_the_proxy_port() {
+    let rig = Rig::start_env(&[("AGENT_VAULT_RATELIMIT_GLOBAL_CONCURRENCY", "8")]);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/", silent.local_addr().unwrap());
+    let owner_tokens: Vec<String> = (0..3)
+        .map(|_| {
+            rig.home
+                .run(&["vault", "token"])
+                .ok()
+                .stdout
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    let api = crate::api::Api::new(&rig.server.url);
+    let other = api.add_user(
+        &rig.home.session_token(),
+        "other@example.com",
+        json!([{"vault": "default", "role": "member"}]),
+    );
+    let other_token = api.ok(
+        "POST",
+        "/v1/sessions",
+        Some(&other),
+        Some(json!({"vault": "default", "role": "proxy"})),
+    )["token"]
+        .as_str()
         .unwrap()
+        .to_owned();
+
+    std::thread::scope(|scope| {
+        // Two requests the upstream never answers: the owner's share, from two tokens.
+        let held: Vec<_> = owner_tokens[..2]
+            .iter()
+            .map(|token| scope.spawn(|| through_proxy_to(rig.mitm, token, &silent_url)))
+            .collect();
+        let mut upstream_side: Vec<_> = (0..2).map(|_| silent.accept().unwrap().0).collect();
+
+        let refused = through_proxy(&rig, &owner_tokens[2]);
+        assert_eq!(refused.headers()["x-agent-vault-proxy-error"], "true");
+        let body = refused.text().unwrap();
+        assert!(
+            body.contains("concurrency_limited") || body.contains("too_many_requests"),
+            "{body}"
+        );
+        assert!(body.contains("person"), "{body}");
+        assert_eq!(
+            through_proxy(&rig, &other_token).status(),
+            200,
+            "another person's share is free"
+        );
+
+        // The upstream gives up; the held requests end and give their share back.
+        upstream_side.clear();
+        for request in held {
+            let _ = request.join().unwrap();
+        }
+    });
+    assert_eq!(through_proxy(&rig, &owner_tokens[2]).status(), 200);
 }
 
 fn agent_token(rig: &Rig, name: &str) -> String {
