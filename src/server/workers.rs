@@ -1,11 +1,12 @@
 //! How many threads run the server's connections (`AGENT_VAULT_WORKER_THREADS`).
 //!
-//! The default is half the machine's cores, at least one. The broker shares its machine with
-//! the agents it serves (and, with `--sandbox=container`, their containers), and on a small
-//! machine a second worker mostly adds wake-ups between threads: on two cores, one worker
-//! spent about 10% less CPU per proxied request than two (`just profile-proxy ab`, broker CPU
-//! over nginx's and oha's), with the same reads and writes per request. Password hashing and
-//! database work do not count against it: they run on the blocking pool.
+//! The default is one per core, as nginx's `worker_processes auto` and tokio's own default.
+//! A worker with nothing to serve takes no CPU, so the threads cost the agents beside the
+//! server nothing until their own traffic keeps them busy. On two cores, two workers served
+//! 8–15% more proxied requests per second than one, at the same broker CPU per request
+//! (`just profile-proxy ratio`, five rounds): with one, a request waited for the worker while
+//! the other core idled. Password hashing and database work do not count against it: they
+//! run on the blocking pool.
 
 use super::ServerError;
 
@@ -16,14 +17,14 @@ const MOST_WORKERS: usize = 1024;
 
 /// The worker count from `AGENT_VAULT_WORKER_THREADS`, or the default for `cores` cores.
 pub fn worker_threads(setting: Option<&str>, cores: usize) -> Result<usize, ServerError> {
-    let default = (cores / 2).max(1);
+    let default = cores.max(1);
     let Some(text) = setting.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(default);
     };
     match text.parse::<usize>() {
         Ok(n) if (1..=MOST_WORKERS).contains(&n) => Ok(n),
         _ => Err(ServerError::Input(format!(
-            "{WORKERS_ENV}={text} is not a thread count; give a whole number from 1 to {MOST_WORKERS}, or unset it for half the cores ({default})"
+            "{WORKERS_ENV}={text} is not a thread count; give a whole number from 1 to {MOST_WORKERS}, or unset it for one per core ({default})"
         ))),
     }
 }
@@ -39,12 +40,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn half_the_cores_by_default_and_at_least_one() {
+    fn one_per_core_by_default_and_at_least_one() {
+        assert_eq!(worker_threads(None, 0).ok(), Some(1));
         assert_eq!(worker_threads(None, 1).ok(), Some(1));
-        assert_eq!(worker_threads(None, 2).ok(), Some(1));
-        assert_eq!(worker_threads(None, 3).ok(), Some(1));
-        assert_eq!(worker_threads(None, 16).ok(), Some(8));
-        assert_eq!(worker_threads(Some(" "), 8).ok(), Some(4));
+        assert_eq!(worker_threads(None, 2).ok(), Some(2));
+        assert_eq!(worker_threads(None, 16).ok(), Some(16));
+        assert_eq!(worker_threads(Some(" "), 8).ok(), Some(8));
     }
 
     #[test]
