@@ -504,7 +504,7 @@ fn clients_together_hold_at_most_half_the_open_file_limit() {
 }
 
 #[test]
-fn worker_threads_are_half_the_cores_or_as_set() {
+fn worker_threads_are_one_per_core_or_as_set() {
     let home = TestHome::new();
     let workers = |server: &crate::harness::Server, owner: &crate::harness::Cli| {
         let text = crate::agents::server_metrics(server, &owner.home);
@@ -517,7 +517,7 @@ fn worker_threads_are_half_the_cores_or_as_set() {
     let server = owner.home.start_server(&[], "", &[]);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     #[allow(clippy::cast_precision_loss)]
-    let default = (cores / 2).max(1) as f64;
+    let default = cores as f64;
     assert_eq!(workers(&server, &owner), default);
     drop(server);
     // A bad count stops the start before anything is written.
