@@ -208,12 +208,12 @@ fn main() {
     let per_call = runtime.block_on(async {
         let started = Instant::now();
         for _ in 0..CALLS {
-            let global = limits.global_proxy().await.unwrap();
             let admitted = limits
                 .proxy("token:0123456789abcdef0123/vault-id", "user:user-id")
                 .await
                 .unwrap();
-            drop((global, admitted));
+            let global = limits.global_proxy().await.unwrap();
+            drop((admitted, global));
         }
         started.elapsed() / CALLS
     });

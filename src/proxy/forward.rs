@@ -19,12 +19,13 @@ use crate::broker::scrub::{self, BodyScrub, Scrubber};
 use crate::broker::{BrokerError, Scope, plan, rewrite};
 use crate::ceilings::body_budget::{BodyBudget, Refused, Reservation};
 use crate::limits::http::HoldBody;
+use crate::limits::{Admitted, Refusal};
 use crate::services::Surface;
 use crate::store::now;
 use crate::store::request_log::Record;
 use crate::target::Target;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingress {
     Mitm,
     Explicit,
@@ -158,8 +159,8 @@ where
         error_code: None,
         created_at: now(),
     };
-    // PROXY: charged per principal and vault; the slot in flight is held by the body.
-    let response = match proxy.limits.proxy(&scope.limit_key, &scope.share_key).await {
+    // PROXY: charged per principal and vault; the slots in flight are held by the body.
+    let response = match admit(proxy, scope, ingress).await {
         Err(refusal) => {
             record.error_code = Some(refusal.code());
             super::refuse_limited(&refusal)
@@ -198,6 +199,23 @@ where
     );
     proxy.broker.audit.record(record);
     response
+}
+
+/// The request's slots: its token's and its person's, then, on the proxy port, one among all
+/// requests in flight there. That one comes last, so that requests waiting for their own
+/// token's or person's slot hold none of everyone else's: they could fill the ceiling.
+async fn admit(proxy: &Proxy, scope: &Scope, ingress: Ingress) -> Result<Admitted, Refusal> {
+    let mut admitted = proxy
+        .limits
+        .proxy(&scope.limit_key, &scope.share_key)
+        .await?;
+    // On the API port, the API's own ceilings have admitted the request already.
+    if ingress == Ingress::Mitm
+        && let Some(slot) = proxy.limits.global_proxy().await?
+    {
+        admitted.slots.push(slot);
+    }
+    Ok(admitted)
 }
 
 async fn send<B>(

@@ -20,8 +20,6 @@ pub mod upstream;
 mod websocket;
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +43,7 @@ use listener::Ended;
 use crate::broker::{Broker, BrokerError, ProxyCredentials, proxy_auth};
 use crate::ca::CertificateAuthority;
 use crate::limits::Limits;
-use crate::limits::http::{Audience, HoldBody, too_many_requests};
+use crate::limits::http::{Audience, too_many_requests};
 use crate::target::{Scheme, Target};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -141,8 +139,7 @@ where
             let proxy = proxy.clone();
             let (request, read) = unread_body::watch(request);
             async move {
-                let handle = std::pin::pin!(outer(proxy.clone(), peer, request));
-                let mut response = in_flight(&proxy, handle).await;
+                let mut response = outer(proxy.clone(), peer, request).await;
                 read.close_if_unread(&mut response);
                 Ok::<_, Infallible>(response)
             }
@@ -175,23 +172,6 @@ pub(crate) fn refuse_limited(refusal: &crate::limits::Refusal) -> Response<Proxy
             .map_err(|e| match e {})
             .boxed_unsync()
     })
-}
-
-/// Runs one request of the proxy listener under the GLOBAL ceiling on requests in flight;
-/// the slot is held until the response body is finished. `handle` is pinned by the caller:
-/// a future taken by value would be stored twice in this one's state (as the argument and
-/// as the awaited value), and these are moved per request.
-async fn in_flight(
-    proxy: &Proxy,
-    handle: Pin<&mut impl Future<Output = Response<ProxyBody>>>,
-) -> Response<ProxyBody> {
-    match proxy.limits.global_proxy().await {
-        Err(refusal) => refuse_limited(&refusal),
-        Ok(None) => handle.await,
-        Ok(Some(slot)) => handle
-            .await
-            .map(|body| HoldBody::new(body, vec![slot]).boxed_unsync()),
-    }
 }
 
 /// Authenticates a client of the proxy; an address past its AUTH budget of failures is
@@ -383,13 +363,10 @@ async fn serve_tunnel<IO>(
             async move {
                 // Re-checked per request (a cache hit when warm), so revocation reaches open
                 // tunnels.
-                let handle = std::pin::pin!(async {
-                    match proxy.broker.authenticate(&credentials).await {
-                        Ok(scope) => forward(&proxy, &scope, &target, Ingress::Mitm, request).await,
-                        Err(err) => refuse(err),
-                    }
-                });
-                let mut response = in_flight(&proxy, handle).await;
+                let mut response = match proxy.broker.authenticate(&credentials).await {
+                    Ok(scope) => forward(&proxy, &scope, &target, Ingress::Mitm, request).await,
+                    Err(err) => refuse(err),
+                };
                 read.close_if_unread(&mut response);
                 // In flight until the body is done: a long stream is not an idle tunnel.
                 Ok::<_, Infallible>(response.map(|body| {

@@ -635,6 +635,7 @@ fn one_person_holds_only_their_share_of_the_proxy_port() {
         .unwrap()
         .to_owned();
 
+    let plain = format!("http://127.0.0.1:{}/plain", rig.upstream.http_port);
     std::thread::scope(|scope| {
         // Two requests the upstream never answers: the owner's share, from two tokens.
         let held: Vec<_> = owner_tokens[..2]
@@ -656,6 +657,26 @@ fn one_person_holds_only_their_share_of_the_proxy_port() {
             200,
             "another person's share is free"
         );
+
+        // Requests waiting for the owner's share (up to 2 s) hold no slot of the port's
+        // ceiling meanwhile: six of them and the two held would be all eight, and another
+        // person would be refused for as long as the owner kept sending.
+        let waiting: Vec<_> = (0..6)
+            .map(|_| scope.spawn(|| through_proxy_to(rig.mitm, &owner_tokens[2], &plain).unwrap()))
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let served = through_proxy(&rig, &other_token);
+        assert_eq!(
+            served.status(),
+            200,
+            "served beside requests waiting for another's share: {}",
+            served.text().unwrap_or_default()
+        );
+        for request in waiting {
+            let refused = request.join().unwrap();
+            assert_eq!(refused.headers()["x-agent-vault-proxy-error"], "true");
+            assert!(refused.text().unwrap().contains("person"));
+        }
 
         // The upstream gives up; the held requests end and give their share back.
         upstream_side.clear();
